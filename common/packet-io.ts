@@ -1,0 +1,68 @@
+/**
+ * The batch-shaped seams between the data path and the operating system, after
+ * wireguard-go's conn.Bind / tun.Device: one call moves up to `batchSize` packets.
+ *
+ * "Inside" is the TUN (plaintext IP packets), "outside" is the UDP underlay.
+ *
+ * Ownership: a received batch's views are valid only during the handler call; the
+ * implementation reuses the same memory for the next batch. Copy what must outlive it.
+ */
+
+/** wireguard-go's conn.IdealBatchSize / nebula's MaxWriteBatch. */
+export const IDEAL_BATCH_SIZE = 128;
+
+/** A batch of received packets living in one slab. Packet i is
+ *  `data.subarray(offsets[i], offsets[i] + lengths[i])`, and `offsets[i] >= headroom`
+ *  bytes after the start of its slot, so a caller may write headers in front of it in place. */
+export interface PacketBatch {
+  count: number;
+  data: Buffer;
+  offsets: Uint32Array;
+  lengths: Uint32Array;
+}
+
+/** A received UDP batch: also the IPv4 source (host-order uint32) and port of each datagram. */
+export interface DatagramBatch extends PacketBatch {
+  addrs: Uint32Array;
+  ports: Uint32Array;
+}
+
+export interface DatagramSocket {
+  /** The bound local address. */
+  readonly localAddress: { ip: string; port: number };
+  /** Register the single receive handler (bound once, never per packet). */
+  onReceive(handler: (batch: DatagramBatch) => void): void;
+  /** Queue one datagram for sending; the bytes are copied before `send` returns. */
+  send(buf: Uint8Array, offset: number, length: number, addr: number, port: number): void;
+  /** Send everything queued (sendmmsg). Called once per processed receive batch. */
+  flush(): void;
+  close(): void;
+}
+
+export interface TunDevice {
+  readonly name: string;
+  readonly mtu: number;
+  /** Bytes of free space in front of every received packet. */
+  readonly headroom: number;
+  onReceive(handler: (batch: PacketBatch) => void): void;
+  /** Queue one IP packet for the kernel; copied before return. */
+  write(buf: Uint8Array, offset: number, length: number): void;
+  flush(): void;
+  close(): void;
+}
+
+/** IPv4 dotted quad → host-order uint32. Throws on anything else. */
+export function ipv4ToInt(ip: string): number {
+  const parts = ip.split('.');
+  if (parts.length !== 4) throw new Error(`not an IPv4 address: ${ip}`);
+  let n = 0;
+  for (const p of parts) {
+    if (!/^\d{1,3}$/.test(p) || Number(p) > 255) throw new Error(`not an IPv4 address: ${ip}`);
+    n = n * 256 + Number(p);
+  }
+  return n >>> 0;
+}
+
+export function intToIpv4(n: number): string {
+  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+}
