@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+/**
+ * The one `isthmus` command. Wiring only: every subcommand lives in cli/commands/.
+ * Every flag can also come from the environment as ISTHMUS_<FLAG> (e.g. ISTHMUS_REDIS).
+ */
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { agentCommand } from './commands/agent';
+import { relayCommand } from './commands/relay';
+import { keygenCommand, pubkeyCommand } from './commands/keygen';
+import { demoCommand } from './commands/demo';
+import { CliError, installSignalHandlers, shutdown } from './shutdown';
+
+async function main(): Promise<void> {
+  installSignalHandlers();
+  await yargs(hideBin(process.argv))
+    .scriptName('isthmus')
+    .usage('$0 <command> [options]\n\nIP reachability across isolated VPCs for the members of one system.')
+    .env('ISTHMUS')
+    .command(agentCommand)
+    .command(relayCommand)
+    .command(keygenCommand)
+    .command(pubkeyCommand)
+    .command(demoCommand)
+    .demandCommand(1, 'Name a command: see `isthmus --help`')
+    .strict()
+    .recommendCommands()
+    .help()
+    .alias('h', 'help')
+    .version()
+    .fail((msg, err) => {
+      // Errors thrown by a handler go to main()'s catch; usage errors are printed here.
+      if (err) throw err;
+      process.stderr.write(`isthmus: ${msg}\nRun \`isthmus <command> --help\` for usage.\n`);
+      process.exit(2);
+    })
+    .parseAsync();
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof CliError) {
+    process.stderr.write(`isthmus: ${err.message}\n`);
+    void shutdown(err.exitCode);
+    return;
+  }
+  const e = err as NodeJS.ErrnoException;
+  process.stderr.write(`isthmus: ${e.message}${e.code ? ` (${e.code})` : ''}\n`);
+  void shutdown(1);
+});

@@ -1,0 +1,149 @@
+/**
+ * DatagramSocket over node:dgram: the portable fallback for the native batched socket
+ * (native-bindings), and what tests use. Receives arrive as batches of one datagram (the
+ * `'message'` Buffer, no copy); the batch object is reused, so as with every DatagramSocket
+ * the views are valid only during the handler call. `send` copies into a queue and `flush`
+ * hands the queue to the kernel.
+ *
+ * `openBestDatagramSocket` is the one place that chooses native vs dgram.
+ */
+import dgram from 'node:dgram';
+import type { AddressInfo } from 'node:net';
+import type { DatagramBatch, DatagramSocket } from './packet-io';
+import { intToIpv4, ipv4ToInt } from './packet-io';
+
+export interface DgramSocketOptions {
+  /** @default '0.0.0.0' */
+  host?: string;
+  /** @default 0 (ephemeral) */
+  port?: number;
+  /** Kernel buffer sizes in bytes; unset keeps the OS default. */
+  recvBufferSize?: number;
+  sendBufferSize?: number;
+  /** Longest send queue; further sends before `flush` are dropped (counted). @default 1024 */
+  maxQueue?: number;
+}
+
+export class DgramSocket implements DatagramSocket {
+  /** Datagrams `send` refused because the queue was full, and sends the kernel failed. */
+  sendDrops = 0;
+  sendErrors = 0;
+  private handler: ((b: DatagramBatch) => void) | undefined;
+  private readonly batch: DatagramBatch = {
+    count: 1, data: Buffer.alloc(0), offsets: new Uint32Array(1), lengths: new Uint32Array(1),
+    addrs: new Uint32Array(1), ports: new Uint32Array(1),
+  };
+  private queue: { buf: Buffer; addr: string; port: number }[] = [];
+  private closed = false;
+  private readonly onSent = (err: Error | null): void => {
+    if (err) this.sendErrors++;
+  };
+
+  private constructor(private readonly sock: dgram.Socket, readonly localAddress: { ip: string; port: number },
+    private readonly maxQueue: number) {
+    sock.on('message', (msg, rinfo) => this.deliver(msg, rinfo));
+    // A UDP socket reports ICMP errors (e.g. ECONNREFUSED) as 'error'; they are not fatal here.
+    sock.on('error', () => { this.sendErrors++; });
+  }
+
+  static async open(opts: DgramSocketOptions = {}): Promise<DgramSocket> {
+    const sock = dgram.createSocket({ type: 'udp4', reuseAddr: false });
+    const host = opts.host ?? '0.0.0.0';
+    await new Promise<void>((resolve, reject) => {
+      const onErr = (e: Error): void => reject(e);
+      sock.once('error', onErr);
+      sock.bind(opts.port ?? 0, host, () => {
+        sock.off('error', onErr);
+        resolve();
+      });
+    });
+    if (opts.recvBufferSize) sock.setRecvBufferSize(opts.recvBufferSize);
+    if (opts.sendBufferSize) sock.setSendBufferSize(opts.sendBufferSize);
+    const a = sock.address() as AddressInfo;
+    return new DgramSocket(sock, { ip: a.address, port: a.port }, opts.maxQueue ?? 1024);
+  }
+
+  private deliver(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (!this.handler || this.closed) return;
+    let addr: number;
+    try {
+      addr = ipv4ToInt(rinfo.address);
+    } catch {
+      return;
+    }
+    const b = this.batch;
+    b.data = msg;
+    b.offsets[0] = 0;
+    b.lengths[0] = msg.length;
+    b.addrs[0] = addr;
+    b.ports[0] = rinfo.port;
+    this.handler(b);
+  }
+
+  onReceive(handler: (batch: DatagramBatch) => void): void {
+    this.handler = handler;
+  }
+
+  send(buf: Uint8Array, offset: number, length: number, addr: number, port: number): void {
+    if (this.closed) return;
+    if (this.queue.length >= this.maxQueue) {
+      this.sendDrops++;
+      return;
+    }
+    const copy = Buffer.allocUnsafe(length);
+    copy.set(buf.subarray(offset, offset + length));
+    this.queue.push({ buf: copy, addr: intToIpv4(addr), port });
+  }
+
+  flush(): void {
+    if (this.closed || this.queue.length === 0) return;
+    const q = this.queue;
+    this.queue = [];
+    for (const d of q) {
+      try {
+        this.sock.send(d.buf, d.port, d.addr, this.onSent);
+      } catch {
+        this.sendErrors++;
+      }
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue = [];
+    this.sock.close();
+  }
+}
+
+export function openDgramSocket(opts: DgramSocketOptions = {}): Promise<DgramSocket> {
+  return DgramSocket.open(opts);
+}
+
+/** Which implementation `openBestDatagramSocket` picked. */
+export type SocketKind = 'native' | 'dgram';
+
+/**
+ * Open the native batched socket when native-bindings is built and exports `openUdpSocket`,
+ * else the dgram fallback. The native module is optional at runtime.
+ */
+export async function openBestDatagramSocket(opts: { host: string; port: number },
+  onFallback?: (why: string) => void): Promise<{ socket: DatagramSocket; kind: SocketKind }> {
+  let why = 'native-bindings not present';
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const native = require('../native-bindings') as { openUdpSocket?: (o: { host: string; port: number }) => unknown };
+    if (typeof native.openUdpSocket === 'function') {
+      const s = (await native.openUdpSocket({ host: opts.host, port: opts.port })) as DatagramSocket;
+      if (s && typeof s.onReceive === 'function' && typeof s.send === 'function') return { socket: s, kind: 'native' };
+      why = 'native openUdpSocket returned no socket';
+    } else {
+      why = 'native-bindings has no openUdpSocket';
+    }
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE' || (e as NodeJS.ErrnoException).code === 'EADDRNOTAVAIL') throw e;
+    why = `native-bindings unavailable: ${(e as Error).message.split('\n')[0]}`;
+  }
+  onFallback?.(why);
+  return { socket: await openDgramSocket(opts), kind: 'dgram' };
+}

@@ -1,0 +1,155 @@
+/**
+ * HTTP API (fastify 5). Routes and their answers are listed in coordinator/README.md.
+ * Every request is schema-checked (unknown fields rejected, no type coercion); every refusal
+ * is `{ error: <code>, message: <reason> }` with a 4xx status.
+ */
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { Logger } from '../common/logger';
+import { redactKey } from '../common/logger';
+import { verifyKeyProof } from '../protocol/key-proof';
+import { CoordinatorError, NotFoundError, UnauthorizedError } from './errors';
+import type { PeerFeed } from './peer-feed';
+import type { RedisRegistry } from './redis-store';
+import * as S from './schemas';
+import { hashSecret, newSecret, secretsEqual, SESSION_TOKEN_PREFIX } from './token-rules';
+import type { TokenStore } from './token-store';
+import type { JoinRequest, JoinResponse, PeersResponse, TokenCreateRequest } from './types';
+import { parseDuration } from './duration';
+
+export interface ApiDeps {
+  registry: RedisRegistry;
+  tokens: TokenStore;
+  feed: PeerFeed;
+  log: Logger;
+  cidrText: string;
+  /** undefined: admin routes answer 403. */
+  adminToken?: string;
+  bodyLimit: number;
+  longPollMs: number;
+  originalIpGraceMs: number;
+  sessionTtlMs: number;
+}
+
+function bearer(req: FastifyRequest): string | undefined {
+  const h = req.headers.authorization;
+  if (!h || !h.startsWith('Bearer ')) return undefined;
+  return h.slice(7).trim() || undefined;
+}
+
+export function buildApi(d: ApiDeps): FastifyInstance {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: d.bodyLimit,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false } },
+  });
+
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown; validationContext?: string }, _req, reply) => {
+    if (err instanceof CoordinatorError) return reply.code(err.statusCode).send({ error: err.code, message: err.message });
+    if (err.validation) return reply.code(400).send({ error: 'invalid-request', message: `${err.validationContext ?? 'request'}: ${err.message}` });
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    if (status === 500) d.log.error({ err }, 'request failed');
+    return reply.code(status).send({ error: status === 500 ? 'internal' : (err.code ?? 'bad-request'), message: status === 500 ? 'internal error' : err.message });
+  });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: 'no-route', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
+
+  const member = async (req: FastifyRequest): Promise<string> => {
+    const t = bearer(req);
+    const vip = t ? await d.registry.authSession(hashSecret(t)) : undefined;
+    if (!vip) throw new UnauthorizedError('missing, expired or revoked session token: join again');
+    return vip;
+  };
+  const admin = async (req: FastifyRequest): Promise<void> => {
+    if (!d.adminToken) throw new CoordinatorError('admin-disabled', 'this coordinator has no --admin-token', 403);
+    const t = bearer(req);
+    if (!t || !secretsEqual(t, d.adminToken)) throw new UnauthorizedError('missing or wrong admin token');
+  };
+
+  app.get('/v1/health', async () => ({ ok: true }));
+
+  app.get('/v1/challenge', async () => d.registry.createChallenge());
+
+  app.post<{ Body: JoinRequest }>('/v1/join', { schema: { body: S.joinBody } }, async (req): Promise<JoinResponse> => {
+    const b = req.body;
+    const challenge = await d.registry.getChallenge(b.challengeId);
+    if (!challenge) throw new CoordinatorError('challenge-unknown', 'challenge unknown, expired or already used: fetch a new one from GET /v1/challenge', 401);
+    const pub = Buffer.from(b.publicKey, 'base64');
+    if (!verifyKeyProof(challenge, pub, 'join', Buffer.from(b.proof, 'base64'))) {
+      throw new CoordinatorError('bad-proof', 'proof of key possession does not verify', 401);
+    }
+    const sessionToken = newSecret(SESSION_TOKEN_PREFIX);
+    const r = await d.registry.join({
+      publicKey: b.publicKey, originalIp: b.originalIp, hostname: b.hostname, tags: b.tags ?? [],
+      tokenHash: b.token ? hashSecret(b.token) : undefined, challengeId: b.challengeId,
+      originalIpGraceMs: d.originalIpGraceMs, sessionTokenHash: hashSecret(sessionToken), sessionTtlMs: d.sessionTtlMs,
+    });
+    d.log.info({ vip: r.vip, peer: redactKey(b.publicKey), created: r.created }, r.created ? 'member joined' : 'member re-joined');
+    const snap = await d.registry.snapshot();
+    return { vip: r.vip, cidr: d.cidrText, sessionToken, peers: snap.peers, version: snap.version };
+  });
+
+  app.get<{ Querystring: { since?: string; wait?: string } }>('/v1/peers', { schema: { querystring: S.peersQuery } },
+    async (req, reply): Promise<PeersResponse> => {
+      await member(req);
+      if (req.query.since === undefined) return { full: true, ...await d.registry.snapshot() };
+      const since = Number(req.query.since);
+      const waitMs = Math.min(d.longPollMs, req.query.wait !== undefined ? Number(req.query.wait) : d.longPollMs);
+      const reg = d.feed.register(since);
+      const gone = new AbortController();
+      const onClose = () => gone.abort();
+      reply.raw.once('close', onClose);
+      try {
+        let ch = await d.registry.changesSince(since);
+        if (ch !== 'full' && ch.upserts.length === 0 && ch.removals.length === 0 && waitMs > 0) {
+          await reg.wait(waitMs, gone.signal);
+          ch = await d.registry.changesSince(since);
+        }
+        if (ch === 'full') return { full: true, ...await d.registry.snapshot() };
+        return { full: false, ...ch };
+      } finally {
+        reg.cancel();
+        reply.raw.removeListener('close', onClose);
+      }
+    });
+
+  app.post('/v1/leave', async (req, reply) => {
+    const vip = await member(req);
+    await d.registry.remove(vip);
+    d.log.info({ vip }, 'member left');
+    return reply.code(200).send({ ok: true, vip });
+  });
+
+  app.post<{ Body: TokenCreateRequest | undefined }>('/v1/tokens', { schema: { body: S.tokenCreateBody } }, async (req, reply) => {
+    await admin(req);
+    const b = req.body ?? {};
+    const ttlMs = b.ttl === undefined ? undefined : parseDuration(b.ttl);
+    const { token, info } = await d.tokens.create({ uses: b.uses, ttlMs, tags: b.tags, ephemeral: b.ephemeral });
+    d.log.info({ tokenId: info.id, uses: info.usesLeft, ephemeral: info.ephemeral }, 'join token created');
+    return reply.code(201).send({ token, ...info });
+  });
+
+  app.get('/v1/tokens', async (req) => {
+    await admin(req);
+    return { tokens: await d.tokens.list() };
+  });
+
+  app.delete<{ Params: { id: string } }>('/v1/tokens/:id', { schema: { params: S.tokenIdParams } }, async (req) => {
+    await admin(req);
+    if (!await d.tokens.revoke(req.params.id)) throw new NotFoundError(`token ${req.params.id}`);
+    d.log.info({ tokenId: req.params.id }, 'join token revoked');
+    return { ok: true, id: req.params.id };
+  });
+
+  app.get('/v1/nodes', async (req) => {
+    await admin(req);
+    return { nodes: await d.registry.listNodes() };
+  });
+
+  app.delete<{ Params: { vip: string } }>('/v1/nodes/:vip', { schema: { params: S.vipParams } }, async (req) => {
+    await admin(req);
+    if (!await d.registry.remove(req.params.vip)) throw new NotFoundError(`member ${req.params.vip}`);
+    d.log.info({ vip: req.params.vip }, 'member removed by admin');
+    return { ok: true, vip: req.params.vip };
+  });
+
+  return app;
+}

@@ -1,0 +1,208 @@
+/**
+ * The library agents and the CLI use to talk to a coordinator (global fetch, Node 20).
+ *
+ *   const c = new CoordinatorClient({ url: 'http://coord:7000' });
+ *   const j = await c.join({ privateKey, publicKey, token, originalIp, hostname, tags: [] });
+ *   await c.watchPeers(j.sessionToken, j.version, (u) => apply(u.peers), signal);
+ */
+import { proveKey } from '../protocol/key-proof';
+import { silentLogger, type Logger } from '../common/logger';
+import type { ChallengeResponse, ErrorBody, JoinResponse, NodeView, Peer, PeersResponse, TokenCreateRequest,
+  TokenView } from './types';
+
+export interface CoordinatorClientOptions {
+  /** e.g. http://10.0.0.1:7000 (no trailing path) */
+  url: string;
+  logger?: Logger;
+  fetch?: typeof fetch;
+  /** Admin bearer for the admin helpers. */
+  adminToken?: string;
+}
+
+export interface JoinOptions {
+  privateKey: Uint8Array;
+  publicKey: Uint8Array;
+  /** Needed for the first join of a key only. */
+  token?: string;
+  originalIp: string;
+  hostname: string;
+  tags?: string[];
+}
+
+/** What `watchPeers` hands to its callback after each answer that changed something. */
+export interface PeerMapUpdate {
+  version: number;
+  /** The whole current map (maintained by the client), keyed by vip. */
+  peers: ReadonlyMap<string, Peer>;
+  /** True when this answer replaced the map. */
+  full: boolean;
+  upserts: Peer[];
+  removals: string[];
+}
+
+/** A non-2xx answer. `code` is the server's `error` field, `status` the HTTP status. */
+export class CoordinatorHttpError extends Error {
+  override name = 'CoordinatorHttpError';
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+/** The session token is no longer valid (member removed, or token expired): join again. */
+export class SessionExpiredError extends CoordinatorHttpError {
+  override name = 'SessionExpiredError';
+}
+
+export interface BackoffOptions {
+  /** @default 500 */ minMs?: number;
+  /** @default 30000 */ maxMs?: number;
+}
+
+/** Full jitter: a random wait in [0, min(max, min·2^attempt)], at least 50 ms. */
+export function backoffDelay(attempt: number, o: BackoffOptions = {}, rnd = Math.random): number {
+  const cap = Math.min(o.maxMs ?? 30_000, (o.minMs ?? 500) * 2 ** Math.min(attempt, 20));
+  return Math.max(50, Math.floor(rnd() * cap));
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() { clearTimeout(t); signal?.removeEventListener('abort', done); resolve(); }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+export class CoordinatorClient {
+  private readonly base: string;
+  private readonly log: Logger;
+  private readonly f: typeof fetch;
+
+  constructor(private readonly o: CoordinatorClientOptions) {
+    this.base = o.url.replace(/\/+$/, '');
+    this.log = o.logger ?? silentLogger();
+    this.f = o.fetch ?? fetch;
+  }
+
+  private async call<T>(method: string, path: string, opts: { body?: unknown; bearer?: string; signal?: AbortSignal } = {}): Promise<T> {
+    const headers: Record<string, string> = {};
+    if (opts.bearer) headers.authorization = `Bearer ${opts.bearer}`;
+    if (opts.body !== undefined) headers['content-type'] = 'application/json';
+    const res = await this.f(this.base + path, {
+      method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body), signal: opts.signal,
+    });
+    const text = await res.text();
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = undefined;
+    }
+    if (!res.ok) {
+      const e = (json ?? {}) as Partial<ErrorBody>;
+      const msg = `${method} ${path}: ${res.status} ${e.error ?? ''} ${e.message ?? text.slice(0, 200)}`.trim();
+      if (res.status === 401 && opts.bearer && path.startsWith('/v1/peers')) throw new SessionExpiredError(401, e.error ?? 'unauthorized', msg);
+      throw new CoordinatorHttpError(res.status, e.error ?? 'http-error', msg);
+    }
+    return json as T;
+  }
+
+  async challenge(): Promise<ChallengeResponse> {
+    return this.call('GET', '/v1/challenge');
+  }
+
+  /** Proves key possession over a fresh challenge and joins (or re-joins: same key, same vip). */
+  async join(j: JoinOptions): Promise<JoinResponse> {
+    const c = await this.challenge();
+    const proof = proveKey(j.privateKey, j.publicKey, Buffer.from(c.ephemeralPublic, 'base64'), Buffer.from(c.nonce, 'base64'), 'join');
+    return this.call('POST', '/v1/join', {
+      body: {
+        publicKey: Buffer.from(j.publicKey).toString('base64'), challengeId: c.id, proof: Buffer.from(proof).toString('base64'),
+        ...(j.token ? { token: j.token } : {}), originalIp: j.originalIp, hostname: j.hostname, tags: j.tags ?? [],
+      },
+    });
+  }
+
+  /** One long-poll; `since` undefined → the full map. */
+  async peers(sessionToken: string, since?: number, signal?: AbortSignal, waitMs?: number): Promise<PeersResponse> {
+    const q = new URLSearchParams();
+    if (since !== undefined) q.set('since', String(since));
+    if (waitMs !== undefined) q.set('wait', String(waitMs));
+    const qs = q.toString();
+    return this.call('GET', `/v1/peers${qs ? '?' + qs : ''}`, { bearer: sessionToken, signal });
+  }
+
+  /**
+   * Long-poll loop until `signal` aborts (resolves) or the session is refused (rejects with
+   * SessionExpiredError: join again, then call watchPeers again). On network or server errors
+   * it retries with exponential backoff and jitter; the last map stays valid meanwhile.
+   * `initial` seeds the map (the peers from join) so deltas apply to it.
+   */
+  async watchPeers(sessionToken: string, since: number | undefined, onUpdate: (u: PeerMapUpdate) => void,
+    signal: AbortSignal, opts: BackoffOptions & { initial?: Peer[] } = {}): Promise<void> {
+    const map = new Map<string, Peer>((opts.initial ?? []).map((p) => [p.vip, p]));
+    let version = since;
+    let attempt = 0;
+    this.log.info('runWatchPeers started');
+    try {
+      while (!signal.aborted) {
+        let r: PeersResponse;
+        try {
+          r = await this.peers(sessionToken, version, signal);
+        } catch (err) {
+          if (signal.aborted) break;
+          if (err instanceof SessionExpiredError) throw err;
+          const wait = backoffDelay(attempt++, opts);
+          this.log.warn({ err: (err as Error).message, retryMs: wait }, 'coordinator unreachable; keeping the last peer map');
+          await sleep(wait, signal);
+          continue;
+        }
+        attempt = 0;
+        if (r.full) {
+          map.clear();
+          for (const p of r.peers) map.set(p.vip, p);
+          version = r.version;
+          onUpdate({ version, peers: map, full: true, upserts: r.peers, removals: [] });
+        } else {
+          version = r.version;
+          if (r.upserts.length === 0 && r.removals.length === 0) continue;
+          for (const p of r.upserts) map.set(p.vip, p);
+          for (const v of r.removals) map.delete(v);
+          onUpdate({ version, peers: map, full: false, upserts: r.upserts, removals: r.removals });
+        }
+      }
+    } finally {
+      this.log.info('runWatchPeers stopped');
+    }
+  }
+
+  async leave(sessionToken: string): Promise<void> {
+    await this.call('POST', '/v1/leave', { bearer: sessionToken });
+  }
+
+  private adminBearer(): string {
+    if (!this.o.adminToken) throw new Error('admin token required');
+    return this.o.adminToken;
+  }
+
+  /** Returns the secret (shown once) and its record. */
+  async createToken(req: TokenCreateRequest = {}): Promise<TokenView & { token: string }> {
+    return this.call('POST', '/v1/tokens', { body: req, bearer: this.adminBearer() });
+  }
+
+  async listTokens(): Promise<TokenView[]> {
+    return (await this.call<{ tokens: TokenView[] }>('GET', '/v1/tokens', { bearer: this.adminBearer() })).tokens;
+  }
+
+  async revokeToken(id: string): Promise<void> {
+    await this.call('DELETE', `/v1/tokens/${encodeURIComponent(id)}`, { bearer: this.adminBearer() });
+  }
+
+  async listNodes(): Promise<NodeView[]> {
+    return (await this.call<{ nodes: NodeView[] }>('GET', '/v1/nodes', { bearer: this.adminBearer() })).nodes;
+  }
+
+  async removeNode(vip: string): Promise<void> {
+    await this.call('DELETE', `/v1/nodes/${encodeURIComponent(vip)}`, { bearer: this.adminBearer() });
+  }
+}

@@ -1,0 +1,28 @@
+/** Defaults of the coordinator, one place (ioredis `DEFAULT_REDIS_OPTIONS` style). */
+
+/** Overlay CIDR the virtual IPs are taken from. @default '100.64.0.0/10' */
+export const DEFAULT_CIDR = '100.64.0.0/10';
+/** Redis key prefix. @default 'isthmus:' */
+export const DEFAULT_PREFIX = 'isthmus:';
+/** A removed member's vip is reused only after this long. @default 1 h */
+export const DEFAULT_QUARANTINE_MS = 60 * 60 * 1000;
+/** A join challenge lives this long in Redis, and is single use. @default 60 s */
+export const CHALLENGE_TTL_SEC = 60;
+/** Bearer session tokens handed out on join expire after this long (re-join to renew). @default 24 h */
+export const DEFAULT_SESSION_TTL_MS = 24 * 60 * 60 * 1000;
+/** Another member may take an original IP only if its holder has no live relay session and
+ *  has not been seen (join, peer poll, session observed by the sweeper) for this long. @default 2 min */
+export const DEFAULT_ORIGINAL_IP_GRACE_MS = 2 * 60 * 1000;
+/** An ephemeral member with no relay session for this long is removed. @default 5 min */
+export const DEFAULT_EPHEMERAL_TIMEOUT_MS = 5 * 60 * 1000;
+/** How often each coordinator runs the (idempotent) ephemeral sweep. @default 10 s */
+export const DEFAULT_SWEEP_INTERVAL_MS = 10_000;
+/** Longest time a `GET /v1/peers` long-poll is held open. @default 25 s */
+export const DEFAULT_LONG_POLL_MS = 25_000;
+/** Change-feed entries kept in the Redis stream (approximate); older `since` gets a full map. */
+export const CHANGE_FEED_MAXLEN = 10_000;
+/** Largest accepted request body. @default 16 KiB */
+export const DEFAULT_BODY_LIMIT = 16 * 1024;
+/** Most tags on one token or member, and their longest length. */
+export const MAX_TAGS = 32;
+export const MAX_TAG_LEN = 64;

@@ -1,0 +1,68 @@
+/**
+ * One class per condition (libp2p style). `code` is the machine-readable reason the HTTP API
+ * puts in `{ error: code, message }`; `statusCode` is what fastify answers with.
+ */
+export class CoordinatorError extends Error {
+  override name = 'CoordinatorError';
+  constructor(readonly code: string, message: string, readonly statusCode: number) {
+    super(message);
+  }
+}
+
+/** Reasons the join script can refuse, mapped to HTTP status (see coordinator/README.md). */
+export const JoinRefusal = {
+  'challenge-unknown': 401,
+  'token-required': 401,
+  'token-unknown': 401,
+  'token-expired': 401,
+  'token-exhausted': 401,
+  'original-ip-taken': 409,
+  'pool-exhausted': 503,
+} as const;
+export type JoinRefusalCode = keyof typeof JoinRefusal;
+
+const messages: Record<JoinRefusalCode, string> = {
+  'challenge-unknown': 'challenge unknown, expired or already used: fetch a new one from GET /v1/challenge',
+  'token-required': 'this public key is not a member yet: a join token is required',
+  'token-unknown': 'join token unknown or revoked',
+  'token-expired': 'join token expired',
+  'token-exhausted': 'join token has no uses left',
+  'original-ip-taken': 'original IP is claimed by another live member',
+  'pool-exhausted': 'no free virtual IP left in the overlay CIDR',
+};
+
+export class JoinRefusedError extends CoordinatorError {
+  override name = 'JoinRefusedError';
+  constructor(code: JoinRefusalCode, detail?: string) {
+    super(code, detail ? `${messages[code]} (${detail})` : messages[code], JoinRefusal[code]);
+  }
+}
+
+export class UnauthorizedError extends CoordinatorError {
+  override name = 'UnauthorizedError';
+  constructor(message = 'missing or invalid bearer token') {
+    super('unauthorized', message, 401);
+  }
+}
+
+export class NotFoundError extends CoordinatorError {
+  override name = 'NotFoundError';
+  constructor(what: string) {
+    super('not-found', `${what} not found`, 404);
+  }
+}
+
+export class BadRequestError extends CoordinatorError {
+  override name = 'BadRequestError';
+  constructor(code: string, message: string) {
+    super(code, message, 400);
+  }
+}
+
+/** The Redis state was made for another overlay CIDR: refusing to allocate from a second one. */
+export class CidrMismatchError extends CoordinatorError {
+  override name = 'CidrMismatchError';
+  constructor(stored: string, wanted: string) {
+    super('cidr-mismatch', `Redis holds state for CIDR ${stored}, not ${wanted}: use the same --cidr or another --prefix`, 500);
+  }
+}

@@ -1,0 +1,185 @@
+/**
+ * The member registry in Redis (schema: docs/STATE.md). Every change is one Lua script
+ * (lua-scripts.ts), so N coordinators on one Redis never hand out the same vip.
+ */
+import type Redis from 'ioredis';
+import { randomBytes } from 'node:crypto';
+import { createKeyChallenge, type KeyChallenge } from '../protocol/key-proof';
+import { CHALLENGE_TTL_SEC, CHANGE_FEED_MAXLEN } from './constants';
+import { CidrMismatchError, JoinRefusedError, type JoinRefusalCode } from './errors';
+import type { Cidr } from './ipam';
+import { redisKeys, type RedisKeys } from './keys';
+import { AUTH_LUA, JOIN_LUA, REMOVE_LUA, SNAPSHOT_LUA, SWEEP_LUA } from './lua-scripts';
+import type { Peer, PeerChanges } from './types';
+
+export interface RegistryOptions {
+  prefix: string;
+  cidr: Cidr;
+  quarantineMs: number;
+  /** Unix ms. */
+  now: () => number;
+}
+
+export interface JoinParams {
+  publicKey: string;
+  originalIp: string;
+  hostname: string;
+  tags: string[];
+  tokenHash?: string;
+  challengeId: string;
+  originalIpGraceMs: number;
+  sessionTokenHash: string;
+  sessionTtlMs: number;
+}
+
+export interface NodeRecord extends Peer {
+  created: number;
+  lastSeen: number;
+  ephemeral: boolean;
+  /** The relay 4-tuple, when the member has a live relay session. */
+  session?: Record<string, string>;
+}
+
+type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
+interface Scripts {
+  isthmusJoin: ScriptFn; isthmusRemove: ScriptFn; isthmusAuth: ScriptFn;
+  isthmusSweep: ScriptFn; isthmusSnapshot: ScriptFn;
+}
+
+export function peerFromHash(vip: string, h: Record<string, string>): Peer | undefined {
+  if (!h.pub) return undefined;
+  return { vip, originalIp: h.orig, publicKey: h.pub, hostname: h.hostname, tags: JSON.parse(h.tags || '[]') as string[] };
+}
+
+function pairsToObject(flat: string[]): Record<string, string> {
+  const o: Record<string, string> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) o[flat[i]] = flat[i + 1];
+  return o;
+}
+
+export class RedisRegistry {
+  readonly keys: RedisKeys;
+  private readonly s: Scripts;
+
+  constructor(readonly redis: Redis, private readonly opts: RegistryOptions) {
+    this.keys = redisKeys(opts.prefix);
+    for (const [name, lua] of [['isthmusJoin', JOIN_LUA], ['isthmusRemove', REMOVE_LUA], ['isthmusAuth', AUTH_LUA],
+      ['isthmusSweep', SWEEP_LUA], ['isthmusSnapshot', SNAPSHOT_LUA]] as const) {
+      if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 0, lua });
+    }
+    this.s = redis as unknown as Scripts;
+  }
+
+  private head(): (string | number)[] {
+    return [this.opts.prefix, this.opts.now(), this.opts.quarantineMs, CHANGE_FEED_MAXLEN];
+  }
+
+  /** Record the CIDR on first start; refuse a different one later (vips would collide). */
+  async init(): Promise<void> {
+    await this.redis.set(this.keys.ipamCidr, this.opts.cidr.text, 'NX');
+    const stored = await this.redis.get(this.keys.ipamCidr);
+    if (stored !== this.opts.cidr.text) throw new CidrMismatchError(String(stored), this.opts.cidr.text);
+  }
+
+  async createChallenge(): Promise<{ id: string; ephemeralPublic: string; nonce: string }> {
+    const c = createKeyChallenge();
+    const id = randomBytes(16).toString('base64url');
+    await this.redis.set(this.keys.challenge(id), JSON.stringify({
+      priv: Buffer.from(c.ephemeralPrivate).toString('base64'), pub: Buffer.from(c.ephemeralPublic).toString('base64'),
+      nonce: Buffer.from(c.nonce).toString('base64'),
+    }), 'EX', CHALLENGE_TTL_SEC);
+    return { id, ephemeralPublic: Buffer.from(c.ephemeralPublic).toString('base64'), nonce: Buffer.from(c.nonce).toString('base64') };
+  }
+
+  /** Read (not consume) a challenge; the join script consumes it only on success. */
+  async getChallenge(id: string): Promise<KeyChallenge | undefined> {
+    const raw = await this.redis.get(this.keys.challenge(id));
+    if (!raw) return undefined;
+    const j = JSON.parse(raw) as { priv: string; pub: string; nonce: string };
+    return { ephemeralPrivate: Buffer.from(j.priv, 'base64'), ephemeralPublic: Buffer.from(j.pub, 'base64'), nonce: Buffer.from(j.nonce, 'base64') };
+  }
+
+  async join(p: JoinParams): Promise<{ vip: string; version: number; created: boolean }> {
+    const c = this.opts.cidr;
+    const r = await this.s.isthmusJoin(...this.head(), c.base, c.firstOffset, c.lastOffset, p.publicKey, p.originalIp,
+      p.hostname, JSON.stringify(p.tags), p.tokenHash ?? '', p.challengeId, p.originalIpGraceMs, p.sessionTokenHash,
+      p.sessionTtlMs) as [string, string, string | number, number?];
+    if (r[0] !== 'ok') throw new JoinRefusedError(r[1] as JoinRefusalCode, r[2] ? String(r[2]) : undefined);
+    return { vip: r[1], version: Number(r[2]), created: r[3] === 1 };
+  }
+
+  /** The vip a bearer session token belongs to (and mark it seen), or undefined. */
+  async authSession(tokenHash: string): Promise<string | undefined> {
+    const vip = await this.s.isthmusAuth(...this.head(), tokenHash) as string | null;
+    return vip ?? undefined;
+  }
+
+  /** Remove a member; false when there was none. */
+  async remove(vip: string): Promise<boolean> {
+    return Number(await this.s.isthmusRemove(...this.head(), vip)) > 0;
+  }
+
+  /** Remove ephemeral members without a relay session for `timeoutMs`. Idempotent. */
+  async sweepEphemeral(timeoutMs: number): Promise<string[]> {
+    return await this.s.isthmusSweep(...this.head(), timeoutMs) as string[];
+  }
+
+  async snapshot(): Promise<{ version: number; peers: Peer[] }> {
+    const r = await this.s.isthmusSnapshot(...this.head()) as [number, ...(string | string[])[]];
+    const peers: Peer[] = [];
+    for (let i = 1; i + 1 < r.length; i += 2) {
+      const p = peerFromHash(r[i] as string, pairsToObject(r[i + 1] as string[]));
+      if (p) peers.push(p);
+    }
+    peers.sort((a, b) => a.vip.localeCompare(b.vip, 'en', { numeric: true }));
+    return { version: Number(r[0]), peers };
+  }
+
+  async version(): Promise<number> {
+    return Number(await this.redis.get(this.keys.version) ?? 0);
+  }
+
+  /**
+   * Changes after `since`, or 'full' when the feed cannot say (since is ahead of Redis, or its
+   * entries were trimmed). Upserts carry the member's current record; a vip changed and then
+   * removed is a removal.
+   */
+  async changesSince(since: number, limit = 1000): Promise<PeerChanges | 'full'> {
+    const cur = await this.version();
+    if (since > cur) return 'full';
+    if (since === cur) return { version: cur, upserts: [], removals: [] };
+    const entries = await this.redis.xrange(this.keys.changes, `${since + 1}-0`, '+', 'COUNT', limit);
+    if (entries.length === 0 || entries[0][0] !== `${since + 1}-0`) return 'full';
+    const last = new Map<string, string>();
+    for (const [, fields] of entries) {
+      const f = pairsToObject(fields);
+      last.delete(f.vip); // keep insertion order = order of last change
+      last.set(f.vip, f.type);
+    }
+    const version = Number(entries[entries.length - 1][0].split('-')[0]);
+    const upserts: Peer[] = [];
+    const removals: string[] = [];
+    const ups = [...last].filter(([, t]) => t !== 'node-removed').map(([v]) => v);
+    const hashes = await Promise.all(ups.map((v) => this.redis.hgetall(this.keys.node(v))));
+    ups.forEach((vip, i) => {
+      const p = peerFromHash(vip, hashes[i]);
+      if (p) upserts.push(p); else removals.push(vip);
+    });
+    for (const [vip, t] of last) if (t === 'node-removed') removals.push(vip);
+    return { version, upserts, removals };
+  }
+
+  async getNode(vip: string): Promise<NodeRecord | undefined> {
+    const [h, s] = await Promise.all([this.redis.hgetall(this.keys.node(vip)), this.redis.hgetall(this.keys.session(vip))]);
+    const p = peerFromHash(vip, h);
+    if (!p) return undefined;
+    return { ...p, created: Number(h.created), lastSeen: Number(h.lastSeen), ephemeral: h.ephemeral === '1',
+      ...(Object.keys(s).length ? { session: s } : {}) };
+  }
+
+  async listNodes(): Promise<NodeRecord[]> {
+    const vips = await this.redis.smembers(this.keys.nodes);
+    const nodes = await Promise.all(vips.map((v) => this.getNode(v)));
+    return nodes.filter((n): n is NodeRecord => !!n).sort((a, b) => a.vip.localeCompare(b.vip, 'en', { numeric: true }));
+  }
+}

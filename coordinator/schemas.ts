@@ -1,0 +1,66 @@
+/**
+ * JSON schemas of every request (fastify validates them with ajv; additional properties are
+ * rejected, types are never coerced — see api.ts for the ajv options).
+ */
+import { MAX_TAG_LEN, MAX_TAGS } from './constants';
+
+const b64 = (bytes: number) => {
+  const len = 4 * Math.ceil(bytes / 3);
+  return { type: 'string', minLength: len, maxLength: len, pattern: '^[A-Za-z0-9+/]+={0,2}$' } as const;
+};
+const ipv4 = { type: 'string', maxLength: 15, pattern: '^(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)(\\.(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)){3}$' } as const;
+const tag = { type: 'string', minLength: 1, maxLength: MAX_TAG_LEN, pattern: '^[A-Za-z0-9_.:/=-]+$' } as const;
+const tags = { type: 'array', items: tag, maxItems: MAX_TAGS, uniqueItems: true } as const;
+const secret = { type: 'string', minLength: 8, maxLength: 128, pattern: '^[A-Za-z0-9_-]+$' } as const;
+
+export const joinBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['publicKey', 'challengeId', 'proof', 'originalIp', 'hostname'],
+  properties: {
+    publicKey: b64(32),
+    challengeId: { type: 'string', minLength: 16, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' },
+    proof: b64(32),
+    token: secret,
+    originalIp: ipv4,
+    hostname: { type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$' },
+    tags,
+  },
+} as const;
+
+export const peersQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    since: { type: 'string', pattern: '^\\d{1,15}$' },
+    /** Long-poll limit in ms (capped by the server's). */
+    wait: { type: 'string', pattern: '^\\d{1,6}$' },
+  },
+} as const;
+
+export const tokenCreateBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    uses: { type: 'integer', minimum: -1, maximum: 1_000_000 },
+    ttl: { anyOf: [{ type: 'integer', minimum: 1, maximum: 10 * 365 * 86400 }, { type: 'string', maxLength: 16, pattern: '^\\d+(\\.\\d+)?(ms|s|m|h|d)?$' }] },
+    tags,
+    ephemeral: { type: 'boolean' },
+  },
+} as const;
+
+export const tokenIdParams = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id'],
+  properties: { id: { type: 'string', pattern: '^tok_[0-9a-f]{12}$' } },
+} as const;
+
+export const vipParams = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['vip'],
+  properties: { vip: ipv4 },
+} as const;
+
+export const emptyBody = { anyOf: [{ type: 'null' }, { type: 'object', additionalProperties: false, maxProperties: 0 }] } as const;

@@ -1,0 +1,113 @@
+/**
+ * A coordinator: HTTP API + Redis registry + change feed + ephemeral sweeper. Stateless, so
+ * any number of them may share one Redis behind the VIP.
+ *
+ *   const c = await createCoordinator({ redis: 'redis://127.0.0.1:6379', adminToken });
+ *   const { url } = await c.listen('0.0.0.0', 7000);
+ */
+import type Redis from 'ioredis';
+import type { FastifyInstance } from 'fastify';
+import type { AddressInfo } from 'node:net';
+import { silentLogger, type Logger } from '../common/logger';
+import { buildApi } from './api';
+import * as D from './constants';
+import { parseCidr } from './ipam';
+import { PeerFeed } from './peer-feed';
+import { connectRedis, type RedisSpec } from './redis-connect';
+import { RedisRegistry } from './redis-store';
+import { TokenStore } from './token-store';
+
+export interface CoordinatorOptions {
+  /** URL, ioredis options (Sentinel), or a connected client (not closed by `close()`). */
+  redis: RedisSpec | Redis;
+  /** @default '100.64.0.0/10' */
+  cidr?: string;
+  /** @default 'isthmus:' */
+  prefix?: string;
+  /** Admin bearer token; without it the admin routes answer 403. */
+  adminToken?: string;
+  /** @default 1 h */
+  quarantineMs?: number;
+  /** @default 5 min */
+  ephemeralTimeoutMs?: number;
+  /** @default 10 s; 0 = no sweeper */
+  sweepIntervalMs?: number;
+  /** @default 2 min */
+  originalIpGraceMs?: number;
+  /** @default 24 h */
+  sessionTtlMs?: number;
+  /** @default 25 s */
+  longPollMs?: number;
+  /** @default 16 KiB */
+  bodyLimit?: number;
+  logger?: Logger;
+  /** Unix ms; tests inject. @default Date.now */
+  now?: () => number;
+}
+
+export interface Coordinator {
+  readonly app: FastifyInstance;
+  readonly registry: RedisRegistry;
+  readonly tokens: TokenStore;
+  readonly redis: Redis;
+  listen(host: string, port: number): Promise<{ host: string; port: number; url: string }>;
+  /** Run one ephemeral sweep now (the timer does it every sweepIntervalMs). */
+  sweep(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+export async function createCoordinator(o: CoordinatorOptions): Promise<Coordinator> {
+  const log = o.logger ?? silentLogger();
+  const cidr = parseCidr(o.cidr ?? D.DEFAULT_CIDR);
+  const prefix = o.prefix ?? D.DEFAULT_PREFIX;
+  const now = o.now ?? Date.now;
+  const ownRedis = typeof o.redis === 'string' || !('duplicate' in o.redis);
+  const redis = ownRedis ? connectRedis(o.redis as RedisSpec) : o.redis as Redis;
+  const registry = new RedisRegistry(redis, { prefix, cidr, quarantineMs: o.quarantineMs ?? D.DEFAULT_QUARANTINE_MS, now });
+  const tokens = new TokenStore(redis, prefix, now);
+  const feed = new PeerFeed(redis, registry.keys.events, log);
+  try {
+    await registry.init();
+    await feed.start();
+  } catch (err) {
+    await feed.close();
+    if (ownRedis) redis.disconnect();
+    throw err;
+  }
+  const app = buildApi({
+    registry, tokens, feed, log, cidrText: cidr.text, adminToken: o.adminToken,
+    bodyLimit: o.bodyLimit ?? D.DEFAULT_BODY_LIMIT, longPollMs: o.longPollMs ?? D.DEFAULT_LONG_POLL_MS,
+    originalIpGraceMs: o.originalIpGraceMs ?? D.DEFAULT_ORIGINAL_IP_GRACE_MS,
+    sessionTtlMs: o.sessionTtlMs ?? D.DEFAULT_SESSION_TTL_MS,
+  });
+
+  const ephemeralTimeoutMs = o.ephemeralTimeoutMs ?? D.DEFAULT_EPHEMERAL_TIMEOUT_MS;
+  const sweep = async () => {
+    const removed = await registry.sweepEphemeral(ephemeralTimeoutMs);
+    for (const vip of removed) log.info({ vip }, 'ephemeral member removed: no relay session');
+    return removed;
+  };
+  const interval = o.sweepIntervalMs ?? D.DEFAULT_SWEEP_INTERVAL_MS;
+  const timer = interval > 0
+    ? setInterval(() => { sweep().catch((err: unknown) => log.warn({ err }, 'ephemeral sweep failed')); }, interval)
+    : undefined;
+  timer?.unref();
+
+  return {
+    app, registry, tokens, redis,
+    async listen(host, port) {
+      await app.listen({ host, port });
+      const a = app.server.address() as AddressInfo;
+      const h = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+      log.info({ listen: `${h}:${a.port}`, cidr: cidr.text, prefix }, 'coordinator listening');
+      return { host: a.address, port: a.port, url: `http://${h}:${a.port}` };
+    },
+    sweep,
+    async close() {
+      if (timer) clearInterval(timer);
+      await feed.close();
+      await app.close();
+      if (ownRedis) await redis.quit().catch(() => redis.disconnect());
+    },
+  };
+}

@@ -1,0 +1,263 @@
+/**
+ * The member directory: original IP / virtual IP / hostname → member, read from Redis
+ * (keys in ./keys.ts, written by the coordinator and relays) through a local cache.
+ *
+ * Freshness: the cache subscribes to the events channel; any event naming a vip drops that
+ * member's entries (and every negative entry, since a new member may own a name we cached as
+ * unknown). Events arrive within milliseconds, so a re-join or relay move is seen well inside
+ * 1 s. While the subscription is down nothing is cached (events could be missed), and when it
+ * comes back the whole cache is flushed. A positive TTL bounds staleness of fields no event
+ * announces (a session key expiring by TTL).
+ */
+import { Redis } from 'ioredis';
+import type { Logger } from '../common/logger';
+import { silentLogger } from '../common/logger';
+import { mapperKeys, DEFAULT_PREFIX, type MapperKeys } from './keys';
+import { DirectoryClosedError } from './errors';
+
+export interface Endpoint {
+  ip: string;
+  port: number;
+}
+
+export interface MapEntry {
+  originalIp: string;
+  virtualIp: string;
+  hostname: string | null;
+  /** a relay session exists for this member */
+  online: boolean;
+  relay: Endpoint | null;
+  agent: Endpoint | null;
+  tags: string[];
+  /** ms since the epoch, or null if never seen */
+  lastSeen: number | null;
+}
+
+/** What the API and the proxies need; RedisDirectory is the real one. */
+export interface MemberDirectory {
+  byOriginalIp(ip: string): Promise<MapEntry | null>;
+  byVirtualIp(vip: string): Promise<MapEntry | null>;
+  byHostname(hostname: string): Promise<MapEntry | null>;
+}
+
+export interface DirectoryOptions {
+  /** redis URL, or a connected client to duplicate */
+  redis: string | Redis;
+  /** @default 'isthmus:' */
+  prefix?: string;
+  /** positive entries live at most this long @default 10000 */
+  ttlMs?: number;
+  /** unknown names are remembered this long @default 1000 */
+  negativeTtlMs?: number;
+  /** @default 100000 */
+  maxEntries?: number;
+  logger?: Logger;
+}
+
+export const DEFAULT_DIRECTORY_OPTIONS = { prefix: DEFAULT_PREFIX, ttlMs: 10_000, negativeTtlMs: 1_000, maxEntries: 100_000 } as const;
+
+interface NodeSlot { entry: MapEntry | null; at: number }
+interface AliasSlot { vip: string | null; at: number }
+
+export interface DirectoryStats { hits: number; misses: number; events: number; badEvents: number; flushes: number }
+
+export class RedisDirectory implements MemberDirectory {
+  readonly stats: DirectoryStats = { hits: 0, misses: 0, events: 0, badEvents: 0, flushes: 0 };
+  private readonly keys: MapperKeys;
+  private readonly cmd: Redis;
+  private readonly sub: Redis;
+  private readonly ttlMs: number;
+  private readonly negTtlMs: number;
+  private readonly maxEntries: number;
+  private readonly log: Logger;
+  private readonly nodes = new Map<string, NodeSlot>();
+  private readonly origs = new Map<string, AliasSlot>();
+  private readonly hosts = new Map<string, AliasSlot>();
+  private readonly inflight = new Map<string, Promise<MapEntry | null>>();
+  /** bumped by every invalidation; a fetch that started before one must not store its result */
+  private gen = 0;
+  /** true while subscribed: only then may anything be cached */
+  private live = false;
+  private closed = false;
+
+  constructor(opts: DirectoryOptions) {
+    this.keys = mapperKeys(opts.prefix ?? DEFAULT_PREFIX);
+    this.ttlMs = opts.ttlMs ?? DEFAULT_DIRECTORY_OPTIONS.ttlMs;
+    this.negTtlMs = opts.negativeTtlMs ?? DEFAULT_DIRECTORY_OPTIONS.negativeTtlMs;
+    this.maxEntries = opts.maxEntries ?? DEFAULT_DIRECTORY_OPTIONS.maxEntries;
+    this.log = opts.logger ?? silentLogger();
+    const common = { lazyConnect: true, maxRetriesPerRequest: 2, connectTimeout: 5000 };
+    this.cmd = typeof opts.redis === 'string' ? new Redis(opts.redis, common) : opts.redis.duplicate(common);
+    this.sub = typeof opts.redis === 'string' ? new Redis(opts.redis, common) : opts.redis.duplicate(common);
+    this.sub.on('message', (_ch: string, msg: string) => this.onEvent(msg));
+    // A reconnect means events may have been missed: stop caching until resubscribed, then flush.
+    this.sub.on('close', () => { if (this.live) this.log.warn('events subscription lost; cache disabled'); this.live = false; this.flush(); });
+    this.sub.on('ready', () => { if (!this.closed && !this.live && this.started) { this.flush(); this.live = true; } });
+    this.cmd.on('error', (err: Error) => this.log.debug({ err: err.message }, 'redis error'));
+    this.sub.on('error', (err: Error) => this.log.debug({ err: err.message }, 'redis subscriber error'));
+  }
+
+  private started = false;
+
+  /** Subscribed to events, so the cache is in use. */
+  get isLive(): boolean {
+    return this.live;
+  }
+
+  async start(): Promise<void> {
+    await Promise.all([this.cmd.connect(), this.sub.connect()]);
+    await this.sub.subscribe(this.keys.events);
+    this.started = true;
+    this.flush();
+    this.live = true;
+    this.log.info({ channel: this.keys.events }, 'directory started');
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.live = false;
+    this.flush();
+    this.cmd.disconnect();
+    this.sub.disconnect();
+  }
+
+  /** Drops everything cached. */
+  flush(): void {
+    this.gen++;
+    this.stats.flushes++;
+    this.nodes.clear();
+    this.origs.clear();
+    this.hosts.clear();
+  }
+
+  /** Drops what is cached about one member, and all negative entries. */
+  invalidate(vip: string, extra: { orig?: unknown; hostname?: unknown } = {}): void {
+    this.gen++;
+    const slot = this.nodes.get(vip);
+    this.nodes.delete(vip);
+    if (slot?.entry) {
+      this.origs.delete(slot.entry.originalIp);
+      if (slot.entry.hostname) this.hosts.delete(slot.entry.hostname);
+    }
+    if (typeof extra.orig === 'string') this.origs.delete(extra.orig);
+    if (typeof extra.hostname === 'string') this.hosts.delete(extra.hostname.toLowerCase());
+    for (const m of [this.origs, this.hosts]) {
+      for (const [k, v] of m) if (v.vip === null || v.vip === vip) m.delete(k);
+    }
+  }
+
+  private onEvent(msg: string): void {
+    this.stats.events++;
+    let ev: unknown;
+    try { ev = JSON.parse(msg); } catch { ev = undefined; }
+    if (typeof ev !== 'object' || ev === null || typeof (ev as { vip?: unknown }).vip !== 'string') {
+      // An event we cannot attribute: flushing everything is the only safe answer.
+      this.stats.badEvents++;
+      this.flush();
+      return;
+    }
+    const e = ev as { vip: string; orig?: unknown; originalIp?: unknown; hostname?: unknown };
+    this.invalidate(e.vip, { orig: e.orig ?? e.originalIp, hostname: e.hostname });
+  }
+
+  async byOriginalIp(ip: string): Promise<MapEntry | null> {
+    return this.viaAlias(this.origs, 'o:' + ip, ip, this.keys.orig(ip), (e) => e.originalIp === ip);
+  }
+
+  async byHostname(hostname: string): Promise<MapEntry | null> {
+    const h = hostname.toLowerCase().replace(/\.$/, '');
+    return this.viaAlias(this.hosts, 'h:' + h, h, this.keys.host(h), (e) => e.hostname?.toLowerCase() === h);
+  }
+
+  async byVirtualIp(vip: string): Promise<MapEntry | null> {
+    const now = Date.now();
+    const slot = this.nodes.get(vip);
+    if (slot && now - slot.at < (slot.entry ? this.ttlMs : this.negTtlMs)) { this.stats.hits++; return slot.entry; }
+    this.stats.misses++;
+    return this.coalesce('v:' + vip, async () => {
+      const gen = this.gen;
+      const entry = await this.loadNode(vip);
+      if (gen === this.gen) this.put(this.nodes, vip, { entry, at: Date.now() });
+      return entry;
+    });
+  }
+
+  private async viaAlias(map: Map<string, AliasSlot>, flightKey: string, name: string, redisKey: string,
+    matches: (e: MapEntry) => boolean): Promise<MapEntry | null> {
+    if (this.closed) throw new DirectoryClosedError();
+    const now = Date.now();
+    const a = map.get(name);
+    if (a && now - a.at < (a.vip ? this.ttlMs : this.negTtlMs)) {
+      if (a.vip === null) { this.stats.hits++; return null; }
+      const slot = this.nodes.get(a.vip);
+      if (slot?.entry && now - slot.at < this.ttlMs && matches(slot.entry)) { this.stats.hits++; return slot.entry; }
+    }
+    this.stats.misses++;
+    return this.coalesce(flightKey, async () => {
+      const gen = this.gen;
+      const vip = await this.cmd.get(redisKey);
+      if (!vip) {
+        if (gen === this.gen) this.put(map, name, { vip: null, at: Date.now() });
+        return null;
+      }
+      const entry = await this.loadNode(vip);
+      if (gen === this.gen) {
+        this.put(this.nodes, vip, { entry, at: Date.now() });
+        this.put(map, name, { vip: entry ? vip : null, at: Date.now() });
+      }
+      return entry;
+    });
+  }
+
+  private coalesce(key: string, fn: () => Promise<MapEntry | null>): Promise<MapEntry | null> {
+    const cur = this.inflight.get(key);
+    if (cur) return cur;
+    const p = fn().finally(() => this.inflight.delete(key));
+    this.inflight.set(key, p);
+    return p;
+  }
+
+  private put<V>(map: Map<string, V>, key: string, v: V): void {
+    if (!this.live) return;
+    map.delete(key);
+    if (map.size >= this.maxEntries) {
+      const oldest = map.keys().next();
+      if (!oldest.done) map.delete(oldest.value);
+    }
+    map.set(key, v);
+  }
+
+  private async loadNode(vip: string): Promise<MapEntry | null> {
+    const res = await this.cmd.multi().hgetall(this.keys.node(vip)).hgetall(this.keys.session(vip)).exec();
+    if (!res) return null;
+    const node = (res[0]?.[1] ?? {}) as Record<string, string>;
+    const sess = (res[1]?.[1] ?? {}) as Record<string, string>;
+    if (!node.orig) return null;
+    return toEntry(vip, node, sess);
+  }
+}
+
+/** Pure: the Redis hashes → a MapEntry. Tolerates missing or junk fields. */
+export function toEntry(vip: string, node: Record<string, string>, sess: Record<string, string>): MapEntry {
+  let tags: string[] = [];
+  try {
+    const t: unknown = JSON.parse(node.tags ?? '[]');
+    if (Array.isArray(t)) tags = t.filter((x): x is string => typeof x === 'string');
+  } catch { /* junk tags: treat as none */ }
+  const ep = (ip?: string, port?: string): Endpoint | null => {
+    const p = Number(port);
+    return ip && Number.isInteger(p) && p > 0 && p < 65536 ? { ip, port: p } : null;
+  };
+  const relay = ep(sess.relayIp, sess.relayPort);
+  const seen = Number(node.lastSeen);
+  return {
+    originalIp: node.orig!,
+    virtualIp: vip,
+    hostname: node.hostname || null,
+    online: relay !== null,
+    relay,
+    agent: ep(sess.agentIp, sess.agentPort),
+    tags,
+    lastSeen: Number.isFinite(seen) && seen > 0 ? seen : null,
+  };
+}

@@ -1,0 +1,93 @@
+/**
+ * Lookup HTTP API (fastify), answered from the directory cache:
+ *   GET  /v1/map/:originalIp     → MapResult | 404 { error, reason } | 400 { error, reason }
+ *   POST /v1/map { ips: [...] }  → { found: MapResult[], unknown: string[] } (at most MAX_BATCH ips)
+ *   GET  /v1/reverse/:virtualIp  → MapResult | 404 | 400
+ *   GET  /healthz                → { ok, live }
+ * Directory failures (Redis down) answer 503 { error: 'unavailable', reason }.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { MapEntry, MemberDirectory } from './directory';
+
+/** Most IPs one batch request may ask about. */
+export const MAX_BATCH = 256;
+
+/** The wire shape of one mapping (same as the SDK's). */
+export interface MapResult {
+  originalIp: string;
+  virtualIp: string;
+  hostname: string | null;
+  online: boolean;
+  relay: { ip: string; port: number } | null;
+  agent: { ip: string; port: number } | null;
+  tags: string[];
+  lastSeen: number | null;
+}
+
+export function toResult(e: MapEntry): MapResult {
+  return { originalIp: e.originalIp, virtualIp: e.virtualIp, hostname: e.hostname, online: e.online, relay: e.relay, agent: e.agent, tags: e.tags, lastSeen: e.lastSeen };
+}
+
+const IPV4_PATTERN = '^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$';
+const ipString = { type: 'string', maxLength: 15, pattern: IPV4_PATTERN } as const;
+const endpoint = { type: ['object', 'null'], properties: { ip: { type: 'string' }, port: { type: 'integer' } } } as const;
+const mapResult = {
+  type: 'object',
+  properties: {
+    originalIp: { type: 'string' }, virtualIp: { type: 'string' }, hostname: { type: ['string', 'null'] },
+    online: { type: 'boolean' }, relay: endpoint, agent: endpoint,
+    tags: { type: 'array', items: { type: 'string' } }, lastSeen: { type: ['number', 'null'] },
+  },
+} as const;
+const errorBody = { type: 'object', properties: { error: { type: 'string' }, reason: { type: 'string' } } } as const;
+
+export interface LookupApiOptions {
+  directory: MemberDirectory;
+  /** reports whether the cache is live (subscribed); for /healthz */
+  live?: () => boolean;
+}
+
+export function buildLookupApi(opts: LookupApiOptions): FastifyInstance {
+  const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
+  const dir = opts.directory;
+
+  app.setErrorHandler((err: { validation?: unknown; message: string; statusCode?: number }, _req, reply) => {
+    if (err.validation) return reply.code(400).send({ error: 'bad-request', reason: err.message });
+    if ((err.statusCode ?? 500) < 500) return reply.code(err.statusCode!).send({ error: 'bad-request', reason: err.message });
+    return reply.code(503).send({ error: 'unavailable', reason: err.message });
+  });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: 'not-found', reason: `no route ${req.method} ${req.url.slice(0, 100)}` }));
+
+  app.get<{ Params: { originalIp: string } }>('/v1/map/:originalIp', {
+    schema: { params: { type: 'object', required: ['originalIp'], properties: { originalIp: ipString } }, response: { 200: mapResult, 404: errorBody, 400: errorBody } },
+  }, async (req, reply) => {
+    const e = await dir.byOriginalIp(req.params.originalIp);
+    if (!e) return reply.code(404).send({ error: 'unknown-original-ip', reason: `no member has original IP ${req.params.originalIp}` });
+    return toResult(e);
+  });
+
+  app.get<{ Params: { virtualIp: string } }>('/v1/reverse/:virtualIp', {
+    schema: { params: { type: 'object', required: ['virtualIp'], properties: { virtualIp: ipString } }, response: { 200: mapResult, 404: errorBody, 400: errorBody } },
+  }, async (req, reply) => {
+    const e = await dir.byVirtualIp(req.params.virtualIp);
+    if (!e) return reply.code(404).send({ error: 'unknown-virtual-ip', reason: `no member has virtual IP ${req.params.virtualIp}` });
+    return toResult(e);
+  });
+
+  app.post<{ Body: { ips: string[] } }>('/v1/map', {
+    schema: {
+      body: { type: 'object', required: ['ips'], additionalProperties: false, properties: { ips: { type: 'array', maxItems: MAX_BATCH, items: ipString } } },
+      response: { 200: { type: 'object', properties: { found: { type: 'array', items: mapResult }, unknown: { type: 'array', items: { type: 'string' } } } }, 400: errorBody },
+    },
+  }, async (req) => {
+    const ips = [...new Set(req.body.ips)];
+    const entries = await Promise.all(ips.map((ip) => dir.byOriginalIp(ip)));
+    const found: MapResult[] = [];
+    const unknown: string[] = [];
+    entries.forEach((e, i) => (e ? found.push(toResult(e)) : unknown.push(ips[i]!)));
+    return { found, unknown };
+  });
+
+  app.get('/healthz', async () => ({ ok: true, live: opts.live ? opts.live() : true }));
+  return app;
+}

@@ -1,0 +1,117 @@
+/**
+ * SOCKS5 front (RFC 1928 + RFC 1929), one connection at a time through these stages, each
+ * with its own deadline and size cap:
+ *   1. greeting       choose no-auth, or username/password when credentials are configured
+ *   2. auth           RFC 1929 sub-negotiation (only with credentials)
+ *   3. request        CONNECT or UDP ASSOCIATE; BIND and unknown commands get 0x07
+ *   4. resolve        original IP / virtual IP / hostname → virtual IP (../target.ts)
+ *   5. dial / relay   join the sockets, or run a UDP association (./udp-association.ts)
+ * Malformed input gets the matching reply code (when a reply is possible) and a close.
+ */
+import type net from 'node:net';
+import { resolveTarget, type Target } from '../target';
+import { classifyDialError, type DialFailure } from '../dialer';
+import { count, credentialsMatch, type ProxyContext } from '../context';
+import { joinSockets } from '../tunnel';
+import {
+  Command, Method, Reply, MAX_AUTH, MAX_GREETING, MAX_REQUEST,
+  encodeMethodSelection, encodeReply, encodeUserPassReply, parseGreeting, parseRequest, parseUserPass,
+  type ReplyCode,
+} from './codec';
+import { HandshakeReader, StageError } from './reader';
+import { startUdpAssociation } from './udp-association';
+
+export function replyForRefusal(t: Extract<Target, { kind: 'refuse' }>): ReplyCode {
+  switch (t.why) {
+    case 'unknown': return Reply.HostUnreachable;
+    case 'not-allowed': return Reply.NotAllowed;
+    case 'unsupported': return Reply.AddressTypeNotSupported;
+    case 'invalid': return Reply.HostUnreachable;
+    case 'unavailable': return Reply.GeneralFailure;
+  }
+}
+
+export function replyForDialFailure(f: DialFailure): ReplyCode {
+  switch (f) {
+    case 'refused': return Reply.ConnectionRefused;
+    case 'timeout': return Reply.HostUnreachable;
+    case 'host-unreachable': return Reply.HostUnreachable;
+    case 'net-unreachable': return Reply.NetworkUnreachable;
+    case 'other': return Reply.GeneralFailure;
+  }
+}
+
+/** Takes over a freshly accepted socket that starts with a SOCKS5 greeting. */
+export function handleSocks5(socket: net.Socket, ctx: ProxyContext): void {
+  socket.on('error', () => { /* reported through 'close'; never crash the process */ });
+  runSocks5(socket, ctx).catch((err: unknown) => {
+    count(ctx, err instanceof StageError ? `socks.stage.${err.code}` : 'socks.error');
+    ctx.log.debug({ err: (err as Error).message }, 'socks5 session ended');
+    socket.destroy();
+  });
+}
+
+async function runSocks5(socket: net.Socket, ctx: ProxyContext): Promise<void> {
+  const rd = new HandshakeReader(socket);
+  const t = ctx.timeouts.handshakeMs;
+  const fail = (rep: number, label: string) => {
+    count(ctx, `socks.${label}`);
+    rd.detach();
+    socket.end(encodeReply(rep));
+    socket.destroySoon?.();
+  };
+
+  const g = await rd.next('greeting', parseGreeting, MAX_GREETING, t);
+  if (g.kind === 'bad') { count(ctx, 'socks.bad-greeting'); rd.detach(); socket.destroy(); return; }
+  const want = ctx.credentials ? Method.UserPass : Method.NoAuth;
+  if (!g.methods.includes(want)) {
+    count(ctx, 'socks.no-acceptable-method');
+    rd.detach();
+    socket.end(encodeMethodSelection(Method.NoAcceptable));
+    return;
+  }
+  socket.write(encodeMethodSelection(want));
+
+  if (ctx.credentials) {
+    const a = await rd.next('auth', parseUserPass, MAX_AUTH, t);
+    const ok = a.kind === 'ok' && credentialsMatch(ctx.credentials, a.username, a.password);
+    if (!ok) {
+      count(ctx, 'socks.auth-failed');
+      rd.detach();
+      socket.end(encodeUserPassReply(false));
+      return;
+    }
+    socket.write(encodeUserPassReply(true));
+  }
+
+  const r = await rd.next('request', parseRequest, MAX_REQUEST, t);
+  if (r.kind === 'bad') { fail(r.reply, 'bad-request'); return; }
+  if (r.cmd !== Command.Connect && r.cmd !== Command.UdpAssociate) { fail(Reply.CommandNotSupported, 'unsupported-command'); return; }
+
+  if (r.cmd === Command.UdpAssociate) {
+    rd.detach();
+    await startUdpAssociation(socket, r.port, ctx);
+    return;
+  }
+
+  const target = await resolveTarget(r.host, r.port, ctx.policy);
+  if (target.kind === 'refuse') {
+    ctx.log.debug({ host: r.host.slice(0, 64), port: r.port, why: target.why }, 'socks5 connect refused');
+    fail(replyForRefusal(target), `refused.${target.why}`);
+    return;
+  }
+  let upstream: net.Socket;
+  try {
+    upstream = await ctx.dial(target.ip, target.port, ctx.timeouts.connectMs);
+  } catch (err) {
+    const f = classifyDialError(err);
+    fail(replyForDialFailure(f), `dial.${f}`);
+    return;
+  }
+  if (socket.destroyed) { upstream.destroy(); return; }
+  const rest = rd.detach();
+  count(ctx, 'socks.connect.ok');
+  socket.write(encodeReply(Reply.Succeeded, upstream.localAddress ?? '0.0.0.0', upstream.localPort ?? 0));
+  if (rest.length > 0) upstream.write(rest);
+  joinSockets(socket, upstream, ctx.timeouts.idleMs);
+}

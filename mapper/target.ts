@@ -1,0 +1,63 @@
+/**
+ * Which address a proxied destination really means (pure policy over a MemberDirectory):
+ *   an original IP a member registered   → that member's virtual IP
+ *   an address inside the overlay CIDR   → itself (already a virtual IP)
+ *   a member's hostname                  → that member's virtual IP
+ *   anything else                        → refused: the mapper is never an open proxy
+ */
+import { cidrContains, isHostname, isIPv4, isSpecialPurpose, looksLikeIPv6, type Cidr } from './addr';
+import type { MapEntry, MemberDirectory } from './directory';
+
+export const RefuseWhy = {
+  /** no member has this original IP / hostname */
+  Unknown: 'unknown',
+  /** outside the overlay and the allowed original ranges */
+  NotAllowed: 'not-allowed',
+  /** IPv6 */
+  Unsupported: 'unsupported',
+  /** port 0, garbage names */
+  Invalid: 'invalid',
+  /** the directory could not answer (Redis down) */
+  Unavailable: 'unavailable',
+} as const;
+export type RefuseWhy = (typeof RefuseWhy)[keyof typeof RefuseWhy];
+
+export type Target =
+  | { kind: 'dial'; ip: string; port: number; via: 'original' | 'virtual' | 'hostname'; entry: MapEntry | null }
+  | { kind: 'refuse'; why: RefuseWhy; reason: string };
+
+export interface TargetPolicy {
+  directory: MemberDirectory;
+  /** virtual IPs, dialed as they are */
+  overlay: Cidr;
+  /** if set, IPv4 destinations outside these and the overlay are refused as not allowed */
+  originalCidrs?: Cidr[];
+}
+
+export async function resolveTarget(rawHost: string, port: number, p: TargetPolicy): Promise<Target> {
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) return refuse('invalid', `bad port ${port}`);
+  const host = rawHost.startsWith('[') && rawHost.endsWith(']') ? rawHost.slice(1, -1) : rawHost;
+  if (looksLikeIPv6(host)) return refuse('unsupported', 'IPv6 destinations are not supported');
+  try {
+    if (isIPv4(host)) {
+      const entry = await p.directory.byOriginalIp(host);
+      if (entry) return { kind: 'dial', ip: entry.virtualIp, port, via: 'original', entry };
+      if (cidrContains(p.overlay, host)) return { kind: 'dial', ip: host, port, via: 'virtual', entry: null };
+      if (isSpecialPurpose(host)) return refuse('not-allowed', `${host} is not a member address`);
+      if (p.originalCidrs && !p.originalCidrs.some((c) => cidrContains(c, host))) {
+        return refuse('not-allowed', `${host} is outside the overlay and the original ranges`);
+      }
+      return refuse('unknown', `no member has original IP ${host}`);
+    }
+    if (!isHostname(host)) return refuse('invalid', 'not a hostname or IPv4 address');
+    const entry = await p.directory.byHostname(host);
+    if (entry) return { kind: 'dial', ip: entry.virtualIp, port, via: 'hostname', entry };
+    return refuse('unknown', `no member is named ${host.slice(0, 64)}`);
+  } catch (err) {
+    return refuse('unavailable', `directory unavailable: ${(err as Error).message}`);
+  }
+}
+
+function refuse(why: RefuseWhy, reason: string): Target {
+  return { kind: 'refuse', why, reason };
+}

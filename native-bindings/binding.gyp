@@ -1,0 +1,14 @@
+{
+  "targets": [
+    {
+      "target_name": "isthmus_native",
+      "sources": [
+        "src/binding.c",
+        "src/tun_linux.c",
+        "src/udp_linux.c"
+      ],
+      "defines": ["NAPI_VERSION=8"],
+      "cflags_c": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    }
+  ]
+}

@@ -1,0 +1,83 @@
+/**
+ * Finds and loads the compiled addon. Linux-only and optional at runtime:
+ * `nativeAvailable()` says whether it loaded; `loadNative()` throws a
+ * NativeBindingMissingError that says what to run.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { NativeBindingMissingError } from './errors';
+
+/** The raw functions exported by src/binding.c (and src/aead_glue in phase 2). */
+export interface NativeBinding {
+  sizeof_isthmus_io_t: number;
+  STAT_COUNT: number;
+  STAT_RX_PACKETS: number;
+  STAT_RX_BATCHES: number;
+  STAT_TX_PACKETS: number;
+  STAT_TX_DROPS: number;
+  STAT_RX_TRUNCATED: number;
+  STAT_RX_ERRORS: number;
+  UDP_MAX_BATCH: number;
+  tunOpen(handle: Buffer, name: string): string;
+  tunConfigure(handle: Buffer, mtu: number, addr: number, prefixLen: number, up: boolean): void;
+  udpOpen(handle: Buffer, host: number, port: number, reusePort: boolean, bufBytes: number): number;
+  ioInit(
+    handle: Buffer, ctx: object, onread: (count: number) => void, stats: Float64Array,
+    batch: number, slotSize: number, headroom: number,
+    rxSlab: Buffer, rxLengths: Uint32Array, rxAddrs: Uint32Array | null, rxPorts: Uint32Array | null,
+    txSlab: Buffer, txLengths: Uint32Array, txAddrs: Uint32Array | null, txPorts: Uint32Array | null,
+  ): void;
+  ioStart(handle: Buffer): void;
+  ioFlush(handle: Buffer, count: number): number;
+  ioClose(handle: Buffer): void;
+  aeadSealBatch?: (...args: unknown[]) => number;
+  aeadOpenBatch?: (...args: unknown[]) => number;
+}
+
+const FILE = 'isthmus_native.node';
+
+/** Source tree (tsx) and compiled output (dist/native-bindings) layouts. */
+function candidates(): string[] {
+  const dirs = [__dirname, join(__dirname, '..', '..', 'native-bindings')];
+  const out: string[] = [];
+  for (const d of dirs) {
+    out.push(join(d, 'build', 'Release', FILE), join(d, 'build', 'Debug', FILE));
+  }
+  return out;
+}
+
+let cached: NativeBinding | undefined;
+let loadError: string | undefined;
+
+export function loadNative(): NativeBinding {
+  if (cached) return cached;
+  if (loadError === undefined) {
+    if (process.platform !== 'linux') {
+      loadError = `unsupported platform ${process.platform}`;
+    } else {
+      const found = candidates().find((p) => existsSync(p));
+      if (!found) {
+        loadError = `looked in ${candidates().join(', ')}`;
+      } else {
+        try {
+          // eslint-disable-next-line @typescript-eslint/no-require-imports
+          cached = require(found) as NativeBinding;
+          return cached;
+        } catch (err) {
+          loadError = `${found}: ${(err as Error).message}`;
+        }
+      }
+    }
+  }
+  throw new NativeBindingMissingError(loadError);
+}
+
+/** True when the addon is built and loadable here. Never throws. */
+export function nativeAvailable(): boolean {
+  try {
+    loadNative();
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,468 @@
+/*
+ * N-API glue: the only file that includes node_api.h. The OS work is in tun_linux.c and
+ * udp_linux.c; this file owns the uv_poll_t, the JS callbacks and the teardown.
+ *
+ * Memory: every buffer is JS-owned. The handle (isthmus_io_t) is a Buffer of
+ * `sizeof_isthmus_io_t` bytes that JS allocates; the slabs, length/addr/port arrays and
+ * the Float64Array of counters are handed to C once in ioInit. While the handle is open,
+ * C holds a strong reference to the JS façade object (ctx), which keeps all of them alive;
+ * it is dropped in the uv_close callback.
+ *
+ * Read path: uv_poll readable -> drain into the rx slab -> ONE napi_make_callback(count).
+ * Teardown: an async env cleanup hook sets `exiting`, closes every fd and waits for the
+ * uv_close callbacks; callbacks check `exiting` before touching JS.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <node_api.h>
+#include <uv.h>
+
+#include "tun_linux.h"
+#include "udp_linux.h"
+
+#define KIND_TUN 1
+#define KIND_UDP 2
+
+/* Counter slots in the JS Float64Array (doubles: exact to 2^53, no BigInt on read). */
+#define STAT_RX_PACKETS 0
+#define STAT_RX_BATCHES 1
+#define STAT_TX_PACKETS 2
+#define STAT_TX_DROPS 3
+#define STAT_RX_TRUNCATED 4
+#define STAT_RX_ERRORS 5
+#define STAT_COUNT 8
+
+typedef struct isthmus_env_s isthmus_env_t;
+
+typedef struct isthmus_io_s {
+  uv_poll_t poll;
+  isthmus_env_t *envd;
+  struct isthmus_io_s *prev, *next; /* open handles, for the cleanup hook */
+  int fd;
+  int kind;
+  int poll_inited;
+  int polling;
+  int closing;
+  uint32_t batch, slot_size, headroom;
+  uint8_t *rx_slab;
+  uint32_t *rx_lengths, *rx_addrs, *rx_ports;
+  uint8_t *tx_slab;
+  uint32_t *tx_lengths, *tx_addrs, *tx_ports;
+  double *stats;
+  napi_ref ctx_ref;
+  napi_ref onread_ref;
+  napi_async_context async_ctx;
+  char ifname[ISTHMUS_IFNAMSIZ];
+} isthmus_io_t;
+
+struct isthmus_env_s {
+  napi_env env;
+  int exiting;
+  int pending_closes;
+  isthmus_io_t *head;
+  napi_async_cleanup_hook_handle hook;
+  int hook_done;
+};
+
+#define CHECK_NAPI(call)                                                   \
+  do {                                                                     \
+    if ((call) != napi_ok) {                                               \
+      napi_throw_error(env, "EINVAL", "native binding: bad arguments");    \
+      return NULL;                                                         \
+    }                                                                      \
+  } while (0)
+
+/* Throws Error{code: uv_err_name, errno, syscall} with a human message. */
+static napi_value throw_errno(napi_env env, int neg, const char *syscall, const char *msg) {
+  char buf[256];
+  if (msg == NULL) {
+    snprintf(buf, sizeof(buf), "%s: %s", syscall, uv_strerror(neg));
+    msg = buf;
+  }
+  napi_value code, message, err, sc, no;
+  napi_create_string_utf8(env, uv_err_name(neg), NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
+  napi_create_error(env, code, message, &err);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sc);
+  napi_set_named_property(env, err, "syscall", sc);
+  napi_create_int32(env, neg, &no);
+  napi_set_named_property(env, err, "errno", no);
+  napi_throw(env, err);
+  return NULL;
+}
+
+static int get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) return -1;
+  return 0;
+}
+
+/* Pointer to the bytes of a Buffer/TypedArray (adjusted for byteOffset), or NULL for null. */
+static int get_bytes(napi_env env, napi_value v, void **data, size_t *len) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t == napi_null || t == napi_undefined) {
+    *data = NULL;
+    if (len) *len = 0;
+    return 0;
+  }
+  napi_typedarray_type tt;
+  size_t n;
+  napi_value ab;
+  size_t off;
+  if (napi_get_typedarray_info(env, v, &tt, &n, data, &ab, &off) != napi_ok) return -1;
+  if (len) *len = n;
+  return 0;
+}
+
+static isthmus_io_t *get_handle(napi_env env, napi_value v) {
+  void *p;
+  size_t n;
+  if (get_bytes(env, v, &p, &n) != 0 || p == NULL || n < sizeof(isthmus_io_t)) return NULL;
+  if (((uintptr_t)p & 7) != 0) return NULL;
+  return (isthmus_io_t *)p;
+}
+
+static void list_remove(isthmus_io_t *h) {
+  if (h->prev) h->prev->next = h->next;
+  else if (h->envd->head == h) h->envd->head = h->next;
+  if (h->next) h->next->prev = h->prev;
+  h->prev = h->next = NULL;
+}
+
+static void maybe_finish_cleanup(isthmus_env_t *e) {
+  if (e->exiting && !e->hook_done && e->head == NULL && e->pending_closes == 0) {
+    e->hook_done = 1;
+    napi_remove_async_cleanup_hook(e->hook);
+  }
+}
+
+static void on_close(uv_handle_t *uvh) {
+  isthmus_io_t *h = (isthmus_io_t *)uvh->data;
+  isthmus_env_t *e = h->envd;
+  e->pending_closes--;
+  if (!e->exiting) {
+    napi_env env = e->env;
+    if (h->async_ctx) napi_async_destroy(env, h->async_ctx);
+    if (h->onread_ref) napi_delete_reference(env, h->onread_ref);
+    /* Last: this may let GC free the handle Buffer (h) itself. */
+    napi_ref ctx = h->ctx_ref;
+    h->async_ctx = NULL;
+    h->onread_ref = NULL;
+    h->ctx_ref = NULL;
+    if (ctx) napi_delete_reference(env, ctx);
+  }
+  maybe_finish_cleanup(e);
+}
+
+/* Stops polling, closes the fd and starts uv_close. Safe to call twice. */
+static void io_close(isthmus_io_t *h) {
+  if (h->closing) return;
+  h->closing = 1;
+  if (h->poll_inited) {
+    uv_poll_stop(&h->poll);
+    list_remove(h);
+  }
+  if (h->fd >= 0) {
+    close(h->fd);
+    h->fd = -1;
+  }
+  if (h->poll_inited) {
+    h->envd->pending_closes++;
+    uv_close((uv_handle_t *)&h->poll, on_close);
+  }
+}
+
+static void on_poll(uv_poll_t *p, int status, int events) {
+  isthmus_io_t *h = (isthmus_io_t *)p->data;
+  isthmus_env_t *e = h->envd;
+  if (e->exiting || h->closing) return;
+  if (status < 0 || !(events & UV_READABLE)) {
+    h->stats[STAT_RX_ERRORS]++;
+    return;
+  }
+  int n;
+  if (h->kind == KIND_TUN) {
+    n = isthmus_tun_read_batch(h->fd, h->rx_slab, h->slot_size, h->headroom, h->batch,
+                               h->rx_lengths);
+  } else {
+    uint32_t trunc = 0;
+    n = isthmus_udp_recv_batch(h->fd, h->rx_slab, h->slot_size, h->headroom, h->batch,
+                               h->rx_lengths, h->rx_addrs, h->rx_ports, &trunc);
+    h->stats[STAT_RX_TRUNCATED] += trunc;
+  }
+  if (n < 0) {
+    h->stats[STAT_RX_ERRORS]++;
+    /* A TUN whose interface vanished (EBADFD/EIO) would spin the level-triggered poll. */
+    if (h->kind == KIND_TUN) uv_poll_stop(&h->poll);
+    return;
+  }
+  if (n == 0) return;
+  h->stats[STAT_RX_PACKETS] += n;
+  h->stats[STAT_RX_BATCHES] += 1;
+
+  napi_env env = e->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value ctx, fn, argv[1], result;
+  napi_get_reference_value(env, h->ctx_ref, &ctx);
+  napi_get_reference_value(env, h->onread_ref, &fn);
+  napi_create_uint32(env, (uint32_t)n, &argv[0]);
+  if (napi_make_callback(env, h->async_ctx, ctx, fn, 1, argv, &result) == napi_pending_exception) {
+    napi_value err;
+    napi_get_and_clear_last_exception(env, &err);
+    napi_fatal_exception(env, err);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static void on_env_cleanup(napi_async_cleanup_hook_handle hook, void *arg) {
+  isthmus_env_t *e = (isthmus_env_t *)arg;
+  e->exiting = 1;
+  while (e->head != NULL) io_close(e->head); /* io_close unlinks */
+  maybe_finish_cleanup(e);
+}
+
+static void env_finalize(napi_env env, void *data, void *hint) {
+  isthmus_env_t *e = (isthmus_env_t *)data;
+  /* A close still in flight would touch e afterwards: leak it rather than risk that. */
+  if (e->head == NULL && e->pending_closes == 0) free(e);
+}
+
+static isthmus_env_t *get_envd(napi_env env) {
+  void *d = NULL;
+  napi_get_instance_data(env, &d);
+  return (isthmus_env_t *)d;
+}
+
+/* tunOpen(handle, name) -> actual interface name. Leaves handle.fd set. */
+static napi_value tun_open(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  CHECK_NAPI(get_args(env, info, 2, argv) == 0 ? napi_ok : napi_invalid_arg);
+  isthmus_io_t *h = get_handle(env, argv[0]);
+  if (!h) return throw_errno(env, -EINVAL, "tunOpen", "tunOpen: bad handle buffer");
+  char name[ISTHMUS_IFNAMSIZ + 1] = {0};
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, argv[1], name, sizeof(name), &len) != napi_ok)
+    return throw_errno(env, -EINVAL, "tunOpen", "tunOpen: name must be a string");
+  if (len >= ISTHMUS_IFNAMSIZ)
+    return throw_errno(env, -EINVAL, "tunOpen", "interface name longer than 15 bytes");
+  memset(h, 0, sizeof(*h));
+  h->fd = -1;
+  int fd = isthmus_tun_open(name, h->ifname);
+  if (fd == -EPERM || fd == -EACCES)
+    return throw_errno(env, fd, "ioctl(TUNSETIFF)",
+                       "creating a TUN device needs CAP_NET_ADMIN: run as root");
+  if (fd < 0) return throw_errno(env, fd, fd == -ENOENT ? "open(/dev/net/tun)" : "ioctl(TUNSETIFF)", NULL);
+  h->fd = fd;
+  h->kind = KIND_TUN;
+  napi_value out;
+  napi_create_string_utf8(env, h->ifname, NAPI_AUTO_LENGTH, &out);
+  return out;
+}
+
+/* tunConfigure(handle, mtu, addr (host-order u32), prefixLen (-1: no address), up) */
+static napi_value tun_configure(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  CHECK_NAPI(get_args(env, info, 5, argv) == 0 ? napi_ok : napi_invalid_arg);
+  isthmus_io_t *h = get_handle(env, argv[0]);
+  if (!h || h->kind != KIND_TUN) return throw_errno(env, -EINVAL, "tunConfigure", "bad handle");
+  int32_t mtu, prefix;
+  uint32_t addr;
+  bool up;
+  CHECK_NAPI(napi_get_value_int32(env, argv[1], &mtu));
+  CHECK_NAPI(napi_get_value_uint32(env, argv[2], &addr));
+  CHECK_NAPI(napi_get_value_int32(env, argv[3], &prefix));
+  CHECK_NAPI(napi_get_value_bool(env, argv[4], &up));
+  int r;
+  if (mtu > 0 && (r = isthmus_tun_set_mtu(h->ifname, mtu)) < 0)
+    return throw_errno(env, r, "ioctl(SIOCSIFMTU)", NULL);
+  if (prefix >= 0 && (r = isthmus_tun_set_ipv4(h->ifname, addr, prefix)) < 0)
+    return throw_errno(env, r, "ioctl(SIOCSIFADDR)", NULL);
+  if (up && (r = isthmus_tun_set_up(h->ifname)) < 0)
+    return throw_errno(env, r, "ioctl(SIOCSIFFLAGS)", NULL);
+  return NULL;
+}
+
+/* udpOpen(handle, host (host-order u32), port, reusePort, bufBytes) -> bound port */
+static napi_value udp_open(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  CHECK_NAPI(get_args(env, info, 5, argv) == 0 ? napi_ok : napi_invalid_arg);
+  isthmus_io_t *h = get_handle(env, argv[0]);
+  if (!h) return throw_errno(env, -EINVAL, "udpOpen", "udpOpen: bad handle buffer");
+  uint32_t host, port;
+  bool reuse;
+  int32_t bufsz;
+  CHECK_NAPI(napi_get_value_uint32(env, argv[1], &host));
+  CHECK_NAPI(napi_get_value_uint32(env, argv[2], &port));
+  CHECK_NAPI(napi_get_value_bool(env, argv[3], &reuse));
+  CHECK_NAPI(napi_get_value_int32(env, argv[4], &bufsz));
+  if (port > 65535) return throw_errno(env, -EINVAL, "bind", "port out of range");
+  memset(h, 0, sizeof(*h));
+  h->fd = -1;
+  int fd = isthmus_udp_open(host, (uint16_t)port, reuse, bufsz);
+  if (fd < 0) return throw_errno(env, fd, "bind", NULL);
+  h->fd = fd;
+  h->kind = KIND_UDP;
+  int p = isthmus_udp_local_port(fd);
+  if (p < 0) {
+    close(fd);
+    h->fd = -1;
+    return throw_errno(env, p, "getsockname", NULL);
+  }
+  napi_value out;
+  napi_create_uint32(env, (uint32_t)p, &out);
+  return out;
+}
+
+/* ioInit(handle, ctx, onread, stats, batch, slotSize, headroom,
+ *        rxSlab, rxLengths, rxAddrs|null, rxPorts|null,
+ *        txSlab, txLengths, txAddrs|null, txPorts|null) */
+static napi_value io_init(napi_env env, napi_callback_info info) {
+  napi_value argv[15];
+  CHECK_NAPI(get_args(env, info, 15, argv) == 0 ? napi_ok : napi_invalid_arg);
+  isthmus_io_t *h = get_handle(env, argv[0]);
+  if (!h || h->fd < 0 || h->poll_inited) return throw_errno(env, -EINVAL, "ioInit", "bad handle");
+  void *stats;
+  size_t stats_len;
+  CHECK_NAPI(get_bytes(env, argv[3], &stats, &stats_len) == 0 ? napi_ok : napi_invalid_arg);
+  if (stats == NULL || stats_len < STAT_COUNT)
+    return throw_errno(env, -EINVAL, "ioInit", "stats must be a Float64Array(8)");
+  h->stats = (double *)stats;
+  CHECK_NAPI(napi_get_value_uint32(env, argv[4], &h->batch));
+  CHECK_NAPI(napi_get_value_uint32(env, argv[5], &h->slot_size));
+  CHECK_NAPI(napi_get_value_uint32(env, argv[6], &h->headroom));
+  void *p[8];
+  size_t n[8];
+  for (int i = 0; i < 8; i++)
+    CHECK_NAPI(get_bytes(env, argv[7 + i], &p[i], &n[i]) == 0 ? napi_ok : napi_invalid_arg);
+  size_t slab_need = (size_t)h->batch * h->slot_size;
+  int udp = h->kind == KIND_UDP;
+  if (h->batch == 0 || h->headroom >= h->slot_size || !p[0] || n[0] < slab_need ||
+      !p[1] || n[1] < h->batch || !p[4] || n[4] < slab_need || !p[5] || n[5] < h->batch ||
+      (udp && (!p[2] || n[2] < h->batch || !p[3] || n[3] < h->batch || !p[6] ||
+               n[6] < h->batch || !p[7] || n[7] < h->batch)) ||
+      (udp && h->batch > ISTHMUS_UDP_MAX_BATCH))
+    return throw_errno(env, -EINVAL, "ioInit", "ioInit: slab or array too small");
+  h->rx_slab = p[0];
+  h->rx_lengths = p[1];
+  h->rx_addrs = p[2];
+  h->rx_ports = p[3];
+  h->tx_slab = p[4];
+  h->tx_lengths = p[5];
+  h->tx_addrs = p[6];
+  h->tx_ports = p[7];
+
+  isthmus_env_t *e = get_envd(env);
+  uv_loop_t *loop;
+  CHECK_NAPI(napi_get_uv_event_loop(env, &loop));
+  int r = uv_poll_init(loop, &h->poll, h->fd);
+  if (r < 0) return throw_errno(env, r, "uv_poll_init", NULL);
+  h->poll.data = h;
+  h->poll_inited = 1;
+  h->envd = e;
+  h->next = e->head;
+  if (e->head) e->head->prev = h;
+  e->head = h;
+  napi_value name;
+  napi_create_string_utf8(env, h->kind == KIND_TUN ? "isthmus:tun" : "isthmus:udp",
+                          NAPI_AUTO_LENGTH, &name);
+  napi_create_reference(env, argv[1], 1, &h->ctx_ref);
+  napi_create_reference(env, argv[2], 1, &h->onread_ref);
+  napi_async_init(env, argv[1], name, &h->async_ctx);
+  return NULL;
+}
+
+/* ioStart(handle): begin polling for readability (once a receive handler exists). */
+static napi_value io_start(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  CHECK_NAPI(get_args(env, info, 1, argv) == 0 ? napi_ok : napi_invalid_arg);
+  isthmus_io_t *h = get_handle(env, argv[0]);
+  if (!h || !h->poll_inited || h->closing) return throw_errno(env, -EBADF, "ioStart", "handle is closed");
+  int r = uv_poll_start(&h->poll, UV_READABLE, on_poll);
+  if (r < 0) return throw_errno(env, r, "uv_poll_start", NULL);
+  return NULL;
+}
+
+/* ioFlush(handle, count) -> packets written; drops are counted in stats. */
+static napi_value io_flush(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  CHECK_NAPI(get_args(env, info, 2, argv) == 0 ? napi_ok : napi_invalid_arg);
+  isthmus_io_t *h = get_handle(env, argv[0]);
+  uint32_t count;
+  CHECK_NAPI(napi_get_value_uint32(env, argv[1], &count));
+  if (!h || !h->poll_inited) return throw_errno(env, -EBADF, "ioFlush", "handle is not open");
+  uint32_t errors = 0;
+  int sent = 0;
+  if (count > h->batch) count = h->batch;
+  if (h->closing) {
+    errors = count;
+  } else if (h->kind == KIND_TUN) {
+    sent = isthmus_tun_write_batch(h->fd, h->tx_slab, h->slot_size, h->tx_lengths, count, &errors);
+  } else {
+    sent = isthmus_udp_send_batch(h->fd, h->tx_slab, h->slot_size, h->tx_lengths, h->tx_addrs,
+                                  h->tx_ports, count, &errors);
+  }
+  h->stats[STAT_TX_PACKETS] += sent;
+  h->stats[STAT_TX_DROPS] += errors;
+  napi_value out;
+  napi_create_uint32(env, (uint32_t)sent, &out);
+  return out;
+}
+
+/* ioClose(handle): idempotent; also closes a handle that never reached ioInit. */
+static napi_value io_close_js(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  CHECK_NAPI(get_args(env, info, 1, argv) == 0 ? napi_ok : napi_invalid_arg);
+  isthmus_io_t *h = get_handle(env, argv[0]);
+  if (!h) return throw_errno(env, -EINVAL, "ioClose", "bad handle");
+  io_close(h);
+  return NULL;
+}
+
+static void set_u32(napi_env env, napi_value obj, const char *name, uint32_t v) {
+  napi_value x;
+  napi_create_uint32(env, v, &x);
+  napi_set_named_property(env, obj, name, x);
+}
+
+static void set_fn(napi_env env, napi_value obj, const char *name, napi_callback cb) {
+  napi_value fn;
+  napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn);
+  napi_set_named_property(env, obj, name, fn);
+}
+
+napi_value isthmus_aead_exports(napi_env env, napi_value exports) __attribute__((weak));
+
+NAPI_MODULE_INIT() {
+  isthmus_env_t *e = calloc(1, sizeof(*e));
+  if (!e) return NULL;
+  e->env = env;
+  napi_set_instance_data(env, e, env_finalize, NULL);
+  napi_add_async_cleanup_hook(env, on_env_cleanup, e, &e->hook);
+
+  set_u32(env, exports, "sizeof_isthmus_io_t", (uint32_t)sizeof(isthmus_io_t));
+  set_u32(env, exports, "STAT_COUNT", STAT_COUNT);
+  set_u32(env, exports, "STAT_RX_PACKETS", STAT_RX_PACKETS);
+  set_u32(env, exports, "STAT_RX_BATCHES", STAT_RX_BATCHES);
+  set_u32(env, exports, "STAT_TX_PACKETS", STAT_TX_PACKETS);
+  set_u32(env, exports, "STAT_TX_DROPS", STAT_TX_DROPS);
+  set_u32(env, exports, "STAT_RX_TRUNCATED", STAT_RX_TRUNCATED);
+  set_u32(env, exports, "STAT_RX_ERRORS", STAT_RX_ERRORS);
+  set_u32(env, exports, "UDP_MAX_BATCH", ISTHMUS_UDP_MAX_BATCH);
+  set_fn(env, exports, "tunOpen", tun_open);
+  set_fn(env, exports, "tunConfigure", tun_configure);
+  set_fn(env, exports, "udpOpen", udp_open);
+  set_fn(env, exports, "ioInit", io_init);
+  set_fn(env, exports, "ioStart", io_start);
+  set_fn(env, exports, "ioFlush", io_flush);
+  set_fn(env, exports, "ioClose", io_close_js);
+  if (isthmus_aead_exports) isthmus_aead_exports(env, exports);
+  return exports;
+}

@@ -1,0 +1,182 @@
+/**
+ * TunDevice over the native addon: one uv_poll on the TUN fd, reads drained in C into a
+ * JS-owned slab, one JS call per batch; writes copied into a tx slab and written by one
+ * native call per flush().
+ *
+ * Slab slot layout (rx and tx use the same slot size):
+ *
+ *   | headroom (default 64) | packet (<= mtu) | tailroom (>= 32, for an AEAD tag) |
+ *   ^ i * slotSize          ^ offsets[i]
+ */
+import { IDEAL_BATCH_SIZE, ipv4ToInt, type PacketBatch, type TunDevice } from '../common/packet-io';
+import { InvalidOptionError, NativeIoError } from './errors';
+import { loadNative, type NativeBinding } from './load';
+
+export interface TunOptions {
+  /** Interface name or kernel pattern (`isth%d`). @default kernel-chosen `tunN` */
+  name?: string;
+  /** @default 1420 (WireGuard's default over IPv4/IPv6 underlays) */
+  mtu?: number;
+  /** IPv4 address with prefix length, `a.b.c.d/len`. @default none (device left unaddressed) */
+  address?: string;
+  /** Free bytes in front of every received packet. @default 64 */
+  headroom?: number;
+  /** Packets per read batch and per tx slab. @default 128 */
+  batchSize?: number;
+}
+
+export const DEFAULT_TUN_OPTIONS = {
+  mtu: 1420,
+  headroom: 64,
+  batchSize: IDEAL_BATCH_SIZE,
+} as const;
+
+/** Bytes kept free after each packet in a slot (room for a 16-byte Poly1305 tag, rounded). */
+export const TUN_TAILROOM = 32;
+
+export interface TunStats {
+  readPackets: number;
+  readBatches: number;
+  readErrors: number;
+  writePackets: number;
+  /** Kernel refused or was full (EAGAIN), plus packets larger than a slot. */
+  writeDrops: number;
+}
+
+/** Parses `a.b.c.d/len` into a host-order address and a prefix length. */
+export function parseCidr(s: string): { addr: number; prefixLen: number } {
+  const m = /^([0-9.]+)\/(\d{1,2})$/.exec(s);
+  if (!m) throw new InvalidOptionError(`address must be a.b.c.d/len, got ${JSON.stringify(s)}`);
+  const prefixLen = Number(m[2]);
+  if (prefixLen > 32) throw new InvalidOptionError(`prefix length out of range in ${s}`);
+  let addr: number;
+  try {
+    addr = ipv4ToInt(m[1]!);
+  } catch {
+    throw new InvalidOptionError(`not an IPv4 address in ${JSON.stringify(s)}`);
+  }
+  return { addr, prefixLen };
+}
+
+function intOption(name: string, v: number, min: number, max: number): number {
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw new InvalidOptionError(`${name} must be an integer in [${min}, ${max}], got ${v}`);
+  }
+  return v;
+}
+
+export class NativeTunDevice implements TunDevice {
+  readonly name: string;
+  readonly mtu: number;
+  readonly headroom: number;
+  /** Bytes per slab slot: headroom + mtu + TUN_TAILROOM, rounded up to 64. */
+  readonly slotSize: number;
+  readonly batchSize: number;
+
+  private readonly native: NativeBinding;
+  private readonly handle: Buffer;
+  private readonly counters: Float64Array;
+  private readonly rxSlab: Buffer;
+  private readonly rxLengths: Uint32Array;
+  private readonly txSlab: Buffer;
+  private readonly txLengths: Uint32Array;
+  private readonly batch: PacketBatch;
+  private txCount = 0;
+  private jsDrops = 0;
+  private handler: ((batch: PacketBatch) => void) | undefined;
+  private started = false;
+  private closed = false;
+
+  constructor(opts: TunOptions = {}) {
+    this.native = loadNative();
+    this.mtu = intOption('mtu', opts.mtu ?? DEFAULT_TUN_OPTIONS.mtu, 68, 65535);
+    this.headroom = intOption('headroom', opts.headroom ?? DEFAULT_TUN_OPTIONS.headroom, 0, 4096);
+    this.batchSize = intOption('batchSize', opts.batchSize ?? DEFAULT_TUN_OPTIONS.batchSize, 1, 4096);
+    const cidr = opts.address === undefined ? undefined : parseCidr(opts.address);
+    const name = opts.name ?? '';
+    if (Buffer.byteLength(name) > 15) throw new InvalidOptionError(`interface name longer than 15 bytes: ${name}`);
+    this.slotSize = Math.ceil((this.headroom + this.mtu + TUN_TAILROOM) / 64) * 64;
+
+    const n = this.batchSize;
+    this.rxSlab = Buffer.alloc(n * this.slotSize);
+    this.rxLengths = new Uint32Array(n);
+    this.txSlab = Buffer.alloc(n * this.slotSize);
+    this.txLengths = new Uint32Array(n);
+    this.counters = new Float64Array(this.native.STAT_COUNT);
+    const offsets = new Uint32Array(n);
+    for (let i = 0; i < n; i++) offsets[i] = i * this.slotSize + this.headroom;
+    this.batch = { count: 0, data: this.rxSlab, offsets, lengths: this.rxLengths };
+
+    this.handle = Buffer.alloc(this.native.sizeof_isthmus_io_t);
+    try {
+      this.name = this.native.tunOpen(this.handle, name);
+    } catch (err) {
+      throw NativeIoError.from(err);
+    }
+    try {
+      this.native.tunConfigure(this.handle, this.mtu, cidr?.addr ?? 0, cidr?.prefixLen ?? -1, true);
+      this.native.ioInit(
+        this.handle, this, this.onRead, this.counters, n, this.slotSize, this.headroom,
+        this.rxSlab, this.rxLengths, null, null, this.txSlab, this.txLengths, null, null,
+      );
+    } catch (err) {
+      this.native.ioClose(this.handle);
+      this.closed = true;
+      throw NativeIoError.from(err);
+    }
+  }
+
+  onReceive(handler: (batch: PacketBatch) => void): void {
+    this.handler = handler;
+    if (!this.started && !this.closed) {
+      this.started = true;
+      this.native.ioStart(this.handle);
+    }
+  }
+
+  /** Called by C with `this` = the device, once per drained batch. */
+  private onRead(this: NativeTunDevice, count: number): void {
+    this.batch.count = count;
+    this.handler!(this.batch);
+  }
+
+  write(buf: Uint8Array, offset: number, length: number): void {
+    if (this.closed || length > this.slotSize || length <= 0) {
+      this.jsDrops++;
+      return;
+    }
+    if (this.txCount === this.batchSize) this.flush();
+    const pos = this.txCount * this.slotSize;
+    if (Buffer.isBuffer(buf)) buf.copy(this.txSlab, pos, offset, offset + length);
+    else this.txSlab.set(buf.subarray(offset, offset + length), pos);
+    this.txLengths[this.txCount++] = length;
+  }
+
+  flush(): void {
+    if (this.txCount === 0 || this.closed) return;
+    const n = this.txCount;
+    this.txCount = 0;
+    this.native.ioFlush(this.handle, n);
+  }
+
+  /** Closing the fd removes the (non-persistent) interface. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.jsDrops += this.txCount;
+    this.txCount = 0;
+    this.native.ioClose(this.handle);
+  }
+
+  get stats(): TunStats {
+    const c = this.counters;
+    const b = this.native;
+    return {
+      readPackets: c[b.STAT_RX_PACKETS]!,
+      readBatches: c[b.STAT_RX_BATCHES]!,
+      readErrors: c[b.STAT_RX_ERRORS]!,
+      writePackets: c[b.STAT_TX_PACKETS]!,
+      writeDrops: c[b.STAT_TX_DROPS]! + this.jsDrops,
+    };
+  }
+}

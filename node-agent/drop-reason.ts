@@ -1,0 +1,28 @@
+/** Why the agent dropped a packet. Each reason is also a metric label; drops are counted, never thrown. */
+export const AGENT_DROP_REASONS = [
+  'inside-malformed', // TUN gave us something that is not an IPv4 packet we can route
+  'inside-ipv6', // IPv6 on the TUN: the overlay is IPv4
+  'no-route', // no peer owns the destination
+  'no-endpoint', // the peer has no known endpoint yet
+  'staged-overflow', // too many packets waiting for a handshake
+  'outside-malformed', // a datagram that is no WireGuard message
+  'bad-mac1', // handshake message not addressed to our key
+  'cookie-required', // under load and the sender has no valid cookie: answered with a cookie reply
+  'handshake-failed', // initiation/response did not decrypt/verify, or unknown peer key
+  'handshake-replay', // initiation timestamp not newer than the last one
+  'handshake-flood', // initiations from one peer faster than the spec allows
+  'unknown-index', // transport/response/cookie for an index we do not have
+  'transport-auth', // transport message failed authentication
+  'transport-replay', // transport counter already seen or too old
+  'keypair-expired', // transport under a keypair older than REJECT_AFTER_TIME
+  'inner-malformed', // decrypted packet is not a valid IPv4 packet
+  'source-not-allowed', // inner source address not owned by the sending peer (cryptokey routing)
+] as const;
+
+export type AgentDropReason = (typeof AGENT_DROP_REASONS)[number];
+
+export type DropCounters = Record<AgentDropReason, number>;
+
+export function newDropCounters(): DropCounters {
+  return Object.fromEntries(AGENT_DROP_REASONS.map((r) => [r, 0])) as DropCounters;
+}

@@ -1,0 +1,50 @@
+/**
+ * Where a peer's WireGuard messages go on the outside: straight to a UDP address (a plain
+ * WireGuard peer, or another member reachable directly), or through the relay, addressed
+ * by the peer's overlay address. Like WireGuard, the endpoint follows the last
+ * authenticated packet (roaming).
+ */
+export const EndpointKind = { Direct: 0, Relay: 1 } as const;
+export type EndpointKind = (typeof EndpointKind)[keyof typeof EndpointKind];
+
+export class Endpoint {
+  constructor(
+    public kind: EndpointKind,
+    /** Direct: IPv4 host-order uint32 and UDP port. */
+    public ip = 0,
+    public port = 0,
+    /** Relay: the peer's overlay address, host-order uint32. */
+    public vip = 0,
+  ) {}
+
+  static direct(ip: number, port: number): Endpoint {
+    return new Endpoint(EndpointKind.Direct, ip, port, 0);
+  }
+
+  static relay(vip: number): Endpoint {
+    return new Endpoint(EndpointKind.Relay, 0, 0, vip);
+  }
+
+  /** Overwrite in place from another endpoint (no allocation on the receive path). */
+  assign(kind: EndpointKind, ip: number, port: number, vip: number): void {
+    this.kind = kind;
+    this.ip = ip;
+    this.port = port;
+    this.vip = vip;
+  }
+
+  equals(kind: EndpointKind, ip: number, port: number, vip: number): boolean {
+    return this.kind === kind && (kind === EndpointKind.Relay ? this.vip === vip : this.ip === ip && this.port === port);
+  }
+}
+
+/** The outside send path the engine writes through. `headroom` bytes in front of
+ *  `off` are free for a relay header. */
+export interface OutsideSender {
+  send(ep: Endpoint, buf: Buffer, off: number, len: number): void;
+}
+
+/** The inside (TUN) write path. */
+export interface InsideWriter {
+  write(buf: Buffer, off: number, len: number): void;
+}

@@ -1,0 +1,241 @@
+/**
+ * WireGuard handshake messages (types 1–3) for the engine: creating and answering
+ * initiations, consuming responses and cookie replies, and rotating keypairs exactly as
+ * wireguard-go does (initiator: new keypair becomes current at once; responder: it waits in
+ * `next` until the initiator's first transport message confirms it).
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  createInitiation, consumeInitiation, createResponse, consumeResponse, type LocalIdentity,
+} from '../protocol/handshake';
+import { CookieChecker } from '../protocol/cookie';
+import { Keypair } from '../protocol/transport';
+import { type TimerConfig } from '../protocol/timers';
+import { tai64nIsAfter } from '../protocol/tai64n';
+import { MSG_INITIATION_SIZE, MSG_RESPONSE_SIZE, MSG_COOKIE_REPLY_SIZE, REJECT_AFTER_MESSAGES } from '../protocol/constants';
+import type { Clock } from '../common/clock';
+import type { Logger } from '../common/logger';
+import { Endpoint, EndpointKind, type OutsideSender } from './endpoint';
+import type { IndexTable } from './index-table';
+import type { AgentDropReason } from './drop-reason';
+import type { Peer } from './peer';
+import type { PeerSet } from './peer-set';
+
+/** wireguard-go: at most this many initiations per second from one peer are honoured. */
+const INITIATIONS_PER_SECOND = 50;
+/** Handshake messages per second above which we ask for cookies (mac2). */
+const UNDER_LOAD_HANDSHAKES_PER_SECOND = 512;
+/** Stay "under load" this long after the rate drops (wireguard-go UnderLoadAfterTime). */
+const UNDER_LOAD_AFTER_MS = 1000;
+
+export interface HandshakeComponents {
+  clock: Clock;
+  logger: Logger;
+  outside: OutsideSender;
+  peers: PeerSet;
+  indices: IndexTable;
+  local: LocalIdentity;
+  timerConfig: TimerConfig;
+  drop(reason: AgentDropReason): void;
+  sendStaged(peer: Peer): void;
+  sendKeepalive(peer: Peer): void;
+}
+
+export class HandshakeHandler {
+  private readonly cookieChecker: CookieChecker;
+  private windowStart = 0;
+  private windowCount = 0;
+  private underLoadUntil = -Infinity;
+  private readonly srcBytes = Buffer.alloc(6);
+
+  constructor(private readonly c: HandshakeComponents) {
+    this.cookieChecker = new CookieChecker(c.local.publicKey, c.clock);
+  }
+
+  private age(kp: Keypair, now: number): number {
+    return now - kp.createdMs;
+  }
+
+  usableForSending(kp: Keypair, now: number): boolean {
+    return this.age(kp, now) < this.c.timerConfig.rejectAfterTimeMs && kp.sendCounter < REJECT_AFTER_MESSAGES;
+  }
+
+  isExpired(kp: Keypair, now: number): boolean {
+    return this.age(kp, now) >= this.c.timerConfig.rejectAfterTimeMs;
+  }
+
+  /** Spec: the initiator rekeys when sending under a keypair older than REKEY_AFTER_TIME. */
+  shouldRekeyAfterSend(kp: Keypair, now: number): boolean {
+    return kp.isInitiator && this.age(kp, now) >= this.c.timerConfig.rekeyAfterTimeMs;
+  }
+
+  /** Spec: the initiator rekeys on receive when the keypair nears REJECT_AFTER_TIME. */
+  shouldRekeyAfterReceive(kp: Keypair, now: number): boolean {
+    const t = this.c.timerConfig;
+    return kp.isInitiator && this.age(kp, now) >= t.rejectAfterTimeMs - t.keepaliveTimeoutMs - t.rekeyTimeoutMs;
+  }
+
+  /** Send a handshake initiation unless one is in flight (retries come from the timers). */
+  initiate(peer: Peer, isRetry: boolean): void {
+    const now = this.c.clock.now();
+    if (!peer.endpoint) return;
+    if (!isRetry && peer.initiation && now - peer.initiation.sentAt < this.c.timerConfig.rekeyTimeoutMs) return;
+    if (peer.initiation) this.c.indices.delete(peer.initiation.localIndex);
+    const localIndex = this.c.indices.allocate(peer);
+    const { message, state } = createInitiation(this.c.local, peer.crypto, localIndex, this.c.clock.wallMs(), randomBytes);
+    peer.cookies.addMacs(message);
+    peer.initiation = { state, localIndex, sentAt: now };
+    this.send(peer.endpoint, message);
+    peer.timers.handshakeInitiated(now);
+  }
+
+  private send(ep: Endpoint, message: Buffer): void {
+    // Handshake messages are rare: give them headroom for a relay header by copying.
+    const b = Buffer.allocUnsafe(8 + message.length);
+    message.copy(b, 8);
+    this.c.outside.send(ep, b, 8, message.length);
+  }
+
+  private sourceBytes(kind: EndpointKind, ip: number, port: number, vip: number): Buffer {
+    if (kind === EndpointKind.Relay) {
+      this.srcBytes.writeUInt32BE(vip, 0);
+      this.srcBytes.writeUInt16BE(0, 4);
+    } else {
+      this.srcBytes.writeUInt32BE(ip, 0);
+      this.srcBytes.writeUInt16BE(port, 4);
+    }
+    return this.srcBytes;
+  }
+
+  /** Count handshake messages; under load we demand a valid mac2 (cookie) first. */
+  private underLoad(now: number): boolean {
+    if (now - this.windowStart >= 1000) {
+      this.windowStart = now;
+      this.windowCount = 0;
+    }
+    if (++this.windowCount > UNDER_LOAD_HANDSHAKES_PER_SECOND) this.underLoadUntil = now + UNDER_LOAD_AFTER_MS;
+    return now < this.underLoadUntil;
+  }
+
+  /** mac1 and, under load, mac2; answers with a cookie reply when mac2 is missing. */
+  private checkMacs(msg: Buffer, kind: EndpointKind, ip: number, port: number, vip: number): boolean {
+    if (!this.cookieChecker.checkMac1(msg)) {
+      this.c.drop('bad-mac1');
+      return false;
+    }
+    if (this.underLoad(this.c.clock.now())) {
+      const src = this.sourceBytes(kind, ip, port, vip);
+      if (!this.cookieChecker.checkMac2(msg, src)) {
+        const senderIndex = msg.readUInt32LE(4);
+        const reply = this.cookieChecker.createReply(msg, senderIndex, src, randomBytes);
+        this.send(new Endpoint(kind, ip, port, vip), reply);
+        this.c.drop('cookie-required');
+        return false;
+      }
+    }
+    return true;
+  }
+
+  receiveInitiation(buf: Buffer, off: number, len: number, kind: EndpointKind, ip: number, port: number, vip: number): void {
+    if (len !== MSG_INITIATION_SIZE) return this.c.drop('outside-malformed');
+    const msg = buf.subarray(off, off + len);
+    if (!this.checkMacs(msg, kind, ip, port, vip)) return;
+    const r = consumeInitiation(this.c.local, msg, (pub) => this.c.peers.getByKey(pub)?.crypto);
+    if (!r.ok) return this.c.drop('handshake-failed');
+    const peer = this.c.peers.getByKey(r.peer.publicKey);
+    if (!peer) return this.c.drop('handshake-failed');
+    const now = this.c.clock.now();
+    if (peer.lastInitiationTimestamp && !tai64nIsAfter(r.timestamp, peer.lastInitiationTimestamp)) return this.c.drop('handshake-replay');
+    if (now - peer.lastInitiationConsumedAt < 1000 / INITIATIONS_PER_SECOND) return this.c.drop('handshake-flood');
+    peer.lastInitiationTimestamp = r.timestamp;
+    peer.lastInitiationConsumedAt = now;
+
+    const localIndex = this.c.indices.allocate(peer);
+    const { message, keys } = createResponse(this.c.local, r.state, localIndex, randomBytes);
+    const kp = new Keypair({ ...keys, createdMs: now });
+    this.c.indices.setKeypair(localIndex, kp);
+    // Responder: the new keypair waits in `next` until the initiator uses it.
+    if (peer.next) this.c.indices.delete(peer.next.localIndex);
+    if (peer.previous) this.c.indices.delete(peer.previous.localIndex);
+    peer.next = kp;
+    peer.previous = undefined;
+    this.setEndpoint(peer, kind, ip, port, vip);
+    peer.cookies.addMacs(message);
+    this.send(peer.endpoint!, message);
+    peer.stats.handshakes++;
+    peer.stats.lastHandshakeWallMs = this.c.clock.wallMs();
+    peer.timers.sessionDerived(now);
+    peer.timers.anyAuthenticatedPacketTraversal(now);
+    this.c.logger.debug({ peer: peer.publicKeyBase64.slice(0, 8) }, 'answered handshake initiation');
+  }
+
+  receiveResponse(buf: Buffer, off: number, len: number, kind: EndpointKind, ip: number, port: number, vip: number): void {
+    if (len !== MSG_RESPONSE_SIZE) return this.c.drop('outside-malformed');
+    const msg = buf.subarray(off, off + len);
+    if (!this.checkMacs(msg, kind, ip, port, vip)) return;
+    const receiver = msg.readUInt32LE(8);
+    const entry = this.c.indices.get(receiver);
+    const peer = entry?.peer;
+    if (!peer || !peer.initiation || peer.initiation.localIndex !== receiver) return this.c.drop('unknown-index');
+    const r = consumeResponse(this.c.local, msg, () => ({ peer: peer.crypto, state: peer.initiation!.state }));
+    if (!r.ok) return this.c.drop('handshake-failed');
+    const now = this.c.clock.now();
+    const kp = new Keypair({ ...r.keys, createdMs: now });
+    this.c.indices.setKeypair(receiver, kp);
+    peer.initiation = undefined;
+    // Initiator: the new keypair is current at once.
+    if (peer.next) {
+      if (peer.previous) this.c.indices.delete(peer.previous.localIndex);
+      if (peer.current) this.c.indices.delete(peer.current.localIndex);
+      peer.previous = peer.next;
+      peer.next = undefined;
+    } else {
+      if (peer.previous) this.c.indices.delete(peer.previous.localIndex);
+      peer.previous = peer.current;
+    }
+    peer.current = kp;
+    this.setEndpoint(peer, kind, ip, port, vip);
+    peer.stats.handshakes++;
+    peer.stats.lastHandshakeWallMs = this.c.clock.wallMs();
+    peer.timers.sessionDerived(now);
+    peer.timers.handshakeComplete(now);
+    peer.timers.anyAuthenticatedPacketReceived(now);
+    peer.timers.anyAuthenticatedPacketTraversal(now);
+    this.c.logger.debug({ peer: peer.publicKeyBase64.slice(0, 8) }, 'handshake complete (initiator)');
+    // The responder needs a transport message to confirm the session: staged data, or a keepalive.
+    if (peer.staged.length > 0) this.c.sendStaged(peer);
+    else this.c.sendKeepalive(peer);
+  }
+
+  receiveCookieReply(buf: Buffer, off: number, len: number): void {
+    if (len !== MSG_COOKIE_REPLY_SIZE) return this.c.drop('outside-malformed');
+    const msg = buf.subarray(off, off + len);
+    const entry = this.c.indices.get(msg.readUInt32LE(4));
+    if (!entry) return this.c.drop('unknown-index');
+    if (!entry.peer.cookies.consumeReply(msg)) this.c.drop('handshake-failed');
+  }
+
+  /** The initiator used our `next` keypair: it becomes current (wireguard-go ReceivedWithKeypair). */
+  confirmNext(peer: Peer): void {
+    if (!peer.next) return;
+    if (peer.previous) this.c.indices.delete(peer.previous.localIndex);
+    peer.previous = peer.current;
+    peer.current = peer.next;
+    peer.next = undefined;
+    peer.timers.handshakeComplete(this.c.clock.now());
+    if (peer.staged.length > 0) this.c.sendStaged(peer);
+  }
+
+  private setEndpoint(peer: Peer, kind: EndpointKind, ip: number, port: number, vip: number): void {
+    if (!peer.endpoint) peer.endpoint = new Endpoint(kind, ip, port, vip);
+    else peer.endpoint.assign(kind, ip, port, vip);
+  }
+
+  /** Forget all sessions of a peer (REJECT_AFTER_TIME × 3 without a new handshake). */
+  zeroKeys(peer: Peer): void {
+    for (const kp of peer.keypairs()) this.c.indices.delete(kp.localIndex);
+    if (peer.initiation) this.c.indices.delete(peer.initiation.localIndex);
+    peer.current = peer.previous = peer.next = undefined;
+    peer.initiation = undefined;
+  }
+}

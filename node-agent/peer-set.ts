@@ -1,0 +1,81 @@
+/**
+ * The member's peers, changeable at runtime (static config today, the coordinator's
+ * pushed peer map tomorrow): by public key, and by address for routing (longest prefix of
+ * AllowedIPs, which is also the inbound source check: cryptokey routing).
+ */
+import { AllowedIps } from '../protocol/allowed-ips';
+import { createPeerCrypto, type LocalIdentity } from '../protocol/handshake';
+import { CookieGenerator } from '../protocol/cookie';
+import { TimerStateMachine, type TimerConfig } from '../protocol/timers';
+import { keyFromBase64 } from '../protocol/keys';
+import type { Clock } from '../common/clock';
+import type { Cidr } from './cidr';
+import type { Endpoint } from './endpoint';
+import { Peer } from './peer';
+
+export interface PeerSpec {
+  publicKey: string;
+  allowedIps: Cidr[];
+  endpoint?: Endpoint;
+  presharedKey?: string;
+  persistentKeepaliveSec?: number;
+}
+
+export class PeerSet {
+  readonly routes = new AllowedIps<Peer>();
+  private readonly byKey = new Map<string, Peer>();
+
+  constructor(
+    private readonly local: LocalIdentity,
+    private readonly clock: Clock,
+    private readonly timerConfig: TimerConfig,
+    /** Called when a peer goes away, so its indices can be released. */
+    private readonly onRemove: (peer: Peer) => void = () => {},
+  ) {}
+
+  get(publicKeyBase64: string): Peer | undefined {
+    return this.byKey.get(publicKeyBase64);
+  }
+
+  /** Lookup by raw public key (handshake initiations name the sender this way). */
+  getByKey(publicKey: Uint8Array): Peer | undefined {
+    return this.byKey.get(Buffer.from(publicKey).toString('base64'));
+  }
+
+  all(): IterableIterator<Peer> {
+    return this.byKey.values();
+  }
+
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  /** Add a peer or update one in place (keeping its sessions when its key is unchanged). */
+  upsert(spec: PeerSpec): Peer {
+    let peer = this.byKey.get(spec.publicKey);
+    if (!peer) {
+      const pub = keyFromBase64(spec.publicKey);
+      const psk = spec.presharedKey ? keyFromBase64(spec.presharedKey) : undefined;
+      const crypto = createPeerCrypto(this.local, pub, psk);
+      peer = new Peer(pub, spec.publicKey, crypto, new CookieGenerator(pub, this.clock), new TimerStateMachine(this.timerConfig),
+        spec.allowedIps, spec.endpoint, (spec.persistentKeepaliveSec ?? 0) * 1000);
+      this.byKey.set(spec.publicKey, peer);
+    } else {
+      this.routes.removeByValue(peer);
+      peer.allowedIps = spec.allowedIps;
+      if (spec.endpoint) peer.endpoint = spec.endpoint;
+      peer.persistentKeepaliveMs = (spec.persistentKeepaliveSec ?? 0) * 1000;
+    }
+    for (const c of spec.allowedIps) this.routes.insert(c.network, c.bits, peer);
+    return peer;
+  }
+
+  remove(publicKeyBase64: string): boolean {
+    const peer = this.byKey.get(publicKeyBase64);
+    if (!peer) return false;
+    this.byKey.delete(publicKeyBase64);
+    this.routes.removeByValue(peer);
+    this.onRemove(peer);
+    return true;
+  }
+}

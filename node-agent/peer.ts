@@ -1,0 +1,68 @@
+/**
+ * One WireGuard peer of this member: its keys, the prefixes it owns, where to reach it,
+ * its session keypairs (previous/current/next, rotated as in wireguard-go's
+ * noise-protocol.go) and the packets waiting for a session.
+ */
+import type { Keypair } from '../protocol/transport';
+import type { TimerStateMachine } from '../protocol/timers';
+import type { PeerCrypto, InitiatorState } from '../protocol/handshake';
+import type { CookieGenerator } from '../protocol/cookie';
+import type { Cidr } from './cidr';
+import type { Endpoint } from './endpoint';
+
+/** Packets held while a handshake is under way (wireguard-go's QueueStagedSize). Oldest dropped first. */
+export const MAX_STAGED_PACKETS = 128;
+
+export interface PeerStats {
+  rxBytes: number;
+  txBytes: number;
+  rxPackets: number;
+  txPackets: number;
+  handshakes: number;
+  /** Wall-clock ms of the last completed handshake, 0 if none. */
+  lastHandshakeWallMs: number;
+}
+
+export class Peer {
+  current: Keypair | undefined;
+  previous: Keypair | undefined;
+  next: Keypair | undefined;
+
+  /** Our side of a handshake we initiated and still wait a response for. */
+  initiation: { state: InitiatorState; localIndex: number; sentAt: number } | undefined;
+  /** TAI64N of the newest initiation we accepted from this peer (replay protection). */
+  lastInitiationTimestamp: Uint8Array | undefined;
+  /** When we last accepted an initiation, for wireguard-go's flood rule. */
+  lastInitiationConsumedAt = -Infinity;
+
+  readonly staged: Buffer[] = [];
+  readonly stats: PeerStats = { rxBytes: 0, txBytes: 0, rxPackets: 0, txPackets: 0, handshakes: 0, lastHandshakeWallMs: 0 };
+
+  constructor(
+    readonly publicKey: Uint8Array,
+    readonly publicKeyBase64: string,
+    readonly crypto: PeerCrypto,
+    readonly cookies: CookieGenerator,
+    readonly timers: TimerStateMachine,
+    public allowedIps: Cidr[],
+    public endpoint: Endpoint | undefined,
+    /** Persistent keepalive interval in ms, 0 = off. */
+    public persistentKeepaliveMs: number,
+  ) {}
+
+  /** Queue a copy of a plaintext packet until a session exists; drops the oldest when full. */
+  stage(buf: Buffer, off: number, len: number): boolean {
+    let dropped = false;
+    if (this.staged.length >= MAX_STAGED_PACKETS) {
+      this.staged.shift();
+      dropped = true;
+    }
+    this.staged.push(Buffer.from(buf.subarray(off, off + len)));
+    return !dropped;
+  }
+
+  /** Every keypair this peer holds, for index-table cleanup. */
+  keypairs(): Keypair[] {
+    return [this.previous, this.current, this.next].filter((k): k is Keypair => k !== undefined);
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * Static X25519 keys as `wg genkey` / `wg pubkey` handle them: 32 bytes, clamped private
+ * keys, standard base64 with padding (44 characters).
+ */
+import { randomBytes } from 'node:crypto';
+import nacl from 'tweetnacl';
+import { KEY_SIZE } from './constants';
+
+/** Random source: returns `size` fresh random bytes. Injected so tests are deterministic. */
+export type Rng = (size: number) => Uint8Array;
+export const defaultRng: Rng = (size) => randomBytes(size);
+
+export class InvalidKeyError extends Error {
+  override readonly name = 'InvalidKeyError';
+  readonly code = 'ERR_INVALID_KEY';
+}
+
+/** Curve25519 clamping (RFC 7748 §5), in place. */
+export function clampPrivateKey(k: Uint8Array): Uint8Array {
+  k[0] &= 248;
+  k[31] = (k[31] & 127) | 64;
+  return k;
+}
+
+export function generatePrivateKey(rng: Rng = defaultRng): Buffer {
+  const k = Buffer.from(rng(KEY_SIZE));
+  if (k.length !== KEY_SIZE) throw new RangeError('rng returned the wrong number of bytes');
+  return clampPrivateKey(k) as Buffer;
+}
+
+export function publicKeyFromPrivate(privateKey: Uint8Array): Buffer {
+  if (privateKey.length !== KEY_SIZE) throw new InvalidKeyError(`private key must be ${KEY_SIZE} bytes, got ${privateKey.length}`);
+  return Buffer.from(nacl.scalarMult.base(privateKey));
+}
+
+export function keyToBase64(key: Uint8Array): string {
+  if (key.length !== KEY_SIZE) throw new InvalidKeyError(`key must be ${KEY_SIZE} bytes, got ${key.length}`);
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('base64');
+}
+
+const KEY_B64 = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
+
+/**
+ * Strict decoding: exactly 44 characters of standard base64 encoding 32 bytes (Node's
+ * decoder silently skips junk, so the shape is checked first). Never echoes the key.
+ */
+export function keyFromBase64(text: string): Buffer {
+  const s = text.trim();
+  if (!KEY_B64.test(s)) {
+    throw new InvalidKeyError(`key must be ${KEY_SIZE} bytes in standard base64 (44 characters ending in '='), got ${s.length} characters`);
+  }
+  return Buffer.from(s, 'base64');
+}

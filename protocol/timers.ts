@@ -1,0 +1,288 @@
+/**
+ * WireGuard's per-peer timers (paper §6, wireguard-go device/timers.go) as a pure state
+ * machine: the owner reports events, calls `poll(now)` when `nextDeadline()` passes (one
+ * setTimeout per peer), and performs the returned actions. No I/O, no real timers.
+ *
+ * Timers (deadline = absolute clock.now() ms, or NONE):
+ *   retransmitHandshake  armed by handshakeInitiated(): REKEY_TIMEOUT + jitter. Fires
+ *                        'send-initiation' (a retry) until the attempts exceed
+ *                        REKEY_ATTEMPT_TIME / REKEY_TIMEOUT - 2, then 'give-up' (flush
+ *                        staged packets) and arms zeroKeyMaterial.
+ *   sendKeepalive        armed by dataReceived() (KEEPALIVE_TIMEOUT) unless pending, cleared by
+ *                        anyAuthenticatedPacketSent(); fires 'send-keepalive'.
+ *   newHandshake         armed by dataSent() (KEEPALIVE + REKEY_TIMEOUT + jitter) unless
+ *                        pending, cleared by anyAuthenticatedPacketReceived(); fires
+ *                        'new-handshake' (we sent data and heard nothing back).
+ *   zeroKeyMaterial      armed by sessionDerived() (REJECT_AFTER_TIME × 3); fires 'zero-keys'.
+ *   persistentKeepalive  re-armed by anyAuthenticatedPacketTraversal() when the interval > 0;
+ *                        fires 'persistent-keepalive'.
+ *
+ * Owner loop: `for (const a of timers.poll(now)) perform(a)`, where performing an action
+ * reports its own events (sending an initiation calls anyAuthenticatedPacketTraversal,
+ * anyAuthenticatedPacketSent, handshakeInitiated), then re-arm setTimeout at nextDeadline().
+ *
+ * Event contract (as wireguard-go calls them):
+ *   dataSent                       after sending an authenticated data packet (not keepalive)
+ *   dataReceived                   after receiving an authenticated data packet (not keepalive)
+ *   anyAuthenticatedPacketSent     after sending keepalive, data or handshake
+ *   anyAuthenticatedPacketReceived after receiving keepalive, data or handshake
+ *   anyAuthenticatedPacketTraversal before sending / after receiving any of those
+ *   handshakeInitiated             after sending an initiation
+ *   handshakeComplete              after a response is processed, or on the first data
+ *                                  message under a new responder keypair (key confirmation)
+ *   sessionDerived                 when transport keys are derived (either side)
+ */
+import type { Clock } from '../common/clock';
+import {
+  KEEPALIVE_TIMEOUT_MS, REJECT_AFTER_TIME_MS, REKEY_AFTER_TIME_MS, REKEY_ATTEMPT_TIME_MS, REKEY_TIMEOUT_MS,
+  REKEY_AFTER_MESSAGES,
+} from './constants';
+import { REJECT_AFTER_MESSAGES_NUM } from './replay';
+
+/** Every duration the timers use; tests shorten them (e.g. rekeyAfterTimeMs to force a rekey). */
+export interface TimerConfig {
+  /** @default 120_000 */
+  rekeyAfterTimeMs: number;
+  /** @default 180_000 */
+  rejectAfterTimeMs: number;
+  /** @default 90_000 */
+  rekeyAttemptTimeMs: number;
+  /** @default 5_000 */
+  rekeyTimeoutMs: number;
+  /** @default 10_000 */
+  keepaliveTimeoutMs: number;
+  /** Upper bound (exclusive) of the random jitter added to handshake timers. @default 334 */
+  rekeyTimeoutJitterMaxMs: number;
+  /** @default 2^60 */
+  rekeyAfterMessages: number;
+  /** @default min(REJECT_AFTER_MESSAGES, 2^53) */
+  rejectAfterMessages: number;
+}
+
+/** wireguard-go's RekeyTimeoutJitterMaxMs: an implementation constant, not in the paper. */
+export const REKEY_TIMEOUT_JITTER_MAX_MS = 334;
+
+export const DEFAULT_TIMER_CONFIG: Readonly<TimerConfig> = Object.freeze({
+  rekeyAfterTimeMs: REKEY_AFTER_TIME_MS,
+  rejectAfterTimeMs: REJECT_AFTER_TIME_MS,
+  rekeyAttemptTimeMs: REKEY_ATTEMPT_TIME_MS,
+  rekeyTimeoutMs: REKEY_TIMEOUT_MS,
+  keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
+  rekeyTimeoutJitterMaxMs: REKEY_TIMEOUT_JITTER_MAX_MS,
+  rekeyAfterMessages: Number(REKEY_AFTER_MESSAGES),
+  rejectAfterMessages: REJECT_AFTER_MESSAGES_NUM,
+});
+
+export const TimerAction = {
+  SEND_INITIATION: 'send-initiation',
+  GIVE_UP: 'give-up',
+  SEND_KEEPALIVE: 'send-keepalive',
+  NEW_HANDSHAKE: 'new-handshake',
+  ZERO_KEYS: 'zero-keys',
+  PERSISTENT_KEEPALIVE: 'persistent-keepalive',
+} as const;
+export type TimerAction = (typeof TimerAction)[keyof typeof TimerAction];
+
+/** The keypair facts the predicates need (structurally satisfied by transport.ts Keypair). */
+export interface KeypairAge {
+  isInitiator: boolean;
+  createdMs: number;
+  sendCounter: number;
+}
+
+/** Send side: the initiator rekeys when its keypair is older than REKEY_AFTER_TIME, anyone after REKEY_AFTER_MESSAGES. */
+export function shouldRekeyOnSend(kp: KeypairAge, nowMs: number, cfg: TimerConfig = DEFAULT_TIMER_CONFIG): boolean {
+  return kp.sendCounter > cfg.rekeyAfterMessages || (kp.isInitiator && nowMs - kp.createdMs > cfg.rekeyAfterTimeMs);
+}
+
+/**
+ * Receive side: the initiator's keypair is older than REJECT_AFTER_TIME − KEEPALIVE − REKEY_TIMEOUT,
+ * so start a handshake before it must be rejected (only once: see PeerTimers.rekeyOnReceive).
+ */
+export function shouldRekeyOnReceive(kp: KeypairAge, nowMs: number, cfg: TimerConfig = DEFAULT_TIMER_CONFIG): boolean {
+  return kp.isInitiator && nowMs - kp.createdMs > cfg.rejectAfterTimeMs - cfg.keepaliveTimeoutMs - cfg.rekeyTimeoutMs;
+}
+
+/** Neither send nor accept with a keypair past REJECT_AFTER_TIME or REJECT_AFTER_MESSAGES. */
+export function isKeypairExpired(kp: KeypairAge, nowMs: number, cfg: TimerConfig = DEFAULT_TIMER_CONFIG): boolean {
+  return kp.sendCounter >= cfg.rejectAfterMessages || nowMs - kp.createdMs >= cfg.rejectAfterTimeMs;
+}
+
+const NONE = Number.POSITIVE_INFINITY;
+
+export interface PeerTimersInit {
+  clock: Clock;
+  /** Uniform in [0, 1), for jitter. @default Math.random */
+  rng?: () => number;
+  config?: Partial<TimerConfig>;
+  /** 0 disables. @default 0 */
+  persistentKeepaliveMs?: number;
+}
+
+export class PeerTimers {
+  readonly config: TimerConfig;
+  persistentKeepaliveMs: number;
+  /** Retries since the last completed handshake (wireguard-go handshakeAttempts). */
+  handshakeAttempts = 0;
+  /** clock.now() of the last completed handshake, or undefined. */
+  lastHandshakeMs: number | undefined;
+  /** clock.now() of the last initiation sent (rate limit: initiationAllowed). */
+  lastInitiationSentMs: number | undefined;
+
+  private retransmitHandshakeAt = NONE;
+  private sendKeepaliveAt = NONE;
+  private newHandshakeAt = NONE;
+  private zeroKeyMaterialAt = NONE;
+  private persistentKeepaliveAt = NONE;
+  private needAnotherKeepalive = false;
+  private rearmKeepaliveOnSend = false;
+  private sentLastMinuteHandshake = false;
+  private active = true;
+  private readonly clock: Clock;
+  private readonly rng: () => number;
+  private readonly maxHandshakeRetries: number;
+
+  constructor(init: PeerTimersInit) {
+    this.clock = init.clock;
+    this.rng = init.rng ?? Math.random;
+    this.config = { ...DEFAULT_TIMER_CONFIG, ...init.config };
+    this.persistentKeepaliveMs = init.persistentKeepaliveMs ?? 0;
+    this.maxHandshakeRetries = Math.floor(this.config.rekeyAttemptTimeMs / this.config.rekeyTimeoutMs) - 2;
+  }
+
+  private jitter(): number {
+    return Math.floor(this.rng() * this.config.rekeyTimeoutJitterMaxMs);
+  }
+
+  dataSent(): void {
+    if (this.active && this.newHandshakeAt === NONE) {
+      this.newHandshakeAt = this.clock.now() + this.config.keepaliveTimeoutMs + this.config.rekeyTimeoutMs + this.jitter();
+    }
+  }
+
+  dataReceived(): void {
+    if (!this.active) return;
+    if (this.sendKeepaliveAt === NONE) this.sendKeepaliveAt = this.clock.now() + this.config.keepaliveTimeoutMs;
+    else this.needAnotherKeepalive = true;
+  }
+
+  anyAuthenticatedPacketSent(): void {
+    if (!this.active) return;
+    this.sendKeepaliveAt = NONE;
+    if (this.rearmKeepaliveOnSend) {
+      // 'send-keepalive' fired while more data had arrived: keep one more keepalive armed
+      // past the one just sent (wireguard-go re-arms after SendKeepalive).
+      this.rearmKeepaliveOnSend = false;
+      this.sendKeepaliveAt = this.clock.now() + this.config.keepaliveTimeoutMs;
+    }
+  }
+
+  anyAuthenticatedPacketReceived(): void {
+    if (this.active) this.newHandshakeAt = NONE;
+  }
+
+  anyAuthenticatedPacketTraversal(): void {
+    if (this.active && this.persistentKeepaliveMs > 0) this.persistentKeepaliveAt = this.clock.now() + this.persistentKeepaliveMs;
+  }
+
+  handshakeInitiated(): void {
+    this.lastInitiationSentMs = this.clock.now();
+    if (this.active) this.retransmitHandshakeAt = this.clock.now() + this.config.rekeyTimeoutMs + this.jitter();
+  }
+
+  handshakeComplete(): void {
+    if (this.active) this.retransmitHandshakeAt = NONE;
+    this.handshakeAttempts = 0;
+    this.sentLastMinuteHandshake = false;
+    this.lastHandshakeMs = this.clock.now();
+  }
+
+  sessionDerived(): void {
+    if (this.active) this.zeroKeyMaterialAt = this.clock.now() + this.config.rejectAfterTimeMs * 3;
+  }
+
+  /**
+   * A new (non-retry) initiation may be sent only REKEY_TIMEOUT after the previous one
+   * (wireguard-go SendHandshakeInitiation). Retries from 'send-initiation' skip this check.
+   * A non-retry initiation also resets the attempt count: call `beginHandshake()`.
+   */
+  initiationAllowed(nowMs: number = this.clock.now()): boolean {
+    return this.lastInitiationSentMs === undefined || nowMs - this.lastInitiationSentMs >= this.config.rekeyTimeoutMs;
+  }
+
+  /** A fresh (non-retry) handshake starts: attempts count from zero again. */
+  beginHandshake(): void {
+    this.handshakeAttempts = 0;
+  }
+
+  /** shouldRekeyOnReceive, at most once per handshake (wireguard-go sentLastMinuteHandshake). */
+  rekeyOnReceive(kp: KeypairAge, nowMs: number = this.clock.now()): boolean {
+    if (this.sentLastMinuteHandshake || !shouldRekeyOnReceive(kp, nowMs, this.config)) return false;
+    this.sentLastMinuteHandshake = true;
+    return true;
+  }
+
+  /** The earliest armed deadline (absolute ms), or undefined when nothing is armed. */
+  nextDeadline(): number | undefined {
+    const d = Math.min(this.retransmitHandshakeAt, this.sendKeepaliveAt, this.newHandshakeAt,
+      this.zeroKeyMaterialAt, this.persistentKeepaliveAt);
+    return d === NONE ? undefined : d;
+  }
+
+  /**
+   * Fire every timer due at `nowMs`, in wireguard-go's order of concern, and return the
+   * actions. Timers that fire are disarmed (or re-armed where wireguard-go re-arms them).
+   */
+  poll(nowMs: number = this.clock.now()): TimerAction[] {
+    const actions: TimerAction[] = [];
+    if (!this.active) return actions;
+    if (this.retransmitHandshakeAt <= nowMs) {
+      this.retransmitHandshakeAt = NONE;
+      if (this.handshakeAttempts > this.maxHandshakeRetries) {
+        this.sendKeepaliveAt = NONE;
+        actions.push(TimerAction.GIVE_UP);
+        if (this.zeroKeyMaterialAt === NONE) this.zeroKeyMaterialAt = nowMs + this.config.rejectAfterTimeMs * 3;
+      } else {
+        this.handshakeAttempts++;
+        // The owner sends the retry and then calls handshakeInitiated(), which re-arms us.
+        actions.push(TimerAction.SEND_INITIATION);
+      }
+    }
+    if (this.sendKeepaliveAt <= nowMs) {
+      this.sendKeepaliveAt = NONE;
+      actions.push(TimerAction.SEND_KEEPALIVE);
+      if (this.needAnotherKeepalive) {
+        this.needAnotherKeepalive = false;
+        // Armed now and again after the owner reports the keepalive as sent.
+        this.sendKeepaliveAt = nowMs + this.config.keepaliveTimeoutMs;
+        this.rearmKeepaliveOnSend = true;
+      }
+    }
+    if (this.newHandshakeAt <= nowMs) {
+      this.newHandshakeAt = NONE;
+      actions.push(TimerAction.NEW_HANDSHAKE);
+    }
+    if (this.zeroKeyMaterialAt <= nowMs) {
+      this.zeroKeyMaterialAt = NONE;
+      actions.push(TimerAction.ZERO_KEYS);
+    }
+    if (this.persistentKeepaliveAt <= nowMs) {
+      this.persistentKeepaliveAt = NONE;
+      if (this.persistentKeepaliveMs > 0) actions.push(TimerAction.PERSISTENT_KEEPALIVE);
+    }
+    return actions;
+  }
+
+  /** Disarm everything (peer removed / device down); events are ignored until start(). */
+  stop(): void {
+    this.active = false;
+    this.retransmitHandshakeAt = this.sendKeepaliveAt = this.newHandshakeAt = NONE;
+    this.zeroKeyMaterialAt = this.persistentKeepaliveAt = NONE;
+    this.needAnotherKeepalive = false;
+    this.rearmKeepaliveOnSend = false;
+  }
+
+  start(): void {
+    this.active = true;
+  }
+}

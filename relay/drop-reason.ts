@@ -1,0 +1,45 @@
+/**
+ * Why the relay dropped a datagram. Each reason is also a metric label
+ * (`isthmus_relay_drops_total{reason}`), after derp's dropReason* constants. Dropping is
+ * counted, never thrown.
+ */
+export const DROP_REASONS = [
+  /** shorter than the 8-byte header (or than its type's fixed payload) */
+  'too-short',
+  /** first byte outside 0x10..0x1f, or a DATA frame whose payload is not a WireGuard message */
+  'malformed',
+  /** DATA/PING from a 4-tuple with no authenticated session (answered with REAUTH, rate-limited) */
+  'unbound-source',
+  /** DATA for an overlay address with no session here (answered with UNREACHABLE, rate-limited) */
+  'unknown-destination',
+  /** a type in the relay range this relay does not know, from a bound member */
+  'unknown-type',
+  /** a relay→member type (CHALLENGE, PONG, ...) sent to the relay */
+  'unexpected-type',
+  /** HELLO/AUTH with a version this relay does not speak */
+  'bad-version',
+  /** AUTH with a wrong key proof */
+  'auth-failed',
+  /** AUTH echoing a challenge that is expired, foreign, or issued to another 4-tuple */
+  'auth-stale',
+  /** AUTH reusing a challenge that already authenticated */
+  'auth-replayed',
+  /** AUTH from a key the directory does not know */
+  'auth-unknown-key',
+  /** AUTH claiming an overlay address that is not the key's */
+  'auth-vip-mismatch',
+  /** AUTH while the directory lookup failed */
+  'auth-unavailable',
+  /** too many AUTHs waiting for the directory */
+  'auth-overload',
+] as const;
+
+export type DropReason = (typeof DROP_REASONS)[number];
+
+export type DropCounters = Record<DropReason, number>;
+
+export function emptyDropCounters(): DropCounters {
+  const c = {} as DropCounters;
+  for (const r of DROP_REASONS) c[r] = 0;
+  return c;
+}

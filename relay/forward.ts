@@ -1,0 +1,115 @@
+/**
+ * The relay's hot path, per received batch:
+ *
+ *   1. Header check: at least 8 bytes and a type in 0x10..0x1f, else 'too-short'/'malformed'.
+ *   2. DATA from a bound 4-tuple: the payload must look like a WireGuard message (type 1..4,
+ *      three zero bytes, at least a keepalive's length); look up the destination vip; rewrite
+ *      bytes 4-7 IN PLACE from destination to the sender's vip; queue to the destination's
+ *      4-tuple. DATA from an unbound 4-tuple: 'unbound-source' and a rate-limited REAUTH.
+ *      Unknown destination: 'unknown-destination' and a rate-limited UNREACHABLE.
+ *   3. Every other type goes to the control handler (auth, keepalive).
+ *   4. One `flush()` per batch.
+ *
+ * Never throws per packet; no allocation on the DATA path.
+ */
+import type { DatagramBatch, DatagramSocket } from '../common/packet-io';
+import { MSG_TRANSPORT_MIN_SIZE } from '../protocol/constants';
+import {
+  FrameType, RELAY_HEADER_LEN, RELAY_OFFSET_PAYLOAD, RELAY_OFFSET_VIP, isRelayFrameType, readU32, writeU32,
+} from '../protocol/relay-frame';
+import type { RateLimiter } from './rate-limit';
+import type { Session, SessionTable } from './session-table';
+import { tupleKey } from './session-table';
+import type { RelayStats } from './stats';
+
+/** Handles every non-DATA frame; `session` is the sender's session if its 4-tuple is bound. */
+export type ControlHandler = (buf: Buffer, off: number, len: number, type: number, addr: number, port: number,
+  session: Session | undefined, now: number) => void;
+
+export interface ForwarderDeps {
+  sessions: SessionTable;
+  socket: DatagramSocket;
+  stats: RelayStats;
+  replyLimiter: RateLimiter;
+  control: ControlHandler;
+  now: () => number;
+}
+
+/** Header-only reply frames, reused (the socket copies on send). */
+const reauthFrame = Buffer.from([FrameType.REAUTH, 0, 0, 0, 0, 0, 0, 0]);
+const unreachableFrame = Buffer.alloc(RELAY_HEADER_LEN);
+unreachableFrame[0] = FrameType.UNREACHABLE;
+
+/** Payload length of the smallest WireGuard message (a transport keepalive). */
+const MIN_WG_LEN = MSG_TRANSPORT_MIN_SIZE;
+
+export class Forwarder {
+  constructor(private readonly d: ForwarderDeps) {}
+
+  /** Bound once as the socket's receive handler. */
+  readonly onBatch = (batch: DatagramBatch): void => {
+    const now = this.d.now();
+    const { data, offsets, lengths, addrs, ports } = batch;
+    for (let i = 0; i < batch.count; i++) {
+      this.frame(data, offsets[i], lengths[i], addrs[i], ports[i], now);
+    }
+    this.d.socket.flush();
+  };
+
+  private frame(buf: Buffer, off: number, len: number, addr: number, port: number, now: number): void {
+    const { stats, sessions } = this.d;
+    stats.framesReceived++;
+    if (len < RELAY_HEADER_LEN) {
+      stats.drop('too-short');
+      return;
+    }
+    const type = buf[off];
+    if (!isRelayFrameType(type)) {
+      stats.drop('malformed');
+      return;
+    }
+    const src = sessions.byAddress(addr, port);
+    if (type !== FrameType.DATA) {
+      this.d.control(buf, off, len, type, addr, port, src, now);
+      return;
+    }
+    if (!src) {
+      stats.drop('unbound-source');
+      this.sendReauth(addr, port, now);
+      return;
+    }
+    src.lastSeen = now;
+    if (len < RELAY_HEADER_LEN + MIN_WG_LEN) {
+      stats.drop('too-short');
+      return;
+    }
+    const p = off + RELAY_OFFSET_PAYLOAD;
+    const wgType = buf[p];
+    if (wgType < 1 || wgType > 4 || buf[p + 1] !== 0 || buf[p + 2] !== 0 || buf[p + 3] !== 0) {
+      stats.drop('malformed');
+      return;
+    }
+    const dstVip = readU32(buf, off + RELAY_OFFSET_VIP);
+    const dst = sessions.byOverlay(dstVip);
+    if (!dst) {
+      stats.drop('unknown-destination');
+      if (this.d.replyLimiter.allow(-1 - dstVip, now)) {
+        writeU32(unreachableFrame, RELAY_OFFSET_VIP, dstVip);
+        this.d.socket.send(unreachableFrame, 0, RELAY_HEADER_LEN, addr, port);
+        stats.unreachableSent++;
+      }
+      return;
+    }
+    writeU32(buf, off + RELAY_OFFSET_VIP, src.vip);
+    this.d.socket.send(buf, off, len, dst.addr, dst.port);
+    stats.framesForwarded++;
+    stats.bytesForwarded += len;
+  }
+
+  /** REAUTH to a 4-tuple we have no session for, at most once per interval per tuple. */
+  sendReauth(addr: number, port: number, now: number): void {
+    if (!this.d.replyLimiter.allow(tupleKey(addr, port), now)) return;
+    this.d.socket.send(reauthFrame, 0, RELAY_HEADER_LEN, addr, port);
+    this.d.stats.reauthSent++;
+  }
+}

@@ -1,0 +1,16 @@
+/**
+ * The relay: authenticates members, binds member ↔ UDP 4-tuple, forwards end-to-end
+ * encrypted WireGuard messages by destination overlay address. See README.md and
+ * docs/PROTOCOL.md.
+ */
+export { createRelay, DEFAULT_RELAY_OPTIONS } from './relay';
+export type { Relay, RelayInit, RelayComponents, SessionInfo } from './relay';
+export type { SessionListener } from './control';
+export { SessionTable, tupleKey } from './session-table';
+export type { Session, BindResult } from './session-table';
+export { StaticMemberDirectory, MemberFileError, parseMemberFile } from './member-directory';
+export type { MemberDirectory, MemberEntry } from './member-directory';
+export { DROP_REASONS } from './drop-reason';
+export type { DropReason, DropCounters } from './drop-reason';
+export type { RelayStatsSnapshot } from './stats';
+export { ChallengeIssuer } from './challenge';

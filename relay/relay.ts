@@ -1,0 +1,171 @@
+/**
+ * The relay: wires the session table, the forwarder (hot path), the control handler (auth,
+ * keepalive) and timers (idle expiry, challenge rotation, stats log) onto one DatagramSocket.
+ *
+ *   const relay = createRelay({ id: 'r1' })({ logger, clock, socket, directory })
+ *   relay.start() ... relay.stats() ... relay.stop()
+ */
+import { hostname } from 'node:os';
+import type { Clock } from '../common/clock';
+import type { Logger } from '../common/logger';
+import type { DatagramSocket } from '../common/packet-io';
+import { intToIpv4 } from '../common/packet-io';
+import { ChallengeIssuer } from './challenge';
+import { ControlHandlerImpl, type SessionListener } from './control';
+import { Forwarder } from './forward';
+import type { MemberDirectory } from './member-directory';
+import { RateLimiter } from './rate-limit';
+import { SessionTable, type Session } from './session-table';
+import { RelayStats, type RelayStatsSnapshot } from './stats';
+
+export interface RelayInit {
+  /** Relay id sent in AUTH_OK and logs. @default `${hostname()}:${socket port}` */
+  id?: string;
+  /** Keepalive interval advertised to members, seconds. @default 10 */
+  keepaliveSeconds?: number;
+  /** A session with no frame for this many keepalive intervals is unbound. @default 3 */
+  idleIntervals?: number;
+  /** Challenge key rotation, ms (a challenge lives 1-2 rotations). @default 10_000 */
+  challengeRotateMs?: number;
+  /** Minimum interval between REAUTH/UNREACHABLE replies to one 4-tuple/destination, ms. @default 1000 */
+  replyIntervalMs?: number;
+  /** Global REAUTH/UNREACHABLE replies per second. @default 200 */
+  replyPerSecond?: number;
+  /** AUTHs waiting for the directory at once. @default 1024 */
+  maxPendingAuth?: number;
+  /** Housekeeping timer period, ms. @default 1000 */
+  tickMs?: number;
+  /** Log a stats line this often, ms; 0 = never. @default 0 */
+  statsLogIntervalMs?: number;
+}
+
+export const DEFAULT_RELAY_OPTIONS = {
+  keepaliveSeconds: 10,
+  idleIntervals: 3,
+  challengeRotateMs: 10_000,
+  replyIntervalMs: 1000,
+  replyPerSecond: 200,
+  maxPendingAuth: 1024,
+  tickMs: 1000,
+  statsLogIntervalMs: 0,
+} as const;
+
+export interface RelayComponents {
+  logger: Logger;
+  clock: Clock;
+  socket: DatagramSocket;
+  directory: MemberDirectory;
+  /** Told about binds and unbinds (the Redis `session:<vip>` writer plugs in here). */
+  sessionListener?: SessionListener;
+}
+
+export interface SessionInfo {
+  vip: string;
+  udpAddr: string;
+  publicKey: string;
+  since: number;
+  lastSeen: number;
+}
+
+export interface Relay {
+  readonly id: string;
+  /** Attach to the socket and start the housekeeping timer. */
+  start(): void;
+  /** Stop timers and ignore further datagrams. The socket is the caller's to close. */
+  stop(): void;
+  stats(): RelayStatsSnapshot;
+  sessions(): SessionInfo[];
+  /** Housekeeping now (idle expiry, challenge rotation); the timer calls this every tickMs. */
+  tick(): void;
+}
+
+export function createRelay(init: RelayInit = {}): (c: RelayComponents) => Relay {
+  return (c) => new RelayImpl(init, c);
+}
+
+class RelayImpl implements Relay {
+  readonly id: string;
+  private readonly opts: Required<Omit<RelayInit, 'id'>>;
+  private readonly table = new SessionTable();
+  private readonly counters = new RelayStats();
+  private readonly challenges: ChallengeIssuer;
+  private readonly forwarder: Forwarder;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private lastStatsLog: number;
+  private readonly log: Logger;
+
+  constructor(init: RelayInit, private readonly c: RelayComponents) {
+    this.opts = { ...DEFAULT_RELAY_OPTIONS, ...stripUndefined(init) };
+    this.id = init.id ?? `${hostname()}:${c.socket.localAddress.port}`;
+    this.log = c.logger.child({ relay: this.id });
+    const now = c.clock.now();
+    this.lastStatsLog = now;
+    this.challenges = new ChallengeIssuer(now, { rotateMs: this.opts.challengeRotateMs });
+    const replyLimiter = new RateLimiter(now, { intervalMs: this.opts.replyIntervalMs, perSecond: this.opts.replyPerSecond });
+    const nowFn = (): number => c.clock.now();
+    let forwarder: Forwarder | undefined;
+    const control = new ControlHandlerImpl({
+      sessions: this.table, socket: c.socket, stats: this.counters, challenges: this.challenges,
+      directory: c.directory, log: this.log, listener: c.sessionListener, relayId: this.id,
+      keepaliveSeconds: this.opts.keepaliveSeconds, maxPendingAuth: this.opts.maxPendingAuth, now: nowFn,
+      isClosed: () => this.closed, sendReauth: (a, p, n) => forwarder!.sendReauth(a, p, n),
+    });
+    forwarder = new Forwarder({
+      sessions: this.table, socket: c.socket, stats: this.counters, replyLimiter, control: control.handle, now: nowFn,
+    });
+    this.forwarder = forwarder;
+  }
+
+  start(): void {
+    this.closed = false;
+    this.c.socket.onReceive((batch) => {
+      if (!this.closed) this.forwarder.onBatch(batch);
+    });
+    this.timer = setInterval(() => this.tick(), this.opts.tickMs);
+    this.timer.unref();
+    const a = this.c.socket.localAddress;
+    this.log.info({ udpAddr: `${a.ip}:${a.port}`, keepaliveSeconds: this.opts.keepaliveSeconds }, 'relay started');
+  }
+
+  stop(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    for (const s of this.table.sessions()) this.c.sessionListener?.sessionDown?.(s, 'closed');
+    this.table.clear();
+    this.log.info(this.stats(), 'relay stopped');
+  }
+
+  tick(): void {
+    const now = this.c.clock.now();
+    this.challenges.rotate(now);
+    const idleMs = this.opts.keepaliveSeconds * 1000 * this.opts.idleIntervals;
+    for (const s of this.table.expire(now, idleMs)) {
+      this.log.info({ vip: intToIpv4(s.vip), udpAddr: `${intToIpv4(s.addr)}:${s.port}` }, 'member session expired');
+      this.c.sessionListener?.sessionDown?.(s, 'expired');
+    }
+    if (this.opts.statsLogIntervalMs > 0 && now - this.lastStatsLog >= this.opts.statsLogIntervalMs) {
+      this.lastStatsLog = now;
+      this.log.info(this.stats(), 'relay stats');
+    }
+  }
+
+  stats(): RelayStatsSnapshot {
+    return this.counters.snapshot(this.table.size);
+  }
+
+  sessions(): SessionInfo[] {
+    return [...this.table.sessions()].map((s: Session) => ({
+      vip: intToIpv4(s.vip), udpAddr: `${intToIpv4(s.addr)}:${s.port}`,
+      publicKey: Buffer.from(s.publicKey).toString('base64'), since: s.since, lastSeen: s.lastSeen,
+    }));
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return out;
+}

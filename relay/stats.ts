@@ -1,0 +1,48 @@
+/**
+ * Relay counters: plain numbers bumped on the hot path (no allocation), read through
+ * `snapshot()` for the stats method, the periodic log line and metrics.
+ */
+import { DROP_REASONS, emptyDropCounters, type DropCounters, type DropReason } from './drop-reason';
+
+export interface RelayStatsSnapshot {
+  framesForwarded: number;
+  bytesForwarded: number;
+  /** datagrams received, any kind */
+  framesReceived: number;
+  authOk: number;
+  challengesSent: number;
+  reauthSent: number;
+  unreachableSent: number;
+  pongsSent: number;
+  sessions: number;
+  drops: DropCounters;
+  /** sum of drops */
+  dropped: number;
+}
+
+export class RelayStats {
+  framesForwarded = 0;
+  bytesForwarded = 0;
+  framesReceived = 0;
+  authOk = 0;
+  challengesSent = 0;
+  reauthSent = 0;
+  unreachableSent = 0;
+  pongsSent = 0;
+  readonly drops: DropCounters = emptyDropCounters();
+
+  drop(reason: DropReason): void {
+    this.drops[reason]++;
+  }
+
+  snapshot(sessions: number): RelayStatsSnapshot {
+    let dropped = 0;
+    for (const r of DROP_REASONS) dropped += this.drops[r];
+    return {
+      framesForwarded: this.framesForwarded, bytesForwarded: this.bytesForwarded, framesReceived: this.framesReceived,
+      authOk: this.authOk, challengesSent: this.challengesSent, reauthSent: this.reauthSent,
+      unreachableSent: this.unreachableSent, pongsSent: this.pongsSent, sessions,
+      drops: { ...this.drops }, dropped,
+    };
+  }
+}

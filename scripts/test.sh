@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole test suite: prepares the machine (scripts/setup.sh), then `npm test`.
+# Tests that need root (TUN devices, network namespaces, wireguard-go interop) run when
+# this runs as root and are skipped, each with a message saying so, otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec npm test

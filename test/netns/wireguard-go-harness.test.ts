@@ -1,0 +1,56 @@
+/**
+ * Proves the wireguard-go harness: two stock wireguard-go instances, in vpc1 and the hub, complete
+ * a handshake over the veth and carry ping over their tunnel addresses; stop() ends the daemon
+ * and removes its UAPI socket. Root only.
+ */
+import test from 'ava';
+import { existsSync } from 'node:fs';
+import { createTopology, destroyAllWithPrefix, testPrefix, rootSkipReason, listNamespaces } from '../harness/netns';
+import { pidAlive } from '../harness/procs';
+import { startWireguardGo, wgGenKey, wgPubKey, WG_RUN_DIR } from '../harness/wireguard-go';
+
+const skip = rootSkipReason();
+if (skip) console.warn(`test/netns/wireguard-go-harness.test.ts ${skip}`);
+const rootTest = skip ? test.skip : test.serial;
+
+const p = testPrefix('itn7');
+test.after.always(async () => { await destroyAllWithPrefix(p); });
+
+rootTest('two wireguard-go peers handshake and carry ping; stop() ends them', async (t) => {
+  const topo = await createTopology({ prefix: p });
+  try {
+    const [k1, k2] = [await wgGenKey(), await wgGenKey()];
+    t.regex(k1, /^[A-Za-z0-9+/]{43}=$/);
+    const [pub1, pub2] = [await wgPubKey(k1), await wgPubKey(k2)];
+    t.not(pub1, pub2);
+    const hub = await startWireguardGo(topo, {
+      ns: topo.ns.hub, ifname: `${p}-wgh`, privateKey: k2, listenPort: 51820, address: '10.99.0.1/24',
+      peers: [{ publicKey: pub1, allowedIps: ['10.99.0.2/32'] }],
+    });
+    const spoke = await startWireguardGo(topo, {
+      ns: topo.ns.vpc1, ifname: `${p}-wg1`, privateKey: k1, address: '10.99.0.2/24',
+      peers: [{ publicKey: pub2, allowedIps: ['10.99.0.0/24'], endpoint: `${topo.addr.vip}:51820`, persistentKeepalive: 25 }],
+    });
+    t.is(spoke.publicKey, pub1);
+    const ping = await topo.exec(topo.ns.vpc1, 'ping', ['-c', '3', '-i', '0.2', '-W', '2', '10.99.0.1'], { check: false });
+    t.is(ping.code, 0, ping.stdout + ping.stderr);
+    const [peerOfHub] = await hub.peers();
+    t.is(peerOfHub?.publicKey, pub1);
+    t.true((peerOfHub?.latestHandshake ?? 0) > 0, 'handshake recorded');
+    t.true((peerOfHub?.rxBytes ?? 0) > 0);
+    t.is(peerOfHub?.endpoint, `${topo.addr.vpc1}:${(await spoke.peers())[0] ? peerOfHub!.endpoint!.split(':')[1] : ''}`);
+
+    // A peer removed from the hub gets no answers: the tunnel really is the path.
+    await hub.removePeer(pub1);
+    const cut = await topo.exec(topo.ns.vpc1, 'ping', ['-c', '1', '-W', '1', '10.99.0.1'], { check: false });
+    t.not(cut.code, 0);
+
+    await spoke.stop();
+    await hub.stop();
+    t.false(pidAlive(hub.process.pid));
+    t.false(existsSync(`${WG_RUN_DIR}/${p}-wgh.sock`), 'UAPI socket removed');
+  } finally {
+    await topo.destroy();
+  }
+  t.deepEqual((await listNamespaces()).filter((n) => n.startsWith(p)), []);
+});

@@ -1,0 +1,68 @@
+import test from 'ava';
+import { parseAgentConfig, ConfigError } from '../../../node-agent/config';
+
+const KEY_A = 'yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=';
+const KEY_B = 'xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=';
+
+const GOOD = `
+# member a1
+[Interface]
+PrivateKey = ${KEY_A}
+Address = 100.64.0.1/10
+ListenPort = 51820
+Relay = 10.90.0.1:7000
+
+[Peer]
+PublicKey = ${KEY_B}
+AllowedIPs = 100.64.0.2/32, 10.1.0.0/16
+Endpoint = relay
+PersistentKeepalive = 25
+`;
+
+test('parses a full config', (t) => {
+  const c = parseAgentConfig(GOOD);
+  t.is(c.privateKey, KEY_A);
+  t.is(c.address.address, '100.64.0.1');
+  t.is(c.address.bits, 10);
+  t.is(c.listenPort, 51820);
+  t.is(c.mtu, 1420);
+  t.deepEqual(c.relay, { host: '10.90.0.1', port: 7000 });
+  t.is(c.peers.length, 1);
+  t.is(c.peers[0].endpoint, 'relay');
+  t.is(c.peers[0].overlayIp, '100.64.0.2');
+  t.is(c.peers[0].allowedIps.length, 2);
+  t.is(c.peers[0].persistentKeepaliveSec, 25);
+});
+
+test('direct endpoints and case-insensitive keys', (t) => {
+  const c = parseAgentConfig(`[interface]\nprivatekey=${KEY_A}\naddress=100.64.0.1/10\n[peer]\npublickey=${KEY_B}\nallowedips=100.64.0.2/32\nendpoint=192.0.2.1:51820\n`);
+  t.deepEqual(c.peers[0].endpoint, { host: '192.0.2.1', port: 51820 });
+});
+
+function errorOf(text: string): ConfigError {
+  try {
+    parseAgentConfig(text);
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+test('errors name the line and the field', (t) => {
+  const bad = GOOD.replace('Address = 100.64.0.1/10', 'Address = 100.64.0.300/10');
+  const e = errorOf(bad);
+  t.is(e.line, 5);
+  t.is(e.field, 'Address');
+  t.regex(e.message, /^line 5: Address: /);
+
+  t.regex(errorOf(GOOD.replace(`PrivateKey = ${KEY_A}`, 'PrivateKey = nope')).message, /line 4: PrivateKey: not a base64 32-byte key/);
+  t.regex(errorOf(GOOD.replace('ListenPort = 51820', 'ListenPort = 70000')).message, /ListenPort: must be an integer/);
+  t.regex(errorOf(GOOD.replace('Endpoint = relay', 'Endpoint = somewhere')).message, /Endpoint: expected HOST:PORT or "relay"/);
+  t.regex(errorOf(GOOD + 'Colour = blue\n').message, /Colour: unknown field/i);
+  t.regex(errorOf(GOOD.replace('Relay = 10.90.0.1:7000', '')).message, /Relay: a peer uses Endpoint = relay/);
+  t.regex(errorOf('[Peer]\nPublicKey = ' + KEY_B + '\n').message, /\[Interface\]: missing/);
+  t.regex(errorOf(GOOD.replace('[Peer]', '[Pier]')).message, /unknown section/);
+  t.regex(errorOf(GOOD.replace('AllowedIPs = 100.64.0.2/32, 10.1.0.0/16', 'AllowedIPs = 10.1.0.0/16')).message, /OverlayIP: a peer reached through the relay needs/);
+  t.regex(errorOf('[Interface]\nthis is not a field\n').message, /line 2: .*expected "Key = Value"/);
+});
