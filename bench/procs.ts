@@ -9,6 +9,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import net from 'node:net';
 
 const SYSTEM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 const binCache = new Map<string, string>();
@@ -41,6 +42,8 @@ export interface RunOptions {
   check?: boolean;
   env?: NodeJS.ProcessEnv;
   input?: string;
+  /** Told the PID when the command starts and again (with `exited` true) when it ends. */
+  track?: (pid: number, exited: boolean) => void;
 }
 
 export class CommandError extends Error {
@@ -68,9 +71,12 @@ export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise
     child.stdout!.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
     child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
     const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs);
+    const pid = child.pid;
+    if (pid !== undefined) opts.track?.(pid, false);
     child.on('error', (err) => { clearTimeout(timer); reject(err); });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      if (pid !== undefined) opts.track?.(pid, true);
       const result: RunResult = { code, signal, stdout, stderr };
       if (timedOut) return reject(new CommandError(argv, result, `timed out after ${timeoutMs} ms`));
       if ((opts.check ?? true) && code !== 0) {
@@ -220,5 +226,20 @@ export class ManagedProcess {
   stopSync(graceMs = 1000): void {
     if (this.exitInfo) return;
     killPidSync(this.pid, graceMs);
+  }
+}
+
+/** Resolve once a TCP connect to host:port succeeds (in this process's namespace). */
+export async function waitForTcpPort(host: string, port: number, timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, host);
+      s.once('connect', () => { s.destroy(); resolve(true); });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > until) throw new ProcessTimeoutError(`nothing accepts TCP on ${host}:${port} after ${timeoutMs} ms`);
+    await sleep(50);
   }
 }

@@ -110,6 +110,7 @@ class TopologyImpl implements Topology {
   readonly ifaces = { vpc: 'eth0', hubVpc1: 'to-vpc1', hubVpc2: 'to-vpc2', vip: 'lo' } as const;
   readonly nftTable: string;
   private readonly procs = new Set<ManagedProcess>();
+  private readonly execPids = new Set<number>();
   private readonly created: string[] = [];
   private destroyed = false;
 
@@ -165,7 +166,9 @@ class TopologyImpl implements Topology {
   }
 
   exec(ns: string, cmd: string, args: string[], opts?: RunOptions): Promise<RunResult> {
-    return run('ip', ['netns', 'exec', ns, systemBin(cmd), ...args], opts);
+    // Tracked too: a bench interrupted mid-iperf3 must not leave the client running.
+    const track = (pid: number, exited: boolean) => { if (exited) this.execPids.delete(pid); else this.execPids.add(pid); };
+    return run('ip', ['netns', 'exec', ns, systemBin(cmd), ...args], { ...opts, track });
   }
 
   spawn(ns: string, cmd: string, args: string[], opts: SpawnOptions = {}): ManagedProcess {
@@ -216,6 +219,7 @@ class TopologyImpl implements Topology {
     this.destroyed = true;
     live.delete(this);
     await Promise.all([...this.procs].map((p) => p.stop()));
+    for (const pid of this.execPids) killPidSync(pid, 500);
     for (const ns of this.created.reverse()) await run('ip', ['netns', 'del', ns], { check: false });
     removeWgSockets(this.prefix);
   }
@@ -225,6 +229,7 @@ class TopologyImpl implements Topology {
     this.destroyed = true;
     live.delete(this);
     for (const p of this.procs) p.stopSync();
+    for (const pid of this.execPids) killPidSync(pid, 500);
     for (const ns of this.created.reverse()) runSync('ip', ['netns', 'del', ns]);
     removeWgSockets(this.prefix);
   }

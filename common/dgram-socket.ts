@@ -129,21 +129,25 @@ export type SocketKind = 'native' | 'dgram';
  */
 export async function openBestDatagramSocket(opts: { host: string; port: number },
   onFallback?: (why: string) => void): Promise<{ socket: DatagramSocket; kind: SocketKind }> {
-  let why = 'native-bindings not present';
+  let native: { openUdpSocket?: (o: { host: string; port: number }) => DatagramSocket; nativeAvailable?: () => boolean } | undefined;
+  let why: string;
   try {
+    // Optional at runtime: the addon may be unbuilt, or the module absent on this platform.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const native = require('../native-bindings') as { openUdpSocket?: (o: { host: string; port: number }) => unknown };
-    if (typeof native.openUdpSocket === 'function') {
-      const s = (await native.openUdpSocket({ host: opts.host, port: opts.port })) as DatagramSocket;
-      if (s && typeof s.onReceive === 'function' && typeof s.send === 'function') return { socket: s, kind: 'native' };
-      why = 'native openUdpSocket returned no socket';
-    } else {
-      why = 'native-bindings has no openUdpSocket';
-    }
+    native = require('../native-bindings');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE' || (e as NodeJS.ErrnoException).code === 'EADDRNOTAVAIL') throw e;
     why = `native-bindings unavailable: ${(e as Error).message.split('\n')[0]}`;
   }
-  onFallback?.(why);
+  if (native) {
+    if (typeof native.openUdpSocket !== 'function') {
+      why = 'native-bindings has no openUdpSocket';
+    } else if (native.nativeAvailable && !native.nativeAvailable()) {
+      why = 'native addon not built';
+    } else {
+      // Bind errors (EADDRINUSE, EACCES, ...) are the user's to see, not a reason to fall back.
+      return { socket: native.openUdpSocket({ host: opts.host, port: opts.port }), kind: 'native' };
+    }
+  }
+  onFallback?.(why!);
   return { socket: await openDgramSocket(opts), kind: 'dgram' };
 }

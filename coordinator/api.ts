@@ -9,6 +9,7 @@ import { redactKey } from '../common/logger';
 import { verifyKeyProof } from '../protocol/key-proof';
 import { CoordinatorError, NotFoundError, UnauthorizedError } from './errors';
 import type { PeerFeed } from './peer-feed';
+import type { PeerMapCache } from './peer-map-cache';
 import type { RedisRegistry } from './redis-store';
 import * as S from './schemas';
 import { hashSecret, newSecret, secretsEqual, SESSION_TOKEN_PREFIX } from './token-rules';
@@ -20,6 +21,7 @@ export interface ApiDeps {
   registry: RedisRegistry;
   tokens: TokenStore;
   feed: PeerFeed;
+  peerMap: PeerMapCache;
   log: Logger;
   cidrText: string;
   /** undefined: admin routes answer 403. */
@@ -50,14 +52,20 @@ export function buildApi(d: ApiDeps): FastifyInstance {
     if (status === 500) d.log.error({ err }, 'request failed');
     return reply.code(status).send({ error: status === 500 ? 'internal' : (err.code ?? 'bad-request'), message: status === 500 ? 'internal error' : err.message });
   });
+  // Only JSON bodies: text/plain would reach the schema as a string.
+  app.removeContentTypeParser('text/plain');
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: 'no-route', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
 
-  const member = async (req: FastifyRequest): Promise<string> => {
+  // Authentication runs before validation (preValidation), so a caller without a valid bearer
+  // learns nothing about the request shape.
+  const memberVip = new WeakMap<FastifyRequest, string>();
+  const member = async (req: FastifyRequest): Promise<void> => {
     const t = bearer(req);
     const vip = t ? await d.registry.authSession(hashSecret(t)) : undefined;
     if (!vip) throw new UnauthorizedError('missing, expired or revoked session token: join again');
-    return vip;
+    memberVip.set(req, vip);
   };
+  const vipOf = (req: FastifyRequest): string => memberVip.get(req)!;
   const admin = async (req: FastifyRequest): Promise<void> => {
     if (!d.adminToken) throw new CoordinatorError('admin-disabled', 'this coordinator has no --admin-token', 403);
     const t = bearer(req);
@@ -83,14 +91,13 @@ export function buildApi(d: ApiDeps): FastifyInstance {
       originalIpGraceMs: d.originalIpGraceMs, sessionTokenHash: hashSecret(sessionToken), sessionTtlMs: d.sessionTtlMs,
     });
     d.log.info({ vip: r.vip, peer: redactKey(b.publicKey), created: r.created }, r.created ? 'member joined' : 'member re-joined');
-    const snap = await d.registry.snapshot();
+    const snap = await d.peerMap.current(r.version);
     return { vip: r.vip, cidr: d.cidrText, sessionToken, peers: snap.peers, version: snap.version };
   });
 
-  app.get<{ Querystring: { since?: string; wait?: string } }>('/v1/peers', { schema: { querystring: S.peersQuery } },
+  app.get<{ Querystring: { since?: string; wait?: string } }>('/v1/peers', { schema: { querystring: S.peersQuery }, preValidation: member },
     async (req, reply): Promise<PeersResponse> => {
-      await member(req);
-      if (req.query.since === undefined) return { full: true, ...await d.registry.snapshot() };
+      if (req.query.since === undefined) return { full: true, ...await d.peerMap.current(await d.registry.version()) };
       const since = Number(req.query.since);
       const waitMs = Math.min(d.longPollMs, req.query.wait !== undefined ? Number(req.query.wait) : d.longPollMs);
       const reg = d.feed.register(since);
@@ -103,7 +110,7 @@ export function buildApi(d: ApiDeps): FastifyInstance {
           await reg.wait(waitMs, gone.signal);
           ch = await d.registry.changesSince(since);
         }
-        if (ch === 'full') return { full: true, ...await d.registry.snapshot() };
+        if (ch === 'full') return { full: true, ...await d.peerMap.current(await d.registry.version()) };
         return { full: false, ...ch };
       } finally {
         reg.cancel();
@@ -111,15 +118,14 @@ export function buildApi(d: ApiDeps): FastifyInstance {
       }
     });
 
-  app.post('/v1/leave', async (req, reply) => {
-    const vip = await member(req);
+  app.post('/v1/leave', { preValidation: member }, async (req, reply) => {
+    const vip = vipOf(req);
     await d.registry.remove(vip);
     d.log.info({ vip }, 'member left');
     return reply.code(200).send({ ok: true, vip });
   });
 
-  app.post<{ Body: TokenCreateRequest | undefined }>('/v1/tokens', { schema: { body: S.tokenCreateBody } }, async (req, reply) => {
-    await admin(req);
+  app.post<{ Body: TokenCreateRequest | undefined }>('/v1/tokens', { schema: { body: S.tokenCreateBody }, preValidation: admin }, async (req, reply) => {
     const b = req.body ?? {};
     const ttlMs = b.ttl === undefined ? undefined : parseDuration(b.ttl);
     const { token, info } = await d.tokens.create({ uses: b.uses, ttlMs, tags: b.tags, ephemeral: b.ephemeral });
@@ -127,25 +133,21 @@ export function buildApi(d: ApiDeps): FastifyInstance {
     return reply.code(201).send({ token, ...info });
   });
 
-  app.get('/v1/tokens', async (req) => {
-    await admin(req);
+  app.get('/v1/tokens', { preValidation: admin }, async () => {
     return { tokens: await d.tokens.list() };
   });
 
-  app.delete<{ Params: { id: string } }>('/v1/tokens/:id', { schema: { params: S.tokenIdParams } }, async (req) => {
-    await admin(req);
+  app.delete<{ Params: { id: string } }>('/v1/tokens/:id', { schema: { params: S.tokenIdParams }, preValidation: admin }, async (req) => {
     if (!await d.tokens.revoke(req.params.id)) throw new NotFoundError(`token ${req.params.id}`);
     d.log.info({ tokenId: req.params.id }, 'join token revoked');
     return { ok: true, id: req.params.id };
   });
 
-  app.get('/v1/nodes', async (req) => {
-    await admin(req);
+  app.get('/v1/nodes', { preValidation: admin }, async () => {
     return { nodes: await d.registry.listNodes() };
   });
 
-  app.delete<{ Params: { vip: string } }>('/v1/nodes/:vip', { schema: { params: S.vipParams } }, async (req) => {
-    await admin(req);
+  app.delete<{ Params: { vip: string } }>('/v1/nodes/:vip', { schema: { params: S.vipParams }, preValidation: admin }, async (req) => {
     if (!await d.registry.remove(req.params.vip)) throw new NotFoundError(`member ${req.params.vip}`);
     d.log.info({ vip: req.params.vip }, 'member removed by admin');
     return { ok: true, vip: req.params.vip };

@@ -4,9 +4,11 @@
  */
 import { MAX_TAG_LEN, MAX_TAGS } from './constants';
 
+/** base64 of exactly `bytes` bytes (canonical padding, so 31 or 33 bytes never pass). */
 const b64 = (bytes: number) => {
-  const len = 4 * Math.ceil(bytes / 3);
-  return { type: 'string', minLength: len, maxLength: len, pattern: '^[A-Za-z0-9+/]+={0,2}$' } as const;
+  const full = Math.floor(bytes / 3) * 4;
+  const tail = bytes % 3 === 0 ? '' : bytes % 3 === 1 ? '[A-Za-z0-9+/][AQgw]==' : '[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=';
+  return { type: 'string', pattern: `^[A-Za-z0-9+/]{${full}}${tail}$` } as const;
 };
 const ipv4 = { type: 'string', maxLength: 15, pattern: '^(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)(\\.(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)){3}$' } as const;
 const tag = { type: 'string', minLength: 1, maxLength: MAX_TAG_LEN, pattern: '^[A-Za-z0-9_.:/=-]+$' } as const;

@@ -13,6 +13,7 @@ import { buildApi } from './api';
 import * as D from './constants';
 import { parseCidr } from './ipam';
 import { PeerFeed } from './peer-feed';
+import { PeerMapCache } from './peer-map-cache';
 import { connectRedis, type RedisSpec } from './redis-connect';
 import { RedisRegistry } from './redis-store';
 import { TokenStore } from './token-store';
@@ -75,7 +76,7 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
     throw err;
   }
   const app = buildApi({
-    registry, tokens, feed, log, cidrText: cidr.text, adminToken: o.adminToken,
+    registry, tokens, feed, peerMap: new PeerMapCache(registry), log, cidrText: cidr.text, adminToken: o.adminToken,
     bodyLimit: o.bodyLimit ?? D.DEFAULT_BODY_LIMIT, longPollMs: o.longPollMs ?? D.DEFAULT_LONG_POLL_MS,
     originalIpGraceMs: o.originalIpGraceMs ?? D.DEFAULT_ORIGINAL_IP_GRACE_MS,
     sessionTtlMs: o.sessionTtlMs ?? D.DEFAULT_SESSION_TTL_MS,

@@ -5,7 +5,8 @@
       "sources": [
         "src/binding.c",
         "src/tun_linux.c",
-        "src/udp_linux.c"
+        "src/udp_linux.c",
+        "src/aead.c"
       ],
       "defines": ["NAPI_VERSION=8"],
       "cflags_c": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]

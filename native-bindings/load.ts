@@ -7,7 +7,12 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { NativeBindingMissingError } from './errors';
 
-/** The raw functions exported by src/binding.c (and src/aead_glue in phase 2). */
+type AeadFn = (
+  keys: Uint8Array, keyIndex: Uint32Array | null, data: Uint8Array, offsets: Uint32Array,
+  lengths: Uint32Array, counters: BigUint64Array, count: number, ok: Uint8Array | null,
+) => number;
+
+/** The raw functions exported by src/binding.c . */
 export interface NativeBinding {
   sizeof_isthmus_io_t: number;
   STAT_COUNT: number;
@@ -30,8 +35,8 @@ export interface NativeBinding {
   ioStart(handle: Buffer): void;
   ioFlush(handle: Buffer, count: number): number;
   ioClose(handle: Buffer): void;
-  aeadSealBatch?: (...args: unknown[]) => number;
-  aeadOpenBatch?: (...args: unknown[]) => number;
+  aeadSealBatch?: AeadFn;
+  aeadOpenBatch?: AeadFn;
 }
 
 const FILE = 'isthmus_native.node';

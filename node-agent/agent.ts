@@ -91,7 +91,7 @@ export class Agent {
       this.relayIp = await resolveIpv4(cfg.relay.host);
       this.relayPort = cfg.relay.port;
       this.relay = new RelayClient({
-        privateKey: this.local.privateKey, publicKey: this.local.publicKey, relayIp: this.relayIp, relayPort: this.relayPort,
+        staticPrivate: this.local.privateKey, staticPublic: this.local.publicKey, relayAddr: this.relayIp, relayPort: this.relayPort,
         vip: this.overlayAddress, socket: this.socket, clock: this.c.clock, logger: log,
       });
       this.relay.start();
@@ -126,16 +126,13 @@ export class Agent {
     }
   }
 
-  private readonly frame = { off: 0, len: 0, srcVip: 0 };
-
   private onOutsideBatch(b: DatagramBatch): void {
     for (let i = 0; i < b.count; i++) {
       const off = b.offsets[i];
       const len = b.lengths[i];
       if (this.relay && b.addrs[i] === this.relayIp && b.ports[i] === this.relayPort) {
-        if (this.relay.handleFrame(b.data, off, len, this.frame)) {
-          this.device.receiveOutside(b.data, this.frame.off, this.frame.len, EndpointKind.Relay, 0, 0, this.frame.srcVip);
-        }
+        const frame = this.relay.handleFrame(b.data, off, len);
+        if (frame) this.device.receiveOutside(b.data, frame.offset, frame.length, EndpointKind.Relay, 0, 0, frame.srcVip);
       } else {
         this.device.receiveOutside(b.data, off, len, EndpointKind.Direct, b.addrs[i], b.ports[i], 0);
       }

@@ -16,7 +16,7 @@
  *
  * Nothing here throws on network input: every drop is counted by reason.
  */
-import { Keypair, TransportDrop, parseTransportHeader } from '../protocol/transport';
+import { TransportDrop, parseTransportHeader } from '../protocol/transport';
 
 import { MSG_INITIATION, MSG_RESPONSE, MSG_COOKIE_REPLY, MSG_TRANSPORT, MSG_TRANSPORT_HEADER_SIZE } from '../protocol/constants';
 import type { Clock } from '../common/clock';
@@ -105,6 +105,7 @@ export class Device {
     peer.stats.txBytes += n;
     peer.stats.txPackets++;
     peer.timers.dataSent(now);
+    peer.timers.anyAuthenticatedPacketSent(now);
     peer.timers.anyAuthenticatedPacketTraversal(now);
     if (this.handshakes.shouldRekeyAfterSend(kp, now)) this.handshakes.initiate(peer, false);
   }
@@ -129,7 +130,9 @@ export class Device {
     const n = kp.seal(b, DEVICE_HEADROOM, 0, b, DEVICE_HEADROOM - MSG_TRANSPORT_HEADER_SIZE);
     if (n < 0) return;
     this.outside.send(peer.endpoint, b, DEVICE_HEADROOM - MSG_TRANSPORT_HEADER_SIZE, n);
-    peer.timers.anyAuthenticatedPacketTraversal(this.clock.now());
+    const now = this.clock.now();
+    peer.timers.anyAuthenticatedPacketSent(now);
+    peer.timers.anyAuthenticatedPacketTraversal(now);
   }
 
   /** One datagram payload from the outside (a bare WireGuard message; relay framing
@@ -199,6 +202,10 @@ export class Device {
             break;
           case 'zero-keys':
             this.handshakes.zeroKeys(peer);
+            break;
+          case 'give-up':
+            // No handshake after REKEY_ATTEMPT_TIME: what waited for it is dropped.
+            peer.staged.length = 0;
             break;
         }
       }

@@ -87,6 +87,8 @@ export class HandshakeHandler {
     peer.initiation = { state, localIndex, sentAt: now };
     this.send(peer.endpoint, message);
     peer.timers.handshakeInitiated(now);
+    peer.timers.anyAuthenticatedPacketSent(now);
+    peer.timers.anyAuthenticatedPacketTraversal(now);
   }
 
   private send(ep: Endpoint, message: Buffer): void {
@@ -165,6 +167,7 @@ export class HandshakeHandler {
     peer.stats.handshakes++;
     peer.stats.lastHandshakeWallMs = this.c.clock.wallMs();
     peer.timers.sessionDerived(now);
+    peer.timers.anyAuthenticatedPacketSent(now);
     peer.timers.anyAuthenticatedPacketTraversal(now);
     this.c.logger.debug({ peer: peer.publicKeyBase64.slice(0, 8) }, 'answered handshake initiation');
   }

@@ -57,14 +57,14 @@ export class PeerSet {
       const pub = keyFromBase64(spec.publicKey);
       const psk = spec.presharedKey ? keyFromBase64(spec.presharedKey) : undefined;
       const crypto = createPeerCrypto(this.local, pub, psk);
-      peer = new Peer(pub, spec.publicKey, crypto, new CookieGenerator(pub, this.clock), new TimerStateMachine(this.timerConfig),
-        spec.allowedIps, spec.endpoint, (spec.persistentKeepaliveSec ?? 0) * 1000);
+      const timers = new TimerStateMachine(this.timerConfig, { clock: this.clock, persistentKeepaliveMs: (spec.persistentKeepaliveSec ?? 0) * 1000 });
+      peer = new Peer(pub, spec.publicKey, crypto, new CookieGenerator(pub, this.clock), timers, spec.allowedIps, spec.endpoint);
       this.byKey.set(spec.publicKey, peer);
     } else {
       this.routes.removeByValue(peer);
       peer.allowedIps = spec.allowedIps;
       if (spec.endpoint) peer.endpoint = spec.endpoint;
-      peer.persistentKeepaliveMs = (spec.persistentKeepaliveSec ?? 0) * 1000;
+      peer.timers.persistentKeepaliveMs = (spec.persistentKeepaliveSec ?? 0) * 1000;
     }
     for (const c of spec.allowedIps) this.routes.insert(c.network, c.bits, peer);
     return peer;

@@ -46,8 +46,6 @@ export class Peer {
     readonly timers: TimerStateMachine,
     public allowedIps: Cidr[],
     public endpoint: Endpoint | undefined,
-    /** Persistent keepalive interval in ms, 0 = off. */
-    public persistentKeepaliveMs: number,
   ) {}
 
   /** Queue a copy of a plaintext packet until a session exists; drops the oldest when full. */

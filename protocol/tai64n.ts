@@ -32,6 +32,6 @@ export function tai64nToMs(ts: Uint8Array): number {
 }
 
 /** True when `a` is strictly after `b` (big-endian byte order is time order). */
-export function tai64nAfter(a: Uint8Array, b: Uint8Array): boolean {
+export function tai64nIsAfter(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.compare(a, b) > 0;
 }

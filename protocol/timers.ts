@@ -32,7 +32,7 @@
  *                                  message under a new responder keypair (key confirmation)
  *   sessionDerived                 when transport keys are derived (either side)
  */
-import type { Clock } from '../common/clock';
+import { systemClock, type Clock } from '../common/clock';
 import {
   KEEPALIVE_TIMEOUT_MS, REJECT_AFTER_TIME_MS, REKEY_AFTER_TIME_MS, REKEY_ATTEMPT_TIME_MS, REKEY_TIMEOUT_MS,
   REKEY_AFTER_MESSAGES,
@@ -97,7 +97,7 @@ export function shouldRekeyOnSend(kp: KeypairAge, nowMs: number, cfg: TimerConfi
 
 /**
  * Receive side: the initiator's keypair is older than REJECT_AFTER_TIME − KEEPALIVE − REKEY_TIMEOUT,
- * so start a handshake before it must be rejected (only once: see PeerTimers.rekeyOnReceive).
+ * so start a handshake before it must be rejected (only once: see TimerStateMachine.rekeyOnReceive).
  */
 export function shouldRekeyOnReceive(kp: KeypairAge, nowMs: number, cfg: TimerConfig = DEFAULT_TIMER_CONFIG): boolean {
   return kp.isInitiator && nowMs - kp.createdMs > cfg.rejectAfterTimeMs - cfg.keepaliveTimeoutMs - cfg.rekeyTimeoutMs;
@@ -110,16 +110,20 @@ export function isKeypairExpired(kp: KeypairAge, nowMs: number, cfg: TimerConfig
 
 const NONE = Number.POSITIVE_INFINITY;
 
-export interface PeerTimersInit {
-  clock: Clock;
+export interface TimerStateMachineOptions {
+  /** Read only when an event or poll is called without `nowMs`. @default systemClock */
+  clock?: Clock;
   /** Uniform in [0, 1), for jitter. @default Math.random */
   rng?: () => number;
-  config?: Partial<TimerConfig>;
   /** 0 disables. @default 0 */
   persistentKeepaliveMs?: number;
 }
 
-export class PeerTimers {
+/**
+ * One peer's timers. Every event takes an optional `nowMs` (default `clock.now()`), so an
+ * owner that already read the clock for a packet passes it along.
+ */
+export class TimerStateMachine {
   readonly config: TimerConfig;
   persistentKeepaliveMs: number;
   /** Retries since the last completed handshake (wireguard-go handshakeAttempts). */
@@ -142,11 +146,11 @@ export class PeerTimers {
   private readonly rng: () => number;
   private readonly maxHandshakeRetries: number;
 
-  constructor(init: PeerTimersInit) {
-    this.clock = init.clock;
-    this.rng = init.rng ?? Math.random;
-    this.config = { ...DEFAULT_TIMER_CONFIG, ...init.config };
-    this.persistentKeepaliveMs = init.persistentKeepaliveMs ?? 0;
+  constructor(config: Partial<TimerConfig> = {}, opts: TimerStateMachineOptions = {}) {
+    this.clock = opts.clock ?? systemClock;
+    this.rng = opts.rng ?? Math.random;
+    this.config = { ...DEFAULT_TIMER_CONFIG, ...config };
+    this.persistentKeepaliveMs = opts.persistentKeepaliveMs ?? 0;
     this.maxHandshakeRetries = Math.floor(this.config.rekeyAttemptTimeMs / this.config.rekeyTimeoutMs) - 2;
   }
 
@@ -154,51 +158,51 @@ export class PeerTimers {
     return Math.floor(this.rng() * this.config.rekeyTimeoutJitterMaxMs);
   }
 
-  dataSent(): void {
+  dataSent(nowMs: number = this.clock.now()): void {
     if (this.active && this.newHandshakeAt === NONE) {
-      this.newHandshakeAt = this.clock.now() + this.config.keepaliveTimeoutMs + this.config.rekeyTimeoutMs + this.jitter();
+      this.newHandshakeAt = nowMs + this.config.keepaliveTimeoutMs + this.config.rekeyTimeoutMs + this.jitter();
     }
   }
 
-  dataReceived(): void {
+  dataReceived(nowMs: number = this.clock.now()): void {
     if (!this.active) return;
-    if (this.sendKeepaliveAt === NONE) this.sendKeepaliveAt = this.clock.now() + this.config.keepaliveTimeoutMs;
+    if (this.sendKeepaliveAt === NONE) this.sendKeepaliveAt = nowMs + this.config.keepaliveTimeoutMs;
     else this.needAnotherKeepalive = true;
   }
 
-  anyAuthenticatedPacketSent(): void {
+  anyAuthenticatedPacketSent(nowMs: number = this.clock.now()): void {
     if (!this.active) return;
     this.sendKeepaliveAt = NONE;
     if (this.rearmKeepaliveOnSend) {
       // 'send-keepalive' fired while more data had arrived: keep one more keepalive armed
       // past the one just sent (wireguard-go re-arms after SendKeepalive).
       this.rearmKeepaliveOnSend = false;
-      this.sendKeepaliveAt = this.clock.now() + this.config.keepaliveTimeoutMs;
+      this.sendKeepaliveAt = nowMs + this.config.keepaliveTimeoutMs;
     }
   }
 
-  anyAuthenticatedPacketReceived(): void {
+  anyAuthenticatedPacketReceived(nowMs: number = this.clock.now()): void {
     if (this.active) this.newHandshakeAt = NONE;
   }
 
-  anyAuthenticatedPacketTraversal(): void {
-    if (this.active && this.persistentKeepaliveMs > 0) this.persistentKeepaliveAt = this.clock.now() + this.persistentKeepaliveMs;
+  anyAuthenticatedPacketTraversal(nowMs: number = this.clock.now()): void {
+    if (this.active && this.persistentKeepaliveMs > 0) this.persistentKeepaliveAt = nowMs + this.persistentKeepaliveMs;
   }
 
-  handshakeInitiated(): void {
-    this.lastInitiationSentMs = this.clock.now();
-    if (this.active) this.retransmitHandshakeAt = this.clock.now() + this.config.rekeyTimeoutMs + this.jitter();
+  handshakeInitiated(nowMs: number = this.clock.now()): void {
+    this.lastInitiationSentMs = nowMs;
+    if (this.active) this.retransmitHandshakeAt = nowMs + this.config.rekeyTimeoutMs + this.jitter();
   }
 
-  handshakeComplete(): void {
+  handshakeComplete(nowMs: number = this.clock.now()): void {
     if (this.active) this.retransmitHandshakeAt = NONE;
     this.handshakeAttempts = 0;
     this.sentLastMinuteHandshake = false;
-    this.lastHandshakeMs = this.clock.now();
+    this.lastHandshakeMs = nowMs;
   }
 
-  sessionDerived(): void {
-    if (this.active) this.zeroKeyMaterialAt = this.clock.now() + this.config.rejectAfterTimeMs * 3;
+  sessionDerived(nowMs: number = this.clock.now()): void {
+    if (this.active) this.zeroKeyMaterialAt = nowMs + this.config.rejectAfterTimeMs * 3;
   }
 
   /**

@@ -40,23 +40,25 @@ import { ReplayWindow, REJECT_AFTER_MESSAGES_NUM } from './replay';
 const CIPHER = 'chacha20-poly1305';
 const TWO_32 = 2 ** 32;
 
-/** Negative results of `Keypair.open` / `seal`; `TRANSPORT_DROP_NAME[-code - 1]` is the metric label. */
+/**
+ * Negative results of `Keypair.open` / `seal`. The keys are the metric labels
+ * (`transportDropName(code)` maps back): 'no-room' is a caller bug, never the peer's fault.
+ */
 export const TransportDrop = {
-  SHORT: -1,
-  AUTH: -2,
-  REPLAY: -3,
-  COUNTER_EXHAUSTED: -4,
-  /** Output buffer too small for the result: a caller bug, never the peer's fault. */
-  NO_ROOM: -5,
+  short: -1,
+  auth: -2,
+  replay: -3,
+  'counter-exhausted': -4,
+  'no-room': -5,
 } as const;
-export type TransportDropCode = (typeof TransportDrop)[keyof typeof TransportDrop];
+export type TransportDropReason = keyof typeof TransportDrop;
+export type TransportDropCode = (typeof TransportDrop)[TransportDropReason];
 
-export const TRANSPORT_DROP_NAMES = ['short', 'auth', 'replay', 'counter-exhausted', 'no-room'] as const;
-export type TransportDropReason = (typeof TRANSPORT_DROP_NAMES)[number];
+const DROP_NAMES: readonly TransportDropReason[] = ['short', 'auth', 'replay', 'counter-exhausted', 'no-room'];
 
 /** Metric label of a negative seal/open result. */
 export function transportDropName(code: number): TransportDropReason {
-  return TRANSPORT_DROP_NAMES[-code - 1] ?? 'short';
+  return DROP_NAMES[-code - 1] ?? 'short';
 }
 
 /** Bytes on the wire for a plaintext of `len` bytes (header + padded ciphertext + tag). */
@@ -68,26 +70,24 @@ export function paddedLength(len: number): number {
   return (len + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1);
 }
 
-/** Reused by parseTransportHeader: valid until the next call. */
+/** Filled by parseTransportHeader (pass one reused object). */
 export interface TransportHeader {
-  receiverIndex: number;
-  /** Exact below 2^53; above that the value is rounded and `counterSafe` is false. */
+  receiver: number;
+  /** Exact below 2^53; above that it is rounded (open() drops such counters as 'counter-exhausted'). */
   counter: number;
-  counterSafe: boolean;
 }
 
-/** Read the receiver index and counter of a type-4 message at `off` (caller checked length ≥ 16). */
-export function parseTransportHeader(buf: Uint8Array, off: number, out: TransportHeader): TransportHeader {
-  out.receiverIndex = readU32LE(buf, off + TRANSPORT_OFFSET_RECEIVER);
-  const lo = readU32LE(buf, off + TRANSPORT_OFFSET_COUNTER);
-  const hi = readU32LE(buf, off + TRANSPORT_OFFSET_COUNTER + 4);
-  out.counter = hi * TWO_32 + lo;
-  out.counterSafe = hi < 0x200000; // hi < 2^21 ⇔ counter < 2^53
-  return out;
-}
-
-export function newTransportHeader(): TransportHeader {
-  return { receiverIndex: 0, counter: 0, counterSafe: true };
+/**
+ * Read the receiver index and counter of the transport message `buf[off, off+len)` into
+ * `out` without allocating. False when it is shorter than MSG_TRANSPORT_MIN_SIZE or its
+ * first LE u32 is not 4 (type byte plus three zero reserved bytes).
+ */
+export function parseTransportHeader(buf: Uint8Array, off: number, len: number, out: TransportHeader): boolean {
+  if (len < MSG_TRANSPORT_MIN_SIZE || off < 0 || off + len > buf.length) return false;
+  if (readU32LE(buf, off) !== MSG_TRANSPORT) return false;
+  out.receiver = readU32LE(buf, off + TRANSPORT_OFFSET_RECEIVER);
+  out.counter = readU32LE(buf, off + TRANSPORT_OFFSET_COUNTER + 4) * TWO_32 + readU32LE(buf, off + TRANSPORT_OFFSET_COUNTER);
+  return true;
 }
 
 export interface KeypairInit {
@@ -137,7 +137,7 @@ export class Keypair {
   /**
    * Seal `plaintext[pOff, pOff+pLen)` into a transport message at `out[outOff, ...)` and
    * return its size, `sealedSize(pLen)`, or a negative TransportDrop code
-   * (COUNTER_EXHAUSTED, NO_ROOM). Consumes one counter on success.
+   * ('counter-exhausted', 'no-room'). Consumes one counter on success.
    *
    * Aliasing: `out` may be the same memory as `plaintext` in any overlap. The fast path is
    * headroom: the plaintext at `pOff` with `outOff = pOff - 16`, so the ciphertext lands
@@ -148,10 +148,10 @@ export class Keypair {
    */
   seal(plaintext: Uint8Array, pOff: number, pLen: number, out: Buffer, outOff: number): number {
     const counter = this.sendCounter;
-    if (counter >= REJECT_AFTER_MESSAGES_NUM) return TransportDrop.COUNTER_EXHAUSTED;
+    if (counter >= REJECT_AFTER_MESSAGES_NUM) return TransportDrop['counter-exhausted'];
     const padded = paddedLength(pLen);
     const total = MSG_TRANSPORT_HEADER_SIZE + padded + AEAD_TAG_SIZE;
-    if (outOff < 0 || outOff + total > out.length || pOff < 0 || pOff + pLen > plaintext.length) return TransportDrop.NO_ROOM;
+    if (outOff < 0 || outOff + total > out.length || pOff < 0 || pOff + pLen > plaintext.length) return TransportDrop['no-room'];
     this.sendCounter = counter + 1;
 
     const ctOff = outOff + MSG_TRANSPORT_HEADER_SIZE;
@@ -196,11 +196,11 @@ export class Keypair {
    * `len - 32` bytes from `outOff`.
    */
   open(message: Uint8Array, off: number, len: number, out: Buffer, outOff: number): number {
-    if (len < MSG_TRANSPORT_MIN_SIZE || off < 0 || off + len > message.length) return TransportDrop.SHORT;
+    if (len < MSG_TRANSPORT_MIN_SIZE || off < 0 || off + len > message.length) return TransportDrop.short;
     // Type is the whole LE u32 (type byte + 3 reserved zeros), as wireguard-go reads it.
-    if (readU32LE(message, off) !== MSG_TRANSPORT) return TransportDrop.SHORT;
+    if (readU32LE(message, off) !== MSG_TRANSPORT) return TransportDrop.short;
     const ctLen = len - MSG_TRANSPORT_MIN_SIZE;
-    if (outOff < 0 || outOff + ctLen > out.length) return TransportDrop.NO_ROOM;
+    if (outOff < 0 || outOff + ctLen > out.length) return TransportDrop['no-room'];
     const nonce = this.recvNonce;
     const cOff = off + TRANSPORT_OFFSET_COUNTER;
     for (let i = 0; i < 8; i++) nonce[4 + i] = message[cOff + i];
@@ -215,13 +215,13 @@ export class Keypair {
       // OpenSSL reports a bad tag only by throwing from final(); this is the one catch on the path.
       decipher.final();
     } catch {
-      return TransportDrop.AUTH;
+      return TransportDrop.auth;
     }
     // Authenticated: now the counter can be trusted enough to move the window.
-    if (hi >= 0x200000) return TransportDrop.COUNTER_EXHAUSTED;
+    if (hi >= 0x200000) return TransportDrop['counter-exhausted'];
     const counter = hi * TWO_32 + lo;
-    if (counter >= REJECT_AFTER_MESSAGES_NUM) return TransportDrop.COUNTER_EXHAUSTED;
-    if (!this.replay.validateCounter(counter, REJECT_AFTER_MESSAGES_NUM)) return TransportDrop.REPLAY;
+    if (counter >= REJECT_AFTER_MESSAGES_NUM) return TransportDrop['counter-exhausted'];
+    if (!this.replay.validateCounter(counter, REJECT_AFTER_MESSAGES_NUM)) return TransportDrop.replay;
     if (pt !== undefined) out.set(pt, outOff);
     this.receivedAny = true;
     return ctLen;

@@ -19,6 +19,8 @@ import type { RelayStats } from './stats';
 export interface SessionListener {
   sessionUp?(s: Session): void;
   sessionDown?(s: Session, why: 'replaced' | 'expired' | 'closed'): void;
+  /** Periodically, with every live session (TTL refresh of external records). */
+  refresh?(sessions: Iterable<Session>): void;
 }
 
 export interface ControlDeps {

@@ -14,3 +14,6 @@ export { DROP_REASONS } from './drop-reason';
 export type { DropReason, DropCounters } from './drop-reason';
 export type { RelayStatsSnapshot } from './stats';
 export { ChallengeIssuer } from './challenge';
+export { RedisMemberDirectory, RedisSessionRecorder } from './redis-directory';
+export type { RedisDirectoryOptions, SessionRecorderOptions } from './redis-directory';
+export { registerRelayMetrics } from './metrics';

@@ -37,6 +37,8 @@ export interface RelayInit {
   tickMs?: number;
   /** Log a stats line this often, ms; 0 = never. @default 0 */
   statsLogIntervalMs?: number;
+  /** How often sessionListener.refresh() runs, ms. @default 10_000 */
+  sessionRefreshMs?: number;
 }
 
 export const DEFAULT_RELAY_OPTIONS = {
@@ -48,6 +50,7 @@ export const DEFAULT_RELAY_OPTIONS = {
   maxPendingAuth: 1024,
   tickMs: 1000,
   statsLogIntervalMs: 0,
+  sessionRefreshMs: 10_000,
 } as const;
 
 export interface RelayComponents {
@@ -93,6 +96,7 @@ class RelayImpl implements Relay {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private lastStatsLog: number;
+  private lastRefresh: number;
   private readonly log: Logger;
 
   constructor(init: RelayInit, private readonly c: RelayComponents) {
@@ -101,6 +105,7 @@ class RelayImpl implements Relay {
     this.log = c.logger.child({ relay: this.id });
     const now = c.clock.now();
     this.lastStatsLog = now;
+    this.lastRefresh = now;
     this.challenges = new ChallengeIssuer(now, { rotateMs: this.opts.challengeRotateMs });
     const replyLimiter = new RateLimiter(now, { intervalMs: this.opts.replyIntervalMs, perSecond: this.opts.replyPerSecond });
     const nowFn = (): number => c.clock.now();
@@ -146,8 +151,13 @@ class RelayImpl implements Relay {
       this.log.info({ vip: intToIpv4(s.vip), udpAddr: `${intToIpv4(s.addr)}:${s.port}` }, 'member session expired');
       this.c.sessionListener?.sessionDown?.(s, 'expired');
     }
+    if (this.c.sessionListener?.refresh && now - this.lastRefresh >= this.opts.sessionRefreshMs) {
+      this.lastRefresh = now;
+      this.c.sessionListener.refresh(this.table.sessions());
+    }
     if (this.opts.statsLogIntervalMs > 0 && now - this.lastStatsLog >= this.opts.statsLogIntervalMs) {
       this.lastStatsLog = now;
+    this.lastRefresh = now;
       this.log.info(this.stats(), 'relay stats');
     }
   }

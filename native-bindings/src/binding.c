@@ -23,6 +23,7 @@
 #include <node_api.h>
 #include <uv.h>
 
+#include "aead.h"
 #include "tun_linux.h"
 #include "udp_linux.h"
 
@@ -68,6 +69,7 @@ struct isthmus_env_s {
   isthmus_io_t *head;
   napi_async_cleanup_hook_handle hook;
   int hook_done;
+  isthmus_aead_t *aead; /* lazily created; per env, so per thread */
 };
 
 #define CHECK_NAPI(call)                                                   \
@@ -118,6 +120,32 @@ static int get_bytes(napi_env env, napi_value v, void **data, size_t *len) {
   size_t off;
   if (napi_get_typedarray_info(env, v, &tt, &n, data, &ab, &off) != napi_ok) return -1;
   if (len) *len = n;
+  return 0;
+}
+
+static size_t elem_size(napi_typedarray_type t) {
+  switch (t) {
+    case napi_int16_array: case napi_uint16_array: return 2;
+    case napi_int32_array: case napi_uint32_array: case napi_float32_array: return 4;
+    case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: return 8;
+    default: return 1;
+  }
+}
+
+/* Like get_bytes, but the length is in bytes whatever the element type. */
+static int get_byte_len(napi_env env, napi_value v, void **data, size_t *bytes) {
+  napi_valuetype vt;
+  napi_typeof(env, v, &vt);
+  if (vt == napi_null || vt == napi_undefined) {
+    *data = NULL;
+    *bytes = 0;
+    return 0;
+  }
+  napi_typedarray_type tt;
+  size_t n, off;
+  napi_value ab;
+  if (napi_get_typedarray_info(env, v, &tt, &n, data, &ab, &off) != napi_ok) return -1;
+  *bytes = n * elem_size(tt);
   return 0;
 }
 
@@ -231,6 +259,8 @@ static void on_env_cleanup(napi_async_cleanup_hook_handle hook, void *arg) {
 
 static void env_finalize(napi_env env, void *data, void *hint) {
   isthmus_env_t *e = (isthmus_env_t *)data;
+  isthmus_aead_free(e->aead);
+  e->aead = NULL;
   /* A close still in flight would touch e afterwards: leak it rather than risk that. */
   if (e->head == NULL && e->pending_closes == 0) free(e);
 }
@@ -426,6 +456,40 @@ static napi_value io_close_js(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* aeadSealBatch / aeadOpenBatch(keys, keyIdx|null, data, offsets, lengths, counters, count, ok|null)
+ * -> successes. All arrays are checked against `count` here; per-packet bounds in aead.c. */
+static napi_value aead_batch(napi_env env, napi_callback_info info, int seal) {
+  napi_value argv[8];
+  CHECK_NAPI(get_args(env, info, 8, argv) == 0 ? napi_ok : napi_invalid_arg);
+  void *p[8];
+  size_t b[8];
+  for (int i = 0; i < 8; i++) {
+    if (i == 6) continue;
+    CHECK_NAPI(get_byte_len(env, argv[i], &p[i], &b[i]) == 0 ? napi_ok : napi_invalid_arg);
+  }
+  uint32_t count;
+  CHECK_NAPI(napi_get_value_uint32(env, argv[6], &count));
+  if (!p[0] || b[0] < ISTHMUS_AEAD_KEY_LEN || b[0] % ISTHMUS_AEAD_KEY_LEN != 0)
+    return throw_errno(env, -EINVAL, "aead", "keys must be a non-empty multiple of 32 bytes");
+  if ((p[1] && b[1] < 4 * (size_t)count) || !p[2] || !p[3] || b[3] < 4 * (size_t)count ||
+      !p[4] || b[4] < 4 * (size_t)count || !p[5] || b[5] < 8 * (size_t)count ||
+      (p[7] && b[7] < count) || (!seal && !p[7]))
+    return throw_errno(env, -EINVAL, "aead", "aead: an array is shorter than count (open needs ok)");
+  isthmus_env_t *e = get_envd(env);
+  if (!e->aead && !(e->aead = isthmus_aead_new()))
+    return throw_errno(env, -ENOMEM, "EVP_CIPHER_CTX_new", "OpenSSL chacha20-poly1305 unavailable");
+  uint32_t nkeys = (uint32_t)(b[0] / ISTHMUS_AEAD_KEY_LEN);
+  int r = (seal ? isthmus_aead_seal_batch : isthmus_aead_open_batch)(
+      e->aead, p[0], nkeys, p[1], p[2], b[2], p[3], p[4], p[5], count, p[7]);
+  if (r < 0) return throw_errno(env, -EIO, "EVP_CipherInit_ex2", "OpenSSL cipher init failed");
+  napi_value out;
+  napi_create_uint32(env, (uint32_t)r, &out);
+  return out;
+}
+
+static napi_value aead_seal(napi_env env, napi_callback_info info) { return aead_batch(env, info, 1); }
+static napi_value aead_open(napi_env env, napi_callback_info info) { return aead_batch(env, info, 0); }
+
 static void set_u32(napi_env env, napi_value obj, const char *name, uint32_t v) {
   napi_value x;
   napi_create_uint32(env, v, &x);
@@ -437,8 +501,6 @@ static void set_fn(napi_env env, napi_value obj, const char *name, napi_callback
   napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn);
   napi_set_named_property(env, obj, name, fn);
 }
-
-napi_value isthmus_aead_exports(napi_env env, napi_value exports) __attribute__((weak));
 
 NAPI_MODULE_INIT() {
   isthmus_env_t *e = calloc(1, sizeof(*e));
@@ -463,6 +525,7 @@ NAPI_MODULE_INIT() {
   set_fn(env, exports, "ioStart", io_start);
   set_fn(env, exports, "ioFlush", io_flush);
   set_fn(env, exports, "ioClose", io_close_js);
-  if (isthmus_aead_exports) isthmus_aead_exports(env, exports);
+  set_fn(env, exports, "aeadSealBatch", aead_seal);
+  set_fn(env, exports, "aeadOpenBatch", aead_open);
   return exports;
 }

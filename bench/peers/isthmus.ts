@@ -1,0 +1,107 @@
+/**
+ * isthmus on the shared topology, static-peer mode: a relay in the hub on the VIP, member
+ * `a1` in vpc1 and member `s1` in vpc2, each reaching the other only through the relay.
+ * Used by the demo, the netns tests and the benchmark, so all three run the same thing.
+ */
+import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { generatePrivateKey, publicKeyFromPrivate, keyToBase64 } from '../../protocol/keys';
+import type { Topology } from '../topology';
+import type { ManagedProcess } from '../procs';
+
+export const RELAY_PORT = 7000;
+export const OVERLAY_PREFIX_LEN = 10;
+
+/** The repository root (where package.json is), from compiled dist/ or from sources. */
+export function repoRoot(): string {
+  let dir = __dirname;
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('cannot find the isthmus package root');
+    dir = up;
+  }
+  return dir;
+}
+
+/** The compiled CLI; `npm run build` (or npm ci) makes it. */
+export function cliPath(): string {
+  const p = join(repoRoot(), 'dist/cli/main.js');
+  if (!existsSync(p)) throw new Error(`${p} is missing: run \`npm run build\` first`);
+  return p;
+}
+
+export interface Member {
+  name: string;
+  ns: string;
+  vip: string;
+  publicKey: string;
+  privateKey: string;
+  process?: ManagedProcess;
+}
+
+export interface StaticOverlay {
+  relay: ManagedProcess;
+  a1: Member;
+  s1: Member;
+  dir: string;
+  stop(): Promise<void>;
+}
+
+export interface StaticOverlayOptions {
+  /** Extra agent flags, e.g. ['--rekey-after-time', '5']. */
+  agentArgs?: string[];
+  logLevel?: string;
+  mtu?: number;
+}
+
+function member(name: string, ns: string, vip: string): Member {
+  const priv = generatePrivateKey();
+  return { name, ns, vip, privateKey: keyToBase64(priv), publicKey: keyToBase64(publicKeyFromPrivate(priv)) };
+}
+
+function agentConfig(self: Member, peer: Member, mtu: number, relay: string): string {
+  return [
+    '[Interface]',
+    `PrivateKey = ${self.privateKey}`,
+    `Address = ${self.vip}/${OVERLAY_PREFIX_LEN}`,
+    `MTU = ${mtu}`,
+    `Relay = ${relay}`,
+    '',
+    '[Peer]',
+    `PublicKey = ${peer.publicKey}`,
+    `AllowedIPs = ${peer.vip}/32`,
+    'Endpoint = relay',
+    '',
+  ].join('\n');
+}
+
+export async function startStaticOverlay(topo: Topology, opts: StaticOverlayOptions = {}): Promise<StaticOverlay> {
+  const cli = cliPath();
+  const dir = mkdtempSync(join(tmpdir(), `${topo.prefix}-isthmus-`));
+  const env = { ...process.env, ISTHMUS_LOG_LEVEL: opts.logLevel ?? 'info' };
+  const a1 = member('a1', topo.ns.vpc1, '100.64.0.1');
+  const s1 = member('s1', topo.ns.vpc2, '100.64.0.2');
+  const relayAddr = `${topo.addr.vip}:${RELAY_PORT}`;
+  const mtu = opts.mtu ?? 1420;
+
+  const membersFile = join(dir, 'members');
+  writeFileSync(membersFile, `${a1.publicKey} ${a1.vip}\n${s1.publicKey} ${s1.vip}\n`, { mode: 0o600 });
+  const relay = topo.spawn(topo.ns.hub, process.execPath, [cli, 'relay', '--listen', relayAddr, '--members', membersFile], { name: 'relay', env });
+  await topo.waitForListen(topo.ns.hub, RELAY_PORT, 'udp');
+
+  for (const [self, peer] of [[a1, s1], [s1, a1]] as const) {
+    const file = join(dir, `${self.name}.conf`);
+    writeFileSync(file, agentConfig(self, peer, mtu, relayAddr), { mode: 0o600 });
+    self.process = topo.spawn(self.ns, process.execPath, [cli, 'agent', '--config', file, ...(opts.agentArgs ?? [])], { name: `agent-${self.name}`, env });
+  }
+  for (const m of [a1, s1]) await m.process!.waitForLine(/agent started/, 15_000);
+
+  return {
+    relay, a1, s1, dir,
+    async stop() {
+      for (const p of [a1.process, s1.process, relay]) await p?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,182 @@
+/**
+ * `npm run bench` (compiled to dist/bench/run.js, plain node, root): builds the three-namespace
+ * topology once and measures every subject through it with the same iperf3 and ping commands —
+ * TCP 1 and 4 streams in both directions, ping RTT, CPU per GB — then prints a table with the
+ * first subject's ratio to each of the others and writes bench/results/latest.{json,svg}.
+ *
+ *   node dist/bench/run.js [--duration 5] [--omit 1] [--runs 1] [--only wireguard-go,...]
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, release } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import yargs from 'yargs';
+import { median, runIperf, runPing, runUdpPps, waitForPing, type IperfCase, type IperfResult } from './iperf';
+import { wireguardGoHubSubject } from './peers/wireguard-go-hub';
+import { nebulaRelaySubject } from './peers/nebula';
+import { run, sleep, systemBin } from './procs';
+import { formatReport, renderSvg, type BenchReport, type CaseSummary, type SubjectResult } from './report';
+import type { BenchSubject, SubjectFactory } from './subject';
+import { createTopology, randomPrefix, type Topology } from './topology';
+
+/**
+ * Every subject, in report order. The first one is "ours": the table gives its ratio to each of
+ * the others. To add a subject, write bench/peers/<name>.ts exporting a SubjectFactory and list it
+ * here (isthmus goes first).
+ */
+export const SUBJECTS: readonly SubjectFactory[] = [
+  wireguardGoHubSubject,
+  nebulaRelaySubject,
+];
+
+/** Debian package that provides each tool a subject may need; the bench installs missing ones. */
+const TOOL_PACKAGES: Record<string, string> = {
+  'iperf3': 'iperf3', 'ping': 'iputils-ping', 'ip': 'iproute2', 'nft': 'nftables', 'ss': 'iproute2',
+  'wireguard-go': 'wireguard-go', 'wg': 'wireguard-tools', 'nebula': 'nebula', 'nebula-cert': 'nebula',
+};
+
+const IPERF_PORT = 5201;
+
+async function ensureTools(tools: readonly string[]): Promise<void> {
+  const missing = [...new Set(tools)].filter((t) => !systemBin(t).startsWith('/'));
+  if (missing.length === 0) return;
+  const pkgs = [...new Set(missing.map((t) => TOOL_PACKAGES[t] ?? t))];
+  process.stderr.write(`installing missing tools: apt-get install -y ${pkgs.join(' ')}\n`);
+  await run('apt-get', ['install', '-y', '--no-install-recommends', ...pkgs], {
+    timeoutMs: 600_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
+}
+
+function repoRoot(): string {
+  for (let d = __dirname; d !== dirname(d); d = dirname(d)) {
+    const pj = join(d, 'package.json');
+    if (existsSync(pj) && (JSON.parse(readFileSync(pj, 'utf8')) as { name?: string }).name === 'isthmus') return d;
+  }
+  return process.cwd();
+}
+
+interface RunSettings {
+  durationS: number;
+  omitS: number;
+  runs: number;
+  streams: number[];
+  pingCount: number;
+  pingIntervalS: number;
+  pps: boolean;
+}
+
+async function measure(topo: Topology, subject: BenchSubject, s: RunSettings): Promise<SubjectResult> {
+  const result: SubjectResult = { name: subject.name, description: await subject.describe().catch(() => subject.name), cases: [] };
+  const log = (m: string) => process.stderr.write(`[${subject.name}] ${m}\n`);
+  try {
+    log('setting up');
+    const ep = await subject.setup(topo);
+    await waitForPing(topo, ep.serverAddr, 30_000);
+    const server = topo.spawn(topo.ns.vpc2, 'iperf3', ['-s', '-B', ep.serverAddr, '-p', String(IPERF_PORT)]);
+    try {
+      await topo.waitForListen(topo.ns.vpc2, IPERF_PORT, 'tcp');
+      result.ping = await runPing(topo, ep.serverAddr, s.pingCount, s.pingIntervalS);
+      log(`ping median ${result.ping.medianMs.toFixed(3)} ms`);
+      const pids = () => [...(ep.pids?.() ?? []), server.pid];
+      const iperfOpts = { durationS: s.durationS, omitS: s.omitS, port: IPERF_PORT };
+      for (const streams of s.streams) {
+        for (const reverse of [false, true]) {
+          const c: IperfCase = { streams, reverse };
+          const runs: IperfResult[] = [];
+          for (let i = 0; i < s.runs; i++) {
+            const iperf = runIperf(topo, ep.serverAddr, ep.clientAddr, c, iperfOpts, pids);
+            if (i === 0 && !reverse && streams === s.streams[0]) {
+              // Latency under load: ping through the same path while the first stream runs.
+              const count = Math.max(5, Math.min(100, Math.floor((s.durationS - 0.5) / s.pingIntervalS)));
+              const [res, loaded] = await Promise.all([iperf,
+                sleep(s.omitS * 1000).then(() => runPing(topo, ep.serverAddr, count, s.pingIntervalS))]);
+              runs.push(res);
+              result.loadedPing = loaded;
+              log(`ping under load median ${loaded.medianMs.toFixed(3)} ms`);
+            } else {
+              runs.push(await iperf);
+            }
+          }
+          const summary: CaseSummary = {
+            streams, reverse, runs,
+            gbps: median(runs.map((r) => r.bitsPerSecond)) / 1e9,
+            machineCpuSPerGB: median(runs.map((r) => r.machineCpuSPerGB)),
+            procCpuSPerGB: median(runs.map((r) => r.procCpuSPerGB)),
+          };
+          result.cases.push(summary);
+          log(`${streams} stream(s) ${reverse ? 'vpc2→vpc1' : 'vpc1→vpc2'}: ${summary.gbps.toFixed(3)} Gbit/s`);
+        }
+      }
+      if (s.pps) {
+        const pps = await runUdpPps(topo, ep.serverAddr, ep.clientAddr, iperfOpts);
+        result.udp64 = pps;
+        log(`64-byte UDP: ${(pps.receivedPps / 1000).toFixed(1)} kpps received (${pps.lossPercent.toFixed(1)}% lost)`);
+      }
+    } finally {
+      await server.stop();
+    }
+  } catch (err) {
+    result.error = (err as Error).message;
+    log(`FAILED: ${result.error}`);
+  } finally {
+    await subject.teardown().catch((err: Error) => log(`teardown: ${err.message}`));
+  }
+  return result;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const a = await yargs(argv).strict()
+    .option('duration', { type: 'number', default: 5, describe: 'seconds per iperf3 run (after warm-up)' })
+    .option('omit', { type: 'number', default: 1, describe: 'warm-up seconds excluded (iperf3 -O)' })
+    .option('runs', { type: 'number', default: 1, describe: 'runs per case; the median is reported' })
+    .option('streams', { type: 'string', default: '1,4', describe: 'parallel streams per case (iperf3 -P)' })
+    .option('ping-count', { type: 'number', default: 20 })
+    .option('ping-interval', { type: 'number', default: 0.05 })
+    .option('pps', { type: 'boolean', default: true, describe: 'also measure 64-byte UDP packets/s (--no-pps to skip)' })
+    .option('only', { type: 'string', describe: 'comma-separated subject names' })
+    .option('prefix', { type: 'string', describe: 'namespace prefix (default isth + 4 random hex)' })
+    .option('out', { type: 'string', describe: 'results directory (default <repo>/bench/results)' })
+    .help().parseAsync();
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('npm run bench needs root: it builds network namespaces (run it as root)\n');
+    return 1;
+  }
+  const only = a.only?.split(',').map((x) => x.trim());
+  const subjects = SUBJECTS.map((f) => f()).filter((s) => !only || only.includes(s.name));
+  if (subjects.length === 0) {
+    process.stderr.write(`no subject selected; known: ${SUBJECTS.map((f) => f().name).join(', ')}\n`);
+    return 1;
+  }
+  await ensureTools(['iperf3', 'ping', 'ip', 'nft', 'ss', ...subjects.flatMap((s) => s.requires ?? [])]);
+  const settings: RunSettings = {
+    durationS: a.duration, omitS: a.omit, runs: a.runs, streams: a.streams.split(',').map(Number),
+    pingCount: a['ping-count'], pingIntervalS: a['ping-interval'], pps: a.pps,
+  };
+  const topo = await createTopology({ prefix: a.prefix ?? randomPrefix() });
+  const results: SubjectResult[] = [];
+  try {
+    for (const s of subjects) results.push(await measure(topo, s, settings));
+  } finally {
+    await topo.destroy();
+  }
+  const report: BenchReport = {
+    date: new Date().toISOString(),
+    host: { cores: cpus().length, cpuModel: cpus()[0]?.model.trim() ?? 'unknown', kernel: release(), node: process.version },
+    settings: { durationS: settings.durationS, omitS: settings.omitS, runs: settings.runs, pingCount: settings.pingCount,
+      pingIntervalS: settings.pingIntervalS, vethMtu: topo.mtu },
+    subjects: results,
+  };
+  process.stdout.write(formatReport(report) + '\n');
+  const outDir = resolve(a.out ?? join(repoRoot(), 'bench', 'results'));
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(join(outDir, 'latest.json'), JSON.stringify(report, null, 2) + '\n');
+  writeFileSync(join(outDir, 'latest.svg'), renderSvg(report));
+  process.stdout.write(`\nwrote ${join(outDir, 'latest.json')} and latest.svg\n`);
+  return results.some((r) => r.error) ? 2 : 0;
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err: Error) => {
+    process.stderr.write(`bench failed: ${err.stack ?? err.message}\n`);
+    process.exitCode = 1;
+  });
+}

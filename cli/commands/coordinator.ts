@@ -1,0 +1,96 @@
+import type { CommandModule } from 'yargs';
+import { readFileSync } from 'node:fs';
+import { forComponent } from '../../common/logger';
+import { createCoordinator, defaults, parseCidr, parseDuration, redactUrl, type RedisSpec } from '../../coordinator';
+import { CliError, onShutdown } from '../shutdown';
+
+interface CoordinatorArgs {
+  redis?: unknown;
+  listen: string;
+  cidr: string;
+  'admin-token'?: string;
+  prefix: string;
+  quarantine: string;
+  'ephemeral-timeout': string;
+  'original-ip-grace': string;
+  'session-ttl': string;
+}
+
+/** "HOST:PORT" → parts; the message names `flag`. */
+function parseListen(value: string, flag: string): { host: string; port: number } {
+  const m = /^\[?([^\]]*)\]?:(\d{1,5})$/.exec(value);
+  if (!m || !m[1] || Number(m[2]) > 65535) throw new Error(`${flag} must be HOST:PORT (e.g. 0.0.0.0:7000), got ${JSON.stringify(value)}`);
+  return { host: m[1], port: Number(m[2]) };
+}
+
+function duration(value: string, flag: string): number {
+  try {
+    return parseDuration(value);
+  } catch {
+    throw new Error(`${flag} must be a duration like 30s, 15m, 1h, 7d; got ${JSON.stringify(value)}`);
+  }
+}
+
+/**
+ * `isthmus coordinator`: the control plane. Stateless; run several behind the VIP on one Redis.
+ * `--config FILE` is JSON with the same keys as the flags; there `redis` may also be an
+ * ioredis options object, which is how Sentinel is configured:
+ *   { "redis": { "sentinels": [{ "host": "10.0.0.5", "port": 26379 }], "name": "mymaster" } }
+ */
+export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
+  command: 'coordinator',
+  describe: 'Run a coordinator: join tokens, virtual-IP allocation and the peer map, all state in Redis',
+  builder: (y) => y
+    .config('config', 'JSON file with any of these options (Sentinel: "redis" as ioredis options)',
+      (path: string) => JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>)
+    .option('redis', { describe: 'Redis URL: redis://[:password@]host:port[/db] or rediss:// (TLS)' })
+    .option('listen', { type: 'string', default: '0.0.0.0:7000', describe: 'HTTP address, HOST:PORT' })
+    .option('cidr', { type: 'string', default: defaults.DEFAULT_CIDR, describe: 'Overlay CIDR virtual IPs come from' })
+    .option('admin-token', { type: 'string', describe: 'Bearer token for the admin API (token/node commands); without it admin routes are off' })
+    .option('prefix', { type: 'string', default: defaults.DEFAULT_PREFIX, describe: 'Redis key prefix' })
+    .option('quarantine', { type: 'string', default: '1h', describe: 'A removed member\'s virtual IP is reused only after this long' })
+    .option('ephemeral-timeout', { type: 'string', default: '5m', describe: 'Remove an ephemeral member whose relay session is gone this long' })
+    .option('original-ip-grace', { type: 'string', default: '2m', describe: 'A new member may take an original IP whose holder has no relay session and was not seen this long' })
+    .option('session-ttl', { type: 'string', default: '24h', describe: 'Lifetime of the session token a member gets on join' })
+    .check((a) => {
+      if (a.redis === undefined) throw new Error('Missing --redis URL (or ISTHMUS_REDIS, or "redis" in --config)');
+      if (typeof a.redis === 'string') {
+        if (!/^rediss?:\/\/.+/.test(a.redis)) throw new Error(`--redis must be a redis:// or rediss:// URL, got ${JSON.stringify(redactUrl(a.redis))}`);
+      } else if (typeof a.redis !== 'object' || a.redis === null || Array.isArray(a.redis)) {
+        throw new Error('--redis must be a URL (or, in --config, an ioredis options object)');
+      }
+      parseListen(a.listen, '--listen');
+      try {
+        parseCidr(a.cidr);
+      } catch (err) {
+        throw new Error(`--cidr: ${(err as Error).message}`);
+      }
+      for (const f of ['quarantine', 'ephemeral-timeout', 'original-ip-grace', 'session-ttl'] as const) duration(a[f], `--${f}`);
+      if (a['admin-token'] !== undefined && a['admin-token'].length < 16) throw new Error('--admin-token must be at least 16 characters');
+      if (!/^[A-Za-z0-9:_.-]{1,64}$/.test(a.prefix)) throw new Error('--prefix must be 1-64 characters of A-Z a-z 0-9 : _ . -');
+      return true;
+    }),
+  handler: async (a) => {
+    const log = forComponent('isthmus:coordinator');
+    const { host, port } = parseListen(a.listen, '--listen');
+    let c;
+    try {
+      c = await createCoordinator({
+        redis: a.redis as RedisSpec, cidr: a.cidr, prefix: a.prefix, adminToken: a['admin-token'], logger: log,
+        quarantineMs: duration(a.quarantine, '--quarantine'), ephemeralTimeoutMs: duration(a['ephemeral-timeout'], '--ephemeral-timeout'),
+        originalIpGraceMs: duration(a['original-ip-grace'], '--original-ip-grace'), sessionTtlMs: duration(a['session-ttl'], '--session-ttl'),
+      });
+    } catch (err) {
+      const where = typeof a.redis === 'string' ? redactUrl(a.redis) : 'the configured Redis';
+      throw new CliError(`cannot start on ${where}: ${(err as Error).message}`);
+    }
+    onShutdown(() => c.close());
+    try {
+      await c.listen(host, port);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new CliError(`cannot listen on --listen ${a.listen}: ${e.code ?? e.message}`);
+    }
+    if (!a['admin-token']) log.warn('no --admin-token: token and node admin routes are disabled');
+  },
+};

@@ -1,0 +1,110 @@
+import type { Argv, CommandModule } from 'yargs';
+import { CoordinatorClient, CoordinatorHttpError, parseDuration } from '../../coordinator';
+import { CliError } from '../shutdown';
+
+/** Flags shared by the admin commands (`token`, `node`; node.ts imports these). */
+export interface AdminArgs {
+  coordinator?: string;
+  'admin-token'?: string;
+  json: boolean;
+}
+
+export function adminOptions<T>(y: Argv<T>): Argv<T & AdminArgs> {
+  return y
+    .option('coordinator', { type: 'string', describe: 'Coordinator URL, e.g. http://10.0.0.1:7000' })
+    .option('admin-token', { type: 'string', describe: 'Admin bearer token of the coordinator' })
+    .option('json', { type: 'boolean', default: false, describe: 'Print JSON' })
+    .check((a) => {
+      if (!a.coordinator) throw new Error('Missing --coordinator URL');
+      if (!/^https?:\/\/[^/\s]+\/?$/.test(a.coordinator)) throw new Error(`--coordinator must be http(s)://HOST:PORT, got ${JSON.stringify(a.coordinator)}`);
+      if (!a['admin-token']) throw new Error('Missing --admin-token');
+      return true;
+    }) as unknown as Argv<T & AdminArgs>;
+}
+
+export function adminClient(a: AdminArgs): CoordinatorClient {
+  return new CoordinatorClient({ url: a.coordinator!, adminToken: a['admin-token'] });
+}
+
+/** Turn HTTP and network failures into one-line CLI errors (no secrets in them). */
+export async function adminCall<T>(a: AdminArgs, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof CoordinatorHttpError) throw new CliError(`coordinator refused: ${err.message}`);
+    const cause = (err as { cause?: { code?: string } }).cause;
+    throw new CliError(`cannot reach --coordinator ${a.coordinator}: ${cause?.code ?? (err as Error).message}`);
+  }
+}
+
+function when(ms: number): string {
+  return ms ? new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z') : 'never';
+}
+
+interface CreateArgs extends AdminArgs { uses: number; ttl?: string; tag: string[]; ephemeral: boolean }
+
+const create: CommandModule<object, CreateArgs> = {
+  command: 'create',
+  describe: 'Create a join token; prints it once (only its hash is stored)',
+  builder: (y) => adminOptions(y)
+    .option('uses', { type: 'number', default: 1, describe: 'How many joins it allows (-1: unlimited)' })
+    .option('ttl', { type: 'string', describe: 'Lifetime, e.g. 30m, 24h, 7d (default: no expiry)' })
+    .option('tag', { type: 'string', array: true, default: [] as string[], describe: 'Tag granted to members joining with it (repeatable)' })
+    .option('ephemeral', { type: 'boolean', default: false, describe: 'Members are removed once their relay session is gone for a while' })
+    .check((a) => {
+      if (!Number.isInteger(a.uses) || a.uses < -1 || a.uses === 0 || a.uses > 1_000_000) throw new Error('--uses must be a whole number 1..1000000, or -1 for unlimited');
+      if (a.ttl !== undefined) {
+        try { parseDuration(a.ttl); } catch { throw new Error(`--ttl must be a duration like 30m, 24h, 7d; got ${JSON.stringify(a.ttl)}`); }
+      }
+      for (const t of a.tag) if (!/^[A-Za-z0-9_.:/=-]{1,64}$/.test(String(t))) throw new Error(`--tag ${JSON.stringify(t)}: 1-64 characters of A-Z a-z 0-9 _ . : / = -`);
+      return true;
+    }) as Argv<CreateArgs>,
+  handler: async (a) => {
+    const t = await adminCall(a, () => adminClient(a).createToken({
+      uses: a.uses, ...(a.ttl ? { ttl: a.ttl } : {}), tags: [...new Set(a.tag.map(String))], ephemeral: a.ephemeral,
+    }));
+    if (a.json) process.stdout.write(JSON.stringify(t) + '\n');
+    else {
+      process.stdout.write(t.token + '\n');
+      process.stderr.write(`token ${t.id}: uses ${t.usesLeft < 0 ? 'unlimited' : t.usesLeft}, expires ${when(t.expiresAt)}` +
+        `${t.tags.length ? `, tags ${t.tags.join(',')}` : ''}${t.ephemeral ? ', ephemeral' : ''} (shown once)\n`);
+    }
+  },
+};
+
+const list: CommandModule<object, AdminArgs> = {
+  command: 'list',
+  describe: 'List join tokens (ids and state, never the secrets)',
+  builder: (y) => adminOptions(y),
+  handler: async (a) => {
+    const tokens = await adminCall(a, () => adminClient(a).listTokens());
+    if (a.json) return void process.stdout.write(JSON.stringify(tokens) + '\n');
+    const rows = [['ID', 'STATE', 'USES LEFT', 'EXPIRES', 'TAGS', 'EPHEMERAL'],
+      ...tokens.map((t) => [t.id, t.state, t.usesLeft < 0 ? 'unlimited' : String(t.usesLeft), when(t.expiresAt), t.tags.join(',') || '-', t.ephemeral ? 'yes' : 'no'])];
+    process.stdout.write(table(rows));
+  },
+};
+
+const revoke: CommandModule<object, AdminArgs & { id: string }> = {
+  command: 'revoke <id>',
+  describe: 'Revoke a join token by id (members already joined stay)',
+  builder: (y) => adminOptions(y).positional('id', { type: 'string', demandOption: true, describe: 'Token id (tok_…) from `token list`' }) as Argv<AdminArgs & { id: string }>,
+  handler: async (a) => {
+    await adminCall(a, () => adminClient(a).revokeToken(a.id));
+    process.stderr.write(`revoked ${a.id}\n`);
+  },
+};
+
+/** Aligned columns for list output. */
+export function table(rows: string[][]): string {
+  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+/** `isthmus token create|list|revoke`. */
+export const tokenCommand: CommandModule = {
+  command: 'token <command>',
+  describe: 'Manage join tokens on a coordinator',
+  builder: (y) => y.command(create).command(list).command(revoke).demandCommand(1, 'Name a token command: create, list or revoke'),
+  handler: () => undefined,
+};

@@ -1,0 +1,13 @@
+/**
+ * The mapper: "where is original IP X?" answered by an HTTP API, an SDK, and SOCKS5 / HTTP
+ * proxy fronts that dial the mapped virtual IP through the local overlay. See README.md.
+ */
+export { Mapper, DEFAULT_MAPPER_OPTIONS, type MapperOptions } from './sdk';
+export type { MapResult } from './lookup-api';
+export { buildLookupApi, MAX_BATCH, type LookupApiOptions } from './lookup-api';
+export { RedisDirectory, DEFAULT_DIRECTORY_OPTIONS, type MemberDirectory, type MapEntry, type DirectoryOptions } from './directory';
+export { startMapperService, DEFAULT_OVERLAY_CIDR, type MapperService, type MapperServiceOptions, type ListenAddress } from './service';
+export { netDialer, type Dialer } from './dialer';
+export { mapperKeys, DEFAULT_PREFIX, EventType } from './keys';
+export { UnknownOriginalIpError, InvalidIpError, MapperApiError, DirectoryClosedError } from './errors';
+export { InvalidCidrError } from './addr';

@@ -1,0 +1,123 @@
+/**
+ * The `isthmus mapper` process: directory cache + lookup API + proxy fronts, wired together.
+ * The SOCKS5 port also accepts HTTP proxy requests (first byte tells them apart); an
+ * optional separate HTTP proxy port accepts both as well.
+ */
+import type net from 'node:net';
+import type http from 'node:http';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from '../common/logger';
+import { silentLogger } from '../common/logger';
+import { parseCidr, type Cidr } from './addr';
+import { RedisDirectory, type MemberDirectory } from './directory';
+import { buildLookupApi } from './lookup-api';
+import { DEFAULT_PROXY_TIMEOUTS, type Credentials, type ProxyContext, type ProxyTimeouts } from './context';
+import { netDialer, type Dialer } from './dialer';
+import { createHttpProxy, DEFAULT_MAX_HEADER_BYTES } from './http-proxy';
+import { createProxyFront } from './front';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface MapperServiceOptions {
+  /** redis URL; ignored when `directory` is given */
+  redis?: string;
+  /** @default 'isthmus:' */
+  prefix?: string;
+  /** use this directory instead of one over Redis */
+  directory?: MemberDirectory;
+  /** lookup API listen address; omitted = no API */
+  api?: ListenAddress;
+  /** SOCKS5 (+ HTTP) listen address; omitted = no SOCKS */
+  socks?: ListenAddress;
+  /** separate HTTP proxy listen address */
+  httpProxy?: ListenAddress;
+  credentials?: Credentials;
+  /** @default '100.64.0.0/10' */
+  overlayCidr?: string;
+  /** if set, IPv4 destinations outside these and the overlay are refused as not allowed */
+  originalCidrs?: string[];
+  dialer?: Dialer;
+  timeouts?: Partial<ProxyTimeouts>;
+  /** @default 16384 */
+  maxHeaderBytes?: number;
+  logger?: Logger;
+}
+
+export const DEFAULT_OVERLAY_CIDR = '100.64.0.0/10';
+
+export interface MapperService {
+  readonly context: ProxyContext;
+  readonly directory: MemberDirectory;
+  /** actual bound addresses (port 0 resolved) */
+  readonly addresses: { api?: ListenAddress; socks?: ListenAddress; httpProxy?: ListenAddress };
+  stop(): Promise<void>;
+}
+
+function listen(server: net.Server | http.Server, a: ListenAddress): Promise<ListenAddress> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(a.port, a.host, () => {
+      server.removeListener('error', reject);
+      const ad = server.address() as net.AddressInfo;
+      resolve({ host: ad.address, port: ad.port });
+    });
+  });
+}
+
+export async function startMapperService(opts: MapperServiceOptions): Promise<MapperService> {
+  const log = opts.logger ?? silentLogger();
+  const overlay: Cidr = parseCidr(opts.overlayCidr ?? DEFAULT_OVERLAY_CIDR);
+  const originalCidrs = opts.originalCidrs?.map(parseCidr);
+  let redisDir: RedisDirectory | undefined;
+  let directory = opts.directory;
+  if (!directory) {
+    if (!opts.redis) throw new Error('startMapperService: need redis or directory');
+    redisDir = new RedisDirectory({ redis: opts.redis, prefix: opts.prefix, logger: log });
+    await redisDir.start();
+    directory = redisDir;
+  }
+  const context: ProxyContext = {
+    policy: { directory, overlay, originalCidrs },
+    dial: opts.dialer ?? netDialer,
+    credentials: opts.credentials,
+    timeouts: { ...DEFAULT_PROXY_TIMEOUTS, ...opts.timeouts },
+    log,
+    counters: new Map(),
+  };
+  const closers: Array<() => Promise<void>> = [];
+  const addresses: MapperService['addresses'] = {};
+  const stop = async () => {
+    for (const c of closers.reverse()) await c().catch(() => undefined);
+    await redisDir?.close();
+  };
+  try {
+    if (opts.api) {
+      const app: FastifyInstance = buildLookupApi({ directory, live: redisDir ? () => redisDir!.isLive : undefined });
+      await app.listen({ host: opts.api.host, port: opts.api.port });
+      const ad = app.server.address() as net.AddressInfo;
+      addresses.api = { host: ad.address, port: ad.port };
+      closers.push(() => app.close());
+      log.info({ addr: addresses.api }, 'lookup API listening');
+    }
+    const httpProxy = createHttpProxy(context, opts.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES);
+    closers.push(async () => { httpProxy.closeAllConnections(); });
+    const fronts: Array<[keyof MapperService['addresses'], ListenAddress]> = [];
+    if (opts.socks) fronts.push(['socks', opts.socks]);
+    if (opts.httpProxy) fronts.push(['httpProxy', opts.httpProxy]);
+    for (const [name, at] of fronts) {
+      const front = createProxyFront(context, { socks: true, http: httpProxy });
+      const sockets = new Set<net.Socket>();
+      front.on('connection', (s: net.Socket) => { sockets.add(s); s.once('close', () => sockets.delete(s)); });
+      addresses[name] = await listen(front, at);
+      closers.push(() => new Promise((r) => { for (const s of sockets) s.destroy(); front.close(() => r()); }));
+      log.info({ addr: addresses[name], proxy: name }, 'proxy listening');
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { context, directory, addresses, stop };
+}

@@ -1,0 +1,40 @@
+/**
+ * @packageDocumentation
+ * isthmus's own N-API addon: a Linux TUN device and batched IPv4 UDP, both implementing
+ * the batch-shaped seams of `common/packet-io.ts`. Linux-only and optional at runtime:
+ * check `nativeAvailable()` before choosing it over the pure-JS fallbacks.
+ *
+ * @example
+ * ```ts
+ * const tun = openTun({ name: 'isth%d', address: '100.64.0.1/10' });
+ * tun.onReceive((b) => { for (let i = 0; i < b.count; i++) handle(b.data, b.offsets[i], b.lengths[i]); });
+ * const udp = openUdpSocket({ host: '0.0.0.0', port: 51820 });
+ * ```
+ */
+import { NativeTunDevice, type TunOptions } from './tun-device';
+import { NativeUdpSocket, type UdpOptions } from './udp-socket';
+
+export { nativeAvailable } from './load';
+export { NativeBindingMissingError, NativeIoError, InvalidOptionError } from './errors';
+export {
+  NativeTunDevice, DEFAULT_TUN_OPTIONS, TUN_TAILROOM, parseCidr,
+  type TunOptions, type TunStats,
+} from './tun-device';
+export { aead, AEAD_KEY_LENGTH, AEAD_TAG_LENGTH, type AeadBatch } from './aead';
+export { NativeUdpSocket, DEFAULT_UDP_OPTIONS, type UdpOptions, type UdpStats } from './udp-socket';
+
+/**
+ * Creates a TUN device (IFF_TUN|IFF_NO_PI), sets MTU and address, brings it up.
+ * Throws NativeIoError (`code` EPERM/EACCES without CAP_NET_ADMIN, EBUSY for a taken
+ * name, ...), InvalidOptionError (`code` EINVAL) for bad options, or
+ * NativeBindingMissingError when the addon is not built.
+ * The interface disappears on close() and on process exit.
+ */
+export function openTun(opts: TunOptions = {}): NativeTunDevice {
+  return new NativeTunDevice(opts);
+}
+
+/** Binds a non-blocking IPv4 UDP socket; see UdpOptions. Errors as for openTun. */
+export function openUdpSocket(opts: UdpOptions): NativeUdpSocket {
+  return new NativeUdpSocket(opts);
+}

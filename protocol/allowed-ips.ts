@@ -1,0 +1,184 @@
+/**
+ * IPv4 longest-prefix-match table: CIDR → value (a peer), for routing outbound packets by
+ * destination and checking inbound sources (cryptokey routing, wireguard-go allowedips.go).
+ *
+ * Representation: one Map per prefix length that is in use, keyed by the network address
+ * as an int32 (`(addr & mask) | 0`, a V8 small integer, so lookups never box a number),
+ * plus the in-use lengths sorted longest first. `lookup` probes at most one Map per
+ * distinct length in use (typically 1–3: /32 for members, a few original-IP prefixes), and
+ * allocates nothing.
+ *
+ * Host bits: `parseCidr` and the string forms of insert/remove REJECT a CIDR with host bits
+ * set ('10.0.0.1/24' is probably a typo for an address, not a network); the numeric forms
+ * `insert(addr, bits, v)` mask them off (callers computing prefixes do not need to).
+ * Values are compared with `===` and must not be `undefined`.
+ */
+
+export class CidrParseError extends Error {
+  override readonly name = 'CidrParseError';
+  readonly code = 'ERR_BAD_CIDR';
+}
+
+export interface Cidr {
+  /** Host-order uint32 network address (host bits zero). */
+  network: number;
+  /** Prefix length 0..32. */
+  bits: number;
+}
+
+/** MASKS[n] = int32 netmask of a /n. */
+const MASKS = new Int32Array(33);
+for (let n = 1; n <= 32; n++) MASKS[n] = (0xffffffff << (32 - n)) | 0;
+
+/** Host-order uint32 netmask of a /bits. */
+export function prefixMask(bits: number): number {
+  return MASKS[bits] >>> 0;
+}
+
+const OCTET = /^(0|[1-9]\d{0,2})$/;
+const BITS = /^(0|[1-9]\d?)$/;
+
+/**
+ * Strictly parse 'a.b.c.d/n': four decimal octets 0–255 without leading zeros, n 0–32.
+ * Host bits set → CidrParseError, unless `normalize` (then they are masked off).
+ */
+export function parseCidr(s: string, opts: { normalize?: boolean } = {}): Cidr {
+  const slash = s.indexOf('/');
+  if (slash < 0) throw new CidrParseError(`not a CIDR (missing /prefix): '${s}'`);
+  const addrPart = s.slice(0, slash);
+  const bitsPart = s.slice(slash + 1);
+  const octets = addrPart.split('.');
+  if (octets.length !== 4) throw new CidrParseError(`not a CIDR (need four octets): '${s}'`);
+  let addr = 0;
+  for (const o of octets) {
+    if (!OCTET.test(o) || Number(o) > 255) throw new CidrParseError(`not a CIDR (bad octet '${o}'): '${s}'`);
+    addr = addr * 256 + Number(o);
+  }
+  if (!BITS.test(bitsPart) || Number(bitsPart) > 32) throw new CidrParseError(`not a CIDR (prefix length must be 0-32): '${s}'`);
+  const bits = Number(bitsPart);
+  const network = (addr & MASKS[bits]) >>> 0;
+  if (network !== addr && !opts.normalize) {
+    throw new CidrParseError(`host bits set in '${s}' (the network is ${formatCidr(network, bits)})`);
+  }
+  return { network, bits };
+}
+
+export function formatCidr(network: number, bits: number): string {
+  return `${network >>> 24}.${(network >>> 16) & 255}.${(network >>> 8) & 255}.${network & 255}/${bits}`;
+}
+
+export interface AllowedIpsEntry<T> extends Cidr {
+  value: T;
+  cidr: string;
+}
+
+export class AllowedIps<T> {
+  private readonly byLength: Array<Map<number, T> | undefined> = new Array(33).fill(undefined);
+  /** In-use prefix lengths, longest first; `lengthCount` of them are valid. */
+  private readonly lengths = new Int32Array(33);
+  private lengthCount = 0;
+  private count = 0;
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** Add or replace the value of a prefix. String form rejects host bits; numeric form masks them. */
+  insert(cidr: string, value: T): void;
+  insert(addr: number, bits: number, value: T): void;
+  insert(a: string | number, b: number | T, c?: T): void {
+    const [network, bits, value] = typeof a === 'string' ? withValue(parseCidr(a), b as T) : [a, checkBits(b as number), c as T];
+    if (value === undefined) throw new TypeError('AllowedIps values must not be undefined');
+    let m = this.byLength[bits];
+    if (!m) {
+      m = new Map();
+      this.byLength[bits] = m;
+      this.rebuildLengths();
+    }
+    const key = (network & MASKS[bits]) | 0;
+    if (!m.has(key)) this.count++;
+    m.set(key, value);
+  }
+
+  /** Remove one prefix; true when it was present. */
+  remove(cidr: string): boolean;
+  remove(addr: number, bits: number): boolean;
+  remove(a: string | number, b?: number): boolean {
+    const { network, bits } = typeof a === 'string' ? parseCidr(a) : { network: a, bits: checkBits(b as number) };
+    const m = this.byLength[bits];
+    if (!m || !m.delete((network & MASKS[bits]) | 0)) return false;
+    this.count--;
+    if (m.size === 0) this.dropLength(bits);
+    return true;
+  }
+
+  /** Remove every prefix mapped to `value` (a peer leaving); returns how many. */
+  removeByValue(value: T): number {
+    let removed = 0;
+    for (let bits = 0; bits <= 32; bits++) {
+      const m = this.byLength[bits];
+      if (!m) continue;
+      for (const [k, v] of m) {
+        if (v === value) { m.delete(k); removed++; }
+      }
+      if (m.size === 0) this.dropLength(bits);
+    }
+    this.count -= removed;
+    return removed;
+  }
+
+  /** Exact match of one prefix (not longest-prefix). */
+  get(addr: number, bits: number): T | undefined {
+    return this.byLength[checkBits(bits)]?.get((addr & MASKS[bits]) | 0);
+  }
+
+  /** Longest-prefix match for a host-order IPv4 address. Allocation-free. */
+  lookup(addr: number): T | undefined {
+    const lengths = this.lengths;
+    for (let i = 0; i < this.lengthCount; i++) {
+      const bits = lengths[i];
+      const v = (this.byLength[bits] as Map<number, T>).get(addr & MASKS[bits]);
+      if (v !== undefined) return v;
+    }
+    return undefined;
+  }
+
+  /** All prefixes, longest first (a snapshot; not for the hot path). */
+  entries(): AllowedIpsEntry<T>[] {
+    const out: AllowedIpsEntry<T>[] = [];
+    for (let i = 0; i < this.lengthCount; i++) {
+      const bits = this.lengths[i];
+      for (const [k, value] of this.byLength[bits] as Map<number, T>) {
+        const network = k >>> 0;
+        out.push({ network, bits, value, cidr: formatCidr(network, bits) });
+      }
+    }
+    return out;
+  }
+
+  clear(): void {
+    this.byLength.fill(undefined);
+    this.lengthCount = 0;
+    this.count = 0;
+  }
+
+  private dropLength(bits: number): void {
+    this.byLength[bits] = undefined;
+    this.rebuildLengths();
+  }
+
+  private rebuildLengths(): void {
+    let n = 0;
+    for (let bits = 32; bits >= 0; bits--) if (this.byLength[bits]) this.lengths[n++] = bits;
+    this.lengthCount = n;
+  }
+}
+
+function checkBits(bits: number): number {
+  if (!Number.isInteger(bits) || bits < 0 || bits > 32) throw new CidrParseError(`prefix length must be 0-32, got ${bits}`);
+  return bits;
+}
+
+function withValue<T>(c: Cidr, value: T): [number, number, T] {
+  return [c.network, c.bits, value];
+}

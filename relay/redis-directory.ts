@@ -1,0 +1,133 @@
+/**
+ * Redis-backed pieces of the relay (schema: docs/STATE.md, names from the coordinator):
+ *
+ * - `RedisMemberDirectory`: `P:key:<pubBase64>` → vip (dotted quad), written by the
+ *   coordinator on join. Read once per verified AUTH; a short positive cache spares Redis
+ *   when members re-authenticate in bursts (relay restart).
+ * - `RedisSessionRecorder` (a SessionListener): writes `P:session:<vip>` with the relay
+ *   4-tuple on bind, refreshes its TTL while the member keeps alive, deletes it on unbind
+ *   only if it still names this relay, and publishes `session-up`/`session-down` on
+ *   `P:events`.
+ *
+ * Redis failures never reach the data path: the directory rejects (the AUTH is answered with
+ * "unavailable"), the recorder logs.
+ */
+import type Redis from 'ioredis';
+import type { Logger } from '../common/logger';
+import { intToIpv4, ipv4ToInt } from '../common/packet-io';
+import type { SessionListener } from './control';
+import type { MemberDirectory } from './member-directory';
+import type { Session } from './session-table';
+
+export interface RedisDirectoryOptions {
+  /** @default 'isthmus:' */
+  prefix?: string;
+  /** Positive cache lifetime, ms; 0 = no cache. @default 5000 */
+  cacheMs?: number;
+  now?: () => number;
+}
+
+export class RedisMemberDirectory implements MemberDirectory {
+  private readonly prefix: string;
+  private readonly cacheMs: number;
+  private readonly now: () => number;
+  private readonly cache = new Map<string, { vip: number; until: number }>();
+
+  constructor(private readonly redis: Redis, opts: RedisDirectoryOptions = {}) {
+    this.prefix = opts.prefix ?? 'isthmus:';
+    this.cacheMs = opts.cacheMs ?? 5000;
+    this.now = opts.now ?? Date.now;
+  }
+
+  async lookupByKey(publicKey: Uint8Array): Promise<{ vip: number } | undefined> {
+    if (publicKey.length !== 32) return undefined;
+    const pub = Buffer.from(publicKey).toString('base64');
+    const hit = this.cache.get(pub);
+    if (hit && hit.until > this.now()) return { vip: hit.vip };
+    const v = await this.redis.get(`${this.prefix}key:${pub}`);
+    if (v === null) {
+      this.cache.delete(pub);
+      return undefined;
+    }
+    let vip: number;
+    try {
+      vip = ipv4ToInt(v);
+    } catch {
+      return undefined;
+    }
+    if (this.cacheMs > 0) {
+      if (this.cache.size >= 65_536) this.cache.clear();
+      this.cache.set(pub, { vip, until: this.now() + this.cacheMs });
+    }
+    return { vip };
+  }
+}
+
+export interface SessionRecorderOptions {
+  relayId: string;
+  /** The relay address members reach (the VIP or the relay's own address). */
+  relayIp: string;
+  relayPort: number;
+  /** @default 'isthmus:' */
+  prefix?: string;
+  /** `P:session:<vip>` TTL; refresh() must run more often. @default 30_000 */
+  ttlMs?: number;
+  logger: Logger;
+}
+
+/** DEL the session key only if this relay still owns it (a member may have moved on). */
+const DEL_IF_OURS = `if redis.call('HGET', KEYS[1], 'relayId') == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+
+export class RedisSessionRecorder implements SessionListener {
+  private readonly prefix: string;
+  private readonly ttlMs: number;
+
+  constructor(private readonly redis: Redis, private readonly o: SessionRecorderOptions) {
+    this.prefix = o.prefix ?? 'isthmus:';
+    this.ttlMs = o.ttlMs ?? 30_000;
+  }
+
+  private key(vip: number): string {
+    return `${this.prefix}session:${intToIpv4(vip)}`;
+  }
+
+  private event(type: 'session-up' | 'session-down', s: Session): string {
+    return JSON.stringify({ type, vip: intToIpv4(s.vip), relayId: this.o.relayId });
+  }
+
+  sessionUp(s: Session): void {
+    const k = this.key(s.vip);
+    this.redis.multi()
+      .del(k)
+      .hset(k, {
+        relayIp: this.o.relayIp, relayPort: String(this.o.relayPort), agentIp: intToIpv4(s.addr), agentPort: String(s.port),
+        relayId: this.o.relayId, since: String(Date.now()),
+      })
+      .pexpire(k, this.ttlMs)
+      .publish(`${this.prefix}events`, this.event('session-up', s))
+      .exec()
+      .catch((e: Error) => this.o.logger.warn({ err: e.message, vip: intToIpv4(s.vip) }, 'recording session failed'));
+  }
+
+  sessionDown(s: Session, why: 'replaced' | 'expired' | 'closed'): void {
+    // A replaced binding is immediately followed by sessionUp for the same vip (or another).
+    if (why === 'replaced') return;
+    this.redis.eval(DEL_IF_OURS, 1, this.key(s.vip), this.o.relayId)
+      .then((n) => {
+        if (n === 1) return this.redis.publish(`${this.prefix}events`, this.event('session-down', s));
+        return undefined;
+      })
+      .catch((e: Error) => this.o.logger.warn({ err: e.message, vip: intToIpv4(s.vip) }, 'removing session failed'));
+  }
+
+  /** Extend the TTL of every live session (called by the relay every sessionRefreshMs). */
+  refresh(sessions: Iterable<Session>): void {
+    const p = this.redis.pipeline();
+    let n = 0;
+    for (const s of sessions) {
+      p.pexpire(this.key(s.vip), this.ttlMs);
+      n++;
+    }
+    if (n > 0) p.exec().catch((e: Error) => this.o.logger.warn({ err: e.message }, 'refreshing sessions failed'));
+  }
+}

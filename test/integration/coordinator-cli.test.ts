@@ -1,0 +1,129 @@
+/**
+ * The CLI modules (coordinator, token, node) run as real processes through a tiny entry that
+ * wires them like cli/main.ts does (.env('ISTHMUS'), strict, fail → exit 2).
+ */
+import test from 'ava';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
+import { startEnv, member, ADMIN, type Env } from './coordinator-helpers';
+
+const root = join(__dirname, '..', '..');
+let env: Env;
+let dir: string;
+let entry: string;
+
+test.before(async () => {
+  env = await startEnv(1);
+  dir = mkdtempSync(join(tmpdir(), 'isthmus-coord-cli-'));
+  entry = join(dir, 'entry.ts');
+  writeFileSync(entry, `
+import yargs from ${JSON.stringify(require.resolve('yargs'))};
+import { coordinatorCommand } from ${JSON.stringify(join(root, 'cli/commands/coordinator'))};
+import { tokenCommand } from ${JSON.stringify(join(root, 'cli/commands/token'))};
+import { nodeCommand } from ${JSON.stringify(join(root, 'cli/commands/node'))};
+import { CliError, installSignalHandlers, shutdown } from ${JSON.stringify(join(root, 'cli/shutdown'))};
+installSignalHandlers();
+yargs(process.argv.slice(2)).scriptName('isthmus').env('ISTHMUS').command(coordinatorCommand).command(tokenCommand)
+  .command(nodeCommand).demandCommand(1).strict().help()
+  .fail((msg, err) => { if (err) throw err; process.stderr.write('isthmus: ' + msg + '\\n'); process.exit(2); })
+  .parseAsync().catch((err) => { process.stderr.write('isthmus: ' + err.message + '\\n'); void shutdown(err instanceof CliError ? err.exitCode : 1); });
+`);
+});
+test.after.always(async () => {
+  await env?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+function run(args: string[], extraEnv: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', entry, ...args], {
+    cwd: root, encoding: 'utf8', env: { ...process.env, ...extraEnv }, timeout: 30_000,
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+const admin = () => ['--coordinator', env.urls[0], '--admin-token', ADMIN];
+
+test.serial('token create/list/revoke and node list/remove', async (t) => {
+  const c = run(['token', 'create', ...admin(), '--uses', '2', '--tag', 'a', '--tag', 'b', '--ttl', '1h']);
+  t.is(c.code, 0, c.err);
+  const token = c.out.trim();
+  t.regex(token, /^isj_[A-Za-z0-9_-]{43}$/);
+  t.false(c.err.includes(token), 'the token is printed once, on stdout only');
+  const l = run(['token', 'list', ...admin(), '--json']);
+  t.is(l.code, 0, l.err);
+  const tokens = JSON.parse(l.out) as Array<{ id: string; tags: string[]; usesLeft: number }>;
+  t.is(tokens.length, 1);
+  t.deepEqual(tokens[0].tags, ['a', 'b']);
+  t.false(l.out.includes(token));
+
+  const j = await env.client().join({ ...member('10.20.0.1'), token });
+  const nl = run(['node', 'list', ...admin()]);
+  t.is(nl.code, 0, nl.err);
+  t.true(nl.out.includes(j.vip) && nl.out.includes('10.20.0.1'), nl.out);
+  t.is(run(['node', 'remove', j.vip, ...admin()]).code, 0);
+  t.is(run(['node', 'remove', j.vip, ...admin()]).code, 1, 'second remove: not found');
+
+  const rv = run(['token', 'revoke', tokens[0].id], { ISTHMUS_COORDINATOR: env.urls[0], ISTHMUS_ADMIN_TOKEN: ADMIN });
+  t.is(rv.code, 0, rv.err);
+  t.deepEqual(JSON.parse(run(['token', 'list', ...admin(), '--json']).out), []);
+});
+
+test.serial('bad flags name the flag; wrong admin token is a clear error without secrets', (t) => {
+  const u = run(['token', 'create', ...admin(), '--uses', 'abc']);
+  t.is(u.code, 2);
+  t.regex(u.err, /--uses/);
+  const ttl = run(['token', 'create', ...admin(), '--ttl', 'soon']);
+  t.is(ttl.code, 2);
+  t.regex(ttl.err, /--ttl/);
+  const unknown = run(['token', 'list', ...admin(), '--bogus', '1']);
+  t.is(unknown.code, 2);
+  t.regex(unknown.err, /bogus/);
+  const wrong = run(['token', 'list', '--coordinator', env.urls[0], '--admin-token', 'wrong-admin-token-xyz']);
+  t.is(wrong.code, 1);
+  t.regex(wrong.err, /401/);
+  t.false(wrong.err.includes('wrong-admin-token-xyz'));
+  const cidr = run(['coordinator', '--redis', env.redis.url, '--cidr', '10.0.0.0/33']);
+  t.is(cidr.code, 2);
+  t.regex(cidr.err, /--cidr/);
+  const redis = run(['coordinator', '--redis', 'http://nope']);
+  t.is(redis.code, 2);
+  t.regex(redis.err, /--redis/);
+  const q = run(['coordinator', '--redis', env.redis.url, '--quarantine', 'forever']);
+  t.is(q.code, 2);
+  t.regex(q.err, /--quarantine/);
+});
+
+test.serial('coordinator command: flags from env and --config, serves, stops on SIGTERM', async (t) => {
+  const port = await new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
+  });
+  const cfg = join(dir, 'coord.json');
+  writeFileSync(cfg, JSON.stringify({ listen: `127.0.0.1:${port}`, prefix: 'clitest:' }));
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, 'coordinator', '--config', cfg], {
+    cwd: root, env: { ...process.env, ISTHMUS_REDIS: env.redis.url, ISTHMUS_ADMIN_TOKEN: ADMIN, ISTHMUS_LOG_LEVEL: 'info' }, stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let logs = '';
+  child.stderr!.on('data', (d) => { logs += String(d); });
+  try {
+    const url = `http://127.0.0.1:${port}`;
+    for (let i = 0; ; i++) {
+      const ok = await fetch(url + '/v1/health').then((r) => r.ok, () => false);
+      if (ok) break;
+      if (i > 100) throw new Error('coordinator did not come up: ' + logs);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const tok = run(['token', 'create', '--coordinator', url, '--admin-token', ADMIN]);
+    t.is(tok.code, 0, tok.err);
+    t.truthy(await env.r.get('clitest:ipam:cidr'), 'the --config prefix is used');
+    t.false(logs.includes(ADMIN), 'the admin token is never logged');
+    t.false(logs.includes(tok.out.trim()), 'join tokens are never logged');
+  } finally {
+    const gone = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await gone;
+  }
+  t.regex(logs, /coordinator listening/);
+});

@@ -1,0 +1,165 @@
+/**
+ * Real loopback UDP through the native addon: batches, content, source addresses,
+ * truncation counting, error codes.
+ */
+import test from 'ava';
+import { ipv4ToInt, type DatagramBatch } from '../../../common/packet-io';
+import { nativeAvailable, openUdpSocket, type NativeIoError, type NativeUdpSocket } from '../../../native-bindings';
+
+const LOOP = ipv4ToInt('127.0.0.1');
+const available = nativeAvailable();
+const t = available ? test : test.skip;
+if (!available) console.log('native addon not built (npm run install): skipping native UDP tests');
+
+interface Got { len: number; addr: number; port: number; bytes: Buffer; offset: number }
+
+/** Collects datagrams (copied: batch views are reused) until `n` arrived or timeout. */
+function collect(sock: NativeUdpSocket, n: number, ms = 3000): Promise<{ got: Got[]; batches: number[] }> {
+  return new Promise((resolve, reject) => {
+    const got: Got[] = [];
+    const batches: number[] = [];
+    const timer = setTimeout(() => reject(new Error(`timeout: got ${got.length}/${n}`)), ms);
+    sock.onReceive((b: DatagramBatch) => {
+      batches.push(b.count);
+      for (let i = 0; i < b.count; i++) {
+        const off = b.offsets[i]!;
+        got.push({
+          len: b.lengths[i]!, addr: b.addrs[i]!, port: b.ports[i]!, offset: off,
+          bytes: Buffer.from(b.data.subarray(off, off + b.lengths[i]!)),
+        });
+      }
+      if (got.length >= n) {
+        clearTimeout(timer);
+        resolve({ got, batches });
+      }
+    });
+  });
+}
+
+/** Datagram i: u32 index, then a byte pattern derived from i, `size` bytes total. */
+function datagram(i: number, size: number): Buffer {
+  const b = Buffer.alloc(size);
+  for (let j = 0; j < size; j++) b[j] = (i * 31 + j * 7) & 0xff;
+  if (size >= 4) b.writeUInt32BE(i, 0);
+  return b;
+}
+
+t('300 datagrams of varied sizes arrive intact with source address and port', async (tt) => {
+  const rx = openUdpSocket({ host: '127.0.0.1', port: 0, batchSize: 64 });
+  const tx = openUdpSocket({ host: '127.0.0.1', port: 0 });
+  tt.teardown(() => { rx.close(); tx.close(); });
+  tt.true(rx.localAddress.port > 0);
+  tt.is(rx.localAddress.ip, '127.0.0.1');
+
+  const N = 300;
+  const sizes = Array.from({ length: N }, (_, i) => 4 + ((i * 613) % (rx.slotSize - rx.headroom - 4 + 1)));
+  const done = collect(rx, N);
+  // Send from a non-zero offset inside a bigger buffer, flushing in uneven chunks.
+  for (let i = 0; i < N; i++) {
+    const d = datagram(i, sizes[i]!);
+    const big = Buffer.concat([Buffer.alloc(5, 0xee), d, Buffer.alloc(3, 0xee)]);
+    tx.send(big, 5, d.length, LOOP, rx.localAddress.port);
+    if (i % 97 === 0) tx.flush();
+  }
+  tx.flush();
+  const { got, batches } = await done;
+
+  tt.is(got.length, N);
+  tt.true(batches.every((c) => c >= 1 && c <= 64), `batches ${batches}`);
+  tt.true(batches.length < N, 'received in batches, not one call per datagram');
+  for (let i = 0; i < N; i++) {
+    const g = got[i]!; // one sender over loopback: order is preserved
+    tt.is(g.len, sizes[i]!);
+    tt.is(g.addr, LOOP);
+    tt.is(g.port, tx.localAddress.port);
+    tt.true(g.bytes.equals(datagram(i, sizes[i]!)), `content of datagram ${i}`);
+    tt.is((g.offset - rx.headroom) % rx.slotSize, 0, 'offset = slot start + headroom');
+  }
+  tt.is(tx.stats.txPackets, N);
+  tt.is(tx.stats.txDrops, 0);
+  tt.is(rx.stats.rxPackets, N);
+  tt.is(rx.stats.rxBatches, batches.length);
+});
+
+t('two senders are told apart by source port; send() auto-flushes a full tx slab', async (tt) => {
+  const rx = openUdpSocket({ host: '127.0.0.1', port: 0 });
+  const a = openUdpSocket({ host: '127.0.0.1', port: 0, batchSize: 8 });
+  const b = openUdpSocket({ host: '127.0.0.1', port: 0, batchSize: 8 });
+  tt.teardown(() => { rx.close(); a.close(); b.close(); });
+  const done = collect(rx, 40);
+  for (let i = 0; i < 20; i++) {
+    a.send(Buffer.from(`a${i}`), 0, `a${i}`.length, LOOP, rx.localAddress.port);
+    b.send(Buffer.from(`b${i}`), 0, `b${i}`.length, LOOP, rx.localAddress.port);
+  }
+  a.flush();
+  b.flush();
+  const { got } = await done;
+  const fromA = got.filter((g) => g.port === a.localAddress.port).map((g) => g.bytes.toString());
+  const fromB = got.filter((g) => g.port === b.localAddress.port).map((g) => g.bytes.toString());
+  tt.deepEqual(fromA, Array.from({ length: 20 }, (_, i) => `a${i}`));
+  tt.deepEqual(fromB, Array.from({ length: 20 }, (_, i) => `b${i}`));
+});
+
+t('datagrams larger than a slot are counted as truncated and the rest of the batch survives', async (tt) => {
+  const rx = openUdpSocket({ host: '127.0.0.1', port: 0, slotSize: 1024, headroom: 64 });
+  const tx = openUdpSocket({ host: '127.0.0.1', port: 0, slotSize: 4096 });
+  tt.teardown(() => { rx.close(); tx.close(); });
+  const fits = rx.slotSize - rx.headroom; // 960
+  const plan = [10, fits, fits + 1, 20, 3000, 30, fits + 500, 40];
+  const expectKept = plan.filter((s) => s <= fits);
+  const done = collect(rx, expectKept.length);
+  plan.forEach((s, i) => tx.send(datagram(i, s), 0, s, LOOP, rx.localAddress.port));
+  tx.flush();
+  const { got } = await done;
+  await new Promise((r) => setTimeout(r, 50));
+  tt.deepEqual(got.map((g) => g.len), expectKept);
+  for (const g of got) {
+    const i = plan.indexOf(g.len);
+    tt.true(g.bytes.equals(datagram(i, g.len)), `datagram ${i} moved down intact`);
+  }
+  tt.is(rx.stats.rxTruncated, plan.length - expectKept.length);
+  tt.is(rx.stats.rxPackets, expectKept.length);
+});
+
+t('zero-length datagrams are delivered with length 0', async (tt) => {
+  const rx = openUdpSocket({ host: '127.0.0.1', port: 0 });
+  const tx = openUdpSocket({ host: '127.0.0.1', port: 0 });
+  tt.teardown(() => { rx.close(); tx.close(); });
+  const done = collect(rx, 2);
+  tx.send(Buffer.alloc(0), 0, 0, LOOP, rx.localAddress.port);
+  tx.send(Buffer.from('x'), 0, 1, LOOP, rx.localAddress.port);
+  tx.flush();
+  const { got } = await done;
+  tt.deepEqual(got.map((g) => g.len), [0, 1]);
+});
+
+t('bad host, unassigned host, port in use and bad options fail with a code', (tt) => {
+  tt.throws(() => openUdpSocket({ host: 'not-an-ip', port: 0 }), { code: 'EINVAL', name: 'InvalidOptionError' });
+  tt.throws(() => openUdpSocket({ host: '127.0.0.1', port: 70000 }), { code: 'EINVAL' });
+  tt.throws(() => openUdpSocket({ host: '127.0.0.1', port: 0, batchSize: 0 }), { code: 'EINVAL' });
+  tt.throws(() => openUdpSocket({ host: '127.0.0.1', port: 0, headroom: 4096, slotSize: 2048 }), { code: 'EINVAL' });
+  // 192.0.2.1 (TEST-NET-1) is on no interface here.
+  const e = tt.throws(() => openUdpSocket({ host: '192.0.2.1', port: 0 }), { code: 'EADDRNOTAVAIL', name: 'NativeIoError' });
+  tt.is((e as NativeIoError | undefined)?.syscall, 'bind');
+  const a = openUdpSocket({ host: '127.0.0.1', port: 0 });
+  tt.teardown(() => a.close());
+  tt.throws(() => openUdpSocket({ host: '127.0.0.1', port: a.localAddress.port }), { code: 'EADDRINUSE' });
+});
+
+t('reusePort lets two sockets share a port', (tt) => {
+  const a = openUdpSocket({ host: '127.0.0.1', port: 0, reusePort: true });
+  const b = openUdpSocket({ host: '127.0.0.1', port: a.localAddress.port, reusePort: true });
+  tt.teardown(() => { a.close(); b.close(); });
+  tt.is(b.localAddress.port, a.localAddress.port);
+});
+
+t('oversize sends and sends after close are counted, never thrown', (tt) => {
+  const s = openUdpSocket({ host: '127.0.0.1', port: 0, slotSize: 512 });
+  s.send(Buffer.alloc(513), 0, 513, LOOP, 9);
+  tt.is(s.stats.txDrops, 1);
+  s.close();
+  s.close(); // idempotent
+  tt.notThrows(() => s.send(Buffer.alloc(10), 0, 10, LOOP, 9));
+  tt.notThrows(() => s.flush());
+  tt.is(s.stats.txDrops, 2);
+});

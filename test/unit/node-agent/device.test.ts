@@ -1,0 +1,161 @@
+/**
+ * Two session engines wired back to back in memory (no sockets, no TUN), on a manual clock:
+ * handshake, data both ways, cryptokey routing, replay, rekey, keypair rotation.
+ */
+import test from 'ava';
+import { ManualClock } from '../../../common/clock';
+import { silentLogger } from '../../../common/logger';
+import { ipv4ToInt } from '../../../common/packet-io';
+import { generatePrivateKey, publicKeyFromPrivate, keyToBase64 } from '../../../protocol/keys';
+import { createLocalIdentity } from '../../../protocol/handshake';
+import { DEFAULT_TIMER_CONFIG, type TimerConfig } from '../../../protocol/timers';
+import { Device, DEVICE_HEADROOM, DEVICE_TAILROOM } from '../../../node-agent/device';
+import { PeerSet } from '../../../node-agent/peer-set';
+import { Endpoint, EndpointKind } from '../../../node-agent/endpoint';
+import { parseCidr } from '../../../node-agent/cidr';
+
+interface Wire { from: 'a' | 'b'; bytes: Buffer }
+
+function ipv4Packet(src: string, dst: string, payload = Buffer.from('hello overlay')): Buffer {
+  const p = Buffer.alloc(20 + payload.length);
+  p[0] = 0x45;
+  p.writeUInt16BE(p.length, 2);
+  p[8] = 64;
+  p[9] = 17;
+  p.writeUInt32BE(ipv4ToInt(src), 12);
+  p.writeUInt32BE(ipv4ToInt(dst), 16);
+  payload.copy(p, 20);
+  return p;
+}
+
+/** Put a packet in a buffer with the headroom/tailroom the TUN gives the engine. */
+function framed(packet: Buffer): { buf: Buffer; off: number } {
+  const buf = Buffer.alloc(DEVICE_HEADROOM + packet.length + DEVICE_TAILROOM);
+  packet.copy(buf, DEVICE_HEADROOM);
+  return { buf, off: DEVICE_HEADROOM };
+}
+
+function pair(timers: Partial<TimerConfig> = {}) {
+  const clock = new ManualClock();
+  const timerConfig = { ...DEFAULT_TIMER_CONFIG, ...timers };
+  const wire: Wire[] = [];
+  const inbox: Record<'a' | 'b', Buffer[]> = { a: [], b: [] };
+  const keys = { a: generatePrivateKey(), b: generatePrivateKey() };
+  const make = (self: 'a' | 'b') => {
+    const local = createLocalIdentity(keys[self]);
+    const peers = new PeerSet(local, clock, timerConfig);
+    const device = new Device({
+      clock, logger: silentLogger(), peers, local, timerConfig,
+      outside: { send: (_ep, buf, off, len) => wire.push({ from: self, bytes: Buffer.from(buf.subarray(off, off + len)) }) },
+      inside: { write: (buf, off, len) => inbox[self].push(Buffer.from(buf.subarray(off, off + len))) },
+    });
+    return { device, peers };
+  };
+  const a = make('a');
+  const b = make('b');
+  a.peers.upsert({ publicKey: keyToBase64(publicKeyFromPrivate(keys.b)), allowedIps: [parseCidr('100.64.0.2/32')], endpoint: Endpoint.direct(2, 2) });
+  b.peers.upsert({ publicKey: keyToBase64(publicKeyFromPrivate(keys.a)), allowedIps: [parseCidr('100.64.0.1/32')], endpoint: Endpoint.direct(1, 1) });
+  /** Deliver everything on the wire until quiet. */
+  const pump = (filter: (w: Wire) => boolean = () => true) => {
+    while (wire.length) {
+      const w = wire.shift()!;
+      if (!filter(w)) continue;
+      const to = w.from === 'a' ? b : a;
+      const buf = Buffer.alloc(w.bytes.length + 64);
+      w.bytes.copy(buf, 32);
+      to.device.receiveOutside(buf, 32, w.bytes.length, EndpointKind.Direct, w.from === 'a' ? 1 : 2, w.from === 'a' ? 1 : 2, 0);
+    }
+  };
+  const send = (from: 'a' | 'b', packet: Buffer) => {
+    const { buf, off } = framed(packet);
+    (from === 'a' ? a : b).device.receiveInside(buf, off, packet.length);
+  };
+  return { clock, wire, inbox, a, b, pump, send };
+}
+
+test('first packet triggers a handshake and is delivered after it; replies flow back', (t) => {
+  const n = pair();
+  n.send('a', ipv4Packet('100.64.0.1', '100.64.0.2'));
+  t.is(n.wire.length, 1, 'an initiation goes out');
+  n.pump();
+  t.is(n.inbox.b.length, 1);
+  t.deepEqual(n.inbox.b[0], ipv4Packet('100.64.0.1', '100.64.0.2'));
+  n.send('b', ipv4Packet('100.64.0.2', '100.64.0.1', Buffer.from('reply')));
+  n.pump();
+  t.deepEqual(n.inbox.a[0], ipv4Packet('100.64.0.2', '100.64.0.1', Buffer.from('reply')));
+  const peerB = [...n.a.peers.all()][0];
+  t.truthy(peerB.current);
+  t.is(peerB.stats.handshakes, 1);
+});
+
+test('a packet whose inner source the peer does not own is dropped and counted', (t) => {
+  const n = pair();
+  n.send('a', ipv4Packet('100.64.0.1', '100.64.0.2'));
+  n.pump();
+  n.send('a', ipv4Packet('100.64.0.77', '100.64.0.2'));
+  n.pump();
+  t.is(n.inbox.b.length, 1);
+  t.is(n.b.device.drops['source-not-allowed'], 1);
+});
+
+test('a replayed transport message is dropped', (t) => {
+  const n = pair();
+  n.send('a', ipv4Packet('100.64.0.1', '100.64.0.2'));
+  n.pump();
+  n.send('a', ipv4Packet('100.64.0.1', '100.64.0.2', Buffer.from('once')));
+  const copy = Buffer.from(n.wire[0].bytes);
+  n.pump();
+  n.wire.push({ from: 'a', bytes: copy });
+  n.pump();
+  t.is(n.inbox.b.length, 2);
+  t.is(n.b.device.drops['transport-replay'], 1);
+});
+
+test('no route and garbage are counted, never thrown', (t) => {
+  const n = pair();
+  n.send('a', ipv4Packet('100.64.0.1', '100.64.9.9'));
+  t.is(n.a.device.drops['no-route'], 1);
+  const junk = Buffer.alloc(200, 0xab);
+  n.a.device.receiveInside(junk, 30, 10);
+  for (let i = 0; i < 2000; i++) {
+    const len = 1 + Math.floor(Math.random() * 180);
+    const b = Buffer.from(Array.from({ length: len }, () => Math.floor(Math.random() * 256)));
+    b[0] = 1 + (i % 4);
+    b[1] = b[2] = b[3] = 0;
+    n.a.device.receiveOutside(b, 0, b.length, EndpointKind.Direct, 9, 9, 0);
+  }
+  const total = Object.values(n.a.device.drops).reduce((x, y) => x + y, 0);
+  t.true(total >= 2001);
+});
+
+test('the initiator rekeys after REKEY_AFTER_TIME and the old keypair is kept as previous', (t) => {
+  const n = pair({ rekeyAfterTimeMs: 3000 });
+  n.send('a', ipv4Packet('100.64.0.1', '100.64.0.2'));
+  n.pump();
+  const peerB = [...n.a.peers.all()][0];
+  const first = peerB.current;
+  n.clock.advance(3500);
+  n.send('a', ipv4Packet('100.64.0.1', '100.64.0.2'));
+  n.pump();
+  t.is(peerB.stats.handshakes, 2);
+  t.not(peerB.current, first);
+  t.is(peerB.previous, first);
+  t.is(n.inbox.b.length, 2);
+  // B confirmed the new session: its next keypair became current after A's keepalive.
+  const peerA = [...n.b.peers.all()][0];
+  t.is(peerA.next, undefined);
+  t.truthy(peerA.current);
+});
+
+test('lost response: the initiation is retried by the timers', (t) => {
+  const n = pair();
+  n.send('a', ipv4Packet('100.64.0.1', '100.64.0.2'));
+  n.wire.length = 0; // the initiation is lost
+  for (let i = 0; i < 80; i++) {
+    n.clock.advance(100);
+    n.a.device.tick();
+  }
+  t.true(n.wire.length >= 1, 'a retry went out');
+  n.pump();
+  t.is(n.inbox.b.length, 1, 'the staged packet was delivered after the retried handshake');
+});
