@@ -6,6 +6,7 @@
  *
  *   node dist/bench/run.js [--duration 5] [--omit 1] [--runs 1] [--only wireguard-go,...]
  */
+import { isthmusRelaySubject } from './peers/isthmus';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -24,6 +25,7 @@ import { createTopology, randomPrefix, type Topology } from './topology';
  * here (isthmus goes first).
  */
 export const SUBJECTS: readonly SubjectFactory[] = [
+  isthmusRelaySubject,
   wireguardGoHubSubject,
   nebulaRelaySubject,
 ];

@@ -64,7 +64,11 @@ export interface Topology {
   spawn(ns: string, cmd: string, args: string[], opts?: SpawnOptions): ManagedProcess;
   /** Resolve when something in `ns` listens on `port` (TCP or UDP). */
   waitForListen(ns: string, port: number, proto?: 'tcp' | 'udp', timeoutMs?: number): Promise<void>;
-  /** Let the hub forward packets arriving on `iif` and leaving on `oif`; returns the undo. */
+  /**
+   * Let the hub forward packets arriving on `iif` and leaving on `oif` (nft wildcards like 'to-r*'
+   * allowed in `oif`): turns on forwarding for device `iif` only and adds one nft accept.
+   * Returns the undo.
+   */
   allowHubForward(iif: string, oif: string): Promise<() => Promise<void>>;
   /** (Re)write the VIP load balancer: VIP:port → backends by flow hash; [] removes it. */
   setVipBackends(proto: 'udp' | 'tcp', port: number, backends: readonly string[]): Promise<void>;

@@ -10,13 +10,15 @@ import { relayCommand } from './commands/relay';
 import { keygenCommand, pubkeyCommand } from './commands/keygen';
 import { demoCommand } from './commands/demo';
 import { CliError, installSignalHandlers, shutdown } from './shutdown';
+import { envToFlags } from './env-options';
 
 async function main(): Promise<void> {
   installSignalHandlers();
-  await yargs(hideBin(process.argv))
+  const args = hideBin(process.argv);
+  await yargs(args)
     .scriptName('isthmus')
     .usage('$0 <command> [options]\n\nIP reachability across isolated VPCs for the members of one system.')
-    .env('ISTHMUS')
+    .middleware(envToFlags(args), true)
     .command(agentCommand)
     .command(relayCommand)
     .command(keygenCommand)

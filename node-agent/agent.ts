@@ -94,6 +94,8 @@ export class Agent {
         staticPrivate: this.local.privateKey, staticPublic: this.local.publicKey, relayAddr: this.relayIp, relayPort: this.relayPort,
         vip: this.overlayAddress, socket: this.socket, clock: this.c.clock, logger: log,
       });
+      // Packets that queued while the relay session was down need not wait for the 5 s retry.
+      this.relay.on('ready', () => this.device.retryPendingHandshakes());
       this.relay.start();
     }
     this.ticker = setInterval(() => this.device.tick(), TICK_MS);

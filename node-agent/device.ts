@@ -212,6 +212,11 @@ export class Device {
     }
   }
 
+  /** Start a handshake now for every peer with packets waiting for one. */
+  retryPendingHandshakes(): void {
+    for (const peer of this.peers.all()) if (peer.staged.length > 0) this.handshakes.initiate(peer, true);
+  }
+
   /** Release the indices of a peer that left the peer set. */
   forgetPeer(peer: Peer): void {
     this.indices.deletePeer(peer);

@@ -11,6 +11,7 @@ import {
   encodeAuthOk, encodeChallenge, encodePing,
 } from '../protocol/relay-frame';
 import type { ChallengeIssuer } from './challenge';
+import type { WorkLimiter } from './rate-limit';
 import type { DropReason } from './drop-reason';
 import type { MemberDirectory } from './member-directory';
 import type { Session, SessionTable } from './session-table';
@@ -34,6 +35,8 @@ export interface ControlDeps {
   relayId: string;
   keepaliveSeconds: number;
   maxPendingAuth: number;
+  /** Budget for AUTH proof checks (one X25519 each), keyed by source IP. */
+  authLimiter: WorkLimiter;
   now: () => number;
   isClosed: () => boolean;
   sendReauth: (addr: number, port: number, now: number) => void;
@@ -74,6 +77,8 @@ export class ControlHandlerImpl {
     const a = decodeAuth(buf, off, len);
     if (!a) return this.d.stats.drop('too-short');
     if (a.version !== RELAY_PROTOCOL_VERSION) return this.fail('bad-version', AuthFailReason.BAD_VERSION, addr, port);
+    // Over budget: drop silently; the member retries with backoff.
+    if (!this.d.authLimiter.take(addr, now)) return this.d.stats.drop('auth-overload');
     const verdict = this.d.challenges.verify(a.ephemeralPublic, a.nonce, a.staticPublic, a.proof, addr, port, now);
     if (verdict === 'stale') return this.fail('auth-stale', AuthFailReason.STALE_CHALLENGE, addr, port);
     if (verdict === 'replayed') return this.fail('auth-replayed', AuthFailReason.REPLAYED, addr, port);

@@ -30,7 +30,7 @@ export const DROP_REASONS = [
   'auth-vip-mismatch',
   /** AUTH while the directory lookup failed */
   'auth-unavailable',
-  /** too many AUTHs waiting for the directory */
+  /** too many AUTHs waiting for the directory, or over the proof-check budget (per source IP / global) */
   'auth-overload',
 ] as const;
 

@@ -44,3 +44,52 @@ export class RateLimiter {
     return true;
   }
 }
+
+/**
+ * Token buckets per key (source IP) plus one global bucket, for expensive work done for
+ * unauthenticated senders (an AUTH's X25519 proof check). Pure: time is passed in.
+ */
+export interface WorkLimiterOptions {
+  /** Per-key rate and burst. @default 50/s, burst 100 */
+  perKeyPerSecond?: number;
+  perKeyBurst?: number;
+  /** Global rate and burst. @default 300/s, burst 300 */
+  globalPerSecond?: number;
+  globalBurst?: number;
+  /** @default 4096 */
+  maxKeys?: number;
+}
+
+export class WorkLimiter {
+  private readonly keys = new Map<number, { tokens: number; at: number }>();
+  private global: { tokens: number; at: number };
+  private readonly o: Required<WorkLimiterOptions>;
+
+  constructor(now: number, opts: WorkLimiterOptions = {}) {
+    this.o = { perKeyPerSecond: 50, perKeyBurst: 100, globalPerSecond: 300, globalBurst: 300, maxKeys: 4096, ...opts };
+    this.global = { tokens: this.o.globalBurst, at: now };
+  }
+
+  private static refill(b: { tokens: number; at: number }, now: number, rate: number, burst: number): void {
+    if (now > b.at) {
+      b.tokens = Math.min(burst, b.tokens + ((now - b.at) * rate) / 1000);
+      b.at = now;
+    }
+  }
+
+  /** Take one unit of work for `key`; false when the key or the relay is over budget. */
+  take(key: number, now: number): boolean {
+    let b = this.keys.get(key);
+    if (!b) {
+      if (this.keys.size >= this.o.maxKeys) this.keys.clear();
+      b = { tokens: this.o.perKeyBurst, at: now };
+      this.keys.set(key, b);
+    }
+    WorkLimiter.refill(b, now, this.o.perKeyPerSecond, this.o.perKeyBurst);
+    WorkLimiter.refill(this.global, now, this.o.globalPerSecond, this.o.globalBurst);
+    if (b.tokens < 1 || this.global.tokens < 1) return false;
+    b.tokens -= 1;
+    this.global.tokens -= 1;
+    return true;
+  }
+}

@@ -14,7 +14,7 @@ import { ChallengeIssuer } from './challenge';
 import { ControlHandlerImpl, type SessionListener } from './control';
 import { Forwarder } from './forward';
 import type { MemberDirectory } from './member-directory';
-import { RateLimiter } from './rate-limit';
+import { RateLimiter, WorkLimiter } from './rate-limit';
 import { SessionTable, type Session } from './session-table';
 import { RelayStats, type RelayStatsSnapshot } from './stats';
 
@@ -33,6 +33,10 @@ export interface RelayInit {
   replyPerSecond?: number;
   /** AUTHs waiting for the directory at once. @default 1024 */
   maxPendingAuth?: number;
+  /** AUTH proof checks (an X25519 each, ~1 ms in JS) per second per source IP. @default 50 */
+  authPerIpPerSecond?: number;
+  /** AUTH proof checks per second for the whole relay. @default 300 */
+  authPerSecond?: number;
   /** Housekeeping timer period, ms. @default 1000 */
   tickMs?: number;
   /** Log a stats line this often, ms; 0 = never. @default 0 */
@@ -48,6 +52,8 @@ export const DEFAULT_RELAY_OPTIONS = {
   replyIntervalMs: 1000,
   replyPerSecond: 200,
   maxPendingAuth: 1024,
+  authPerIpPerSecond: 50,
+  authPerSecond: 300,
   tickMs: 1000,
   statsLogIntervalMs: 0,
   sessionRefreshMs: 10_000,
@@ -114,6 +120,10 @@ class RelayImpl implements Relay {
       sessions: this.table, socket: c.socket, stats: this.counters, challenges: this.challenges,
       directory: c.directory, log: this.log, listener: c.sessionListener, relayId: this.id,
       keepaliveSeconds: this.opts.keepaliveSeconds, maxPendingAuth: this.opts.maxPendingAuth, now: nowFn,
+      authLimiter: new WorkLimiter(now, {
+        perKeyPerSecond: this.opts.authPerIpPerSecond, perKeyBurst: 2 * this.opts.authPerIpPerSecond,
+        globalPerSecond: this.opts.authPerSecond, globalBurst: this.opts.authPerSecond,
+      }),
       isClosed: () => this.closed, sendReauth: (a, p, n) => forwarder!.sendReauth(a, p, n),
     });
     forwarder = new Forwarder({

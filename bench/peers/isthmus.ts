@@ -3,12 +3,13 @@
  * `a1` in vpc1 and member `s1` in vpc2, each reaching the other only through the relay.
  * Used by the demo, the netns tests and the benchmark, so all three run the same thing.
  */
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { generatePrivateKey, publicKeyFromPrivate, keyToBase64 } from '../../protocol/keys';
 import type { Topology } from '../topology';
 import type { ManagedProcess } from '../procs';
+import type { BenchSubject } from '../subject';
 
 export const RELAY_PORT = 7000;
 export const OVERLAY_PREFIX_LEN = 10;
@@ -79,6 +80,7 @@ function agentConfig(self: Member, peer: Member, mtu: number, relay: string): st
 export async function startStaticOverlay(topo: Topology, opts: StaticOverlayOptions = {}): Promise<StaticOverlay> {
   const cli = cliPath();
   const dir = mkdtempSync(join(tmpdir(), `${topo.prefix}-isthmus-`));
+  // Readiness is read from the info-level log lines, so never log less than info here.
   const env = { ...process.env, ISTHMUS_LOG_LEVEL: opts.logLevel ?? 'info' };
   const a1 = member('a1', topo.ns.vpc1, '100.64.0.1');
   const s1 = member('s1', topo.ns.vpc2, '100.64.0.2');
@@ -95,13 +97,38 @@ export async function startStaticOverlay(topo: Topology, opts: StaticOverlayOpti
     writeFileSync(file, agentConfig(self, peer, mtu, relayAddr), { mode: 0o600 });
     self.process = topo.spawn(self.ns, process.execPath, [cli, 'agent', '--config', file, ...(opts.agentArgs ?? [])], { name: `agent-${self.name}`, env });
   }
-  for (const m of [a1, s1]) await m.process!.waitForLine(/agent started/, 15_000);
+  // Both members hold a relay session before anyone sends: no first packet waits for a retry.
+  for (const m of [a1, s1]) await m.process!.waitForLine(/authenticated to relay/, 15_000);
 
   return {
     relay, a1, s1, dir,
     async stop() {
       for (const p of [a1.process, s1.process, relay]) await p?.stop();
       rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The bench subject: isthmus via its relay in the hub, static-peer mode. */
+export function isthmusRelaySubject(): BenchSubject {
+  let overlay: StaticOverlay | undefined;
+  return {
+    name: 'isthmus',
+    requires: [],
+    async describe() {
+      const { version } = JSON.parse(readFileSync(join(repoRoot(), 'package.json'), 'utf8')) as { version: string };
+      return `isthmus ${version} via one relay (static peers, native batched UDP/TUN)`;
+    },
+    async setup(topo) {
+      overlay = await startStaticOverlay(topo);
+      const o = overlay;
+      // One ping so the handshake is not inside the first measurement.
+      await topo.exec(topo.ns.vpc1, 'ping', ['-c', '3', '-i', '0.2', '-w', '10', o.s1.vip], { check: false });
+      return { serverAddr: o.s1.vip, clientAddr: o.a1.vip, pids: () => [o.relay.pid, o.a1.process!.pid, o.s1.process!.pid] };
+    },
+    async teardown() {
+      await overlay?.stop();
+      overlay = undefined;
     },
   };
 }

@@ -46,7 +46,7 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
       const direct = await topo.exec(vpc1, 'ping', ['-c', '1', '-W', '1', topo.addr.vpc2], { check: false });
       say(`  vpc1 → vpc2 directly: ${direct.code === 0 ? 'REACHABLE (the topology is wrong!)' : 'unreachable, as intended'}`);
 
-      overlay = await startStaticOverlay(topo, { logLevel: 'warn' });
+      overlay = await startStaticOverlay(topo);
       const { a1, s1 } = overlay;
       say(`\nrelay on the VIP ${topo.addr.vip}:7000; members a1 ${a1.vip} (vpc1) and s1 ${s1.vip} (vpc2)`);
       await waitForPing(topo, vpc1, s1.vip, 15_000);

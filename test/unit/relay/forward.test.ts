@@ -103,3 +103,13 @@ test('random batches never throw and every frame is accounted for', async (t) =>
   t.is(s.framesReceived, frames);
   t.true(s.dropped > 0);
 });
+
+test('AUTH proof checks are budgeted per source IP', async (t) => {
+  const { socket, relay } = await setup();
+  const auth = encodeAuth({ version: 1, claimedVip: 1, staticPublic: new Uint8Array(32).fill(1), ephemeralPublic: new Uint8Array(32), nonce: new Uint8Array(16), proof: new Uint8Array(32) });
+  socket.inject(Array.from({ length: 150 }, (_, i) => ({ buf: auth, addr: 0x0d000001, port: 1000 + i })));
+  socket.inject([{ buf: auth, addr: 0x0d000002, port: 1 }]);
+  const s = relay.stats();
+  t.is(s.drops['auth-stale'], 101, 'burst of 100 for one IP, then another IP still gets through');
+  t.is(s.drops['auth-overload'], 50);
+});

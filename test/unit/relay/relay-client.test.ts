@@ -1,0 +1,149 @@
+import test from 'ava';
+import fc from 'fast-check';
+import nacl from 'tweetnacl';
+import { ManualClock } from '../../../common/clock';
+import { silentLogger } from '../../../common/logger';
+import { RelayClient } from '../../../node-agent/relay-client';
+import { ChallengeIssuer } from '../../../relay/challenge';
+import {
+  AuthFailReason, FrameType, decodeAuth, decodePingSeq, encodeAuthFail, encodeAuthOk, encodeChallenge, encodeHeaderOnly,
+  encodePing, writeRelayHeader,
+} from '../../../protocol/relay-frame';
+import { MemorySocket } from './memory-socket';
+
+const RELAY = { addr: 0x0a000009, port: 7000 };
+const VIP = 0x64400005;
+
+function setup(opts: { keepaliveMs?: number } = {}) {
+  const clock = new ManualClock();
+  const socket = new MemorySocket();
+  const kp = nacl.box.keyPair();
+  const client = new RelayClient({
+    staticPrivate: kp.secretKey, staticPublic: kp.publicKey, relayAddr: RELAY.addr, relayPort: RELAY.port, vip: VIP,
+    socket, clock, logger: silentLogger(), keepaliveMs: opts.keepaliveMs ?? 1000, authRetryMinMs: 100, authRetryMaxMs: 800, tickMs: 0,
+  });
+  const feed = (f: Buffer) => client.handleFrame(f, 0, f.length);
+  const sentTypes = () => socket.sent.map((s) => s.buf[0]);
+  return { clock, socket, client, kp, feed, sentTypes };
+}
+
+/** Drive the client to ready with a real challenge issuer; returns the issuer. */
+function authenticate(s: ReturnType<typeof setup>) {
+  const issuer = new ChallengeIssuer(s.clock.now());
+  s.client.start();
+  const c = issuer.issue(1, 2, s.clock.now());
+  s.feed(encodeChallenge(c));
+  const authFrame = s.socket.sent.at(-1)!.buf;
+  const a = decodeAuth(authFrame, 0, authFrame.length)!;
+  if (issuer.verify(a.ephemeralPublic, a.nonce, a.staticPublic, a.proof, 1, 2, s.clock.now()) !== 'ok') throw new Error('proof');
+  s.feed(encodeAuthOk({ version: 1, vip: VIP, keepaliveSeconds: 10, relayId: 'r9' }));
+  return issuer;
+}
+
+test('HELLO → CHALLENGE → AUTH (valid proof, claimed vip) → AUTH_OK → ready', (t) => {
+  const s = setup();
+  let ready = 0;
+  s.client.on('ready', (info) => { ready++; t.is(info.relayId, 'r9'); t.is(info.keepaliveMs, 1000); });
+  authenticate(s);
+  t.deepEqual(s.sentTypes(), [FrameType.HELLO, FrameType.AUTH]);
+  t.true(s.socket.sent.every((x) => x.addr === RELAY.addr && x.port === RELAY.port));
+  const auth = decodeAuth(s.socket.sent[1].buf, 0, s.socket.sent[1].buf.length)!;
+  t.is(auth.claimedVip, VIP);
+  t.true(s.client.isReady);
+  t.is(ready, 1);
+});
+
+test('HELLO is retried with doubling backoff, capped, and unanswered HELLOs report the relay dead once', (t) => {
+  const s = setup();
+  let dead = 0;
+  s.client.on('relay-dead', () => dead++);
+  s.client.start();
+  const times: number[] = [];
+  for (let ms = 0; ms <= 4000; ms += 10) {
+    const before = s.socket.sent.length;
+    s.client.tick();
+    if (s.socket.sent.length > before) times.push(s.clock.now());
+    s.clock.advance(10);
+  }
+  t.deepEqual(times.slice(0, 5), [100, 300, 700, 1500, 2300]);
+  t.true(s.sentTypes().every((x) => x === FrameType.HELLO));
+  t.is(dead, 1);
+});
+
+test('keepalive PINGs; PONG clears them; unanswered PINGs → relay-dead and re-authentication', (t) => {
+  const s = setup();
+  authenticate(s);
+  let dead = 0;
+  s.client.on('relay-dead', () => dead++);
+  s.socket.sent = [];
+  s.clock.advance(1000);
+  s.client.tick();
+  t.deepEqual(s.sentTypes(), [FrameType.PING]);
+  const seq = decodePingSeq(s.socket.sent[0].buf, 0, 12)!;
+  s.clock.advance(7);
+  s.feed(encodePing(FrameType.PONG, seq));
+  t.is(s.client.stats.lastRttMs, 7);
+  for (let i = 0; i < 3; i++) { s.clock.advance(1000); s.client.tick(); }
+  t.is(dead, 0);
+  s.clock.advance(1000);
+  s.client.tick();
+  t.is(dead, 1);
+  t.false(s.client.isReady);
+  t.is(s.sentTypes().at(-1), FrameType.HELLO);
+});
+
+test('REAUTH makes a ready client re-authenticate at once', (t) => {
+  const s = setup();
+  authenticate(s);
+  s.socket.sent = [];
+  s.feed(encodeHeaderOnly(FrameType.REAUTH, 0));
+  t.false(s.client.isReady);
+  t.deepEqual(s.sentTypes(), [FrameType.HELLO]);
+  s.feed(encodeHeaderOnly(FrameType.REAUTH, 0));
+  t.is(s.socket.sent.length, 1, 'a second REAUTH while authenticating does not add a HELLO');
+});
+
+test('DATA frames come back as a view with the source vip; header writing; UNREACHABLE and AUTH_FAIL events', (t) => {
+  const s = setup();
+  authenticate(s);
+  const f = Buffer.alloc(8 + 40, 0xcd);
+  writeRelayHeader(f, 0, FrameType.DATA, 0x64400009);
+  const d = s.feed(f)!;
+  t.deepEqual({ ...d }, { srcVip: 0x64400009, offset: 8, length: 40 });
+  const out = Buffer.alloc(20, 0xee);
+  t.is(s.client.writeDataHeader(out, 4, 0x01020304), 8);
+  t.deepEqual([...out.subarray(4, 12)], [0x10, 0, 0, 0, 1, 2, 3, 4]);
+  t.is(out[3], 0xee);
+  const unreachable: number[] = [];
+  s.client.on('unreachable', (v) => unreachable.push(v));
+  s.feed(encodeHeaderOnly(FrameType.UNREACHABLE, 0x64400077));
+  t.deepEqual(unreachable, [0x64400077]);
+
+  const s2 = setup();
+  const fails: number[] = [];
+  s2.client.on('auth-failed', (r) => fails.push(r));
+  s2.client.start();
+  s2.feed(encodeAuthFail(AuthFailReason.UNKNOWN_KEY));
+  t.deepEqual(fails, [AuthFailReason.UNKNOWN_KEY]);
+});
+
+test('AUTH_OK for another vip is ignored', (t) => {
+  const s = setup();
+  s.client.start();
+  s.feed(encodeAuthOk({ version: 1, vip: VIP + 1, keepaliveSeconds: 10, relayId: 'x' }));
+  t.false(s.client.isReady);
+});
+
+test('random frames never make handleFrame throw', (t) => {
+  const s = setup();
+  s.client.start();
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 160 }), fc.integer({ min: 0x10, max: 0x1f }), fc.nat(4), (b, ty, off) => {
+    const buf = new Uint8Array(b.length + off);
+    buf.set(b, off);
+    if (b.length > 0 && b[0] & 1) buf[off] = ty;
+    s.client.handleFrame(buf, off, b.length);
+    s.client.handleFrame(buf, 0, buf.length + 3);
+    return true;
+  }), { numRuns: 5000 });
+  t.pass();
+});
