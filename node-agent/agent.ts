@@ -49,8 +49,14 @@ export class Agent {
   readonly device: Device;
   readonly overlayAddress: number;
   private tun: TunDevice | undefined;
+  /** Direct peers (a plain WireGuard peer, a member on the same network), on ListenPort. */
   private socket: DatagramSocket | undefined;
+  /** The relay session, on its own ephemeral port: failover opens a new one, so the VIP's
+   *  load balancer sees a new flow and picks a live relay (stale conntrack entries pin the old). */
+  private relaySocket: DatagramSocket | undefined;
   private relay: RelayClient | undefined;
+  /** Relay failovers so far. */
+  relayRebinds = 0;
   private relayIp = 0;
   private relayPort = 0;
   private ticker: NodeJS.Timeout | undefined;
@@ -90,15 +96,32 @@ export class Agent {
     if (cfg.relay) {
       this.relayIp = await resolveIpv4(cfg.relay.host);
       this.relayPort = cfg.relay.port;
-      this.relay = new RelayClient({
-        staticPrivate: this.local.privateKey, staticPublic: this.local.publicKey, relayAddr: this.relayIp, relayPort: this.relayPort,
-        vip: this.overlayAddress, socket: this.socket, clock: this.c.clock, logger: log,
-      });
-      // Packets that queued while the relay session was down need not wait for the 5 s retry.
-      this.relay.on('ready', () => this.device.retryPendingHandshakes());
-      this.relay.start();
+      this.connectRelay();
     }
     this.ticker = setInterval(() => this.device.tick(), TICK_MS);
+  }
+
+  /** Open a fresh relay socket and authenticate on it (start, and failover after the relay died). */
+  private connectRelay(): void {
+    const log = this.c.logger;
+    this.relay?.stop();
+    this.relaySocket?.close();
+    const socket = this.c.openUdpSocket({ host: this.config.listenAddress ?? '0.0.0.0', port: 0 });
+    socket.onReceive((b) => this.onRelayBatch(b));
+    const relay = new RelayClient({
+      staticPrivate: this.local.privateKey, staticPublic: this.local.publicKey, relayAddr: this.relayIp, relayPort: this.relayPort,
+      vip: this.overlayAddress, socket, clock: this.c.clock, logger: log,
+    });
+    // Packets that queued while the relay session was down need not wait for the 5 s retry.
+    relay.on('ready', () => this.device.retryPendingHandshakes());
+    relay.on('relay-dead', () => {
+      this.relayRebinds++;
+      log.warn({ relay: `${intToIpv4(this.relayIp)}:${this.relayPort}`, rebinds: this.relayRebinds }, 'relay not answering: rebinding on a new source port');
+      this.connectRelay();
+    });
+    this.relaySocket = socket;
+    this.relay = relay;
+    relay.start();
   }
 
   upsertPeer(spec: PeerSpec): void {
@@ -110,14 +133,13 @@ export class Agent {
   }
 
   private sendOutside(ep: Endpoint, buf: Buffer, off: number, len: number): void {
-    const socket = this.socket;
-    if (!socket) return;
     if (ep.kind === EndpointKind.Direct) {
-      socket.send(buf, off, len, ep.ip, ep.port);
+      this.socket?.send(buf, off, len, ep.ip, ep.port);
       return;
     }
     const relay = this.relay;
-    if (!relay) return;
+    const socket = this.relaySocket;
+    if (!relay || !socket) return;
     if (off >= RELAY_HEADER_LEN) {
       relay.writeDataHeader(buf, off - RELAY_HEADER_LEN, ep.vip);
       socket.send(buf, off - RELAY_HEADER_LEN, len + RELAY_HEADER_LEN, this.relayIp, this.relayPort);
@@ -130,22 +152,33 @@ export class Agent {
 
   private onOutsideBatch(b: DatagramBatch): void {
     for (let i = 0; i < b.count; i++) {
-      const off = b.offsets[i];
-      const len = b.lengths[i];
-      if (this.relay && b.addrs[i] === this.relayIp && b.ports[i] === this.relayPort) {
-        const frame = this.relay.handleFrame(b.data, off, len);
-        if (frame) this.device.receiveOutside(b.data, frame.offset, frame.length, EndpointKind.Relay, 0, 0, frame.srcVip);
-      } else {
-        this.device.receiveOutside(b.data, off, len, EndpointKind.Direct, b.addrs[i], b.ports[i], 0);
-      }
+      this.device.receiveOutside(b.data, b.offsets[i], b.lengths[i], EndpointKind.Direct, b.addrs[i], b.ports[i], 0);
     }
-    this.tun?.flush();
-    this.socket?.flush();
+    this.flushAll();
+  }
+
+  /** Datagrams on the relay socket: only the relay's own frames count. */
+  private onRelayBatch(b: DatagramBatch): void {
+    const relay = this.relay;
+    if (!relay) return;
+    for (let i = 0; i < b.count; i++) {
+      if (b.addrs[i] !== this.relayIp || b.ports[i] !== this.relayPort) continue;
+      const frame = relay.handleFrame(b.data, b.offsets[i], b.lengths[i]);
+      if (frame) this.device.receiveOutside(b.data, frame.offset, frame.length, EndpointKind.Relay, 0, 0, frame.srcVip);
+    }
+    this.flushAll();
   }
 
   private onInsideBatch(b: PacketBatch): void {
     for (let i = 0; i < b.count; i++) this.device.receiveInside(b.data, b.offsets[i], b.lengths[i]);
+    this.flushAll();
+  }
+
+  /** One flush per side per processed batch (sendmmsg / TUN writes). */
+  private flushAll(): void {
+    this.tun?.flush();
     this.socket?.flush();
+    this.relaySocket?.flush();
   }
 
   status(): object {
@@ -154,7 +187,7 @@ export class Agent {
       vip: intToIpv4(this.overlayAddress),
       tun: this.tun?.name,
       listen: this.socket?.localAddress,
-      relay: this.relay ? { address: `${intToIpv4(this.relayIp)}:${this.relayPort}`, ready: this.relay.isReady } : undefined,
+      relay: this.relay ? { address: `${intToIpv4(this.relayIp)}:${this.relayPort}`, ready: this.relay.isReady, rebinds: this.relayRebinds, udpAddr: this.relaySocket?.localAddress } : undefined,
       drops: this.device.drops,
       peers: [...this.peers.all()].map((p) => ({
         publicKey: p.publicKeyBase64,
@@ -171,7 +204,10 @@ export class Agent {
     this.relay?.stop();
     this.tun?.close();
     this.socket?.close();
+    this.relaySocket?.close();
     this.tun = undefined;
     this.socket = undefined;
+    this.relaySocket = undefined;
+    this.relay = undefined;
   }
 }
