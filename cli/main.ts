@@ -31,8 +31,9 @@ async function main(): Promise<void> {
     .alias('h', 'help')
     .version()
     .fail((msg, err) => {
-      // Errors thrown by a handler go to main()'s catch; usage errors are printed here.
-      if (err) throw err;
+      // Errors thrown by a handler go to main()'s catch; usage errors (bad or missing flags,
+      // failed checks) are printed here with exit code 2.
+      if (err && !msg) throw err;
       process.stderr.write(`isthmus: ${msg}\nRun \`isthmus <command> --help\` for usage.\n`);
       process.exit(2);
     })

@@ -20,7 +20,7 @@ import { Device, DEVICE_HEADROOM, DEVICE_TAILROOM } from './device';
 import { Endpoint, EndpointKind, type OutsideSender } from './endpoint';
 import { PeerSet, type PeerSpec } from './peer-set';
 import type { AgentConfig } from './config';
-import { formatCidr } from './cidr';
+import { cidrContains, formatCidr, type Cidr } from './cidr';
 
 /** How often the engine's timers run. WireGuard's timers have a granularity of seconds. */
 const TICK_MS = 100;
@@ -30,11 +30,15 @@ export interface AgentComponents {
   logger: Logger;
   openTun(opts: { name?: string; mtu: number; address: string; headroom: number; tailroom: number }): TunDevice;
   openUdpSocket(opts: { host: string; port: number }): DatagramSocket;
+  /** Route a prefix into the TUN (transparent mode), e.g. `ip route replace CIDR dev TUN`. */
+  addRoute?(cidr: string, device: string): Promise<void>;
 }
 
 export interface AgentOptions {
   /** Timer durations; tests shorten REKEY_AFTER_TIME to watch a real rekey. @default spec values */
   timers?: Partial<TimerConfig>;
+  /** Transparent mode: original prefixes routed into the TUN, so apps keep dialing original IPs. */
+  routeOriginal?: Cidr[];
 }
 
 async function resolveIpv4(host: string): Promise<number> {
@@ -63,7 +67,7 @@ export class Agent {
   private readonly timerConfig: TimerConfig;
   private readonly relayScratch = Buffer.alloc(RELAY_HEADER_LEN + 65536);
 
-  constructor(private readonly config: AgentConfig, private readonly c: AgentComponents, opts: AgentOptions = {}) {
+  constructor(private readonly config: AgentConfig, private readonly c: AgentComponents, private readonly opts: AgentOptions = {}) {
     this.timerConfig = { ...DEFAULT_TIMER_CONFIG, ...opts.timers };
     this.local = createLocalIdentity(keyFromBase64(config.privateKey));
     this.overlayAddress = ipv4ToInt(config.address.address);
@@ -71,6 +75,7 @@ export class Agent {
     const outside: OutsideSender = { send: (ep, buf, off, len) => this.sendOutside(ep, buf, off, len) };
     this.device = new Device({
       clock: c.clock, logger: c.logger, outside, peers: this.peers, local: this.local, timerConfig: this.timerConfig,
+      overlayAddress: ipv4ToInt(config.address.address),
       inside: { write: (buf, off, len) => this.tun?.write(buf, off, len) },
     });
   }
@@ -92,6 +97,7 @@ export class Agent {
     this.socket.onReceive((b) => this.onOutsideBatch(b));
     this.tun = this.c.openTun({ name: cfg.name, mtu: cfg.mtu, address: `${cfg.address.address}/${cfg.address.bits}`, headroom: DEVICE_HEADROOM, tailroom: DEVICE_TAILROOM });
     this.tun.onReceive((b) => this.onInsideBatch(b));
+    await this.routeOriginalPrefixes();
     log.info({ tun: this.tun.name, vip: cfg.address.address, prefix: formatCidr(cfg.address), udpAddr: `${this.socket.localAddress.ip}:${this.socket.localAddress.port}`, peers: this.peers.size }, 'agent started');
     if (cfg.relay) {
       this.relayIp = await resolveIpv4(cfg.relay.host);
@@ -99,6 +105,21 @@ export class Agent {
       this.connectRelay();
     }
     this.ticker = setInterval(() => this.device.tick(), TICK_MS);
+  }
+
+  /** Transparent mode: send the chosen original prefixes into the TUN. Never the relay's own
+   *  address: its packets would loop into the overlay they carry. */
+  private async routeOriginalPrefixes(): Promise<void> {
+    const prefixes = this.opts.routeOriginal ?? [];
+    if (prefixes.length === 0) return;
+    if (!this.c.addRoute) throw new Error('this platform cannot add routes for --route-original');
+    if (this.config.relay) {
+      const relayIp = await resolveIpv4(this.config.relay.host);
+      const clash = prefixes.find((c) => cidrContains(c, relayIp));
+      if (clash) throw new Error(`--route-original ${formatCidr(clash)} contains the relay address ${intToIpv4(relayIp)}`);
+    }
+    for (const c of prefixes) await this.c.addRoute(formatCidr(c), this.tun!.name);
+    this.c.logger.info({ prefixes: prefixes.map(formatCidr), tun: this.tun!.name }, 'transparent mode: original prefixes routed into the overlay');
   }
 
   /** Open a fresh relay socket and authenticate on it (start, and failover after the relay died). */
@@ -130,6 +151,10 @@ export class Agent {
 
   removePeer(publicKeyBase64: string): void {
     this.peers.remove(publicKeyBase64);
+  }
+
+  peerKeys(): string[] {
+    return [...this.peers.all()].map((p) => p.publicKeyBase64);
   }
 
   private sendOutside(ep: Endpoint, buf: Buffer, off: number, len: number): void {

@@ -18,6 +18,7 @@
  */
 import { TransportDrop, parseTransportHeader } from '../protocol/transport';
 
+import { buildIcmpUnreachable, ICMP_UNREACHABLE_MAX_SIZE, UnreachableCode } from '../protocol/icmp';
 import { MSG_INITIATION, MSG_RESPONSE, MSG_COOKIE_REPLY, MSG_TRANSPORT, MSG_TRANSPORT_HEADER_SIZE } from '../protocol/constants';
 import type { Clock } from '../common/clock';
 import type { Logger } from '../common/logger';
@@ -43,6 +44,8 @@ export interface DeviceComponents {
   peers: PeerSet;
   local: LocalIdentity;
   timerConfig: TimerConfig;
+  /** This member's overlay address: the source of the ICMP errors it generates. */
+  overlayAddress: number;
 }
 
 export class Device {
@@ -55,12 +58,16 @@ export class Device {
   private readonly inside: InsideWriter;
   /** Parsed transport header, reused for every packet. */
   private readonly transportHeader = { receiver: 0, counter: 0 };
+  /** ICMP errors are built here, then written to the TUN. */
+  private readonly icmpScratch = Buffer.alloc(ICMP_UNREACHABLE_MAX_SIZE);
+  private readonly overlayAddress: number;
 
   constructor(c: DeviceComponents) {
     this.peers = c.peers;
     this.clock = c.clock;
     this.outside = c.outside;
     this.inside = c.inside;
+    this.overlayAddress = c.overlayAddress;
     this.handshakes = new HandshakeHandler({
       ...c,
       indices: this.indices,
@@ -82,8 +89,17 @@ export class Device {
     if (version !== 4) return this.drop(version === 6 ? 'inside-ipv6' : 'inside-malformed');
     const dst = buf.readUInt32BE(off + 16);
     const peer = this.peers.routes.lookup(dst);
-    if (!peer) return this.drop('no-route');
+    if (!peer) return this.unreachable(buf, off, len);
     this.sendToPeer(peer, buf, off, len);
+  }
+
+  /** The kernel routed this packet to us (overlay prefix or a routed original prefix) but
+   *  no member owns its destination: answer "host unreachable" at once instead of letting
+   *  the sender hang. */
+  private unreachable(buf: Buffer, off: number, len: number): void {
+    this.drop('no-route');
+    const n = buildIcmpUnreachable(buf, off, len, UnreachableCode.HOST, this.overlayAddress, this.icmpScratch, 0);
+    if (n > 0) this.inside.write(this.icmpScratch, 0, n);
   }
 
   private sendToPeer(peer: Peer, buf: Buffer, off: number, len: number): void {

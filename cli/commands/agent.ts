@@ -1,46 +1,150 @@
 import type { CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
-import { forComponent } from '../../common/logger';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { forComponent, type Logger } from '../../common/logger';
 import { systemClock } from '../../common/clock';
-import { parseAgentConfig, ConfigError } from '../../node-agent/config';
-import { Agent } from '../../node-agent/agent';
+import { parseAgentConfig, parseHostPort, ConfigError, DEFAULT_MTU, type AgentConfig } from '../../node-agent/config';
+import { Agent, type AgentComponents } from '../../node-agent/agent';
+import { parseCidr, type Cidr } from '../../node-agent/cidr';
+import { StateDir, DEFAULT_STATE_DIR } from '../../node-agent/state-dir';
+import { detectOriginalIp } from '../../node-agent/original-ip';
+import { MembershipClient } from '../../node-agent/membership';
+import { keyToBase64 } from '../../protocol/keys';
 import { openTun, openUdpSocket } from '../../native-bindings';
 import { CliError, onShutdown } from '../shutdown';
 
 interface AgentArgs {
   config?: string;
+  coordinator?: string;
+  token?: string;
+  relay?: string;
+  'original-ip'?: string;
+  'state-dir': string;
+  tag: string[];
+  hostname?: string;
+  mtu: number;
+  name?: string;
+  'route-original': string[];
+  leave: boolean;
   'rekey-after-time'?: number;
+}
+
+const run = promisify(execFile);
+
+const components = (log: Logger): AgentComponents => ({
+  clock: systemClock, logger: log, openTun, openUdpSocket,
+  async addRoute(cidr, device) {
+    await run('ip', ['route', 'replace', cidr, 'dev', device]);
+  },
+});
+
+function parseCidrFlag(flag: string, values: string[]): Cidr[] {
+  return values.map((v) => {
+    try {
+      return parseCidr(v);
+    } catch (err) {
+      throw new Error(`--${flag}: ${(err as Error).message}`);
+    }
+  });
+}
+
+async function runStatic(args: AgentArgs, log: Logger): Promise<Agent> {
+  let text: string;
+  try {
+    text = readFileSync(args.config!, 'utf8');
+  } catch (err) {
+    throw new CliError(`cannot read --config ${args.config}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let config: AgentConfig;
+  try {
+    config = parseAgentConfig(text);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new CliError(`${args.config}: ${err.message}`);
+    throw err;
+  }
+  return new Agent(config, components(log), agentOptions(args));
+}
+
+function agentOptions(args: AgentArgs) {
+  return {
+    timers: args['rekey-after-time'] ? { rekeyAfterTimeMs: args['rekey-after-time'] * 1000 } : undefined,
+    routeOriginal: parseCidrFlag('route-original', args['route-original']),
+  };
+}
+
+async function runJoined(args: AgentArgs, log: Logger): Promise<void> {
+  const state = new StateDir(args['state-dir']);
+  if (!args.token && !state.hasKey()) {
+    throw new CliError(`first start: --token is required to join (no key in ${args['state-dir']} yet); an admin makes one with \`isthmus token create\``);
+  }
+  const originalIp = args['original-ip'] ?? detectOriginalIp();
+  const membership = new MembershipClient({
+    coordinatorUrl: args.coordinator!, token: args.token, originalIp, hostname: args.hostname, tags: args.tag,
+  }, state, log);
+  if (args.leave) {
+    await membership.leave();
+    process.stdout.write(`left: ${membership.publicKey} removed from ${args.coordinator}; key deleted from ${args['state-dir']}\n`);
+    return;
+  }
+  const m = await membership.join().catch((err: Error & { status?: number }) => {
+    throw new CliError(`join failed: ${err.message}`);
+  });
+  const relay = parseHostPort(args.relay!)!;
+  const cidr = parseCidr(m.cidr);
+  const config: AgentConfig = {
+    privateKey: keyToBase64(membership.key), address: { ...parseCidr(`${m.vip}/${cidr.bits}`) },
+    mtu: args.mtu, name: args.name, relay, peers: [],
+  };
+  const agent = new Agent(config, components(log), agentOptions(args));
+  onShutdown(() => agent.stop());
+  onShutdown(() => membership.stop());
+  membership.applyFull(m.peers, agent);
+  await agent.start();
+  log.info({ vip: m.vip, originalIp, peers: agent.peerKeys().length }, 'joined');
+  process.on('SIGUSR1', () => log.info({ status: agent.status() }, 'status'));
+  void membership.run(m, agent).catch((err: Error) => log.error({ err: err.message }, 'peer map loop stopped'));
 }
 
 /** `isthmus agent`: the member daemon (root: it creates a TUN device). */
 export const agentCommand: CommandModule<object, AgentArgs> = {
   command: 'agent',
-  describe: 'Run the member daemon: a TUN device and WireGuard-protocol sessions to peers, directly or through a relay',
+  describe: 'Run the member daemon: a TUN device and end-to-end encrypted sessions to the other members through the relay (root)',
   builder: (y) => y
-    .option('config', { type: 'string', describe: 'Static-peer config file (wg-quick style, see docs/CONFIG.md)', normalize: true })
+    .usage('$0 agent --coordinator URL --token T --relay HOST:PORT [options]\n$0 agent --config FILE\n\n'
+      + 'Joins the overlay through the coordinator (first start needs a join token; the key is kept in --state-dir),\n'
+      + 'or runs from a static-peer file (docs/CONFIG.md).')
+    .option('coordinator', { type: 'string', describe: 'Coordinator URL, e.g. http://10.90.0.1:8080', group: 'Join:' })
+    .option('token', { type: 'string', describe: 'Join token (first start only)', group: 'Join:' })
+    .option('relay', { type: 'string', describe: 'Relay (or the VIP in front of the relays), HOST:PORT', group: 'Join:' })
+    .option('original-ip', { type: 'string', describe: 'This host\'s original IP (default: the address of the default-route interface)', group: 'Join:' })
+    .option('state-dir', { type: 'string', default: DEFAULT_STATE_DIR, describe: 'Where the key (0600) and the last peer map are kept', group: 'Join:' })
+    .option('tag', { type: 'string', array: true, default: [] as string[], describe: 'Tag this member (repeatable)', group: 'Join:' })
+    .option('hostname', { type: 'string', describe: 'Name other members and SOCKS5 clients know this member by (default: hostname)', group: 'Join:' })
+    .option('leave', { type: 'boolean', default: false, describe: 'Remove this member from the coordinator, delete its key, and exit', group: 'Join:' })
+    .option('route-original', { type: 'string', array: true, default: [] as string[], describe: 'Transparent mode: route this original prefix into the overlay (repeatable)' })
+    .option('mtu', { type: 'number', default: DEFAULT_MTU, describe: 'TUN MTU' })
+    .option('name', { type: 'string', describe: 'TUN device name (default: kernel-chosen)' })
+    .option('config', { type: 'string', describe: 'Static-peer config file instead of a coordinator (docs/CONFIG.md)', normalize: true, group: 'Static:' })
     .option('rekey-after-time', { type: 'number', hidden: true, describe: 'Testing: REKEY_AFTER_TIME in seconds (spec: 120)' })
     .check((a) => {
-      if (!a.config) throw new Error('Missing --config FILE (the static-peer config)');
+      if (a.config && a.coordinator) throw new Error('Give either --config FILE or --coordinator URL, not both');
+      if (!a.config && !a.coordinator) throw new Error('Missing --coordinator URL (or --config FILE for static peers)');
+      if (a.coordinator) {
+        if (!/^https?:\/\/[^\s/]+/.test(a.coordinator)) throw new Error('--coordinator must be an http:// or https:// URL');
+        if (!a.leave && !a.relay) throw new Error('Missing --relay HOST:PORT');
+        if (a.relay && !parseHostPort(a.relay)) throw new Error(`--relay: expected HOST:PORT, got "${a.relay}"`);
+      }
+      if (a['original-ip'] !== undefined && !/^\d{1,3}(\.\d{1,3}){3}$/.test(a['original-ip'])) throw new Error('--original-ip must be an IPv4 address');
+      if (!(a.mtu >= 576 && a.mtu <= 9000)) throw new Error('--mtu must be between 576 and 9000');
       if (a['rekey-after-time'] !== undefined && !(a['rekey-after-time'] > 0)) throw new Error('--rekey-after-time must be a positive number of seconds');
+      parseCidrFlag('route-original', a['route-original']);
       return true;
     }),
   handler: async (args) => {
     const log = forComponent('isthmus:agent');
-    let text: string;
-    try {
-      text = readFileSync(args.config!, 'utf8');
-    } catch (err) {
-      throw new CliError(`cannot read --config ${args.config}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
-    let config;
-    try {
-      config = parseAgentConfig(text);
-    } catch (err) {
-      if (err instanceof ConfigError) throw new CliError(`${args.config}: ${err.message}`);
-      throw err;
-    }
-    const timers = args['rekey-after-time'] ? { rekeyAfterTimeMs: args['rekey-after-time'] * 1000 } : undefined;
-    const agent = new Agent(config, { clock: systemClock, logger: log, openTun, openUdpSocket }, { timers });
+    if (args.coordinator) return runJoined(args, log);
+    const agent = await runStatic(args, log);
     onShutdown(() => agent.stop());
     await agent.start();
     process.on('SIGUSR1', () => log.info({ status: agent.status() }, 'status'));

@@ -1,0 +1,83 @@
+/**
+ * The agent's state directory: its private key (created on first start, mode 0600) and the
+ * last membership it got from the coordinator (vip, prefix, peers), so a restart keeps
+ * working while the coordinator is unreachable. The directory itself is 0700.
+ */
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { generatePrivateKey, keyFromBase64, keyToBase64 } from '../protocol/keys';
+import type { Peer as PeerEntry } from '../coordinator/types';
+
+export const DEFAULT_STATE_DIR = '/var/lib/isthmus';
+const KEY_FILE = 'private.key';
+const MEMBERSHIP_FILE = 'membership.json';
+
+export interface Membership {
+  vip: string;
+  cidr: string;
+  version: number;
+  peers: PeerEntry[];
+}
+
+export class StateDirError extends Error {
+  override readonly name = 'StateDirError';
+  readonly code = 'ERR_STATE_DIR';
+}
+
+function writePrivate(path: string, data: string): void {
+  const tmp = `${path}.tmp`;
+  writeFileSync(tmp, data, { mode: 0o600 });
+  renameSync(tmp, path);
+}
+
+export class StateDir {
+  constructor(readonly dir: string) {}
+
+  private ensure(): void {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    chmodSync(this.dir, 0o700);
+  }
+
+  /** The member's private key; made on first use. Refuses a key file others can read. */
+  privateKey(): Buffer {
+    const path = join(this.dir, KEY_FILE);
+    if (existsSync(path)) {
+      const mode = statSync(path).mode & 0o777;
+      if (mode & 0o077) throw new StateDirError(`${path} is readable by others (mode ${mode.toString(8)}): chmod 600 it`);
+      try {
+        return keyFromBase64(readFileSync(path, 'utf8'));
+      } catch (err) {
+        throw new StateDirError(`${path}: ${(err as Error).message}`);
+      }
+    }
+    this.ensure();
+    const key = generatePrivateKey();
+    writePrivate(path, keyToBase64(key) + '\n');
+    return key;
+  }
+
+  hasKey(): boolean {
+    return existsSync(join(this.dir, KEY_FILE));
+  }
+
+  loadMembership(): Membership | undefined {
+    const path = join(this.dir, MEMBERSHIP_FILE);
+    if (!existsSync(path)) return undefined;
+    try {
+      return JSON.parse(readFileSync(path, 'utf8')) as Membership;
+    } catch {
+      return undefined;
+    }
+  }
+
+  saveMembership(m: Membership): void {
+    this.ensure();
+    writePrivate(join(this.dir, MEMBERSHIP_FILE), JSON.stringify(m, null, 1) + '\n');
+  }
+
+  /** After leaving: the key goes too, so a later start needs a token again. */
+  clear(): void {
+    rmSync(join(this.dir, MEMBERSHIP_FILE), { force: true });
+    rmSync(join(this.dir, KEY_FILE), { force: true });
+  }
+}
