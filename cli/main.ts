@@ -7,6 +7,9 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { agentCommand } from './commands/agent';
 import { relayCommand } from './commands/relay';
+import { coordinatorCommand } from './commands/coordinator';
+import { tokenCommand } from './commands/token';
+import { nodeCommand } from './commands/node';
 import { keygenCommand, pubkeyCommand } from './commands/keygen';
 import { demoCommand } from './commands/demo';
 import { CliError, installSignalHandlers, shutdown } from './shutdown';
@@ -21,6 +24,9 @@ async function main(): Promise<void> {
     .middleware(envToFlags(args), true)
     .command(agentCommand)
     .command(relayCommand)
+    .command(coordinatorCommand)
+    .command(tokenCommand)
+    .command(nodeCommand)
     .command(keygenCommand)
     .command(pubkeyCommand)
     .command(demoCommand)

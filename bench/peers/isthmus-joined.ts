@@ -1,0 +1,119 @@
+/**
+ * isthmus with its control plane on the shared topology: a private redis-server, a
+ * coordinator and a relay (Redis-backed) on the hub's VIP; members join with a token.
+ *
+ *   hub:  redis-server 10.90.0.1:6379 · coordinator http://10.90.0.1:8080 · relay 10.90.0.1:7000
+ *   vpc1, vpc2, m<i>:  isthmus agent --coordinator … --token … --relay 10.90.0.1:7000
+ *
+ * Used by the demo and the netns tests of the control plane and the mapper.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Topology } from '../topology';
+import type { ManagedProcess } from '../procs';
+import { cliPath } from './isthmus';
+
+export const COORDINATOR_PORT = 8080;
+export const JOINED_RELAY_PORT = 7000;
+export const REDIS_PORT = 6379;
+
+export interface JoinedMember {
+  name: string;
+  ns: string;
+  originalIp: string;
+  vip: string;
+  /** Wall-clock ms at which the agent logged that the coordinator accepted its join. */
+  joinedAtMs: number;
+  stateDir: string;
+  process: ManagedProcess;
+}
+
+export interface JoinOptions {
+  token?: string;
+  tags?: string[];
+  extraArgs?: string[];
+}
+
+export interface JoinedOverlay {
+  dir: string;
+  redis: ManagedProcess;
+  coordinator: ManagedProcess;
+  relay: ManagedProcess;
+  coordinatorUrl: string;
+  redisUrl: string;
+  relayAddr: string;
+  adminToken: string;
+  members: Map<string, JoinedMember>;
+  /** `isthmus token create` on the hub; returns the token. */
+  createToken(args?: string[]): Promise<string>;
+  /** Start an agent in `ns` that joins as `name`; resolves once it holds a relay session. */
+  join(name: string, ns: string, originalIp: string, opts?: JoinOptions): Promise<JoinedMember>;
+  /** Start the coordinator again after a test killed it. */
+  restartCoordinator(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: string } = {}): Promise<JoinedOverlay> {
+  const cli = cliPath();
+  const dir = mkdtempSync(join(tmpdir(), `${topo.prefix}-joined-`));
+  // Readiness is read from info-level log lines.
+  const env = { ...process.env, ISTHMUS_LOG_LEVEL: opts.logLevel ?? 'info' };
+  const vip = topo.addr.vip;
+  const redisUrl = `redis://${vip}:${REDIS_PORT}`;
+  const coordinatorUrl = `http://${vip}:${COORDINATOR_PORT}`;
+  const relayAddr = `${vip}:${JOINED_RELAY_PORT}`;
+  const adminToken = randomBytes(24).toString('base64url');
+  const hub = topo.ns.hub;
+
+  const redis = topo.spawn(hub, 'redis-server', ['--port', String(REDIS_PORT), '--bind', vip, '--save', '', '--appendonly', 'no',
+    '--dir', dir, '--protected-mode', 'no'], { name: 'redis-server' });
+  await topo.waitForListen(hub, REDIS_PORT, 'tcp');
+  const startCoordinator = () => topo.spawn(hub, process.execPath, [cli, 'coordinator', '--redis', redisUrl,
+    '--listen', `${vip}:${COORDINATOR_PORT}`], { name: 'coordinator', env: { ...env, ISTHMUS_ADMIN_TOKEN: adminToken } });
+  let coordinator = startCoordinator();
+  await topo.waitForListen(hub, COORDINATOR_PORT, 'tcp');
+  const relay = topo.spawn(hub, process.execPath, [cli, 'relay', '--listen', relayAddr, '--redis', redisUrl, '--id', 'relay1'],
+    { name: 'relay', env });
+  await topo.waitForListen(hub, JOINED_RELAY_PORT, 'udp');
+
+  const members = new Map<string, JoinedMember>();
+  const overlay: JoinedOverlay = {
+    dir, redis, relay, coordinatorUrl, redisUrl, relayAddr, adminToken, members,
+    get coordinator() {
+      return coordinator;
+    },
+    async createToken(args = []) {
+      const r = await topo.exec(hub, process.execPath, [cli, 'token', 'create', '--coordinator', coordinatorUrl, '--uses', '100', ...args],
+        { env: { ...env, ISTHMUS_ADMIN_TOKEN: adminToken } });
+      return r.stdout.trim().split('\n').pop()!.trim();
+    },
+    async join(name, ns, originalIp, jo = {}) {
+      const stateDir = join(dir, `state-${name}`);
+      const args = [cli, 'agent', '--coordinator', coordinatorUrl, '--relay', relayAddr, '--original-ip', originalIp,
+        '--state-dir', stateDir, '--hostname', name];
+      if (jo.token) args.push('--token', jo.token);
+      for (const t of jo.tags ?? []) args.push('--tag', t);
+      args.push(...(jo.extraArgs ?? []));
+      const proc = topo.spawn(ns, process.execPath, args, { name: `agent-${name}`, env });
+      const joined = JSON.parse(await proc.waitForLine(/"msg":"joined"/, 20_000)) as { vip: string; time: number };
+      await proc.waitForLine(/authenticated to relay/, 15_000);
+      const m: JoinedMember = { name, ns, originalIp, vip: joined.vip, joinedAtMs: joined.time, stateDir, process: proc };
+      members.set(name, m);
+      return m;
+    },
+    async restartCoordinator() {
+      coordinator = startCoordinator();
+      await topo.waitForListen(hub, COORDINATOR_PORT, 'tcp');
+    },
+    async stop() {
+      for (const m of members.values()) await m.process.stop();
+      await relay.stop();
+      await coordinator.stop();
+      await redis.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return overlay;
+}

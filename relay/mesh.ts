@@ -1,0 +1,378 @@
+/**
+ * The relay mesh: N relays behind one VIP act as one service. A member's DATA for a
+ * destination that is bound to ANOTHER relay (its "home") goes there in exactly one hop:
+ *
+ *   member A ─► relay 1 (no local session for B) ─MESH_DATA─► relay 2 (B's home) ─► member B
+ *
+ * Pieces:
+ *   - routes: dst vip → home relay, from a MeshRouteSource (Redis: `P:session:<vip>`.relayId
+ *     then `P:relay:<id>` mesh address), cached `routeTtlMs`, negative results `negativeTtlMs`,
+ *     and invalidated at once by session-up/down events (pub/sub). While a route is being
+ *     looked up, frames for it are dropped (counted 'mesh-route-pending'); WireGuard/TCP
+ *     retransmit, and the lookup is one Redis round trip.
+ *   - trust: relays prove the shared mesh key with a HELLO / HELLO_ACK exchange (MAC,
+ *     timestamp window, single-use nonce; mesh-frame.ts). MESH_DATA is accepted only from a
+ *     source address that proved the key — the same trust-by-4-tuple the member port uses;
+ *     the payload is end-to-end WireGuard either way. An untrusted sender gets MESH_REAUTH.
+ *   - one hop only: a home relay delivers MESH_DATA to its own members or drops it; it never
+ *     forwards again, so there are no loops.
+ *
+ * Hot path: no allocation, never throws; one copy into a scratch buffer on the sending side
+ * (the 4 extra header bytes), none on the receiving side (the header is rewritten in place).
+ */
+import { randomBytes } from 'node:crypto';
+import type { Clock } from '../common/clock';
+import type { Logger } from '../common/logger';
+import type { DatagramBatch, DatagramSocket } from '../common/packet-io';
+import { intToIpv4 } from '../common/packet-io';
+import { FrameType, RELAY_HEADER_LEN, readU32 } from '../protocol/relay-frame';
+import { MSG_TRANSPORT_MIN_SIZE } from '../protocol/constants';
+import {
+  MESH_DATA_HEADER_LEN, MESH_NONCE_LEN, MESH_OFFSET_DST, MESH_REAUTH_LEN, MeshFrameType, decodeMeshHello,
+  encodeMeshHello, writeMeshDataHeader,
+} from './mesh-frame';
+import type { SessionTable } from './session-table';
+import { tupleKey } from './session-table';
+import type { RelayStats } from './stats';
+
+/** Where a member lives when it is not here. */
+export interface MeshHome {
+  relayId: string;
+  /** mesh address, IPv4 host-order */
+  addr: number;
+  port: number;
+}
+
+export interface MeshSessionEvent {
+  type: 'session-up' | 'session-down';
+  vip: number;
+  relayId: string;
+}
+
+/** Route lookups and invalidation events (RedisMeshRegistry in production, a Map in tests). */
+export interface MeshRouteSource {
+  /** The home relay of `vip` if it is another relay; undefined if none (or this relay). */
+  lookupHome(vip: number, selfId: string): Promise<MeshHome | undefined>;
+  /** Called for every session event; also with undefined after a reconnect (events may be lost). */
+  onEvent(listener: (e: MeshSessionEvent | undefined) => void): void;
+}
+
+export const MeshForwardResult = { SENT: 0, PENDING: 1, NONE: 2 } as const;
+export type MeshForwardResult = (typeof MeshForwardResult)[keyof typeof MeshForwardResult];
+
+export interface MeshInit {
+  relayId: string;
+  /** 32-byte MAC key (deriveMeshKey of the shared secret). Never logged. */
+  key: Uint8Array;
+  /** @default 30_000 */
+  routeTtlMs?: number;
+  /** @default 1000 */
+  negativeTtlMs?: number;
+  /** Minimum interval between HELLOs to one peer, ms. @default 250 */
+  helloRetryMs?: number;
+  /** Accepted |clock difference| between relays for HELLO timestamps, ms. @default 30_000 */
+  maxSkewMs?: number;
+  /** Re-HELLO every peer this often (refreshes its trust after it restarted). @default 10_000 */
+  refreshMs?: number;
+}
+
+export interface MeshComponents {
+  logger: Logger;
+  clock: Clock;
+  /** The mesh UDP socket (not the member socket). */
+  socket: DatagramSocket;
+  routes: MeshRouteSource;
+  /** Wall clock for HELLO timestamps. @default Date.now */
+  wallNow?: () => number;
+}
+
+/** What the relay lends the mesh to deliver to its own members. */
+export interface MeshLocal {
+  sessions: SessionTable;
+  memberSocket: DatagramSocket;
+  stats: RelayStats;
+}
+
+interface Peer {
+  id: string;
+  addr: number;
+  port: number;
+  ready: boolean;
+  lastHelloAt: number;
+  nonce: Uint8Array;
+}
+
+interface Route {
+  peer: Peer | undefined;
+  until: number;
+}
+
+const MAX_TRUSTED = 4096;
+const MAX_NONCES = 65_536;
+
+export class Mesh {
+  private readonly o: Required<MeshInit>;
+  private readonly log: Logger;
+  private readonly wallNow: () => number;
+  private local: MeshLocal | undefined;
+  private readonly peers = new Map<string, Peer>();
+  private readonly routes = new Map<number, Route>();
+  private readonly pending = new Set<number>();
+  /** Bumped on every invalidation; a lookup that started before one is not cached. */
+  private epoch = 0;
+  /** Source 4-tuples that proved the mesh key → relay id. */
+  private readonly trusted = new Map<number, string>();
+  private readonly seenNonces = new Map<string, number>();
+  private readonly reauthAt = new Map<number, number>();
+  private readonly scratch = Buffer.alloc(MESH_DATA_HEADER_LEN + 65536);
+  private readonly reauthFrame = Buffer.from([MeshFrameType.REAUTH, 0, 0, 0]);
+  private timer: NodeJS.Timeout | undefined;
+  private closed = true;
+  private dirty = false;
+
+  constructor(init: MeshInit, private readonly c: MeshComponents) {
+    this.o = { routeTtlMs: 30_000, negativeTtlMs: 1000, helloRetryMs: 250, maxSkewMs: 30_000, refreshMs: 10_000, ...init };
+    if (init.key.length !== 32) throw new RangeError('mesh key must be 32 bytes');
+    this.log = c.logger.child({ relay: init.relayId, part: 'mesh' });
+    this.wallNow = c.wallNow ?? Date.now;
+    c.routes.onEvent((e) => this.onSessionEvent(e));
+  }
+
+  get meshAddress(): { ip: string; port: number } {
+    return this.c.socket.localAddress;
+  }
+
+  /** Called once by the relay it belongs to. */
+  attach(local: MeshLocal): void {
+    this.local = local;
+  }
+
+  start(): void {
+    if (!this.closed) return;
+    this.closed = false;
+    this.c.socket.onReceive((b) => this.onMeshBatch(b));
+    this.timer = setInterval(() => this.tick(), Math.min(this.o.refreshMs, 1000));
+    this.timer.unref();
+    const a = this.c.socket.localAddress;
+    this.log.info({ meshAddr: `${a.ip}:${a.port}` }, 'mesh started');
+  }
+
+  stop(): void {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Known peers and whether each has completed the handshake (status, tests). */
+  peerStates(): { id: string; addr: string; ready: boolean }[] {
+    return [...this.peers.values()].map((p) => ({ id: p.id, addr: `${intToIpv4(p.addr)}:${p.port}`, ready: p.ready }));
+  }
+
+  /** The cached home relay id of a vip, if any (tests, status). */
+  cachedHome(vip: number): string | undefined {
+    return this.routes.get(vip >>> 0)?.peer?.id;
+  }
+
+  /**
+   * Forward a member DATA frame (`buf[off..off+len]`, 8-byte member header then the
+   * WireGuard message) from `srcVip` to `dstVip`, which has no session here. Hot path.
+   */
+  forward(buf: Uint8Array, off: number, len: number, srcVip: number, dstVip: number, now: number): MeshForwardResult {
+    const r = this.routes.get(dstVip);
+    if (r === undefined || r.until <= now) {
+      this.lookup(dstVip);
+      // Serve a stale route while it is revalidated; events keep routes fresh anyway.
+      if (r === undefined) return MeshForwardResult.PENDING;
+    }
+    const peer = r!.peer;
+    if (!peer) return MeshForwardResult.NONE;
+    if (!peer.ready) {
+      this.sendHello(peer, now, MeshFrameType.HELLO);
+      return MeshForwardResult.PENDING;
+    }
+    const payloadLen = len - RELAY_HEADER_LEN;
+    const s = this.scratch;
+    writeMeshDataHeader(s, 0, dstVip, srcVip);
+    s.set(buf.subarray(off + RELAY_HEADER_LEN, off + len), MESH_DATA_HEADER_LEN);
+    this.c.socket.send(s, 0, MESH_DATA_HEADER_LEN + payloadLen, peer.addr, peer.port);
+    this.dirty = true;
+    if (this.local) this.local.stats.meshSent++;
+    return MeshForwardResult.SENT;
+  }
+
+  /** Send what forward() queued; the relay calls this once per member batch. */
+  flush(): void {
+    if (!this.dirty) return;
+    this.dirty = false;
+    this.c.socket.flush();
+  }
+
+  private lookup(vip: number): void {
+    if (this.pending.has(vip) || this.closed) return;
+    this.pending.add(vip);
+    const epoch = this.epoch;
+    this.c.routes.lookupHome(vip, this.o.relayId).then((home) => {
+      this.pending.delete(vip);
+      if (epoch !== this.epoch || this.closed) return;
+      const now = this.c.clock.now();
+      if (!home) {
+        this.routes.set(vip, { peer: undefined, until: now + this.o.negativeTtlMs });
+        return;
+      }
+      const peer = this.upsertPeer(home);
+      this.routes.set(vip, { peer, until: now + this.o.routeTtlMs });
+      if (!peer.ready) {
+        this.sendHello(peer, now, MeshFrameType.HELLO);
+        this.c.socket.flush();
+      }
+    }, (err: Error) => {
+      this.pending.delete(vip);
+      this.log.warn({ err: err.message, vip: intToIpv4(vip) }, 'mesh route lookup failed');
+    });
+  }
+
+  private upsertPeer(h: MeshHome): Peer {
+    let p = this.peers.get(h.relayId);
+    if (!p) {
+      p = { id: h.relayId, addr: h.addr >>> 0, port: h.port, ready: false, lastHelloAt: -Infinity, nonce: new Uint8Array(MESH_NONCE_LEN) };
+      this.peers.set(h.relayId, p);
+    } else if (p.addr !== h.addr >>> 0 || p.port !== h.port) {
+      p.addr = h.addr >>> 0;
+      p.port = h.port;
+      p.ready = false;
+      p.lastHelloAt = -Infinity;
+    }
+    return p;
+  }
+
+  /** Session events from the other relays (and our own, echoed by pub/sub). */
+  onSessionEvent(e: MeshSessionEvent | undefined): void {
+    this.epoch++;
+    if (!e) {
+      this.routes.clear();
+      return;
+    }
+    const vip = e.vip >>> 0;
+    if (e.type === 'session-up' && e.relayId !== this.o.relayId) {
+      const peer = this.peers.get(e.relayId);
+      if (peer) this.routes.set(vip, { peer, until: this.c.clock.now() + this.o.routeTtlMs });
+      else this.routes.delete(vip);
+      // The member moved away: a stale local binding would shadow the route until it expired.
+      const s = this.local?.sessions.byOverlay(vip);
+      if (s) {
+        this.local!.sessions.remove(s);
+        this.log.info({ vip: intToIpv4(vip), to: e.relayId }, 'member moved to another relay; local session dropped');
+      }
+    } else {
+      this.routes.delete(vip);
+    }
+  }
+
+  private sendHello(peer: Peer, now: number, type: typeof MeshFrameType.HELLO): void {
+    if (now - peer.lastHelloAt < this.o.helloRetryMs) return;
+    peer.lastHelloAt = now;
+    peer.nonce = randomBytes(MESH_NONCE_LEN);
+    const f = encodeMeshHello({ type, timestampMs: this.wallNow(), nonce: peer.nonce, echo: new Uint8Array(MESH_NONCE_LEN), relayId: this.o.relayId }, this.o.key);
+    this.c.socket.send(f, 0, f.length, peer.addr, peer.port);
+    this.dirty = true;
+  }
+
+  /** Housekeeping: prune nonces, refresh peer trust. */
+  tick(): void {
+    const wall = this.wallNow();
+    for (const [n, t] of this.seenNonces) if (wall - t > 2 * this.o.maxSkewMs) this.seenNonces.delete(n);
+    const now = this.c.clock.now();
+    for (const p of this.peers.values()) {
+      if (p.ready && now - p.lastHelloAt >= this.o.refreshMs) {
+        p.lastHelloAt = -Infinity;
+        this.sendHello(p, now, MeshFrameType.HELLO);
+      }
+    }
+    this.reauthAt.clear();
+    this.flush();
+  }
+
+  private readonly onMeshBatch = (b: DatagramBatch): void => {
+    if (this.closed || !this.local) return;
+    const now = this.c.clock.now();
+    for (let i = 0; i < b.count; i++) this.meshFrame(b.data, b.offsets[i], b.lengths[i], b.addrs[i], b.ports[i], now);
+    this.local.memberSocket.flush();
+    this.dirty = false;
+    this.c.socket.flush();
+  };
+
+  private meshFrame(buf: Buffer, off: number, len: number, addr: number, port: number, now: number): void {
+    const l = this.local!;
+    if (len < MESH_REAUTH_LEN) return l.stats.drop('too-short');
+    const type = buf[off];
+    if (type === MeshFrameType.DATA) {
+      if (this.trusted.get(tupleKey(addr, port)) === undefined) {
+        l.stats.drop('mesh-untrusted');
+        this.sendReauth(addr, port);
+        return;
+      }
+      if (len < MESH_DATA_HEADER_LEN + MSG_TRANSPORT_MIN_SIZE) return l.stats.drop('too-short');
+      const dst = l.sessions.byOverlay(readU32(buf, off + MESH_OFFSET_DST));
+      if (!dst) return l.stats.drop('mesh-unknown-destination');
+      // bytes 4.. become a member DATA frame: [0x10 0 0 0][src vip][WireGuard message]
+      const m = off + MESH_OFFSET_DST;
+      buf[m] = FrameType.DATA;
+      buf[m + 1] = 0;
+      buf[m + 2] = 0;
+      buf[m + 3] = 0;
+      l.memberSocket.send(buf, m, len - MESH_OFFSET_DST, dst.addr, dst.port);
+      l.stats.meshDelivered++;
+      l.stats.framesForwarded++;
+      l.stats.bytesForwarded += len - MESH_OFFSET_DST;
+      return;
+    }
+    if (type === MeshFrameType.HELLO || type === MeshFrameType.HELLO_ACK) return this.onHello(buf, off, len, addr, port, now);
+    if (type === MeshFrameType.REAUTH) {
+      for (const p of this.peers.values()) {
+        if (p.addr === addr >>> 0 && p.port === port) {
+          p.ready = false;
+          p.lastHelloAt = -Infinity;
+          this.sendHello(p, now, MeshFrameType.HELLO);
+        }
+      }
+      return;
+    }
+    l.stats.drop('unknown-type');
+  }
+
+  private onHello(buf: Buffer, off: number, len: number, addr: number, port: number, now: number): void {
+    const l = this.local!;
+    const h = decodeMeshHello(buf, off, len, this.o.key);
+    const wall = this.wallNow();
+    if (!h || Math.abs(wall - h.timestampMs) > this.o.maxSkewMs || h.relayId === this.o.relayId) return l.stats.drop('mesh-bad-hello');
+    const nonceId = Buffer.from(h.nonce).toString('hex');
+    if (this.seenNonces.has(nonceId)) return l.stats.drop('mesh-bad-hello');
+    if (this.seenNonces.size >= MAX_NONCES) this.seenNonces.clear();
+    this.seenNonces.set(nonceId, h.timestampMs);
+    if (h.type === MeshFrameType.HELLO_ACK) {
+      const p = this.peers.get(h.relayId);
+      if (!p || !Buffer.from(p.nonce).equals(Buffer.from(h.echo))) return l.stats.drop('mesh-bad-hello');
+      this.trust(addr, port, h.relayId);
+      if (!p.ready) this.log.info({ peer: h.relayId, meshAddr: `${intToIpv4(addr)}:${port}` }, 'mesh peer ready');
+      p.ready = true;
+      return;
+    }
+    this.trust(addr, port, h.relayId);
+    const ack = encodeMeshHello({ type: MeshFrameType.HELLO_ACK, timestampMs: wall, nonce: randomBytes(MESH_NONCE_LEN), echo: h.nonce, relayId: this.o.relayId }, this.o.key);
+    this.c.socket.send(ack, 0, ack.length, addr, port);
+    void now;
+  }
+
+  private trust(addr: number, port: number, relayId: string): void {
+    if (this.trusted.size >= MAX_TRUSTED) this.trusted.clear();
+    this.trusted.set(tupleKey(addr, port), relayId);
+  }
+
+  /** At most one MESH_REAUTH per source per tick. */
+  private sendReauth(addr: number, port: number): void {
+    const k = tupleKey(addr, port);
+    if (this.reauthAt.has(k) || this.reauthAt.size > 1024) return;
+    this.reauthAt.set(k, 1);
+    this.c.socket.send(this.reauthFrame, 0, MESH_REAUTH_LEN, addr, port);
+  }
+}
