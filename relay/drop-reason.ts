@@ -32,6 +32,14 @@ export const DROP_REASONS = [
   'auth-unavailable',
   /** too many AUTHs waiting for the directory, or over the proof-check budget (per source IP / global) */
   'auth-overload',
+  /** MESH_DATA from an address that has not proved the mesh key (answered with MESH_REAUTH) */
+  'mesh-untrusted',
+  /** MESH_DATA for a vip with no session on this (home) relay: the member moved or left */
+  'mesh-unknown-destination',
+  /** DATA for a remote member while its home relay is being looked up or handshaken */
+  'mesh-route-pending',
+  /** MESH_HELLO/ACK with a bad MAC, stale timestamp, reused nonce or unknown echo */
+  'mesh-bad-hello',
 ] as const;
 
 export type DropReason = (typeof DROP_REASONS)[number];

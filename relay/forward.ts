@@ -6,7 +6,8 @@
  *      three zero bytes, at least a keepalive's length); look up the destination vip; rewrite
  *      bytes 4-7 IN PLACE from destination to the sender's vip; queue to the destination's
  *      4-tuple. DATA from an unbound 4-tuple: 'unbound-source' and a rate-limited REAUTH.
- *      Unknown destination: 'unknown-destination' and a rate-limited UNREACHABLE.
+ *      Destination bound to another relay: one mesh hop (mesh.ts). Unknown destination:
+ *      'unknown-destination' and a rate-limited UNREACHABLE.
  *   3. Every other type goes to the control handler (auth, keepalive).
  *   4. One `flush()` per batch.
  *
@@ -18,6 +19,7 @@ import {
   FrameType, RELAY_HEADER_LEN, RELAY_OFFSET_PAYLOAD, RELAY_OFFSET_VIP, isRelayFrameType, readU32, writeU32,
 } from '../protocol/relay-frame';
 import type { RateLimiter } from './rate-limit';
+import { MeshForwardResult, type Mesh } from './mesh';
 import type { Session, SessionTable } from './session-table';
 import { tupleKey } from './session-table';
 import type { RelayStats } from './stats';
@@ -33,6 +35,8 @@ export interface ForwarderDeps {
   replyLimiter: RateLimiter;
   control: ControlHandler;
   now: () => number;
+  /** Forwards DATA for members bound to another relay (one hop); absent on a lone relay. */
+  mesh?: Mesh;
 }
 
 /** Header-only reply frames, reused (the socket copies on send). */
@@ -54,6 +58,7 @@ export class Forwarder {
       this.frame(data, offsets[i], lengths[i], addrs[i], ports[i], now);
     }
     this.d.socket.flush();
+    this.d.mesh?.flush();
   };
 
   private frame(buf: Buffer, off: number, len: number, addr: number, port: number, now: number): void {
@@ -92,6 +97,11 @@ export class Forwarder {
     const dstVip = readU32(buf, off + RELAY_OFFSET_VIP);
     const dst = sessions.byOverlay(dstVip);
     if (!dst) {
+      if (this.d.mesh) {
+        const r = this.d.mesh.forward(buf, off, len, src.vip, dstVip, now);
+        if (r === MeshForwardResult.SENT) return;
+        if (r === MeshForwardResult.PENDING) return stats.drop('mesh-route-pending');
+      }
       stats.drop('unknown-destination');
       if (this.d.replyLimiter.allow(-1 - dstVip, now)) {
         writeU32(unreachableFrame, RELAY_OFFSET_VIP, dstVip);

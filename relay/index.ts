@@ -17,3 +17,8 @@ export { ChallengeIssuer } from './challenge';
 export { RedisMemberDirectory, RedisSessionRecorder } from './redis-directory';
 export type { RedisDirectoryOptions, SessionRecorderOptions } from './redis-directory';
 export { registerRelayMetrics } from './metrics';
+export { Mesh, MeshForwardResult } from './mesh';
+export type { MeshInit, MeshComponents, MeshHome, MeshRouteSource, MeshSessionEvent, MeshLocal } from './mesh';
+export { RedisMeshRegistry } from './mesh-registry';
+export type { MeshRegistryOptions } from './mesh-registry';
+export { MeshFrameType, deriveMeshKey, encodeMeshHello, decodeMeshHello, writeMeshDataHeader } from './mesh-frame';

@@ -78,6 +78,21 @@ export interface SessionRecorderOptions {
 /** DEL the session key only if this relay still owns it (a member may have moved on). */
 const DEL_IF_OURS = `if redis.call('HGET', KEYS[1], 'relayId') == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
+/**
+ * Refresh one session record: extend its TTL if it names this relay, re-create it if it is
+ * gone (Redis restarted without the data, or the TTL ran out during an outage), and leave it
+ * alone if another relay owns it now (the member moved; our binding is stale).
+ * KEYS[1] session key; ARGV relayId relayIp relayPort agentIp agentPort since ttlMs.
+ */
+const REFRESH_IF_OURS = `local cur = redis.call('HGET', KEYS[1], 'relayId')
+if cur and cur ~= ARGV[1] then return 0 end
+if not cur then
+  redis.call('HSET', KEYS[1], 'relayIp', ARGV[2], 'relayPort', ARGV[3], 'agentIp', ARGV[4], 'agentPort', ARGV[5], 'relayId', ARGV[1], 'since', ARGV[6])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+if not cur then return 2 end
+return 1`;
+
 export class RedisSessionRecorder implements SessionListener {
   private readonly prefix: string;
   private readonly ttlMs: number;
@@ -120,12 +135,17 @@ export class RedisSessionRecorder implements SessionListener {
       .catch((e: Error) => this.o.logger.warn({ err: e.message, vip: intToIpv4(s.vip) }, 'removing session failed'));
   }
 
-  /** Extend the TTL of every live session (called by the relay every sessionRefreshMs). */
+  /**
+   * Extend the TTL of every live session, re-creating records Redis lost (called by the relay
+   * every sessionRefreshMs). Never overwrites a record another relay owns.
+   */
   refresh(sessions: Iterable<Session>): void {
     const p = this.redis.pipeline();
     let n = 0;
+    const now = String(Date.now());
     for (const s of sessions) {
-      p.pexpire(this.key(s.vip), this.ttlMs);
+      p.eval(REFRESH_IF_OURS, 1, this.key(s.vip), this.o.relayId, this.o.relayIp, String(this.o.relayPort),
+        intToIpv4(s.addr), String(s.port), now, String(this.ttlMs));
       n++;
     }
     if (n > 0) p.exec().catch((e: Error) => this.o.logger.warn({ err: e.message }, 'refreshing sessions failed'));

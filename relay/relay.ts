@@ -14,6 +14,7 @@ import { ChallengeIssuer } from './challenge';
 import { ControlHandlerImpl, type SessionListener } from './control';
 import { Forwarder } from './forward';
 import type { MemberDirectory } from './member-directory';
+import type { Mesh } from './mesh';
 import { RateLimiter, WorkLimiter } from './rate-limit';
 import { SessionTable, type Session } from './session-table';
 import { RelayStats, type RelayStatsSnapshot } from './stats';
@@ -66,6 +67,8 @@ export interface RelayComponents {
   directory: MemberDirectory;
   /** Told about binds and unbinds (the Redis `session:<vip>` writer plugs in here). */
   sessionListener?: SessionListener;
+  /** The relay mesh (cluster behind a VIP); started and stopped with the relay. */
+  mesh?: Mesh;
 }
 
 export interface SessionInfo {
@@ -128,7 +131,9 @@ class RelayImpl implements Relay {
     });
     forwarder = new Forwarder({
       sessions: this.table, socket: c.socket, stats: this.counters, replyLimiter, control: control.handle, now: nowFn,
+      mesh: c.mesh,
     });
+    c.mesh?.attach({ sessions: this.table, memberSocket: c.socket, stats: this.counters });
     this.forwarder = forwarder;
   }
 
@@ -139,6 +144,7 @@ class RelayImpl implements Relay {
     });
     this.timer = setInterval(() => this.tick(), this.opts.tickMs);
     this.timer.unref();
+    this.c.mesh?.start();
     const a = this.c.socket.localAddress;
     this.log.info({ udpAddr: `${a.ip}:${a.port}`, keepaliveSeconds: this.opts.keepaliveSeconds }, 'relay started');
   }
@@ -148,6 +154,7 @@ class RelayImpl implements Relay {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    this.c.mesh?.stop();
     for (const s of this.table.sessions()) this.c.sessionListener?.sessionDown?.(s, 'closed');
     this.table.clear();
     this.log.info(this.stats(), 'relay stopped');
@@ -167,7 +174,6 @@ class RelayImpl implements Relay {
     }
     if (this.opts.statsLogIntervalMs > 0 && now - this.lastStatsLog >= this.opts.statsLogIntervalMs) {
       this.lastStatsLog = now;
-    this.lastRefresh = now;
       this.log.info(this.stats(), 'relay stats');
     }
   }

@@ -14,6 +14,9 @@ export interface RelayStatsSnapshot {
   reauthSent: number;
   unreachableSent: number;
   pongsSent: number;
+  /** DATA sent to another relay over the mesh / MESH_DATA delivered to a member here */
+  meshSent: number;
+  meshDelivered: number;
   sessions: number;
   drops: DropCounters;
   /** sum of drops */
@@ -29,6 +32,8 @@ export class RelayStats {
   reauthSent = 0;
   unreachableSent = 0;
   pongsSent = 0;
+  meshSent = 0;
+  meshDelivered = 0;
   readonly drops: DropCounters = emptyDropCounters();
 
   drop(reason: DropReason): void {
@@ -41,7 +46,8 @@ export class RelayStats {
     return {
       framesForwarded: this.framesForwarded, bytesForwarded: this.bytesForwarded, framesReceived: this.framesReceived,
       authOk: this.authOk, challengesSent: this.challengesSent, reauthSent: this.reauthSent,
-      unreachableSent: this.unreachableSent, pongsSent: this.pongsSent, sessions,
+      unreachableSent: this.unreachableSent, pongsSent: this.pongsSent, meshSent: this.meshSent,
+      meshDelivered: this.meshDelivered, sessions,
       drops: { ...this.drops }, dropped,
     };
   }

@@ -85,7 +85,8 @@ export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: stri
       return coordinator;
     },
     async createToken(args = []) {
-      const r = await topo.exec(hub, process.execPath, [cli, 'token', 'create', '--coordinator', coordinatorUrl, '--uses', '100', ...args],
+      const uses = args.includes('--uses') ? [] : ['--uses', '100'];
+      const r = await topo.exec(hub, process.execPath, [cli, 'token', 'create', '--coordinator', coordinatorUrl, ...uses, ...args],
         { env: { ...env, ISTHMUS_ADMIN_TOKEN: adminToken } });
       return r.stdout.trim().split('\n').pop()!.trim();
     },

@@ -1,14 +1,21 @@
 import type { CommandModule } from 'yargs';
+import { existsSync } from 'node:fs';
 import { createTopology, randomPrefix, type Topology } from '../../bench/topology';
-import { startStaticOverlay, type StaticOverlay } from '../../bench/peers/isthmus';
+import { startJoinedOverlay, type JoinedOverlay } from '../../bench/peers/isthmus-joined';
 import { CliError, onShutdown } from '../shutdown';
 
 interface DemoArgs {
   seconds: number;
 }
 
-function say(line: string): void {
+function say(line = ''): void {
   process.stdout.write(line + '\n');
+}
+
+function requireTool(name: string, pkg: string): void {
+  if (!['/usr/bin', '/usr/sbin', '/bin', '/sbin'].some((d) => existsSync(`${d}/${name}`))) {
+    throw new CliError(`the demo needs ${name}: apt-get install -y --no-install-recommends ${pkg} (or run ./scripts/demo.sh, which installs it)`);
+  }
 }
 
 async function waitForPing(topo: Topology, ns: string, addr: string, timeoutMs: number): Promise<void> {
@@ -20,10 +27,17 @@ async function waitForPing(topo: Topology, ns: string, addr: string, timeoutMs: 
   }
 }
 
-/** `isthmus demo`: the whole data path on this machine, in network namespaces, then gone. */
+async function hgetall(topo: Topology, key: string): Promise<Record<string, string>> {
+  const out = (await topo.exec(topo.ns.hub, 'redis-cli', ['-h', topo.addr.vip, '-p', '6379', 'HGETALL', key])).stdout.trim().split('\n');
+  const r: Record<string, string> = {};
+  for (let i = 0; i + 1 < out.length; i += 2) r[out[i]] = out[i + 1];
+  return r;
+}
+
+/** `isthmus demo`: the whole system on this machine, in network namespaces, then gone. */
 export const demoCommand: CommandModule<object, DemoArgs> = {
   command: 'demo',
-  describe: 'Build two isolated VPCs and a hub in network namespaces, start a relay and two members, show ping and a TCP transfer through the overlay, tear everything down (root)',
+  describe: 'Build two isolated VPCs and a hub in network namespaces, start Redis, a coordinator, a relay and two members that join with a token, show ping and a TCP transfer through the overlay, tear everything down (root)',
   builder: (y) => y.option('seconds', { type: 'number', default: 5, describe: 'Length of the TCP transfer' })
     .check((a) => {
       if (!(a.seconds >= 1 && a.seconds <= 600)) throw new Error('--seconds must be between 1 and 600');
@@ -31,11 +45,18 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
     }),
   handler: async (args) => {
     if (process.getuid?.() !== 0) throw new CliError('the demo creates network namespaces and TUN devices: run it as root');
+    requireTool('redis-server', 'redis-server');
+    requireTool('iperf3', 'iperf3');
+    requireTool('nft', 'nftables');
     let topo: Topology | undefined;
-    let overlay: StaticOverlay | undefined;
+    let overlay: JoinedOverlay | undefined;
     const teardown = async () => {
-      await overlay?.stop();
-      await topo?.destroy();
+      const o = overlay;
+      const tp = topo;
+      overlay = undefined;
+      topo = undefined;
+      await o?.stop();
+      await tp?.destroy();
     };
     onShutdown(teardown);
     try {
@@ -46,27 +67,33 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
       const direct = await topo.exec(vpc1, 'ping', ['-c', '1', '-W', '1', topo.addr.vpc2], { check: false });
       say(`  vpc1 → vpc2 directly: ${direct.code === 0 ? 'REACHABLE (the topology is wrong!)' : 'unreachable, as intended'}`);
 
-      overlay = await startStaticOverlay(topo);
-      const { a1, s1 } = overlay;
-      say(`\nrelay on the VIP ${topo.addr.vip}:7000; members a1 ${a1.vip} (vpc1) and s1 ${s1.vip} (vpc2)`);
-      await waitForPing(topo, vpc1, s1.vip, 15_000);
+      overlay = await startJoinedOverlay(topo);
+      say(`\nhub: redis-server, coordinator ${overlay.coordinatorUrl}, relay ${overlay.relayAddr} (all on the VIP)`);
+      const token = await overlay.createToken(['--uses', '2', '--ttl', '10m']);
+      say(`admin: isthmus token create --uses 2 --ttl 10m  →  ${token.slice(0, 6)}… (stored hashed in Redis)`);
+      const a1 = await overlay.join('a1', vpc1, topo.addr.vpc1, { token, tags: ['agent'] });
+      const s1 = await overlay.join('s1', vpc2, topo.addr.vpc2, { token, tags: ['controller'] });
+      say(`a1 (vpc1, original ${a1.originalIp}) joined: virtual IP ${a1.vip}`);
+      say(`s1 (vpc2, original ${s1.originalIp}) joined: virtual IP ${s1.vip}`);
+      const session = await hgetall(topo, `isthmus:session:${a1.vip}`);
+      say(`Redis: isthmus:orig:${a1.originalIp} → ${a1.vip}; relay 4-tuple (${session.relayIp}, ${session.relayPort}, ${session.agentIp}, ${session.agentPort})`);
 
-      const ping = await topo.exec(vpc1, 'ping', ['-c', '5', '-i', '0.2', s1.vip]);
+      await waitForPing(topo, vpc2, a1.vip, 15_000);
+      const ping = await topo.exec(vpc2, 'ping', ['-c', '5', '-i', '0.2', a1.vip]);
       const rtt = /= [\d.]+\/([\d.]+)\//.exec(ping.stdout)?.[1];
-      say(`\nping a1 → s1 (${s1.vip}) through the relay: 5/5 answered, average RTT ${rtt} ms`);
+      say(`\nping s1 → a1 (${a1.vip}) through the relay: 5/5 answered, average RTT ${rtt} ms`);
 
-      const server = topo.spawn(vpc2, 'iperf3', ['-s', '-1', '-B', s1.vip], { name: 'iperf3-server' });
-      await topo.waitForListen(vpc2, 5201, 'tcp');
-      const client = await topo.exec(vpc1, 'iperf3', ['-c', s1.vip, '-t', String(args.seconds), '-J'], { timeoutMs: (args.seconds + 20) * 1000 });
+      const server = topo.spawn(vpc1, 'iperf3', ['-s', '-1', '-B', a1.vip], { name: 'iperf3-server' });
+      await topo.waitForListen(vpc1, 5201, 'tcp');
+      // s1 pulls from a1, as the controller pulls from its agents.
+      const client = await topo.exec(vpc2, 'iperf3', ['-c', a1.vip, '-R', '-t', String(args.seconds), '-J'], { timeoutMs: (args.seconds + 20) * 1000 });
       const result = JSON.parse(client.stdout) as { end: { sum_received: { bits_per_second: number; bytes: number } } };
       await server.waitForExit(5000).catch(() => server.stop());
       const r = result.end.sum_received;
-      say(`TCP a1 → s1 for ${args.seconds} s (iperf3): ${(r.bytes / 2 ** 20).toFixed(0)} MiB at ${(r.bits_per_second / 1e6).toFixed(0)} Mbit/s, encrypted end to end; the relay saw only ciphertext`);
+      say(`TCP a1 → s1 for ${args.seconds} s (iperf3 -R): ${(r.bytes / 2 ** 20).toFixed(0)} MiB at ${(r.bits_per_second / 1e6).toFixed(0)} Mbit/s, encrypted end to end; the relay saw only ciphertext`);
     } finally {
       await teardown();
-      overlay = undefined;
-      topo = undefined;
-      say('\nteardown: namespaces, TUN devices and processes removed');
+      say('\nteardown: namespaces, TUN devices, Redis and every process removed');
     }
   },
 };

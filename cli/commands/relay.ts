@@ -1,12 +1,13 @@
 import type { CommandModule } from 'yargs';
 import { hostname } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { forComponent } from '../../common/logger';
 import { systemClock } from '../../common/clock';
 import { openBestDatagramSocket } from '../../common/dgram-socket';
 import { ipv4ToInt } from '../../common/packet-io';
 import Redis from 'ioredis';
 import {
-  createRelay, MemberFileError, RedisMemberDirectory, RedisSessionRecorder, StaticMemberDirectory,
+  createRelay, deriveMeshKey, Mesh, MemberFileError, RedisMeshRegistry, RedisMemberDirectory, RedisSessionRecorder, StaticMemberDirectory,
   type MemberDirectory, type SessionListener,
 } from '../../relay';
 import { CliError, onShutdown } from '../shutdown';
@@ -20,6 +21,10 @@ interface RelayArgs {
   redis?: string;
   'redis-prefix'?: string;
   advertise?: string;
+  mesh?: string;
+  'mesh-key'?: string;
+  'mesh-advertise'?: string;
+  'session-refresh'?: number;
 }
 
 /** "HOST:PORT" with an IPv4 host → parts; throws an Error naming `flag` otherwise. */
@@ -49,6 +54,10 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
     .option('redis', { type: 'string', describe: 'Redis URL: members from P:key:<pub>, sessions recorded in P:session:<vip> (instead of --members)' })
     .option('redis-prefix', { type: 'string', default: 'isthmus:', describe: 'Redis key prefix' })
     .option('advertise', { type: 'string', describe: 'HOST:PORT members reach this relay at (the VIP), recorded in Redis (default: --listen)' })
+    .option('mesh', { type: 'string', describe: 'UDP address for relay-to-relay forwarding, HOST:PORT (needs --redis and --id): the relays behind one VIP become one service' })
+    .option('mesh-key', { type: 'string', normalize: true, describe: 'File holding the shared mesh secret (>= 16 bytes; default: P:mesh-key in Redis, created once)' })
+    .option('mesh-advertise', { type: 'string', describe: 'HOST:PORT other relays reach the mesh socket at (default: --mesh; required when --mesh binds 0.0.0.0)' })
+    .option('session-refresh', { type: 'number', default: 10, describe: 'Re-assert this relay\'s P:session records every N seconds (TTL refresh, re-created after a Redis restart)' })
     .check((a) => {
       if (!a.listen) throw new Error('Missing --listen HOST:PORT');
       parseHostPort(a.listen, '--listen');
@@ -56,6 +65,17 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
       if (a.members && a.redis) throw new Error('Give either --members or --redis, not both');
       if (a.redis && !/^rediss?:\/\//.test(a.redis)) throw new Error('--redis must be a redis:// or rediss:// URL');
       if (a.advertise) parseHostPort(a.advertise, '--advertise');
+      if (a.mesh) {
+        parseHostPort(a.mesh, '--mesh');
+        if (!a.redis) throw new Error('--mesh needs --redis URL (routes and relay registry live in Redis)');
+        if (!a.id) throw new Error('--mesh needs --id ID (relays find each other by id)');
+        const adv = parseHostPort(a['mesh-advertise'] ?? a.mesh, '--mesh-advertise');
+        if (adv.host === '0.0.0.0') throw new Error('--mesh binds 0.0.0.0: give --mesh-advertise HOST:PORT');
+      } else if (a['mesh-key'] || a['mesh-advertise']) {
+        throw new Error('--mesh-key and --mesh-advertise need --mesh HOST:PORT');
+      }
+      const sr = a['session-refresh'];
+      if (sr === undefined || !(sr > 0)) throw new Error('--session-refresh must be a number of seconds > 0');
       if (a.keepalive === undefined || !Number.isInteger(a.keepalive) || a.keepalive < 1 || a.keepalive > 3600) {
         throw new Error('--keepalive must be a whole number of seconds between 1 and 3600');
       }
@@ -102,14 +122,61 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
         relayId: id, relayIp: adv.host, relayPort: adv.port, prefix: args['redis-prefix'], logger: log,
       });
     }
+    let mesh: Mesh | undefined;
+    let registry: RedisMeshRegistry | undefined;
+    if (args.mesh && redis) {
+      const m = parseHostPort(args.mesh, '--mesh');
+      const madv = parseHostPort(args['mesh-advertise'] ?? args.mesh, '--mesh-advertise');
+      const ladv = args.advertise ? parseHostPort(args.advertise, '--advertise') : { host: socket.localAddress.ip, port: socket.localAddress.port };
+      let secret: Uint8Array;
+      registry = new RedisMeshRegistry(redis, {
+        relayId: id, meshIp: madv.host, meshPort: madv.port, listenIp: ladv.host, listenPort: ladv.port,
+        prefix: args['redis-prefix'], logger: log,
+      });
+      if (args['mesh-key']) {
+        try {
+          secret = readFileSync(args['mesh-key']);
+        } catch (err) {
+          throw new CliError(`cannot read --mesh-key ${args['mesh-key']}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        }
+        if (secret.length < 16) throw new CliError(`--mesh-key ${args['mesh-key']}: the secret must be at least 16 bytes`);
+      } else {
+        try {
+          secret = await registry.loadSharedKey();
+        } catch (err) {
+          throw new CliError(`cannot load the mesh key from Redis: ${(err as Error).message}`);
+        }
+      }
+      let meshSocket;
+      try {
+        meshSocket = (await openBestDatagramSocket({ host: m.host, port: m.port })).socket;
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        throw new CliError(`cannot listen on --mesh ${args.mesh}: ${e.code ?? e.message}`);
+      }
+      mesh = new Mesh({ relayId: id, key: deriveMeshKey(secret) }, { logger: log, clock: systemClock, socket: meshSocket, routes: registry });
+      const ms = meshSocket;
+      onShutdown(() => ms.close());
+    }
     const relay = createRelay({
       id, keepaliveSeconds: args.keepalive, statsLogIntervalMs: (args['stats-interval'] ?? 0) * 1000,
-    })({ logger: log, clock: systemClock, socket, directory, sessionListener });
+      sessionRefreshMs: (args['session-refresh'] ?? 10) * 1000,
+    })({ logger: log, clock: systemClock, socket, directory, sessionListener, mesh });
     onShutdown(() => {
       relay.stop();
       socket.close();
     });
+    if (registry) {
+      const reg = registry;
+      // Hooks run in reverse: this leaves the registry before the relay stops and Redis quits.
+      onShutdown(() => reg.stop());
+      try {
+        await reg.start();
+      } catch (err) {
+        throw new CliError(`cannot register the relay in Redis: ${(err as Error).message}`);
+      }
+    }
     relay.start();
-    log.info({ members, redis: redis ? true : undefined, socket: kind }, 'relay ready');
+    log.info({ members, redis: redis ? true : undefined, socket: kind, mesh: mesh ? `${mesh.meshAddress.ip}:${mesh.meshAddress.port}` : undefined }, 'relay ready');
   },
 };

@@ -1,0 +1,135 @@
+/**
+ * The mesh's Redis side (schema: docs/STATE.md):
+ *
+ *   - `P:relay:<id>` hash {meshIp, meshPort, listenIp, listenPort, since}, re-written every
+ *     `heartbeatMs` with TTL `ttlMs`: a relay that dies drops out of the registry by itself.
+ *   - route lookups: `P:session:<vip>`.relayId, then `P:relay:<id>` → mesh address.
+ *   - `P:events` subscription (a second connection): session-up/down go to the mesh, which
+ *     invalidates its route cache at once; after a reconnect the mesh drops every route
+ *     (events may have been missed while Redis was away).
+ *   - `P:mesh-key`: the shared mesh secret when no --mesh-key file is given. Created once with
+ *     SET NX by the first relay; whoever can read Redis is already trusted with the cluster.
+ */
+import { randomBytes } from 'node:crypto';
+import type Redis from 'ioredis';
+import type { Logger } from '../common/logger';
+import { intToIpv4, ipv4ToInt } from '../common/packet-io';
+import type { MeshHome, MeshRouteSource, MeshSessionEvent } from './mesh';
+
+export interface MeshRegistryOptions {
+  relayId: string;
+  meshIp: string;
+  meshPort: number;
+  listenIp: string;
+  listenPort: number;
+  /** @default 'isthmus:' */
+  prefix?: string;
+  /** @default 1000 */
+  heartbeatMs?: number;
+  /** @default 3 × heartbeatMs */
+  ttlMs?: number;
+  logger: Logger;
+}
+
+export class RedisMeshRegistry implements MeshRouteSource {
+  private readonly prefix: string;
+  private readonly heartbeatMs: number;
+  private readonly ttlMs: number;
+  private sub: Redis | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly listeners: ((e: MeshSessionEvent | undefined) => void)[] = [];
+
+  constructor(private readonly redis: Redis, private readonly o: MeshRegistryOptions) {
+    this.prefix = o.prefix ?? 'isthmus:';
+    this.heartbeatMs = o.heartbeatMs ?? 1000;
+    this.ttlMs = o.ttlMs ?? 3 * this.heartbeatMs;
+  }
+
+  onEvent(listener: (e: MeshSessionEvent | undefined) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** The shared mesh secret from `P:mesh-key`, created if absent. */
+  async loadSharedKey(): Promise<Uint8Array> {
+    const k = `${this.prefix}mesh-key`;
+    await this.redis.set(k, randomBytes(32).toString('base64'), 'NX');
+    const v = await this.redis.get(k);
+    if (!v) throw new Error(`${k} vanished`);
+    return Buffer.from(v, 'base64');
+  }
+
+  async start(): Promise<void> {
+    const sub = this.redis.duplicate();
+    this.sub = sub;
+    sub.on('error', (e: Error) => this.o.logger.warn({ err: e.message }, 'redis (mesh events) error'));
+    let first = true;
+    sub.on('ready', () => {
+      if (first) {
+        first = false;
+        return;
+      }
+      this.o.logger.info('mesh events resubscribed; dropping cached routes');
+      this.emit(undefined);
+    });
+    sub.on('message', (_ch: string, msg: string) => this.onMessage(msg));
+    await sub.subscribe(`${this.prefix}events`);
+    await this.heartbeat();
+    this.timer = setInterval(() => {
+      this.heartbeat().catch((e: Error) => this.o.logger.warn({ err: e.message }, 'relay heartbeat failed'));
+    }, this.heartbeatMs);
+    this.timer.unref();
+  }
+
+  private heartbeat(): Promise<unknown> {
+    const k = `${this.prefix}relay:${this.o.relayId}`;
+    return this.redis.multi()
+      .hset(k, {
+        meshIp: this.o.meshIp, meshPort: String(this.o.meshPort), listenIp: this.o.listenIp, listenPort: String(this.o.listenPort),
+      })
+      .hsetnx(k, 'since', String(Date.now()))
+      .pexpire(k, this.ttlMs)
+      .exec();
+  }
+
+  private onMessage(msg: string): void {
+    let e: { type?: unknown; vip?: unknown; relayId?: unknown };
+    try {
+      e = JSON.parse(msg) as typeof e;
+    } catch {
+      return;
+    }
+    if ((e.type !== 'session-up' && e.type !== 'session-down') || typeof e.vip !== 'string' || typeof e.relayId !== 'string') return;
+    let vip: number;
+    try {
+      vip = ipv4ToInt(e.vip);
+    } catch {
+      return;
+    }
+    this.emit({ type: e.type, vip, relayId: e.relayId });
+  }
+
+  private emit(e: MeshSessionEvent | undefined): void {
+    for (const l of this.listeners) l(e);
+  }
+
+  async lookupHome(vip: number, selfId: string): Promise<MeshHome | undefined> {
+    const relayId = await this.redis.hget(`${this.prefix}session:${intToIpv4(vip)}`, 'relayId');
+    if (!relayId || relayId === selfId) return undefined;
+    const [ip, port] = await this.redis.hmget(`${this.prefix}relay:${relayId}`, 'meshIp', 'meshPort');
+    if (!ip || !port) return undefined;
+    try {
+      return { relayId, addr: ipv4ToInt(ip), port: Number(port) };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Stop the heartbeat and leave the registry (the key would expire anyway). */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.sub?.disconnect();
+    this.sub = undefined;
+    await this.redis.del(`${this.prefix}relay:${this.o.relayId}`).catch(() => undefined);
+  }
+}
