@@ -24,6 +24,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { ManagedProcess, run, runSync, killPidSync, systemBin, type RunOptions, type RunResult, type SpawnOptions } from './procs';
 
 export const TOPOLOGY_ADDRS = {
@@ -72,8 +73,37 @@ export interface Topology {
   allowHubForward(iif: string, oif: string): Promise<() => Promise<void>>;
   /** (Re)write the VIP load balancer: VIP:port → backends by flow hash; [] removes it. */
   setVipBackends(proto: 'udp' | 'tcp', port: number, backends: readonly string[]): Promise<void>;
+  /**
+   * Start the health checker (bench/vip-health.ts) in the hub: it probes each backend's relay
+   * UDP port (`ip:port`) and keeps the VIP's UDP backend set to the live ones. It prints one
+   * JSON line per change: {"event":"down"|"up","backend","live":[...]}. destroy() stops it.
+   */
+  startVipHealthCheck(port: number, backends: readonly string[], opts?: VipHealthOptions): ManagedProcess;
   destroy(): Promise<void>;
   destroySync(): void;
+}
+
+export interface VipHealthOptions {
+  /** Probe period per backend, ms. @default 200 */
+  intervalMs?: number;
+  /** Consecutive failed probes before a backend leaves the set. @default 2 */
+  fall?: number;
+  /** Consecutive good probes before it returns. @default 2 */
+  rise?: number;
+}
+
+/**
+ * nft commands that make the VIP's `proto` dport `port` DNAT to `backends` by flow hash
+ * (jhash of source address and port), so a member's UDP flow stays on one relay until its
+ * source port changes; existing flows stay pinned by conntrack when the set changes.
+ */
+export function vipLbCommands(table: string, proto: 'udp' | 'tcp', port: number, backends: readonly string[]): string[] {
+  const cmds = [`flush chain ip ${table} vip-lb`];
+  if (backends.length > 0) {
+    const map = backends.map((b, i) => `${i} : ${b}`).join(', ');
+    cmds.push(`add rule ip ${table} vip-lb ${proto} dport ${port} dnat to jhash ip saddr . ${proto} sport mod ${backends.length} map { ${map} }`);
+  }
+  return cmds;
 }
 
 export class TopologyError extends Error {
@@ -208,14 +238,15 @@ class TopologyImpl implements Topology {
   }
 
   async setVipBackends(proto: 'udp' | 'tcp', port: number, backends: readonly string[]): Promise<void> {
-    const T = this.nftTable;
-    const cmds = [`flush chain ip ${T} vip-lb`];
-    if (backends.length > 0) {
-      // Flow hash, so one member's UDP flow stays on one relay until its source port changes.
-      const map = backends.map((b, i) => `${i} : ${b}`).join(', ');
-      cmds.push(`add rule ip ${T} vip-lb ${proto} dport ${port} dnat to jhash ip saddr . ${proto} sport mod ${backends.length} map { ${map} }`);
-    }
-    await this.nft(cmds);
+    await this.nft(vipLbCommands(this.nftTable, proto, port, backends));
+  }
+
+  startVipHealthCheck(port: number, backends: readonly string[], opts: VipHealthOptions = {}): ManagedProcess {
+    const script = join(__dirname, existsSync(join(__dirname, 'vip-health.js')) ? 'vip-health.js' : 'vip-health.ts');
+    const node = script.endsWith('.ts') ? [process.execPath, '--import', 'tsx', script] : [process.execPath, script];
+    return this.spawn(this.ns.hub, node[0], [...node.slice(1), '--table', this.nftTable, '--port', String(port),
+      '--backends', backends.join(','), '--interval', String(opts.intervalMs ?? 200), '--fall', String(opts.fall ?? 2),
+      '--rise', String(opts.rise ?? 2)], { name: 'vip-health' });
   }
 
   async destroy(): Promise<void> {

@@ -44,7 +44,7 @@ export const tokenCreateBody = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    uses: { type: 'integer', minimum: -1, maximum: 1_000_000 },
+    uses: { type: 'integer', anyOf: [{ const: -1 }, { minimum: 1, maximum: 1_000_000 }] },
     ttl: { anyOf: [{ type: 'integer', minimum: 1, maximum: 10 * 365 * 86400 }, { type: 'string', maxLength: 16, pattern: '^\\d+(\\.\\d+)?(ms|s|m|h|d)?$' }] },
     tags,
     ephemeral: { type: 'boolean' },

@@ -92,7 +92,16 @@ export class RedisDirectory implements MemberDirectory {
     this.sub.on('message', (_ch: string, msg: string) => this.onEvent(msg));
     // A reconnect means events may have been missed: stop caching until resubscribed, then flush.
     this.sub.on('close', () => { if (this.live) this.log.warn('events subscription lost; cache disabled'); this.live = false; this.flush(); });
-    this.sub.on('ready', () => { if (!this.closed && !this.live && this.started) { this.flush(); this.live = true; } });
+    this.sub.on('ready', () => {
+      if (this.closed || this.live || !this.started) return;
+      // Confirmed subscription first: an event published before it would be missed.
+      this.sub.subscribe(this.keys.events).then(() => {
+        if (this.closed) return;
+        this.flush();
+        this.live = true;
+        this.log.info('events subscription restored; cache flushed');
+      }, () => { /* the next 'ready' retries */ });
+    });
     this.cmd.on('error', (err: Error) => this.log.debug({ err: err.message }, 'redis error'));
     this.sub.on('error', (err: Error) => this.log.debug({ err: err.message }, 'redis subscriber error'));
   }
@@ -140,7 +149,7 @@ export class RedisDirectory implements MemberDirectory {
       if (slot.entry.hostname) this.hosts.delete(slot.entry.hostname);
     }
     if (typeof extra.orig === 'string') this.origs.delete(extra.orig);
-    if (typeof extra.hostname === 'string') this.hosts.delete(extra.hostname.toLowerCase());
+    if (typeof extra.hostname === 'string') { this.hosts.delete(extra.hostname); this.hosts.delete(extra.hostname.toLowerCase()); }
     for (const m of [this.origs, this.hosts]) {
       for (const [k, v] of m) if (v.vip === null || v.vip === vip) m.delete(k);
     }
@@ -164,9 +173,17 @@ export class RedisDirectory implements MemberDirectory {
     return this.viaAlias(this.origs, 'o:' + ip, ip, this.keys.orig(ip), (e) => e.originalIp === ip);
   }
 
+  /**
+   * Hostnames are case-insensitive but stored as registered: try the name as written, then
+   * lower-cased.
+   */
   async byHostname(hostname: string): Promise<MapEntry | null> {
-    const h = hostname.toLowerCase().replace(/\.$/, '');
-    return this.viaAlias(this.hosts, 'h:' + h, h, this.keys.host(h), (e) => e.hostname?.toLowerCase() === h);
+    const h = hostname.replace(/\.$/, '');
+    const match = (e: MapEntry) => e.hostname?.toLowerCase() === h.toLowerCase();
+    const exact = await this.viaAlias(this.hosts, 'h:' + h, h, this.keys.host(h), match);
+    if (exact || h.toLowerCase() === h) return exact;
+    const lc = h.toLowerCase();
+    return this.viaAlias(this.hosts, 'h:' + lc, lc, this.keys.host(lc), match);
   }
 
   async byVirtualIp(vip: string): Promise<MapEntry | null> {

@@ -15,7 +15,7 @@ import type net from 'node:net';
 import { resolveTarget, type Target } from './target';
 import { classifyDialError } from './dialer';
 import { count, credentialsMatch, type ProxyContext } from './context';
-import { joinSockets } from './tunnel';
+import { joinSockets, sendAndClose } from './tunnel';
 
 /** @default 16384 */
 export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
@@ -41,8 +41,7 @@ const REASON_PHRASE: Record<number, string> = { 400: 'Bad Request', 403: 'Forbid
 /** Writes a whole error response onto a raw socket (CONNECT, parse errors) and closes it. */
 function rawError(socket: net.Socket | import('node:stream').Duplex, status: number, reason: string, extra = ''): void {
   const body = reason.replace(/[\r\n]/g, ' ') + '\n';
-  if (!socket.writable) { socket.destroy(); return; }
-  socket.end(`HTTP/1.1 ${status} ${REASON_PHRASE[status] ?? 'Error'}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+  sendAndClose(socket, `HTTP/1.1 ${status} ${REASON_PHRASE[status] ?? 'Error'}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
     `X-Isthmus-Reason: ${body.trim()}\r\nConnection: close\r\n${extra}\r\n${body}`);
 }
 

@@ -23,7 +23,7 @@ export function mapperKeys(prefix: string = DEFAULT_PREFIX): MapperKeys {
   return {
     orig: (ip) => `${prefix}orig:${ip}`,
     node: (vip) => `${prefix}node:${vip}`,
-    host: (h) => `${prefix}host:${h.toLowerCase()}`,
+    host: (h) => `${prefix}host:${h}`,
     session: (vip) => `${prefix}session:${vip}`,
     events: `${prefix}events`,
   };

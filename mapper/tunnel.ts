@@ -34,3 +34,13 @@ export function joinSockets(a: net.Socket, b: net.Socket, idleMs: number, onDone
   a.resume();
   b.resume();
 }
+
+/**
+ * Sends a last message and closes once it is flushed, whether or not the peer ever closes its
+ * side (sockets here are half-open capable, so a bare end() could linger forever).
+ */
+export function sendAndClose(s: net.Socket | import('node:stream').Duplex, data: string | Buffer): void {
+  if (!s.writable) { s.destroy(); return; }
+  s.end(data, () => s.destroy());
+  setTimeout(() => s.destroy(), CLOSE_GRACE_MS).unref();
+}

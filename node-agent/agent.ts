@@ -23,7 +23,7 @@ import type { AgentConfig } from './config';
 import { cidrContains, formatCidr, type Cidr } from './cidr';
 
 /** Relay keepalive and dead-relay detection (PINGs are 8-byte frames: cheap at the relay). */
-export const RELAY_FAILOVER_TIMING = { keepaliveMs: 300, deadAfterPings: 3, authRetryMinMs: 200 } as const;
+export const RELAY_FAILOVER_TIMING = { keepaliveMs: 250, deadAfterPings: 3, authRetryMinMs: 200 } as const;
 
 /** How often the engine's timers run. WireGuard's timers have a granularity of seconds. */
 const TICK_MS = 100;
@@ -135,8 +135,8 @@ export class Agent {
     const relay = new RelayClient({
       staticPrivate: this.local.privateKey, staticPublic: this.local.publicKey, relayAddr: this.relayIp, relayPort: this.relayPort,
       vip: this.overlayAddress, socket, clock: this.c.clock, logger: log,
-      // Failover budget (issue 5): a dead relay is noticed after 3 unanswered PINGs 300 ms
-      // apart (0.9-1.2 s), a dead VIP backend after 3 unanswered HELLOs (~1.4 s), so a TCP
+      // Failover budget (issue 5): a dead relay is noticed after 3 unanswered PINGs 250 ms
+      // apart (0.75-1.1 s), a dead VIP backend after 3 unanswered HELLOs (~1.4 s), so a TCP
       // flow's stall stays well under its 3rd retransmission (~3 s).
       ...RELAY_FAILOVER_TIMING,
     });

@@ -99,7 +99,7 @@ export class Forwarder {
     if (!dst) {
       if (this.d.mesh) {
         const r = this.d.mesh.forward(buf, off, len, src.vip, dstVip, now);
-        if (r === MeshForwardResult.SENT) return;
+        if (r === MeshForwardResult.SENT || r === MeshForwardResult.HELD) return;
         if (r === MeshForwardResult.PENDING) return stats.drop('mesh-route-pending');
       }
       stats.drop('unknown-destination');

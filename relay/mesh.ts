@@ -8,8 +8,9 @@
  *   - routes: dst vip → home relay, from a MeshRouteSource (Redis: `P:session:<vip>`.relayId
  *     then `P:relay:<id>` mesh address), cached `routeTtlMs`, negative results `negativeTtlMs`,
  *     and invalidated at once by session-up/down events (pub/sub). While a route is being
- *     looked up, frames for it are dropped (counted 'mesh-route-pending'); WireGuard/TCP
- *     retransmit, and the lookup is one Redis round trip.
+ *     looked up (or its home handshaken), up to 16 frames for it are held and sent
+ *     when the route is usable (the rest are dropped as 'mesh-route-pending'); the lookup is
+ *     one Redis round trip.
  *   - trust: relays prove the shared mesh key with a HELLO / HELLO_ACK exchange (MAC,
  *     timestamp window, single-use nonce; mesh-frame.ts). MESH_DATA is accepted only from a
  *     source address that proved the key — the same trust-by-4-tuple the member port uses;
@@ -57,7 +58,9 @@ export interface MeshRouteSource {
   onEvent(listener: (e: MeshSessionEvent | undefined) => void): void;
 }
 
-export const MeshForwardResult = { SENT: 0, PENDING: 1, NONE: 2 } as const;
+/** SENT: on its way; HELD: kept until the route is usable; PENDING: route not usable, frame
+ *  dropped (hold queue full); NONE: no other relay has this member. */
+export const MeshForwardResult = { SENT: 0, PENDING: 1, NONE: 2, HELD: 3 } as const;
 export type MeshForwardResult = (typeof MeshForwardResult)[keyof typeof MeshForwardResult];
 
 export interface MeshInit {
@@ -108,6 +111,12 @@ interface Route {
 }
 
 const MAX_TRUSTED = 4096;
+/** Frames held per destination while its route is looked up / its home handshaken (after
+ *  WireGuard's staged packets): the first packet after a failover is often a TCP
+ *  retransmission, and dropping it would double the flow's stall. */
+const MAX_QUEUED_PER_VIP = 16;
+const MAX_QUEUED_TOTAL = 1024;
+const QUEUE_TTL_MS = 2000;
 const MAX_NONCES = 65_536;
 
 export class Mesh {
@@ -126,6 +135,8 @@ export class Mesh {
   private readonly reauthAt = new Map<number, number>();
   private readonly scratch = Buffer.alloc(MESH_DATA_HEADER_LEN + 65536);
   private readonly reauthFrame = Buffer.from([MeshFrameType.REAUTH, 0, 0, 0]);
+  private readonly queued = new Map<number, { until: number; frames: Buffer[] }>();
+  private queuedTotal = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = true;
   private dirty = false;
@@ -182,13 +193,13 @@ export class Mesh {
     if (r === undefined || r.until <= now) {
       this.lookup(dstVip);
       // Serve a stale route while it is revalidated; events keep routes fresh anyway.
-      if (r === undefined) return MeshForwardResult.PENDING;
+      if (r === undefined) return this.hold(buf, off, len, srcVip, dstVip, now);
     }
     const peer = r!.peer;
     if (!peer) return MeshForwardResult.NONE;
     if (!peer.ready) {
       this.sendHello(peer, now, MeshFrameType.HELLO);
-      return MeshForwardResult.PENDING;
+      return this.hold(buf, off, len, srcVip, dstVip, now);
     }
     const payloadLen = len - RELAY_HEADER_LEN;
     const s = this.scratch;
@@ -198,6 +209,42 @@ export class Mesh {
     this.dirty = true;
     if (this.local) this.local.stats.meshSent++;
     return MeshForwardResult.SENT;
+  }
+
+  /** Keep a copy of the frame (as MESH_DATA) until the route is usable; PENDING either way. */
+  private hold(buf: Uint8Array, off: number, len: number, srcVip: number, dstVip: number, now: number): MeshForwardResult {
+    let q = this.queued.get(dstVip);
+    if (!q) {
+      if (this.queuedTotal >= MAX_QUEUED_TOTAL) return MeshForwardResult.PENDING;
+      q = { until: now + QUEUE_TTL_MS, frames: [] };
+      this.queued.set(dstVip, q);
+    }
+    if (q.frames.length >= MAX_QUEUED_PER_VIP || this.queuedTotal >= MAX_QUEUED_TOTAL) return MeshForwardResult.PENDING;
+    const f = Buffer.allocUnsafe(MESH_DATA_HEADER_LEN + len - RELAY_HEADER_LEN);
+    writeMeshDataHeader(f, 0, dstVip, srcVip);
+    f.set(buf.subarray(off + RELAY_HEADER_LEN, off + len), MESH_DATA_HEADER_LEN);
+    q.frames.push(f);
+    this.queuedTotal++;
+    return MeshForwardResult.HELD;
+  }
+
+  /** After a lookup or handshake completed: send held frames whose route is now usable. */
+  private drainHeld(now: number): void {
+    if (this.queued.size === 0) return;
+    for (const [vip, q] of this.queued) {
+      const r = this.routes.get(vip);
+      const expired = q.until <= now;
+      if (!expired && (!r || (r.peer && !r.peer.ready))) continue;
+      this.queued.delete(vip);
+      this.queuedTotal -= q.frames.length;
+      const peer = r?.peer;
+      if (expired || !peer) continue;
+      for (const f of q.frames) {
+        this.c.socket.send(f, 0, f.length, peer.addr, peer.port);
+        if (this.local) this.local.stats.meshSent++;
+      }
+    }
+    this.c.socket.flush();
   }
 
   /** Send what forward() queued; the relay calls this once per member batch. */
@@ -213,10 +260,16 @@ export class Mesh {
     const epoch = this.epoch;
     this.c.routes.lookupHome(vip, this.o.relayId).then((home) => {
       this.pending.delete(vip);
-      if (epoch !== this.epoch || this.closed) return;
+      if (this.closed) return;
+      if (epoch !== this.epoch) {
+        // An event raced the lookup: its answer may be stale; ask again if frames wait.
+        if (this.queued.has(vip)) this.lookup(vip);
+        return;
+      }
       const now = this.c.clock.now();
       if (!home) {
         this.routes.set(vip, { peer: undefined, until: now + this.o.negativeTtlMs });
+        this.drainHeld(now);
         return;
       }
       const peer = this.upsertPeer(home);
@@ -225,6 +278,7 @@ export class Mesh {
         this.sendHello(peer, now, MeshFrameType.HELLO);
         this.c.socket.flush();
       }
+      this.drainHeld(now);
     }, (err: Error) => {
       this.pending.delete(vip);
       this.log.warn({ err: err.message, vip: intToIpv4(vip) }, 'mesh route lookup failed');
@@ -255,8 +309,13 @@ export class Mesh {
     const vip = e.vip >>> 0;
     if (e.type === 'session-up' && e.relayId !== this.o.relayId) {
       const peer = this.peers.get(e.relayId);
-      if (peer) this.routes.set(vip, { peer, until: this.c.clock.now() + this.o.routeTtlMs });
-      else this.routes.delete(vip);
+      if (peer) {
+        this.routes.set(vip, { peer, until: this.c.clock.now() + this.o.routeTtlMs });
+        if (peer.ready) this.drainHeld(this.c.clock.now());
+      } else {
+        this.routes.delete(vip);
+        if (this.queued.has(vip)) this.lookup(vip);
+      }
       // The member moved away: a stale local binding would shadow the route until it expired.
       const s = this.local?.sessions.byOverlay(vip);
       if (s) {
@@ -265,6 +324,7 @@ export class Mesh {
       }
     } else {
       this.routes.delete(vip);
+      if (this.queued.has(vip)) this.lookup(vip);
     }
   }
 
@@ -289,6 +349,7 @@ export class Mesh {
       }
     }
     this.reauthAt.clear();
+    this.drainHeld(now);
     this.flush();
   }
 
@@ -355,12 +416,12 @@ export class Mesh {
       this.trust(addr, port, h.relayId);
       if (!p.ready) this.log.info({ peer: h.relayId, meshAddr: `${intToIpv4(addr)}:${port}` }, 'mesh peer ready');
       p.ready = true;
+      this.drainHeld(now);
       return;
     }
     this.trust(addr, port, h.relayId);
     const ack = encodeMeshHello({ type: MeshFrameType.HELLO_ACK, timestampMs: wall, nonce: randomBytes(MESH_NONCE_LEN), echo: h.nonce, relayId: this.o.relayId }, this.o.key);
     this.c.socket.send(ack, 0, ack.length, addr, port);
-    void now;
   }
 
   private trust(addr: number, port: number, relayId: string): void {

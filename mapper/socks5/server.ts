@@ -12,7 +12,7 @@ import type net from 'node:net';
 import { resolveTarget, type Target } from '../target';
 import { classifyDialError, type DialFailure } from '../dialer';
 import { count, credentialsMatch, type ProxyContext } from '../context';
-import { joinSockets } from '../tunnel';
+import { joinSockets, sendAndClose } from '../tunnel';
 import {
   Command, Method, Reply, MAX_AUTH, MAX_GREETING, MAX_REQUEST,
   encodeMethodSelection, encodeReply, encodeUserPassReply, parseGreeting, parseRequest, parseUserPass,
@@ -57,8 +57,7 @@ async function runSocks5(socket: net.Socket, ctx: ProxyContext): Promise<void> {
   const fail = (rep: number, label: string) => {
     count(ctx, `socks.${label}`);
     rd.detach();
-    socket.end(encodeReply(rep));
-    socket.destroySoon?.();
+    sendAndClose(socket, encodeReply(rep));
   };
 
   const g = await rd.next('greeting', parseGreeting, MAX_GREETING, t);
@@ -67,7 +66,7 @@ async function runSocks5(socket: net.Socket, ctx: ProxyContext): Promise<void> {
   if (!g.methods.includes(want)) {
     count(ctx, 'socks.no-acceptable-method');
     rd.detach();
-    socket.end(encodeMethodSelection(Method.NoAcceptable));
+    sendAndClose(socket, encodeMethodSelection(Method.NoAcceptable));
     return;
   }
   socket.write(encodeMethodSelection(want));
@@ -78,7 +77,7 @@ async function runSocks5(socket: net.Socket, ctx: ProxyContext): Promise<void> {
     if (!ok) {
       count(ctx, 'socks.auth-failed');
       rd.detach();
-      socket.end(encodeUserPassReply(false));
+      sendAndClose(socket, encodeUserPassReply(false));
       return;
     }
     socket.write(encodeUserPassReply(true));

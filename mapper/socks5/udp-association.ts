@@ -52,6 +52,7 @@ export async function startUdpAssociation(control: net.Socket, clientPortHint: n
     return;
   }
   control.on('close', close);
+  control.on('end', close);
   control.on('error', close);
   control.on('data', () => { /* RFC 1928: the control connection carries nothing more */ });
   control.resume();
@@ -67,10 +68,9 @@ export async function startUdpAssociation(control: net.Socket, clientPortHint: n
       if (closed) return;
       if (t.kind === 'refuse') { count(ctx, `socks.udp.drop.${t.why}`); return; }
       const key = `${t.ip}:${t.port}`;
-      if (!peers.has(key)) {
-        if (peers.size >= MAX_PEERS) { count(ctx, 'socks.udp.drop.too-many-peers'); return; }
-        peers.set(key, { host, port });
-      }
+      // Replies are labelled with the name the client used most recently for this destination.
+      if (!peers.has(key) && peers.size >= MAX_PEERS) { count(ctx, 'socks.udp.drop.too-many-peers'); return; }
+      peers.set(key, { host, port });
       outer.send(data, t.port, t.ip, (err) => { if (err) count(ctx, 'socks.udp.drop.send-failed'); });
       count(ctx, 'socks.udp.out');
     });

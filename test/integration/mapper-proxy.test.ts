@@ -13,6 +13,8 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { SocksClient } from 'socks';
+import fc from 'fast-check';
+import { DialTimeoutError } from '../../mapper/dialer';
 import { startRedis, type RedisHandle } from '../harness/redis';
 import { startMapperService, type MapperService } from '../../mapper';
 
@@ -114,7 +116,7 @@ test('curl -x: unknown original IP 502, not allowed 403, refused 502, with reaso
   t.is(await code(`http://${ORIG}:${closedPort}/`), '502 000');
   t.is(await code(`http://${ORIG}:${webPort}/`, true), '200 200');
   t.is(await code(`http://10.9.9.9:${webPort}/`, true), '000 502');
-  const res = await fetchRaw(httpPort(), `GET http://10.9.9.9:${webPort}/ HTTP/1.1\r\nHost: 10.9.9.9\r\n\r\n`);
+  const res = await fetchRaw(httpPort(), `GET http://10.9.9.9:${webPort}/ HTTP/1.1\r\nHost: 10.9.9.9\r\nConnection: close\r\n\r\n`);
   t.regex(res, /^HTTP\/1\.1 502 [^\r]*\r\n[\s\S]*x-isthmus-reason: no member has original IP 10\.9\.9\.9/i);
 });
 
@@ -122,7 +124,7 @@ test('oversize HTTP headers get 431; garbage gets 400', async (t) => {
   const big = `GET http://${ORIG}:${webPort}/ HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`;
   t.regex(await fetchRaw(httpPort(), big), /^HTTP\/1\.1 431 /);
   t.regex(await fetchRaw(httpPort(), 'BLAH\x01\x02 nonsense\r\n\r\n'), /^HTTP\/1\.1 400 /);
-  t.regex(await fetchRaw(httpPort(), 'GET /relative HTTP/1.1\r\nHost: x\r\n\r\n'), /^HTTP\/1\.1 400 /);
+  t.regex(await fetchRaw(httpPort(), 'GET /relative HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 400 /);
 });
 
 function fetchRaw(port: number, payload: string | Buffer): Promise<string> {
@@ -156,6 +158,8 @@ test('socks client CONNECT: original IP works; unknown 0x04, refused 0x05, not a
     const err = await t.throwsAsync(SocksClient.createConnection(socksOpts(host, port)));
     return err?.message;
   };
+  const upper = await SocksClient.createConnection(socksOpts('WEB-1', webPort));
+  upper.socket.destroy();
   t.regex((await replyFor('10.9.9.9', 80))!, /HostUnreachable/);
   t.regex((await replyFor(ORIG, closedPort))!, /ConnectionRefused/);
   t.regex((await replyFor('0.0.0.0', 80))!, /NotAllowed/);
@@ -173,7 +177,7 @@ test('socks: username/password required when configured (RFC 1929)', async (t) =
   const strictErr = await t.throwsAsync(SocksClient.createConnection({ ...base, destination: { host: '192.0.2.1', port: 80 }, proxy: { host: '127.0.0.1', port: p, type: 5, userId: 'u', password: 'p4ss' } }));
   t.regex(strictErr!.message, /NotAllowed/);
   // HTTP on the same port needs the same credentials.
-  t.regex(await fetchRaw(p, `GET http://${ORIG}:${webPort}/ HTTP/1.1\r\nHost: x\r\n\r\n`), /^HTTP\/1\.1 407 /);
+  t.regex(await fetchRaw(p, `GET http://${ORIG}:${webPort}/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 407 /);
 });
 
 test('socks UDP ASSOCIATE relays datagrams to the mapped address and labels replies with the original IP', async (t) => {
@@ -236,4 +240,34 @@ test('malformed SOCKS5 sessions get the right reply or a close, and the server s
   const { socket } = await SocksClient.createConnection(socksOpts(ORIG, webPort));
   socket.destroy();
   t.true((mapper.context.counters.get('socks.unsupported-command') ?? 0) >= 1);
+});
+
+test('random SOCKS5 byte streams on real sockets: no crash, always closed, still serving', async (t) => {
+  const p = socksPort();
+  await fc.assert(fc.asyncProperty(fc.uint8Array({ minLength: 1, maxLength: 300 }), fc.boolean(), async (junk, asGreeting) => {
+    const payload = asGreeting ? Buffer.concat([Buffer.from([5, 1, 0]), junk]) : Buffer.concat([Buffer.from([5]), junk]);
+    const got = await rawSession(p, payload, true);
+    // Whatever came back must start as a SOCKS5 method selection (or nothing at all).
+    return got.length === 0 || got[0] === 5;
+  }), { numRuns: 200 });
+  const { socket } = await SocksClient.createConnection(socksOpts(ORIG, webPort));
+  socket.destroy();
+  t.pass();
+});
+
+test('an injected dialer is used; its timeout maps to SOCKS5 0x04 and HTTP 504', async (t) => {
+  const dialed: string[] = [];
+  const svc = await startMapperService({
+    redis: redis.url, socks: { host: '127.0.0.1', port: 0 }, overlayCidr: '127.0.0.0/8',
+    dialer: async (ip, port, ms) => { dialed.push(`${ip}:${port}`); throw new DialTimeoutError(ip, port, ms); },
+  });
+  try {
+    const p = svc.addresses.socks!.port;
+    const err = await t.throwsAsync(SocksClient.createConnection({ ...socksOpts(ORIG, 81), proxy: { host: '127.0.0.1', port: p, type: 5 } }));
+    t.regex(err!.message, /HostUnreachable/);
+    t.regex(await fetchRaw(p, `GET http://${ORIG}:82/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 504 /);
+    t.deepEqual(dialed, [`${VIP}:81`, `${VIP}:82`]);
+  } finally {
+    await svc.stop();
+  }
 });

@@ -85,6 +85,9 @@ test('schemas never throw on arbitrary JSON, and what they accept has the right 
   }), { numRuns: 5000 });
   t.true(validToken({ uses: 3, ttl: '1h', tags: ['x'], ephemeral: true }));
   t.false(validToken({ uses: 1.5 }));
+  t.false(validToken({ uses: 0 }));
+  t.false(validToken({ uses: -2 }));
+  t.true(validToken({ uses: -1 }));
   t.false(validToken({ ttl: '1 hour' }));
   t.false(validToken({ foo: 1 }));
 });

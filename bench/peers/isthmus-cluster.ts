@@ -1,0 +1,186 @@
+/**
+ * isthmus with a relay CLUSTER behind the VIP (issue 5): N relays in the relay namespaces,
+ * meshed through Redis, behind the hub's nft flow-hash DNAT with the health checker
+ * (bench/vip-health.ts); members a1 (vpc1) and s1 (vpc2) point at the VIP — or, to pin
+ * them, at one relay's own address.
+ *
+ *   vpc1 a1 ─┐                ┌─► <p>-r1 relay r1 10.93.1.2:7000, mesh :7001 ─┐
+ *            ├─► hub VIP:7000 ┼─► <p>-r2 relay r2 ...                          ├─ Redis on VIP:6379 (hub)
+ *   vpc2 s1 ─┘  (jhash DNAT)  └─► <p>-r3 relay r3 ...                          ┘
+ *
+ * Used by the chaos and relay-cluster netns tests and the `isthmus-mesh` bench subjects.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generatePrivateKey, publicKeyFromPrivate, keyToBase64 } from '../../protocol/keys';
+import type { Topology } from '../topology';
+import type { ManagedProcess } from '../procs';
+import { sleep } from '../procs';
+import { cliPath, OVERLAY_PREFIX_LEN, RELAY_PORT, type Member } from './isthmus';
+
+export const MESH_PORT = 7001;
+export const REDIS_PORT = 6379;
+export const REDIS_PREFIX = 'isthmus:';
+
+/** Where a member sends its relay traffic: the VIP (load-balanced) or relay i (1-based) directly. */
+export type RelayTarget = 'vip' | number;
+
+export interface ClusterOverlayOptions {
+  /** @default 'vip' */
+  a1Relay?: RelayTarget;
+  /** @default 'vip' */
+  s1Relay?: RelayTarget;
+  logLevel?: string;
+  mtu?: number;
+  /** Health checker probe period, ms. @default 200 */
+  healthIntervalMs?: number;
+}
+
+export interface ClusterOverlay {
+  a1: Member;
+  s1: Member;
+  relays: (ManagedProcess | undefined)[];
+  redis: ManagedProcess;
+  health: ManagedProcess;
+  dir: string;
+  /** Relay id ("r1".."rN") of relay index i (1-based). */
+  relayId(i: number): string;
+  /** The relay id a member last authenticated to (from its log). */
+  homeOf(m: Member): string | undefined;
+  /** SIGKILL relay i. */
+  killRelay(i: number): Promise<void>;
+  startRelay(i: number): Promise<void>;
+  /** Stop Redis (SIGTERM: the append-only file is flushed) and start it again on the same data. */
+  restartRedis(downMs?: number): Promise<void>;
+  /** redis-cli in the hub; stdout. */
+  redisCli(args: string[]): Promise<string>;
+  /** `P:session:<vip>` as a field map. */
+  sessionRecord(m: Member): Promise<Record<string, string>>;
+  /** The agent's relay socket (from its status dump, SIGUSR1). */
+  agentRelaySocket(m: Member): Promise<{ port: number; ready: boolean }>;
+  stop(): Promise<void>;
+}
+
+function member(name: string, ns: string, vip: string): Member {
+  const priv = generatePrivateKey();
+  return { name, ns, vip, privateKey: keyToBase64(priv), publicKey: keyToBase64(publicKeyFromPrivate(priv)) };
+}
+
+function agentConfig(self: Member, peer: Member, mtu: number, relay: string): string {
+  return ['[Interface]', `PrivateKey = ${self.privateKey}`, `Address = ${self.vip}/${OVERLAY_PREFIX_LEN}`, `MTU = ${mtu}`,
+    `Relay = ${relay}`, '', '[Peer]', `PublicKey = ${peer.publicKey}`, `AllowedIPs = ${peer.vip}/32`, 'Endpoint = relay', ''].join('\n');
+}
+
+export async function startClusterOverlay(topo: Topology, opts: ClusterOverlayOptions = {}): Promise<ClusterOverlay> {
+  const n = topo.ns.relays.length;
+  if (n < 1) throw new Error('startClusterOverlay needs a topology with relays (createTopology({ relays: N }))');
+  const cli = cliPath();
+  const dir = mkdtempSync(join(tmpdir(), `${topo.prefix}-cluster-`));
+  const env = { ...process.env, ISTHMUS_LOG_LEVEL: opts.logLevel ?? 'info' };
+  const vip = topo.addr.vip;
+  const redisUrl = `redis://${vip}:${REDIS_PORT}`;
+  const a1 = member('a1', topo.ns.vpc1, '100.64.0.1');
+  const s1 = member('s1', topo.ns.vpc2, '100.64.0.2');
+  const mtu = opts.mtu ?? 1420;
+  const relays: (ManagedProcess | undefined)[] = new Array(n + 1).fill(undefined);
+  const keyFile = join(dir, 'mesh.key');
+  writeFileSync(keyFile, randomBytes(32).toString('base64') + '\n', { mode: 0o600 });
+
+  // Relays reach each other's mesh port through the hub.
+  await topo.allowHubForward('to-r*', 'to-r*');
+
+  const redisArgs = ['--port', String(REDIS_PORT), '--bind', vip, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always',
+    '--dir', dir, '--protected-mode', 'no'];
+  const startRedisProc = async (): Promise<ManagedProcess> => {
+    const p = topo.spawn(topo.ns.hub, 'redis-server', redisArgs, { name: 'redis' });
+    await topo.waitForListen(topo.ns.hub, REDIS_PORT, 'tcp');
+    return p;
+  };
+  const redisCli = async (args: string[]): Promise<string> =>
+    (await topo.exec(topo.ns.hub, 'redis-cli', ['-h', vip, '-p', String(REDIS_PORT), ...args])).stdout;
+
+  const relayId = (i: number): string => `r${i}`;
+  const startRelay = async (i: number): Promise<void> => {
+    const addr = topo.addr.relays[i - 1];
+    relays[i] = topo.spawn(topo.ns.relays[i - 1], process.execPath, [cli, 'relay', '--id', relayId(i),
+      '--listen', `${addr}:${RELAY_PORT}`, '--advertise', `${vip}:${RELAY_PORT}`, '--redis', redisUrl,
+      '--mesh', `${addr}:${MESH_PORT}`, '--mesh-key', keyFile, '--keepalive', '2', '--session-refresh', '2',
+      '--stats-interval', '0'], { name: `relay-r${i}`, env });
+    await relays[i]!.waitForLine(/relay ready/, 15_000);
+  };
+
+  let redis = await startRedisProc();
+  const overlay: ClusterOverlay = {
+    a1, s1, relays, redis, health: undefined as unknown as ManagedProcess, dir, relayId,
+    homeOf(m) {
+      const lines = m.process?.output().split('\n').filter((l) => l.includes('authenticated to relay')) ?? [];
+      const last = lines[lines.length - 1];
+      if (!last) return undefined;
+      try {
+        return (JSON.parse(last) as { relayId?: string }).relayId;
+      } catch {
+        return /"relayId":"([^"]+)"/.exec(last)?.[1];
+      }
+    },
+    async killRelay(i) {
+      const p = relays[i];
+      if (!p) return;
+      process.kill(p.pid, 'SIGKILL');
+      await p.waitForExit(5000);
+      relays[i] = undefined;
+    },
+    startRelay,
+    async restartRedis(downMs = 500) {
+      await redis.stop();
+      await sleep(downMs);
+      redis = await startRedisProc();
+      overlay.redis = redis;
+    },
+    redisCli,
+    async sessionRecord(m) {
+      const out = (await redisCli(['HGETALL', `${REDIS_PREFIX}session:${m.vip}`])).split('\n').filter((l) => l !== '');
+      const rec: Record<string, string> = {};
+      for (let i = 0; i + 1 < out.length; i += 2) rec[out[i]] = out[i + 1];
+      return rec;
+    },
+    async agentRelaySocket(m) {
+      const p = m.process!;
+      const before = p.output().length;
+      process.kill(p.pid, 'SIGUSR1');
+      for (let i = 0; i < 50; i++) {
+        await sleep(50);
+        const line = p.output().slice(Math.max(0, before - 1)).split('\n').find((l) => l.includes('"status"') && l.includes('"relay"'));
+        if (line) {
+          const s = JSON.parse(line) as { status: { relay: { ready: boolean; udpAddr: { port: number } } } };
+          return { port: s.status.relay.udpAddr.port, ready: s.status.relay.ready };
+        }
+      }
+      throw new Error(`no status line from ${m.name}`);
+    },
+    async stop() {
+      for (const p of [a1.process, s1.process, overlay.health, ...relays, redis]) await p?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  try {
+    for (const m of [a1, s1]) await redisCli(['SET', `${REDIS_PREFIX}key:${m.publicKey}`, m.vip]);
+    for (let i = 1; i <= n; i++) await startRelay(i);
+    overlay.health = topo.startVipHealthCheck(RELAY_PORT, topo.addr.relays, { intervalMs: opts.healthIntervalMs ?? 200 });
+    await overlay.health.waitForLine(/"event":"ready"/, 15_000);
+
+    const target = (t: RelayTarget | undefined): string => (t === undefined || t === 'vip' ? `${vip}:${RELAY_PORT}` : `${topo.addr.relays[t - 1]}:${RELAY_PORT}`);
+    for (const [self, peer, t, hub] of [[a1, s1, opts.a1Relay, topo.addr.hubVpc1], [s1, a1, opts.s1Relay, topo.addr.hubVpc2]] as const) {
+      if (t !== undefined && t !== 'vip') await topo.exec(self.ns, 'ip', ['route', 'replace', '10.93.0.0/16', 'via', hub]);
+      const file = join(dir, `${self.name}.conf`);
+      writeFileSync(file, agentConfig(self, peer, mtu, target(t)), { mode: 0o600 });
+      self.process = topo.spawn(self.ns, process.execPath, [cli, 'agent', '--config', file], { name: `agent-${self.name}`, env });
+    }
+    for (const m of [a1, s1]) await m.process!.waitForLine(/authenticated to relay/, 15_000);
+  } catch (err) {
+    await overlay.stop();
+    throw err;
+  }
+  return overlay;
+}
