@@ -10,6 +10,7 @@ import { relayCommand } from './commands/relay';
 import { coordinatorCommand } from './commands/coordinator';
 import { tokenCommand } from './commands/token';
 import { nodeCommand } from './commands/node';
+import { mapperCommand } from './commands/mapper';
 import { keygenCommand, pubkeyCommand } from './commands/keygen';
 import { demoCommand } from './commands/demo';
 import { CliError, installSignalHandlers, shutdown } from './shutdown';
@@ -27,6 +28,7 @@ async function main(): Promise<void> {
     .command(coordinatorCommand)
     .command(tokenCommand)
     .command(nodeCommand)
+    .command(mapperCommand)
     .command(keygenCommand)
     .command(pubkeyCommand)
     .command(demoCommand)

@@ -8,3 +8,5 @@ export { connectRedis, redactUrl, type RedisSpec } from './redis-connect';
 export { parseCidr, vipAt, offsetOf, type Cidr } from './ipam';
 export { parseDuration } from './duration';
 export * as defaults from './constants';
+export { RedisRegistry, peerFromHash, type NodeRecord } from './redis-store';
+export { TokenStore } from './token-store';

@@ -78,7 +78,6 @@ export class Agent {
     const outside: OutsideSender = { send: (ep, buf, off, len) => this.sendOutside(ep, buf, off, len) };
     this.device = new Device({
       clock: c.clock, logger: c.logger, outside, peers: this.peers, local: this.local, timerConfig: this.timerConfig,
-      overlayAddress: ipv4ToInt(config.address.address),
       inside: { write: (buf, off, len) => this.tun?.write(buf, off, len) },
     });
   }

@@ -44,8 +44,6 @@ export interface DeviceComponents {
   peers: PeerSet;
   local: LocalIdentity;
   timerConfig: TimerConfig;
-  /** This member's overlay address: the source of the ICMP errors it generates. */
-  overlayAddress: number;
 }
 
 export class Device {
@@ -60,14 +58,12 @@ export class Device {
   private readonly transportHeader = { receiver: 0, counter: 0 };
   /** ICMP errors are built here, then written to the TUN. */
   private readonly icmpScratch = Buffer.alloc(ICMP_UNREACHABLE_MAX_SIZE);
-  private readonly overlayAddress: number;
 
   constructor(c: DeviceComponents) {
     this.peers = c.peers;
     this.clock = c.clock;
     this.outside = c.outside;
     this.inside = c.inside;
-    this.overlayAddress = c.overlayAddress;
     this.handshakes = new HandshakeHandler({
       ...c,
       indices: this.indices,
@@ -95,10 +91,12 @@ export class Device {
 
   /** The kernel routed this packet to us (overlay prefix or a routed original prefix) but
    *  no member owns its destination: answer "host unreachable" at once instead of letting
-   *  the sender hang. */
+   *  the sender hang. The error comes from the unreachable address itself: Linux drops a
+   *  packet arriving with one of its own addresses as source (martian), so ours won't do. */
   private unreachable(buf: Buffer, off: number, len: number): void {
     this.drop('no-route');
-    const n = buildIcmpUnreachable(buf, off, len, UnreachableCode.HOST, this.overlayAddress, this.icmpScratch, 0);
+    const dst = buf.readUInt32BE(off + 16);
+    const n = buildIcmpUnreachable(buf, off, len, UnreachableCode.HOST, dst, this.icmpScratch, 0);
     if (n > 0) this.inside.write(this.icmpScratch, 0, n);
   }
 

@@ -92,7 +92,7 @@ export class RedisMeshRegistry implements MeshRouteSource {
   }
 
   private onMessage(msg: string): void {
-    let e: { type?: unknown; vip?: unknown; relayId?: unknown };
+    let e: { type?: unknown; vip?: unknown; relayId?: unknown; meshIp?: unknown; meshPort?: unknown };
     try {
       e = JSON.parse(msg) as typeof e;
     } catch {
@@ -105,7 +105,16 @@ export class RedisMeshRegistry implements MeshRouteSource {
     } catch {
       return;
     }
-    this.emit({ type: e.type, vip, relayId: e.relayId });
+    let mesh: { addr: number; port: number } | undefined;
+    const port = Number(e.meshPort);
+    if (typeof e.meshIp === 'string' && Number.isInteger(port) && port > 0 && port < 65536) {
+      try {
+        mesh = { addr: ipv4ToInt(e.meshIp), port };
+      } catch {
+        mesh = undefined;
+      }
+    }
+    this.emit({ type: e.type, vip, relayId: e.relayId, mesh });
   }
 
   private emit(e: MeshSessionEvent | undefined): void {
@@ -122,6 +131,11 @@ export class RedisMeshRegistry implements MeshRouteSource {
     } catch {
       return undefined;
     }
+  }
+
+  /** Fields the session recorder adds to its events so peers learn this relay's mesh address. */
+  eventFields(): Record<string, string> {
+    return { meshIp: this.o.meshIp, meshPort: String(this.o.meshPort) };
   }
 
   /** Stop the heartbeat and leave the registry (the key would expire anyway). */

@@ -48,6 +48,8 @@ export interface MeshSessionEvent {
   type: 'session-up' | 'session-down';
   vip: number;
   relayId: string;
+  /** The relay's mesh address, when the event carries it (saves a lookup; follows restarts). */
+  mesh?: { addr: number; port: number };
 }
 
 /** Route lookups and invalidation events (RedisMeshRegistry in production, a Map in tests). */
@@ -308,10 +310,16 @@ export class Mesh {
     }
     const vip = e.vip >>> 0;
     if (e.type === 'session-up' && e.relayId !== this.o.relayId) {
-      const peer = this.peers.get(e.relayId);
+      const now = this.c.clock.now();
+      const peer = e.mesh ? this.upsertPeer({ relayId: e.relayId, ...e.mesh }) : this.peers.get(e.relayId);
       if (peer) {
-        this.routes.set(vip, { peer, until: this.c.clock.now() + this.o.routeTtlMs });
-        if (peer.ready) this.drainHeld(this.c.clock.now());
+        this.routes.set(vip, { peer, until: now + this.o.routeTtlMs });
+        if (peer.ready) {
+          this.drainHeld(now);
+        } else if (this.queued.has(vip)) {
+          this.sendHello(peer, now, MeshFrameType.HELLO);
+          this.flush();
+        }
       } else {
         this.routes.delete(vip);
         if (this.queued.has(vip)) this.lookup(vip);

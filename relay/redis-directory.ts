@@ -73,6 +73,8 @@ export interface SessionRecorderOptions {
   /** `P:session:<vip>` TTL; refresh() must run more often. @default 30_000 */
   ttlMs?: number;
   logger: Logger;
+  /** Extra string fields for every session event (the mesh adds meshIp/meshPort). */
+  eventFields?: Record<string, string>;
 }
 
 /** DEL the session key only if this relay still owns it (a member may have moved on). */
@@ -107,7 +109,7 @@ export class RedisSessionRecorder implements SessionListener {
   }
 
   private event(type: 'session-up' | 'session-down', s: Session): string {
-    return JSON.stringify({ type, vip: intToIpv4(s.vip), relayId: this.o.relayId });
+    return JSON.stringify({ ...this.o.eventFields, type, vip: intToIpv4(s.vip), relayId: this.o.relayId });
   }
 
   sessionUp(s: Session): void {

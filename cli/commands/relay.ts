@@ -115,13 +115,6 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
     }
     const { socket, kind } = opened;
     const id = args.id ?? `${hostname()}:${socket.localAddress.port}`;
-    let sessionListener: SessionListener | undefined;
-    if (redis) {
-      const adv = args.advertise ? parseHostPort(args.advertise, '--advertise') : { host: socket.localAddress.ip, port: socket.localAddress.port };
-      sessionListener = new RedisSessionRecorder(redis, {
-        relayId: id, relayIp: adv.host, relayPort: adv.port, prefix: args['redis-prefix'], logger: log,
-      });
-    }
     let mesh: Mesh | undefined;
     let registry: RedisMeshRegistry | undefined;
     if (args.mesh && redis) {
@@ -157,6 +150,14 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
       mesh = new Mesh({ relayId: id, key: deriveMeshKey(secret) }, { logger: log, clock: systemClock, socket: meshSocket, routes: registry });
       const ms = meshSocket;
       onShutdown(() => ms.close());
+    }
+    let sessionListener: SessionListener | undefined;
+    if (redis) {
+      const adv = args.advertise ? parseHostPort(args.advertise, '--advertise') : { host: socket.localAddress.ip, port: socket.localAddress.port };
+      sessionListener = new RedisSessionRecorder(redis, {
+        relayId: id, relayIp: adv.host, relayPort: adv.port, prefix: args['redis-prefix'], logger: log,
+        eventFields: registry?.eventFields(),
+      });
     }
     const relay = createRelay({
       id, keepaliveSeconds: args.keepalive, statsLogIntervalMs: (args['stats-interval'] ?? 0) * 1000,

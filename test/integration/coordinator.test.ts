@@ -4,11 +4,11 @@
  */
 import test from 'ava';
 import { startEnv, member, snapshotRedis, type Env } from './coordinator-helpers';
-import { CoordinatorHttpError, SessionExpiredError } from '../../coordinator/client';
+import { CoordinatorClient, CoordinatorHttpError, SessionExpiredError } from '../../coordinator/client';
 import type { PeerMapUpdate } from '../../coordinator/client';
 
 let env: Env;
-test.before(async () => { env = await startEnv(2, { originalIpGraceMs: 400, ephemeralTimeoutMs: 300 }); });
+test.before(async () => { env = await startEnv(2, { originalIpGraceMs: 1000, ephemeralTimeoutMs: 800 }); });
 test.after.always(async () => { await env?.stop(); });
 
 async function rejects(t: import('ava').ExecutionContext, p: Promise<unknown>, status: number, code: string) {
@@ -74,7 +74,7 @@ test.serial('original IP: a live holder keeps it (409); a gone holder loses it a
   const a = member('10.3.0.1'); const b = member('10.3.0.1');
   const ja = await env.client().join({ ...a, token: tok.token });
   await env.r.hset(`isthmus:session:${ja.vip}`, { relayIp: '10.0.0.9', relayPort: '51820', agentIp: '10.3.0.1', agentPort: '4000', relayId: 'r1', since: '1' });
-  await new Promise((r) => setTimeout(r, 450));
+  await new Promise((r) => setTimeout(r, 1100));
   const before = await snapshotRedis(env.r);
   const c = await env.client().challenge(); // new challenge key is expected; compare without it
   await rejects(t, env.client().join({ ...b, token: tok.token }), 409, 'original-ip-taken');
@@ -86,7 +86,7 @@ test.serial('original IP: a live holder keeps it (409); a gone holder loses it a
   // Seen recently (its own re-join) → still refused.
   await env.client().join({ ...a });
   await rejects(t, env.client().join({ ...b, token: tok.token }), 409, 'original-ip-taken');
-  await new Promise((r) => setTimeout(r, 450));
+  await new Promise((r) => setTimeout(r, 1100));
   const jb = await env.client().join({ ...b, token: tok.token });
   t.not(jb.vip, ja.vip);
   t.is(await env.r.get('isthmus:orig:10.3.0.1'), jb.vip);
@@ -143,7 +143,7 @@ test.serial('ephemeral members go when their relay session is gone; concurrent s
   const e1 = await env.client().join({ ...member('10.6.0.1'), token: tok.token });
   const e2 = await env.client().join({ ...member('10.6.0.2'), token: tok.token });
   await env.r.hset(`isthmus:session:${e1.vip}`, { relayId: 'r1' });
-  await new Promise((r) => setTimeout(r, 350));
+  await new Promise((r) => setTimeout(r, 900));
   const v0 = Number(await env.r.get('isthmus:version'));
   const [r0, r1] = await Promise.all([env.coords[0].sweep(), env.coords[1].sweep()]);
   t.deepEqual([...r0, ...r1], [e2.vip]);
@@ -151,6 +151,36 @@ test.serial('ephemeral members go when their relay session is gone; concurrent s
   t.is(await env.r.exists(`isthmus:node:${e1.vip}`), 1, 'a member with a relay session stays');
   await env.r.del(`isthmus:session:${e1.vip}`);
   t.deepEqual(await env.coords[1].sweep(), [], 'not yet: it was seen by the last sweep');
-  await new Promise((r) => setTimeout(r, 350));
+  await new Promise((r) => setTimeout(r, 900));
   t.deepEqual(await env.coords[0].sweep(), [e1.vip]);
+});
+
+test.serial('watchPeers keeps the last map while the coordinator is unreachable and recovers with backoff', async (t) => {
+  const tok = await env.admin.createToken({ uses: -1 });
+  const ja = await env.client().join({ ...member('10.7.0.1'), token: tok.token });
+  let down = false;
+  let failures = 0;
+  const flaky: typeof fetch = async (input, init) => {
+    if (down) { failures++; throw new TypeError('fetch failed'); }
+    return fetch(input, init);
+  };
+  const c = new CoordinatorClient({ url: env.urls[0], fetch: flaky });
+  const ac = new AbortController();
+  const maps: number[] = [];
+  let latest: ReadonlyMap<string, unknown> = new Map();
+  const w = c.watchPeers(ja.sessionToken, ja.version, (u) => { maps.push(u.peers.size); latest = u.peers; }, ac.signal,
+    { initial: ja.peers, minMs: 50, maxMs: 200 });
+  await new Promise((r) => setTimeout(r, 100));
+  down = true;
+  // The parked poll is still on a live socket; force new polls by making a change while "down".
+  const jb = await env.client(1).join({ ...member('10.7.0.2'), token: tok.token });
+  await new Promise((r) => setTimeout(r, 700));
+  t.true(failures >= 2, `retried ${failures} times`);
+  t.false(maps.includes(0), 'the map was never emptied');
+  down = false;
+  const jc = await env.client(1).join({ ...member('10.7.0.3'), token: tok.token });
+  for (let i = 0; i < 40 && !latest.has(jc.vip); i++) await new Promise((r) => setTimeout(r, 50));
+  t.true(latest.has(jb.vip) && latest.has(jc.vip) && latest.has(ja.vip), 'caught up after the outage');
+  ac.abort();
+  await w;
 });

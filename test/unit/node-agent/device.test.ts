@@ -45,7 +45,7 @@ function pair(timers: Partial<TimerConfig> = {}) {
     const local = createLocalIdentity(keys[self]);
     const peers = new PeerSet(local, clock, timerConfig);
     const device = new Device({
-      clock, logger: silentLogger(), peers, local, timerConfig, overlayAddress: ipv4ToInt(self === 'a' ? '100.64.0.1' : '100.64.0.2'),
+      clock, logger: silentLogger(), peers, local, timerConfig,
       outside: { send: (_ep, buf, off, len) => wire.push({ from: self, bytes: Buffer.from(buf.subarray(off, off + len)) }) },
       inside: { write: (buf, off, len) => inbox[self].push(Buffer.from(buf.subarray(off, off + len))) },
     });
@@ -111,13 +111,13 @@ test('a replayed transport message is dropped', (t) => {
   t.is(n.b.device.drops['transport-replay'], 1);
 });
 
-test('no route: counted, and answered with ICMP host unreachable from our overlay address', (t) => {
+test('no route: counted, and answered with ICMP host unreachable from the unreachable address', (t) => {
   const n = pair();
   n.send('a', ipv4Packet('100.64.0.1', '10.1.2.3'));
   t.is(n.a.device.drops['no-route'], 1);
   t.is(n.inbox.a.length, 1);
   const icmp = n.inbox.a[0];
-  t.is(icmp.readUInt32BE(12), ipv4ToInt('100.64.0.1'));
+  t.is(icmp.readUInt32BE(12), ipv4ToInt('10.1.2.3'));
   t.is(icmp.readUInt32BE(16), ipv4ToInt('100.64.0.1'));
   t.is(icmp[9], 1); // ICMP
   t.is(icmp[20], 3); // destination unreachable

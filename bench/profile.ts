@@ -1,0 +1,72 @@
+/**
+ * Where the time goes on the isthmus data path: builds the bench topology, starts the isthmus
+ * subject (relay + two agents), runs one iperf3 TCP transfer through it and records the relay's
+ * and agents' CPU with `perf record -g` meanwhile. JS frames are named through
+ * `--perf-basic-prof` (/tmp/perf-PID.map), which this script puts in NODE_OPTIONS for the
+ * subject's processes. Prints `perf report` per process (self time, top symbols).
+ *
+ *   node dist/bench/profile.js [--duration 6] [--streams 1] [--reverse] [--top 25]
+ *
+ * Root only; needs `perf`. Everything it starts is stopped and the topology removed at the end.
+ */
+import yargs from 'yargs';
+import { isthmusRelaySubject } from './peers/isthmus';
+import { runIperf, waitForPing } from './iperf';
+import { run, sleep } from './procs';
+import { createTopology, randomPrefix } from './topology';
+
+const IPERF_PORT = 5201;
+
+export async function main(argv: string[]): Promise<number> {
+  const a = await yargs(argv).strict()
+    .option('duration', { type: 'number', default: 6 })
+    .option('streams', { type: 'number', default: 1 })
+    .option('reverse', { type: 'boolean', default: false })
+    .option('top', { type: 'number', default: 25 })
+    .option('out', { type: 'string', default: '/tmp/isthmus-perf.data' })
+    .help().parseAsync();
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('profile needs root (network namespaces, perf)\n');
+    return 1;
+  }
+  // Inherited by the relay and agents (startStaticOverlay passes process.env through).
+  process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --perf-basic-prof`.trim();
+  const topo = await createTopology({ prefix: randomPrefix('isthp') });
+  const subject = isthmusRelaySubject();
+  try {
+    const ep = await subject.setup(topo);
+    await waitForPing(topo, ep.serverAddr, 30_000);
+    const server = topo.spawn(topo.ns.vpc2, 'iperf3', ['-s', '-B', ep.serverAddr, '-p', String(IPERF_PORT)]);
+    try {
+      await topo.waitForListen(topo.ns.vpc2, IPERF_PORT, 'tcp');
+      const pids = ep.pids?.() ?? [];
+      const iperf = runIperf(topo, ep.serverAddr, ep.clientAddr, { streams: a.streams, reverse: a.reverse },
+        { durationS: a.duration + 2, omitS: 1, port: IPERF_PORT }, () => pids);
+      await sleep(1500);
+      await run('perf', ['record', '-F', '499', '-g', '-o', a.out, '-p', pids.join(','), '--', 'sleep', String(a.duration)],
+        { timeoutMs: (a.duration + 30) * 1000, check: false });
+      const r = await iperf;
+      process.stdout.write(`iperf3: ${(r.bitsPerSecond / 1e9).toFixed(3)} Gbit/s, proc CPU-s/GB ${r.procCpuSPerGB.toFixed(1)}\n`);
+      const names = ['relay', 'agent a1 (vpc1)', 'agent s1 (vpc2)'];
+      for (let i = 0; i < pids.length; i++) {
+        const rep = await run('perf', ['report', '-i', a.out, '--stdio', '--no-children', '--pid', String(pids[i]),
+          '--sort', 'sym', '-g', 'none', '--percent-limit', '0.7'], { timeoutMs: 120_000, check: false });
+        const lines = rep.stdout.split('\n').filter((l) => l.trim() && !l.startsWith('#')).slice(0, a.top);
+        process.stdout.write(`\n== ${names[i] ?? 'pid'} ${pids[i]} ==\n${lines.join('\n')}\n`);
+      }
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    await subject.teardown().catch(() => undefined);
+    await topo.destroy();
+  }
+  return 0;
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err: Error) => {
+    process.stderr.write(`profile failed: ${err.stack ?? err.message}\n`);
+    process.exitCode = 1;
+  });
+}
