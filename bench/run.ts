@@ -7,6 +7,7 @@
  *   node dist/bench/run.js [--duration 5] [--omit 1] [--runs 1] [--only wireguard-go,...]
  */
 import { isthmusRelaySubject } from './peers/isthmus';
+import { isthmusMeshSubject } from './peers/isthmus-cluster';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -26,6 +27,8 @@ import { createTopology, randomPrefix, type Topology } from './topology';
  */
 export const SUBJECTS: readonly SubjectFactory[] = [
   isthmusRelaySubject,
+  () => isthmusMeshSubject('same'),
+  () => isthmusMeshSubject('cross'),
   wireguardGoHubSubject,
   nebulaRelaySubject,
 ];
@@ -33,7 +36,7 @@ export const SUBJECTS: readonly SubjectFactory[] = [
 /** Debian package that provides each tool a subject may need; the bench installs missing ones. */
 const TOOL_PACKAGES: Record<string, string> = {
   'iperf3': 'iperf3', 'ping': 'iputils-ping', 'ip': 'iproute2', 'nft': 'nftables', 'ss': 'iproute2',
-  'wireguard-go': 'wireguard-go', 'wg': 'wireguard-tools', 'nebula': 'nebula', 'nebula-cert': 'nebula',
+  'redis-server': 'redis-server', 'redis-cli': 'redis-tools', 'wireguard-go': 'wireguard-go', 'wg': 'wireguard-tools', 'nebula': 'nebula', 'nebula-cert': 'nebula',
 };
 
 const IPERF_PORT = 5201;
@@ -153,7 +156,8 @@ export async function main(argv: string[]): Promise<number> {
     durationS: a.duration, omitS: a.omit, runs: a.runs, streams: a.streams.split(',').map(Number),
     pingCount: a['ping-count'], pingIntervalS: a['ping-interval'], pps: a.pps,
   };
-  const topo = await createTopology({ prefix: a.prefix ?? randomPrefix() });
+  // Relay namespaces for the isthmus-mesh subjects; the others never route through them.
+  const topo = await createTopology({ prefix: a.prefix ?? randomPrefix(), relays: 3 });
   const results: SubjectResult[] = [];
   try {
     for (const s of subjects) results.push(await measure(topo, s, settings));

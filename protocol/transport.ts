@@ -186,6 +186,30 @@ export class Keypair {
   }
 
   /**
+   * Batched sealing (the caller encrypts natively): take the next send counter, or return
+   * -1 when the keypair has sent REJECT_AFTER_MESSAGES messages. The caller then writes the
+   * header with writeTransportHeader() and seals with `sendKey` and this counter.
+   */
+  reserveSendCounter(): number {
+    const counter = this.sendCounter;
+    if (counter >= REJECT_AFTER_MESSAGES_NUM) return -1;
+    this.sendCounter = counter + 1;
+    return counter;
+  }
+
+  /**
+   * Batched opening: call ONLY after the message under `counter` authenticated with
+   * `recvKey`. Moves the replay window; returns 0, or TransportDrop 'counter-exhausted' /
+   * 'replay' (then the packet must be dropped).
+   */
+  acceptCounter(counter: number): number {
+    if (counter >= REJECT_AFTER_MESSAGES_NUM) return TransportDrop['counter-exhausted'];
+    if (!this.replay.validateCounter(counter, REJECT_AFTER_MESSAGES_NUM)) return TransportDrop.replay;
+    this.receivedAny = true;
+    return 0;
+  }
+
+  /**
    * Authenticate and decrypt the transport message `message[off, off+len)` into
    * `out[outOff, ...)`. Returns the plaintext length INCLUDING the zero padding (the caller
    * trims by the IP header's total length; 0 is a keepalive) or a negative TransportDrop
@@ -226,6 +250,26 @@ export class Keypair {
     this.receivedAny = true;
     return ctLen;
   }
+}
+
+/** Write the 16-byte transport header (type 4, receiver index, counter) at `out[off]`. */
+export function writeTransportHeader(out: Uint8Array, off: number, receiver: number, counter: number): void {
+  const lo = counter % TWO_32;
+  const hi = (counter - lo) / TWO_32;
+  out[off] = MSG_TRANSPORT;
+  out[off + 1] = 0;
+  out[off + 2] = 0;
+  out[off + 3] = 0;
+  writeU32LE(out, off + TRANSPORT_OFFSET_RECEIVER, receiver);
+  writeU32LE(out, off + TRANSPORT_OFFSET_COUNTER, lo);
+  writeU32LE(out, off + TRANSPORT_OFFSET_COUNTER + 4, hi);
+}
+
+function writeU32LE(b: Uint8Array, o: number, v: number): void {
+  b[o] = v & 0xff;
+  b[o + 1] = (v >>> 8) & 0xff;
+  b[o + 2] = (v >>> 16) & 0xff;
+  b[o + 3] = (v >>> 24) & 0xff;
 }
 
 function readU32LE(b: Uint8Array, o: number): number {

@@ -10,7 +10,7 @@
  *
  * Used by the chaos and relay-cluster netns tests and the `isthmus-mesh` bench subjects.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +18,8 @@ import { generatePrivateKey, publicKeyFromPrivate, keyToBase64 } from '../../pro
 import type { Topology } from '../topology';
 import type { ManagedProcess } from '../procs';
 import { sleep } from '../procs';
-import { cliPath, OVERLAY_PREFIX_LEN, RELAY_PORT, type Member } from './isthmus';
+import { cliPath, OVERLAY_PREFIX_LEN, RELAY_PORT, repoRoot, type Member } from './isthmus';
+import type { BenchSubject } from '../subject';
 
 export const MESH_PORT = 7001;
 export const REDIS_PORT = 6379;
@@ -89,7 +90,8 @@ export async function startClusterOverlay(topo: Topology, opts: ClusterOverlayOp
   writeFileSync(keyFile, randomBytes(32).toString('base64') + '\n', { mode: 0o600 });
 
   // Relays reach each other's mesh port through the hub.
-  await topo.allowHubForward('to-r*', 'to-r*');
+  const undoForward = await topo.allowHubForward('to-r*', 'to-r*');
+  const undoRoutes: (() => Promise<unknown>)[] = [];
 
   const redisArgs = ['--port', String(REDIS_PORT), '--bind', vip, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always',
     '--dir', dir, '--protected-mode', 'no'];
@@ -161,6 +163,10 @@ export async function startClusterOverlay(topo: Topology, opts: ClusterOverlayOp
     },
     async stop() {
       for (const p of [a1.process, s1.process, overlay.health, ...relays, redis]) await p?.stop();
+      // Leave the shared topology as we found it (the bench runs other subjects on it next).
+      await topo.setVipBackends('udp', RELAY_PORT, []).catch(() => undefined);
+      for (const u of undoRoutes) await u().catch(() => undefined);
+      await undoForward().catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -172,7 +178,10 @@ export async function startClusterOverlay(topo: Topology, opts: ClusterOverlayOp
 
     const target = (t: RelayTarget | undefined): string => (t === undefined || t === 'vip' ? `${vip}:${RELAY_PORT}` : `${topo.addr.relays[t - 1]}:${RELAY_PORT}`);
     for (const [self, peer, t, hub] of [[a1, s1, opts.a1Relay, topo.addr.hubVpc1], [s1, a1, opts.s1Relay, topo.addr.hubVpc2]] as const) {
-      if (t !== undefined && t !== 'vip') await topo.exec(self.ns, 'ip', ['route', 'replace', '10.93.0.0/16', 'via', hub]);
+      if (t !== undefined && t !== 'vip') {
+        await topo.exec(self.ns, 'ip', ['route', 'replace', '10.93.0.0/16', 'via', hub]);
+        undoRoutes.push(() => topo.exec(self.ns, 'ip', ['route', 'del', '10.93.0.0/16'], { check: false }));
+      }
       const file = join(dir, `${self.name}.conf`);
       writeFileSync(file, agentConfig(self, peer, mtu, target(t)), { mode: 0o600 });
       self.process = topo.spawn(self.ns, process.execPath, [cli, 'agent', '--config', file], { name: `agent-${self.name}`, env });
@@ -183,4 +192,36 @@ export async function startClusterOverlay(topo: Topology, opts: ClusterOverlayOp
     throw err;
   }
   return overlay;
+}
+
+/**
+ * Bench subjects on the relay cluster: `isthmus-mesh-same` (a1 and s1 pinned to relay r1) and
+ * `isthmus-mesh-cross` (a1 on r1, s1 on r2: every packet takes one mesh hop). Needs a topology
+ * with at least 2 relays.
+ */
+export function isthmusMeshSubject(mode: 'same' | 'cross'): BenchSubject {
+  let overlay: ClusterOverlay | undefined;
+  return {
+    name: `isthmus-mesh-${mode}`,
+    requires: ['redis-server', 'redis-cli'],
+    async describe() {
+      const { version } = JSON.parse(readFileSync(join(repoRoot(), 'package.json'), 'utf8')) as { version: string };
+      return mode === 'same'
+        ? `isthmus ${version}, 3-relay cluster, both members on one relay`
+        : `isthmus ${version}, 3-relay cluster, members on different relays (one mesh hop)`;
+    },
+    async setup(topo) {
+      overlay = await startClusterOverlay(topo, { a1Relay: 1, s1Relay: mode === 'same' ? 1 : 2 });
+      const o = overlay;
+      await topo.exec(topo.ns.vpc1, 'ping', ['-c', '3', '-i', '0.2', '-w', '10', o.s1.vip], { check: false });
+      return {
+        serverAddr: o.s1.vip, clientAddr: o.a1.vip,
+        pids: () => [...o.relays.filter((r): r is ManagedProcess => r !== undefined).map((r) => r.pid), o.a1.process!.pid, o.s1.process!.pid],
+      };
+    },
+    async teardown() {
+      await overlay?.stop();
+      overlay = undefined;
+    },
+  };
 }

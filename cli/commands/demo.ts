@@ -2,6 +2,7 @@ import type { CommandModule } from 'yargs';
 import { existsSync } from 'node:fs';
 import { createTopology, randomPrefix, type Topology } from '../../bench/topology';
 import { startJoinedOverlay, type JoinedOverlay } from '../../bench/peers/isthmus-joined';
+import { cliPath } from '../../bench/peers/isthmus';
 import { CliError, onShutdown } from '../shutdown';
 
 interface DemoArgs {
@@ -72,7 +73,8 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
       const token = await overlay.createToken(['--uses', '2', '--ttl', '10m']);
       say(`admin: isthmus token create --uses 2 --ttl 10m  →  ${token.slice(0, 6)}… (stored hashed in Redis)`);
       const a1 = await overlay.join('a1', vpc1, topo.addr.vpc1, { token, tags: ['agent'] });
-      const s1 = await overlay.join('s1', vpc2, topo.addr.vpc2, { token, tags: ['controller'] });
+      // S routes vpc1's original prefix into the overlay: transparent mode.
+      const s1 = await overlay.join('s1', vpc2, topo.addr.vpc2, { token, tags: ['controller'], extraArgs: ['--route-original', '10.91.1.0/24'] });
       say(`a1 (vpc1, original ${a1.originalIp}) joined: virtual IP ${a1.vip}`);
       say(`s1 (vpc2, original ${s1.originalIp}) joined: virtual IP ${s1.vip}`);
       const session = await hgetall(topo, `isthmus:session:${a1.vip}`);
@@ -91,6 +93,29 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
       await server.waitForExit(5000).catch(() => server.stop());
       const r = result.end.sum_received;
       say(`TCP a1 → s1 for ${args.seconds} s (iperf3 -R): ${(r.bytes / 2 ** 20).toFixed(0)} MiB at ${(r.bits_per_second / 1e6).toFixed(0)} Mbit/s, encrypted end to end; the relay saw only ciphertext`);
+
+      // Unmodified apps on S reach a1's HTTP server by a1's ORIGINAL IP.
+      const orig = a1.originalIp;
+      topo.spawn(vpc1, 'python3', ['-m', 'http.server', '8000', '--bind', '0.0.0.0', '--directory', '/usr/share/doc/iperf3'], { name: 'http-server' });
+      await topo.waitForListen(vpc1, 8000, 'tcp');
+      topo.spawn(vpc2, process.execPath, [cliPath(), 'mapper', '--redis', overlay.redisUrl, '--api', '127.0.0.1:7070',
+        '--socks', '127.0.0.1:1080', '--http-proxy', '127.0.0.1:3128'], { name: 'mapper' });
+      await topo.waitForListen(vpc2, 1080, 'tcp');
+      await topo.waitForListen(vpc2, 7070, 'tcp');
+      say(`
+a1 serves HTTP on :8000; s1 runs \`isthmus mapper\` (API 127.0.0.1:7070, SOCKS5 127.0.0.1:1080, HTTP proxy 127.0.0.1:3128)`);
+      const ways: Array<[string, string[]]> = [
+        ['by virtual IP', [`http://${a1.vip}:8000/`]],
+        ['SOCKS5, original IP', ['--socks5-hostname', '127.0.0.1:1080', `http://${orig}:8000/`]],
+        ['HTTP proxy, original IP', ['-x', 'http://127.0.0.1:3128', `http://${orig}:8000/`]],
+        ['transparent, original IP', [`http://${orig}:8000/`]],
+      ];
+      const lookup = await topo.exec(vpc2, 'curl', ['-sS', `http://127.0.0.1:7070/v1/map/${orig}`], { check: false });
+      say(`  GET /v1/map/${orig} → ${lookup.stdout.trim()}`);
+      for (const [label, curlArgs] of ways) {
+        const c = await topo.exec(vpc2, 'curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code} %{size_download}B %{time_total}s', '--max-time', '10', ...curlArgs], { check: false });
+        say(`  curl ${curlArgs.join(' ').padEnd(60)} ${label.padEnd(25)} → ${c.code === 0 ? c.stdout : 'FAILED ' + c.stderr.trim()}`);
+      }
     } finally {
       await teardown();
       say('\nteardown: namespaces, TUN devices, Redis and every process removed');
