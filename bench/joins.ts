@@ -10,13 +10,9 @@
  * Client and coordinators share this process's CPU (the member side's proof still uses
  * tweetnacl, ~1 ms per join), so the number is a lower bound.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import net from 'node:net';
 import { generateKeyPairSync } from 'node:crypto';
 import { createCoordinator, CoordinatorClient, type Coordinator } from '../coordinator';
+import { startRedis } from './redis-server';
 
 export interface JoinBenchOptions {
   /** @default 5 */ seconds?: number;
@@ -38,45 +34,6 @@ export interface JoinBenchResult {
   duplicates: number;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-    s.on('error', reject);
-  });
-}
-
-async function privateRedis(): Promise<{ url: string; stop(): Promise<void> }> {
-  const bin = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' }).stdout.trim();
-  if (!bin) throw new Error('redis-server not found: apt-get install -y --no-install-recommends redis-server');
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'isthmus-bench-redis-'));
-  const child = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
-  for (let i = 0; ; i++) {
-    const ok = await new Promise<boolean>((r) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => { s.destroy(); r(true); });
-      s.once('error', () => r(false));
-    });
-    if (ok) break;
-    if (i > 100) { child.kill('SIGKILL'); throw new Error('redis-server did not start'); }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    async stop() {
-      if (child.exitCode === null) {
-        const gone = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        await gone;
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
 /** A member's X25519 key pair via OpenSSL (cheap), so the bench measures the coordinators. */
 function memberKey(): { secretKey: Uint8Array; publicKey: Uint8Array } {
   const { privateKey, publicKey } = generateKeyPairSync('x25519');
@@ -94,7 +51,7 @@ export async function runJoinBench(o: JoinBenchOptions = {}): Promise<JoinBenchR
   const seconds = o.seconds ?? 5;
   const concurrency = o.concurrency ?? 64;
   const n = o.coordinators ?? 2;
-  const redis = o.redisUrl ? undefined : await privateRedis();
+  const redis = o.redisUrl ? undefined : await startRedis();
   const url = o.redisUrl ?? redis!.url;
   const admin = 'bench-admin-token-0123456789abcdef';
   const coords: Coordinator[] = [];

@@ -11,12 +11,9 @@
  */
 import http from 'node:http';
 import net from 'node:net';
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { startMapperService } from '../mapper/service';
+import { startRedis } from './redis-server';
 import { Mapper } from '../mapper/sdk';
 import { Command, encodeRequest } from '../mapper/socks5/codec';
 
@@ -62,19 +59,6 @@ async function closedLoop(phaseMs: number, concurrency: number, op: (i: number) 
   return { perSec: Math.round(lat.length / secs), p50Ms: +quantile(lat, 0.5).toFixed(3), p99Ms: +quantile(lat, 0.99).toFixed(3), count: lat.length };
 }
 
-async function privateRedis(): Promise<{ url: string; stop(): void }> {
-  const bin = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' }).stdout.trim();
-  if (!bin) throw new Error('bench/mapper: no redis-server binary; pass --redis URL');
-  const port = await new Promise<number>((r) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => r(p)); }); });
-  const dir = mkdtempSync(join(tmpdir(), 'isthmus-bench-redis-'));
-  const child = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((r) => { const s = net.connect(port, '127.0.0.1'); s.once('connect', () => { s.destroy(); r(true); }); s.once('error', () => r(false)); });
-    if (ok) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { url: `redis://127.0.0.1:${port}`, stop: () => { child.kill('SIGTERM'); rmSync(dir, { recursive: true, force: true }); } };
-}
 
 /** One SOCKS5 CONNECT, no auth; resolves with the connected socket (reply consumed). */
 function socksConnect(proxyPort: number, host: string, port: number): Promise<net.Socket> {
@@ -108,7 +92,7 @@ export async function runMapperBench(opts: MapperBenchOptions = {}): Promise<Map
   const conc = opts.concurrency ?? 32;
   const members = opts.members ?? 1000;
   const bulkBytes = opts.bulkBytes ?? 128 * 1024 * 1024;
-  const own = opts.redisUrl ? undefined : await privateRedis();
+  const own = opts.redisUrl ? undefined : await startRedis();
   const url = opts.redisUrl ?? own!.url;
   const prefix = `isthmus-bench-${process.pid}:`;
   const r = new Redis(url);
@@ -172,7 +156,7 @@ export async function runMapperBench(opts: MapperBenchOptions = {}): Promise<Map
     const keys = await r.keys(`${prefix}*`);
     for (let i = 0; i < keys.length; i += 500) await r.del(...keys.slice(i, i + 500));
     r.disconnect();
-    own?.stop();
+    await own?.stop();
   }
 }
 

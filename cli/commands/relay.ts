@@ -121,11 +121,20 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
       const m = parseHostPort(args.mesh, '--mesh');
       const madv = parseHostPort(args['mesh-advertise'] ?? args.mesh, '--mesh-advertise');
       const ladv = args.advertise ? parseHostPort(args.advertise, '--advertise') : { host: socket.localAddress.ip, port: socket.localAddress.port };
-      let secret: Uint8Array;
+      let meshSocket;
+      try {
+        meshSocket = (await openBestDatagramSocket({ host: m.host, port: m.port })).socket;
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        throw new CliError(`cannot listen on --mesh ${args.mesh}: ${e.code ?? e.message}`);
+      }
+      const ms = meshSocket;
+      onShutdown(() => ms.close());
       registry = new RedisMeshRegistry(redis, {
-        relayId: id, meshIp: madv.host, meshPort: madv.port, listenIp: ladv.host, listenPort: ladv.port,
-        prefix: args['redis-prefix'], logger: log,
+        relayId: id, meshIp: madv.host, meshPort: args['mesh-advertise'] ? madv.port : meshSocket.localAddress.port,
+        listenIp: ladv.host, listenPort: ladv.port, prefix: args['redis-prefix'], logger: log,
       });
+      let secret: Uint8Array;
       if (args['mesh-key']) {
         try {
           secret = readFileSync(args['mesh-key']);
@@ -140,16 +149,7 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
           throw new CliError(`cannot load the mesh key from Redis: ${(err as Error).message}`);
         }
       }
-      let meshSocket;
-      try {
-        meshSocket = (await openBestDatagramSocket({ host: m.host, port: m.port })).socket;
-      } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        throw new CliError(`cannot listen on --mesh ${args.mesh}: ${e.code ?? e.message}`);
-      }
       mesh = new Mesh({ relayId: id, key: deriveMeshKey(secret) }, { logger: log, clock: systemClock, socket: meshSocket, routes: registry });
-      const ms = meshSocket;
-      onShutdown(() => ms.close());
     }
     let sessionListener: SessionListener | undefined;
     if (redis) {
