@@ -24,6 +24,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('reverse', { type: 'boolean', default: false })
     .option('top', { type: 'number', default: 25 })
     .option('out', { type: 'string', default: '/tmp/isthmus-perf.data' })
+    .option('hold', { type: 'number', default: 0, describe: 'instead of profiling: keep the overlay up this many seconds (print namespaces and pids)' })
     .help().parseAsync();
   if (process.getuid?.() !== 0) {
     process.stderr.write('profile needs root (network namespaces, perf)\n');
@@ -40,6 +41,11 @@ export async function main(argv: string[]): Promise<number> {
     try {
       await topo.waitForListen(topo.ns.vpc2, IPERF_PORT, 'tcp');
       const pids = ep.pids?.() ?? [];
+      if (a.hold > 0) {
+        process.stdout.write(`${JSON.stringify({ ns: topo.ns, server: ep.serverAddr, client: ep.clientAddr, pids })}\n`);
+        await sleep(a.hold * 1000);
+        return 0;
+      }
       const iperf = runIperf(topo, ep.serverAddr, ep.clientAddr, { streams: a.streams, reverse: a.reverse },
         { durationS: a.duration + 2, omitS: 1, port: IPERF_PORT }, () => pids);
       await sleep(1500);
@@ -50,7 +56,7 @@ export async function main(argv: string[]): Promise<number> {
       const names = ['relay', 'agent a1 (vpc1)', 'agent s1 (vpc2)'];
       for (let i = 0; i < pids.length; i++) {
         const rep = await run('perf', ['report', '-i', a.out, '--stdio', '--no-children', '--pid', String(pids[i]),
-          '--sort', 'sym', '-g', 'none', '--percent-limit', '0.7'], { timeoutMs: 120_000, check: false });
+          '--sort', 'sym', '-g', 'none', '--percentage', 'relative', '--percent-limit', '0.7'], { timeoutMs: 120_000, check: false });
         const lines = rep.stdout.split('\n').filter((l) => l.trim() && !l.startsWith('#')).slice(0, a.top);
         process.stdout.write(`\n== ${names[i] ?? 'pid'} ${pids[i]} ==\n${lines.join('\n')}\n`);
       }

@@ -22,6 +22,8 @@ export interface SubjectResult {
   ping?: PingResult;
   /** Ping while the first iperf3 case runs. */
   loadedPing?: PingResult;
+  /** Resident memory (MiB) mid-way through the first loaded run: the hub process (relay) and the largest member. */
+  rssMiB?: { hub: number; memberMax: number };
   /** 64-byte UDP datagrams, unlimited rate. */
   udp64?: UdpPpsResult;
   /** Set when the subject failed; the other subjects still run. */
@@ -64,10 +66,11 @@ export function formatReport(r: BenchReport): string {
   }
   lines.push('(CPU-s/GB for the first column; "machine" counts every process on the shared machine, "procs" the subject\'s daemons and both iperf3 ends)');
   lines.push('');
-  lines.push(pad('subject', w) + lpad('RTT idle med', 14) + lpad('RTT loaded med', 16) + lpad('64B UDP kpps rx', 17) + lpad('lost %', 8) + '  description');
+  lines.push(pad('subject', w) + lpad('RTT idle med', 14) + lpad('RTT loaded med', 16) + lpad('64B UDP kpps rx', 17) + lpad('lost %', 8) + lpad('RSS MiB hub/member', 20) + '  description');
   for (const s of r.subjects.filter((x) => !x.error)) {
     lines.push(pad(s.name, w) + lpad(f3(s.ping?.medianMs), 14) + lpad(f3(s.loadedPing?.medianMs), 16) +
-      lpad(f2(s.udp64 ? s.udp64.receivedPps / 1000 : undefined), 17) + lpad(f2(s.udp64?.lossPercent), 8) + `  ${s.description}`);
+      lpad(f2(s.udp64 ? s.udp64.receivedPps / 1000 : undefined), 17) + lpad(f2(s.udp64?.lossPercent), 8) +
+      lpad(s.rssMiB ? `${f2(s.rssMiB.hub)}/${f2(s.rssMiB.memberMax)}` : '-', 20) + `  ${s.description}`);
   }
   const [lead, ...peers] = r.subjects.filter((s) => !s.error);
   if (lead && peers.length > 0) {

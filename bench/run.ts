@@ -92,10 +92,13 @@ async function measure(topo: Topology, subject: BenchSubject, s: RunSettings): P
             if (i === 0 && !reverse && streams === s.streams[0]) {
               // Latency under load: ping through the same path while the first stream runs.
               const count = Math.max(5, Math.min(100, Math.floor((s.durationS - 0.5) / s.pingIntervalS)));
-              const [res, loaded] = await Promise.all([iperf,
-                sleep(s.omitS * 1000).then(() => runPing(topo, ep.serverAddr, count, s.pingIntervalS))]);
+              // Memory under load: resident set of the hub process and the members, mid-run.
+              const [res, loaded, rss] = await Promise.all([iperf,
+                sleep(s.omitS * 1000).then(() => runPing(topo, ep.serverAddr, count, s.pingIntervalS)),
+                sleep((s.omitS + s.durationS / 2) * 1000).then(() => (ep.pids?.() ?? []).map(rssMiB))]);
               runs.push(res);
               result.loadedPing = loaded;
+              if (rss.length > 0) result.rssMiB = { hub: rss[0]!, memberMax: Math.max(0, ...rss.slice(1)) };
               log(`ping under load median ${loaded.medianMs.toFixed(3)} ms`);
             } else {
               runs.push(await iperf);
@@ -126,6 +129,16 @@ async function measure(topo: Topology, subject: BenchSubject, s: RunSettings): P
     await subject.teardown().catch((err: Error) => log(`teardown: ${err.message}`));
   }
   return result;
+}
+
+/** Resident set size of a process in MiB (NaN when it is gone). */
+function rssMiB(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
 }
 
 export async function main(argv: string[]): Promise<number> {

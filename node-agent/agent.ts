@@ -21,6 +21,8 @@ import { Endpoint, EndpointKind, type OutsideSender } from './endpoint';
 import { PeerSet, type PeerSpec } from './peer-set';
 import type { AgentConfig } from './config';
 import { cidrContains, formatCidr, type Cidr } from './cidr';
+import type { BatchAead } from './batch-crypto';
+import { aead as nativeAead, nativeAvailable } from '../native-bindings';
 
 /** Relay keepalive and dead-relay detection (PINGs are 8-byte frames: cheap at the relay). */
 export const RELAY_FAILOVER_TIMING = { keepaliveMs: 250, deadAfterPings: 3, authRetryMinMs: 200 } as const;
@@ -35,6 +37,8 @@ export interface AgentComponents {
   openUdpSocket(opts: { host: string; port: number }): DatagramSocket;
   /** Route a prefix into the TUN (transparent mode), e.g. `ip route replace CIDR dev TUN`. */
   addRoute?(cidr: string, device: string): Promise<void>;
+  /** Batched AEAD for the data path. @default the native addon's when it is built; null: node:crypto per packet */
+  aead?: BatchAead | null;
 }
 
 export interface AgentOptions {
@@ -79,6 +83,7 @@ export class Agent {
     this.device = new Device({
       clock: c.clock, logger: c.logger, outside, peers: this.peers, local: this.local, timerConfig: this.timerConfig,
       inside: { write: (buf, off, len) => this.tun?.write(buf, off, len) },
+      aead: c.aead === null ? undefined : (c.aead ?? (nativeAvailable() ? nativeAead : undefined)),
     });
   }
 
@@ -182,9 +187,12 @@ export class Agent {
   }
 
   private onOutsideBatch(b: DatagramBatch): void {
+    const device = this.device;
+    device.beginOutsideBatch();
     for (let i = 0; i < b.count; i++) {
-      this.device.receiveOutside(b.data, b.offsets[i], b.lengths[i], EndpointKind.Direct, b.addrs[i], b.ports[i], 0);
+      device.receiveOutside(b.data, b.offsets[i], b.lengths[i], EndpointKind.Direct, b.addrs[i], b.ports[i], 0);
     }
+    device.endOutsideBatch();
     this.flushAll();
   }
 
@@ -192,16 +200,19 @@ export class Agent {
   private onRelayBatch(b: DatagramBatch): void {
     const relay = this.relay;
     if (!relay) return;
+    const device = this.device;
+    device.beginOutsideBatch();
     for (let i = 0; i < b.count; i++) {
       if (b.addrs[i] !== this.relayIp || b.ports[i] !== this.relayPort) continue;
       const frame = relay.handleFrame(b.data, b.offsets[i], b.lengths[i]);
-      if (frame) this.device.receiveOutside(b.data, frame.offset, frame.length, EndpointKind.Relay, 0, 0, frame.srcVip);
+      if (frame) device.receiveOutside(b.data, frame.offset, frame.length, EndpointKind.Relay, 0, 0, frame.srcVip);
     }
+    device.endOutsideBatch();
     this.flushAll();
   }
 
   private onInsideBatch(b: PacketBatch): void {
-    for (let i = 0; i < b.count; i++) this.device.receiveInside(b.data, b.offsets[i], b.lengths[i]);
+    this.device.receiveInsideBatch(b, this.tun?.mtu ?? 0);
     this.flushAll();
   }
 

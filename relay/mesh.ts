@@ -32,8 +32,9 @@ import {
   MESH_DATA_HEADER_LEN, MESH_NONCE_LEN, MESH_OFFSET_DST, MESH_REAUTH_LEN, MeshFrameType, decodeMeshHello,
   encodeMeshHello, writeMeshDataHeader,
 } from './mesh-frame';
+import { HeldFrames } from './mesh-held';
+import { MeshTrust } from './mesh-trust';
 import type { SessionTable } from './session-table';
-import { tupleKey } from './session-table';
 import type { RelayStats } from './stats';
 
 /** Where a member lives when it is not here. */
@@ -87,8 +88,6 @@ export interface MeshComponents {
   /** The mesh UDP socket (not the member socket). */
   socket: DatagramSocket;
   routes: MeshRouteSource;
-  /** Wall clock for HELLO timestamps. @default Date.now */
-  wallNow?: () => number;
 }
 
 /** What the relay lends the mesh to deliver to its own members. */
@@ -112,14 +111,6 @@ interface Route {
   until: number;
 }
 
-const MAX_TRUSTED = 4096;
-/** Frames held per destination while its route is looked up / its home handshaken (after
- *  WireGuard's staged packets): the first packet after a failover is often a TCP
- *  retransmission, and dropping it would double the flow's stall. */
-const MAX_QUEUED_PER_VIP = 16;
-const MAX_QUEUED_TOTAL = 1024;
-const QUEUE_TTL_MS = 2000;
-const MAX_NONCES = 65_536;
 
 export class Mesh {
   private readonly o: Required<MeshInit>;
@@ -131,14 +122,10 @@ export class Mesh {
   private readonly pending = new Set<number>();
   /** Bumped on every invalidation; a lookup that started before one is not cached. */
   private epoch = 0;
-  /** Source 4-tuples that proved the mesh key → relay id. */
-  private readonly trusted = new Map<number, string>();
-  private readonly seenNonces = new Map<string, number>();
-  private readonly reauthAt = new Map<number, number>();
+  private readonly trust: MeshTrust;
+  private readonly held = new HeldFrames();
   private readonly scratch = Buffer.alloc(MESH_DATA_HEADER_LEN + 65536);
   private readonly reauthFrame = Buffer.from([MeshFrameType.REAUTH, 0, 0, 0]);
-  private readonly queued = new Map<number, { until: number; frames: Buffer[] }>();
-  private queuedTotal = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = true;
   private dirty = false;
@@ -146,8 +133,10 @@ export class Mesh {
   constructor(init: MeshInit, private readonly c: MeshComponents) {
     this.o = { routeTtlMs: 30_000, negativeTtlMs: 1000, helloRetryMs: 250, maxSkewMs: 30_000, refreshMs: 10_000, ...init };
     if (init.key.length !== 32) throw new RangeError('mesh key must be 32 bytes');
+    this.trust = new MeshTrust(2 * this.o.maxSkewMs);
     this.log = c.logger.child({ relay: init.relayId, part: 'mesh' });
-    this.wallNow = c.wallNow ?? Date.now;
+    // HELLO timestamps compare wall clocks across relays (monotonic clocks are per host).
+    this.wallNow = () => c.clock.wallMs();
     c.routes.onEvent((e) => this.onSessionEvent(e));
   }
 
@@ -213,40 +202,24 @@ export class Mesh {
     return MeshForwardResult.SENT;
   }
 
-  /** Keep a copy of the frame (as MESH_DATA) until the route is usable; PENDING either way. */
+  /** Keep a copy of the frame until the route is usable: HELD, or PENDING (dropped) when full. */
   private hold(buf: Uint8Array, off: number, len: number, srcVip: number, dstVip: number, now: number): MeshForwardResult {
-    let q = this.queued.get(dstVip);
-    if (!q) {
-      if (this.queuedTotal >= MAX_QUEUED_TOTAL) return MeshForwardResult.PENDING;
-      q = { until: now + QUEUE_TTL_MS, frames: [] };
-      this.queued.set(dstVip, q);
-    }
-    if (q.frames.length >= MAX_QUEUED_PER_VIP || this.queuedTotal >= MAX_QUEUED_TOTAL) return MeshForwardResult.PENDING;
-    const f = Buffer.allocUnsafe(MESH_DATA_HEADER_LEN + len - RELAY_HEADER_LEN);
-    writeMeshDataHeader(f, 0, dstVip, srcVip);
-    f.set(buf.subarray(off + RELAY_HEADER_LEN, off + len), MESH_DATA_HEADER_LEN);
-    q.frames.push(f);
-    this.queuedTotal++;
-    return MeshForwardResult.HELD;
+    return this.held.hold(buf, off, len, srcVip, dstVip, now) ? MeshForwardResult.HELD : MeshForwardResult.PENDING;
   }
 
-  /** After a lookup or handshake completed: send held frames whose route is now usable. */
+  /** After a lookup, handshake or event: send held frames whose route is now usable. */
   private drainHeld(now: number): void {
-    if (this.queued.size === 0) return;
-    for (const [vip, q] of this.queued) {
+    if (this.held.size === 0) return;
+    const n = this.held.drain(now, (vip) => {
       const r = this.routes.get(vip);
-      const expired = q.until <= now;
-      if (!expired && (!r || (r.peer && !r.peer.ready))) continue;
-      this.queued.delete(vip);
-      this.queuedTotal -= q.frames.length;
-      const peer = r?.peer;
-      if (expired || !peer) continue;
-      for (const f of q.frames) {
-        this.c.socket.send(f, 0, f.length, peer.addr, peer.port);
-        if (this.local) this.local.stats.meshSent++;
-      }
+      if (!r) return undefined;
+      if (!r.peer) return null;
+      return r.peer.ready ? r.peer : undefined;
+    }, (f, addr, port) => this.c.socket.send(f, 0, f.length, addr, port));
+    if (n > 0) {
+      if (this.local) this.local.stats.meshSent += n;
+      this.c.socket.flush();
     }
-    this.c.socket.flush();
   }
 
   /** Send what forward() queued; the relay calls this once per member batch. */
@@ -265,7 +238,7 @@ export class Mesh {
       if (this.closed) return;
       if (epoch !== this.epoch) {
         // An event raced the lookup: its answer may be stale; ask again if frames wait.
-        if (this.queued.has(vip)) this.lookup(vip);
+        if (this.held.has(vip)) this.lookup(vip);
         return;
       }
       const now = this.c.clock.now();
@@ -316,13 +289,13 @@ export class Mesh {
         this.routes.set(vip, { peer, until: now + this.o.routeTtlMs });
         if (peer.ready) {
           this.drainHeld(now);
-        } else if (this.queued.has(vip)) {
+        } else if (this.held.has(vip)) {
           this.sendHello(peer, now, MeshFrameType.HELLO);
           this.flush();
         }
       } else {
         this.routes.delete(vip);
-        if (this.queued.has(vip)) this.lookup(vip);
+        if (this.held.has(vip)) this.lookup(vip);
       }
       // The member moved away: a stale local binding would shadow the route until it expired.
       const s = this.local?.sessions.byOverlay(vip);
@@ -332,7 +305,7 @@ export class Mesh {
       }
     } else {
       this.routes.delete(vip);
-      if (this.queued.has(vip)) this.lookup(vip);
+      if (this.held.has(vip)) this.lookup(vip);
     }
   }
 
@@ -347,8 +320,7 @@ export class Mesh {
 
   /** Housekeeping: prune nonces, refresh peer trust. */
   tick(): void {
-    const wall = this.wallNow();
-    for (const [n, t] of this.seenNonces) if (wall - t > 2 * this.o.maxSkewMs) this.seenNonces.delete(n);
+    this.trust.tick(this.wallNow());
     const now = this.c.clock.now();
     for (const p of this.peers.values()) {
       if (p.ready && now - p.lastHelloAt >= this.o.refreshMs) {
@@ -356,7 +328,6 @@ export class Mesh {
         this.sendHello(p, now, MeshFrameType.HELLO);
       }
     }
-    this.reauthAt.clear();
     this.drainHeld(now);
     this.flush();
   }
@@ -375,9 +346,10 @@ export class Mesh {
     if (len < MESH_REAUTH_LEN) return l.stats.drop('too-short');
     const type = buf[off];
     if (type === MeshFrameType.DATA) {
-      if (this.trusted.get(tupleKey(addr, port)) === undefined) {
+      if (!this.trust.isTrusted(addr, port)) {
         l.stats.drop('mesh-untrusted');
-        this.sendReauth(addr, port);
+        // At most one MESH_REAUTH per source per tick: never an amplifier.
+        if (this.trust.mayReauth(addr, port)) this.c.socket.send(this.reauthFrame, 0, MESH_REAUTH_LEN, addr, port);
         return;
       }
       if (len < MESH_DATA_HEADER_LEN + MSG_TRANSPORT_MIN_SIZE) return l.stats.drop('too-short');
@@ -414,34 +386,18 @@ export class Mesh {
     const h = decodeMeshHello(buf, off, len, this.o.key);
     const wall = this.wallNow();
     if (!h || Math.abs(wall - h.timestampMs) > this.o.maxSkewMs || h.relayId === this.o.relayId) return l.stats.drop('mesh-bad-hello');
-    const nonceId = Buffer.from(h.nonce).toString('hex');
-    if (this.seenNonces.has(nonceId)) return l.stats.drop('mesh-bad-hello');
-    if (this.seenNonces.size >= MAX_NONCES) this.seenNonces.clear();
-    this.seenNonces.set(nonceId, h.timestampMs);
+    if (!this.trust.firstUse(h.nonce, h.timestampMs)) return l.stats.drop('mesh-bad-hello');
     if (h.type === MeshFrameType.HELLO_ACK) {
       const p = this.peers.get(h.relayId);
       if (!p || !Buffer.from(p.nonce).equals(Buffer.from(h.echo))) return l.stats.drop('mesh-bad-hello');
-      this.trust(addr, port, h.relayId);
+      this.trust.trust(addr, port, h.relayId);
       if (!p.ready) this.log.info({ peer: h.relayId, meshAddr: `${intToIpv4(addr)}:${port}` }, 'mesh peer ready');
       p.ready = true;
       this.drainHeld(now);
       return;
     }
-    this.trust(addr, port, h.relayId);
+    this.trust.trust(addr, port, h.relayId);
     const ack = encodeMeshHello({ type: MeshFrameType.HELLO_ACK, timestampMs: wall, nonce: randomBytes(MESH_NONCE_LEN), echo: h.nonce, relayId: this.o.relayId }, this.o.key);
     this.c.socket.send(ack, 0, ack.length, addr, port);
-  }
-
-  private trust(addr: number, port: number, relayId: string): void {
-    if (this.trusted.size >= MAX_TRUSTED) this.trusted.clear();
-    this.trusted.set(tupleKey(addr, port), relayId);
-  }
-
-  /** At most one MESH_REAUTH per source per tick. */
-  private sendReauth(addr: number, port: number): void {
-    const k = tupleKey(addr, port);
-    if (this.reauthAt.has(k) || this.reauthAt.size > 1024) return;
-    this.reauthAt.set(k, 1);
-    this.c.socket.send(this.reauthFrame, 0, MESH_REAUTH_LEN, addr, port);
   }
 }

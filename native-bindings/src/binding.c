@@ -50,6 +50,7 @@ typedef struct isthmus_io_s {
   int poll_inited;
   int polling;
   int closing;
+  int udp_gso; /* 1: try UDP GSO on send; 0: off (refused once, or disabled) */
   uint32_t batch, slot_size, headroom;
   uint8_t *rx_slab;
   uint32_t *rx_lengths, *rx_addrs, *rx_ports;
@@ -340,6 +341,7 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
   if (fd < 0) return throw_errno(env, fd, "bind", NULL);
   h->fd = fd;
   h->kind = KIND_UDP;
+  h->udp_gso = getenv("ISTHMUS_NO_UDP_GSO") == NULL;
   int p = isthmus_udp_local_port(fd);
   if (p < 0) {
     close(fd);
@@ -437,7 +439,7 @@ static napi_value io_flush(napi_env env, napi_callback_info info) {
     sent = isthmus_tun_write_batch(h->fd, h->tx_slab, h->slot_size, h->tx_lengths, count, &errors);
   } else {
     sent = isthmus_udp_send_batch(h->fd, h->tx_slab, h->slot_size, h->tx_lengths, h->tx_addrs,
-                                  h->tx_ports, count, &errors);
+                                  h->tx_ports, count, &errors, &h->udp_gso);
   }
   h->stats[STAT_TX_PACKETS] += sent;
   h->stats[STAT_TX_DROPS] += errors;

@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -106,46 +107,117 @@ int isthmus_udp_recv_batch(int fd, uint8_t *slab, uint32_t slot_size, uint32_t h
   return (int)n;
 }
 
+/* Linux UDP GSO (UDP_SEGMENT, 4.18+): consecutive datagrams to the same address with the
+ * same length (the last of a run may be shorter) go down as ONE sendmsg whose iovecs point
+ * at their slots; the kernel builds one skb and segments it as late as possible (on veth:
+ * at the receiving socket), so routing, netfilter and the device are paid once per run.
+ * The datagrams on the wire are exactly the ones sendmmsg would have sent. */
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#define GSO_MAX_SEGMENTS 64
+#define GSO_MAX_BYTES 65000
+
+/* sendmmsg of msgs[0..nmsgs) (segs[m] datagrams each) until done or EAGAIN. Returns the
+ * datagrams sent; *gso_failed_at = index of a GSO message the kernel refused, else -1. */
+static int send_all(int fd, struct mmsghdr *msgs, const uint32_t *segs, uint32_t nmsgs,
+                    uint32_t *errors, int *gso_failed_at) {
+  uint32_t done = 0;
+  int sent = 0;
+  *gso_failed_at = -1;
+  while (done < nmsgs) {
+    int r = sendmmsg(fd, msgs + done, nmsgs - done, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        for (uint32_t i = done; i < nmsgs; i++) *errors += segs[i];
+        break;
+      }
+      /* EIO/EINVAL on a GSO message: this path cannot segment (no checksum offload, ...). */
+      if (segs[done] > 1 && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT ||
+                             errno == EOPNOTSUPP)) {
+        *gso_failed_at = (int)done;
+        return sent;
+      }
+      /* sendmmsg reports an error only when the first message fails: skip it. */
+      *errors += segs[done];
+      done++;
+      continue;
+    }
+    for (int i = 0; i < r; i++) sent += (int)segs[done + (uint32_t)i];
+    done += (uint32_t)r;
+  }
+  return sent;
+}
+
 int isthmus_udp_send_batch(int fd, const uint8_t *slab, uint32_t slot_size,
                            const uint32_t *lengths, const uint32_t *addrs,
-                           const uint32_t *ports, uint32_t count, uint32_t *errors) {
-  struct mmsghdr msgs[ISTHMUS_UDP_MAX_BATCH];
-  struct iovec iovs[ISTHMUS_UDP_MAX_BATCH];
-  struct sockaddr_in names[ISTHMUS_UDP_MAX_BATCH];
+                           const uint32_t *ports, uint32_t count, uint32_t *errors,
+                           int *gso) {
+  static __thread struct mmsghdr msgs[ISTHMUS_UDP_MAX_BATCH];
+  static __thread struct iovec iovs[ISTHMUS_UDP_MAX_BATCH];
+  static __thread struct sockaddr_in names[ISTHMUS_UDP_MAX_BATCH];
+  static __thread uint32_t segs[ISTHMUS_UDP_MAX_BATCH];
+  static __thread union {
+    char buf[CMSG_SPACE(sizeof(uint16_t))];
+    struct cmsghdr align;
+  } ctrl[ISTHMUS_UDP_MAX_BATCH];
   if (count > ISTHMUS_UDP_MAX_BATCH) {
     *errors += count - ISTHMUS_UDP_MAX_BATCH;
     count = ISTHMUS_UDP_MAX_BATCH;
   }
-  for (uint32_t i = 0; i < count; i++) {
-    iovs[i].iov_base = (void *)(slab + (size_t)i * slot_size);
-    iovs[i].iov_len = lengths[i];
-    memset(&names[i], 0, sizeof(names[i]));
-    names[i].sin_family = AF_INET;
-    names[i].sin_port = htons((uint16_t)ports[i]);
-    names[i].sin_addr.s_addr = htonl(addrs[i]);
-    memset(&msgs[i], 0, sizeof(msgs[i]));
-    msgs[i].msg_hdr.msg_iov = &iovs[i];
-    msgs[i].msg_hdr.msg_iovlen = 1;
-    msgs[i].msg_hdr.msg_name = &names[i];
-    msgs[i].msg_hdr.msg_namelen = sizeof(names[i]);
-  }
-  uint32_t done = 0;
-  int sent = 0;
-  while (done < count) {
-    int r = sendmmsg(fd, msgs + done, count - done, 0);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        *errors += count - done;
-        break;
+  int use_gso = *gso > 0;
+  int total = 0;
+  for (;;) {
+    uint32_t nmsgs = 0;
+    for (uint32_t i = 0; i < count;) {
+      uint32_t first = i, bytes = lengths[i];
+      i++;
+      /* Extend the run: same destination, same size as the first, and stop after a shorter one. */
+      while (use_gso && i < count && i - first < GSO_MAX_SEGMENTS && addrs[i] == addrs[first] &&
+             ports[i] == ports[first] && lengths[i] > 0 && lengths[i] <= lengths[first] &&
+             bytes + lengths[i] <= GSO_MAX_BYTES && lengths[i - 1] == lengths[first]) {
+        bytes += lengths[i];
+        i++;
       }
-      /* sendmmsg reports an error only when the first datagram fails: skip it. */
-      (*errors)++;
-      done++;
-      continue;
+      uint32_t m = nmsgs++;
+      for (uint32_t k = first; k < i; k++) {
+        iovs[k].iov_base = (void *)(slab + (size_t)k * slot_size);
+        iovs[k].iov_len = lengths[k];
+      }
+      memset(&names[m], 0, sizeof(names[m]));
+      names[m].sin_family = AF_INET;
+      names[m].sin_port = htons((uint16_t)ports[first]);
+      names[m].sin_addr.s_addr = htonl(addrs[first]);
+      memset(&msgs[m], 0, sizeof(msgs[m]));
+      msgs[m].msg_hdr.msg_iov = &iovs[first];
+      msgs[m].msg_hdr.msg_iovlen = i - first;
+      msgs[m].msg_hdr.msg_name = &names[m];
+      msgs[m].msg_hdr.msg_namelen = sizeof(names[m]);
+      segs[m] = i - first;
+      if (i - first > 1) {
+        msgs[m].msg_hdr.msg_control = ctrl[m].buf;
+        msgs[m].msg_hdr.msg_controllen = sizeof(ctrl[m].buf);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msgs[m].msg_hdr);
+        cm->cmsg_level = SOL_UDP;
+        cm->cmsg_type = UDP_SEGMENT;
+        cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t gso_size = (uint16_t)lengths[first];
+        memcpy(CMSG_DATA(cm), &gso_size, sizeof(gso_size));
+      }
     }
-    done += (uint32_t)r;
-    sent += r;
+    int failed_at;
+    total += send_all(fd, msgs, segs, nmsgs, errors, &failed_at);
+    if (failed_at < 0) return total;
+    /* Rare: GSO refused. Turn it off for this socket and send the rest one by one. */
+    *gso = 0;
+    use_gso = 0;
+    uint32_t skip = 0;
+    for (int k = 0; k < failed_at; k++) skip += segs[k];
+    slab += (size_t)skip * slot_size;
+    lengths += skip;
+    addrs += skip;
+    ports += skip;
+    count -= skip;
   }
-  return sent;
 }

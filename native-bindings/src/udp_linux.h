@@ -31,9 +31,12 @@ int isthmus_udp_recv_batch(int fd, uint8_t *slab, uint32_t slot_size, uint32_t h
 /* sendmmsg of datagrams 0..count-1, continuing after partial sends. A datagram the
  * kernel refuses (e.g. EMSGSIZE, ENETUNREACH) is skipped and counted in *errors;
  * on EAGAIN the remainder is dropped and counted in *errors (never blocks).
- * Returns how many were sent. */
+ * Returns how many were sent.
+ * *gso > 0: runs of same-destination, same-size datagrams go as one UDP_SEGMENT send (see
+ * udp_linux.c); set to 0 here when the kernel refuses GSO, and the batch is sent plainly. */
 int isthmus_udp_send_batch(int fd, const uint8_t *slab, uint32_t slot_size,
                            const uint32_t *lengths, const uint32_t *addrs,
-                           const uint32_t *ports, uint32_t count, uint32_t *errors);
+                           const uint32_t *ports, uint32_t count, uint32_t *errors,
+                           int *gso);
 
 #endif

@@ -98,19 +98,27 @@ test.serial('peer map: a member joining on coordinator 2 reaches a watcher on co
   const a = member('10.4.0.1');
   const ja = await env.client(0).join({ ...a, token: tok.token });
   const ac = new AbortController();
+  // Also on failure: a parked long-poll would keep this worker from ever exiting.
+  t.teardown(() => ac.abort());
   const updates: PeerMapUpdate[] = [];
   let resolveSeen!: (ms: number) => void;
   const seen = new Promise<number>((r) => { resolveSeen = r; });
   let joinedAt = 0;
   let bVip = '';
+  // The watcher may see the new member before join() has returned on our side, so every
+  // update is timed and checked again once bVip is known.
+  const seenAt: number[] = [];
   const watching = env.client(0).watchPeers(ja.sessionToken, ja.version, (u) => {
     updates.push(u);
+    seenAt.push(Date.now());
     if (bVip && u.peers.has(bVip)) resolveSeen(Date.now() - joinedAt);
   }, ac.signal, { initial: ja.peers });
   await new Promise((r) => setTimeout(r, 200)); // the poll is parked on coordinator 1
   joinedAt = Date.now();
   const jb = await env.client(1).join({ ...member('10.4.0.2'), token: tok.token });
   bVip = jb.vip;
+  const early = updates.findIndex((u) => u.peers.has(bVip));
+  if (early >= 0) resolveSeen(seenAt[early] - joinedAt);
   const ms = await Promise.race([seen, new Promise<number>((r) => setTimeout(() => r(-1), 2000))]);
   t.true(ms >= 0 && ms < 2000, `seen after ${ms} ms`);
   t.log(`join → visible to a watcher on the other coordinator: ${ms} ms`);
@@ -166,6 +174,7 @@ test.serial('watchPeers keeps the last map while the coordinator is unreachable 
   };
   const c = new CoordinatorClient({ url: env.urls[0], fetch: flaky });
   const ac = new AbortController();
+  t.teardown(() => ac.abort());
   const maps: number[] = [];
   let latest: ReadonlyMap<string, unknown> = new Map();
   const w = c.watchPeers(ja.sessionToken, ja.version, (u) => { maps.push(u.peers.size); latest = u.peers; }, ac.signal,

@@ -163,3 +163,35 @@ t('oversize sends and sends after close are counted, never thrown', (tt) => {
   tt.notThrows(() => s.flush());
   tt.is(s.stats.txDrops, 2);
 });
+
+t('runs of equal-size datagrams to one receiver (sent with UDP GSO) arrive as the same datagrams, in order', async (tt) => {
+  const rxA = openUdpSocket({ host: '127.0.0.1', port: 0 });
+  const rxB = openUdpSocket({ host: '127.0.0.1', port: 0 });
+  const tx = openUdpSocket({ host: '127.0.0.1', port: 0 });
+  tt.teardown(() => { rxA.close(); rxB.close(); tx.close(); });
+  // Per receiver: runs of 1400-byte datagrams, a shorter one ending a run, a zero-length one,
+  // and the two destinations interleaved in blocks so runs break on the address too.
+  const plan: { to: 'A' | 'B'; size: number }[] = [];
+  for (let block = 0; block < 6; block++) {
+    const to = block % 2 === 0 ? 'A' : 'B';
+    for (let k = 0; k < 70; k++) plan.push({ to, size: 1400 });
+    plan.push({ to, size: 100 + block }, { to, size: 1400 }, { to, size: 0 }, { to, size: 1400 });
+  }
+  const want = { A: plan.filter((p) => p.to === 'A'), B: plan.filter((p) => p.to === 'B') };
+  const doneA = collect(rxA, want.A.length, 5000);
+  const doneB = collect(rxB, want.B.length, 5000);
+  plan.forEach((p, i) => {
+    const rx = p.to === 'A' ? rxA : rxB;
+    tx.send(datagram(i, p.size), 0, p.size, LOOP, rx.localAddress.port);
+    if (i % 128 === 127) tx.flush();
+  });
+  tx.flush();
+  const [a, b] = await Promise.all([doneA, doneB]);
+  let i = 0;
+  const expected = { A: [] as Buffer[], B: [] as Buffer[] };
+  for (const p of plan) expected[p.to].push(datagram(i++, p.size));
+  tt.deepEqual(a.got.map((g) => g.bytes), expected.A);
+  tt.deepEqual(b.got.map((g) => g.bytes), expected.B);
+  tt.is(tx.stats.txPackets, plan.length);
+  tt.is(tx.stats.txDrops, 0);
+});

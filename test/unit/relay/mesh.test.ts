@@ -37,7 +37,7 @@ function node(id: string, routes: MapRoutes, key = KEY, wallNow?: () => number) 
   const member = new MemorySocket();
   const sessions = new SessionTable();
   const stats = new RelayStats();
-  const mesh = new Mesh({ relayId: id, key }, { logger: silentLogger(), clock: { now: () => now }, socket, routes, wallNow });
+  const mesh = new Mesh({ relayId: id, key }, { logger: silentLogger(), clock: { now: () => now, wallMs: wallNow ?? Date.now }, socket, routes });
   mesh.attach({ sessions, memberSocket: member, stats });
   mesh.start();
   return { mesh, socket, member, sessions, stats, advance: (ms: number) => { now += ms; }, stop: () => mesh.stop() };

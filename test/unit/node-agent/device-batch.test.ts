@@ -1,0 +1,195 @@
+/**
+ * The batched data path (Device.receiveInsideBatch / begin..endOutsideBatch with the native
+ * batched AEAD): two engines back to back in memory, whole batches in one slab each way.
+ * Batched and per-packet (node:crypto) engines must interoperate byte for byte, and the
+ * replay window must move only for packets whose tag verified.
+ */
+import test from 'ava';
+import { ManualClock } from '../../../common/clock';
+import { silentLogger } from '../../../common/logger';
+import { ipv4ToInt, type PacketBatch } from '../../../common/packet-io';
+import { generatePrivateKey, publicKeyFromPrivate, keyToBase64 } from '../../../protocol/keys';
+import { createLocalIdentity } from '../../../protocol/handshake';
+import { DEFAULT_TIMER_CONFIG } from '../../../protocol/timers';
+import { Device, DEVICE_HEADROOM } from '../../../node-agent/device';
+import { PeerSet } from '../../../node-agent/peer-set';
+import { Endpoint, EndpointKind } from '../../../node-agent/endpoint';
+import { parseCidr } from '../../../node-agent/cidr';
+import type { BatchAead } from '../../../node-agent/batch-crypto';
+import { aead as nativeAead, nativeAvailable } from '../../../native-bindings';
+
+const SLOT = 2048;
+const MTU = 1420;
+
+function ipv4Packet(src: string, dst: string, payload: Buffer): Buffer {
+  const p = Buffer.alloc(20 + payload.length);
+  p[0] = 0x45;
+  p.writeUInt16BE(p.length, 2);
+  p[8] = 64;
+  p[9] = 17;
+  p.writeUInt32BE(ipv4ToInt(src), 12);
+  p.writeUInt32BE(ipv4ToInt(dst), 16);
+  payload.copy(p, 20);
+  return p;
+}
+
+/** Packets laid out like a TUN or UDP slab: one per slot, `headroom` free bytes in front. */
+function slab(packets: Buffer[], headroom: number): PacketBatch {
+  const data = Buffer.alloc(Math.max(1, packets.length) * SLOT);
+  const offsets = new Uint32Array(packets.length);
+  const lengths = new Uint32Array(packets.length);
+  packets.forEach((p, i) => {
+    offsets[i] = i * SLOT + headroom;
+    lengths[i] = p.length;
+    p.copy(data, offsets[i]);
+  });
+  return { count: packets.length, data, offsets, lengths };
+}
+
+type Side = 'a' | 'b';
+interface Wire { from: Side; bytes: Buffer }
+
+function pair(aeads: Record<Side, BatchAead | undefined>) {
+  const clock = new ManualClock();
+  const timerConfig = { ...DEFAULT_TIMER_CONFIG };
+  const wire: Wire[] = [];
+  const inbox: Record<Side, Buffer[]> = { a: [], b: [] };
+  const keys = { a: generatePrivateKey(), b: generatePrivateKey() };
+  const make = (self: Side) => {
+    const local = createLocalIdentity(keys[self]);
+    const peers = new PeerSet(local, clock, timerConfig);
+    const device = new Device({
+      clock, logger: silentLogger(), peers, local, timerConfig, aead: aeads[self],
+      outside: { send: (_ep, buf, off, len) => wire.push({ from: self, bytes: Buffer.from(buf.subarray(off, off + len)) }) },
+      inside: { write: (buf, off, len) => inbox[self].push(Buffer.from(buf.subarray(off, off + len))) },
+    });
+    return { device, peers };
+  };
+  const a = make('a');
+  const b = make('b');
+  a.peers.upsert({ publicKey: keyToBase64(publicKeyFromPrivate(keys.b)), allowedIps: [parseCidr('100.64.0.2/32')], endpoint: Endpoint.relay(ipv4ToInt('100.64.0.2')) });
+  b.peers.upsert({ publicKey: keyToBase64(publicKeyFromPrivate(keys.a)), allowedIps: [parseCidr('100.64.0.1/32')], endpoint: Endpoint.relay(ipv4ToInt('100.64.0.1')) });
+  const dev = (s: Side) => (s === 'a' ? a : b).device;
+  /** Deliver what is on the wire in batches (one slab per batch) until quiet. */
+  const pump = (mutate: (w: Wire[]) => Wire[] = (w) => w) => {
+    for (let rounds = 0; wire.length > 0 && rounds < 20; rounds++) {
+      const all = mutate(wire.splice(0));
+      for (const to of ['a', 'b'] as const) {
+        const msgs = all.filter((w) => w.from !== to);
+        if (msgs.length === 0) continue;
+        const batch = slab(msgs.map((w) => w.bytes), 64);
+        const d = dev(to);
+        d.beginOutsideBatch();
+        for (let i = 0; i < batch.count; i++) {
+          d.receiveOutside(batch.data, batch.offsets[i], batch.lengths[i], EndpointKind.Relay, 0, 0, ipv4ToInt(to === 'a' ? '100.64.0.2' : '100.64.0.1'));
+        }
+        d.endOutsideBatch();
+      }
+    }
+  };
+  const sendBatch = (from: Side, packets: Buffer[]) => dev(from).receiveInsideBatch(slab(packets, DEVICE_HEADROOM), MTU);
+  return { clock, wire, inbox, a, b, pump, sendBatch };
+}
+
+const payloads = (n: number, tag: string) => Array.from({ length: n }, (_, i) => Buffer.alloc(1 + ((i * 97) % 1380), `${tag}${i}`));
+
+const native = nativeAvailable() ? nativeAead : undefined;
+const needNative = native ? test : test.skip;
+if (!native) test('native addon not built: batched-AEAD tests skipped', (t) => t.pass());
+
+for (const [name, aeads] of [
+  ['both batched', { a: native, b: native }],
+  ['batched a, per-packet b', { a: native, b: undefined }],
+  ['per-packet a, batched b', { a: undefined, b: native }],
+] as const) {
+  needNative(`${name}: whole batches each way arrive intact and in order`, (t) => {
+    const n = pair(aeads);
+    n.sendBatch('a', [ipv4Packet('100.64.0.1', '100.64.0.2', Buffer.from('first'))]);
+    n.pump();
+    t.is(n.inbox.b.length, 1, 'the staged first packet follows the handshake');
+    const ab = payloads(100, 'a→b').map((p) => ipv4Packet('100.64.0.1', '100.64.0.2', p));
+    const ba = payloads(77, 'b→a').map((p) => ipv4Packet('100.64.0.2', '100.64.0.1', p));
+    n.sendBatch('a', ab);
+    n.sendBatch('b', ba);
+    t.is(n.wire.length, 177);
+    n.pump();
+    t.deepEqual(n.inbox.b.slice(1), ab);
+    t.deepEqual(n.inbox.a, ba);
+    for (const s of ['a', 'b'] as const) {
+      const d = s === 'a' ? n.a.device : n.b.device;
+      t.is(Object.values(d.drops).reduce((x, y) => x + y, 0), 0, `no drops at ${s}`);
+    }
+  });
+}
+
+needNative('in one batch: a duplicate is dropped as replay, a forged copy does not move the window', (t) => {
+  const n = pair({ a: native, b: native });
+  n.sendBatch('a', [ipv4Packet('100.64.0.1', '100.64.0.2', Buffer.from('hs'))]);
+  n.pump();
+  const pk = payloads(3, 'x').map((p) => ipv4Packet('100.64.0.1', '100.64.0.2', p));
+  n.sendBatch('a', pk);
+  const [m0, m1, m2] = n.wire.splice(0).map((w) => w.bytes);
+  const forged = Buffer.from(m1);
+  forged[forged.length - 1] ^= 1; // tag
+  // Forged copy of m1 first (same counter): if it moved the window, the real m1 would be a replay.
+  n.wire.push({ from: 'a', bytes: forged }, { from: 'a', bytes: m0 }, { from: 'a', bytes: m0 }, { from: 'a', bytes: m1 }, { from: 'a', bytes: m2 });
+  n.pump();
+  t.deepEqual(n.inbox.b.slice(1), pk);
+  t.is(n.b.device.drops['transport-auth'], 1);
+  t.is(n.b.device.drops['transport-replay'], 1);
+});
+
+needNative('in one batch: an inner source the peer does not own is dropped; the rest of the batch goes through', (t) => {
+  const n = pair({ a: native, b: native });
+  n.sendBatch('a', [ipv4Packet('100.64.0.1', '100.64.0.2', Buffer.from('hs'))]);
+  n.pump();
+  const good = ipv4Packet('100.64.0.1', '100.64.0.2', Buffer.from('good'));
+  n.sendBatch('a', [good, ipv4Packet('100.64.0.99', '100.64.0.2', Buffer.from('spoof')), good]);
+  n.pump();
+  t.deepEqual(n.inbox.b.slice(1), [good, good]);
+  t.is(n.b.device.drops['source-not-allowed'], 1);
+});
+
+needNative('a TUN batch: too long, IPv6 and unroutable packets are counted, the others sealed', (t) => {
+  const n = pair({ a: native, b: native });
+  n.sendBatch('a', [ipv4Packet('100.64.0.1', '100.64.0.2', Buffer.from('hs'))]);
+  n.pump();
+  const ok = ipv4Packet('100.64.0.1', '100.64.0.2', Buffer.from('ok'));
+  const v6 = Buffer.alloc(40);
+  v6[0] = 0x60;
+  n.sendBatch('a', [ok, ipv4Packet('100.64.0.1', '100.64.0.2', Buffer.alloc(MTU)), v6, ipv4Packet('100.64.0.1', '10.9.9.9', Buffer.from('x')), ok]);
+  t.is(n.a.device.drops['inside-malformed'], 1);
+  t.is(n.a.device.drops['inside-ipv6'], 1);
+  t.is(n.a.device.drops['no-route'], 1);
+  n.pump();
+  t.deepEqual(n.inbox.b.slice(1), [ok, ok]);
+});
+
+needNative('batched receive of random and mutated datagrams: counted, never thrown', (t) => {
+  const n = pair({ a: native, b: native });
+  n.sendBatch('a', [ipv4Packet('100.64.0.1', '100.64.0.2', Buffer.from('hs'))]);
+  n.pump();
+  n.sendBatch('a', payloads(50, 'm').map((p) => ipv4Packet('100.64.0.1', '100.64.0.2', p)));
+  const genuine = n.wire.splice(0).map((w) => w.bytes);
+  const before = n.inbox.b.length;
+  let rnd = 12345;
+  const r = (m: number) => ((rnd = (rnd * 1103515245 + 12345) & 0x7fffffff) % m);
+  const junk: Buffer[] = [];
+  for (let i = 0; i < 3000; i++) {
+    const base = Buffer.from(genuine[r(genuine.length)]);
+    const kind = r(3);
+    if (kind === 0) base[16 + r(base.length - 16)] ^= 1 + r(255); // flip a ciphertext/tag byte
+    else if (kind === 1) base.writeUInt32LE(r(2 ** 31), 8); // other counter
+    else base.writeUInt32LE(r(2 ** 31), 4); // other receiver
+    junk.push(kind === 2 && r(2) === 0 ? base.subarray(0, r(base.length)) : base);
+  }
+  const batch = slab(junk, 64);
+  n.b.device.beginOutsideBatch();
+  for (let i = 0; i < batch.count; i++) n.b.device.receiveOutside(batch.data, batch.offsets[i], batch.lengths[i], EndpointKind.Relay, 0, 0, 1);
+  n.b.device.endOutsideBatch();
+  t.is(n.inbox.b.length, before, 'nothing forged is delivered');
+  // The genuine messages still open afterwards: no forged one moved the window.
+  n.wire.push(...genuine.map((bytes) => ({ from: 'a' as const, bytes })));
+  n.pump();
+  t.is(n.inbox.b.length, before + 50);
+});
