@@ -11,7 +11,6 @@
  * Used by the chaos and relay-cluster netns tests and the `isthmus-mesh` bench subjects.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generatePrivateKey, publicKeyFromPrivate, keyToBase64 } from '../../protocol/keys';
@@ -20,8 +19,8 @@ import type { ManagedProcess } from '../procs';
 import { sleep } from '../procs';
 import { cliPath, OVERLAY_PREFIX_LEN, RELAY_PORT, repoRoot, type Member } from './isthmus';
 import type { BenchSubject } from '../subject';
+import { relayCluster } from '../relay-cluster';
 
-export const MESH_PORT = 7001;
 export const REDIS_PORT = 6379;
 export const REDIS_PREFIX = 'isthmus:';
 
@@ -85,12 +84,7 @@ export async function startClusterOverlay(topo: Topology, opts: ClusterOverlayOp
   const a1 = member('a1', topo.ns.vpc1, '100.64.0.1');
   const s1 = member('s1', topo.ns.vpc2, '100.64.0.2');
   const mtu = opts.mtu ?? 1420;
-  const relays: (ManagedProcess | undefined)[] = new Array(n + 1).fill(undefined);
-  const keyFile = join(dir, 'mesh.key');
-  writeFileSync(keyFile, randomBytes(32).toString('base64') + '\n', { mode: 0o600 });
-
-  // Relays reach each other's mesh port through the hub.
-  const undoForward = await topo.allowHubForward('to-r*', 'to-r*');
+  const cluster = relayCluster(topo, { cli, redisUrl, dir, env, healthIntervalMs: opts.healthIntervalMs });
   const undoRoutes: (() => Promise<unknown>)[] = [];
 
   const redisArgs = ['--port', String(REDIS_PORT), '--bind', vip, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always',
@@ -103,19 +97,9 @@ export async function startClusterOverlay(topo: Topology, opts: ClusterOverlayOp
   const redisCli = async (args: string[]): Promise<string> =>
     (await topo.exec(topo.ns.hub, 'redis-cli', ['-h', vip, '-p', String(REDIS_PORT), ...args])).stdout;
 
-  const relayId = (i: number): string => `r${i}`;
-  const startRelay = async (i: number): Promise<void> => {
-    const addr = topo.addr.relays[i - 1];
-    relays[i] = topo.spawn(topo.ns.relays[i - 1], process.execPath, [cli, 'relay', '--id', relayId(i),
-      '--listen', `${addr}:${RELAY_PORT}`, '--advertise', `${vip}:${RELAY_PORT}`, '--redis', redisUrl,
-      '--mesh', `${addr}:${MESH_PORT}`, '--mesh-key', keyFile, '--keepalive', '2', '--session-refresh', '2',
-      '--stats-interval', '0'], { name: `relay-r${i}`, env });
-    await relays[i]!.waitForLine(/relay ready/, 15_000);
-  };
-
   let redis = await startRedisProc();
   const overlay: ClusterOverlay = {
-    a1, s1, relays, redis, health: undefined as unknown as ManagedProcess, dir, relayId,
+    a1, s1, relays: cluster.relays, redis, health: undefined as unknown as ManagedProcess, dir, relayId: cluster.relayId,
     homeOf(m) {
       const lines = m.process?.output().split('\n').filter((l) => l.includes('authenticated to relay')) ?? [];
       const last = lines[lines.length - 1];
@@ -126,14 +110,8 @@ export async function startClusterOverlay(topo: Topology, opts: ClusterOverlayOp
         return /"relayId":"([^"]+)"/.exec(last)?.[1];
       }
     },
-    async killRelay(i) {
-      const p = relays[i];
-      if (!p) return;
-      process.kill(p.pid, 'SIGKILL');
-      await p.waitForExit(5000);
-      relays[i] = undefined;
-    },
-    startRelay,
+    killRelay: (i) => cluster.killRelay(i),
+    startRelay: (i) => cluster.startRelay(i),
     async restartRedis(downMs = 500) {
       await redis.stop();
       await sleep(downMs);
@@ -162,19 +140,17 @@ export async function startClusterOverlay(topo: Topology, opts: ClusterOverlayOp
       throw new Error(`no status line from ${m.name}`);
     },
     async stop() {
-      for (const p of [a1.process, s1.process, overlay.health, ...relays, redis]) await p?.stop();
-      // Leave the shared topology as we found it (the bench runs other subjects on it next).
-      await topo.setVipBackends('udp', RELAY_PORT, []).catch(() => undefined);
+      for (const p of [a1.process, s1.process]) await p?.stop();
+      await cluster.stop();
+      await redis.stop();
       for (const u of undoRoutes) await u().catch(() => undefined);
-      await undoForward().catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
     },
   };
   try {
     for (const m of [a1, s1]) await redisCli(['SET', `${REDIS_PREFIX}key:${m.publicKey}`, m.vip]);
-    for (let i = 1; i <= n; i++) await startRelay(i);
-    overlay.health = topo.startVipHealthCheck(RELAY_PORT, topo.addr.relays, { intervalMs: opts.healthIntervalMs ?? 200 });
-    await overlay.health.waitForLine(/"event":"ready"/, 15_000);
+    await cluster.start();
+    overlay.health = cluster.health!;
 
     const target = (t: RelayTarget | undefined): string => (t === undefined || t === 'vip' ? `${vip}:${RELAY_PORT}` : `${topo.addr.relays[t - 1]}:${RELAY_PORT}`);
     for (const [self, peer, t, hub] of [[a1, s1, opts.a1Relay, topo.addr.hubVpc1], [s1, a1, opts.s1Relay, topo.addr.hubVpc2]] as const) {

@@ -5,6 +5,10 @@
  *   hub:  redis-server 10.90.0.1:6379 · coordinator http://10.90.0.1:8080 · relay 10.90.0.1:7000
  *   vpc1, vpc2, m<i>:  isthmus agent --coordinator … --token … --relay 10.90.0.1:7000
  *
+ * With `cluster: true` (a topology made with `relays: N`), the relays run in their own
+ * namespaces behind the VIP's health-checked load balancer and mesh through Redis instead
+ * (bench/relay-cluster.ts); members still only know VIP:7000.
+ *
  * Used by the demo and the netns tests of the control plane and the mapper.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,6 +18,7 @@ import { randomBytes } from 'node:crypto';
 import type { Topology } from '../topology';
 import type { ManagedProcess } from '../procs';
 import { cliPath } from './isthmus';
+import { relayCluster, type RelayCluster } from '../relay-cluster';
 
 export const COORDINATOR_PORT = 8080;
 export const JOINED_RELAY_PORT = 7000;
@@ -40,7 +45,10 @@ export interface JoinedOverlay {
   dir: string;
   redis: ManagedProcess;
   coordinator: ManagedProcess;
+  /** The hub's relay, or relay r1 of the cluster. */
   relay: ManagedProcess;
+  /** Set in cluster mode. */
+  cluster: RelayCluster | undefined;
   coordinatorUrl: string;
   redisUrl: string;
   relayAddr: string;
@@ -55,7 +63,7 @@ export interface JoinedOverlay {
   stop(): Promise<void>;
 }
 
-export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: string } = {}): Promise<JoinedOverlay> {
+export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: string; cluster?: boolean } = {}): Promise<JoinedOverlay> {
   const cli = cliPath();
   const dir = mkdtempSync(join(tmpdir(), `${topo.prefix}-joined-`));
   // Readiness is read from info-level log lines.
@@ -74,13 +82,21 @@ export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: stri
     '--listen', `${vip}:${COORDINATOR_PORT}`], { name: 'coordinator', env: { ...env, ISTHMUS_ADMIN_TOKEN: adminToken } });
   let coordinator = startCoordinator();
   await topo.waitForListen(hub, COORDINATOR_PORT, 'tcp');
-  const relay = topo.spawn(hub, process.execPath, [cli, 'relay', '--listen', relayAddr, '--redis', redisUrl, '--id', 'relay1'],
-    { name: 'relay', env });
-  await topo.waitForListen(hub, JOINED_RELAY_PORT, 'udp');
+  let relay: ManagedProcess;
+  let cluster: RelayCluster | undefined;
+  if (opts.cluster) {
+    cluster = relayCluster(topo, { cli, redisUrl, dir, env });
+    await cluster.start();
+    relay = cluster.relays[1]!;
+  } else {
+    relay = topo.spawn(hub, process.execPath, [cli, 'relay', '--listen', relayAddr, '--redis', redisUrl, '--id', 'relay1'],
+      { name: 'relay', env });
+    await topo.waitForListen(hub, JOINED_RELAY_PORT, 'udp');
+  }
 
   const members = new Map<string, JoinedMember>();
   const overlay: JoinedOverlay = {
-    dir, redis, relay, coordinatorUrl, redisUrl, relayAddr, adminToken, members,
+    dir, redis, relay, cluster, coordinatorUrl, redisUrl, relayAddr, adminToken, members,
     get coordinator() {
       return coordinator;
     },
@@ -110,7 +126,8 @@ export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: stri
     },
     async stop() {
       for (const m of members.values()) await m.process.stop();
-      await relay.stop();
+      if (cluster) await cluster.stop();
+      else await relay.stop();
       await coordinator.stop();
       await redis.stop();
       rmSync(dir, { recursive: true, force: true });

@@ -61,15 +61,16 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
     };
     onShutdown(teardown);
     try {
-      topo = await createTopology({ prefix: randomPrefix('isd') });
+      topo = await createTopology({ prefix: randomPrefix('isd'), relays: 2 });
       const { vpc1, vpc2 } = topo.ns;
       say(`isthmus demo: two isolated VPCs and a hub, in network namespaces ${topo.prefix}-*`);
       say(`  vpc1 ${topo.addr.vpc1}   vpc2 ${topo.addr.vpc2}   hub VIP ${topo.addr.vip}`);
       const direct = await topo.exec(vpc1, 'ping', ['-c', '1', '-W', '1', topo.addr.vpc2], { check: false });
       say(`  vpc1 → vpc2 directly: ${direct.code === 0 ? 'REACHABLE (the topology is wrong!)' : 'unreachable, as intended'}`);
 
-      overlay = await startJoinedOverlay(topo);
-      say(`\nhub: redis-server, coordinator ${overlay.coordinatorUrl}, relay ${overlay.relayAddr} (all on the VIP)`);
+      overlay = await startJoinedOverlay(topo, { cluster: true });
+      say(`\nhub: redis-server and coordinator ${overlay.coordinatorUrl} on the VIP; relays r1 ${topo.addr.relays[0]} and r2 ${topo.addr.relays[1]}`);
+      say(`  behind VIP:7000 (nftables flow-hash DNAT, health-checked), meshed through Redis`);
       const token = await overlay.createToken(['--uses', '2', '--ttl', '10m']);
       say(`admin: isthmus token create --uses 2 --ttl 10m  →  ${token.slice(0, 6)}… (stored hashed in Redis)`);
       const a1 = await overlay.join('a1', vpc1, topo.addr.vpc1, { token, tags: ['agent'] });
@@ -78,7 +79,9 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
       say(`a1 (vpc1, original ${a1.originalIp}) joined: virtual IP ${a1.vip}`);
       say(`s1 (vpc2, original ${s1.originalIp}) joined: virtual IP ${s1.vip}`);
       const session = await hgetall(topo, `isthmus:session:${a1.vip}`);
-      say(`Redis: isthmus:orig:${a1.originalIp} → ${a1.vip}; relay 4-tuple (${session.relayIp}, ${session.relayPort}, ${session.agentIp}, ${session.agentPort})`);
+      const sSession = await hgetall(topo, `isthmus:session:${s1.vip}`);
+      say(`Redis: isthmus:orig:${a1.originalIp} → ${a1.vip}; relay 4-tuple (${session.relayIp}, ${session.relayPort}, ${session.agentIp}, ${session.agentPort}) on ${session.relayId}`);
+      say(`  s1 landed on ${sSession.relayId}${sSession.relayId === session.relayId ? ' too' : `: their packets take one mesh hop ${session.relayId} ↔ ${sSession.relayId}`}`);
 
       await waitForPing(topo, vpc2, a1.vip, 15_000);
       const ping = await topo.exec(vpc2, 'ping', ['-c', '5', '-i', '0.2', a1.vip]);
@@ -93,6 +96,17 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
       await server.waitForExit(5000).catch(() => server.stop());
       const r = result.end.sum_received;
       say(`TCP a1 → s1 for ${args.seconds} s (iperf3 -R): ${(r.bytes / 2 ** 20).toFixed(0)} MiB at ${(r.bits_per_second / 1e6).toFixed(0)} Mbit/s, encrypted end to end; the relay saw only ciphertext`);
+
+      // Failover: kill a1's relay while s1 pings a1.
+      const home = Number(session.relayId.slice(1));
+      const pinging = topo.exec(vpc2, 'ping', ['-c', '40', '-i', '0.1', a1.vip], { check: false, timeoutMs: 30_000 });
+      await new Promise((r) => setTimeout(r, 1000));
+      await overlay.cluster!.killRelay(home);
+      const lost = await pinging;
+      const got = Number(/(\d+) received/.exec(lost.stdout)?.[1] ?? 0);
+      const moved = await hgetall(topo, `isthmus:session:${a1.vip}`);
+      say(`\nkill -9 ${session.relayId} while s1 pings a1 every 100 ms: ${got}/40 answered; a1 rebound to ${moved.relayId ?? '?'} (the health check took ${session.relayId} out of the VIP)`);
+      await overlay.cluster!.startRelay(home);
 
       // Unmodified apps on S reach a1's HTTP server by a1's ORIGINAL IP.
       const orig = a1.originalIp;
