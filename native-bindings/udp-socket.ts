@@ -25,7 +25,8 @@ export interface UdpOptions {
   headroom?: number;
   /** SO_REUSEPORT, so several sockets (processes) share one port. @default false */
   reusePort?: boolean;
-  /** SO_RCVBUF/SO_SNDBUF (FORCE variants tried first, they work as root). @default 4 MiB */
+  /** SO_RCVBUF/SO_SNDBUF (FORCE variants tried first, they work as root).
+   *  @default env ISTHMUS_UDP_BUFFER_BYTES, else 4 MiB */
   socketBufferBytes?: number;
 }
 
@@ -87,7 +88,9 @@ export class NativeUdpSocket implements DatagramSocket {
     this.batchSize = intOption('batchSize', opts.batchSize ?? DEFAULT_UDP_OPTIONS.batchSize, 1, this.native.UDP_MAX_BATCH);
     this.slotSize = intOption('slotSize', opts.slotSize ?? DEFAULT_UDP_OPTIONS.slotSize, 64, 65536 + 4096);
     this.headroom = intOption('headroom', opts.headroom ?? DEFAULT_UDP_OPTIONS.headroom, 0, this.slotSize - 1);
-    const bufBytes = intOption('socketBufferBytes', opts.socketBufferBytes ?? DEFAULT_UDP_OPTIONS.socketBufferBytes, 0, 2 ** 30);
+    const envBytes = process.env.ISTHMUS_UDP_BUFFER_BYTES;
+    const bufBytes = intOption('socketBufferBytes',
+      opts.socketBufferBytes ?? (envBytes ? Number(envBytes) : DEFAULT_UDP_OPTIONS.socketBufferBytes), 0, 2 ** 30);
 
     const n = this.batchSize;
     const rxSlab = Buffer.alloc(n * this.slotSize);

@@ -33,7 +33,7 @@ import { buildIcmpUnreachable, ICMP_UNREACHABLE_MAX_SIZE, UnreachableCode } from
 import { AEAD_TAG_SIZE, MSG_INITIATION, MSG_RESPONSE, MSG_COOKIE_REPLY, MSG_TRANSPORT, MSG_TRANSPORT_HEADER_SIZE } from '../protocol/constants';
 import type { Clock } from '../common/clock';
 import type { Logger } from '../common/logger';
-import { Endpoint, type EndpointKind, type OutsideSender, type InsideWriter } from './endpoint';
+import { Endpoint, EndpointKind, type OutsideSender, type InsideWriter } from './endpoint';
 import { IndexTable } from './index-table';
 import { newDropCounters, type AgentDropReason, type DropCounters } from './drop-reason';
 import { HandshakeHandler } from './handshake-handler';
@@ -271,10 +271,20 @@ export class Device {
     }
   }
 
+  /** Data under a session we do not have: we restarted, or dropped it. If the sender is a
+   *  peer we know (the relay vouches for the source vip; or its direct endpoint), start a
+   *  handshake now instead of letting it wait ~15 s for its own timers to notice.
+   *  initiate() sends at most one initiation per REKEY_TIMEOUT per peer. */
+  private unknownIndex(kind: EndpointKind, ip: number, vip: number): void {
+    this.drop('unknown-index');
+    const peer = kind === EndpointKind.Relay ? this.peers.routes.lookup(vip) : this.peers.byDirectSource(ip);
+    if (peer) this.handshakes.initiate(peer, false);
+  }
+
   private receiveTransport(buf: Buffer, off: number, len: number, kind: EndpointKind, ip: number, port: number, vip: number): void {
     if (!parseTransportHeader(buf, off, len, this.transportHeader)) return this.drop('outside-malformed');
     const entry = this.indices.get(this.transportHeader.receiver);
-    if (!entry || !entry.keypair) return this.drop('unknown-index');
+    if (!entry || !entry.keypair) return this.unknownIndex(kind, ip, vip);
     const { peer, keypair } = entry;
     const now = this.clock.now();
     if (this.handshakes.isExpired(keypair, now)) return this.drop('keypair-expired');
@@ -298,7 +308,7 @@ export class Device {
     const h = this.transportHeader;
     if (!parseTransportHeader(buf, off, len, h)) return this.drop('outside-malformed');
     const entry = this.indices.get(h.receiver);
-    if (!entry || !entry.keypair) return this.drop('unknown-index');
+    if (!entry || !entry.keypair) return this.unknownIndex(kind, ip, vip);
     const { peer, keypair } = entry;
     if (this.handshakes.isExpired(keypair, this.clock.now())) return this.drop('keypair-expired');
     // Never accepted after authentication either (and not exact as a JS number above 2^53).

@@ -10,7 +10,7 @@ import { TimerStateMachine, type TimerConfig } from '../protocol/timers';
 import { keyFromBase64 } from '../protocol/keys';
 import type { Clock } from '../common/clock';
 import type { Cidr } from './cidr';
-import type { Endpoint } from './endpoint';
+import { EndpointKind, type Endpoint } from './endpoint';
 import { Peer } from './peer';
 
 export interface PeerSpec {
@@ -40,6 +40,12 @@ export class PeerSet {
   /** Lookup by raw public key (handshake initiations name the sender this way). */
   getByKey(publicKey: Uint8Array): Peer | undefined {
     return this.byKey.get(Buffer.from(publicKey).toString('base64'));
+  }
+
+  /** The peer whose direct endpoint has this IPv4 address (few direct peers: a scan is fine). */
+  byDirectSource(ip: number): Peer | undefined {
+    for (const p of this.byKey.values()) if (p.endpoint && p.endpoint.kind === EndpointKind.Direct && p.endpoint.ip === ip) return p;
+    return undefined;
   }
 
   all(): IterableIterator<Peer> {

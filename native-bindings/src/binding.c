@@ -51,6 +51,7 @@ typedef struct isthmus_io_s {
   int polling;
   int closing;
   int udp_gso; /* 1: try UDP GSO on send; 0: off (refused once, or disabled) */
+  int udp_gro; /* 1: UDP GRO on, receive through the splitting path */
   uint32_t batch, slot_size, headroom;
   uint8_t *rx_slab;
   uint32_t *rx_lengths, *rx_addrs, *rx_ports;
@@ -222,8 +223,9 @@ static void on_poll(uv_poll_t *p, int status, int events) {
                                h->rx_lengths);
   } else {
     uint32_t trunc = 0;
-    n = isthmus_udp_recv_batch(h->fd, h->rx_slab, h->slot_size, h->headroom, h->batch,
-                               h->rx_lengths, h->rx_addrs, h->rx_ports, &trunc);
+    n = (h->udp_gro ? isthmus_udp_recv_batch_gro : isthmus_udp_recv_batch)(
+        h->fd, h->rx_slab, h->slot_size, h->headroom, h->batch, h->rx_lengths, h->rx_addrs,
+        h->rx_ports, &trunc);
     h->stats[STAT_RX_TRUNCATED] += trunc;
   }
   if (n < 0) {
@@ -382,6 +384,9 @@ static napi_value io_init(napi_env env, napi_callback_info info) {
                n[6] < h->batch || !p[7] || n[7] < h->batch)) ||
       (udp && h->batch > ISTHMUS_UDP_MAX_BATCH))
     return throw_errno(env, -EINVAL, "ioInit", "ioInit: slab or array too small");
+  /* GRO needs room for a whole train (64 slots) per receive: only for big batches. */
+  if (udp && h->batch >= 128 && getenv("ISTHMUS_NO_UDP_GRO") == NULL)
+    h->udp_gro = isthmus_udp_enable_gro(h->fd) == 0;
   h->rx_slab = p[0];
   h->rx_lengths = p[1];
   h->rx_addrs = p[2];

@@ -107,6 +107,102 @@ int isthmus_udp_recv_batch(int fd, uint8_t *slab, uint32_t slot_size, uint32_t h
   return (int)n;
 }
 
+/* Linux UDP GRO (UDP_GRO sockopt, 5.0+): the kernel may hand one receive a train of
+ * datagrams of one flow, gso_size bytes each (the last may be shorter), instead of
+ * segmenting it first: trains sent with GSO then cross the receiver's stack as one skb.
+ * The train lands in a per-thread bounce buffer and is split into slots here, so callers
+ * see exactly the datagrams that were sent. */
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+#define GRO_BOUNCE_BYTES 65536
+#define GRO_MAX_MSGS 8
+/* A train is at most 64 KiB; in the worst case of 64-byte datagrams... the slots needed per
+ * train is bounded by the caller's free slots check below (one train per free-slot budget). */
+#define GRO_SLOTS_PER_MSG 64
+
+int isthmus_udp_enable_gro(int fd) {
+  int one = 1;
+  if (setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one)) < 0) return -errno;
+  return 0;
+}
+
+int isthmus_udp_recv_batch_gro(int fd, uint8_t *slab, uint32_t slot_size, uint32_t headroom,
+                               uint32_t max, uint32_t *lengths, uint32_t *addrs,
+                               uint32_t *ports, uint32_t *truncated) {
+  static __thread uint8_t bounce[GRO_MAX_MSGS][GRO_BOUNCE_BYTES];
+  struct mmsghdr msgs[GRO_MAX_MSGS];
+  struct iovec iovs[GRO_MAX_MSGS];
+  struct sockaddr_in names[GRO_MAX_MSGS];
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctrl[GRO_MAX_MSGS];
+  uint32_t cap = slot_size - headroom;
+  uint32_t n = 0;
+  for (;;) {
+    /* Receive only as many trains as surely fit the free slots. */
+    uint32_t want = (max - n) / GRO_SLOTS_PER_MSG;
+    if (want == 0) break;
+    if (want > GRO_MAX_MSGS) want = GRO_MAX_MSGS;
+    for (uint32_t i = 0; i < want; i++) {
+      iovs[i].iov_base = bounce[i];
+      iovs[i].iov_len = GRO_BOUNCE_BYTES;
+      memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
+      msgs[i].msg_hdr.msg_iov = &iovs[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+      msgs[i].msg_hdr.msg_name = &names[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof(names[i]);
+      msgs[i].msg_hdr.msg_control = ctrl[i].buf;
+      msgs[i].msg_hdr.msg_controllen = sizeof(ctrl[i].buf);
+    }
+    int r = recvmmsg(fd, msgs, want, MSG_DONTWAIT, NULL);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (n == 0) return -errno;
+      break;
+    }
+    if (r == 0) break;
+    for (int i = 0; i < r; i++) {
+      uint32_t len = msgs[i].msg_len;
+      uint32_t seg = len;
+      for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msgs[i].msg_hdr); cm;
+           cm = CMSG_NXTHDR(&msgs[i].msg_hdr, cm)) {
+        if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
+          int g;
+          memcpy(&g, CMSG_DATA(cm), sizeof(g));
+          if (g > 0) seg = (uint32_t)g;
+        }
+      }
+      if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC || seg == 0 || seg > cap ||
+          (len + seg - 1) / seg > GRO_SLOTS_PER_MSG) {
+        /* Larger than a slot (or an impossible train): the whole receive is dropped. */
+        (*truncated)++;
+        continue;
+      }
+      uint32_t addr = ntohl(names[i].sin_addr.s_addr), port = ntohs(names[i].sin_port);
+      if (len == 0) { /* an empty datagram */
+        lengths[n] = 0;
+        addrs[n] = addr;
+        ports[n] = port;
+        n++;
+        continue;
+      }
+      for (uint32_t off = 0; off < len; off += seg) {
+        uint32_t l = len - off < seg ? len - off : seg;
+        memcpy(slab + (size_t)n * slot_size + headroom, bounce[i] + off, l);
+        lengths[n] = l;
+        addrs[n] = addr;
+        ports[n] = port;
+        n++;
+      }
+    }
+    if ((uint32_t)r < want) break; /* drained */
+  }
+  return (int)n;
+}
+
 /* Linux UDP GSO (UDP_SEGMENT, 4.18+): consecutive datagrams to the same address with the
  * same length (the last of a run may be shorter) go down as ONE sendmsg whose iovecs point
  * at their slots; the kernel builds one skb and segments it as late as possible (on veth:

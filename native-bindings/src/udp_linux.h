@@ -28,6 +28,15 @@ int isthmus_udp_recv_batch(int fd, uint8_t *slab, uint32_t slot_size, uint32_t h
                            uint32_t max, uint32_t *lengths, uint32_t *addrs, uint32_t *ports,
                            uint32_t *truncated);
 
+/* Ask the kernel for UDP GRO on this socket (0 or -errno). */
+int isthmus_udp_enable_gro(int fd);
+
+/* Like isthmus_udp_recv_batch for a socket with GRO on: trains are split into one slot per
+ * datagram. Receives only while at least 64 slots are free (so `max` must be >= 64). */
+int isthmus_udp_recv_batch_gro(int fd, uint8_t *slab, uint32_t slot_size, uint32_t headroom,
+                               uint32_t max, uint32_t *lengths, uint32_t *addrs,
+                               uint32_t *ports, uint32_t *truncated);
+
 /* sendmmsg of datagrams 0..count-1, continuing after partial sends. A datagram the
  * kernel refuses (e.g. EMSGSIZE, ENETUNREACH) is skipped and counted in *errors;
  * on EAGAIN the remainder is dropped and counted in *errors (never blocks).

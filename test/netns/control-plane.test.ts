@@ -6,6 +6,8 @@
  *   vpc1: a1   vpc2: s1   m1: a2   m2: a3 (joins later)
  */
 import anyTest, { type TestFn } from 'ava';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import { createTopology, rootSkipReason, testPrefix, type Topology } from '../harness/netns';
 import { addMemberNamespace, type MemberNamespace } from '../../bench/member-namespace';
 import { startJoinedOverlay, type JoinedOverlay } from '../../bench/peers/isthmus-joined';
@@ -90,6 +92,17 @@ if (skip) {
     t.true(await pingOk(topo, a1.ns, s1.vip, 2));
   });
 
+  test.serial('a restarted member keeps its vip and needs no token (key from its 0600 state dir)', async (t) => {
+    const { topo, overlay } = t.context;
+    const a2 = overlay.members.get('a2')!;
+    const mode = statSync(join(a2.stateDir, 'private.key')).mode & 0o777;
+    t.is(mode, 0o600);
+    await a2.process.stop();
+    const again = await overlay.join('a2', a2.ns, a2.originalIp); // no token
+    t.is(again.vip, a2.vip);
+    t.true(await pingOk(topo, topo.ns.vpc2, again.vip, 2));
+  });
+
   test.serial('a member that leaves is gone from the map and from its peers', async (t) => {
     const { topo, overlay } = t.context;
     const a3 = overlay.members.get('a3')!;
@@ -99,5 +112,18 @@ if (skip) {
     t.regex(r.stdout, /left/);
     t.is(await redisCli(t.context, 'EXISTS', `isthmus:node:${a3.vip}`), '0');
     overlay.members.delete('a3');
+    // s1's peer set follows: a3's vip is no longer among its peers' allowed IPs.
+    const s1 = overlay.members.get('s1')!;
+    let peers: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const before = s1.process.output().length;
+      process.kill(s1.process.pid, 'SIGUSR1');
+      const line = await s1.process.waitForLine(/"msg":"status"/, 2000);
+      const last = s1.process.output().slice(before).split('\n').find((l) => l.includes('"msg":"status"')) ?? line;
+      peers = (JSON.parse(last) as { status: { peers: { allowedIps: string[] }[] } }).status.peers.flatMap((p) => p.allowedIps);
+      if (!peers.includes(`${a3.vip}/32`)) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    t.false(peers.includes(`${a3.vip}/32`), `s1 still routes to ${a3.vip}`);
   });
 }

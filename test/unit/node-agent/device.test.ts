@@ -170,3 +170,20 @@ test('lost response: the initiation is retried by the timers', (t) => {
   n.pump();
   t.is(n.inbox.b.length, 1, 'the staged packet was delivered after the retried handshake');
 });
+
+test('a peer that lost its sessions (restart) answers data under an unknown index with a new handshake', (t) => {
+  const n = pair();
+  n.send('a', ipv4Packet('100.64.0.1', '100.64.0.2'));
+  n.pump();
+  t.is(n.inbox.b.length, 1);
+  // B forgets every session, as a restarted agent would.
+  const peerA = [...n.b.peers.all()][0];
+  n.b.device.handshakes.zeroKeys(peerA);
+  n.send('a', ipv4Packet('100.64.0.1', '100.64.0.2', Buffer.from('lost')));
+  n.pump();
+  t.is(n.b.device.drops['unknown-index'], 1);
+  // B's initiation reached A and the handshake completed: the next packet gets through.
+  n.send('a', ipv4Packet('100.64.0.1', '100.64.0.2', Buffer.from('after')));
+  n.pump();
+  t.deepEqual(n.inbox.b.at(-1), ipv4Packet('100.64.0.1', '100.64.0.2', Buffer.from('after')));
+});
