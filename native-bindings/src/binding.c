@@ -51,7 +51,7 @@ typedef struct isthmus_io_s {
   int polling;
   int closing;
   int udp_gso; /* 1: try UDP GSO on send; 0: off (refused once, or disabled) */
-  int udp_gro; /* 1: UDP GRO on, receive through the splitting path */
+  isthmus_gro_t *gro; /* UDP GRO on: receive through the splitting path */
   uint32_t batch, slot_size, headroom;
   uint8_t *rx_slab;
   uint32_t *rx_lengths, *rx_addrs, *rx_ports;
@@ -177,6 +177,8 @@ static void on_close(uv_handle_t *uvh) {
   isthmus_io_t *h = (isthmus_io_t *)uvh->data;
   isthmus_env_t *e = h->envd;
   e->pending_closes--;
+  isthmus_udp_gro_free(h->gro);
+  h->gro = NULL;
   if (!e->exiting) {
     napi_env env = e->env;
     if (h->async_ctx) napi_async_destroy(env, h->async_ctx);
@@ -217,40 +219,46 @@ static void on_poll(uv_poll_t *p, int status, int events) {
     h->stats[STAT_RX_ERRORS]++;
     return;
   }
-  int n;
-  if (h->kind == KIND_TUN) {
-    n = isthmus_tun_read_batch(h->fd, h->rx_slab, h->slot_size, h->headroom, h->batch,
-                               h->rx_lengths);
-  } else {
-    uint32_t trunc = 0;
-    n = (h->udp_gro ? isthmus_udp_recv_batch_gro : isthmus_udp_recv_batch)(
-        h->fd, h->rx_slab, h->slot_size, h->headroom, h->batch, h->rx_lengths, h->rx_addrs,
-        h->rx_ports, &trunc);
-    h->stats[STAT_RX_TRUNCATED] += trunc;
-  }
-  if (n < 0) {
-    h->stats[STAT_RX_ERRORS]++;
-    /* A TUN whose interface vanished (EBADFD/EIO) would spin the level-triggered poll. */
-    if (h->kind == KIND_TUN) uv_poll_stop(&h->poll);
-    return;
-  }
-  if (n == 0) return;
-  h->stats[STAT_RX_PACKETS] += n;
-  h->stats[STAT_RX_BATCHES] += 1;
+  do {
+    int n;
+    if (h->kind == KIND_TUN) {
+      n = isthmus_tun_read_batch(h->fd, h->rx_slab, h->slot_size, h->headroom, h->batch,
+                                 h->rx_lengths);
+    } else {
+      uint32_t trunc = 0;
+      n = h->gro ? isthmus_udp_recv_batch_gro(h->fd, h->gro, h->rx_slab, h->slot_size,
+                                              h->headroom, h->batch, h->rx_lengths,
+                                              h->rx_addrs, h->rx_ports, &trunc)
+                 : isthmus_udp_recv_batch(h->fd, h->rx_slab, h->slot_size, h->headroom,
+                                          h->batch, h->rx_lengths, h->rx_addrs, h->rx_ports,
+                                          &trunc);
+      h->stats[STAT_RX_TRUNCATED] += trunc;
+    }
+    if (n < 0) {
+      h->stats[STAT_RX_ERRORS]++;
+      /* A TUN whose interface vanished (EBADFD/EIO) would spin the level-triggered poll. */
+      if (h->kind == KIND_TUN) uv_poll_stop(&h->poll);
+      return;
+    }
+    if (n == 0) return;
+    h->stats[STAT_RX_PACKETS] += n;
+    h->stats[STAT_RX_BATCHES] += 1;
 
-  napi_env env = e->env;
-  napi_handle_scope scope;
-  napi_open_handle_scope(env, &scope);
-  napi_value ctx, fn, argv[1], result;
-  napi_get_reference_value(env, h->ctx_ref, &ctx);
-  napi_get_reference_value(env, h->onread_ref, &fn);
-  napi_create_uint32(env, (uint32_t)n, &argv[0]);
-  if (napi_make_callback(env, h->async_ctx, ctx, fn, 1, argv, &result) == napi_pending_exception) {
-    napi_value err;
-    napi_get_and_clear_last_exception(env, &err);
-    napi_fatal_exception(env, err);
-  }
-  napi_close_handle_scope(env, scope);
+    napi_env env = e->env;
+    napi_handle_scope scope;
+    napi_open_handle_scope(env, &scope);
+    napi_value ctx, fn, argv[1], result;
+    napi_get_reference_value(env, h->ctx_ref, &ctx);
+    napi_get_reference_value(env, h->onread_ref, &fn);
+    napi_create_uint32(env, (uint32_t)n, &argv[0]);
+    if (napi_make_callback(env, h->async_ctx, ctx, fn, 1, argv, &result) == napi_pending_exception) {
+      napi_value err;
+      napi_get_and_clear_last_exception(env, &err);
+      napi_fatal_exception(env, err);
+    }
+    napi_close_handle_scope(env, scope);
+    /* The rest of a GRO train that did not fit: the socket may not poll readable again. */
+  } while (h->gro && !h->closing && !e->exiting && isthmus_udp_gro_pending(h->gro));
 }
 
 static void on_env_cleanup(napi_async_cleanup_hook_handle hook, void *arg) {
@@ -384,9 +392,6 @@ static napi_value io_init(napi_env env, napi_callback_info info) {
                n[6] < h->batch || !p[7] || n[7] < h->batch)) ||
       (udp && h->batch > ISTHMUS_UDP_MAX_BATCH))
     return throw_errno(env, -EINVAL, "ioInit", "ioInit: slab or array too small");
-  /* GRO needs room for a whole train (64 slots) per receive: only for big batches. */
-  if (udp && h->batch >= 128 && getenv("ISTHMUS_NO_UDP_GRO") == NULL)
-    h->udp_gro = isthmus_udp_enable_gro(h->fd) == 0;
   h->rx_slab = p[0];
   h->rx_lengths = p[1];
   h->rx_addrs = p[2];
@@ -403,6 +408,8 @@ static napi_value io_init(napi_env env, napi_callback_info info) {
   if (r < 0) return throw_errno(env, r, "uv_poll_init", NULL);
   h->poll.data = h;
   h->poll_inited = 1;
+  /* UDP GRO: trains from GSO senders arrive as one skb; split into slots in udp_linux.c. */
+  if (udp && getenv("ISTHMUS_NO_UDP_GRO") == NULL) h->gro = isthmus_udp_enable_gro(h->fd);
   h->envd = e;
   h->next = e->head;
   if (e->head) e->head->prev = h;

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -110,44 +111,62 @@ int isthmus_udp_recv_batch(int fd, uint8_t *slab, uint32_t slot_size, uint32_t h
 /* Linux UDP GRO (UDP_GRO sockopt, 5.0+): the kernel may hand one receive a train of
  * datagrams of one flow, gso_size bytes each (the last may be shorter), instead of
  * segmenting it first: trains sent with GSO then cross the receiver's stack as one skb.
- * The train lands in a per-thread bounce buffer and is split into slots here, so callers
- * see exactly the datagrams that were sent. */
+ * Trains land in the socket's bounce buffers and are split into one slot per datagram here,
+ * so callers see exactly the datagrams that were sent. A train that does not fit the free
+ * slots stays pending for the next batch (isthmus_udp_gro_pending). */
 #ifndef UDP_GRO
 #define UDP_GRO 104
 #endif
-#define GRO_BOUNCE_BYTES 65536
-#define GRO_MAX_MSGS 8
-/* A train is at most 64 KiB; in the worst case of 64-byte datagrams... the slots needed per
- * train is bounded by the caller's free slots check below (one train per free-slot budget). */
-#define GRO_SLOTS_PER_MSG 64
 
-int isthmus_udp_enable_gro(int fd) {
+isthmus_gro_t *isthmus_udp_enable_gro(int fd) {
   int one = 1;
-  if (setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one)) < 0) return -errno;
-  return 0;
+  if (setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one)) < 0) return NULL;
+  isthmus_gro_t *g = calloc(1, sizeof(*g));
+  if (!g) {
+    int zero = 0;
+    (void)setsockopt(fd, SOL_UDP, UDP_GRO, &zero, sizeof(zero));
+  }
+  return g;
 }
 
-int isthmus_udp_recv_batch_gro(int fd, uint8_t *slab, uint32_t slot_size, uint32_t headroom,
-                               uint32_t max, uint32_t *lengths, uint32_t *addrs,
-                               uint32_t *ports, uint32_t *truncated) {
-  static __thread uint8_t bounce[GRO_MAX_MSGS][GRO_BOUNCE_BYTES];
-  struct mmsghdr msgs[GRO_MAX_MSGS];
-  struct iovec iovs[GRO_MAX_MSGS];
-  struct sockaddr_in names[GRO_MAX_MSGS];
+void isthmus_udp_gro_free(isthmus_gro_t *g) { free(g); }
+
+int isthmus_udp_gro_pending(const isthmus_gro_t *g) { return g && g->cur < g->count; }
+
+int isthmus_udp_recv_batch_gro(int fd, isthmus_gro_t *g, uint8_t *slab, uint32_t slot_size,
+                               uint32_t headroom, uint32_t max, uint32_t *lengths,
+                               uint32_t *addrs, uint32_t *ports, uint32_t *truncated) {
+  struct mmsghdr msgs[ISTHMUS_GRO_MSGS];
+  struct iovec iovs[ISTHMUS_GRO_MSGS];
+  struct sockaddr_in names[ISTHMUS_GRO_MSGS];
   union {
     char buf[CMSG_SPACE(sizeof(int))];
     struct cmsghdr align;
-  } ctrl[GRO_MAX_MSGS];
+  } ctrl[ISTHMUS_GRO_MSGS];
   uint32_t cap = slot_size - headroom;
   uint32_t n = 0;
+  int drained = 0;
   for (;;) {
-    /* Receive only as many trains as surely fit the free slots. */
-    uint32_t want = (max - n) / GRO_SLOTS_PER_MSG;
-    if (want == 0) break;
-    if (want > GRO_MAX_MSGS) want = GRO_MAX_MSGS;
-    for (uint32_t i = 0; i < want; i++) {
-      iovs[i].iov_base = bounce[i];
-      iovs[i].iov_len = GRO_BOUNCE_BYTES;
+    /* Split what is held into slots. */
+    while (g->cur < g->count && n < max) {
+      uint32_t m = g->cur, len = g->lens[m];
+      uint32_t l = len - g->off < g->segs[m] ? len - g->off : g->segs[m];
+      if (l > 0) memcpy(slab + (size_t)n * slot_size + headroom, g->bounce[m] + g->off, l);
+      lengths[n] = l;
+      addrs[n] = g->addrs[m];
+      ports[n] = g->ports[m];
+      n++;
+      g->off += l;
+      if (g->off >= len) {
+        g->cur++;
+        g->off = 0;
+      }
+    }
+    if (g->cur < g->count || n >= max || drained) return (int)n;
+    g->cur = g->count = g->off = 0;
+    for (uint32_t i = 0; i < ISTHMUS_GRO_MSGS; i++) {
+      iovs[i].iov_base = g->bounce[i];
+      iovs[i].iov_len = ISTHMUS_GRO_BYTES;
       memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
       msgs[i].msg_hdr.msg_iov = &iovs[i];
       msgs[i].msg_hdr.msg_iovlen = 1;
@@ -156,51 +175,36 @@ int isthmus_udp_recv_batch_gro(int fd, uint8_t *slab, uint32_t slot_size, uint32
       msgs[i].msg_hdr.msg_control = ctrl[i].buf;
       msgs[i].msg_hdr.msg_controllen = sizeof(ctrl[i].buf);
     }
-    int r = recvmmsg(fd, msgs, want, MSG_DONTWAIT, NULL);
+    int r = recvmmsg(fd, msgs, ISTHMUS_GRO_MSGS, MSG_DONTWAIT, NULL);
     if (r < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      if (n == 0) return -errno;
-      break;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return (int)n;
+      return n == 0 ? -errno : (int)n;
     }
-    if (r == 0) break;
+    if (r == 0) return (int)n;
+    if (r < ISTHMUS_GRO_MSGS) drained = 1;
     for (int i = 0; i < r; i++) {
-      uint32_t len = msgs[i].msg_len;
-      uint32_t seg = len;
+      uint32_t len = msgs[i].msg_len, seg = len;
       for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msgs[i].msg_hdr); cm;
            cm = CMSG_NXTHDR(&msgs[i].msg_hdr, cm)) {
         if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
-          int g;
-          memcpy(&g, CMSG_DATA(cm), sizeof(g));
-          if (g > 0) seg = (uint32_t)g;
+          int v;
+          memcpy(&v, CMSG_DATA(cm), sizeof(v));
+          if (v > 0) seg = (uint32_t)v;
         }
       }
-      if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC || seg == 0 || seg > cap ||
-          (len + seg - 1) / seg > GRO_SLOTS_PER_MSG) {
-        /* Larger than a slot (or an impossible train): the whole receive is dropped. */
-        (*truncated)++;
+      if ((msgs[i].msg_hdr.msg_flags & MSG_TRUNC) || (len > 0 && (seg == 0 || seg > cap))) {
+        (*truncated)++; /* a datagram larger than a slot: dropped, as without GRO */
         continue;
       }
-      uint32_t addr = ntohl(names[i].sin_addr.s_addr), port = ntohs(names[i].sin_port);
-      if (len == 0) { /* an empty datagram */
-        lengths[n] = 0;
-        addrs[n] = addr;
-        ports[n] = port;
-        n++;
-        continue;
-      }
-      for (uint32_t off = 0; off < len; off += seg) {
-        uint32_t l = len - off < seg ? len - off : seg;
-        memcpy(slab + (size_t)n * slot_size + headroom, bounce[i] + off, l);
-        lengths[n] = l;
-        addrs[n] = addr;
-        ports[n] = port;
-        n++;
-      }
+      uint32_t k = g->count++;
+      if (k != (uint32_t)i) memmove(g->bounce[k], g->bounce[i], len);
+      g->lens[k] = len;
+      g->segs[k] = len == 0 ? 1 : seg;
+      g->addrs[k] = ntohl(names[i].sin_addr.s_addr);
+      g->ports[k] = ntohs(names[i].sin_port);
     }
-    if ((uint32_t)r < want) break; /* drained */
   }
-  return (int)n;
 }
 
 /* Linux UDP GSO (UDP_SEGMENT, 4.18+): consecutive datagrams to the same address with the

@@ -28,14 +28,26 @@ int isthmus_udp_recv_batch(int fd, uint8_t *slab, uint32_t slot_size, uint32_t h
                            uint32_t max, uint32_t *lengths, uint32_t *addrs, uint32_t *ports,
                            uint32_t *truncated);
 
-/* Ask the kernel for UDP GRO on this socket (0 or -errno). */
-int isthmus_udp_enable_gro(int fd);
+/* UDP GRO receive state of one socket: trains received but not yet split into slots. */
+#define ISTHMUS_GRO_MSGS 8
+#define ISTHMUS_GRO_BYTES 65536
+typedef struct isthmus_gro_s {
+  uint8_t bounce[ISTHMUS_GRO_MSGS][ISTHMUS_GRO_BYTES];
+  uint32_t lens[ISTHMUS_GRO_MSGS], segs[ISTHMUS_GRO_MSGS];
+  uint32_t addrs[ISTHMUS_GRO_MSGS], ports[ISTHMUS_GRO_MSGS];
+  uint32_t count, cur, off;
+} isthmus_gro_t;
 
-/* Like isthmus_udp_recv_batch for a socket with GRO on: trains are split into one slot per
- * datagram. Receives only while at least 64 slots are free (so `max` must be >= 64). */
-int isthmus_udp_recv_batch_gro(int fd, uint8_t *slab, uint32_t slot_size, uint32_t headroom,
-                               uint32_t max, uint32_t *lengths, uint32_t *addrs,
-                               uint32_t *ports, uint32_t *truncated);
+/* Turn UDP GRO on (setsockopt UDP_GRO) and allocate its state; NULL if the kernel refuses. */
+isthmus_gro_t *isthmus_udp_enable_gro(int fd);
+void isthmus_udp_gro_free(isthmus_gro_t *g);
+/* Datagrams held from a train that did not fit the last batch (call recv again, no poll). */
+int isthmus_udp_gro_pending(const isthmus_gro_t *g);
+
+/* Like isthmus_udp_recv_batch for a socket with GRO on: one slot per datagram of a train. */
+int isthmus_udp_recv_batch_gro(int fd, isthmus_gro_t *g, uint8_t *slab, uint32_t slot_size,
+                               uint32_t headroom, uint32_t max, uint32_t *lengths,
+                               uint32_t *addrs, uint32_t *ports, uint32_t *truncated);
 
 /* sendmmsg of datagrams 0..count-1, continuing after partial sends. A datagram the
  * kernel refuses (e.g. EMSGSIZE, ENETUNREACH) is skipped and counted in *errors;
