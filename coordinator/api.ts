@@ -6,7 +6,7 @@
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from '../common/logger';
 import { redactKey } from '../common/logger';
-import { verifyKeyProofNative } from './key-proof-native';
+import { verifyKeyProof } from '../protocol/key-proof';
 import { CoordinatorError, NotFoundError, UnauthorizedError } from './errors';
 import type { PeerFeed } from './peer-feed';
 import type { PeerMapCache } from './peer-map-cache';
@@ -81,7 +81,7 @@ export function buildApi(d: ApiDeps): FastifyInstance {
     const challenge = await d.registry.getChallenge(b.challengeId);
     if (!challenge) throw new CoordinatorError('challenge-unknown', 'challenge unknown, expired or already used: fetch a new one from GET /v1/challenge', 401);
     const pub = Buffer.from(b.publicKey, 'base64');
-    if (!verifyKeyProofNative(challenge, pub, 'join', Buffer.from(b.proof, 'base64'))) {
+    if (!verifyKeyProof(challenge, pub, 'join', Buffer.from(b.proof, 'base64'))) {
       throw new CoordinatorError('bad-proof', 'proof of key possession does not verify', 401);
     }
     const sessionToken = newSecret(SESSION_TOKEN_PREFIX);

@@ -5,7 +5,7 @@
 import type Redis from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import type { KeyChallenge } from '../protocol/key-proof';
-import { createKeyChallengeNative } from './key-proof-native';
+import { createKeyChallenge } from '../protocol/key-proof';
 import { CHALLENGE_TTL_SEC, CHANGE_FEED_MAXLEN } from './constants';
 import { CidrMismatchError, JoinRefusedError, type JoinRefusalCode } from './errors';
 import type { Cidr } from './ipam';
@@ -83,7 +83,7 @@ export class RedisRegistry {
   }
 
   async createChallenge(): Promise<{ id: string; ephemeralPublic: string; nonce: string }> {
-    const c = createKeyChallengeNative();
+    const c = createKeyChallenge();
     const id = randomBytes(16).toString('base64url');
     await this.redis.set(this.keys.challenge(id), JSON.stringify({
       priv: Buffer.from(c.ephemeralPrivate).toString('base64'), pub: Buffer.from(c.ephemeralPublic).toString('base64'),

@@ -5,16 +5,19 @@
  * X25519 keys cannot sign, so the verifier sends a fresh ephemeral public key E and a
  * nonce N; the member answers
  *
- *     proof = BLAKE2s-256(key = BLAKE2s-256(X25519(s, E)), LABEL || context || N || S)
+ *     proof = BLAKE2s-256(key = BLAKE2s-256(X25519(s, E)), LABEL || 0 || context || 0 || N || S)
  *
  * where s/S is its static key pair. Only the holder of s (or of E's private half, which
  * never leaves the verifier) can compute X25519(s, E). `context` binds a proof to one use
  * ("relay", "join") so a proof for one verifier cannot be replayed at another; verifiers
  * make every (E, N) single-use.
+ *
+ * X25519 runs in OpenSSL (node:crypto): verifiers do one per member authentication, and
+ * tweetnacl's pure-JS scalar multiplication took ~40 % of the coordinator's join path.
+ * test/unit/protocol/key-proof.test.ts checks it against tweetnacl.
  */
-import nacl from 'tweetnacl';
 import { blake2s } from '@noble/hashes/blake2s';
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export const KEY_PROOF_LABEL = 'isthmus key proof v1';
 export const KEY_PROOF_LEN = 32;
@@ -26,9 +29,32 @@ export interface KeyChallenge {
   nonce: Uint8Array;
 }
 
+// OpenSSL takes raw X25519 keys only DER-wrapped (RFC 8410): PKCS#8 private, SPKI public.
+const PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
+const SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+
+/** X25519, or undefined for a malformed key or an all-zero result (low-order point). */
+function x25519(privateKey: Uint8Array, publicKey: Uint8Array): Buffer | undefined {
+  if (privateKey.length !== 32 || publicKey.length !== 32) return undefined;
+  let shared: Buffer;
+  try {
+    shared = diffieHellman({
+      privateKey: createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, privateKey]), format: 'der', type: 'pkcs8' }),
+      publicKey: createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: 'der', type: 'spki' }),
+    });
+  } catch {
+    return undefined; // OpenSSL refuses some low-order points outright
+  }
+  return shared.every((b) => b === 0) ? undefined : shared;
+}
+
 export function createKeyChallenge(): KeyChallenge {
-  const kp = nacl.box.keyPair();
-  return { ephemeralPrivate: kp.secretKey, ephemeralPublic: kp.publicKey, nonce: randomBytes(KEY_PROOF_NONCE_LEN) };
+  const { privateKey, publicKey } = generateKeyPairSync('x25519');
+  return {
+    ephemeralPrivate: new Uint8Array(privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(-32)),
+    ephemeralPublic: new Uint8Array(publicKey.export({ format: 'der', type: 'spki' }).subarray(-32)),
+    nonce: randomBytes(KEY_PROOF_NONCE_LEN),
+  };
 }
 
 function proofFromShared(shared: Uint8Array, context: string, nonce: Uint8Array, staticPublic: Uint8Array): Uint8Array {
@@ -37,18 +63,19 @@ function proofFromShared(shared: Uint8Array, context: string, nonce: Uint8Array,
   return blake2s(msg, { key: blake2s(shared), dkLen: KEY_PROOF_LEN });
 }
 
-/** Member side. */
+/** Member side. Throws on a malformed or low-order challenge key (a broken verifier). */
 export function proveKey(staticPrivate: Uint8Array, staticPublic: Uint8Array, ephemeralPublic: Uint8Array,
   nonce: Uint8Array, context: string): Uint8Array {
-  return proofFromShared(nacl.scalarMult(staticPrivate, ephemeralPublic), context, nonce, staticPublic);
+  const shared = x25519(staticPrivate, ephemeralPublic);
+  if (!shared) throw new RangeError('key proof: the verifier sent an unusable ephemeral key');
+  return proofFromShared(shared, context, nonce, staticPublic);
 }
 
-/** Verifier side; constant-time comparison. An all-zero shared secret (low-order key) fails. */
+/** Verifier side; constant-time comparison. A malformed or low-order key fails. */
 export function verifyKeyProof(challenge: KeyChallenge, claimedPublic: Uint8Array, context: string,
   proof: Uint8Array): boolean {
   if (claimedPublic.length !== 32 || proof.length !== KEY_PROOF_LEN) return false;
-  const shared = nacl.scalarMult(challenge.ephemeralPrivate, claimedPublic);
-  if (shared.every((b) => b === 0)) return false;
-  const expected = proofFromShared(shared, context, challenge.nonce, claimedPublic);
-  return timingSafeEqual(expected, proof);
+  const shared = x25519(challenge.ephemeralPrivate, claimedPublic);
+  if (!shared) return false;
+  return timingSafeEqual(proofFromShared(shared, context, challenge.nonce, claimedPublic), proof);
 }

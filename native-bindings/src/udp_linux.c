@@ -151,11 +151,15 @@ int isthmus_udp_recv_batch_gro(int fd, isthmus_gro_t *g, uint8_t *slab, uint32_t
     while (g->cur < g->count && n < max) {
       uint32_t m = g->cur, len = g->lens[m];
       uint32_t l = len - g->off < g->segs[m] ? len - g->off : g->segs[m];
-      if (l > 0) memcpy(slab + (size_t)n * slot_size + headroom, g->bounce[m] + g->off, l);
-      lengths[n] = l;
-      addrs[n] = g->addrs[m];
-      ports[n] = g->ports[m];
-      n++;
+      if (l > cap) {
+        (*truncated)++; /* a datagram larger than a slot: dropped, as without GRO */
+      } else {
+        if (l > 0) memcpy(slab + (size_t)n * slot_size + headroom, g->bounce[m] + g->off, l);
+        lengths[n] = l;
+        addrs[n] = g->addrs[m];
+        ports[n] = g->ports[m];
+        n++;
+      }
       g->off += l;
       if (g->off >= len) {
         g->cur++;
@@ -193,8 +197,8 @@ int isthmus_udp_recv_batch_gro(int fd, isthmus_gro_t *g, uint8_t *slab, uint32_t
           if (v > 0) seg = (uint32_t)v;
         }
       }
-      if ((msgs[i].msg_hdr.msg_flags & MSG_TRUNC) || (len > 0 && (seg == 0 || seg > cap))) {
-        (*truncated)++; /* a datagram larger than a slot: dropped, as without GRO */
+      if ((msgs[i].msg_hdr.msg_flags & MSG_TRUNC) || (len > 0 && seg == 0)) {
+        (*truncated)++; /* cannot happen with a 64 KiB bounce; never deliver a partial train */
         continue;
       }
       uint32_t k = g->count++;

@@ -195,3 +195,17 @@ t('runs of equal-size datagrams to one receiver (sent with UDP GSO) arrive as th
   tt.is(tx.stats.txPackets, plan.length);
   tt.is(tx.stats.txDrops, 0);
 });
+
+t('a train larger than the receive batch (UDP GRO) is delivered across several batches, nothing lost', async (tt) => {
+  const rx = openUdpSocket({ host: '127.0.0.1', port: 0, batchSize: 16 });
+  const tx = openUdpSocket({ host: '127.0.0.1', port: 0 });
+  tt.teardown(() => { rx.close(); tx.close(); });
+  const N = 200;
+  const done = collect(rx, N, 5000);
+  for (let i = 0; i < N; i++) tx.send(datagram(i, 1000), 0, 1000, LOOP, rx.localAddress.port);
+  tx.flush();
+  const { got, batches } = await done;
+  tt.deepEqual(got.map((g) => g.bytes), Array.from({ length: N }, (_, i) => datagram(i, 1000)));
+  tt.true(batches.every((c) => c <= 16));
+  tt.is(rx.stats.rxPackets, N);
+});
