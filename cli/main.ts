@@ -11,6 +11,7 @@ import { coordinatorCommand } from './commands/coordinator';
 import { tokenCommand } from './commands/token';
 import { nodeCommand } from './commands/node';
 import { mapperCommand } from './commands/mapper';
+import { statusCommand } from './commands/status';
 import { keygenCommand, pubkeyCommand } from './commands/keygen';
 import { demoCommand } from './commands/demo';
 import { CliError, installSignalHandlers, shutdown } from './shutdown';
@@ -29,6 +30,7 @@ async function main(): Promise<void> {
     .command(tokenCommand)
     .command(nodeCommand)
     .command(mapperCommand)
+    .command(statusCommand)
     .command(keygenCommand)
     .command(pubkeyCommand)
     .command(demoCommand)

@@ -229,7 +229,7 @@ export class Agent {
       vip: intToIpv4(this.overlayAddress),
       tun: this.tun?.name,
       listen: this.socket?.localAddress,
-      relay: this.relay ? { address: `${intToIpv4(this.relayIp)}:${this.relayPort}`, ready: this.relay.isReady, rebinds: this.relayRebinds, udpAddr: this.relaySocket?.localAddress } : undefined,
+      relay: this.relay ? { address: `${intToIpv4(this.relayIp)}:${this.relayPort}`, relayId: this.relay.relayId, ready: this.relay.isReady, rebinds: this.relayRebinds, udpAddr: this.relaySocket?.localAddress } : undefined,
       drops: this.device.drops,
       peers: [...this.peers.all()].map((p) => ({
         publicKey: p.publicKeyBase64,

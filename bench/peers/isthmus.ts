@@ -95,7 +95,8 @@ export async function startStaticOverlay(topo: Topology, opts: StaticOverlayOpti
   for (const [self, peer] of [[a1, s1], [s1, a1]] as const) {
     const file = join(dir, `${self.name}.conf`);
     writeFileSync(file, agentConfig(self, peer, mtu, relayAddr), { mode: 0o600 });
-    self.process = topo.spawn(self.ns, process.execPath, [cli, 'agent', '--config', file, ...(opts.agentArgs ?? [])], { name: `agent-${self.name}`, env });
+    self.process = topo.spawn(self.ns, process.execPath, [cli, 'agent', '--config', file, '--state-dir', join(dir, `state-${self.name}`),
+      ...(opts.agentArgs ?? [])], { name: `agent-${self.name}`, env });
   }
   // Both members hold a relay session before anyone sends: no first packet waits for a retry.
   for (const m of [a1, s1]) await m.process!.waitForLine(/authenticated to relay/, 15_000);

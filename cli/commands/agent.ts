@@ -13,6 +13,8 @@ import { MembershipClient } from '../../node-agent/membership';
 import { keyToBase64 } from '../../protocol/keys';
 import { openTun, openUdpSocket } from '../../native-bindings';
 import { CliError, onShutdown } from '../shutdown';
+import { serveControlSocket } from '../../node-agent/control-socket';
+import { join } from 'node:path';
 
 interface AgentArgs {
   config?: string;
@@ -28,6 +30,18 @@ interface AgentArgs {
   'route-original': string[];
   leave: boolean;
   'rekey-after-time'?: number;
+  'control-socket'?: string;
+}
+
+/** The local status socket `isthmus status` reads; losing it never stops the data path. */
+async function serveStatus(args: AgentArgs, agent: Agent, log: Logger): Promise<void> {
+  const path = args['control-socket'] ?? join(args['state-dir'], 'agent.sock');
+  try {
+    const server = await serveControlSocket(path, () => agent.status());
+    onShutdown(() => new Promise<void>((r) => server.close(() => r())));
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, '`isthmus status` will not work: no control socket');
+  }
 }
 
 const run = promisify(execFile);
@@ -101,6 +115,7 @@ async function runJoined(args: AgentArgs, log: Logger): Promise<void> {
   onShutdown(() => membership.stop());
   membership.applyFull(m.peers, agent);
   await agent.start();
+  await serveStatus(args, agent, log);
   log.info({ vip: m.vip, originalIp, peers: agent.peerKeys().length }, 'joined');
   process.on('SIGUSR1', () => log.info({ status: agent.status() }, 'status'));
   void membership.run(m, agent).catch((err: Error) => log.error({ err: err.message }, 'peer map loop stopped'));
@@ -118,7 +133,8 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     .option('token', { type: 'string', describe: 'Join token (first start only)', group: 'Join:' })
     .option('relay', { type: 'string', describe: 'Relay (or the VIP in front of the relays), HOST:PORT', group: 'Join:' })
     .option('original-ip', { type: 'string', describe: 'This host\'s original IP (default: the address of the default-route interface)', group: 'Join:' })
-    .option('state-dir', { type: 'string', default: DEFAULT_STATE_DIR, describe: 'Where the key (0600) and the last peer map are kept', group: 'Join:' })
+    .option('state-dir', { type: 'string', default: DEFAULT_STATE_DIR, describe: 'Where the key (0600), the last peer map and the status socket are kept' })
+    .option('control-socket', { type: 'string', describe: 'Status socket for `isthmus status` (default: <state-dir>/agent.sock)' })
     .option('tag', { type: 'string', array: true, default: [] as string[], describe: 'Tag this member (repeatable)', group: 'Join:' })
     .option('hostname', { type: 'string', describe: 'Name other members and SOCKS5 clients know this member by (default: hostname)', group: 'Join:' })
     .option('leave', { type: 'boolean', default: false, describe: 'Remove this member from the coordinator, delete its key, and exit', group: 'Join:' })
@@ -147,6 +163,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     const agent = await runStatic(args, log);
     onShutdown(() => agent.stop());
     await agent.start();
+    await serveStatus(args, agent, log);
     process.on('SIGUSR1', () => log.info({ status: agent.status() }, 'status'));
   },
 };

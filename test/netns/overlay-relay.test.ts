@@ -7,7 +7,7 @@
 import anyTest, { type TestFn } from 'ava';
 import { join } from 'node:path';
 import { createTopology, rootSkipReason, testPrefix, type Topology } from '../harness/netns';
-import { startStaticOverlay, type StaticOverlay } from '../../bench/peers/isthmus';
+import { startStaticOverlay, cliPath, type StaticOverlay } from '../../bench/peers/isthmus';
 
 const test = anyTest as TestFn<{ topo: Topology; overlay: StaticOverlay }>;
 const skip = rootSkipReason();
@@ -79,5 +79,18 @@ if (skip) {
     process.kill(a1.pid, 'SIGUSR1');
     const status = await a1.waitForLine(/"source-not-allowed":[1-9]/, 5000);
     t.truthy(status);
+  });
+
+  test.serial('`isthmus status` shows the relay session, the peer, its handshake and traffic', async (t) => {
+    const { topo, overlay } = t.context;
+    const r = await topo.exec(topo.ns.vpc1, process.execPath, [cliPath(), 'status', '--state-dir', join(overlay.dir, 'state-a1')]);
+    t.regex(r.stdout, /^member 100\.64\.0\.1 /m);
+    t.regex(r.stdout, /authenticated/);
+    t.regex(r.stdout, /100\.64\.0\.2\/32 .* relay:100\.64\.0\.2 .* ago/);
+    const json = JSON.parse((await topo.exec(topo.ns.vpc1, process.execPath, [cliPath(), 'status', '--json', '--state-dir', join(overlay.dir, 'state-a1')])).stdout) as { peers: { txBytes: number }[] };
+    t.true(json.peers[0].txBytes > 2 ** 30);
+    const none = await topo.exec(topo.ns.vpc1, process.execPath, [cliPath(), 'status', '--state-dir', join(overlay.dir, 'nope')], { check: false });
+    t.is(none.code, 1);
+    t.regex(none.stderr, /no agent is running/);
   });
 }

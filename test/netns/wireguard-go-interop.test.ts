@@ -44,7 +44,7 @@ if (skip) {
       '[Interface]', `PrivateKey = ${keyToBase64(priv)}`, `Address = ${OURS}/24`, 'ListenPort = 51820',
       '[Peer]', `PublicKey = ${wg.publicKey}`, `AllowedIPs = ${THEIRS}/32`, `Endpoint = ${topo.addr.hubVpc1}:51820`, '',
     ].join('\n'), { mode: 0o600 });
-    t.context.agent = topo.spawn(topo.ns.vpc1, process.execPath, [cliPath(), 'agent', '--config', conf, '--rekey-after-time', '3'],
+    t.context.agent = topo.spawn(topo.ns.vpc1, process.execPath, [cliPath(), 'agent', '--config', conf, '--rekey-after-time', '3', '--state-dir', join(t.context.dir, 'state')],
       { name: 'isthmus-agent', env: { ...process.env, ISTHMUS_LOG_LEVEL: 'info' } });
     await t.context.agent.waitForLine(/agent started/, 15_000);
   });

@@ -1,0 +1,61 @@
+/** `isthmus status` output: pure formatting of the agent's status document. */
+
+export interface AgentStatus {
+  publicKey: string;
+  vip: string;
+  tun?: string;
+  listen?: { ip: string; port: number };
+  relay?: { address: string; relayId?: string; ready: boolean; rebinds: number };
+  drops: Record<string, number>;
+  peers: Array<{
+    publicKey: string;
+    allowedIps: string[];
+    endpoint?: string;
+    rxBytes: number;
+    txBytes: number;
+    handshakes: number;
+    lastHandshakeWallMs: number;
+  }>;
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
+
+export function formatAge(ms: number): string {
+  if (ms < 0) return 'just now';
+  const s = Math.round(ms / 1000);
+  if (s < 120) return `${s}s ago`;
+  if (s < 7200) return `${Math.round(s / 60)}m ago`;
+  return `${Math.round(s / 3600)}h ago`;
+}
+
+export function formatStatus(s: AgentStatus, nowMs: number): string {
+  const lines: string[] = [];
+  lines.push(`member ${s.vip}  key ${s.publicKey.slice(0, 8)}…  tun ${s.tun ?? '-'}`);
+  if (s.relay) {
+    lines.push(`relay  ${s.relay.address}  ${s.relay.ready ? `authenticated${s.relay.relayId ? ` to ${s.relay.relayId}` : ''}` : 'NOT authenticated'}${s.relay.rebinds ? `  (${s.relay.rebinds} failovers)` : ''}`);
+  }
+  if (s.listen) lines.push(`listen ${s.listen.ip}:${s.listen.port}`);
+  lines.push('');
+  const rows = [['peer', 'key', 'endpoint', 'handshake', 'rx', 'tx']];
+  for (const p of s.peers) {
+    rows.push([
+      p.allowedIps.join(','), p.publicKey.slice(0, 8) + '…', p.endpoint ?? '-',
+      p.lastHandshakeWallMs ? formatAge(nowMs - p.lastHandshakeWallMs) : 'never',
+      formatBytes(p.rxBytes), formatBytes(p.txBytes),
+    ]);
+  }
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  for (const r of rows) lines.push(r.map((v, c) => v.padEnd(widths[c])).join('  ').trimEnd());
+  if (s.peers.length === 0) lines.push('(no peers)');
+  const drops = Object.entries(s.drops).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`);
+  lines.push('', `drops: ${drops.length ? drops.join(', ') : 'none'}`);
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,23 @@
+import test from 'ava';
+import { formatStatus, formatBytes, formatAge } from '../../../cli/status-format';
+
+test('formats an agent status for people', (t) => {
+  const out = formatStatus({
+    publicKey: 'AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefg=', vip: '100.64.0.1', tun: 'tun0',
+    relay: { address: '10.90.0.1:7000', relayId: 'r1', ready: true, rebinds: 1 },
+    drops: { 'no-route': 0, 'source-not-allowed': 3 },
+    peers: [{ publicKey: 'ZZZZZZZZ' + 'a'.repeat(36), allowedIps: ['100.64.0.2/32'], endpoint: 'relay:100.64.0.2', rxBytes: 1536, txBytes: 3 * 2 ** 20, handshakes: 2, lastHandshakeWallMs: 1_000_000 }],
+  }, 1_012_000);
+  t.regex(out, /^member 100\.64\.0\.1  key AbCdEfGh…  tun tun0$/m);
+  t.regex(out, /^relay  10\.90\.0\.1:7000  authenticated to r1  \(1 failovers\)$/m);
+  t.regex(out, /^100\.64\.0\.2\/32  ZZZZZZZZ…  relay:100\.64\.0\.2  12s ago\s+1\.5 KiB  3\.0 MiB$/m);
+  t.regex(out, /^drops: source-not-allowed 3$/m);
+});
+
+test('units and ages', (t) => {
+  t.is(formatBytes(512), '512 B');
+  t.is(formatBytes(2 ** 30 * 1.5), '1.5 GiB');
+  t.is(formatAge(5_000), '5s ago');
+  t.is(formatAge(600_000), '10m ago');
+  t.is(formatAge(-5), 'just now');
+});
