@@ -71,6 +71,7 @@ export function relayCluster(topo: Topology, o: RelayClusterOptions): RelayClust
       // Relays reach each other's mesh port through the hub.
       undoForward = await topo.allowHubForward('to-r*', 'to-r*');
       for (let i = 1; i <= n; i++) await cluster.startRelay(i);
+      await topo.setVipBackends('udp', CLUSTER_RELAY_PORT, topo.addr.relays);
       cluster.health = topo.startVipHealthCheck(CLUSTER_RELAY_PORT, topo.addr.relays, { intervalMs: o.healthIntervalMs ?? 200 });
       await cluster.health.waitForLine(/"event":"ready"/, 15_000);
     },

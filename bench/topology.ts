@@ -97,11 +97,18 @@ export interface VipHealthOptions {
  * (jhash of source address and port), so a member's UDP flow stays on one relay until its
  * source port changes; existing flows stay pinned by conntrack when the set changes.
  */
+/** The chain that balances one VIP service (proto, port); vip-lb jumps to it. */
+export function vipLbChain(proto: 'udp' | 'tcp', port: number): string {
+  return `vip-lb-${proto}-${port}`;
+}
+
+/** Rewrite one VIP service's backend set (its own chain, so services don't disturb each other). */
 export function vipLbCommands(table: string, proto: 'udp' | 'tcp', port: number, backends: readonly string[]): string[] {
-  const cmds = [`flush chain ip ${table} vip-lb`];
+  const chain = vipLbChain(proto, port);
+  const cmds = [`add chain ip ${table} ${chain}`, `flush chain ip ${table} ${chain}`];
   if (backends.length > 0) {
     const map = backends.map((b, i) => `${i} : ${b}`).join(', ');
-    cmds.push(`add rule ip ${table} vip-lb ${proto} dport ${port} dnat to jhash ip saddr . ${proto} sport mod ${backends.length} map { ${map} }`);
+    cmds.push(`add rule ip ${table} ${chain} ${proto} dport ${port} dnat to jhash ip saddr . ${proto} sport mod ${backends.length} map { ${map} }`);
   }
   return cmds;
 }
@@ -237,10 +244,23 @@ class TopologyImpl implements Topology {
     };
   }
 
+  /** VIP services that have their chain and the jump to it from vip-lb. */
+  private readonly vipServices = new Set<string>();
+
+  private async ensureVipService(proto: 'udp' | 'tcp', port: number): Promise<void> {
+    const chain = vipLbChain(proto, port);
+    if (this.vipServices.has(chain)) return;
+    await this.nft([`add chain ip ${this.nftTable} ${chain}`, `add rule ip ${this.nftTable} vip-lb ${proto} dport ${port} jump ${chain}`]);
+    this.vipServices.add(chain);
+  }
+
   async setVipBackends(proto: 'udp' | 'tcp', port: number, backends: readonly string[]): Promise<void> {
+    await this.ensureVipService(proto, port);
     await this.nft(vipLbCommands(this.nftTable, proto, port, backends));
   }
 
+  /** The checker only rewrites its own chain: call setVipBackends('udp', port, …) first, which
+   *  creates the chain and the jump to it. */
   startVipHealthCheck(port: number, backends: readonly string[], opts: VipHealthOptions = {}): ManagedProcess {
     const script = join(__dirname, existsSync(join(__dirname, 'vip-health.js')) ? 'vip-health.js' : 'vip-health.ts');
     const node = script.endsWith('.ts') ? [process.execPath, '--import', 'tsx', script] : [process.execPath, script];

@@ -33,7 +33,8 @@ export interface NativeBinding {
     txSlab: Buffer, txLengths: Uint32Array, txAddrs: Uint32Array | null, txPorts: Uint32Array | null,
   ): void;
   ioStart(handle: Buffer): void;
-  ioFlush(handle: Buffer, count: number): number;
+  /** ext/extOffsets: packet i is sent from ext[extOffsets[i]] unless that is 0xffffffff (tx slot i). */
+  ioFlush(handle: Buffer, count: number, ext?: Uint8Array | null, extOffsets?: Uint32Array | null): number;
   ioClose(handle: Buffer): void;
   aeadSealBatch?: AeadFn;
   aeadOpenBatch?: AeadFn;

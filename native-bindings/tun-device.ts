@@ -31,6 +31,9 @@ export const DEFAULT_TUN_OPTIONS = {
   batchSize: IDEAL_BATCH_SIZE,
 } as const;
 
+/** txExtOffsets value: the entry is in its tx slot (the addon's EXT_NONE). */
+const IN_SLAB = 0xffffffff;
+
 /** Bytes kept free after each packet in a slot (room for a 16-byte Poly1305 tag, rounded). */
 export const TUN_TAILROOM = 32;
 
@@ -80,6 +83,9 @@ export class NativeTunDevice implements TunDevice {
   private readonly rxLengths: Uint32Array;
   private readonly txSlab: Buffer;
   private readonly txLengths: Uint32Array;
+  /** Per tx entry: offset in `txExt` to write in place from, or IN_SLAB (copied into the slot). */
+  private readonly txExtOffsets: Uint32Array;
+  private txExt: Uint8Array | undefined;
   private readonly batch: PacketBatch;
   private txCount = 0;
   private jsDrops = 0;
@@ -102,6 +108,7 @@ export class NativeTunDevice implements TunDevice {
     this.rxLengths = new Uint32Array(n);
     this.txSlab = Buffer.alloc(n * this.slotSize);
     this.txLengths = new Uint32Array(n);
+    this.txExtOffsets = new Uint32Array(n).fill(IN_SLAB);
     this.counters = new Float64Array(this.native.STAT_COUNT);
     const offsets = new Uint32Array(n);
     for (let i = 0; i < n; i++) offsets[i] = i * this.slotSize + this.headroom;
@@ -149,6 +156,24 @@ export class NativeTunDevice implements TunDevice {
     const pos = this.txCount * this.slotSize;
     if (Buffer.isBuffer(buf)) buf.copy(this.txSlab, pos, offset, offset + length);
     else this.txSlab.set(buf.subarray(offset, offset + length), pos);
+    this.txExtOffsets[this.txCount] = IN_SLAB;
+    this.txLengths[this.txCount++] = length;
+  }
+
+  /**
+   * Like write(), without the copy: the packet is written from `buf` itself at the next
+   * flush(). The caller guarantees `buf[offset, offset+length)` does not change until then
+   * (e.g. a UDP receive slab whose batch handler flushes before it returns). A different
+   * `buf` than the pending one flushes first.
+   */
+  writeInPlace(buf: Uint8Array, offset: number, length: number): void {
+    if (this.closed || length > 65535 || length <= 0 || offset < 0 || offset + length > buf.length) {
+      this.jsDrops++;
+      return;
+    }
+    if ((this.txExt !== undefined && this.txExt !== buf) || this.txCount === this.batchSize) this.flush();
+    this.txExt = buf;
+    this.txExtOffsets[this.txCount] = offset;
     this.txLengths[this.txCount++] = length;
   }
 
@@ -156,7 +181,9 @@ export class NativeTunDevice implements TunDevice {
     if (this.txCount === 0 || this.closed) return;
     const n = this.txCount;
     this.txCount = 0;
-    this.native.ioFlush(this.handle, n);
+    const ext = this.txExt;
+    this.txExt = undefined;
+    this.native.ioFlush(this.handle, n, ext ?? null, ext ? this.txExtOffsets : null);
   }
 
   /** Closing the fd removes the (non-persistent) interface. Idempotent. */
@@ -165,6 +192,7 @@ export class NativeTunDevice implements TunDevice {
     this.closed = true;
     this.jsDrops += this.txCount;
     this.txCount = 0;
+    this.txExt = undefined;
     this.native.ioClose(this.handle);
   }
 

@@ -30,6 +30,9 @@ export interface UdpOptions {
   socketBufferBytes?: number;
 }
 
+/** txExtOffsets value: the entry is in its tx slot (the addon's EXT_NONE). */
+const IN_SLAB = 0xffffffff;
+
 export const DEFAULT_UDP_OPTIONS = {
   batchSize: IDEAL_BATCH_SIZE,
   slotSize: 2048,
@@ -69,6 +72,9 @@ export class NativeUdpSocket implements DatagramSocket {
   private readonly txLengths: Uint32Array;
   private readonly txAddrs: Uint32Array;
   private readonly txPorts: Uint32Array;
+  /** Per tx entry: offset in `txExt` to send in place from, or IN_SLAB (copied into the slot). */
+  private readonly txExtOffsets: Uint32Array;
+  private txExt: Uint8Array | undefined;
   private readonly batch: DatagramBatch;
   private txCount = 0;
   private jsDrops = 0;
@@ -104,6 +110,7 @@ export class NativeUdpSocket implements DatagramSocket {
     this.txLengths = new Uint32Array(n);
     this.txAddrs = new Uint32Array(n);
     this.txPorts = new Uint32Array(n);
+    this.txExtOffsets = new Uint32Array(n).fill(IN_SLAB);
     this.counters = new Float64Array(this.native.STAT_COUNT);
 
     this.handle = Buffer.alloc(this.native.sizeof_isthmus_io_t);
@@ -151,6 +158,27 @@ export class NativeUdpSocket implements DatagramSocket {
     const pos = i * this.slotSize;
     if (Buffer.isBuffer(buf)) buf.copy(this.txSlab, pos, offset, offset + length);
     else this.txSlab.set(buf.subarray(offset, offset + length), pos);
+    this.txExtOffsets[i] = IN_SLAB;
+    this.txLengths[i] = length;
+    this.txAddrs[i] = addr;
+    this.txPorts[i] = port;
+  }
+
+  /**
+   * Like send(), without the copy: the datagram goes out from `buf` itself (sendmmsg iovecs
+   * point into it) at the next flush(). The caller guarantees `buf[offset, offset+length)`
+   * does not change until then, e.g. a receive slab whose batch handler flushes before it
+   * returns. A different `buf` than the pending one flushes first.
+   */
+  sendInPlace(buf: Uint8Array, offset: number, length: number, addr: number, port: number): void {
+    if (this.closed || length > 65535 || length < 0 || offset < 0 || offset + length > buf.length) {
+      this.jsDrops++;
+      return;
+    }
+    if ((this.txExt !== undefined && this.txExt !== buf) || this.txCount === this.batchSize) this.flush();
+    const i = this.txCount++;
+    this.txExt = buf;
+    this.txExtOffsets[i] = offset;
     this.txLengths[i] = length;
     this.txAddrs[i] = addr;
     this.txPorts[i] = port;
@@ -160,7 +188,9 @@ export class NativeUdpSocket implements DatagramSocket {
     if (this.txCount === 0 || this.closed) return;
     const n = this.txCount;
     this.txCount = 0;
-    this.native.ioFlush(this.handle, n);
+    const ext = this.txExt;
+    this.txExt = undefined;
+    this.native.ioFlush(this.handle, n, ext ?? null, ext ? this.txExtOffsets : null);
   }
 
   close(): void {
@@ -168,6 +198,7 @@ export class NativeUdpSocket implements DatagramSocket {
     this.closed = true;
     this.jsDrops += this.txCount;
     this.txCount = 0;
+    this.txExt = undefined;
     this.native.ioClose(this.handle);
   }
 

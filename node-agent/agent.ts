@@ -17,12 +17,21 @@ import { DEFAULT_TIMER_CONFIG, type TimerConfig } from '../protocol/timers';
 import { RELAY_HEADER_LEN } from '../protocol/relay-frame';
 import { RelayClient } from './relay-client';
 import { Device, DEVICE_HEADROOM, DEVICE_TAILROOM } from './device';
-import { Endpoint, EndpointKind, type OutsideSender } from './endpoint';
+import { Endpoint, EndpointKind } from './endpoint';
+import type { InPlaceOutsideSender } from './device';
 import { PeerSet, type PeerSpec } from './peer-set';
 import type { AgentConfig } from './config';
 import { cidrContains, formatCidr, type Cidr } from './cidr';
 import type { BatchAead } from './batch-crypto';
 import { aead as nativeAead, nativeAvailable } from '../native-bindings';
+
+/** Zero-copy sends of the native sockets/TUN (native-bindings), used when present. */
+interface InPlaceSocket {
+  sendInPlace(buf: Uint8Array, offset: number, length: number, addr: number, port: number): void;
+}
+interface InPlaceTun {
+  writeInPlace(buf: Uint8Array, offset: number, length: number): void;
+}
 
 /** Relay keepalive and dead-relay detection (PINGs are 8-byte frames: cheap at the relay). */
 export const RELAY_FAILOVER_TIMING = { keepaliveMs: 250, deadAfterPings: 3, authRetryMinMs: 200 } as const;
@@ -79,10 +88,22 @@ export class Agent {
     this.local = createLocalIdentity(keyFromBase64(config.privateKey));
     this.overlayAddress = ipv4ToInt(config.address.address);
     this.peers = new PeerSet(this.local, c.clock, this.timerConfig, (p) => this.device.forgetPeer(p));
-    const outside: OutsideSender = { send: (ep, buf, off, len) => this.sendOutside(ep, buf, off, len) };
+    const outside: InPlaceOutsideSender = {
+      send: (ep, buf, off, len) => this.sendOutside(ep, buf, off, len, false),
+      // The engine passes only packets of the TUN batch being processed; flushAll() runs
+      // before that batch's slab is reused.
+      sendInPlace: (ep, buf, off, len) => this.sendOutside(ep, buf, off, len, true),
+    };
     this.device = new Device({
       clock: c.clock, logger: c.logger, outside, peers: this.peers, local: this.local, timerConfig: this.timerConfig,
-      inside: { write: (buf, off, len) => this.tun?.write(buf, off, len) },
+      inside: {
+        write: (buf, off, len) => this.tun?.write(buf, off, len),
+        writeInPlace: (buf, off, len) => {
+          const tun = this.tun as (TunDevice & Partial<InPlaceTun>) | undefined;
+          if (tun?.writeInPlace) tun.writeInPlace(buf, off, len);
+          else tun?.write(buf, off, len);
+        },
+      },
       aead: c.aead === null ? undefined : (c.aead ?? (nativeAvailable() ? nativeAead : undefined)),
     });
   }
@@ -168,9 +189,11 @@ export class Agent {
     return [...this.peers.all()].map((p) => p.publicKeyBase64);
   }
 
-  private sendOutside(ep: Endpoint, buf: Buffer, off: number, len: number): void {
+  private sendOutside(ep: Endpoint, buf: Buffer, off: number, len: number, inPlace: boolean): void {
     if (ep.kind === EndpointKind.Direct) {
-      this.socket?.send(buf, off, len, ep.ip, ep.port);
+      const s = this.socket as (DatagramSocket & Partial<InPlaceSocket>) | undefined;
+      if (inPlace && s?.sendInPlace) s.sendInPlace(buf, off, len, ep.ip, ep.port);
+      else s?.send(buf, off, len, ep.ip, ep.port);
       return;
     }
     const relay = this.relay;
@@ -178,7 +201,9 @@ export class Agent {
     if (!relay || !socket) return;
     if (off >= RELAY_HEADER_LEN) {
       relay.writeDataHeader(buf, off - RELAY_HEADER_LEN, ep.vip);
-      socket.send(buf, off - RELAY_HEADER_LEN, len + RELAY_HEADER_LEN, this.relayIp, this.relayPort);
+      const s = socket as DatagramSocket & Partial<InPlaceSocket>;
+      if (inPlace && s.sendInPlace) s.sendInPlace(buf, off - RELAY_HEADER_LEN, len + RELAY_HEADER_LEN, this.relayIp, this.relayPort);
+      else socket.send(buf, off - RELAY_HEADER_LEN, len + RELAY_HEADER_LEN, this.relayIp, this.relayPort);
     } else {
       relay.writeDataHeader(this.relayScratch, 0, ep.vip);
       buf.copy(this.relayScratch, RELAY_HEADER_LEN, off, off + len);

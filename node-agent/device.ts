@@ -47,11 +47,21 @@ export const DEVICE_HEADROOM = MSG_TRANSPORT_HEADER_SIZE + 8;
 /** Room the engine needs behind an inside packet: padding to 16 and the AEAD tag. */
 export const DEVICE_TAILROOM = 32;
 
+/** Optional zero-copy variants: the bytes are used in place at the sink's next flush, so the
+ *  engine passes them only for packets in the batch being processed (the agent flushes
+ *  before the batch's memory is reused). */
+export interface InPlaceOutsideSender extends OutsideSender {
+  sendInPlace?(ep: Endpoint, buf: Buffer, off: number, len: number): void;
+}
+export interface InPlaceInsideWriter extends InsideWriter {
+  writeInPlace?(buf: Buffer, off: number, len: number): void;
+}
+
 export interface DeviceComponents {
   clock: Clock;
   logger: Logger;
-  outside: OutsideSender;
-  inside: InsideWriter;
+  outside: InPlaceOutsideSender;
+  inside: InPlaceInsideWriter;
   peers: PeerSet;
   local: LocalIdentity;
   timerConfig: TimerConfig;
@@ -68,8 +78,8 @@ export class Device {
   readonly handshakes: HandshakeHandler;
   private readonly peers: PeerSet;
   private readonly clock: Clock;
-  private readonly outside: OutsideSender;
-  private readonly inside: InsideWriter;
+  private readonly outside: InPlaceOutsideSender;
+  private readonly inside: InPlaceInsideWriter;
   /** Parsed transport header, reused for every packet. */
   private readonly transportHeader = { receiver: 0, counter: 0 };
   /** ICMP errors are built here, then written to the TUN. */
@@ -179,7 +189,8 @@ export class Device {
         continue;
       }
       const n = sb.msgLengths[i];
-      this.outside.send(peer.endpoint, data, sb.msgOffsets[i], n);
+      if (this.outside.sendInPlace) this.outside.sendInPlace(peer.endpoint, data, sb.msgOffsets[i], n);
+      else this.outside.send(peer.endpoint, data, sb.msgOffsets[i], n);
       peer.stats.txBytes += n;
       peer.stats.txPackets++;
       peer.timers.dataSent(now);
@@ -374,7 +385,9 @@ export class Device {
     if (totalLen < 20 || totalLen > n) return this.drop('inner-malformed');
     const src = buf.readUInt32BE(plainOff + 12);
     if (this.peers.routes.lookup(src) !== peer) return this.drop('source-not-allowed');
-    this.inside.write(buf, plainOff, totalLen);
+    // `buf` is the datagram batch being processed: in place is safe until the agent's flush.
+    if (this.inside.writeInPlace) this.inside.writeInPlace(buf, plainOff, totalLen);
+    else this.inside.write(buf, plainOff, totalLen);
   }
 
   /** Run every peer's due timers (called a few times a second by the agent). */

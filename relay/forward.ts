@@ -111,7 +111,10 @@ export class Forwarder {
       return;
     }
     writeU32(buf, off + RELAY_OFFSET_VIP, src.vip);
-    this.d.socket.send(buf, off, len, dst.addr, dst.port);
+    // Zero copy when the socket can: the rx slab stays untouched until the flush() in onBatch.
+    const sock = this.d.socket as DatagramSocket & { sendInPlace?: DatagramSocket['send'] };
+    if (sock.sendInPlace) sock.sendInPlace(buf, off, len, dst.addr, dst.port);
+    else sock.send(buf, off, len, dst.addr, dst.port);
     stats.framesForwarded++;
     stats.bytesForwarded += len;
   }

@@ -5,9 +5,10 @@
  *   hub:  redis-server 10.90.0.1:6379 · coordinator http://10.90.0.1:8080 · relay 10.90.0.1:7000
  *   vpc1, vpc2, m<i>:  isthmus agent --coordinator … --token … --relay 10.90.0.1:7000
  *
- * With `cluster: true` (a topology made with `relays: N`), the relays run in their own
+ * With `cluster: true` (a topology made with `relays: N`, N ≥ 2), the relays run in their own
  * namespaces behind the VIP's health-checked load balancer and mesh through Redis instead
- * (bench/relay-cluster.ts); members still only know VIP:7000.
+ * (bench/relay-cluster.ts), and two coordinators run beside r1 and r2 behind VIP:8080 (TCP
+ * flow hash): members still only know the VIP.
  *
  * Used by the demo and the netns tests of the control plane and the mapper.
  */
@@ -44,7 +45,9 @@ export interface JoinOptions {
 export interface JoinedOverlay {
   dir: string;
   redis: ManagedProcess;
+  /** The first coordinator (of two in cluster mode). */
   coordinator: ManagedProcess;
+  coordinators: ManagedProcess[];
   /** The hub's relay, or relay r1 of the cluster. */
   relay: ManagedProcess;
   /** Set in cluster mode. */
@@ -58,7 +61,7 @@ export interface JoinedOverlay {
   createToken(args?: string[]): Promise<string>;
   /** Start an agent in `ns` that joins as `name`; resolves once it holds a relay session. */
   join(name: string, ns: string, originalIp: string, opts?: JoinOptions): Promise<JoinedMember>;
-  /** Start the coordinator again after a test killed it. */
+  /** Start the coordinator(s) again after a test killed them. */
   restartCoordinator(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -78,10 +81,17 @@ export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: stri
   const redis = topo.spawn(hub, 'redis-server', ['--port', String(REDIS_PORT), '--bind', vip, '--save', '', '--appendonly', 'no',
     '--dir', dir, '--protected-mode', 'no'], { name: 'redis-server' });
   await topo.waitForListen(hub, REDIS_PORT, 'tcp');
-  const startCoordinator = () => topo.spawn(hub, process.execPath, [cli, 'coordinator', '--redis', redisUrl,
-    '--listen', `${vip}:${COORDINATOR_PORT}`], { name: 'coordinator', env: { ...env, ISTHMUS_ADMIN_TOKEN: adminToken } });
-  let coordinator = startCoordinator();
-  await topo.waitForListen(hub, COORDINATOR_PORT, 'tcp');
+  // Stateless coordinators: on the hub's VIP, or (cluster) one beside each of r1, r2 behind the VIP.
+  const coordinatorHosts = opts.cluster ? [0, 1].map((i) => ({ ns: topo.ns.relays[i], ip: topo.addr.relays[i] })) : [{ ns: hub, ip: vip }];
+  if (opts.cluster && coordinatorHosts.some((h) => !h.ns)) throw new Error('cluster mode needs a topology with at least 2 relays');
+  const startCoordinators = async () => {
+    const procs = coordinatorHosts.map((h, i) => topo.spawn(h.ns, process.execPath, [cli, 'coordinator', '--redis', redisUrl,
+      '--listen', `${h.ip}:${COORDINATOR_PORT}`], { name: `coordinator${i + 1}`, env: { ...env, ISTHMUS_ADMIN_TOKEN: adminToken } }));
+    for (const h of coordinatorHosts) await topo.waitForListen(h.ns, COORDINATOR_PORT, 'tcp');
+    return procs;
+  };
+  let coordinators = await startCoordinators();
+  if (opts.cluster) await topo.setVipBackends('tcp', COORDINATOR_PORT, coordinatorHosts.map((h) => h.ip));
   let relay: ManagedProcess;
   let cluster: RelayCluster | undefined;
   if (opts.cluster) {
@@ -98,11 +108,15 @@ export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: stri
   const overlay: JoinedOverlay = {
     dir, redis, relay, cluster, coordinatorUrl, redisUrl, relayAddr, adminToken, members,
     get coordinator() {
-      return coordinator;
+      return coordinators[0];
+    },
+    get coordinators() {
+      return coordinators;
     },
     async createToken(args = []) {
       const uses = args.includes('--uses') ? [] : ['--uses', '100'];
-      const r = await topo.exec(hub, process.execPath, [cli, 'token', 'create', '--coordinator', coordinatorUrl, ...uses, ...args],
+      // From a VPC, like an admin: the VIP's load balancer only sees traffic that arrives at the hub.
+      const r = await topo.exec(topo.ns.vpc1, process.execPath, [cli, 'token', 'create', '--coordinator', coordinatorUrl, ...uses, ...args],
         { env: { ...env, ISTHMUS_ADMIN_TOKEN: adminToken } });
       return r.stdout.trim().split('\n').pop()!.trim();
     },
@@ -121,14 +135,14 @@ export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: stri
       return m;
     },
     async restartCoordinator() {
-      coordinator = startCoordinator();
-      await topo.waitForListen(hub, COORDINATOR_PORT, 'tcp');
+      for (const c of coordinators) await c.stop(0);
+      coordinators = await startCoordinators();
     },
     async stop() {
       for (const m of members.values()) await m.process.stop();
       if (cluster) await cluster.stop();
       else await relay.stop();
-      await coordinator.stop();
+      for (const c of coordinators) await c.stop();
       await redis.stop();
       rmSync(dir, { recursive: true, force: true });
     },

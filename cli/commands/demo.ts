@@ -69,8 +69,8 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
       say(`  vpc1 → vpc2 directly: ${direct.code === 0 ? 'REACHABLE (the topology is wrong!)' : 'unreachable, as intended'}`);
 
       overlay = await startJoinedOverlay(topo, { cluster: true });
-      say(`\nhub: redis-server and coordinator ${overlay.coordinatorUrl} on the VIP; relays r1 ${topo.addr.relays[0]} and r2 ${topo.addr.relays[1]}`);
-      say(`  behind VIP:7000 (nftables flow-hash DNAT, health-checked), meshed through Redis`);
+      say(`\nhub: redis-server on the VIP; relays r1 ${topo.addr.relays[0]} and r2 ${topo.addr.relays[1]} behind VIP:7000/udp`);
+      say(`  (nftables flow-hash DNAT, health-checked, meshed through Redis); a coordinator beside each behind VIP:8080/tcp`);
       const token = await overlay.createToken(['--uses', '2', '--ttl', '10m']);
       say(`admin: isthmus token create --uses 2 --ttl 10m  →  ${token.slice(0, 6)}… (stored hashed in Redis)`);
       const a1 = await overlay.join('a1', vpc1, topo.addr.vpc1, { token, tags: ['agent'] });

@@ -434,24 +434,57 @@ static napi_value io_start(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* ioFlush(handle, count) -> packets written; drops are counted in stats. */
+/* ioFlush(handle, count, ext|null, extOffsets|null) -> packets written; drops are counted in
+ * stats. Packet i is tx slot i, or, when extOffsets[i] != 0xffffffff, the bytes at
+ * ext + extOffsets[i] (sent in place from the caller's buffer, e.g. an rx slab: no copy). */
+#define EXT_NONE 0xffffffffu
 static napi_value io_flush(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  CHECK_NAPI(get_args(env, info, 2, argv) == 0 ? napi_ok : napi_invalid_arg);
+  static __thread const uint8_t *bufs[4096];
+  napi_value argv[4];
+  size_t argc = 4;
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) return throw_errno(env, -EINVAL, "ioFlush", "ioFlush: handle and count");
   isthmus_io_t *h = get_handle(env, argv[0]);
   uint32_t count;
   CHECK_NAPI(napi_get_value_uint32(env, argv[1], &count));
   if (!h || !h->poll_inited) return throw_errno(env, -EBADF, "ioFlush", "handle is not open");
+  void *ext = NULL, *ext_off = NULL;
+  size_t ext_len = 0, ext_off_bytes = 0;
+  if (argc >= 4) {
+    CHECK_NAPI(get_byte_len(env, argv[2], &ext, &ext_len) == 0 ? napi_ok : napi_invalid_arg);
+    CHECK_NAPI(get_byte_len(env, argv[3], &ext_off, &ext_off_bytes) == 0 ? napi_ok : napi_invalid_arg);
+  }
   uint32_t errors = 0;
   int sent = 0;
   if (count > h->batch) count = h->batch;
+  if (count > 4096) count = 4096;
+  const uint32_t *eo = ext_off && ext && ext_off_bytes >= 4 * (size_t)count ? ext_off : NULL;
+  uint32_t kept = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    uint32_t o = eo ? eo[i] : EXT_NONE;
+    if (o == EXT_NONE) {
+      bufs[kept] = h->tx_slab + (size_t)i * h->slot_size;
+    } else if ((size_t)o + h->tx_lengths[i] <= ext_len) {
+      bufs[kept] = (const uint8_t *)ext + o;
+    } else {
+      errors++; /* out of the caller's buffer: never read past it */
+      continue;
+    }
+    /* Compact the per-packet arrays over any dropped entry (rare). */
+    h->tx_lengths[kept] = h->tx_lengths[i];
+    if (h->kind == KIND_UDP) {
+      h->tx_addrs[kept] = h->tx_addrs[i];
+      h->tx_ports[kept] = h->tx_ports[i];
+    }
+    kept++;
+  }
   if (h->closing) {
-    errors = count;
+    errors += kept;
   } else if (h->kind == KIND_TUN) {
-    sent = isthmus_tun_write_batch(h->fd, h->tx_slab, h->slot_size, h->tx_lengths, count, &errors);
+    sent = isthmus_tun_write_batch(h->fd, bufs, h->tx_lengths, kept, &errors);
   } else {
-    sent = isthmus_udp_send_batch(h->fd, h->tx_slab, h->slot_size, h->tx_lengths, h->tx_addrs,
-                                  h->tx_ports, count, &errors, &h->udp_gso);
+    sent = isthmus_udp_send_batch(h->fd, bufs, h->tx_lengths, h->tx_addrs, h->tx_ports, kept,
+                                  &errors, &h->udp_gso);
   }
   h->stats[STAT_TX_PACKETS] += sent;
   h->stats[STAT_TX_DROPS] += errors;

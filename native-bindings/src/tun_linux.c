@@ -109,11 +109,11 @@ int isthmus_tun_read_batch(int fd, uint8_t *slab, uint32_t slot_size, uint32_t h
   return (int)n;
 }
 
-int isthmus_tun_write_batch(int fd, const uint8_t *slab, uint32_t slot_size,
-                            const uint32_t *lengths, uint32_t count, uint32_t *errors) {
+int isthmus_tun_write_batch(int fd, const uint8_t *const *bufs, const uint32_t *lengths,
+                            uint32_t count, uint32_t *errors) {
   int written = 0;
   for (uint32_t i = 0; i < count; i++) {
-    ssize_t r = write(fd, slab + (size_t)i * slot_size, lengths[i]);
+    ssize_t r = write(fd, bufs[i], lengths[i]);
     if (r < 0) {
       if (errno == EINTR) {
         i--;

@@ -32,10 +32,10 @@ int isthmus_tun_set_up(const char *ifname);
 int isthmus_tun_read_batch(int fd, uint8_t *slab, uint32_t slot_size, uint32_t headroom,
                            uint32_t max, uint32_t *lengths);
 
-/* Writes packets 0..count-1 from the tx slab (slot i at `slab + i * slot_size`).
+/* Writes packets 0..count-1, packet i at bufs[i] (a tx slab slot or a caller's buffer).
  * A packet the kernel rejects (EINVAL, ...) is skipped and counted in *errors; on EAGAIN
  * the rest is dropped and counted in *errors too. Returns how many were written. */
-int isthmus_tun_write_batch(int fd, const uint8_t *slab, uint32_t slot_size,
-                            const uint32_t *lengths, uint32_t count, uint32_t *errors);
+int isthmus_tun_write_batch(int fd, const uint8_t *const *bufs, const uint32_t *lengths,
+                            uint32_t count, uint32_t *errors);
 
 #endif

@@ -254,7 +254,7 @@ static int send_all(int fd, struct mmsghdr *msgs, const uint32_t *segs, uint32_t
   return sent;
 }
 
-int isthmus_udp_send_batch(int fd, const uint8_t *slab, uint32_t slot_size,
+int isthmus_udp_send_batch(int fd, const uint8_t *const *bufs,
                            const uint32_t *lengths, const uint32_t *addrs,
                            const uint32_t *ports, uint32_t count, uint32_t *errors,
                            int *gso) {
@@ -286,7 +286,7 @@ int isthmus_udp_send_batch(int fd, const uint8_t *slab, uint32_t slot_size,
       }
       uint32_t m = nmsgs++;
       for (uint32_t k = first; k < i; k++) {
-        iovs[k].iov_base = (void *)(slab + (size_t)k * slot_size);
+        iovs[k].iov_base = (void *)bufs[k];
         iovs[k].iov_len = lengths[k];
       }
       memset(&names[m], 0, sizeof(names[m]));
@@ -318,7 +318,7 @@ int isthmus_udp_send_batch(int fd, const uint8_t *slab, uint32_t slot_size,
     use_gso = 0;
     uint32_t skip = 0;
     for (int k = 0; k < failed_at; k++) skip += segs[k];
-    slab += (size_t)skip * slot_size;
+    bufs += skip;
     lengths += skip;
     addrs += skip;
     ports += skip;

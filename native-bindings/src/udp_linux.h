@@ -3,7 +3,8 @@
  *
  * Receive slab: datagram i at `slab + i * slot_size + headroom`, at most
  * `slot_size - headroom` bytes; lengths[i], addrs[i] (host-order IPv4), ports[i].
- * Send slab: datagram i at `slab + i * slot_size` with lengths/addrs/ports likewise.
+ * Send: datagram i at `bufs[i]` (a tx slab slot, or in place in a caller's buffer) with
+ * lengths/addrs/ports likewise.
  * Functions return >= 0 on success and -errno on failure.
  */
 #ifndef ISTHMUS_UDP_LINUX_H
@@ -55,7 +56,7 @@ int isthmus_udp_recv_batch_gro(int fd, isthmus_gro_t *g, uint8_t *slab, uint32_t
  * Returns how many were sent.
  * *gso > 0: runs of same-destination, same-size datagrams go as one UDP_SEGMENT send (see
  * udp_linux.c); set to 0 here when the kernel refuses GSO, and the batch is sent plainly. */
-int isthmus_udp_send_batch(int fd, const uint8_t *slab, uint32_t slot_size,
+int isthmus_udp_send_batch(int fd, const uint8_t *const *bufs,
                            const uint32_t *lengths, const uint32_t *addrs,
                            const uint32_t *ports, uint32_t count, uint32_t *errors,
                            int *gso);
