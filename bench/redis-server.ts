@@ -58,6 +58,17 @@ export async function startRedis(opts: { port?: number; bind?: string } = {}): P
     '--dir', dir, '--protected-mode', 'no'], { stdio: 'ignore' });
   const onExit = () => { try { child.kill('SIGKILL'); } catch { /* already gone */ } };
   process.once('exit', onExit);
+  // 'exit' does not run when the owner is killed by a signal (an ava worker on timeout, Ctrl-C):
+  // kill the server then too, and die of the signal as if we had not been here.
+  const onSignal = (sig: NodeJS.Signals) => {
+    onExit();
+    if (process.listenerCount(sig) === 1) {
+      process.removeListener(sig, onSignal);
+      process.kill(process.pid, sig);
+    }
+  };
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const sig of signals) process.on(sig, onSignal);
   await waitForPort(port, 5000);
   return {
     url: `redis://${bind}:${port}`,
@@ -65,6 +76,7 @@ export async function startRedis(opts: { port?: number; bind?: string } = {}): P
     process: child,
     async stop() {
       process.removeListener('exit', onExit);
+      for (const sig of signals) process.removeListener(sig, onSignal);
       if (child.exitCode === null) {
         const gone = new Promise((r) => child.once('exit', r));
         child.kill('SIGTERM');

@@ -209,3 +209,32 @@ t('a train larger than the receive batch (UDP GRO) is delivered across several b
   tt.true(batches.every((c) => c <= 16));
   tt.is(rx.stats.rxPackets, N);
 });
+
+t('sendInPlace sends from the caller\'s buffer at flush, in order with copied sends; a bad range is counted', async (tt) => {
+  const rx = openUdpSocket({ host: '127.0.0.1', port: 0 });
+  const tx = openUdpSocket({ host: '127.0.0.1', port: 0 });
+  tt.teardown(() => { rx.close(); tx.close(); });
+  const slabA = Buffer.concat(Array.from({ length: 10 }, (_, i) => datagram(i, 500)));
+  const slabB = Buffer.concat(Array.from({ length: 10 }, (_, i) => datagram(100 + i, 300)));
+  const expected: Buffer[] = [];
+  const done = collect(rx, 24, 5000);
+  const port = rx.localAddress.port;
+  for (let i = 0; i < 10; i++) {
+    tx.sendInPlace(slabA.subarray(0), i * 500, 500, LOOP, port); // a view: same memory, another object
+    expected.push(datagram(i, 500));
+    if (i % 3 === 0) {
+      tx.send(datagram(50 + i, 200), 0, 200, LOOP, port);
+      expected.push(datagram(50 + i, 200));
+    }
+  }
+  for (let i = 0; i < 10; i++) {
+    tx.sendInPlace(slabB, i * 300, 300, LOOP, port); // another buffer: what is pending goes first
+    expected.push(datagram(100 + i, 300));
+  }
+  tx.sendInPlace(slabB, slabB.length - 10, 20, LOOP, port); // past the end: counted, not sent
+  tx.flush();
+  slabB.fill(0); // after the flush the bytes are no longer needed
+  const { got } = await done;
+  tt.deepEqual(got.map((g) => g.bytes), expected);
+  tt.is(tx.stats.txDrops, 1);
+});
