@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { forComponent, type Logger } from '../../common/logger';
@@ -77,6 +77,9 @@ async function runStatic(args: AgentArgs, log: Logger): Promise<Agent> {
     if (err instanceof ConfigError) throw new CliError(`${args.config}: ${err.message}`);
     throw err;
   }
+  // The file holds a private key: say so when others can read it (wg-quick does the same).
+  const mode = statSync(args.config!).mode & 0o777;
+  if (mode & 0o077) log.warn({ file: args.config, mode: mode.toString(8) }, 'config file holding a private key is readable by other users: chmod 600 it');
   return new Agent(config, components(log), agentOptions(args));
 }
 
