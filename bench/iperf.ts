@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Topology } from './topology';
+import type { RunResult } from './procs';
 
 export interface IperfCase {
   streams: number;
@@ -61,6 +62,18 @@ interface IperfJson {
   };
 }
 
+/**
+ * Run the iperf3 client in vpc1. The server accepts one test at a time and may still be
+ * closing the previous one ("the server is busy"): retry that a few times, a second apart.
+ */
+async function execIperf(topo: Topology, args: string[], timeoutMs: number): Promise<RunResult> {
+  for (let attempt = 0; ; attempt++) {
+    const r = await topo.exec(topo.ns.vpc1, 'iperf3', args, { check: false, timeoutMs });
+    if (attempt >= 5 || !/server is busy/.test(r.stdout + r.stderr)) return r;
+    await new Promise((res) => setTimeout(res, 1000));
+  }
+}
+
 /** One iperf3 client run from vpc1 against the server already listening on serverAddr in vpc2. */
 export async function runIperf(topo: Topology, serverAddr: string, clientAddr: string, c: IperfCase,
   opts: IperfOptions, subjectPids: () => number[]): Promise<IperfResult> {
@@ -70,7 +83,7 @@ export async function runIperf(topo: Topology, serverAddr: string, clientAddr: s
   const m0 = machineJiffies();
   const p0 = processJiffies(subjectPids());
   const t0 = performance.now();
-  const r = await topo.exec(topo.ns.vpc1, 'iperf3', args, { check: false, timeoutMs: (opts.durationS + opts.omitS + 30) * 1000 });
+  const r = await execIperf(topo, args, (opts.durationS + opts.omitS + 30) * 1000);
   const wallS = (performance.now() - t0) / 1000;
   const m1 = machineJiffies();
   const p1 = processJiffies(subjectPids());
@@ -161,7 +174,7 @@ export async function runUdpPps(topo: Topology, serverAddr: string, clientAddr: 
   const args = ['-c', serverAddr, '-B', clientAddr, '-p', String(opts.port), '-u', '-l', String(payloadBytes), '-b', '0',
     '-t', String(opts.durationS), '-J'];
   // No -O here: iperf3 3.12 counts the omitted datagrams as lost (loss > 100 %).
-  const r = await topo.exec(topo.ns.vpc1, 'iperf3', args, { check: false, timeoutMs: (opts.durationS + 30) * 1000 });
+  const r = await execIperf(topo, args, (opts.durationS + 30) * 1000);
   let j: IperfUdpJson;
   try {
     j = JSON.parse(r.stdout) as IperfUdpJson;

@@ -26,6 +26,8 @@ export interface SubjectResult {
   rssMiB?: { hub: number; memberMax: number };
   /** 64-byte UDP datagrams, unlimited rate. */
   udp64?: UdpPpsResult;
+  /** Why the 64-byte UDP figure is missing (the TCP results still count). */
+  udp64Error?: string;
   /** Set when the subject failed; the other subjects still run. */
   error?: string;
 }

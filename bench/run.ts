@@ -115,9 +115,20 @@ async function measure(topo: Topology, subject: BenchSubject, s: RunSettings): P
         }
       }
       if (s.pps) {
-        const pps = await runUdpPps(topo, ep.serverAddr, ep.clientAddr, iperfOpts);
-        result.udp64 = pps;
-        log(`64-byte UDP: ${(pps.receivedPps / 1000).toFixed(1)} kpps received (${pps.lossPercent.toFixed(1)}% lost)`);
+        // A flood of tiny datagrams can upset iperf3's control connection: one retry, and a
+        // failure here costs only the pps figure, not the subject's TCP results.
+        for (let attempt = 1; attempt <= 2 && !result.udp64; attempt++) {
+          try {
+            const pps = await runUdpPps(topo, ep.serverAddr, ep.clientAddr, iperfOpts);
+            result.udp64 = pps;
+            log(`64-byte UDP: ${(pps.receivedPps / 1000).toFixed(1)} kpps received (${pps.lossPercent.toFixed(1)}% lost)`);
+          } catch (err) {
+            result.udp64Error = (err as Error).message;
+            log(`64-byte UDP attempt ${attempt} failed: ${result.udp64Error}`);
+            await sleep(1000);
+          }
+        }
+        if (result.udp64) delete result.udp64Error;
       }
     } finally {
       await server.stop();
