@@ -38,7 +38,7 @@ async function hgetall(topo: Topology, key: string): Promise<Record<string, stri
 /** `isthmus demo`: the whole system on this machine, in network namespaces, then gone. */
 export const demoCommand: CommandModule<object, DemoArgs> = {
   command: 'demo',
-  describe: 'Build two isolated VPCs and a hub in network namespaces, start Redis, a coordinator, a relay and two members that join with a token, show ping and a TCP transfer through the overlay, tear everything down (root)',
+  describe: 'Build two isolated VPCs and a hub in network namespaces; start Redis, two coordinators and two relays behind a VIP, and two members that join with a token; show ping, a TCP transfer, a relay failover, the mapper (SOCKS5, HTTP proxy) and transparent mode; tear everything down (root)',
   builder: (y) => y.option('seconds', { type: 'number', default: 5, describe: 'Length of the TCP transfer' })
     .check((a) => {
       if (!(a.seconds >= 1 && a.seconds <= 600)) throw new Error('--seconds must be between 1 and 600');
