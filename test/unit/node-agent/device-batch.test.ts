@@ -17,21 +17,11 @@ import { Endpoint, EndpointKind } from '../../../node-agent/endpoint';
 import { parseCidr } from '../../../node-agent/cidr';
 import type { BatchAead } from '../../../node-agent/batch-crypto';
 import { aead as nativeAead, nativeAvailable } from '../../../native-bindings';
+import { ipv4Packet } from '../../harness/packets';
 
 const SLOT = 2048;
 const MTU = 1420;
 
-function ipv4Packet(src: string, dst: string, payload: Buffer): Buffer {
-  const p = Buffer.alloc(20 + payload.length);
-  p[0] = 0x45;
-  p.writeUInt16BE(p.length, 2);
-  p[8] = 64;
-  p[9] = 17;
-  p.writeUInt32BE(ipv4ToInt(src), 12);
-  p.writeUInt32BE(ipv4ToInt(dst), 16);
-  payload.copy(p, 20);
-  return p;
-}
 
 /** Packets laid out like a TUN or UDP slab: one per slot, `headroom` free bytes in front. */
 function slab(packets: Buffer[], headroom: number): PacketBatch {

@@ -13,20 +13,10 @@ import { Device, DEVICE_HEADROOM, DEVICE_TAILROOM } from '../../../node-agent/de
 import { PeerSet } from '../../../node-agent/peer-set';
 import { Endpoint, EndpointKind } from '../../../node-agent/endpoint';
 import { parseCidr } from '../../../node-agent/cidr';
+import { ipv4Packet } from '../../harness/packets';
 
 interface Wire { from: 'a' | 'b'; bytes: Buffer }
 
-function ipv4Packet(src: string, dst: string, payload = Buffer.from('hello overlay')): Buffer {
-  const p = Buffer.alloc(20 + payload.length);
-  p[0] = 0x45;
-  p.writeUInt16BE(p.length, 2);
-  p[8] = 64;
-  p[9] = 17;
-  p.writeUInt32BE(ipv4ToInt(src), 12);
-  p.writeUInt32BE(ipv4ToInt(dst), 16);
-  payload.copy(p, 20);
-  return p;
-}
 
 /** Put a packet in a buffer with the headroom/tailroom the TUN gives the engine. */
 function framed(packet: Buffer): { buf: Buffer; off: number } {

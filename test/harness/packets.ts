@@ -1,0 +1,14 @@
+/** Minimal IPv4 packets for engine tests (UDP protocol number, no UDP header needed). */
+import { ipv4ToInt } from '../../common/packet-io';
+
+export function ipv4Packet(src: string, dst: string, payload = Buffer.from('hello overlay')): Buffer {
+  const p = Buffer.alloc(20 + payload.length);
+  p[0] = 0x45;
+  p.writeUInt16BE(p.length, 2);
+  p[8] = 64;
+  p[9] = 17;
+  p.writeUInt32BE(ipv4ToInt(src), 12);
+  p.writeUInt32BE(ipv4ToInt(dst), 16);
+  payload.copy(p, 20);
+  return p;
+}
