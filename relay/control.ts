@@ -19,7 +19,7 @@ import type { RelayStats } from './stats';
 
 export interface SessionListener {
   sessionUp?(s: Session): void;
-  sessionDown?(s: Session, why: 'replaced' | 'expired' | 'closed'): void;
+  sessionDown?(s: Session, why: 'replaced' | 'expired' | 'closed' | 'removed'): void;
   /** Periodically, with every live session (TTL refresh of external records). */
   refresh?(sessions: Iterable<Session>): void;
 }

@@ -15,6 +15,7 @@ export type { DropReason, DropCounters } from './drop-reason';
 export type { RelayStatsSnapshot } from './stats';
 export { ChallengeIssuer } from './challenge';
 export { RedisMemberDirectory, RedisSessionRecorder } from './redis-directory';
+export { followMemberRemovals, removedVip } from './member-events';
 export type { RedisDirectoryOptions, SessionRecorderOptions } from './redis-directory';
 export { registerRelayMetrics } from './metrics';
 export { Mesh, MeshForwardResult } from './mesh';

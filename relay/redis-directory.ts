@@ -39,6 +39,11 @@ export class RedisMemberDirectory implements MemberDirectory {
     this.now = opts.now ?? Date.now;
   }
 
+  /** Forget cached answers for a vip (its member was removed or re-keyed). */
+  forgetVip(vip: number): void {
+    for (const [pub, e] of this.cache) if (e.vip === vip) this.cache.delete(pub);
+  }
+
   async lookupByKey(publicKey: Uint8Array): Promise<{ vip: number } | undefined> {
     if (publicKey.length !== 32) return undefined;
     const pub = Buffer.from(publicKey).toString('base64');

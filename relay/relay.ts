@@ -89,6 +89,8 @@ export interface Relay {
   sessions(): SessionInfo[];
   /** Housekeeping now (idle expiry, challenge rotation); the timer calls this every tickMs. */
   tick(): void;
+  /** Unbind a member the coordinator removed; false if it had no session here. */
+  removeMember(vip: number): boolean;
 }
 
 export function createRelay(init: RelayInit = {}): (c: RelayComponents) => Relay {
@@ -158,6 +160,16 @@ class RelayImpl implements Relay {
     for (const s of this.table.sessions()) this.c.sessionListener?.sessionDown?.(s, 'closed');
     this.table.clear();
     this.log.info(this.stats(), 'relay stopped');
+  }
+
+  /** The coordinator removed this member: drop its binding now, so nothing more is forwarded
+   *  for it. Its next frame gets REAUTH, and its AUTH fails because its key is gone. */
+  removeMember(vip: number): boolean {
+    const s = this.table.unbindVip(vip);
+    if (!s) return false;
+    this.log.info({ vip: intToIpv4(vip), udpAddr: `${intToIpv4(s.addr)}:${s.port}` }, 'member removed by the coordinator: unbound');
+    this.c.sessionListener?.sessionDown?.(s, 'removed');
+    return true;
   }
 
   tick(): void {

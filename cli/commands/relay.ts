@@ -7,7 +7,7 @@ import { openBestDatagramSocket } from '../../common/dgram-socket';
 import { ipv4ToInt } from '../../common/packet-io';
 import Redis from 'ioredis';
 import {
-  createRelay, deriveMeshKey, Mesh, MemberFileError, RedisMeshRegistry, RedisMemberDirectory, RedisSessionRecorder, StaticMemberDirectory,
+  createRelay, deriveMeshKey, followMemberRemovals, Mesh, MemberFileError, RedisMeshRegistry, RedisMemberDirectory, RedisSessionRecorder, StaticMemberDirectory,
   type MemberDirectory, type SessionListener,
 } from '../../relay';
 import { CliError, onShutdown } from '../shutdown';
@@ -88,6 +88,7 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
     const log = forComponent('isthmus:relay');
     const { host, port } = parseHostPort(args.listen!, '--listen');
     let directory: MemberDirectory;
+    let redisDirectory: RedisMemberDirectory | undefined;
     let members: number | undefined;
     let redis: Redis | undefined;
     if (args.members) {
@@ -104,7 +105,8 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
       redis.on('error', (e: Error) => log.warn({ err: e.message }, 'redis error'));
       // quit() (not disconnect()) so the session deletions queued by relay.stop() reach Redis.
       onShutdown(() => redis!.quit().catch(() => redis!.disconnect()));
-      directory = new RedisMemberDirectory(redis, { prefix: args['redis-prefix'] });
+      redisDirectory = new RedisMemberDirectory(redis, { prefix: args['redis-prefix'] });
+      directory = redisDirectory;
     }
     let opened;
     try {
@@ -175,6 +177,18 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
         await reg.start();
       } catch (err) {
         throw new CliError(`cannot register the relay in Redis: ${(err as Error).message}`);
+      }
+    }
+    if (redis && redisDirectory) {
+      const d = redisDirectory;
+      try {
+        const stop = await followMemberRemovals(redis, args['redis-prefix'] ?? 'isthmus:', (vip) => {
+          d.forgetVip(vip);
+          relay.removeMember(vip);
+        }, log);
+        onShutdown(stop);
+      } catch (err) {
+        throw new CliError(`cannot subscribe to member events in Redis: ${(err as Error).message}`);
       }
     }
     relay.start();

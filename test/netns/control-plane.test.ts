@@ -111,6 +111,13 @@ if (skip) {
       '--state-dir', a3.stateDir, '--original-ip', a3.originalIp]);
     t.regex(r.stdout, /left/);
     t.is(await redisCli(t.context, 'EXISTS', `isthmus:node:${a3.vip}`), '0');
+    // The relay follows the removal at once (not after ~30 s of idle expiry): binding and 4-tuple gone.
+    let session = '1';
+    for (let i = 0; i < 20 && session !== '0'; i++) {
+      session = await redisCli(t.context, 'EXISTS', `isthmus:session:${a3.vip}`);
+      if (session !== '0') await new Promise((res) => setTimeout(res, 50));
+    }
+    t.is(session, '0', 'the relay still holds the removed member\'s session');
     overlay.members.delete('a3');
     // s1's peer set follows: a3's vip is no longer among its peers' allowed IPs.
     const s1 = overlay.members.get('s1')!;

@@ -1,0 +1,34 @@
+/**
+ * Follows the coordinator's member events on `P:events` (docs/STATE.md): when a member is
+ * removed (`node-removed`, by an admin, `--leave` or the ephemeral sweep), the relay forgets
+ * its cached key → vip answer and unbinds its session at once, instead of forwarding for it
+ * until the session idles out.
+ */
+import type Redis from 'ioredis';
+import type { Logger } from '../common/logger';
+import { ipv4ToInt } from '../common/packet-io';
+
+/** Pure: the vip of a `node-removed` event message, else undefined. */
+export function removedVip(message: string): number | undefined {
+  try {
+    const e = JSON.parse(message) as { type?: unknown; vip?: unknown };
+    if (e.type !== 'node-removed' || typeof e.vip !== 'string') return undefined;
+    return ipv4ToInt(e.vip);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Subscribe on a dedicated connection (a subscribed ioredis client can do nothing else). */
+export async function followMemberRemovals(redis: Redis, prefix: string, onRemoved: (vip: number) => void, log: Logger): Promise<() => Promise<void>> {
+  const sub = redis.duplicate();
+  sub.on('error', (e: Error) => log.warn({ err: e.message }, 'redis events connection error'));
+  sub.on('message', (_channel: string, message: string) => {
+    const vip = removedVip(message);
+    if (vip !== undefined) onRemoved(vip);
+  });
+  await sub.subscribe(`${prefix}events`);
+  return async () => {
+    await sub.quit().catch(() => sub.disconnect());
+  };
+}
