@@ -55,6 +55,8 @@ export interface AgentOptions {
   timers?: Partial<TimerConfig>;
   /** Transparent mode: original prefixes routed into the TUN, so apps keep dialing original IPs. */
   routeOriginal?: Cidr[];
+  /** PING interval to the relay; a relay is dead after 3 unanswered. @default RELAY_FAILOVER_TIMING.keepaliveMs */
+  relayKeepaliveMs?: number;
 }
 
 async function resolveIpv4(host: string): Promise<number> {
@@ -164,6 +166,7 @@ export class Agent {
       // apart (0.75-1.1 s), a dead VIP backend after 3 unanswered HELLOs (~1.4 s), so a TCP
       // flow's stall stays well under its 3rd retransmission (~3 s).
       ...RELAY_FAILOVER_TIMING,
+      ...(this.opts.relayKeepaliveMs ? { keepaliveMs: this.opts.relayKeepaliveMs } : {}),
     });
     // Packets that queued while the relay session was down need not wait for the 5 s retry.
     relay.on('ready', () => this.device.retryPendingHandshakes());

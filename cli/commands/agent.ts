@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { forComponent, type Logger } from '../../common/logger';
 import { systemClock } from '../../common/clock';
 import { parseAgentConfig, parseHostPort, ConfigError, DEFAULT_MTU, type AgentConfig } from '../../node-agent/config';
-import { Agent, type AgentComponents } from '../../node-agent/agent';
+import { Agent, RELAY_FAILOVER_TIMING, type AgentComponents } from '../../node-agent/agent';
 import { parseCidr, type Cidr } from '../../node-agent/cidr';
 import { StateDir, DEFAULT_STATE_DIR } from '../../node-agent/state-dir';
 import { detectOriginalIp } from '../../node-agent/original-ip';
@@ -31,6 +31,7 @@ interface AgentArgs {
   leave: boolean;
   'rekey-after-time'?: number;
   'control-socket'?: string;
+  'relay-keepalive': number;
 }
 
 /** The local status socket `isthmus status` reads; losing it never stops the data path. */
@@ -87,6 +88,7 @@ function agentOptions(args: AgentArgs) {
   return {
     timers: args['rekey-after-time'] ? { rekeyAfterTimeMs: args['rekey-after-time'] * 1000 } : undefined,
     routeOriginal: parseCidrFlag('route-original', args['route-original']),
+    relayKeepaliveMs: args['relay-keepalive'],
   };
 }
 
@@ -142,6 +144,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     .option('hostname', { type: 'string', describe: 'Name other members and SOCKS5 clients know this member by (default: hostname)', group: 'Join:' })
     .option('leave', { type: 'boolean', default: false, describe: 'Remove this member from the coordinator, delete its key, and exit', group: 'Join:' })
     .option('route-original', { type: 'string', array: true, default: [] as string[], describe: 'Transparent mode: route this original prefix into the overlay (repeatable)' })
+    .option('relay-keepalive', { type: 'number', default: RELAY_FAILOVER_TIMING.keepaliveMs, describe: 'Ping the relay every N ms; 3 unanswered = dead, rebind (failover time ≈ 3×N). Raise it for very large fleets' })
     .option('mtu', { type: 'number', default: DEFAULT_MTU, describe: 'TUN MTU' })
     .option('name', { type: 'string', describe: 'TUN device name (default: kernel-chosen)' })
     .option('config', { type: 'string', describe: 'Static-peer config file instead of a coordinator (docs/CONFIG.md)', normalize: true, group: 'Static:' })
@@ -156,6 +159,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
       }
       if (a['original-ip'] !== undefined && !/^\d{1,3}(\.\d{1,3}){3}$/.test(a['original-ip'])) throw new Error('--original-ip must be an IPv4 address');
       if (!(a.mtu >= 576 && a.mtu <= 9000)) throw new Error('--mtu must be between 576 and 9000');
+      if (!(a['relay-keepalive'] >= 50 && a['relay-keepalive'] <= 60_000)) throw new Error('--relay-keepalive must be between 50 and 60000 ms');
       if (a['rekey-after-time'] !== undefined && !(a['rekey-after-time'] > 0)) throw new Error('--rekey-after-time must be a positive number of seconds');
       parseCidrFlag('route-original', a['route-original']);
       return true;
