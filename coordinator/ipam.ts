@@ -9,6 +9,7 @@
  * addresses are never handed out.
  */
 import { intToIpv4, ipv4ToInt } from '../common/packet-io';
+import { formatCidr, parseCidr as parseStrict } from '../common/cidr';
 
 export interface Cidr {
   /** Normalized `a.b.c.d/n` (host bits cleared). */
@@ -30,19 +31,16 @@ export class InvalidCidrError extends Error {
 
 /** Parse an IPv4 CIDR; prefix must be 8..30 so there is room and a broadcast to skip. */
 export function parseCidr(text: string): Cidr {
-  const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(text.trim());
-  if (!m) throw new InvalidCidrError(`not an IPv4 CIDR: ${text}`);
-  const prefix = Number(m[2]);
-  if (prefix < 8 || prefix > 30) throw new InvalidCidrError(`CIDR prefix must be /8../30: ${text}`);
-  let addr: number;
+  let c;
   try {
-    addr = ipv4ToInt(m[1]);
+    c = parseStrict(text.trim(), { normalize: true });
   } catch {
     throw new InvalidCidrError(`not an IPv4 CIDR: ${text}`);
   }
+  const prefix = c.bits;
+  if (prefix < 8 || prefix > 30) throw new InvalidCidrError(`CIDR prefix must be /8../30: ${text}`);
   const size = 2 ** (32 - prefix);
-  const base = (addr - (addr % size)) >>> 0;
-  return { text: `${intToIpv4(base)}/${prefix}`, base, prefix, size, firstOffset: 1, lastOffset: size - 2 };
+  return { text: formatCidr(c.network, prefix), base: c.network, prefix, size, firstOffset: 1, lastOffset: size - 2 };
 }
 
 export function vipAt(cidr: Cidr, offset: number): string {

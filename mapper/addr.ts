@@ -1,6 +1,8 @@
 /**
  * IPv4 address helpers (pure). The overlay is IPv4-only; IPv6 destinations are refused.
  */
+import { ipv4ToInt } from '../common/packet-io';
+import { parseCidr as parseStrict, prefixMask } from '../common/cidr';
 
 /** Strict dotted-quad: four decimal octets 0..255, no leading zeros (no octal ambiguity). */
 const IPV4_RE = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
@@ -13,15 +15,6 @@ export function isIPv4(s: string): boolean {
 export function looksLikeIPv6(s: string): boolean {
   const t = s.startsWith('[') && s.endsWith(']') ? s.slice(1, -1) : s;
   return t.includes(':') && /^[0-9a-fA-F:.]+(%.+)?$/.test(t);
-}
-
-export function ipv4ToInt(s: string): number {
-  const p = s.split('.');
-  return ((+p[0]! << 24) | (+p[1]! << 16) | (+p[2]! << 8) | +p[3]!) >>> 0;
-}
-
-export function intToIPv4(n: number): string {
-  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
 }
 
 export interface Cidr {
@@ -39,11 +32,13 @@ export class InvalidCidrError extends Error {
 }
 
 export function parseCidr(text: string): Cidr {
-  const m = /^([0-9.]+)\/(\d{1,2})$/.exec(text.trim());
-  if (!m || !isIPv4(m[1]!) || +m[2]! > 32) throw new InvalidCidrError(text);
-  const bits = +m[2]!;
-  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-  return { base: (ipv4ToInt(m[1]!) & mask) >>> 0, mask, text };
+  let c;
+  try {
+    c = parseStrict(text.trim(), { normalize: true });
+  } catch {
+    throw new InvalidCidrError(text);
+  }
+  return { base: c.network, mask: prefixMask(c.bits), text };
 }
 
 export function cidrContains(c: Cidr, ip: string): boolean {

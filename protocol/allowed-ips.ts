@@ -14,60 +14,18 @@
  * Values are compared with `===` and must not be `undefined`.
  */
 
-export class CidrParseError extends Error {
-  override readonly name = 'CidrParseError';
-  readonly code = 'ERR_BAD_CIDR';
-}
+import { CidrParseError, formatCidr, parseCidr, type Cidr } from '../common/cidr';
 
-export interface Cidr {
-  /** Host-order uint32 network address (host bits zero). */
-  network: number;
-  /** Prefix length 0..32. */
-  bits: number;
-}
+// The parser is shared by every part (configs, flags, API input); re-exported for callers here.
+export { CidrParseError, formatCidr, parseCidr, prefixMask, type Cidr } from '../common/cidr';
 
-/** MASKS[n] = int32 netmask of a /n. */
+/** MASKS[n] = int32 netmask of a /n: lookups key their Maps by int32 (no boxed numbers). */
 const MASKS = new Int32Array(33);
 for (let n = 1; n <= 32; n++) MASKS[n] = (0xffffffff << (32 - n)) | 0;
 
-/** Host-order uint32 netmask of a /bits. */
-export function prefixMask(bits: number): number {
-  return MASKS[bits] >>> 0;
-}
-
-const OCTET = /^(0|[1-9]\d{0,2})$/;
-const BITS = /^(0|[1-9]\d?)$/;
-
-/**
- * Strictly parse 'a.b.c.d/n': four decimal octets 0–255 without leading zeros, n 0–32.
- * Host bits set → CidrParseError, unless `normalize` (then they are masked off).
- */
-export function parseCidr(s: string, opts: { normalize?: boolean } = {}): Cidr {
-  const slash = s.indexOf('/');
-  if (slash < 0) throw new CidrParseError(`not a CIDR (missing /prefix): '${s}'`);
-  const addrPart = s.slice(0, slash);
-  const bitsPart = s.slice(slash + 1);
-  const octets = addrPart.split('.');
-  if (octets.length !== 4) throw new CidrParseError(`not a CIDR (need four octets): '${s}'`);
-  let addr = 0;
-  for (const o of octets) {
-    if (!OCTET.test(o) || Number(o) > 255) throw new CidrParseError(`not a CIDR (bad octet '${o}'): '${s}'`);
-    addr = addr * 256 + Number(o);
-  }
-  if (!BITS.test(bitsPart) || Number(bitsPart) > 32) throw new CidrParseError(`not a CIDR (prefix length must be 0-32): '${s}'`);
-  const bits = Number(bitsPart);
-  const network = (addr & MASKS[bits]) >>> 0;
-  if (network !== addr && !opts.normalize) {
-    throw new CidrParseError(`host bits set in '${s}' (the network is ${formatCidr(network, bits)})`);
-  }
-  return { network, bits };
-}
-
-export function formatCidr(network: number, bits: number): string {
-  return `${network >>> 24}.${(network >>> 16) & 255}.${(network >>> 8) & 255}.${network & 255}/${bits}`;
-}
-
-export interface AllowedIpsEntry<T> extends Cidr {
+export interface AllowedIpsEntry<T> {
+  network: number;
+  bits: number;
   value: T;
   cidr: string;
 }

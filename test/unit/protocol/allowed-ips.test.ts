@@ -32,10 +32,11 @@ class SlowRouter<T> {
 }
 
 test('parseCidr: strict parsing and clear errors', (t) => {
-  t.deepEqual(parseCidr('10.1.2.0/24'), { network: 0x0a010200, bits: 24 });
-  t.deepEqual(parseCidr('0.0.0.0/0'), { network: 0, bits: 0 });
-  t.deepEqual(parseCidr('255.255.255.255/32'), { network: 0xffffffff, bits: 32 });
-  t.deepEqual(parseCidr('10.1.2.3/24', { normalize: true }), { network: 0x0a010200, bits: 24 });
+  t.deepEqual(parseCidr('10.1.2.0/24'), { network: 0x0a010200, bits: 24, address: 0x0a010200 });
+  t.deepEqual(parseCidr('0.0.0.0/0'), { network: 0, bits: 0, address: 0 });
+  t.deepEqual(parseCidr('255.255.255.255/32'), { network: 0xffffffff, bits: 32, address: 0xffffffff });
+  // normalize: the network without host bits, the address as written (an interface address).
+  t.deepEqual(parseCidr('10.1.2.3/24', { normalize: true }), { network: 0x0a010200, bits: 24, address: 0x0a010203 });
   const hostBits = t.throws(() => parseCidr('10.1.2.3/24'), { instanceOf: CidrParseError });
   t.regex(hostBits!.message, /host bits set.*10\.1\.2\.0\/24/);
   t.is(hostBits!.code, 'ERR_BAD_CIDR');
