@@ -10,7 +10,8 @@
  */
 import { IDEAL_BATCH_SIZE, ipv4ToInt, type PacketBatch, type TunDevice } from '../common/packet-io';
 import { InvalidOptionError, NativeIoError } from './errors';
-import { loadNative, type NativeBinding } from './load';
+import { loadNative } from './load';
+import { IN_SLAB, intOption, NativeIo } from './native-io';
 
 export interface TunOptions {
   /** Interface name or kernel pattern (`isth%d`). @default kernel-chosen `tunN` */
@@ -30,9 +31,6 @@ export const DEFAULT_TUN_OPTIONS = {
   headroom: 64,
   batchSize: IDEAL_BATCH_SIZE,
 } as const;
-
-/** txExtOffsets value: the entry is in its tx slot (the addon's EXT_NONE). */
-const IN_SLAB = 0xffffffff;
 
 /** Bytes kept free after each packet in a slot (room for a 16-byte Poly1305 tag, rounded). */
 export const TUN_TAILROOM = 32;
@@ -61,60 +59,35 @@ export function parseCidr(s: string): { addr: number; prefixLen: number } {
   return { addr, prefixLen };
 }
 
-function intOption(name: string, v: number, min: number, max: number): number {
-  if (!Number.isInteger(v) || v < min || v > max) {
-    throw new InvalidOptionError(`${name} must be an integer in [${min}, ${max}], got ${v}`);
-  }
-  return v;
-}
-
-export class NativeTunDevice implements TunDevice {
+/** A TUN device; slots are headroom + mtu + TUN_TAILROOM bytes, rounded up to 64. */
+export class NativeTunDevice extends NativeIo<PacketBatch> implements TunDevice {
   readonly name: string;
   readonly mtu: number;
   readonly headroom: number;
-  /** Bytes per slab slot: headroom + mtu + TUN_TAILROOM, rounded up to 64. */
-  readonly slotSize: number;
-  readonly batchSize: number;
 
-  private readonly native: NativeBinding;
-  private readonly handle: Buffer;
-  private readonly counters: Float64Array;
   private readonly rxSlab: Buffer;
   private readonly rxLengths: Uint32Array;
-  private readonly txSlab: Buffer;
-  private readonly txLengths: Uint32Array;
-  /** Per tx entry: offset in `txExt` to write in place from, or IN_SLAB (copied into the slot). */
-  private readonly txExtOffsets: Uint32Array;
-  private txExt: Uint8Array | undefined;
   private readonly batch: PacketBatch;
-  private txCount = 0;
-  private jsDrops = 0;
-  private handler: ((batch: PacketBatch) => void) | undefined;
-  private started = false;
-  private closed = false;
 
   constructor(opts: TunOptions = {}) {
-    this.native = loadNative();
-    this.mtu = intOption('mtu', opts.mtu ?? DEFAULT_TUN_OPTIONS.mtu, 68, 65535);
-    this.headroom = intOption('headroom', opts.headroom ?? DEFAULT_TUN_OPTIONS.headroom, 0, 4096);
-    this.batchSize = intOption('batchSize', opts.batchSize ?? DEFAULT_TUN_OPTIONS.batchSize, 1, 4096);
+    const native = loadNative();
+    const mtu = intOption('mtu', opts.mtu ?? DEFAULT_TUN_OPTIONS.mtu, 68, 65535);
+    const headroom = intOption('headroom', opts.headroom ?? DEFAULT_TUN_OPTIONS.headroom, 0, 4096);
+    const batchSize = intOption('batchSize', opts.batchSize ?? DEFAULT_TUN_OPTIONS.batchSize, 1, 4096);
     const cidr = opts.address === undefined ? undefined : parseCidr(opts.address);
     const name = opts.name ?? '';
     if (Buffer.byteLength(name) > 15) throw new InvalidOptionError(`interface name longer than 15 bytes: ${name}`);
-    this.slotSize = Math.ceil((this.headroom + this.mtu + TUN_TAILROOM) / 64) * 64;
+    super(native, batchSize, Math.ceil((headroom + mtu + TUN_TAILROOM) / 64) * 64);
+    this.mtu = mtu;
+    this.headroom = headroom;
 
     const n = this.batchSize;
     this.rxSlab = Buffer.alloc(n * this.slotSize);
     this.rxLengths = new Uint32Array(n);
-    this.txSlab = Buffer.alloc(n * this.slotSize);
-    this.txLengths = new Uint32Array(n);
-    this.txExtOffsets = new Uint32Array(n).fill(IN_SLAB);
-    this.counters = new Float64Array(this.native.STAT_COUNT);
     const offsets = new Uint32Array(n);
     for (let i = 0; i < n; i++) offsets[i] = i * this.slotSize + this.headroom;
     this.batch = { count: 0, data: this.rxSlab, offsets, lengths: this.rxLengths };
 
-    this.handle = Buffer.alloc(this.native.sizeof_isthmus_io_t);
     try {
       this.name = this.native.tunOpen(this.handle, name);
     } catch (err) {
@@ -130,14 +103,6 @@ export class NativeTunDevice implements TunDevice {
       this.native.ioClose(this.handle);
       this.closed = true;
       throw NativeIoError.from(err);
-    }
-  }
-
-  onReceive(handler: (batch: PacketBatch) => void): void {
-    this.handler = handler;
-    if (!this.started && !this.closed) {
-      this.started = true;
-      this.native.ioStart(this.handle);
     }
   }
 
@@ -175,25 +140,6 @@ export class NativeTunDevice implements TunDevice {
     this.txExt = buf;
     this.txExtOffsets[this.txCount] = offset;
     this.txLengths[this.txCount++] = length;
-  }
-
-  flush(): void {
-    if (this.txCount === 0 || this.closed) return;
-    const n = this.txCount;
-    this.txCount = 0;
-    const ext = this.txExt;
-    this.txExt = undefined;
-    this.native.ioFlush(this.handle, n, ext ?? null, ext ? this.txExtOffsets : null);
-  }
-
-  /** Closing the fd removes the (non-persistent) interface. Idempotent. */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.jsDrops += this.txCount;
-    this.txCount = 0;
-    this.txExt = undefined;
-    this.native.ioClose(this.handle);
   }
 
   get stats(): TunStats {

@@ -10,7 +10,8 @@ import {
   IDEAL_BATCH_SIZE, intToIpv4, ipv4ToInt, type DatagramBatch, type DatagramSocket,
 } from '../common/packet-io';
 import { InvalidOptionError, NativeIoError } from './errors';
-import { loadNative, type NativeBinding } from './load';
+import { loadNative } from './load';
+import { IN_SLAB, intOption, NativeIo } from './native-io';
 
 export interface UdpOptions {
   /** IPv4 address to bind (`0.0.0.0` for all). */
@@ -29,9 +30,6 @@ export interface UdpOptions {
    *  @default env ISTHMUS_UDP_BUFFER_BYTES, else 4 MiB */
   socketBufferBytes?: number;
 }
-
-/** txExtOffsets value: the entry is in its tx slot (the addon's EXT_NONE). */
-const IN_SLAB = 0xffffffff;
 
 export const DEFAULT_UDP_OPTIONS = {
   batchSize: IDEAL_BATCH_SIZE,
@@ -52,38 +50,16 @@ export interface UdpStats {
   txDrops: number;
 }
 
-function intOption(name: string, v: number, min: number, max: number): number {
-  if (!Number.isInteger(v) || v < min || v > max) {
-    throw new InvalidOptionError(`${name} must be an integer in [${min}, ${max}], got ${v}`);
-  }
-  return v;
-}
-
-export class NativeUdpSocket implements DatagramSocket {
+export class NativeUdpSocket extends NativeIo<DatagramBatch> implements DatagramSocket {
   readonly localAddress: { ip: string; port: number };
-  readonly batchSize: number;
-  readonly slotSize: number;
   readonly headroom: number;
 
-  private readonly native: NativeBinding;
-  private readonly handle: Buffer;
-  private readonly counters: Float64Array;
-  private readonly txSlab: Buffer;
-  private readonly txLengths: Uint32Array;
   private readonly txAddrs: Uint32Array;
   private readonly txPorts: Uint32Array;
-  /** Per tx entry: offset in `txExt` to send in place from, or IN_SLAB (copied into the slot). */
-  private readonly txExtOffsets: Uint32Array;
-  private txExt: Uint8Array | undefined;
   private readonly batch: DatagramBatch;
-  private txCount = 0;
-  private jsDrops = 0;
-  private handler: ((batch: DatagramBatch) => void) | undefined;
-  private started = false;
-  private closed = false;
 
   constructor(opts: UdpOptions) {
-    this.native = loadNative();
+    const native = loadNative();
     let host: number;
     try {
       host = ipv4ToInt(opts.host);
@@ -91,9 +67,11 @@ export class NativeUdpSocket implements DatagramSocket {
       throw new InvalidOptionError(`host must be an IPv4 address, got ${JSON.stringify(opts.host)}`);
     }
     const port = intOption('port', opts.port, 0, 65535);
-    this.batchSize = intOption('batchSize', opts.batchSize ?? DEFAULT_UDP_OPTIONS.batchSize, 1, this.native.UDP_MAX_BATCH);
-    this.slotSize = intOption('slotSize', opts.slotSize ?? DEFAULT_UDP_OPTIONS.slotSize, 64, 65536 + 4096);
-    this.headroom = intOption('headroom', opts.headroom ?? DEFAULT_UDP_OPTIONS.headroom, 0, this.slotSize - 1);
+    const batchSize = intOption('batchSize', opts.batchSize ?? DEFAULT_UDP_OPTIONS.batchSize, 1, native.UDP_MAX_BATCH);
+    const slotSize = intOption('slotSize', opts.slotSize ?? DEFAULT_UDP_OPTIONS.slotSize, 64, 65536 + 4096);
+    const headroom = intOption('headroom', opts.headroom ?? DEFAULT_UDP_OPTIONS.headroom, 0, slotSize - 1);
+    super(native, batchSize, slotSize);
+    this.headroom = headroom;
     const envBytes = process.env.ISTHMUS_UDP_BUFFER_BYTES;
     const bufBytes = intOption('socketBufferBytes',
       opts.socketBufferBytes ?? (envBytes ? Number(envBytes) : DEFAULT_UDP_OPTIONS.socketBufferBytes), 0, 2 ** 30);
@@ -106,14 +84,9 @@ export class NativeUdpSocket implements DatagramSocket {
       count: 0, data: rxSlab, offsets,
       lengths: new Uint32Array(n), addrs: new Uint32Array(n), ports: new Uint32Array(n),
     };
-    this.txSlab = Buffer.alloc(n * this.slotSize);
-    this.txLengths = new Uint32Array(n);
     this.txAddrs = new Uint32Array(n);
     this.txPorts = new Uint32Array(n);
-    this.txExtOffsets = new Uint32Array(n).fill(IN_SLAB);
-    this.counters = new Float64Array(this.native.STAT_COUNT);
 
-    this.handle = Buffer.alloc(this.native.sizeof_isthmus_io_t);
     let bound: number;
     try {
       bound = this.native.udpOpen(this.handle, host, port, opts.reusePort ?? false, bufBytes);
@@ -131,14 +104,6 @@ export class NativeUdpSocket implements DatagramSocket {
       this.native.ioClose(this.handle);
       this.closed = true;
       throw NativeIoError.from(err);
-    }
-  }
-
-  onReceive(handler: (batch: DatagramBatch) => void): void {
-    this.handler = handler;
-    if (!this.started && !this.closed) {
-      this.started = true;
-      this.native.ioStart(this.handle);
     }
   }
 
@@ -182,24 +147,6 @@ export class NativeUdpSocket implements DatagramSocket {
     this.txLengths[i] = length;
     this.txAddrs[i] = addr;
     this.txPorts[i] = port;
-  }
-
-  flush(): void {
-    if (this.txCount === 0 || this.closed) return;
-    const n = this.txCount;
-    this.txCount = 0;
-    const ext = this.txExt;
-    this.txExt = undefined;
-    this.native.ioFlush(this.handle, n, ext ?? null, ext ? this.txExtOffsets : null);
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.jsDrops += this.txCount;
-    this.txCount = 0;
-    this.txExt = undefined;
-    this.native.ioClose(this.handle);
   }
 
   get stats(): UdpStats {
