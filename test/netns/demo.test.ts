@@ -4,6 +4,7 @@
  */
 import test from 'ava';
 import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { rootSkipReason } from '../harness/netns';
 import { run } from '../harness/procs';
 import { cliPath } from '../../bench/peers/isthmus';
@@ -15,9 +16,49 @@ async function leftovers(): Promise<string[]> {
   return ns;
 }
 
-function runDemo(interruptOn?: RegExp): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string; pid: number }> {
+/** parent pid of every process, from /proc. */
+function parents(): Map<number, number> {
+  const m = new Map<number, number>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      // "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      m.set(Number(d), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return m;
+}
+
+function descendantsOf(root: number): number[] {
+  const pp = parents();
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const [pid, ppid] of pp) if (ppid === p) { out.push(pid); walk(pid); }
+  };
+  walk(root);
+  return out;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+interface DemoRun { code: number | null; signal: NodeJS.Signals | null; out: string; pid: number; seen: Set<number> }
+
+function runDemo(interruptOn?: RegExp): Promise<DemoRun> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [cliPath(), 'demo', '--seconds', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Every process the demo starts (redis, coordinators, relays, agents, iperf3, mapper, ...).
+    const seen = new Set<number>();
+    const sampler = setInterval(() => { for (const p of descendantsOf(child.pid!)) seen.add(p); }, 100);
     let out = '';
     let sent = false;
     const onData = (d: Buffer) => {
@@ -29,15 +70,18 @@ function runDemo(interruptOn?: RegExp): Promise<{ code: number | null; signal: N
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
-    child.on('exit', (code, signal) => resolve({ code, signal, out, pid: child.pid! }));
+    child.on('exit', (code, signal) => {
+      clearInterval(sampler);
+      resolve({ code, signal, out, pid: child.pid!, seen });
+    });
   });
 }
 
-async function descendantsGone(out: string): Promise<boolean> {
-  // Every daemon the demo started runs inside its namespaces: none may survive it.
-  const ps = (await run('ps', ['-eo', 'args'])).stdout;
-  const prefix = /network namespaces (isd[0-9a-f]+)-\*/.exec(out)?.[1];
-  return prefix !== undefined && !ps.includes(`${prefix}-`);
+/** None of the processes the demo started is still alive (zombies awaiting reaping aside). */
+async function descendantsGone(r: DemoRun): Promise<boolean> {
+  await new Promise((res) => setTimeout(res, 500));
+  const left = [...r.seen].filter((pid) => alive(pid) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z '));
+  return left.length === 0;
 }
 
 if (skip) {
@@ -50,7 +94,8 @@ if (skip) {
     for (const re of [/joined: virtual IP 100\.64\./, /5\/5 answered/, /Mbit\/s/, /SOCKS5, original IP\s+→ 200/,
       /HTTP proxy, original IP\s+→ 200/, /transparent, original IP\s+→ 200/, /teardown/]) t.regex(r.out, re);
     t.deepEqual(await leftovers(), before);
-    t.true(await descendantsGone(r.out));
+    t.true(r.seen.size >= 5, `saw only ${r.seen.size} processes of the demo`);
+    t.true(await descendantsGone(r));
   });
 
   test.serial('Ctrl-C in the middle of the demo leaves nothing behind', async (t) => {
@@ -58,7 +103,8 @@ if (skip) {
     const r = await runDemo(/joined: virtual IP/);
     t.not(r.code, 0);
     t.deepEqual(await leftovers(), before);
-    t.true(await descendantsGone(r.out));
+    t.true(r.seen.size >= 5, `saw only ${r.seen.size} processes of the demo`);
+    t.true(await descendantsGone(r));
     const tuns = (await run('ip', ['-o', 'link', 'show', 'type', 'tun'])).stdout.trim();
     t.is(tuns, '');
   });
