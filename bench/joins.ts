@@ -12,7 +12,7 @@
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { createCoordinator, CoordinatorClient, type Coordinator } from '../coordinator';
-import { startRedis } from './redis-server';
+import { startRedis } from '../testbed';
 
 export interface JoinBenchOptions {
   /** @default 5 */ seconds?: number;

@@ -13,7 +13,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { Redis } from 'ioredis';
 import { startMapperService } from '../mapper/service';
-import { startRedis } from './redis-server';
+import { startRedis } from '../testbed';
 import { Mapper } from '../mapper/sdk';
 import { Command, encodeRequest } from '../mapper/socks5/codec';
 

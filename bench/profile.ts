@@ -10,10 +10,10 @@
  * Root only; needs `perf`. Everything it starts is stopped and the topology removed at the end.
  */
 import yargs from 'yargs';
-import { isthmusRelaySubject } from './peers/isthmus';
-import { runIperf, waitForPing } from './iperf';
-import { run, sleep } from './procs';
-import { createTopology, randomPrefix } from './topology';
+import { isthmusRelaySubject } from '../testbed';
+import { runIperf, waitForPing } from '../testbed';
+import { run, sleep } from '../testbed';
+import { createTopology, randomPrefix } from '../testbed';
 
 const IPERF_PORT = 5201;
 

@@ -3,7 +3,7 @@
  * the end of a run (the first subject's ratio to each other subject), and an SVG bar chart.
  * Pure: no I/O here.
  */
-import type { IperfResult, PingResult, UdpPpsResult } from './iperf';
+import type { IperfResult, PingResult, UdpPpsResult } from '../testbed';
 
 export interface CaseSummary {
   streams: number;

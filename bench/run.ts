@@ -6,23 +6,23 @@
  *
  *   node dist/bench/run.js [--duration 5] [--omit 1] [--runs 1] [--only wireguard-go,...]
  */
-import { isthmusRelaySubject } from './peers/isthmus';
-import { isthmusMeshSubject } from './peers/isthmus-cluster';
+import { isthmusRelaySubject } from '../testbed';
+import { isthmusMeshSubject } from '../testbed';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import yargs from 'yargs';
-import { median, runIperf, runPing, runUdpPps, waitForPing, type IperfCase, type IperfResult } from './iperf';
-import { wireguardGoHubSubject } from './peers/wireguard-go-hub';
-import { nebulaRelaySubject } from './peers/nebula';
-import { run, sleep, systemBin } from './procs';
+import { median, runIperf, runPing, runUdpPps, waitForPing, type IperfCase, type IperfResult } from '../testbed';
+import { wireguardGoHubSubject } from '../testbed';
+import { nebulaRelaySubject } from '../testbed';
+import { run, sleep, systemBin } from '../testbed';
 import { formatReport, renderSvg, type BenchReport, type CaseSummary, type SubjectResult } from './report';
-import type { BenchSubject, SubjectFactory } from './subject';
-import { createTopology, randomPrefix, type Topology } from './topology';
+import type { BenchSubject, SubjectFactory } from '../testbed';
+import { createTopology, randomPrefix, type Topology } from '../testbed';
 
 /**
  * Every subject, in report order. The first one is "ours": the table gives its ratio to each of
- * the others. To add a subject, write bench/peers/<name>.ts exporting a SubjectFactory and list it
+ * the others. To add a subject, write testbed/peers/<name>.ts exporting a SubjectFactory and list it
  * here (isthmus goes first).
  */
 export const SUBJECTS: readonly SubjectFactory[] = [

@@ -8,10 +8,10 @@
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { createTopology, randomPrefix } from './topology';
-import { startJoinedOverlay } from './peers/isthmus-joined';
-import { cliPath, repoRoot } from './peers/isthmus';
-import { median } from './iperf';
+import { createTopology, randomPrefix } from '../testbed';
+import { startJoinedOverlay } from '../testbed';
+import { cliPath, repoRoot } from '../testbed';
+import { median } from '../testbed';
 
 export interface SocksOverlayResult {
   bytes: number;

@@ -1,8 +1,8 @@
 import type { CommandModule } from 'yargs';
 import { existsSync } from 'node:fs';
-import { createTopology, randomPrefix, type Topology } from '../../bench/topology';
-import { startJoinedOverlay, type JoinedOverlay } from '../../bench/peers/isthmus-joined';
-import { cliPath } from '../../bench/peers/isthmus';
+import { createTopology, randomPrefix, type Topology } from '../../testbed';
+import { startJoinedOverlay, type JoinedOverlay } from '../../testbed';
+import { cliPath } from '../../testbed';
 import { CliError, onShutdown } from '../shutdown';
 
 interface DemoArgs {

@@ -1,2 +1,2 @@
-/** Stock nebula in a namespace (certs, config, start): re-exported from bench/peers/nebula.ts. */
-export * from '../../bench/peers/nebula';
+/** Stock nebula in a namespace (certs, config, start): the testbed's bench peer. */
+export { nebulaConfig, nebulaCerts, startNebula, nebulaRelaySubject, NEBULA_NET, type NebulaNodeInit } from '../../testbed';

@@ -1,12 +1,11 @@
 /**
- * Network-namespace topology for root tests. The implementation lives in bench/topology.ts
- * because the compiled bench and demo need it too (they run without tsx); this is the test-side
- * import surface.
+ * Network-namespace topology for root tests: the testbed's (the compiled bench and demo build
+ * the same topology), plus what only tests need.
  */
-export * from '../../bench/topology';
+export * from '../../testbed';
 
 /** A per-run test prefix: `base` + 4 random hex chars (e.g. 'itn7' → 'itn7a3f0'). */
-export { randomPrefix as testPrefix } from '../../bench/topology';
+export { randomPrefix as testPrefix } from '../../testbed';
 
 /** Why a root-only test is skipped, or undefined when it can run. */
 export function rootSkipReason(): string | undefined {

@@ -1,2 +1,5 @@
-/** Process helpers for tests: re-exported from bench/procs.ts (compiled with the bench and demo). */
-export * from '../../bench/procs';
+/** Process helpers for tests: the testbed's, which the compiled bench and demo use too. */
+export {
+  run, runSync, sleep, pidAlive, killPidSync, systemBin, waitForTcpPort, ManagedProcess, CommandError,
+  ProcessTimeoutError, type RunResult, type RunOptions, type SpawnOptions,
+} from '../../testbed';

@@ -1,3 +1,3 @@
-/** A private redis-server for tests. The implementation is in bench/ because the compiled
- *  benchmarks start one too (they run without tsx and may not import from test/). */
-export * from '../../bench/redis-server';
+/** A private redis-server for tests (the implementation is the testbed's: the compiled bench
+ *  and demo start one too, and they may not import from test/). */
+export { startRedis, redisServerPath, type RedisHandle } from '../../testbed';

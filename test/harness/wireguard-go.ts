@@ -1,2 +1,5 @@
-/** Stock wireguard-go in a namespace, for interop tests: re-exported from bench/peers/wireguard-go.ts. */
-export * from '../../bench/peers/wireguard-go';
+/** Stock wireguard-go in a namespace, for interop tests: the testbed's bench peer. */
+export {
+  startWireguardGo, wgGenKey, wgPubKey, wgGenPsk, WG_RUN_DIR,
+  type NsRunner, type WgPeerSpec, type WireguardGoInit, type WireguardGo, type WgPeerState,
+} from '../../testbed';

@@ -1,5 +1,5 @@
 /**
- * Chaos on a 3-relay cluster behind the VIP (nft flow-hash DNAT + bench/vip-health.ts), with a
+ * Chaos on a 3-relay cluster behind the VIP (nft flow-hash DNAT + testbed/vip-health.ts), with a
  * paced TCP transfer a1 (vpc1) → s1 (vpc2) running through it:
  *
  *   1. kill -9 the relay carrying a1 → a1 notices (3 missed PINGs), rebinds on a new source
@@ -14,8 +14,8 @@
  */
 import anyTest, { type TestFn } from 'ava';
 import { createTopology, rootSkipReason, testPrefix, type Topology } from '../harness/netns';
-import { startClusterOverlay, type ClusterOverlay } from '../../bench/peers/isthmus-cluster';
-import { sleep } from '../../bench/procs';
+import { startClusterOverlay, type ClusterOverlay } from '../../testbed';
+import { sleep } from '../../testbed';
 import { startTransfer, stallMs, waitForProgress } from './chaos-transfer';
 
 const test = anyTest as TestFn<{ topo: Topology; overlay: ClusterOverlay }>;

@@ -5,7 +5,7 @@
  */
 import anyTest, { type TestFn } from 'ava';
 import { createTopology, rootSkipReason, testPrefix, type Topology } from '../harness/netns';
-import { startJoinedOverlay, type JoinedOverlay } from '../../bench/peers/isthmus-joined';
+import { startJoinedOverlay, type JoinedOverlay } from '../../testbed';
 
 const test = anyTest as TestFn<{ topo: Topology; overlay: JoinedOverlay }>;
 const skip = rootSkipReason();

@@ -9,9 +9,9 @@ import anyTest, { type TestFn } from 'ava';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createTopology, rootSkipReason, testPrefix, type Topology } from '../harness/netns';
-import { addMemberNamespace, type MemberNamespace } from '../../bench/member-namespace';
-import { startJoinedOverlay, type JoinedOverlay } from '../../bench/peers/isthmus-joined';
-import { cliPath } from '../../bench/peers/isthmus';
+import { addMemberNamespace, type MemberNamespace } from '../../testbed';
+import { startJoinedOverlay, type JoinedOverlay } from '../../testbed';
+import { cliPath } from '../../testbed';
 
 interface Ctx { topo: Topology; overlay: JoinedOverlay; extra: MemberNamespace[]; token: string }
 const test = anyTest as TestFn<Ctx>;

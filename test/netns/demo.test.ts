@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { rootSkipReason } from '../harness/netns';
 import { run } from '../harness/procs';
-import { cliPath } from '../../bench/peers/isthmus';
+import { cliPath } from '../../testbed';
 
 const skip = rootSkipReason();
 

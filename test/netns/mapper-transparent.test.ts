@@ -14,8 +14,8 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createTopology, rootSkipReason, testPrefix, type Topology } from '../harness/netns';
-import { startJoinedOverlay, type JoinedOverlay, type JoinedMember } from '../../bench/peers/isthmus-joined';
-import { cliPath } from '../../bench/peers/isthmus';
+import { startJoinedOverlay, type JoinedOverlay, type JoinedMember } from '../../testbed';
+import { cliPath } from '../../testbed';
 import type { ManagedProcess } from '../harness/procs';
 
 interface Ctx { topo: Topology; overlay: JoinedOverlay; a1: JoinedMember; s1: JoinedMember; mapper: ManagedProcess; dir: string; blobSha: string }

@@ -7,7 +7,7 @@
 import anyTest, { type TestFn } from 'ava';
 import { join } from 'node:path';
 import { createTopology, rootSkipReason, testPrefix, type Topology } from '../harness/netns';
-import { startStaticOverlay, cliPath, type StaticOverlay } from '../../bench/peers/isthmus';
+import { startStaticOverlay, cliPath, type StaticOverlay } from '../../testbed';
 
 const test = anyTest as TestFn<{ topo: Topology; overlay: StaticOverlay }>;
 const skip = rootSkipReason();

@@ -7,7 +7,7 @@
 import anyTest, { type TestFn } from 'ava';
 import { join } from 'node:path';
 import { createTopology, rootSkipReason, testPrefix, type Topology } from '../harness/netns';
-import { startClusterOverlay, type ClusterOverlay } from '../../bench/peers/isthmus-cluster';
+import { startClusterOverlay, type ClusterOverlay } from '../../testbed';
 
 const test = anyTest as TestFn<{ topo: Topology; overlay: ClusterOverlay }>;
 const skip = rootSkipReason();

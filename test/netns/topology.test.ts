@@ -1,5 +1,5 @@
 /**
- * The three-namespace topology (bench/topology.ts): reachability, isolation of vpc1 from vpc2,
+ * The three-namespace topology (testbed/topology.ts): reachability, isolation of vpc1 from vpc2,
  * the VIP load-balancer hook, and that teardown leaves nothing with the prefix behind — also
  * when the owning process dies of an exception or a signal. Root only.
  */
@@ -91,7 +91,7 @@ rootTest('exit and signal handlers clean up when the owner dies of an uncaught e
   try {
     const script = join(dir, 'owner.ts');
     writeFileSync(script, `
-      import { createTopology } from ${JSON.stringify(resolve(__dirname, '../../bench/topology'))};
+      import { createTopology } from ${JSON.stringify(resolve(__dirname, '../../testbed/topology'))};
       (async () => {
         const topo = await createTopology({ prefix: process.argv[2] });
         const s = topo.spawn(topo.ns.vpc2, 'sleep', ['600']);

@@ -10,10 +10,10 @@ import { existsSync } from 'node:fs';
 import { createTopology, destroyAllWithPrefix, testPrefix, rootSkipReason, listNamespaces } from '../harness/netns';
 import { pidAlive } from '../harness/procs';
 import { startWireguardGo, wgGenKey, wgPubKey, WG_RUN_DIR } from '../harness/wireguard-go';
-import { wireguardGoHubSubject } from '../../bench/peers/wireguard-go-hub';
+import { wireguardGoHubSubject } from '../../testbed';
 import { nebulaRelaySubject } from '../harness/nebula';
-import { waitForPing } from '../../bench/iperf';
-import type { SubjectFactory } from '../../bench/subject';
+import { waitForPing } from '../../testbed';
+import type { SubjectFactory } from '../../testbed';
 
 const skip = rootSkipReason();
 if (skip) console.warn(`test/netns/wireguard-go-harness.test.ts ${skip}`);

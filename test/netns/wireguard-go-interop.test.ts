@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { createTopology, rootSkipReason, testPrefix, type Topology } from '../harness/netns';
 import { startWireguardGo, wgGenKey, type WireguardGo } from '../harness/wireguard-go';
 import { sleep, type ManagedProcess } from '../harness/procs';
-import { cliPath } from '../../bench/peers/isthmus';
+import { cliPath } from '../../testbed';
 import { generatePrivateKey, publicKeyFromPrivate, keyToBase64 } from '../../protocol/keys';
 
 interface Ctx { topo: Topology; wg: WireguardGo; agent: ManagedProcess; agentPub: string; dir: string }

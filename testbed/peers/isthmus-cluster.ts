@@ -1,7 +1,7 @@
 /**
  * isthmus with a relay CLUSTER behind the VIP (issue 5): N relays in the relay namespaces,
  * meshed through Redis, behind the hub's nft flow-hash DNAT with the health checker
- * (bench/vip-health.ts); members a1 (vpc1) and s1 (vpc2) point at the VIP — or, to pin
+ * (testbed/vip-health.ts); members a1 (vpc1) and s1 (vpc2) point at the VIP — or, to pin
  * them, at one relay's own address.
  *
  *   vpc1 a1 ─┐                ┌─► <p>-r1 relay r1 10.93.1.2:7000, mesh :7001 ─┐

@@ -7,7 +7,7 @@
  *
  * With `cluster: true` (a topology made with `relays: N`, N ≥ 2), the relays run in their own
  * namespaces behind the VIP's health-checked load balancer and mesh through Redis instead
- * (bench/relay-cluster.ts), and two coordinators run beside r1 and r2 behind VIP:8080 (TCP
+ * (testbed/relay-cluster.ts), and two coordinators run beside r1 and r2 behind VIP:8080 (TCP
  * flow hash): members still only know the VIP.
  *
  * Used by the demo and the netns tests of the control plane and the mapper.

@@ -3,7 +3,7 @@
  * wireguard-go hub-and-spoke, nebula via relay, ...). The runner measures every subject with the
  * same iperf3 and ping commands, from vpc1 to the address the subject gives vpc2's member.
  *
- * To add one: write `bench/peers/<name>.ts` exporting a factory `() => BenchSubject`, and add it to
+ * To add one: write `testbed/peers/<name>.ts` exporting a factory `() => BenchSubject`, and add it to
  * SUBJECTS in bench/run.ts. Everything a subject starts goes through `topo.spawn`, so the
  * topology's teardown (and its exit/signal handlers) stop it even when teardown() is never reached.
  */

@@ -74,7 +74,7 @@ export interface Topology {
   /** (Re)write the VIP load balancer: VIP:port → backends by flow hash; [] removes it. */
   setVipBackends(proto: 'udp' | 'tcp', port: number, backends: readonly string[]): Promise<void>;
   /**
-   * Start the health checker (bench/vip-health.ts) in the hub: it probes each backend's relay
+   * Start the health checker (testbed/vip-health.ts) in the hub: it probes each backend's relay
    * UDP port (`ip:port`) and keeps the VIP's UDP backend set to the live ones. It prints one
    * JSON line per change: {"event":"down"|"up","backend","live":[...]}. destroy() stops it.
    */

@@ -11,7 +11,7 @@
  * A HELLO costs the relay one BLAKE2s and no state (relay/challenge.ts), so probing is
  * cheap, and it exercises the relay's event loop, not just the kernel socket.
  *
- *   node dist/bench/vip-health.js --table T --port 7000 --backends 10.93.1.2,10.93.2.2 \
+ *   node dist/testbed/vip-health.js --table T --port 7000 --backends 10.93.1.2,10.93.2.2 \
  *     [--interval 200] [--fall 2] [--rise 2]
  *
  * Output: one JSON line per change {"event":"down"|"up","backend","live":[...],"t":ms}, and

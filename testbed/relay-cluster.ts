@@ -1,12 +1,12 @@
 /**
  * N relays in the topology's relay namespaces, meshed through Redis, behind the hub's VIP
- * (nft flow-hash DNAT) with the health checker (bench/vip-health.ts) — the stand-in for a
+ * (nft flow-hash DNAT) with the health checker (testbed/vip-health.ts) — the stand-in for a
  * company's L4 load balancer in front of its relay fleet:
  *
  *   members ─► hub VIP:7000 ─(jhash DNAT over live relays)─► <p>-r<i> relay r<i> 10.93.<i>.2:7000, mesh :7001
  *
- * Shared by the static-peer cluster harness (bench/peers/isthmus-cluster.ts) and the joined
- * overlay (bench/peers/isthmus-joined.ts, and so the demo).
+ * Shared by the static-peer cluster harness (testbed/peers/isthmus-cluster.ts) and the joined
+ * overlay (testbed/peers/isthmus-joined.ts, and so the demo).
  */
 import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
