@@ -16,49 +16,54 @@ export const DEFAULT_PREFIX = 'isthmus:';
 /**
  * Every key and channel, as its name after the prefix. A trailing `<param>` is the one variable
  * part: `redisKeys(P).node(vip)` builds `P` + `node:` + vip. Names without a parameter are
- * plain strings in `redisKeys(P)`.
+ * plain strings in `redisKeys(P)`. Each doc comment reads `type · written by · read by · TTL —
+ * meaning`, the columns of docs/STATE.md (a test compares them).
  */
 export const KEY_PATTERNS = {
-  /** hash · written by C · read by C, R, M · no TTL. `pub`, `orig`, `hostname`, `tags` (JSON),
-   *  `granted` (JSON), `ephemeral` (`1`/`0`), `created`, `lastSeen` (Unix ms). */
+  /** hash · written by C · read by C, R, M · TTL none — `pub` (base64 X25519), `orig`, `hostname`,
+   *  `tags` (JSON array), `granted` (JSON array), `ephemeral` (`1`/`0`), `created`, `lastSeen` (ms). */
   node: 'node:<vip>',
-  /** set · written by C · read by C, M · no TTL. All member vips. */
+  /** set · written by C · read by C, M · TTL none — all member vips. */
   nodes: 'nodes',
-  /** set · written by C · read by C · no TTL. Vips of ephemeral members (swept). */
+  /** set · written by C · read by C · TTL none — vips of ephemeral members (swept). */
   ephemeral: 'ephemeral',
-  /** string → vip · written by C · read by C, M · no TTL. */
+  /** string · written by C · read by C, M · TTL none — → vip. */
   orig: 'orig:<originalIp>',
-  /** string → vip · written by C · read by C, R · no TTL. */
+  /** string · written by C · read by C, R · TTL none — → vip (the same key re-joining keeps its vip). */
   key: 'key:<pubBase64>',
-  /** string → vip · written by C · read by M · no TTL. */
+  /** string · written by C · read by M · TTL none — → vip (SOCKS5 domain names). */
   host: 'host:<hostname>',
-  /** hash · written by R · read by C, M, R · TTL 30 s, refreshed. The relay 4-tuple:
+  /** hash · written by R · read by C, M, R · TTL 30 s, refreshed on keepalive — the relay 4-tuple:
    *  `relayIp`, `relayPort`, `agentIp`, `agentPort`, `relayId`, `since` (ms). */
   session: 'session:<vip>',
-  /** hash · written by R · read by R, C · TTL 3 s, re-written every 1 s (heartbeat).
-   *  `meshIp`, `meshPort`, `listenIp`, `listenPort`, `since` (ms). */
+  /** hash · written by R · read by R, C · TTL 3 s, re-written every 1 s (heartbeat) — `meshIp`,
+   *  `meshPort`, `listenIp`, `listenPort`, `since` (ms, first heartbeat). */
   relay: 'relay:<id>',
-  /** string · written by R · read by R · no TTL. Base64 shared mesh secret (SET NX). */
+  /** string · written by R · read by R · TTL none — base64 shared mesh secret, created with SET NX. */
   meshKey: 'mesh-key',
-  /** hash · written by C · read by C · TTL expiry + 1 day. Join token by SHA-256 of the secret. */
+  /** hash · written by C · read by C · TTL expiry + 1 day (none if no expiry) — join token, by
+   *  SHA-256 of the secret: `id`, `usesLeft`, `expiresAt`, `tags` (JSON), `ephemeral`, `createdAt`. */
   token: 'token:<sha256hex>',
-  /** hash · written by C · read by C · no TTL. Token id → sha256hex. */
+  /** hash · written by C · read by C · TTL none — token id (`tok_…`) → sha256hex. */
   tokenIds: 'token-ids',
-  /** string · written by C · read by C · TTL session TTL. Bearer session token: `"<vip> <pub>"`. */
+  /** string · written by C · read by C · TTL session TTL (default 24 h) — bearer session token by
+   *  SHA-256: `"<vip> <pub>"`. */
   sessionToken: 'stoken:<sha256hex>',
-  /** string · written by C · read by C · TTL 60 s. Join challenge JSON `{priv, pub, nonce}`. */
+  /** string · written by C · read by C · TTL 60 s — join challenge JSON `{priv, pub, nonce}`. */
   challenge: 'challenge:<id>',
-  /** string · written by C · read by C · no TTL. Overlay CIDR the state belongs to. */
+  /** string · written by C · read by C · TTL none — overlay CIDR the state belongs to. */
   ipamCidr: 'ipam:cidr',
-  /** string · written by C · read by C · no TTL. Next never-used offset in the CIDR. */
+  /** string · written by C · read by C · TTL none — next never-used offset in the CIDR. */
   ipamCursor: 'ipam:cursor',
-  /** sorted set · written by C · read by C · no TTL. Removed vips, score = reusable at (ms). */
+  /** sorted set · written by C · read by C · TTL none — removed vips, score = Unix ms when reusable. */
   ipamQuarantine: 'ipam:quarantine',
-  /** string · written by C · read by C · no TTL. Change-feed version (INCR per change). */
+  /** string · written by C · read by C · TTL none — change-feed version, `INCR`ed per member change. */
   version: 'version',
-  /** stream · written by C · read by C · MAXLEN ~ 10000. Entries `<version>-0` {type, vip}. */
+  /** stream · written by C · read by C · TTL `MAXLEN ~ 10000` — change feed: id `<version>-0`,
+   *  fields `type`, `vip`. */
   changes: 'changes',
-  /** pub/sub channel · published by C, R · read by C, R, M. JSON events, see `encodeEvent`. */
+  /** pub/sub channel · written by C, R · read by C, R, M · TTL – — JSON events: `EVENT_TYPES`,
+   *  `encodeEvent`, `decodeEvent`. */
   events: 'events',
 } as const;
 
