@@ -92,32 +92,25 @@ export function redisKeys(prefix: string = DEFAULT_PREFIX): RedisKeys {
   return out as RedisKeys;
 }
 
-/** Event types on `P:events`, one const array that is the type and the documentation. */
-export const EVENT_TYPES = [
-  /** C: a member joined for the first time (carries `version`). */
-  'node-up',
-  /** C: a member re-joined (key, original IP, hostname or tags may differ; carries `version`). */
-  'node-changed',
-  /** C: a member was removed (leave, admin, sweep, takeover; carries `version`). */
-  'node-removed',
-  /** R: a relay bound the member's session (carries `relayId`, mesh address if meshed). */
-  'session-up',
-  /** R: a relay dropped the member's session it still owned. */
-  'session-down',
-] as const;
-export type EventType = (typeof EVENT_TYPES)[number];
-
-/** Named access to the event types. */
+/** Event types on `P:events` (docs/STATE.md "Events on `P:events`"). */
 export const EventType = {
+  /** C: a member joined for the first time (carries `version`). */
   NodeUp: 'node-up',
+  /** C: a member re-joined (key, original IP, hostname or tags may differ; carries `version`). */
   NodeChanged: 'node-changed',
+  /** C: a member was removed (leave, admin, sweep, takeover; carries `version`). */
   NodeRemoved: 'node-removed',
+  /** R: a relay bound the member's session (carries `relayId`, its mesh address if meshed). */
   SessionUp: 'session-up',
+  /** R: a relay dropped a session it still owned. */
   SessionDown: 'session-down',
-} as const satisfies Record<string, EventType>;
+} as const;
+export type EventType = (typeof EventType)[keyof typeof EventType];
+/** Every event type. */
+export const EVENT_TYPES: readonly EventType[] = Object.values(EventType);
 
-export type NodeEventType = 'node-up' | 'node-changed' | 'node-removed';
-export type SessionEventType = 'session-up' | 'session-down';
+export type NodeEventType = typeof EventType.NodeUp | typeof EventType.NodeChanged | typeof EventType.NodeRemoved;
+export type SessionEventType = typeof EventType.SessionUp | typeof EventType.SessionDown;
 
 /** Published by the coordinator's Lua scripts (coordinator/lua-scripts.ts `emit`). */
 export interface NodeEvent {
@@ -140,7 +133,7 @@ export interface SessionEvent {
 export type ClusterEvent = NodeEvent | SessionEvent;
 
 export function isNodeEvent(e: ClusterEvent): e is NodeEvent {
-  return e.type === 'node-up' || e.type === 'node-changed' || e.type === 'node-removed';
+  return e.type === EventType.NodeUp || e.type === EventType.NodeChanged || e.type === EventType.NodeRemoved;
 }
 
 /**
@@ -184,15 +177,15 @@ export function decodeEvent(text: string): ClusterEvent | undefined {
   if (!shortString(o.vip)) return undefined;
   const vip = o.vip;
   switch (type) {
-    case 'node-up':
-    case 'node-changed':
-    case 'node-removed': {
+    case EventType.NodeUp:
+    case EventType.NodeChanged:
+    case EventType.NodeRemoved: {
       const version = o.version;
       if (typeof version !== 'number' || !Number.isSafeInteger(version) || version <= 0) return undefined;
       return { type, vip, version };
     }
-    case 'session-up':
-    case 'session-down': {
+    case EventType.SessionUp:
+    case EventType.SessionDown: {
       if (!shortString(o.relayId)) return undefined;
       const e: SessionEvent = { type, vip, relayId: o.relayId };
       const meshPort = portOf(o.meshPort);
