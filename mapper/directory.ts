@@ -141,7 +141,7 @@ export class RedisDirectory implements MemberDirectory {
   }
 
   /** Drops what is cached about one member, and all negative entries. */
-  invalidate(vip: string, extra: { orig?: unknown; hostname?: unknown } = {}): void {
+  invalidate(vip: string): void {
     this.gen++;
     const slot = this.nodes.get(vip);
     this.nodes.delete(vip);
@@ -149,8 +149,6 @@ export class RedisDirectory implements MemberDirectory {
       this.origs.delete(slot.entry.originalIp);
       if (slot.entry.hostname) this.hosts.delete(slot.entry.hostname);
     }
-    if (typeof extra.orig === 'string') this.origs.delete(extra.orig);
-    if (typeof extra.hostname === 'string') { this.hosts.delete(extra.hostname); this.hosts.delete(extra.hostname.toLowerCase()); }
     for (const m of [this.origs, this.hosts]) {
       for (const [k, v] of m) if (v.vip === null || v.vip === vip) m.delete(k);
     }
