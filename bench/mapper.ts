@@ -12,6 +12,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { Redis } from 'ioredis';
+import { redisKeys } from '../common/redis-schema';
 import { startMapperService } from '../mapper/service';
 import { startRedis } from '../testbed';
 import { Mapper } from '../mapper/sdk';
@@ -95,6 +96,7 @@ export async function runMapperBench(opts: MapperBenchOptions = {}): Promise<Map
   const own = opts.redisUrl ? undefined : await startRedis();
   const url = opts.redisUrl ?? own!.url;
   const prefix = `isthmus-bench-${process.pid}:`;
+  const k = redisKeys(prefix);
   const r = new Redis(url);
   // Members 10.200.x.y → 127.0.x.y (loopback stands in for virtual IPs).
   const ips: string[] = [];
@@ -103,9 +105,9 @@ export async function runMapperBench(opts: MapperBenchOptions = {}): Promise<Map
     const orig = `10.200.${i >> 8}.${(i & 255) || 1}`;
     const vip = `127.1.${i >> 8}.${(i & 255) || 1}`;
     ips.push(orig);
-    p.set(`${prefix}orig:${orig}`, vip);
-    p.hset(`${prefix}node:${vip}`, { orig, pub: 'x', hostname: `m${i}`, tags: '[]', lastSeen: String(Date.now()) });
-    p.hset(`${prefix}session:${vip}`, { relayIp: '192.0.2.1', relayPort: '51820', agentIp: '198.51.100.1', agentPort: '4000', relayId: 'r', since: '1' });
+    p.set(k.orig(orig), vip);
+    p.hset(k.node(vip), { orig, pub: 'x', hostname: `m${i}`, tags: '[]', lastSeen: String(Date.now()) });
+    p.hset(k.session(vip), { relayIp: '192.0.2.1', relayPort: '51820', agentIp: '198.51.100.1', agentPort: '4000', relayId: 'r', since: '1' });
   }
   await p.exec();
   const sink = net.createServer((s) => { s.on('error', () => undefined); s.end(); });

@@ -2,8 +2,8 @@
 
 /** Overlay CIDR the virtual IPs are taken from. @default '100.64.0.0/10' */
 export const DEFAULT_CIDR = '100.64.0.0/10';
-/** Redis key prefix. @default 'isthmus:' */
-export const DEFAULT_PREFIX = 'isthmus:';
+/** Redis key prefix: the schema's `DEFAULT_PREFIX` (common/redis-schema.ts). */
+export { DEFAULT_PREFIX } from '../common/redis-schema';
 /** A removed member's vip is reused only after this long. @default 1 h */
 export const DEFAULT_QUARANTINE_MS = 60 * 60 * 1000;
 /** A join challenge lives this long in Redis, and is single use. @default 60 s */

@@ -3,7 +3,6 @@ export { createCoordinator, type Coordinator, type CoordinatorOptions } from './
 export { CoordinatorClient, CoordinatorHttpError, SessionExpiredError, backoffDelay, type CoordinatorClientOptions,
   type JoinOptions, type PeerMapUpdate, type BackoffOptions } from './client';
 export type * from './types';
-export { redisKeys, NodeEventType, type NodeEvent, type RedisKeys } from './keys';
 export { connectRedis, redactUrl, type RedisSpec } from './redis-connect';
 export { parseCidr, vipAt, offsetOf, type Cidr } from './ipam';
 export { parseDuration } from './duration';

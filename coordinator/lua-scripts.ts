@@ -6,23 +6,44 @@
  * Every script gets the common ARGV head: [1] prefix, [2] now (Unix ms), [3] quarantine ms,
  * [4] change-feed maxlen. Each change does INCR P:version, XADD P:changes <version>-0 and
  * PUBLISH P:events in the same script, so versions in the stream are contiguous.
+ *
+ * Key names and event types are not written here: `K` (key builders) and `EV` (event types)
+ * are generated from common/redis-schema.ts, so the scripts and the TypeScript readers cannot
+ * drift apart. `emit` publishes a `NodeEvent` ({type, vip, version}).
  */
+import { EventType, KEY_PATTERNS, keyHead, type KeyName } from '../common/redis-schema';
+
+function luaString(s: string): string {
+  if (!/^[A-Za-z0-9:_.-]*$/.test(s)) throw new Error(`redis-schema name not safe to embed in Lua: ${s}`);
+  return `'${s}'`;
+}
+
+/** `K.<name>` for every key of the schema (a string, or a function of its parameter), and `EV.<Name>`. */
+export function luaSchema(): string {
+  const lines = ['local K = {}'];
+  for (const name of Object.keys(KEY_PATTERNS) as KeyName[]) {
+    const { head, param } = keyHead(name);
+    lines.push(param ? `K.${name} = function(x) return P .. ${luaString(head)} .. x end` : `K.${name} = P .. ${luaString(head)}`);
+  }
+  lines.push(`local EV = { ${Object.entries(EventType).map(([k, v]) => `${k} = ${luaString(v)}`).join(', ')} }`);
+  return lines.join('\n') + '\n';
+}
 
 const COMMON = `
 local P = ARGV[1]
 local NOW = tonumber(ARGV[2])
 local QUARANTINE = tonumber(ARGV[3])
 local MAXLEN = ARGV[4]
-
+` + luaSchema() + `
 local function n2ip(n)
   return string.format('%d.%d.%d.%d', math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
     math.floor(n / 256) % 256, n % 256)
 end
 
 local function emit(typ, vip)
-  local v = redis.call('INCR', P .. 'version')
-  redis.call('XADD', P .. 'changes', 'MAXLEN', '~', MAXLEN, v .. '-0', 'type', typ, 'vip', vip)
-  redis.call('PUBLISH', P .. 'events', cjson.encode({ type = typ, vip = vip, version = v }))
+  local v = redis.call('INCR', K.version)
+  redis.call('XADD', K.changes, 'MAXLEN', '~', MAXLEN, v .. '-0', 'type', typ, 'vip', vip)
+  redis.call('PUBLISH', K.events, cjson.encode({ type = typ, vip = vip, version = v }))
   return v
 end
 
@@ -32,16 +53,16 @@ end
 
 -- Remove a member: its keys go, its vip enters quarantine. Returns the version or false.
 local function removeNode(vip)
-  local n = redis.call('HMGET', P .. 'node:' .. vip, 'pub', 'orig', 'hostname')
+  local n = redis.call('HMGET', K.node(vip), 'pub', 'orig', 'hostname')
   if not n[1] then return false end
-  redis.call('DEL', P .. 'node:' .. vip)
-  delIfPoints(P .. 'key:' .. n[1], vip)
-  if n[2] then delIfPoints(P .. 'orig:' .. n[2], vip) end
-  if n[3] then delIfPoints(P .. 'host:' .. n[3], vip) end
-  redis.call('SREM', P .. 'nodes', vip)
-  redis.call('SREM', P .. 'ephemeral', vip)
-  redis.call('ZADD', P .. 'ipam:quarantine', NOW + QUARANTINE, vip)
-  return emit('node-removed', vip)
+  redis.call('DEL', K.node(vip))
+  delIfPoints(K.key(n[1]), vip)
+  if n[2] then delIfPoints(K.orig(n[2]), vip) end
+  if n[3] then delIfPoints(K.host(n[3]), vip) end
+  redis.call('SREM', K.nodes, vip)
+  redis.call('SREM', K.ephemeral, vip)
+  redis.call('ZADD', K.ipamQuarantine, NOW + QUARANTINE, vip)
+  return emit(EV.NodeRemoved, vip)
 end
 
 local function jsonList(list)
@@ -64,18 +85,18 @@ local pub, orig, hostname, reqTags = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local tokenHash, challengeId, grace = ARGV[12], ARGV[13], tonumber(ARGV[14])
 local sessionHash, sessionTtl = ARGV[15], ARGV[16]
 
-if redis.call('EXISTS', P .. 'challenge:' .. challengeId) == 0 then return { 'err', 'challenge-unknown', '' } end
+if redis.call('EXISTS', K.challenge(challengeId)) == 0 then return { 'err', 'challenge-unknown', '' } end
 
-local vip = redis.call('GET', P .. 'key:' .. pub)
+local vip = redis.call('GET', K.key(pub))
 local granted, ephemeral = '[]', '0'
 local tokenKey = false
 if vip then
-  local n = redis.call('HMGET', P .. 'node:' .. vip, 'granted', 'ephemeral')
+  local n = redis.call('HMGET', K.node(vip), 'granted', 'ephemeral')
   granted = n[1] or '[]'
   ephemeral = n[2] or '0'
 else
   if tokenHash == '' then return { 'err', 'token-required', '' } end
-  tokenKey = P .. 'token:' .. tokenHash
+  tokenKey = K.token(tokenHash)
   local t = redis.call('HMGET', tokenKey, 'usesLeft', 'expiresAt', 'tags', 'ephemeral')
   if not t[1] then return { 'err', 'token-unknown', '' } end
   local exp = tonumber(t[2])
@@ -85,12 +106,12 @@ else
   ephemeral = t[4] or '0'
 end
 
-local holder = redis.call('GET', P .. 'orig:' .. orig)
+local holder = redis.call('GET', K.orig(orig))
 if holder and holder ~= vip then
-  if redis.call('EXISTS', P .. 'session:' .. holder) == 1 then
+  if redis.call('EXISTS', K.session(holder)) == 1 then
     return { 'err', 'original-ip-taken', 'held by ' .. holder .. ', which has a live relay session' }
   end
-  local seen = tonumber(redis.call('HGET', P .. 'node:' .. holder, 'lastSeen') or '0')
+  local seen = tonumber(redis.call('HGET', K.node(holder), 'lastSeen') or '0')
   if seen + grace > NOW then
     return { 'err', 'original-ip-taken', 'held by ' .. holder .. ', seen ' .. math.floor((NOW - seen) / 1000) .. ' s ago' }
   end
@@ -99,9 +120,9 @@ end
 local offset = false
 local fromQuarantine = false
 if not vip then
-  offset = tonumber(redis.call('GET', P .. 'ipam:cursor') or first)
+  offset = tonumber(redis.call('GET', K.ipamCursor) or first)
   if offset > last then
-    local q = redis.call('ZRANGEBYSCORE', P .. 'ipam:quarantine', '-inf', NOW, 'LIMIT', 0, 1)
+    local q = redis.call('ZRANGEBYSCORE', K.ipamQuarantine, '-inf', NOW, 'LIMIT', 0, 1)
     if #q == 0 then return { 'err', 'pool-exhausted', '' } end
     fromQuarantine = q[1]
   end
@@ -109,7 +130,7 @@ end
 
 -- From here on: writes only.
 if holder and holder ~= vip then
-  if not removeNode(holder) then redis.call('DEL', P .. 'orig:' .. orig) end
+  if not removeNode(holder) then redis.call('DEL', K.orig(orig)) end
 end
 
 local created = 0
@@ -117,17 +138,17 @@ if not vip then
   created = 1
   if fromQuarantine then
     vip = fromQuarantine
-    redis.call('ZREM', P .. 'ipam:quarantine', vip)
+    redis.call('ZREM', K.ipamQuarantine, vip)
   else
     vip = n2ip(base + offset)
-    redis.call('SET', P .. 'ipam:cursor', offset + 1)
+    redis.call('SET', K.ipamCursor, offset + 1)
   end
   local left = tonumber(redis.call('HGET', tokenKey, 'usesLeft'))
   if left > 0 then redis.call('HINCRBY', tokenKey, 'usesLeft', -1) end
 else
-  local old = redis.call('HMGET', P .. 'node:' .. vip, 'orig', 'hostname')
-  if old[1] and old[1] ~= orig then delIfPoints(P .. 'orig:' .. old[1], vip) end
-  if old[2] and old[2] ~= hostname then delIfPoints(P .. 'host:' .. old[2], vip) end
+  local old = redis.call('HMGET', K.node(vip), 'orig', 'hostname')
+  if old[1] and old[1] ~= orig then delIfPoints(K.orig(old[1]), vip) end
+  if old[2] and old[2] ~= hostname then delIfPoints(K.host(old[2]), vip) end
 end
 
 local set, tags = {}, {}
@@ -136,19 +157,19 @@ for _, t in ipairs(cjson.decode(reqTags)) do set[t] = true end
 for t in pairs(set) do tags[#tags + 1] = t end
 table.sort(tags)
 
-local nodeKey = P .. 'node:' .. vip
+local nodeKey = K.node(vip)
 if created == 1 then redis.call('HSET', nodeKey, 'created', NOW) end
 redis.call('HSET', nodeKey, 'pub', pub, 'orig', orig, 'hostname', hostname, 'tags', jsonList(tags),
   'granted', granted, 'ephemeral', ephemeral, 'lastSeen', NOW)
-redis.call('SET', P .. 'key:' .. pub, vip)
-redis.call('SET', P .. 'orig:' .. orig, vip)
-redis.call('SET', P .. 'host:' .. hostname, vip)
-redis.call('SADD', P .. 'nodes', vip)
-if ephemeral == '1' then redis.call('SADD', P .. 'ephemeral', vip) end
-redis.call('DEL', P .. 'challenge:' .. challengeId)
-redis.call('SET', P .. 'stoken:' .. sessionHash, vip .. ' ' .. pub, 'PX', sessionTtl)
-local typ = 'node-changed'
-if created == 1 then typ = 'node-up' end
+redis.call('SET', K.key(pub), vip)
+redis.call('SET', K.orig(orig), vip)
+redis.call('SET', K.host(hostname), vip)
+redis.call('SADD', K.nodes, vip)
+if ephemeral == '1' then redis.call('SADD', K.ephemeral, vip) end
+redis.call('DEL', K.challenge(challengeId))
+redis.call('SET', K.sessionToken(sessionHash), vip .. ' ' .. pub, 'PX', sessionTtl)
+local typ = EV.NodeChanged
+if created == 1 then typ = EV.NodeUp end
 local v = emit(typ, vip)
 return { 'ok', vip, v, created }
 `;
@@ -166,12 +187,12 @@ return v
  * tokens die with it).
  */
 export const AUTH_LUA = COMMON + `
-local s = redis.call('GET', P .. 'stoken:' .. ARGV[5])
+local s = redis.call('GET', K.sessionToken(ARGV[5]))
 if not s then return false end
 local sp = string.find(s, ' ', 1, true)
 local vip, pub = string.sub(s, 1, sp - 1), string.sub(s, sp + 1)
-if redis.call('GET', P .. 'key:' .. pub) ~= vip then return false end
-redis.call('HSET', P .. 'node:' .. vip, 'lastSeen', NOW)
+if redis.call('GET', K.key(pub)) ~= vip then return false end
+redis.call('HSET', K.node(vip), 'lastSeen', NOW)
 return vip
 `;
 
@@ -183,14 +204,14 @@ return vip
 export const SWEEP_LUA = COMMON + `
 local timeout = tonumber(ARGV[5])
 local removed = {}
-for _, vip in ipairs(redis.call('SMEMBERS', P .. 'ephemeral')) do
-  local nodeKey = P .. 'node:' .. vip
-  if redis.call('EXISTS', P .. 'session:' .. vip) == 1 then
+for _, vip in ipairs(redis.call('SMEMBERS', K.ephemeral)) do
+  local nodeKey = K.node(vip)
+  if redis.call('EXISTS', K.session(vip)) == 1 then
     redis.call('HSET', nodeKey, 'lastSeen', NOW)
   else
     local seen = tonumber(redis.call('HGET', nodeKey, 'lastSeen') or '0')
     if NOW - seen > timeout then
-      if removeNode(vip) then removed[#removed + 1] = vip else redis.call('SREM', P .. 'ephemeral', vip) end
+      if removeNode(vip) then removed[#removed + 1] = vip else redis.call('SREM', K.ephemeral, vip) end
     end
   end
 end
@@ -199,10 +220,10 @@ return removed
 
 /** Consistent snapshot: {version, vip1, {k, v, ...}, vip2, ...}. */
 export const SNAPSHOT_LUA = COMMON + `
-local out = { tonumber(redis.call('GET', P .. 'version') or '0') }
-for _, vip in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
+local out = { tonumber(redis.call('GET', K.version) or '0') }
+for _, vip in ipairs(redis.call('SMEMBERS', K.nodes)) do
   out[#out + 1] = vip
-  out[#out + 1] = redis.call('HGETALL', P .. 'node:' .. vip)
+  out[#out + 1] = redis.call('HGETALL', K.node(vip))
 end
 return out
 `;

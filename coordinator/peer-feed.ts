@@ -5,6 +5,7 @@
  */
 import type Redis from 'ioredis';
 import type { Logger } from '../common/logger';
+import { decodeEvent, isNodeEvent } from '../common/redis-schema';
 
 type Waiter = { since: number; wake: () => void };
 
@@ -26,13 +27,10 @@ export class PeerFeed {
   }
 
   private onMessage(msg: string): void {
-    let version = 0;
-    try {
-      version = Number((JSON.parse(msg) as { version?: unknown }).version) || 0;
-    } catch {
-      return; // not ours to judge; relays may publish other shapes
-    }
-    if (!version) return; // session events carry no version: peer maps do not change
+    const e = decodeEvent(msg);
+    // Session events carry no version (peer maps do not change); junk is not ours to judge.
+    if (!e || !isNodeEvent(e)) return;
+    const version = e.version;
     if (version > this.latest) this.latest = version;
     for (const w of this.waiters) if (version > w.since) w.wake();
   }

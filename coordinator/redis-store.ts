@@ -4,12 +4,12 @@
  */
 import type Redis from 'ioredis';
 import { randomBytes } from 'node:crypto';
+import { EventType, redisKeys, type RedisKeys } from '../common/redis-schema';
 import type { KeyChallenge } from '../protocol/key-proof';
 import { createKeyChallenge } from '../protocol/key-proof';
 import { CHALLENGE_TTL_SEC, CHANGE_FEED_MAXLEN } from './constants';
 import { CidrMismatchError, JoinRefusedError, type JoinRefusalCode } from './errors';
 import type { Cidr } from './ipam';
-import { redisKeys, type RedisKeys } from './keys';
 import { AUTH_LUA, JOIN_LUA, REMOVE_LUA, SNAPSHOT_LUA, SWEEP_LUA } from './lua-scripts';
 import type { Peer, PeerChanges } from './types';
 
@@ -160,13 +160,13 @@ export class RedisRegistry {
     const version = Number(entries[entries.length - 1][0].split('-')[0]);
     const upserts: Peer[] = [];
     const removals: string[] = [];
-    const ups = [...last].filter(([, t]) => t !== 'node-removed').map(([v]) => v);
+    const ups = [...last].filter(([, t]) => t !== EventType.NodeRemoved).map(([v]) => v);
     const hashes = await Promise.all(ups.map((v) => this.redis.hgetall(this.keys.node(v))));
     ups.forEach((vip, i) => {
       const p = peerFromHash(vip, hashes[i]);
       if (p) upserts.push(p); else removals.push(vip);
     });
-    for (const [vip, t] of last) if (t === 'node-removed') removals.push(vip);
+    for (const [vip, t] of last) if (t === EventType.NodeRemoved) removals.push(vip);
     return { version, upserts, removals };
   }
 

@@ -23,7 +23,7 @@ export interface CoordinatorOptions {
   redis: RedisSpec | Redis;
   /** @default '100.64.0.0/10' */
   cidr?: string;
-  /** @default 'isthmus:' */
+  /** Redis key prefix. @default DEFAULT_PREFIX (common/redis-schema.ts) */
   prefix?: string;
   /** Admin bearer token; without it the admin routes answer 403. */
   adminToken?: string;

@@ -1,6 +1,7 @@
 /**
  * The member directory: original IP / virtual IP / hostname → member, read from Redis
- * (keys in ./keys.ts, written by the coordinator and relays) through a local cache.
+ * (keys and events in common/redis-schema.ts, written by the coordinator and relays) through a
+ * local cache.
  *
  * Freshness: the cache subscribes to the events channel; any event naming a vip drops that
  * member's entries (and every negative entry, since a new member may own a name we cached as
@@ -12,7 +13,7 @@
 import { Redis } from 'ioredis';
 import type { Logger } from '../common/logger';
 import { silentLogger } from '../common/logger';
-import { mapperKeys, DEFAULT_PREFIX, type MapperKeys } from './keys';
+import { DEFAULT_PREFIX, decodeEvent, redisKeys, type RedisKeys } from '../common/redis-schema';
 import { DirectoryClosedError } from './errors';
 
 export interface Endpoint {
@@ -43,7 +44,7 @@ export interface MemberDirectory {
 export interface DirectoryOptions {
   /** redis URL, or a connected client to duplicate */
   redis: string | Redis;
-  /** @default 'isthmus:' */
+  /** Redis key prefix. @default DEFAULT_PREFIX (common/redis-schema.ts) */
   prefix?: string;
   /** positive entries live at most this long @default 10000 */
   ttlMs?: number;
@@ -63,7 +64,7 @@ export interface DirectoryStats { hits: number; misses: number; events: number; 
 
 export class RedisDirectory implements MemberDirectory {
   readonly stats: DirectoryStats = { hits: 0, misses: 0, events: 0, badEvents: 0, flushes: 0 };
-  private readonly keys: MapperKeys;
+  private readonly keys: RedisKeys;
   private readonly cmd: Redis;
   private readonly sub: Redis;
   private readonly ttlMs: number;
@@ -81,7 +82,7 @@ export class RedisDirectory implements MemberDirectory {
   private closed = false;
 
   constructor(opts: DirectoryOptions) {
-    this.keys = mapperKeys(opts.prefix ?? DEFAULT_PREFIX);
+    this.keys = redisKeys(opts.prefix ?? DEFAULT_PREFIX);
     this.ttlMs = opts.ttlMs ?? DEFAULT_DIRECTORY_OPTIONS.ttlMs;
     this.negTtlMs = opts.negativeTtlMs ?? DEFAULT_DIRECTORY_OPTIONS.negativeTtlMs;
     this.maxEntries = opts.maxEntries ?? DEFAULT_DIRECTORY_OPTIONS.maxEntries;
@@ -140,7 +141,7 @@ export class RedisDirectory implements MemberDirectory {
   }
 
   /** Drops what is cached about one member, and all negative entries. */
-  invalidate(vip: string, extra: { orig?: unknown; hostname?: unknown } = {}): void {
+  invalidate(vip: string): void {
     this.gen++;
     const slot = this.nodes.get(vip);
     this.nodes.delete(vip);
@@ -148,8 +149,6 @@ export class RedisDirectory implements MemberDirectory {
       this.origs.delete(slot.entry.originalIp);
       if (slot.entry.hostname) this.hosts.delete(slot.entry.hostname);
     }
-    if (typeof extra.orig === 'string') this.origs.delete(extra.orig);
-    if (typeof extra.hostname === 'string') { this.hosts.delete(extra.hostname); this.hosts.delete(extra.hostname.toLowerCase()); }
     for (const m of [this.origs, this.hosts]) {
       for (const [k, v] of m) if (v.vip === null || v.vip === vip) m.delete(k);
     }
@@ -157,16 +156,14 @@ export class RedisDirectory implements MemberDirectory {
 
   private onEvent(msg: string): void {
     this.stats.events++;
-    let ev: unknown;
-    try { ev = JSON.parse(msg); } catch { ev = undefined; }
-    if (typeof ev !== 'object' || ev === null || typeof (ev as { vip?: unknown }).vip !== 'string') {
+    const e = decodeEvent(msg);
+    if (!e) {
       // An event we cannot attribute: flushing everything is the only safe answer.
       this.stats.badEvents++;
       this.flush();
       return;
     }
-    const e = ev as { vip: string; orig?: unknown; originalIp?: unknown; hostname?: unknown };
-    this.invalidate(e.vip, { orig: e.orig ?? e.originalIp, hostname: e.hostname });
+    this.invalidate(e.vip);
   }
 
   async byOriginalIp(ip: string): Promise<MapEntry | null> {

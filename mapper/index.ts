@@ -8,6 +8,5 @@ export { buildLookupApi, MAX_BATCH, type LookupApiOptions } from './lookup-api';
 export { RedisDirectory, DEFAULT_DIRECTORY_OPTIONS, type MemberDirectory, type MapEntry, type DirectoryOptions } from './directory';
 export { startMapperService, DEFAULT_OVERLAY_CIDR, type MapperService, type MapperServiceOptions, type ListenAddress } from './service';
 export { netDialer, type Dialer } from './dialer';
-export { mapperKeys, DEFAULT_PREFIX, EventType } from './keys';
 export { UnknownOriginalIpError, InvalidIpError, MapperApiError, DirectoryClosedError } from './errors';
 export { InvalidCidrError } from './addr';

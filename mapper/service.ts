@@ -24,7 +24,7 @@ export interface ListenAddress {
 export interface MapperServiceOptions {
   /** redis URL; ignored when `directory` is given */
   redis?: string;
-  /** @default 'isthmus:' */
+  /** Redis key prefix. @default DEFAULT_PREFIX (common/redis-schema.ts) */
   prefix?: string;
   /** use this directory instead of one over Redis */
   directory?: MemberDirectory;

@@ -1,18 +1,19 @@
 /**
- * Follows the coordinator's member events on `P:events` (docs/STATE.md): when a member is
- * removed (`node-removed`, by an admin, `--leave` or the ephemeral sweep), the relay forgets
+ * Follows the coordinator's member events on `P:events` (common/redis-schema.ts): when a member
+ * is removed (`node-removed`, by an admin, `--leave` or the ephemeral sweep), the relay forgets
  * its cached key → vip answer and unbinds its session at once, instead of forwarding for it
  * until the session idles out.
  */
 import type Redis from 'ioredis';
 import type { Logger } from '../common/logger';
 import { ipv4ToInt } from '../common/packet-io';
+import { EventType, decodeEvent, redisKeys } from '../common/redis-schema';
 
 /** Pure: the vip of a `node-removed` event message, else undefined. */
 export function removedVip(message: string): number | undefined {
+  const e = decodeEvent(message);
+  if (e?.type !== EventType.NodeRemoved) return undefined;
   try {
-    const e = JSON.parse(message) as { type?: unknown; vip?: unknown };
-    if (e.type !== 'node-removed' || typeof e.vip !== 'string') return undefined;
     return ipv4ToInt(e.vip);
   } catch {
     return undefined;
@@ -27,7 +28,7 @@ export async function followMemberRemovals(redis: Redis, prefix: string, onRemov
     const vip = removedVip(message);
     if (vip !== undefined) onRemoved(vip);
   });
-  await sub.subscribe(`${prefix}events`);
+  await sub.subscribe(redisKeys(prefix).events);
   return async () => {
     await sub.quit().catch(() => sub.disconnect());
   };

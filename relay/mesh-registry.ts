@@ -1,5 +1,5 @@
 /**
- * The mesh's Redis side (schema: docs/STATE.md):
+ * The mesh's Redis side (key names and events: common/redis-schema.ts):
  *
  *   - `P:relay:<id>` hash {meshIp, meshPort, listenIp, listenPort, since}, re-written every
  *     `heartbeatMs` with TTL `ttlMs`: a relay that dies drops out of the registry by itself.
@@ -13,6 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import type Redis from 'ioredis';
 import type { Logger } from '../common/logger';
+import { DEFAULT_PREFIX, decodeEvent, isNodeEvent, redisKeys, type RedisKeys, type SessionEvent } from '../common/redis-schema';
 import { intToIpv4, ipv4ToInt } from '../common/packet-io';
 import type { MeshHome, MeshRouteSource, MeshSessionEvent } from './mesh';
 
@@ -22,7 +23,7 @@ export interface MeshRegistryOptions {
   meshPort: number;
   listenIp: string;
   listenPort: number;
-  /** @default 'isthmus:' */
+  /** Redis key prefix. @default DEFAULT_PREFIX */
   prefix?: string;
   /** @default 1000 */
   heartbeatMs?: number;
@@ -32,7 +33,7 @@ export interface MeshRegistryOptions {
 }
 
 export class RedisMeshRegistry implements MeshRouteSource {
-  private readonly prefix: string;
+  private readonly keys: RedisKeys;
   private readonly heartbeatMs: number;
   private readonly ttlMs: number;
   private sub: Redis | undefined;
@@ -40,7 +41,7 @@ export class RedisMeshRegistry implements MeshRouteSource {
   private readonly listeners: ((e: MeshSessionEvent | undefined) => void)[] = [];
 
   constructor(private readonly redis: Redis, private readonly o: MeshRegistryOptions) {
-    this.prefix = o.prefix ?? 'isthmus:';
+    this.keys = redisKeys(o.prefix ?? DEFAULT_PREFIX);
     this.heartbeatMs = o.heartbeatMs ?? 1000;
     this.ttlMs = o.ttlMs ?? 3 * this.heartbeatMs;
   }
@@ -51,7 +52,7 @@ export class RedisMeshRegistry implements MeshRouteSource {
 
   /** The shared mesh secret from `P:mesh-key`, created if absent. */
   async loadSharedKey(): Promise<Uint8Array> {
-    const k = `${this.prefix}mesh-key`;
+    const k = this.keys.meshKey;
     await this.redis.set(k, randomBytes(32).toString('base64'), 'NX');
     const v = await this.redis.get(k);
     if (!v) throw new Error(`${k} vanished`);
@@ -72,7 +73,7 @@ export class RedisMeshRegistry implements MeshRouteSource {
       this.emit(undefined);
     });
     sub.on('message', (_ch: string, msg: string) => this.onMessage(msg));
-    await sub.subscribe(`${this.prefix}events`);
+    await sub.subscribe(this.keys.events);
     await this.heartbeat();
     this.timer = setInterval(() => {
       this.heartbeat().catch((e: Error) => this.o.logger.warn({ err: e.message }, 'relay heartbeat failed'));
@@ -81,7 +82,7 @@ export class RedisMeshRegistry implements MeshRouteSource {
   }
 
   private heartbeat(): Promise<unknown> {
-    const k = `${this.prefix}relay:${this.o.relayId}`;
+    const k = this.keys.relay(this.o.relayId);
     return this.redis.multi()
       .hset(k, {
         meshIp: this.o.meshIp, meshPort: String(this.o.meshPort), listenIp: this.o.listenIp, listenPort: String(this.o.listenPort),
@@ -92,13 +93,8 @@ export class RedisMeshRegistry implements MeshRouteSource {
   }
 
   private onMessage(msg: string): void {
-    let e: { type?: unknown; vip?: unknown; relayId?: unknown; meshIp?: unknown; meshPort?: unknown };
-    try {
-      e = JSON.parse(msg) as typeof e;
-    } catch {
-      return;
-    }
-    if ((e.type !== 'session-up' && e.type !== 'session-down') || typeof e.vip !== 'string' || typeof e.relayId !== 'string') return;
+    const e = decodeEvent(msg);
+    if (!e || isNodeEvent(e)) return;
     let vip: number;
     try {
       vip = ipv4ToInt(e.vip);
@@ -106,10 +102,9 @@ export class RedisMeshRegistry implements MeshRouteSource {
       return;
     }
     let mesh: { addr: number; port: number } | undefined;
-    const port = Number(e.meshPort);
-    if (typeof e.meshIp === 'string' && Number.isInteger(port) && port > 0 && port < 65536) {
+    if (e.meshIp !== undefined && e.meshPort !== undefined) {
       try {
-        mesh = { addr: ipv4ToInt(e.meshIp), port };
+        mesh = { addr: ipv4ToInt(e.meshIp), port: e.meshPort };
       } catch {
         mesh = undefined;
       }
@@ -122,9 +117,9 @@ export class RedisMeshRegistry implements MeshRouteSource {
   }
 
   async lookupHome(vip: number, selfId: string): Promise<MeshHome | undefined> {
-    const relayId = await this.redis.hget(`${this.prefix}session:${intToIpv4(vip)}`, 'relayId');
+    const relayId = await this.redis.hget(this.keys.session(intToIpv4(vip)), 'relayId');
     if (!relayId || relayId === selfId) return undefined;
-    const [ip, port] = await this.redis.hmget(`${this.prefix}relay:${relayId}`, 'meshIp', 'meshPort');
+    const [ip, port] = await this.redis.hmget(this.keys.relay(relayId), 'meshIp', 'meshPort');
     if (!ip || !port) return undefined;
     try {
       return { relayId, addr: ipv4ToInt(ip), port: Number(port) };
@@ -134,8 +129,8 @@ export class RedisMeshRegistry implements MeshRouteSource {
   }
 
   /** Fields the session recorder adds to its events so peers learn this relay's mesh address. */
-  eventFields(): Record<string, string> {
-    return { meshIp: this.o.meshIp, meshPort: String(this.o.meshPort) };
+  eventFields(): Pick<SessionEvent, 'meshIp' | 'meshPort'> {
+    return { meshIp: this.o.meshIp, meshPort: this.o.meshPort };
   }
 
   /** Stop the heartbeat and leave the registry (the key would expire anyway). */
@@ -144,6 +139,6 @@ export class RedisMeshRegistry implements MeshRouteSource {
     this.timer = undefined;
     this.sub?.disconnect();
     this.sub = undefined;
-    await this.redis.del(`${this.prefix}relay:${this.o.relayId}`).catch(() => undefined);
+    await this.redis.del(this.keys.relay(this.o.relayId)).catch(() => undefined);
   }
 }

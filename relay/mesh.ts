@@ -26,6 +26,7 @@ import type { Clock } from '../common/clock';
 import type { Logger } from '../common/logger';
 import type { DatagramBatch, DatagramSocket } from '../common/packet-io';
 import { intToIpv4 } from '../common/packet-io';
+import { EventType, type SessionEventType } from '../common/redis-schema';
 import { FrameType, RELAY_HEADER_LEN, readU32 } from '../protocol/relay-frame';
 import { MSG_TRANSPORT_MIN_SIZE } from '../protocol/constants';
 import {
@@ -46,7 +47,7 @@ export interface MeshHome {
 }
 
 export interface MeshSessionEvent {
-  type: 'session-up' | 'session-down';
+  type: SessionEventType;
   vip: number;
   relayId: string;
   /** The relay's mesh address, when the event carries it (saves a lookup; follows restarts). */
@@ -282,7 +283,7 @@ export class Mesh {
       return;
     }
     const vip = e.vip >>> 0;
-    if (e.type === 'session-up' && e.relayId !== this.o.relayId) {
+    if (e.type === EventType.SessionUp && e.relayId !== this.o.relayId) {
       const now = this.c.clock.now();
       const peer = e.mesh ? this.upsertPeer({ relayId: e.relayId, ...e.mesh }) : this.peers.get(e.relayId);
       if (peer) {

@@ -1,5 +1,5 @@
 /**
- * Redis-backed pieces of the relay (schema: docs/STATE.md, names from the coordinator):
+ * Redis-backed pieces of the relay (key names and events: common/redis-schema.ts):
  *
  * - `RedisMemberDirectory`: `P:key:<pubBase64>` → vip (dotted quad), written by the
  *   coordinator on join. Read once per verified AUTH; a short positive cache spares Redis
@@ -14,13 +14,14 @@
  */
 import type Redis from 'ioredis';
 import type { Logger } from '../common/logger';
+import { DEFAULT_PREFIX, EventType, encodeEvent, redisKeys, type RedisKeys, type SessionEvent, type SessionEventType } from '../common/redis-schema';
 import { intToIpv4, ipv4ToInt } from '../common/packet-io';
 import type { SessionListener } from './control';
 import type { MemberDirectory } from './member-directory';
 import type { Session } from './session-table';
 
 export interface RedisDirectoryOptions {
-  /** @default 'isthmus:' */
+  /** Redis key prefix. @default DEFAULT_PREFIX */
   prefix?: string;
   /** Positive cache lifetime, ms; 0 = no cache. @default 5000 */
   cacheMs?: number;
@@ -28,13 +29,13 @@ export interface RedisDirectoryOptions {
 }
 
 export class RedisMemberDirectory implements MemberDirectory {
-  private readonly prefix: string;
+  private readonly keys: RedisKeys;
   private readonly cacheMs: number;
   private readonly now: () => number;
   private readonly cache = new Map<string, { vip: number; until: number }>();
 
   constructor(private readonly redis: Redis, opts: RedisDirectoryOptions = {}) {
-    this.prefix = opts.prefix ?? 'isthmus:';
+    this.keys = redisKeys(opts.prefix ?? DEFAULT_PREFIX);
     this.cacheMs = opts.cacheMs ?? 5000;
     this.now = opts.now ?? Date.now;
   }
@@ -49,7 +50,7 @@ export class RedisMemberDirectory implements MemberDirectory {
     const pub = Buffer.from(publicKey).toString('base64');
     const hit = this.cache.get(pub);
     if (hit && hit.until > this.now()) return { vip: hit.vip };
-    const v = await this.redis.get(`${this.prefix}key:${pub}`);
+    const v = await this.redis.get(this.keys.key(pub));
     if (v === null) {
       this.cache.delete(pub);
       return undefined;
@@ -73,13 +74,13 @@ export interface SessionRecorderOptions {
   /** The relay address members reach (the VIP or the relay's own address). */
   relayIp: string;
   relayPort: number;
-  /** @default 'isthmus:' */
+  /** Redis key prefix. @default DEFAULT_PREFIX */
   prefix?: string;
   /** `P:session:<vip>` TTL; refresh() must run more often. @default 30_000 */
   ttlMs?: number;
   logger: Logger;
-  /** Extra string fields for every session event (the mesh adds meshIp/meshPort). */
-  eventFields?: Record<string, string>;
+  /** The mesh address for every session event, when the relay runs meshed. */
+  eventFields?: Pick<SessionEvent, 'meshIp' | 'meshPort'>;
 }
 
 /** DEL the session key only if this relay still owns it (a member may have moved on). */
@@ -101,20 +102,20 @@ if not cur then return 2 end
 return 1`;
 
 export class RedisSessionRecorder implements SessionListener {
-  private readonly prefix: string;
+  private readonly keys: RedisKeys;
   private readonly ttlMs: number;
 
   constructor(private readonly redis: Redis, private readonly o: SessionRecorderOptions) {
-    this.prefix = o.prefix ?? 'isthmus:';
+    this.keys = redisKeys(o.prefix ?? DEFAULT_PREFIX);
     this.ttlMs = o.ttlMs ?? 30_000;
   }
 
   private key(vip: number): string {
-    return `${this.prefix}session:${intToIpv4(vip)}`;
+    return this.keys.session(intToIpv4(vip));
   }
 
-  private event(type: 'session-up' | 'session-down', s: Session): string {
-    return JSON.stringify({ ...this.o.eventFields, type, vip: intToIpv4(s.vip), relayId: this.o.relayId });
+  private event(type: SessionEventType, s: Session): string {
+    return encodeEvent({ ...this.o.eventFields, type, vip: intToIpv4(s.vip), relayId: this.o.relayId });
   }
 
   sessionUp(s: Session): void {
@@ -126,7 +127,7 @@ export class RedisSessionRecorder implements SessionListener {
         relayId: this.o.relayId, since: String(Date.now()),
       })
       .pexpire(k, this.ttlMs)
-      .publish(`${this.prefix}events`, this.event('session-up', s))
+      .publish(this.keys.events, this.event(EventType.SessionUp, s))
       .exec()
       .catch((e: Error) => this.o.logger.warn({ err: e.message, vip: intToIpv4(s.vip) }, 'recording session failed'));
   }
@@ -136,7 +137,7 @@ export class RedisSessionRecorder implements SessionListener {
     if (why === 'replaced') return;
     this.redis.eval(DEL_IF_OURS, 1, this.key(s.vip), this.o.relayId)
       .then((n) => {
-        if (n === 1) return this.redis.publish(`${this.prefix}events`, this.event('session-down', s));
+        if (n === 1) return this.redis.publish(this.keys.events, this.event(EventType.SessionDown, s));
         return undefined;
       })
       .catch((e: Error) => this.o.logger.warn({ err: e.message, vip: intToIpv4(s.vip) }, 'removing session failed'));

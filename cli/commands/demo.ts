@@ -1,8 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { existsSync } from 'node:fs';
-import { createTopology, randomPrefix, type Topology } from '../../testbed';
-import { startJoinedOverlay, type JoinedOverlay } from '../../testbed';
-import { cliPath } from '../../testbed';
+import { createTopology, randomPrefix, startJoinedOverlay, cliPath, type Topology, type JoinedOverlay } from '../../testbed';
+import { DEFAULT_PREFIX, redisKeys } from '../../common/redis-schema';
 import { CliError, onShutdown } from '../shutdown';
 
 interface DemoArgs {
@@ -78,9 +77,10 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
       const s1 = await overlay.join('s1', vpc2, topo.addr.vpc2, { token, tags: ['controller'], extraArgs: ['--route-original', '10.91.1.0/24'] });
       say(`a1 (vpc1, original ${a1.originalIp}) joined: virtual IP ${a1.vip}`);
       say(`s1 (vpc2, original ${s1.originalIp}) joined: virtual IP ${s1.vip}`);
-      const session = await hgetall(topo, `isthmus:session:${a1.vip}`);
-      const sSession = await hgetall(topo, `isthmus:session:${s1.vip}`);
-      say(`Redis: isthmus:orig:${a1.originalIp} → ${a1.vip}; relay 4-tuple (${session.relayIp}, ${session.relayPort}, ${session.agentIp}, ${session.agentPort}) on ${session.relayId}`);
+      const keys = redisKeys(DEFAULT_PREFIX);
+      const session = await hgetall(topo, keys.session(a1.vip));
+      const sSession = await hgetall(topo, keys.session(s1.vip));
+      say(`Redis: ${keys.orig(a1.originalIp)} → ${a1.vip}; relay 4-tuple (${session.relayIp}, ${session.relayPort}, ${session.agentIp}, ${session.agentPort}) on ${session.relayId}`);
       say(`  s1 landed on ${sSession.relayId}${sSession.relayId === session.relayId ? ' too' : `: their packets take one mesh hop ${session.relayId} ↔ ${sSession.relayId}`}`);
 
       await waitForPing(topo, vpc2, a1.vip, 15_000);
@@ -104,7 +104,7 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
       await overlay.cluster!.killRelay(home);
       const lost = await pinging;
       const got = Number(/(\d+) received/.exec(lost.stdout)?.[1] ?? 0);
-      const moved = await hgetall(topo, `isthmus:session:${a1.vip}`);
+      const moved = await hgetall(topo, keys.session(a1.vip));
       say(`\nkill -9 ${session.relayId} while s1 pings a1 every 100 ms: ${got}/40 answered; a1 rebound to ${moved.relayId ?? '?'} (the health check took ${session.relayId} out of the VIP)`);
       await overlay.cluster!.startRelay(home);
 

@@ -2,7 +2,7 @@ import type { CommandModule } from 'yargs';
 import { forComponent } from '../../common/logger';
 import { parseCidr } from '../../mapper/addr';
 import { startMapperService, DEFAULT_OVERLAY_CIDR, type ListenAddress } from '../../mapper';
-import { DEFAULT_PREFIX } from '../../mapper/keys';
+import { DEFAULT_PREFIX } from '../../common/redis-schema';
 import { CliError, onShutdown } from '../shutdown';
 
 interface MapperArgs {

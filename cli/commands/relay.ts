@@ -5,6 +5,7 @@ import { forComponent } from '../../common/logger';
 import { systemClock } from '../../common/clock';
 import { openBestDatagramSocket } from '../../common/dgram-socket';
 import { ipv4ToInt } from '../../common/packet-io';
+import { DEFAULT_PREFIX } from '../../common/redis-schema';
 import Redis from 'ioredis';
 import {
   createRelay, deriveMeshKey, followMemberRemovals, Mesh, MemberFileError, RedisMeshRegistry, RedisMemberDirectory, RedisSessionRecorder, StaticMemberDirectory,
@@ -52,7 +53,7 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
     .option('keepalive', { type: 'number', default: 10, describe: 'Keepalive interval advertised to members, seconds' })
     .option('stats-interval', { type: 'number', default: 60, describe: 'Log a stats line every N seconds (0: never)' })
     .option('redis', { type: 'string', describe: 'Redis URL: members from P:key:<pub>, sessions recorded in P:session:<vip> (instead of --members)' })
-    .option('redis-prefix', { type: 'string', default: 'isthmus:', describe: 'Redis key prefix' })
+    .option('redis-prefix', { type: 'string', default: DEFAULT_PREFIX, describe: 'Redis key prefix' })
     .option('advertise', { type: 'string', describe: 'HOST:PORT members reach this relay at (the VIP), recorded in Redis (default: --listen)' })
     .option('mesh', { type: 'string', describe: 'UDP address for relay-to-relay forwarding, HOST:PORT (needs --redis and --id): the relays behind one VIP become one service' })
     .option('mesh-key', { type: 'string', normalize: true, describe: 'File holding the shared mesh secret (>= 16 bytes; default: P:mesh-key in Redis, created once)' })
@@ -182,7 +183,7 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
     if (redis && redisDirectory) {
       const d = redisDirectory;
       try {
-        const stop = await followMemberRemovals(redis, args['redis-prefix'] ?? 'isthmus:', (vip) => {
+        const stop = await followMemberRemovals(redis, args['redis-prefix'] ?? DEFAULT_PREFIX, (vip) => {
           d.forgetVip(vip);
           relay.removeMember(vip);
         }, log);

@@ -5,14 +5,16 @@
 import test from 'ava';
 import { Redis } from 'ioredis';
 import { startRedis, type RedisHandle } from '../harness/redis';
+import { encodeEvent, type NodeEventType } from '../../common/redis-schema';
 import { startMapperService, Mapper, UnknownOriginalIpError, InvalidIpError, type MapperService } from '../../mapper';
 
 let redis: RedisHandle;
 let r: Redis;
 let svc: MapperService;
 let base: string;
+let version = 0;
 
-async function member(orig: string, vip: string, opts: { hostname?: string; relayPort?: number; publish?: string } = {}): Promise<void> {
+async function member(orig: string, vip: string, opts: { hostname?: string; relayPort?: number; publish?: NodeEventType } = {}): Promise<void> {
   await r.set(`isthmus:orig:${orig}`, vip);
   await r.hset(`isthmus:node:${vip}`, { pub: 'k' + vip, orig, hostname: opts.hostname ?? '', tags: '["t1"]', created: '1', lastSeen: '1700000000000', ephemeral: '0' });
   if (opts.hostname) await r.set(`isthmus:host:${opts.hostname}`, vip);
@@ -20,7 +22,7 @@ async function member(orig: string, vip: string, opts: { hostname?: string; rela
     await r.hset(`isthmus:session:${vip}`, { relayIp: '192.0.2.1', relayPort: String(opts.relayPort), agentIp: '198.51.100.1', agentPort: '4000', relayId: 'r1', since: '1' });
     await r.expire(`isthmus:session:${vip}`, 30);
   }
-  if (opts.publish) await r.publish('isthmus:events', JSON.stringify({ type: opts.publish, vip }));
+  if (opts.publish) await r.publish('isthmus:events', encodeEvent({ type: opts.publish, vip, version: ++version }));
 }
 
 test.before(async () => {
@@ -98,8 +100,8 @@ test.serial('a re-join (new vip) and a relay move are seen within 1 s of the eve
   await member('10.0.0.1', '100.64.0.9', { hostname: 'alpha', relayPort: 51821 });
   t.is((await get('/v1/map/10.0.0.1')).body.virtualIp, '100.64.0.1', 'served from cache');
   const t0 = Date.now();
-  await r.publish('isthmus:events', JSON.stringify({ type: 'node-changed', vip: '100.64.0.1' }));
-  await r.publish('isthmus:events', JSON.stringify({ type: 'node-up', vip: '100.64.0.9' }));
+  await r.publish('isthmus:events', encodeEvent({ type: 'node-changed', vip: '100.64.0.1', version: ++version }));
+  await r.publish('isthmus:events', encodeEvent({ type: 'node-up', vip: '100.64.0.9', version: ++version }));
   for (;;) {
     const b = (await get('/v1/map/10.0.0.1')).body;
     if (b.virtualIp === '100.64.0.9') { t.like(b, { relay: { ip: '192.0.2.1', port: 51821 } }); break; }
@@ -111,7 +113,7 @@ test.serial('a re-join (new vip) and a relay move are seen within 1 s of the eve
   await r.hset('isthmus:session:100.64.0.9', { relayIp: '192.0.2.2', relayPort: '51900' });
   t.like((await get('/v1/map/10.0.0.1')).body, { relay: { ip: '192.0.2.1' } });
   const t1 = Date.now();
-  await r.publish('isthmus:events', JSON.stringify({ type: 'session-up', vip: '100.64.0.9' }));
+  await r.publish('isthmus:events', encodeEvent({ type: 'session-up', vip: '100.64.0.9', relayId: 'r2' }));
   for (;;) {
     const b = (await get('/v1/map/10.0.0.1')).body as { relay: { ip: string } };
     if (b.relay.ip === '192.0.2.2') break;

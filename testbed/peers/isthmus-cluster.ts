@@ -13,6 +13,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DEFAULT_PREFIX, redisKeys } from '../../common/redis-schema';
 import { generatePrivateKey, publicKeyFromPrivate, keyToBase64 } from '../../protocol/keys';
 import type { Topology } from '../topology';
 import type { ManagedProcess } from '../procs';
@@ -22,7 +23,8 @@ import type { BenchSubject } from '../subject';
 import { relayCluster } from '../relay-cluster';
 
 export const REDIS_PORT = 6379;
-export const REDIS_PREFIX = 'isthmus:';
+/** The cluster's processes run with the default Redis key prefix. */
+const KEYS = redisKeys(DEFAULT_PREFIX);
 
 /** Where a member sends its relay traffic: the VIP (load-balanced) or relay i (1-based) directly. */
 export type RelayTarget = 'vip' | number;
@@ -120,7 +122,7 @@ export async function startClusterOverlay(topo: Topology, opts: ClusterOverlayOp
     },
     redisCli,
     async sessionRecord(m) {
-      const out = (await redisCli(['HGETALL', `${REDIS_PREFIX}session:${m.vip}`])).split('\n').filter((l) => l !== '');
+      const out = (await redisCli(['HGETALL', KEYS.session(m.vip)])).split('\n').filter((l) => l !== '');
       const rec: Record<string, string> = {};
       for (let i = 0; i + 1 < out.length; i += 2) rec[out[i]] = out[i + 1];
       return rec;
@@ -148,7 +150,7 @@ export async function startClusterOverlay(topo: Topology, opts: ClusterOverlayOp
     },
   };
   try {
-    for (const m of [a1, s1]) await redisCli(['SET', `${REDIS_PREFIX}key:${m.publicKey}`, m.vip]);
+    for (const m of [a1, s1]) await redisCli(['SET', KEYS.key(m.publicKey), m.vip]);
     await cluster.start();
     overlay.health = cluster.health!;
 

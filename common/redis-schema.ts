@@ -1,0 +1,201 @@
+/**
+ * The Redis schema: every key and channel name, the event types published on `P:events`, and
+ * their JSON codec. This is a wire format between our own processes (coordinator, relays,
+ * mapper), so it has exactly one owner: this module. docs/STATE.md describes the same table in
+ * prose, and test/unit/common/redis-schema.test.ts fails when the two disagree.
+ *
+ * Leaf module: imports nothing.
+ *
+ * Owners in the notes below: C coordinator, R relay, M mapper (reads only). `P` is the
+ * configurable prefix (`DEFAULT_PREFIX`).
+ */
+
+/** The Redis key prefix every isthmus process uses unless configured otherwise. */
+export const DEFAULT_PREFIX = 'isthmus:';
+
+/**
+ * Every key and channel, as its name after the prefix. A trailing `<param>` is the one variable
+ * part: `redisKeys(P).node(vip)` builds `P` + `node:` + vip. Names without a parameter are
+ * plain strings in `redisKeys(P)`. Each doc comment reads `type · written by · read by · TTL —
+ * meaning`, the columns of docs/STATE.md (a test compares them).
+ */
+export const KEY_PATTERNS = {
+  /** hash · written by C · read by C, R, M · TTL none — `pub` (base64 X25519), `orig`, `hostname`,
+   *  `tags` (JSON array), `granted` (JSON array), `ephemeral` (`1`/`0`), `created`, `lastSeen` (ms). */
+  node: 'node:<vip>',
+  /** set · written by C · read by C, M · TTL none — all member vips. */
+  nodes: 'nodes',
+  /** set · written by C · read by C · TTL none — vips of ephemeral members (swept). */
+  ephemeral: 'ephemeral',
+  /** string · written by C · read by C, M · TTL none — → vip. */
+  orig: 'orig:<originalIp>',
+  /** string · written by C · read by C, R · TTL none — → vip (the same key re-joining keeps its vip). */
+  key: 'key:<pubBase64>',
+  /** string · written by C · read by M · TTL none — → vip (SOCKS5 domain names). */
+  host: 'host:<hostname>',
+  /** hash · written by R · read by C, M, R · TTL 30 s, refreshed on keepalive — the relay 4-tuple:
+   *  `relayIp`, `relayPort`, `agentIp`, `agentPort`, `relayId`, `since` (ms). */
+  session: 'session:<vip>',
+  /** hash · written by R · read by R, C · TTL 3 s, re-written every 1 s (heartbeat) — `meshIp`,
+   *  `meshPort`, `listenIp`, `listenPort`, `since` (ms, first heartbeat). */
+  relay: 'relay:<id>',
+  /** string · written by R · read by R · TTL none — base64 shared mesh secret, created with SET NX. */
+  meshKey: 'mesh-key',
+  /** hash · written by C · read by C · TTL expiry + 1 day (none if no expiry) — join token, by
+   *  SHA-256 of the secret: `id`, `usesLeft`, `expiresAt`, `tags` (JSON), `ephemeral`, `createdAt`. */
+  token: 'token:<sha256hex>',
+  /** hash · written by C · read by C · TTL none — token id (`tok_…`) → sha256hex. */
+  tokenIds: 'token-ids',
+  /** string · written by C · read by C · TTL session TTL (default 24 h) — bearer session token by
+   *  SHA-256: `"<vip> <pub>"`. */
+  sessionToken: 'stoken:<sha256hex>',
+  /** string · written by C · read by C · TTL 60 s — join challenge JSON `{priv, pub, nonce}`. */
+  challenge: 'challenge:<id>',
+  /** string · written by C · read by C · TTL none — overlay CIDR the state belongs to. */
+  ipamCidr: 'ipam:cidr',
+  /** string · written by C · read by C · TTL none — next never-used offset in the CIDR. */
+  ipamCursor: 'ipam:cursor',
+  /** sorted set · written by C · read by C · TTL none — removed vips, score = Unix ms when reusable. */
+  ipamQuarantine: 'ipam:quarantine',
+  /** string · written by C · read by C · TTL none — change-feed version, `INCR`ed per member change. */
+  version: 'version',
+  /** stream · written by C · read by C · TTL `MAXLEN ~ 10000` — change feed: id `<version>-0`,
+   *  fields `type`, `vip`. */
+  changes: 'changes',
+  /** pub/sub channel · written by C, R · read by C, R, M · TTL – — JSON events: `EVENT_TYPES`,
+   *  `encodeEvent`, `decodeEvent`. */
+  events: 'events',
+} as const;
+
+export type KeyName = keyof typeof KEY_PATTERNS;
+
+type Builder<T extends string> = T extends `${string}<${string}>` ? (param: string) => string : string;
+
+/** `redisKeys(P)`: each key of `KEY_PATTERNS`, as a name or a function of its parameter. */
+export type RedisKeys = { readonly [K in KeyName]: Builder<(typeof KEY_PATTERNS)[K]> };
+
+/** The fixed part of a pattern (before its `<param>`) and whether it takes a parameter. */
+export function keyHead(name: KeyName): { head: string; param: boolean } {
+  const pattern: string = KEY_PATTERNS[name];
+  const i = pattern.indexOf('<');
+  return i < 0 ? { head: pattern, param: false } : { head: pattern.slice(0, i), param: true };
+}
+
+/** Every key and channel name under `prefix`. */
+export function redisKeys(prefix: string = DEFAULT_PREFIX): RedisKeys {
+  const out: Record<string, string | ((param: string) => string)> = {};
+  for (const name of Object.keys(KEY_PATTERNS) as KeyName[]) {
+    const { head, param } = keyHead(name);
+    const fixed = prefix + head;
+    out[name] = param ? (p: string) => fixed + p : fixed;
+  }
+  return out as RedisKeys;
+}
+
+/** Event types on `P:events` (docs/STATE.md "Events on `P:events`"). */
+export const EventType = {
+  /** C: a member joined for the first time (carries `version`). */
+  NodeUp: 'node-up',
+  /** C: a member re-joined (key, original IP, hostname or tags may differ; carries `version`). */
+  NodeChanged: 'node-changed',
+  /** C: a member was removed (leave, admin, sweep, takeover; carries `version`). */
+  NodeRemoved: 'node-removed',
+  /** R: a relay bound the member's session (carries `relayId`, its mesh address if meshed). */
+  SessionUp: 'session-up',
+  /** R: a relay dropped a session it still owned. */
+  SessionDown: 'session-down',
+} as const;
+export type EventType = (typeof EventType)[keyof typeof EventType];
+/** Every event type. */
+export const EVENT_TYPES: readonly EventType[] = Object.values(EventType);
+
+export type NodeEventType = typeof EventType.NodeUp | typeof EventType.NodeChanged | typeof EventType.NodeRemoved;
+export type SessionEventType = typeof EventType.SessionUp | typeof EventType.SessionDown;
+
+/** Published by the coordinator's Lua scripts (coordinator/lua-scripts.ts `emit`). */
+export interface NodeEvent {
+  type: NodeEventType;
+  vip: string;
+  /** Change-feed version (`P:version`) this change was given; positive integer. */
+  version: number;
+}
+
+/** Published by a relay's session recorder (relay/redis-directory.ts). */
+export interface SessionEvent {
+  type: SessionEventType;
+  vip: string;
+  relayId: string;
+  /** The publishing relay's mesh address, present (both) when it runs meshed. */
+  meshIp?: string;
+  meshPort?: number;
+}
+
+export type ClusterEvent = NodeEvent | SessionEvent;
+
+export function isNodeEvent(e: ClusterEvent): e is NodeEvent {
+  return e.type === EventType.NodeUp || e.type === EventType.NodeChanged || e.type === EventType.NodeRemoved;
+}
+
+/**
+ * One event as the JSON text published on `P:events`. `meshPort` goes out as a decimal string,
+ * as relays have always sent it; `decodeEvent` accepts a string or a number.
+ */
+export function encodeEvent(e: ClusterEvent): string {
+  if (isNodeEvent(e)) return JSON.stringify({ type: e.type, vip: e.vip, version: e.version });
+  const mesh = e.meshIp !== undefined && e.meshPort !== undefined ? { meshIp: e.meshIp, meshPort: String(e.meshPort) } : {};
+  return JSON.stringify({ type: e.type, vip: e.vip, relayId: e.relayId, ...mesh });
+}
+
+const MAX_FIELD_LEN = 256;
+
+function shortString(v: unknown): v is string {
+  return typeof v === 'string' && v.length > 0 && v.length <= MAX_FIELD_LEN;
+}
+
+function portOf(v: unknown): number | undefined {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^[0-9]{1,5}$/.test(v) ? Number(v) : NaN;
+  return Number.isInteger(n) && n > 0 && n < 65536 ? n : undefined;
+}
+
+/**
+ * Parse and validate one message from `P:events`. Text from Redis is untrusted input: anything
+ * that is not a well-formed event of a known type gives `undefined`; this never throws.
+ * A malformed mesh address drops only the mesh fields (the session event itself stands).
+ * The vip is checked to be a short string only; readers that need an address parse it.
+ */
+export function decodeEvent(text: string): ClusterEvent | undefined {
+  if (typeof text !== 'string' || text.length > 4096) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
+  const o = v as Record<string, unknown>;
+  const type = o.type;
+  if (!shortString(o.vip)) return undefined;
+  const vip = o.vip;
+  switch (type) {
+    case EventType.NodeUp:
+    case EventType.NodeChanged:
+    case EventType.NodeRemoved: {
+      const version = o.version;
+      if (typeof version !== 'number' || !Number.isSafeInteger(version) || version <= 0) return undefined;
+      return { type, vip, version };
+    }
+    case EventType.SessionUp:
+    case EventType.SessionDown: {
+      if (!shortString(o.relayId)) return undefined;
+      const e: SessionEvent = { type, vip, relayId: o.relayId };
+      const meshPort = portOf(o.meshPort);
+      if (shortString(o.meshIp) && meshPort !== undefined) {
+        e.meshIp = o.meshIp;
+        e.meshPort = meshPort;
+      }
+      return e;
+    }
+    default:
+      return undefined;
+  }
+}
