@@ -160,7 +160,7 @@ export class Device {
         continue;
       }
       const kp = peer.current;
-      const counter = kp && this.handshakes.usableForSending(kp, now) ? kp.reserveSendCounter() : -1;
+      const counter = kp && peer.timers.canSendWith(kp, now) ? kp.reserveSendCounter() : -1;
       if (counter < 0) {
         if (!peer.stage(data, off, len)) this.drop('staged-overflow');
         this.handshakes.initiate(peer, false);
@@ -182,7 +182,6 @@ export class Device {
     aead.sealBatch(sb, sb.keys, sb.keyIndex, sb.counters, sb.ok);
     for (let i = 0; i < sb.count; i++) {
       const peer = sb.peers[i]!;
-      const kp = sb.keypairs[i]!;
       // Bounds were checked above; a failure here would be an OpenSSL fault: never send it.
       if (sb.ok[i] !== 1 || !peer.endpoint) {
         this.drop('inside-malformed');
@@ -196,7 +195,7 @@ export class Device {
       peer.timers.dataSent(now);
       peer.timers.anyAuthenticatedPacketSent(now);
       peer.timers.anyAuthenticatedPacketTraversal(now);
-      if (this.handshakes.shouldRekeyAfterSend(kp, now)) this.handshakes.initiate(peer, false);
+      this.handshakes.keepKeyFreshSending(peer, now);
     }
     sb.reset();
   }
@@ -216,7 +215,7 @@ export class Device {
     if (!peer.endpoint) return this.drop('no-endpoint');
     const now = this.clock.now();
     const kp = peer.current;
-    if (!kp || !this.handshakes.usableForSending(kp, now)) {
+    if (!kp || !peer.timers.canSendWith(kp, now)) {
       if (!peer.stage(buf, off, len)) this.drop('staged-overflow');
       this.handshakes.initiate(peer, false);
       return;
@@ -233,7 +232,7 @@ export class Device {
     peer.timers.dataSent(now);
     peer.timers.anyAuthenticatedPacketSent(now);
     peer.timers.anyAuthenticatedPacketTraversal(now);
-    if (this.handshakes.shouldRekeyAfterSend(kp, now)) this.handshakes.initiate(peer, false);
+    this.handshakes.keepKeyFreshSending(peer, now);
   }
 
   /** Flush packets that waited for a session (after a handshake completes). */
@@ -251,7 +250,7 @@ export class Device {
   /** Send an empty transport message (keepalive) if a session exists. */
   sendKeepalive(peer: Peer): void {
     const kp = peer.current;
-    if (!peer.endpoint || !kp || !this.handshakes.usableForSending(kp, this.clock.now())) return;
+    if (!peer.endpoint || !kp || !peer.timers.canSendWith(kp, this.clock.now())) return;
     const b = Buffer.allocUnsafe(DEVICE_HEADROOM + DEVICE_TAILROOM);
     const n = kp.seal(b, DEVICE_HEADROOM, 0, b, DEVICE_HEADROOM - MSG_TRANSPORT_HEADER_SIZE);
     if (n < 0) return;
@@ -259,6 +258,7 @@ export class Device {
     const now = this.clock.now();
     peer.timers.anyAuthenticatedPacketSent(now);
     peer.timers.anyAuthenticatedPacketTraversal(now);
+    this.handshakes.keepKeyFreshSending(peer, now);
   }
 
   /** One datagram payload from the outside (a bare WireGuard message; relay framing
@@ -298,7 +298,7 @@ export class Device {
     if (!entry || !entry.keypair) return this.unknownIndex(kind, ip, vip);
     const { peer, keypair } = entry;
     const now = this.clock.now();
-    if (this.handshakes.isExpired(keypair, now)) return this.drop('keypair-expired');
+    if (!peer.timers.canReceiveWith(keypair, now)) return this.drop('keypair-expired');
     const n = keypair.open(buf, off, len, buf, off + MSG_TRANSPORT_HEADER_SIZE);
     if (n < 0) return this.drop(n === TransportDrop.replay ? 'transport-replay' : 'transport-auth');
     this.authenticated(peer, keypair, buf, off, len, n, kind, ip, port, vip, now);
@@ -321,7 +321,7 @@ export class Device {
     const entry = this.indices.get(h.receiver);
     if (!entry || !entry.keypair) return this.unknownIndex(kind, ip, vip);
     const { peer, keypair } = entry;
-    if (this.handshakes.isExpired(keypair, this.clock.now())) return this.drop('keypair-expired');
+    if (!peer.timers.canReceiveWith(keypair, this.clock.now())) return this.drop('keypair-expired');
     // Never accepted after authentication either (and not exact as a JS number above 2^53).
     if (h.counter >= REJECT_AFTER_MESSAGES_NUM) return this.drop('transport-auth');
     const ob = this.openBatch;
@@ -376,7 +376,7 @@ export class Device {
     peer.timers.anyAuthenticatedPacketTraversal(now);
     peer.stats.rxBytes += len;
     peer.stats.rxPackets++;
-    if (this.handshakes.shouldRekeyAfterReceive(keypair, now)) this.handshakes.initiate(peer, false);
+    this.handshakes.keepKeyFreshReceiving(peer, now);
     if (n === 0) return; // keepalive
 
     peer.timers.dataReceived(now);

@@ -10,9 +10,8 @@ import {
 } from '../protocol/handshake';
 import { CookieChecker } from '../protocol/cookie';
 import { Keypair } from '../protocol/transport';
-import { type TimerConfig } from '../protocol/timers';
 import { tai64nIsAfter } from '../protocol/tai64n';
-import { MSG_INITIATION_SIZE, MSG_RESPONSE_SIZE, MSG_COOKIE_REPLY_SIZE, REJECT_AFTER_MESSAGES } from '../protocol/constants';
+import { MSG_INITIATION_SIZE, MSG_RESPONSE_SIZE, MSG_COOKIE_REPLY_SIZE } from '../protocol/constants';
 import type { Clock } from '../common/clock';
 import type { Logger } from '../common/logger';
 import { Endpoint, EndpointKind, type OutsideSender } from './endpoint';
@@ -35,7 +34,6 @@ export interface HandshakeComponents {
   peers: PeerSet;
   indices: IndexTable;
   local: LocalIdentity;
-  timerConfig: TimerConfig;
   drop(reason: AgentDropReason): void;
   sendStaged(peer: Peer): void;
   sendKeepalive(peer: Peer): void;
@@ -52,43 +50,35 @@ export class HandshakeHandler {
     this.cookieChecker = new CookieChecker(c.local.publicKey, c.clock);
   }
 
-  private age(kp: Keypair, now: number): number {
-    return now - kp.createdMs;
-  }
-
-  usableForSending(kp: Keypair, now: number): boolean {
-    return this.age(kp, now) < this.c.timerConfig.rejectAfterTimeMs && kp.sendCounter < REJECT_AFTER_MESSAGES;
-  }
-
-  isExpired(kp: Keypair, now: number): boolean {
-    return this.age(kp, now) >= this.c.timerConfig.rejectAfterTimeMs;
-  }
-
-  /** Spec: the initiator rekeys when sending under a keypair older than REKEY_AFTER_TIME. */
-  shouldRekeyAfterSend(kp: Keypair, now: number): boolean {
-    return kp.isInitiator && this.age(kp, now) >= this.c.timerConfig.rekeyAfterTimeMs;
-  }
-
-  /** Spec: the initiator rekeys on receive when the keypair nears REJECT_AFTER_TIME. */
-  shouldRekeyAfterReceive(kp: Keypair, now: number): boolean {
-    const t = this.c.timerConfig;
-    return kp.isInitiator && this.age(kp, now) >= t.rejectAfterTimeMs - t.keepaliveTimeoutMs - t.rekeyTimeoutMs;
-  }
-
-  /** Send a handshake initiation unless one is in flight (retries come from the timers). */
+  /**
+   * Send a handshake initiation if the peer's timers allow it (protocol/timers.ts
+   * requestInitiation: a new handshake resets the attempts and is rate limited to one per
+   * REKEY_TIMEOUT; retries come from the timers' 'send-initiation').
+   */
   initiate(peer: Peer, isRetry: boolean): void {
     const now = this.c.clock.now();
-    if (!peer.endpoint) return;
-    if (!isRetry && peer.initiation && now - peer.initiation.sentAt < this.c.timerConfig.rekeyTimeoutMs) return;
+    if (!peer.timers.requestInitiation(isRetry, now) || !peer.endpoint) return;
     if (peer.initiation) this.c.indices.delete(peer.initiation.localIndex);
     const localIndex = this.c.indices.allocate(peer);
     const { message, state } = createInitiation(this.c.local, peer.crypto, localIndex, this.c.clock.wallMs(), randomBytes);
     peer.cookies.addMacs(message);
-    peer.initiation = { state, localIndex, sentAt: now };
+    peer.initiation = { state, localIndex };
     this.send(peer.endpoint, message);
     peer.timers.handshakeInitiated(now);
     peer.timers.anyAuthenticatedPacketSent(now);
     peer.timers.anyAuthenticatedPacketTraversal(now);
+  }
+
+  /** After sending on a peer (wireguard-go keepKeyFreshSending): rekey if its timers say so. */
+  keepKeyFreshSending(peer: Peer, now: number): void {
+    const kp = peer.current;
+    if (kp && peer.timers.rekeyOnSend(kp, now)) this.initiate(peer, false);
+  }
+
+  /** After an authenticated receive (wireguard-go keepKeyFreshReceiving): rekey if its timers say so. */
+  keepKeyFreshReceiving(peer: Peer, now: number): void {
+    const kp = peer.current;
+    if (kp && peer.timers.rekeyOnReceive(kp, now)) this.initiate(peer, false);
   }
 
   private send(ep: Endpoint, message: Buffer): void {

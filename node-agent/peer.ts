@@ -29,7 +29,7 @@ export class Peer {
   next: Keypair | undefined;
 
   /** Our side of a handshake we initiated and still wait a response for. */
-  initiation: { state: InitiatorState; localIndex: number; sentAt: number } | undefined;
+  initiation: { state: InitiatorState; localIndex: number } | undefined;
   /** TAI64N of the newest initiation we accepted from this peer (replay protection). */
   lastInitiationTimestamp: Uint8Array | undefined;
   /** When we last accepted an initiation, for wireguard-go's flood rule. */

@@ -1,5 +1,7 @@
 /**
- * Encoders and decoders of the four WireGuard messages (wireguard-go device/noise-protocol.go).
+ * Encoders and decoders of the three WireGuard handshake messages (wireguard-go
+ * device/noise-protocol.go). Transport data messages (type 4) have one codec, in transport.ts,
+ * which works in place on the data path's buffers.
  * All integers are little-endian. The first 4 bytes are the type as a LE u32, i.e. one type
  * byte and 3 reserved zero bytes; a message with non-zero reserved bytes is rejected, as
  * wireguard-go does when it reads the type as a u32.
@@ -11,8 +13,7 @@
  */
 import {
   COOKIE_NONCE_SIZE, MAC_SIZE, MSG_COOKIE_REPLY, MSG_COOKIE_REPLY_SIZE, MSG_INITIATION, MSG_INITIATION_SIZE,
-  MSG_RESPONSE, MSG_RESPONSE_SIZE, MSG_TRANSPORT, MSG_TRANSPORT_MIN_SIZE, TRANSPORT_OFFSET_CONTENT,
-  TRANSPORT_OFFSET_COUNTER, TRANSPORT_OFFSET_RECEIVER,
+  MSG_RESPONSE, MSG_RESPONSE_SIZE, MSG_TRANSPORT,
 } from './constants';
 
 export const MessageDecodeReason = {
@@ -170,37 +171,4 @@ export function decodeCookieReply(buf: Uint8Array): Decoded<CookieReply> {
     ok: true,
     msg: { receiver: b.readUInt32LE(4), nonce: b.subarray(8, 32), encryptedCookie: b.subarray(32, 64) },
   };
-}
-
-/*
- * Transport data, 32 bytes or more (the AEAD over the padded inner packet follows the header):
- *   0       1       4             8                 16
- *   +-------+-------+-------------+-----------------+------------------------------+
- *   | 4     | 0 0 0 | receiver LE | counter (LE u64)| encrypted packet (n + 16)    |
- *   +-------+-------+-------------+-----------------+------------------------------+
- * The data path (transport.ts) works in place on its own buffers; this header codec is for
- * dispatch and tests. It parses into a reused object so it allocates nothing.
- */
-export interface TransportHeader {
-  receiver: number;
-  counter: bigint;
-}
-
-export function encodeTransportHeader(out: Uint8Array, receiver: number, counter: bigint): void {
-  if (out.length < TRANSPORT_OFFSET_CONTENT) throw new RangeError('transport header needs 16 bytes');
-  const b = view(out);
-  b.writeUInt32LE(MSG_TRANSPORT, 0);
-  b.writeUInt32LE(receiver >>> 0, TRANSPORT_OFFSET_RECEIVER);
-  b.writeBigUInt64LE(counter, TRANSPORT_OFFSET_COUNTER);
-}
-
-/** Fills `out` and returns undefined, or returns the reason the message is malformed. */
-export function parseTransportHeader(buf: Uint8Array, out: TransportHeader): MessageDecodeReason | undefined {
-  if (buf.length < MSG_TRANSPORT_MIN_SIZE) return MessageDecodeReason.BAD_LENGTH;
-  if (buf[0] !== MSG_TRANSPORT) return MessageDecodeReason.BAD_TYPE;
-  if (buf[1] !== 0 || buf[2] !== 0 || buf[3] !== 0) return MessageDecodeReason.BAD_RESERVED;
-  const b = view(buf);
-  out.receiver = b.readUInt32LE(TRANSPORT_OFFSET_RECEIVER);
-  out.counter = b.readBigUInt64LE(TRANSPORT_OFFSET_COUNTER);
-  return undefined;
 }

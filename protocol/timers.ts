@@ -31,6 +31,14 @@
  *   handshakeComplete              after a response is processed, or on the first data
  *                                  message under a new responder keypair (key confirmation)
  *   sessionDerived                 when transport keys are derived (either side)
+ *
+ * Keypair policy, asked by the owner (wireguard-go send.go / receive.go):
+ *   requestInitiation(isRetry)     before sending an initiation: a new handshake resets the
+ *                                  attempts; false = rate limited, send nothing
+ *   canSendWith / canReceiveWith   REJECT_AFTER_TIME and REJECT_AFTER_MESSAGES
+ *   rekeyOnSend                    after sending (keepKeyFreshSending), with the current keypair
+ *   rekeyOnReceive                 after receiving (keepKeyFreshReceiving), with the current keypair
+ * A true rekey answer means: requestInitiation(false), and send if that allows it.
  */
 import { systemClock, type Clock } from '../common/clock';
 import {
@@ -53,7 +61,10 @@ export interface TimerConfig {
   keepaliveTimeoutMs: number;
   /** Upper bound (exclusive) of the random jitter added to handshake timers. @default 334 */
   rekeyTimeoutJitterMaxMs: number;
-  /** @default 2^60 */
+  /**
+   * @default 2^60 (spec). Counters are exact JS numbers only below 2^53, where sending stops
+   * (rejectAfterMessages), so with the defaults that limit comes first; tests lower this one.
+   */
   rekeyAfterMessages: number;
   /** @default min(REJECT_AFTER_MESSAGES, 2^53) */
   rejectAfterMessages: number;
@@ -90,7 +101,12 @@ export interface KeypairAge {
   sendCounter: number;
 }
 
-/** Send side: the initiator rekeys when its keypair is older than REKEY_AFTER_TIME, anyone after REKEY_AFTER_MESSAGES. */
+/**
+ * Send side (wireguard-go keepKeyFreshSending): anyone rekeys once more than
+ * REKEY_AFTER_MESSAGES were sent on the keypair, the initiator also once it is older than
+ * REKEY_AFTER_TIME. Both comparisons are strict, as in the spec. `sendCounter` is the number of
+ * messages sent so far (the next counter), like wireguard-go's sendNonce.
+ */
 export function shouldRekeyOnSend(kp: KeypairAge, nowMs: number, cfg: TimerConfig = DEFAULT_TIMER_CONFIG): boolean {
   return kp.sendCounter > cfg.rekeyAfterMessages || (kp.isInitiator && nowMs - kp.createdMs > cfg.rekeyAfterTimeMs);
 }
@@ -103,9 +119,18 @@ export function shouldRekeyOnReceive(kp: KeypairAge, nowMs: number, cfg: TimerCo
   return kp.isInitiator && nowMs - kp.createdMs > cfg.rejectAfterTimeMs - cfg.keepaliveTimeoutMs - cfg.rekeyTimeoutMs;
 }
 
-/** Neither send nor accept with a keypair past REJECT_AFTER_TIME or REJECT_AFTER_MESSAGES. */
+/** Send side: never seal with a keypair that sent REJECT_AFTER_MESSAGES or is REJECT_AFTER_TIME old. */
 export function isKeypairExpired(kp: KeypairAge, nowMs: number, cfg: TimerConfig = DEFAULT_TIMER_CONFIG): boolean {
   return kp.sendCounter >= cfg.rejectAfterMessages || nowMs - kp.createdMs >= cfg.rejectAfterTimeMs;
+}
+
+/**
+ * Receive side: drop transport messages under a keypair strictly older than REJECT_AFTER_TIME
+ * (wireguard-go: created + RejectAfterTime before now). Received counters are bounded by the
+ * replay window (replay.ts), not here.
+ */
+export function isKeypairExpiredForReceive(kp: Pick<KeypairAge, 'createdMs'>, nowMs: number, cfg: TimerConfig = DEFAULT_TIMER_CONFIG): boolean {
+  return nowMs - kp.createdMs > cfg.rejectAfterTimeMs;
 }
 
 const NONE = Number.POSITIVE_INFINITY;
@@ -208,15 +233,37 @@ export class TimerStateMachine {
   /**
    * A new (non-retry) initiation may be sent only REKEY_TIMEOUT after the previous one
    * (wireguard-go SendHandshakeInitiation). Retries from 'send-initiation' skip this check.
-   * A non-retry initiation also resets the attempt count: call `beginHandshake()`.
    */
   initiationAllowed(nowMs: number = this.clock.now()): boolean {
     return this.lastInitiationSentMs === undefined || nowMs - this.lastInitiationSentMs >= this.config.rekeyTimeoutMs;
   }
 
-  /** A fresh (non-retry) handshake starts: attempts count from zero again. */
-  beginHandshake(): void {
+  /**
+   * The owner wants to send an initiation: true if it should now. A new (non-retry) handshake
+   * resets the attempt count, even when rate limited (wireguard-go SendHandshakeInitiation),
+   * so the give-up after REKEY_ATTEMPT_TIME counts from the latest reason to handshake; it is
+   * then sent only if initiationAllowed(). A retry (after 'send-initiation') is always sent and
+   * keeps the count. After sending, the owner reports handshakeInitiated().
+   */
+  requestInitiation(isRetry: boolean, nowMs: number = this.clock.now()): boolean {
+    if (isRetry) return true;
     this.handshakeAttempts = 0;
+    return this.initiationAllowed(nowMs);
+  }
+
+  /** !isKeypairExpired under this peer's config. */
+  canSendWith(kp: KeypairAge, nowMs: number = this.clock.now()): boolean {
+    return !isKeypairExpired(kp, nowMs, this.config);
+  }
+
+  /** !isKeypairExpiredForReceive under this peer's config. */
+  canReceiveWith(kp: Pick<KeypairAge, 'createdMs'>, nowMs: number = this.clock.now()): boolean {
+    return !isKeypairExpiredForReceive(kp, nowMs, this.config);
+  }
+
+  /** shouldRekeyOnSend under this peer's config (pass the current keypair, after sending). */
+  rekeyOnSend(kp: KeypairAge, nowMs: number = this.clock.now()): boolean {
+    return shouldRekeyOnSend(kp, nowMs, this.config);
   }
 
   /** shouldRekeyOnReceive, at most once per handshake (wireguard-go sentLastMinuteHandshake). */

@@ -130,12 +130,13 @@ test('garbage is counted, never thrown', (t) => {
 });
 
 test('the initiator rekeys after REKEY_AFTER_TIME and the old keypair is kept as previous', (t) => {
-  const n = pair({ rekeyAfterTimeMs: 3000 });
+  // Longer than REKEY_TIMEOUT (5 s): initiations are rate limited to one per REKEY_TIMEOUT.
+  const n = pair({ rekeyAfterTimeMs: 6000 });
   n.send('a', ipv4Packet('100.64.0.1', '100.64.0.2'));
   n.pump();
   const peerB = [...n.a.peers.all()][0];
   const first = peerB.current;
-  n.clock.advance(3500);
+  n.clock.advance(6500);
   n.send('a', ipv4Packet('100.64.0.1', '100.64.0.2'));
   n.pump();
   t.is(peerB.stats.handshakes, 2);

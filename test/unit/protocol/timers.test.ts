@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { ManualClock } from '../../../common/clock';
 import {
   TimerStateMachine, DEFAULT_TIMER_CONFIG, TimerAction, shouldRekeyOnSend, shouldRekeyOnReceive, isKeypairExpired,
-  type TimerConfig,
+  isKeypairExpiredForReceive, type TimerConfig,
 } from '../../../protocol/timers';
 
 function make(opts: { rng?: () => number; config?: Partial<TimerConfig>; persistentKeepaliveMs?: number } = {}) {
@@ -189,6 +189,67 @@ test('rekey predicates, with defaults and a shortened config', (t) => {
   t.false(timers.rekeyOnReceive(kp, 1000 + 6_000), 'only once until the handshake completes');
   timers.handshakeComplete();
   t.true(timers.rekeyOnReceive(kp, 1000 + 6_000));
+});
+
+test('message-count rekey: strictly more than REKEY_AFTER_MESSAGES sent, either side', (t) => {
+  const R = DEFAULT_TIMER_CONFIG.rekeyAfterMessages;
+  for (const isInitiator of [true, false]) {
+    const kp = { isInitiator, createdMs: 0, sendCounter: R };
+    t.false(shouldRekeyOnSend(kp, 1), 'exactly REKEY_AFTER_MESSAGES sent');
+    t.true(shouldRekeyOnSend({ ...kp, sendCounter: 2 ** 61 }, 1));
+  }
+  const cfg: TimerConfig = { ...DEFAULT_TIMER_CONFIG, rekeyAfterMessages: 1000 };
+  t.false(shouldRekeyOnSend({ isInitiator: false, createdMs: 0, sendCounter: 1000 }, 1, cfg));
+  t.true(shouldRekeyOnSend({ isInitiator: false, createdMs: 0, sendCounter: 1001 }, 1, cfg));
+  const { timers } = make({ config: { rekeyAfterMessages: 1000 } });
+  t.false(timers.rekeyOnSend({ isInitiator: true, createdMs: 0, sendCounter: 1000 }, 1));
+  t.true(timers.rekeyOnSend({ isInitiator: true, createdMs: 0, sendCounter: 1001 }, 1));
+  t.true(timers.rekeyOnSend({ isInitiator: true, createdMs: 0, sendCounter: 0 }, 120_001), 'time, under the config');
+});
+
+test('reject limits: sending stops at REJECT_AFTER_TIME (>=), receiving only after it (>)', (t) => {
+  const kp = { isInitiator: true, createdMs: 1000, sendCounter: 0 };
+  const { timers } = make();
+  t.true(timers.canSendWith(kp, 1000 + 179_999));
+  t.false(timers.canSendWith(kp, 1000 + 180_000));
+  t.false(timers.canSendWith({ ...kp, sendCounter: DEFAULT_TIMER_CONFIG.rejectAfterMessages }, 1000));
+  t.true(timers.canSendWith({ ...kp, sendCounter: DEFAULT_TIMER_CONFIG.rejectAfterMessages - 1 }, 1000));
+  t.false(isKeypairExpiredForReceive(kp, 1000 + 180_000));
+  t.true(timers.canReceiveWith(kp, 1000 + 180_000));
+  t.true(isKeypairExpiredForReceive(kp, 1000 + 180_001));
+  t.false(timers.canReceiveWith(kp, 1000 + 180_001));
+  t.true(make({ config: { rejectAfterTimeMs: 20_000 } }).timers.canSendWith(kp, 1000 + 19_999));
+  t.false(make({ config: { rejectAfterTimeMs: 20_000 } }).timers.canReceiveWith(kp, 1000 + 20_001));
+});
+
+test('requestInitiation: a new handshake resets the attempts (even when rate limited); a retry keeps them and is never rate limited', (t) => {
+  const { clock, timers } = make();
+  t.true(timers.requestInitiation(false));
+  sendInitiation(timers);
+  for (let i = 0; i < 3; i++) {
+    clock.advance(timers.nextDeadline()! - clock.now());
+    t.deepEqual(timers.poll(), [TimerAction.SEND_INITIATION]);
+    t.true(timers.requestInitiation(true), 'retries are sent');
+    sendInitiation(timers);
+  }
+  t.is(timers.handshakeAttempts, 3);
+  clock.advance(1000);
+  t.false(timers.requestInitiation(false), 'within REKEY_TIMEOUT of the last initiation: not sent');
+  t.is(timers.handshakeAttempts, 0, 'but the attempts count from zero again');
+  clock.advance(4000);
+  t.true(timers.requestInitiation(false));
+  // The give-up now comes MaxTimerHandshakes + 1 retries later.
+  sendInitiation(timers);
+  let retries = 0;
+  for (;;) {
+    clock.advance(timers.nextDeadline()! - clock.now());
+    const actions = timers.poll();
+    if (actions.includes(TimerAction.GIVE_UP)) break;
+    t.true(timers.requestInitiation(true));
+    sendInitiation(timers);
+    retries++;
+  }
+  t.is(retries, 17);
 });
 
 test('random event sequences: poll fires exactly at nextDeadline, never before', (t) => {

@@ -155,6 +155,20 @@ test('counter exhaustion on both sides', (t) => {
   t.is(b.open(wire, 0, 32, Buffer.alloc(0), 0), TransportDrop['counter-exhausted']);
 });
 
+test('parseTransportHeader accepts exactly type 4 with zero reserved bytes and at least 32 bytes', (t) => {
+  const h = { receiver: 0, counter: 0 };
+  fc.assert(fc.property(fc.oneof(
+    fc.uint8Array({ maxLength: 64 }),
+    fc.tuple(fc.integer({ min: 0, max: 5 }), fc.constantFrom(0, 3, 16, 31, 32, 33, 64)).chain(([type, len]) =>
+      fc.uint8Array({ minLength: len, maxLength: len }).map((u) => { if (len > 0) u[0] = type; if (len > 3) u.fill(0, 1, 4); return u; })),
+  ), (u) => {
+    const ok = parseTransportHeader(u, 0, u.length, h);
+    const want = u.length >= 32 && u[0] === 4 && u[1] === 0 && u[2] === 0 && u[3] === 0;
+    return ok === want && (!ok || (h.receiver === Buffer.from(u).readUInt32LE(4) && h.counter === Number(Buffer.from(u).readBigUInt64LE(8))));
+  }), { numRuns: 3000 });
+  t.pass();
+});
+
 test('open never throws on random input', (t) => {
   const [, b] = pair();
   const out = Buffer.alloc(2048);
