@@ -11,7 +11,9 @@
  * socket's slab at odd offsets between poison bytes, the slab is reused for the next batch
  * and poisoned when the handler returns, so a view kept past the handler call reads garbage.
  * `send` copies at once; `sendInPlace` keeps the caller's view and copies it at flush(), so
- * an engine that reuses the memory early sends the wrong bytes.
+ * an engine that reuses the memory early sends the wrong bytes. `violations` counts in-place
+ * sends into this socket's batches still unflushed when the batch ended, and in-place sends
+ * flushed after the batch their bytes live in (here or on a memory TUN) ended: slab-guard.ts.
  *
  * Switches for tests: `setHostDown(ip)` (a dead host: nothing reaches it, nothing leaves it),
  * `dropIf` and `delayMs` hooks, and `addBalancer`, the stand-in for the VIP's load balancer
@@ -21,6 +23,7 @@
 import type { DatagramBatch, DatagramSocket } from '../../common/packet-io';
 import { IDEAL_BATCH_SIZE, intToIpv4, ipv4ToInt } from '../../common/packet-io';
 import { POISON } from './memory-tun';
+import { guardSlab, release, retireBatch, stamp } from './slab-guard';
 
 /** One datagram on the wire. Addresses are IPv4 host-order uint32. */
 export interface Datagram {
@@ -67,6 +70,7 @@ export class MemoryNetwork {
   };
   readonly batchSize: number;
   private readonly sockets = new Map<string, MemoryDatagramSocket>();
+  private readonly everBound: MemoryDatagramSocket[] = [];
   private readonly down = new Set<number>();
   private readonly nextPort = new Map<number, number>();
   private readonly balancers = new Map<string, Balancer>();
@@ -91,6 +95,7 @@ export class MemoryNetwork {
     }
     const s = new MemoryDatagramSocket(this, addr, port);
     this.sockets.set(k, s);
+    this.everBound.push(s);
     return s;
   }
 
@@ -121,6 +126,11 @@ export class MemoryNetwork {
   addBalancer(vip: { ip: string; port: number }, backends: { ip: string; port: number }[]): void {
     const b: Balancer = { vip: ipv4ToInt(vip.ip), port: vip.port, backends: backends.map((x) => ({ ip: ipv4ToInt(x.ip), port: x.port })), next: 0 };
     this.balancers.set(tuple(b.vip, b.port), b);
+  }
+
+  /** Batch-contract violations over every socket ever bound here. */
+  get violations(): number {
+    return this.everBound.reduce((n, s) => n + s.violations, 0);
   }
 
   /** Resolves when nothing is in flight (every scheduled delivery has run). */
@@ -242,6 +252,8 @@ export class MemoryNetwork {
 interface Queued {
   bytes: Uint8Array;
   inPlace: boolean;
+  /** slab-guard generation of the bytes' memory (in place only) */
+  stamp: number;
   addr: number;
   port: number;
 }
@@ -251,7 +263,7 @@ const SLOT_GAP = 13;
 
 export class MemoryDatagramSocket implements DatagramSocket {
   readonly localAddress: { ip: string; port: number };
-  /** Datagrams flushed, received, and in-place sends still unflushed when their batch ended. */
+  /** Datagrams flushed, received, and batch-contract violations (see the file comment). */
   sent = 0;
   received = 0;
   violations = 0;
@@ -276,13 +288,13 @@ export class MemoryDatagramSocket implements DatagramSocket {
 
   send(buf: Uint8Array, offset: number, length: number, addr: number, port: number): void {
     if (this.closed) return;
-    this.queue.push({ bytes: Uint8Array.prototype.slice.call(buf, offset, offset + length), inPlace: false, addr: addr >>> 0, port });
+    this.queue.push({ bytes: Uint8Array.prototype.slice.call(buf, offset, offset + length), inPlace: false, stamp: -1, addr: addr >>> 0, port });
   }
 
   /** The bytes are read at the next flush(); the caller must not reuse them before. */
   sendInPlace(buf: Uint8Array, offset: number, length: number, addr: number, port: number): void {
     if (this.closed) return;
-    this.queue.push({ bytes: buf.subarray(offset, offset + length), inPlace: true, addr: addr >>> 0, port });
+    this.queue.push({ bytes: buf.subarray(offset, offset + length), inPlace: true, stamp: stamp(buf), addr: addr >>> 0, port });
   }
 
   flush(): void {
@@ -290,6 +302,7 @@ export class MemoryDatagramSocket implements DatagramSocket {
     const q = this.queue;
     this.queue = [];
     this.sent += q.length;
+    for (const e of q) if (e.inPlace && !release(e.bytes, e.stamp)) this.violations++;
     this.net.transmit(q.map((e) => ({
       srcIp: this.addr, srcPort: this.port, dstIp: e.addr, dstPort: e.port, bytes: Buffer.from(e.inPlace ? Uint8Array.prototype.slice.call(e.bytes) : e.bytes),
     })));
@@ -298,6 +311,7 @@ export class MemoryDatagramSocket implements DatagramSocket {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const e of this.queue) if (e.inPlace) release(e.bytes, e.stamp);
     this.queue = [];
     this.net.unbind(this);
   }
@@ -307,7 +321,10 @@ export class MemoryDatagramSocket implements DatagramSocket {
     if (this.closed || !this.handler) return;
     let size = SLOT_GAP;
     for (const d of list) size += d.bytes.length + SLOT_GAP;
-    if (this.slab.length < size) this.slab = Buffer.alloc(Math.max(size, 2 * this.slab.length), POISON);
+    if (this.slab.length < size) {
+      this.slab = Buffer.alloc(Math.max(size, 2 * this.slab.length), POISON);
+      guardSlab(this.slab);
+    }
     const b = this.batch;
     b.data = this.slab;
     b.count = list.length;
@@ -324,7 +341,7 @@ export class MemoryDatagramSocket implements DatagramSocket {
     try {
       this.handler(b);
     } finally {
-      for (const e of this.queue) if (e.inPlace && e.bytes.buffer === this.slab.buffer) this.violations++;
+      this.violations += retireBatch(this.slab);
       this.slab.fill(POISON, 0, off);
     }
   }

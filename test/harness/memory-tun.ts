@@ -11,11 +11,13 @@
  * handler returns the whole slab is overwritten with poison: a view kept past the handler
  * call reads garbage. `write` copies at once; `writeInPlace` keeps the caller's view and
  * copies it only at `flush()`, so an engine that reuses that memory before flushing sends
- * the wrong bytes. An in-place write still pending when the handler returns (its memory is
- * about to be poisoned) is counted in `violations`.
+ * the wrong bytes. `violations` counts in-place writes into this TUN's batches that were
+ * still unflushed when the batch ended, and in-place writes flushed after the batch their
+ * bytes live in (here or on a memory socket) ended: slab-guard.ts.
  */
 import type { PacketBatch, TunDevice } from '../../common/packet-io';
 import { IDEAL_BATCH_SIZE } from '../../common/packet-io';
+import { guardSlab, release, retireBatch, stamp } from './slab-guard';
 
 /** Fill byte for memory that no caller may read (not a plausible IPv4 first byte). */
 export const POISON = 0xee;
@@ -37,6 +39,8 @@ interface Pending {
   /** The bytes: a private copy (write) or the caller's view (writeInPlace). */
   view: Uint8Array;
   inPlace: boolean;
+  /** slab-guard generation of the view's memory (in place only) */
+  stamp: number;
 }
 
 export class MemoryTun implements TunDevice {
@@ -44,7 +48,7 @@ export class MemoryTun implements TunDevice {
   readonly mtu: number;
   readonly headroom: number;
   readonly tailroom: number;
-  /** Calls to flush(), and in-place writes still unflushed when their batch ended. */
+  /** Calls to flush(), and batch-contract violations (see the file comment). */
   flushes = 0;
   violations = 0;
   closed = false;
@@ -68,6 +72,7 @@ export class MemoryTun implements TunDevice {
     // A poison gap between slots, so writes past the tailroom are visible too.
     this.slotSize = this.headroom + this.mtu + this.tailroom + 16;
     this.slab = Buffer.alloc(this.slotSize * this.batchSize, POISON);
+    guardSlab(this.slab);
     this.batch = { count: 0, data: this.slab, offsets: new Uint32Array(this.batchSize), lengths: new Uint32Array(this.batchSize) };
   }
 
@@ -110,31 +115,31 @@ export class MemoryTun implements TunDevice {
     }
   }
 
-  /** The batch's memory goes back to the "kernel": poison it, and count in-place writes that
-   *  still point into it (the engine did not flush before returning). */
+  /** The batch's memory goes back to the "kernel": poisoned, and views into it are stale. */
   private endBatch(): void {
-    for (const p of this.pending) {
-      if (p.inPlace && p.view.buffer === this.slab.buffer) this.violations++;
-    }
+    this.violations += retireBatch(this.slab);
     this.slab.fill(POISON);
   }
 
   write(buf: Uint8Array, offset: number, length: number): void {
     if (this.closed) return;
-    this.pending.push({ view: Uint8Array.prototype.slice.call(buf, offset, offset + length), inPlace: false });
+    this.pending.push({ view: Uint8Array.prototype.slice.call(buf, offset, offset + length), inPlace: false, stamp: -1 });
   }
 
   /** The bytes are read at the next flush(); the caller must not reuse them before. */
   writeInPlace(buf: Uint8Array, offset: number, length: number): void {
     if (this.closed) return;
-    this.pending.push({ view: buf.subarray(offset, offset + length), inPlace: true });
+    this.pending.push({ view: buf.subarray(offset, offset + length), inPlace: true, stamp: stamp(buf) });
   }
 
   flush(): void {
     if (this.closed) return;
     this.flushes++;
     if (this.pending.length === 0) return;
-    for (const p of this.pending) this.out.push(Buffer.from(p.inPlace ? Uint8Array.prototype.slice.call(p.view) : p.view));
+    for (const p of this.pending) {
+      if (p.inPlace && !release(p.view, p.stamp)) this.violations++;
+      this.out.push(Buffer.from(p.inPlace ? Uint8Array.prototype.slice.call(p.view) : p.view));
+    }
     this.pending = [];
     const w = this.waiters;
     this.waiters = [];
@@ -143,6 +148,7 @@ export class MemoryTun implements TunDevice {
 
   close(): void {
     this.closed = true;
+    for (const p of this.pending) if (p.inPlace) release(p.view, p.stamp);
     this.pending = [];
     const w = this.waiters;
     this.waiters = [];

@@ -57,6 +57,8 @@ export interface TestAgent {
   agent: Agent;
   /** The agent's TUN (opened by agent.start()). */
   tun: MemoryTun;
+  /** The network it is on. */
+  net: MemoryNetwork;
 }
 
 export interface TestRelay {
@@ -142,7 +144,7 @@ export class Testnet {
     };
     const agent = new Agent(config, components, { relayKeepaliveMs: this.o.relayKeepaliveMs ?? 100 });
     await agent.start();
-    return { name: k.name, vip: k.vip, host: k.host, publicKey: k.pub, agent, tun: tun! };
+    return { name: k.name, vip: k.vip, host: k.host, publicKey: k.pub, agent, tun: tun!, net: this.net };
   }
 
   agent(name: string): TestAgent {

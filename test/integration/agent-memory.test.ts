@@ -26,14 +26,15 @@ async function net(t: ExecutionContext, o: TestnetOptions): Promise<Testnet> {
 async function deliver(t: ExecutionContext, from: TestAgent, to: TestAgent, pkt: Buffer, what: string): Promise<void> {
   from.tun.inject(pkt);
   const got = await to.tun.next({ match: (p) => p.equals(pkt), timeoutMs: 2000 }).catch((e: Error) => {
-    throw new Error(`${what}: ${e.message}`);
+    throw new Error(`${what}: ${e.message}; batch-contract violations: sockets ${from.net.violations}, TUNs ${from.tun.violations}/${to.tun.violations}`);
   });
   t.deepEqual(got, pkt, what);
 }
 
 /** No engine used a batch's memory after its handler returned, on any TUN or socket. */
 function assertContractKept(t: ExecutionContext, n: Testnet): void {
-  for (const a of n.agents) t.is(a.tun.violations, 0, `${a.name}: in-place TUN writes left unflushed past their batch`);
+  for (const a of n.agents) t.is(a.tun.violations, 0, `${a.name}: in-place TUN writes flushed after their batch ended`);
+  t.is(n.net.violations, 0, 'in-place socket sends flushed after their batch ended');
   t.is(n.net.stats.dropped['no-socket'], 0, 'no datagram went to an unbound address');
 }
 
