@@ -16,7 +16,7 @@
  * flushed after the batch their bytes live in (here or on a memory TUN) ended: slab-guard.ts.
  *
  * Switches for tests: `setHostDown(ip)` (a dead host: nothing reaches it, nothing leaves it),
- * `dropIf` and `delayMs` hooks, and `addBalancer`, the stand-in for the VIP's load balancer
+ * `dropIf` and `delayMs` hooks, a `tap`, and `addBalancer`, the stand-in for the VIP's load balancer
  * (DNAT to a live backend per new flow, flows pinned like conntrack entries, replies
  * source-NATed back to the VIP).
  */
@@ -61,7 +61,7 @@ export class MemoryNetwork {
   dropIf: ((d: Datagram) => boolean) | undefined;
   /** Deliver a datagram after this many ms instead of on the next turn (0: no delay). */
   delayMs: ((d: Datagram) => number) | undefined;
-  /** Sees every datagram that was routed to a socket, after NAT. */
+  /** Sees every datagram that survived routing (after NAT), when it is sent. */
   tap: ((d: Datagram) => void) | undefined;
   readonly stats = {
     sent: 0,
@@ -141,7 +141,8 @@ export class MemoryNetwork {
 
   /** @internal A socket's flush: route every queued datagram, deliver asynchronously. */
   transmit(datagrams: Datagram[]): void {
-    const now = new Map<MemoryDatagramSocket, Datagram[]>();
+    /** destination tuple → its datagrams of this flush, in order */
+    const now = new Map<string, Datagram[]>();
     for (const d of datagrams) {
       this.stats.sent++;
       if (this.down.has(d.srcIp) || this.down.has(d.dstIp)) {
@@ -153,24 +154,20 @@ export class MemoryNetwork {
         continue;
       }
       if (!this.nat(d)) continue;
-      const dst = this.sockets.get(tuple(d.dstIp, d.dstPort));
-      if (!dst) {
-        this.drop('no-socket');
-        continue;
-      }
       this.tap?.(d);
+      const k = tuple(d.dstIp, d.dstPort);
       const delay = this.delayMs?.(d) ?? 0;
       if (delay > 0) {
-        this.schedule(() => this.deliver(dst, [d]), delay);
+        this.schedule(() => this.deliver(k, [d]), delay);
         continue;
       }
-      let list = now.get(dst);
-      if (!list) now.set(dst, (list = []));
+      let list = now.get(k);
+      if (!list) now.set(k, (list = []));
       list.push(d);
     }
     if (now.size === 0) return;
     this.schedule(() => {
-      for (const [dst, list] of now) this.deliver(dst, list);
+      for (const [k, list] of now) this.deliver(k, list);
     }, 0);
   }
 
@@ -208,16 +205,18 @@ export class MemoryNetwork {
     return be ? `${intToIpv4(be.ip)}:${be.port}` : undefined;
   }
 
-  private deliver(dst: MemoryDatagramSocket, list: Datagram[]): void {
-    // Checked again at delivery: the host may have died, the socket closed, while in flight.
-    if (this.down.has(dst.addr) || this.sockets.get(tuple(dst.addr, dst.port)) !== dst) {
-      for (let i = 0; i < list.length; i++) this.drop(this.down.has(dst.addr) ? 'host-down' : 'no-socket');
+  /** On arrival, to whatever is bound at the address then (a restarted process gets it). */
+  private deliver(k: string, list: Datagram[]): void {
+    const dst = this.sockets.get(k);
+    const reason = this.down.has(list[0].dstIp) ? 'host-down' : !dst ? 'no-socket' : undefined;
+    if (reason) {
+      for (let i = 0; i < list.length; i++) this.drop(reason);
       return;
     }
     for (let i = 0; i < list.length; i += this.batchSize) {
       const part = list.slice(i, i + this.batchSize);
       this.stats.delivered += part.length;
-      dst.receive(part);
+      dst!.receive(part);
     }
   }
 
