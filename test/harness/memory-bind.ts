@@ -8,7 +8,7 @@
  *
  * Delivery is always asynchronous, as from a real socket: a handler never runs inside the
  * sender's flush(). The batch contract is honoured strictly: datagrams sit in the receiving
- * socket's slab at odd offsets between poison bytes, the slab is reused for the next batch
+ * socket's slab at unaligned offsets between poison bytes, the slab is reused for the next batch
  * and poisoned when the handler returns, so a view kept past the handler call reads garbage.
  * `send` copies at once; `sendInPlace` keeps the caller's view and copies it at flush(), so
  * an engine that reuses the memory early sends the wrong bytes. `violations` counts in-place
