@@ -302,9 +302,8 @@ export class MemoryDatagramSocket implements DatagramSocket {
     this.queue = [];
     this.sent += q.length;
     for (const e of q) if (e.inPlace && !release(e.bytes, e.stamp)) this.violations++;
-    this.net.transmit(q.map((e) => ({
-      srcIp: this.addr, srcPort: this.port, dstIp: e.addr, dstPort: e.port, bytes: Buffer.from(e.inPlace ? Uint8Array.prototype.slice.call(e.bytes) : e.bytes),
-    })));
+    // Buffer.from copies: in-place bytes are read now, at flush, not earlier.
+    this.net.transmit(q.map((e) => ({ srcIp: this.addr, srcPort: this.port, dstIp: e.addr, dstPort: e.port, bytes: Buffer.from(e.bytes) })));
   }
 
   close(): void {

@@ -138,7 +138,7 @@ export class MemoryTun implements TunDevice {
     if (this.pending.length === 0) return;
     for (const p of this.pending) {
       if (p.inPlace && !release(p.view, p.stamp)) this.violations++;
-      this.out.push(Buffer.from(p.inPlace ? Uint8Array.prototype.slice.call(p.view) : p.view));
+      this.out.push(Buffer.from(p.view)); // a copy: the in-place bytes are read now, at flush
     }
     this.pending = [];
     const w = this.waiters;
