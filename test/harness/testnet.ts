@@ -24,6 +24,7 @@ import { Agent, type AgentComponents } from '../../node-agent/agent';
 import { parseCidr } from '../../node-agent/cidr';
 import type { AgentConfig } from '../../node-agent/config';
 import { generatePrivateKey, keyToBase64, publicKeyFromPrivate } from '../../protocol/keys';
+import type { TimerConfig } from '../../protocol/timers';
 import { MemoryNetwork, type MemoryDatagramSocket } from './memory-bind';
 import { MemoryMeshRegistry } from './memory-mesh-registry';
 import { MemoryTun } from './memory-tun';
@@ -45,6 +46,8 @@ export interface TestnetOptions {
   extraAllowedIps?: Record<string, string[]>;
   /** @default 1420 */
   mtu?: number;
+  /** WireGuard timer durations, e.g. a short rekeyTimeoutMs to watch a retry. @default spec values */
+  timers?: Partial<TimerConfig>;
 }
 
 export interface TestAgent {
@@ -142,9 +145,14 @@ export class Testnet {
       openUdpSocket: (s) => this.net.bind(s.host === '0.0.0.0' ? k.host : s.host, s.port),
       ...(this.o.aead === 'node' ? { aead: null } : {}),
     };
-    const agent = new Agent(config, components, { relayKeepaliveMs: this.o.relayKeepaliveMs ?? 100 });
+    const agent = new Agent(config, components, { relayKeepaliveMs: this.o.relayKeepaliveMs ?? 100, timers: this.o.timers });
     await agent.start();
     return { name: k.name, vip: k.vip, host: k.host, publicKey: k.pub, agent, tun: tun!, net: this.net };
+  }
+
+  /** Handshakes `name` completed with `peer` so far. */
+  handshakes(name: string, peer: string): number {
+    return this.agent(name).agent.peers.get(this.agent(peer).publicKey)?.stats.handshakes ?? 0;
   }
 
   agent(name: string): TestAgent {

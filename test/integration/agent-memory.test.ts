@@ -12,6 +12,8 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { nativeAvailable } from '../../native-bindings';
+import { FrameType, RELAY_HEADER_LEN } from '../../protocol/relay-frame';
+import { MSG_INITIATION } from '../../protocol/constants';
 import { icmpEcho, udpPacket } from '../harness/packets';
 import { startTestnet, waitFor, type TestAgent, type Testnet, type TestnetOptions } from '../harness/testnet';
 
@@ -149,5 +151,44 @@ test.serial('three agents: a ↔ b (across the mesh) and a ↔ c (same relay) at
   t.pass('both replies reached a');
   t.deepEqual(b.tun.written().filter((p) => p.includes(Buffer.from('to c'))), [], 'b saw nothing meant for c');
   t.deepEqual(c.tun.written().filter((p) => p.includes(Buffer.from('to b'))), [], 'c saw nothing meant for b');
+  assertContractKept(t, n);
+});
+
+test.serial('a lost handshake initiation is retried after REKEY_TIMEOUT and the staged packet still arrives', async (t) => {
+  const n = await net(t, { timers: { rekeyTimeoutMs: 150, rekeyTimeoutJitterMaxMs: 20 } });
+  const a = n.agent('a');
+  const b = n.agent('b');
+  let lost = 0;
+  // The network eats a's first initiation (a relay DATA frame carrying WireGuard type 1).
+  n.net.dropIf = (d) => {
+    const init = d.bytes[0] === FrameType.DATA && d.bytes[RELAY_HEADER_LEN] === MSG_INITIATION && d.dstPort === n.relayAddress.port;
+    if (init && lost === 0) {
+      lost++;
+      return true;
+    }
+    return false;
+  };
+  await deliver(t, a, b, icmpEcho(a.vip, b.vip, { seq: 1 }), 'the packet staged behind the lost initiation');
+  t.is(lost, 1);
+  t.is(n.net.stats.dropped.hook, 1);
+  t.is(n.handshakes('a', 'b'), 1, 'one handshake completed, by the retry');
+});
+
+test.serial('rekey under traffic: new sessions replace old ones and no packet is lost', async (t) => {
+  const n = await net(t, { timers: { rekeyAfterTimeMs: 300 } });
+  const a = n.agent('a');
+  const b = n.agent('b');
+  let seq = 0;
+  // Traffic both ways, paced, until two rekeys (REKEY_AFTER_TIME is 300 ms) have completed.
+  while (n.handshakes('a', 'b') < 3 && seq < 200) {
+    seq++;
+    await deliver(t, a, b, udpPacket(a.vip, 1000, b.vip, 2000, Buffer.from(`a→b ${seq}`)), `a → b #${seq}`);
+    await deliver(t, b, a, udpPacket(b.vip, 2000, a.vip, 1000, Buffer.from(`b→a ${seq}`)), `b → a #${seq}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  t.true(n.handshakes('a', 'b') >= 3, `handshakes: ${n.handshakes('a', 'b')} after ${seq} round trips`);
+  // A response may still be on its way to the initiator.
+  await waitFor(() => n.handshakes('b', 'a') === n.handshakes('a', 'b'), { what: 'both sides to count the same handshakes' });
+  t.is(a.agent.device.drops['transport-auth'] + b.agent.device.drops['transport-auth'], 0);
   assertContractKept(t, n);
 });
