@@ -1,8 +1,9 @@
 /**
  * Whole Agents and relays in one process, without root (test/harness/testnet.ts): relay
  * framing, authentication and re-authentication, failover, the WireGuard handshake (retry,
- * rekey) and the data path, over memory TUNs and a memory UDP network. The netns tests (test/netns/) stay
- * the real proof on kernel TUNs and sockets; these run everywhere, in a few seconds.
+ * rekey) and the data path, over memory TUNs and a memory UDP network. The netns tests
+ * (test/netns/) stay the real proof on kernel TUNs and sockets; these run everywhere, in a
+ * few seconds.
  *
  *   a ─┐                         ┌─ r1 ─┐
  *   b ─┼─ VIP (round-robin DNAT) ┤      ├─ mesh      (one relay: no VIP, no mesh)
