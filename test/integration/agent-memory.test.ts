@@ -176,7 +176,9 @@ test.serial('a lost handshake initiation is retried after REKEY_TIMEOUT and the 
 });
 
 test.serial('rekey under traffic: new sessions replace old ones and no packet is lost', async (t) => {
-  const n = await net(t, { timers: { rekeyAfterTimeMs: 300 } });
+  // A new initiation waits REKEY_TIMEOUT after the last one sent (as in wireguard-go), so that
+  // is shortened along with REKEY_AFTER_TIME.
+  const n = await net(t, { timers: { rekeyAfterTimeMs: 300, rekeyTimeoutMs: 100, rekeyTimeoutJitterMaxMs: 10 } });
   const a = n.agent('a');
   const b = n.agent('b');
   let seq = 0;
