@@ -6,14 +6,14 @@
  */
 import type Redis from 'ioredis';
 import type { Logger } from '../common/logger';
-import { ipv4ToInt } from '../common/packet-io';
+import { parseAddr } from '../common/ipv4';
 
 /** Pure: the vip of a `node-removed` event message, else undefined. */
 export function removedVip(message: string): number | undefined {
   try {
     const e = JSON.parse(message) as { type?: unknown; vip?: unknown };
     if (e.type !== 'node-removed' || typeof e.vip !== 'string') return undefined;
-    return ipv4ToInt(e.vip);
+    return parseAddr(e.vip);
   } catch {
     return undefined;
   }

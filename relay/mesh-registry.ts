@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import type Redis from 'ioredis';
 import type { Logger } from '../common/logger';
-import { intToIpv4, ipv4ToInt } from '../common/packet-io';
+import { formatAddr, parseAddr } from '../common/ipv4';
 import type { MeshHome, MeshRouteSource, MeshSessionEvent } from './mesh';
 
 export interface MeshRegistryOptions {
@@ -101,7 +101,7 @@ export class RedisMeshRegistry implements MeshRouteSource {
     if ((e.type !== 'session-up' && e.type !== 'session-down') || typeof e.vip !== 'string' || typeof e.relayId !== 'string') return;
     let vip: number;
     try {
-      vip = ipv4ToInt(e.vip);
+      vip = parseAddr(e.vip);
     } catch {
       return;
     }
@@ -109,7 +109,7 @@ export class RedisMeshRegistry implements MeshRouteSource {
     const port = Number(e.meshPort);
     if (typeof e.meshIp === 'string' && Number.isInteger(port) && port > 0 && port < 65536) {
       try {
-        mesh = { addr: ipv4ToInt(e.meshIp), port };
+        mesh = { addr: parseAddr(e.meshIp), port };
       } catch {
         mesh = undefined;
       }
@@ -122,12 +122,12 @@ export class RedisMeshRegistry implements MeshRouteSource {
   }
 
   async lookupHome(vip: number, selfId: string): Promise<MeshHome | undefined> {
-    const relayId = await this.redis.hget(`${this.prefix}session:${intToIpv4(vip)}`, 'relayId');
+    const relayId = await this.redis.hget(`${this.prefix}session:${formatAddr(vip)}`, 'relayId');
     if (!relayId || relayId === selfId) return undefined;
     const [ip, port] = await this.redis.hmget(`${this.prefix}relay:${relayId}`, 'meshIp', 'meshPort');
     if (!ip || !port) return undefined;
     try {
-      return { relayId, addr: ipv4ToInt(ip), port: Number(port) };
+      return { relayId, addr: parseAddr(ip), port: Number(port) };
     } catch {
       return undefined;
     }

@@ -14,7 +14,7 @@
  */
 import type Redis from 'ioredis';
 import type { Logger } from '../common/logger';
-import { intToIpv4, ipv4ToInt } from '../common/packet-io';
+import { formatAddr, parseAddr } from '../common/ipv4';
 import type { SessionListener } from './control';
 import type { MemberDirectory } from './member-directory';
 import type { Session } from './session-table';
@@ -56,7 +56,7 @@ export class RedisMemberDirectory implements MemberDirectory {
     }
     let vip: number;
     try {
-      vip = ipv4ToInt(v);
+      vip = parseAddr(v);
     } catch {
       return undefined;
     }
@@ -110,11 +110,11 @@ export class RedisSessionRecorder implements SessionListener {
   }
 
   private key(vip: number): string {
-    return `${this.prefix}session:${intToIpv4(vip)}`;
+    return `${this.prefix}session:${formatAddr(vip)}`;
   }
 
   private event(type: 'session-up' | 'session-down', s: Session): string {
-    return JSON.stringify({ ...this.o.eventFields, type, vip: intToIpv4(s.vip), relayId: this.o.relayId });
+    return JSON.stringify({ ...this.o.eventFields, type, vip: formatAddr(s.vip), relayId: this.o.relayId });
   }
 
   sessionUp(s: Session): void {
@@ -122,13 +122,13 @@ export class RedisSessionRecorder implements SessionListener {
     this.redis.multi()
       .del(k)
       .hset(k, {
-        relayIp: this.o.relayIp, relayPort: String(this.o.relayPort), agentIp: intToIpv4(s.addr), agentPort: String(s.port),
+        relayIp: this.o.relayIp, relayPort: String(this.o.relayPort), agentIp: formatAddr(s.addr), agentPort: String(s.port),
         relayId: this.o.relayId, since: String(Date.now()),
       })
       .pexpire(k, this.ttlMs)
       .publish(`${this.prefix}events`, this.event('session-up', s))
       .exec()
-      .catch((e: Error) => this.o.logger.warn({ err: e.message, vip: intToIpv4(s.vip) }, 'recording session failed'));
+      .catch((e: Error) => this.o.logger.warn({ err: e.message, vip: formatAddr(s.vip) }, 'recording session failed'));
   }
 
   sessionDown(s: Session, why: 'replaced' | 'expired' | 'closed'): void {
@@ -139,7 +139,7 @@ export class RedisSessionRecorder implements SessionListener {
         if (n === 1) return this.redis.publish(`${this.prefix}events`, this.event('session-down', s));
         return undefined;
       })
-      .catch((e: Error) => this.o.logger.warn({ err: e.message, vip: intToIpv4(s.vip) }, 'removing session failed'));
+      .catch((e: Error) => this.o.logger.warn({ err: e.message, vip: formatAddr(s.vip) }, 'removing session failed'));
   }
 
   /**
@@ -152,7 +152,7 @@ export class RedisSessionRecorder implements SessionListener {
     const now = String(Date.now());
     for (const s of sessions) {
       p.eval(REFRESH_IF_OURS, 1, this.key(s.vip), this.o.relayId, this.o.relayIp, String(this.o.relayPort),
-        intToIpv4(s.addr), String(s.port), now, String(this.ttlMs));
+        formatAddr(s.addr), String(s.port), now, String(this.ttlMs));
       n++;
     }
     if (n > 0) p.exec().catch((e: Error) => this.o.logger.warn({ err: e.message }, 'refreshing sessions failed'));
