@@ -5,7 +5,7 @@ export { CoordinatorClient, CoordinatorHttpError, SessionExpiredError, backoffDe
 export type * from './types';
 export { redisKeys, NodeEventType, type NodeEvent, type RedisKeys } from './keys';
 export { connectRedis, redactUrl, type RedisSpec } from './redis-connect';
-export { parseCidr, vipAt, offsetOf, type Cidr } from './ipam';
+export { parseVipPool, vipAt, offsetOf, type VipPool } from './ipam';
 export { parseDuration } from './duration';
 export * as defaults from './constants';
 export { RedisRegistry, peerFromHash, type NodeRecord } from './redis-store';
