@@ -143,8 +143,16 @@ export function tryParsePrefix(s: string): Prefix | undefined {
 /** 'a.b.c.d/n' → Prefix, host bits kept ('100.64.0.1/10' is an interface address). */
 export function parsePrefix(s: string): Prefix {
   const p = tryParsePrefix(s);
-  if (p === undefined) throw new Ipv4ParseError(`not an IPv4 prefix (want a.b.c.d/n, n 0-32, no leading zeros): ${JSON.stringify(s)}`);
+  if (p === undefined) throw new Ipv4ParseError(`not an IPv4 prefix (${prefixProblem(s)}): ${JSON.stringify(s)}`);
   return p;
+}
+
+/** Why s is not a prefix, for the error message (slow path only). */
+function prefixProblem(s: string): string {
+  const slash = s.indexOf('/');
+  if (slash < 0) return 'want a.b.c.d/n, the /n is missing';
+  if (scanAddr(s, 0, slash) < 0) return `bad address ${JSON.stringify(s.slice(0, slash))}: want four decimal octets 0-255, no leading zeros`;
+  return `bad length ${JSON.stringify(s.slice(slash + 1))}: want 0-32, no leading zeros`;
 }
 
 /** 'a.b.c.d/n' that must be a network: host bits set throw ('10.0.0.1/24' is probably a typo). */

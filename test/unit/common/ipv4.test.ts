@@ -183,3 +183,9 @@ test('special-purpose table: the ranges the mapper refuses and the next issue wi
     return isSpecialPurpose(n) === (a === 0 || a === 127 || a >= 224 || (n >>> 16) === ((169 << 8) | 254));
   }), { numRuns: 20000 });
 });
+
+test('prefix errors say which part is wrong', (t) => {
+  t.regex(t.throws(() => parsePrefix('10.0.0.0'))!.message, /the \/n is missing.*"10\.0\.0\.0"/);
+  t.regex(t.throws(() => parsePrefix('010.0.0.0/8'))!.message, /bad address "010\.0\.0\.0".*"010\.0\.0\.0\/8"/);
+  t.regex(t.throws(() => parsePrefix('10.0.0.0/33'))!.message, /bad length "33": want 0-32.*"10\.0\.0\.0\/33"/);
+});
