@@ -10,7 +10,7 @@
 import dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import type { DatagramBatch, DatagramSocket } from './packet-io';
-import { intToIpv4, ipv4ToInt } from './packet-io';
+import { formatAddr, parseAddr } from './ipv4';
 
 export interface DgramSocketOptions {
   /** @default '0.0.0.0' */
@@ -67,7 +67,7 @@ export class DgramSocket implements DatagramSocket {
     if (!this.handler || this.closed) return;
     let addr: number;
     try {
-      addr = ipv4ToInt(rinfo.address);
+      addr = parseAddr(rinfo.address);
     } catch {
       return;
     }
@@ -92,7 +92,7 @@ export class DgramSocket implements DatagramSocket {
     }
     const copy = Buffer.allocUnsafe(length);
     copy.set(buf.subarray(offset, offset + length));
-    this.queue.push({ buf: copy, addr: intToIpv4(addr), port });
+    this.queue.push({ buf: copy, addr: formatAddr(addr), port });
   }
 
   flush(): void {

@@ -50,19 +50,3 @@ export interface TunDevice {
   flush(): void;
   close(): void;
 }
-
-/** IPv4 dotted quad → host-order uint32. Throws on anything else. */
-export function ipv4ToInt(ip: string): number {
-  const parts = ip.split('.');
-  if (parts.length !== 4) throw new Error(`not an IPv4 address: ${ip}`);
-  let n = 0;
-  for (const p of parts) {
-    if (!/^\d{1,3}$/.test(p) || Number(p) > 255) throw new Error(`not an IPv4 address: ${ip}`);
-    n = n * 256 + Number(p);
-  }
-  return n >>> 0;
-}
-
-export function intToIpv4(n: number): string {
-  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
-}

@@ -4,7 +4,7 @@ export { CoordinatorClient, CoordinatorHttpError, SessionExpiredError, backoffDe
   type JoinOptions, type PeerMapUpdate, type BackoffOptions } from './client';
 export type * from './types';
 export { connectRedis, redactUrl, type RedisSpec } from './redis-connect';
-export { parseCidr, vipAt, offsetOf, type Cidr } from './ipam';
+export { parseVipPool, vipAt, offsetOf, type VipPool } from './ipam';
 export { parseDuration } from './duration';
 export * as defaults from './constants';
 export { RedisRegistry, peerFromHash, type NodeRecord } from './redis-store';

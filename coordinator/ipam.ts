@@ -8,16 +8,15 @@
  * reused as late as possible, and never before its quarantine ends. The network and broadcast
  * addresses are never handed out.
  */
-import { intToIpv4, ipv4ToInt } from '../common/packet-io';
-import { formatCidr, parseCidr as parseStrict } from '../common/cidr';
+import { formatAddr, formatPrefix, masked, parsePrefix, prefixSize, tryParseAddr, type Prefix } from '../common/ipv4';
 
-export interface Cidr {
-  /** Normalized `a.b.c.d/n` (host bits cleared). */
+/** The block virtual IPs are allocated from (`--cidr`). */
+export interface VipPool {
+  /** Normalized `a.b.c.d/n` (host bits cleared); stored in Redis to catch a changed --cidr. */
   text: string;
-  /** Network address, host-order uint32. */
-  base: number;
-  prefix: number;
-  /** Number of addresses in the block (2^(32-prefix)). */
+  /** The network (host bits cleared). */
+  prefix: Prefix;
+  /** Number of addresses in the block (2^(32-bits)). */
   size: number;
   /** First and last offset that may be handed out (skip network and broadcast). */
   firstOffset: number;
@@ -29,36 +28,31 @@ export class InvalidCidrError extends Error {
   readonly code = 'invalid-cidr';
 }
 
-/** Parse an IPv4 CIDR; prefix must be 8..30 so there is room and a broadcast to skip. */
-export function parseCidr(text: string): Cidr {
-  let c;
+/** Parse the pool's IPv4 CIDR (host bits ignored); prefix must be 8..30 so there is room and a broadcast to skip. */
+export function parseVipPool(text: string): VipPool {
+  let prefix: Prefix;
   try {
-    c = parseStrict(text.trim(), { normalize: true });
+    prefix = masked(parsePrefix(text.trim()));
   } catch {
     throw new InvalidCidrError(`not an IPv4 CIDR: ${text}`);
   }
-  const prefix = c.bits;
-  if (prefix < 8 || prefix > 30) throw new InvalidCidrError(`CIDR prefix must be /8../30: ${text}`);
-  const size = 2 ** (32 - prefix);
-  return { text: formatCidr(c.network, prefix), base: c.network, prefix, size, firstOffset: 1, lastOffset: size - 2 };
+  if (prefix.bits < 8 || prefix.bits > 30) throw new InvalidCidrError(`CIDR prefix must be /8../30: ${text}`);
+  const size = prefixSize(prefix);
+  return { text: formatPrefix(prefix), prefix, size, firstOffset: 1, lastOffset: size - 2 };
 }
 
-export function vipAt(cidr: Cidr, offset: number): string {
+export function vipAt(cidr: VipPool, offset: number): string {
   if (!Number.isInteger(offset) || offset < cidr.firstOffset || offset > cidr.lastOffset) {
     throw new RangeError(`offset ${offset} outside ${cidr.text}`);
   }
-  return intToIpv4((cidr.base + offset) >>> 0);
+  return formatAddr(cidr.prefix.addr + offset);
 }
 
 /** Offset of `ip` inside the block, or -1 when it is not a usable address of it. */
-export function offsetOf(cidr: Cidr, ip: string): number {
-  let n: number;
-  try {
-    n = ipv4ToInt(ip);
-  } catch {
-    return -1;
-  }
-  const off = n - cidr.base;
+export function offsetOf(cidr: VipPool, ip: string): number {
+  const n = tryParseAddr(ip);
+  if (n === undefined) return -1;
+  const off = n - cidr.prefix.addr;
   return off >= cidr.firstOffset && off <= cidr.lastOffset ? off : -1;
 }
 
@@ -69,7 +63,7 @@ export class ReferenceAllocator {
   private readonly quarantine = new Map<string, number>();
   private readonly used = new Set<string>();
 
-  constructor(readonly cidr: Cidr, private readonly quarantineMs: number) {
+  constructor(readonly cidr: VipPool, private readonly quarantineMs: number) {
     this.cursor = cidr.firstOffset;
   }
 

@@ -9,13 +9,13 @@ import type { KeyChallenge } from '../protocol/key-proof';
 import { createKeyChallenge } from '../protocol/key-proof';
 import { CHALLENGE_TTL_SEC, CHANGE_FEED_MAXLEN } from './constants';
 import { CidrMismatchError, JoinRefusedError, type JoinRefusalCode } from './errors';
-import type { Cidr } from './ipam';
+import type { VipPool } from './ipam';
 import { AUTH_LUA, JOIN_LUA, REMOVE_LUA, SNAPSHOT_LUA, SWEEP_LUA } from './lua-scripts';
 import type { Peer, PeerChanges } from './types';
 
 export interface RegistryOptions {
   prefix: string;
-  cidr: Cidr;
+  cidr: VipPool;
   quarantineMs: number;
   /** Unix ms. */
   now: () => number;
@@ -102,7 +102,7 @@ export class RedisRegistry {
 
   async join(p: JoinParams): Promise<{ vip: string; version: number; created: boolean }> {
     const c = this.opts.cidr;
-    const r = await this.s.isthmusJoin(...this.head(), c.base, c.firstOffset, c.lastOffset, p.publicKey, p.originalIp,
+    const r = await this.s.isthmusJoin(...this.head(), c.prefix.addr, c.firstOffset, c.lastOffset, p.publicKey, p.originalIp,
       p.hostname, JSON.stringify(p.tags), p.tokenHash ?? '', p.challengeId, p.originalIpGraceMs, p.sessionTokenHash,
       p.sessionTtlMs) as [string, string, string | number, number?];
     if (r[0] !== 'ok') throw new JoinRefusedError(r[1] as JoinRefusalCode, r[2] ? String(r[2]) : undefined);

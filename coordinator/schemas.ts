@@ -2,6 +2,7 @@
  * JSON schemas of every request (fastify validates them with ajv; additional properties are
  * rejected, types are never coerced — see api.ts for the ajv options).
  */
+import { ADDR_PATTERN, MAX_ADDR_LEN } from '../common/ipv4';
 import { MAX_TAG_LEN, MAX_TAGS } from './constants';
 
 /** base64 of exactly `bytes` bytes (canonical padding, so 31 or 33 bytes never pass). */
@@ -10,7 +11,7 @@ const b64 = (bytes: number) => {
   const tail = bytes % 3 === 0 ? '' : bytes % 3 === 1 ? '[A-Za-z0-9+/][AQgw]==' : '[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=';
   return { type: 'string', pattern: `^[A-Za-z0-9+/]{${full}}${tail}$` } as const;
 };
-const ipv4 = { type: 'string', maxLength: 15, pattern: '^(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)(\\.(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)){3}$' } as const;
+const ipv4 = { type: 'string', maxLength: MAX_ADDR_LEN, pattern: ADDR_PATTERN } as const;
 const tag = { type: 'string', minLength: 1, maxLength: MAX_TAG_LEN, pattern: '^[A-Za-z0-9_.:/=-]+$' } as const;
 const tags = { type: 'array', items: tag, maxItems: MAX_TAGS, uniqueItems: true } as const;
 const secret = { type: 'string', minLength: 8, maxLength: 128, pattern: '^[A-Za-z0-9_-]+$' } as const;

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { silentLogger, type Logger } from '../common/logger';
 import { buildApi } from './api';
 import * as D from './constants';
-import { parseCidr } from './ipam';
+import { parseVipPool } from './ipam';
 import { PeerFeed } from './peer-feed';
 import { PeerMapCache } from './peer-map-cache';
 import { connectRedis, type RedisSpec } from './redis-connect';
@@ -59,7 +59,7 @@ export interface Coordinator {
 
 export async function createCoordinator(o: CoordinatorOptions): Promise<Coordinator> {
   const log = o.logger ?? silentLogger();
-  const cidr = parseCidr(o.cidr ?? D.DEFAULT_CIDR);
+  const cidr = parseVipPool(o.cidr ?? D.DEFAULT_CIDR);
   const prefix = o.prefix ?? D.DEFAULT_PREFIX;
   const now = o.now ?? Date.now;
   const ownRedis = typeof o.redis === 'string' || !('duplicate' in o.redis);

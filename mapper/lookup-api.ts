@@ -8,6 +8,7 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { MapEntry, MemberDirectory } from './directory';
+import { ADDR_PATTERN, MAX_ADDR_LEN } from '../common/ipv4';
 
 /** Most IPs one batch request may ask about. */
 export const MAX_BATCH = 256;
@@ -28,8 +29,7 @@ export function toResult(e: MapEntry): MapResult {
   return { originalIp: e.originalIp, virtualIp: e.virtualIp, hostname: e.hostname, online: e.online, relay: e.relay, agent: e.agent, tags: e.tags, lastSeen: e.lastSeen };
 }
 
-const IPV4_PATTERN = '^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$';
-const ipString = { type: 'string', maxLength: 15, pattern: IPV4_PATTERN } as const;
+const ipString = { type: 'string', maxLength: MAX_ADDR_LEN, pattern: ADDR_PATTERN } as const;
 const endpoint = { type: ['object', 'null'], properties: { ip: { type: 'string' }, port: { type: 'integer' } } } as const;
 const mapResult = {
   type: 'object',

@@ -8,7 +8,7 @@
  */
 import { InvalidIpError, MapperApiError, UnknownOriginalIpError } from './errors';
 import type { MapResult } from './lookup-api';
-import { isIPv4 } from './addr';
+import { isAddr } from '../common/ipv4';
 
 export type { MapResult };
 export { UnknownOriginalIpError, InvalidIpError, MapperApiError };
@@ -70,7 +70,7 @@ export class Mapper {
 
   /** Many original IPs in one request (at most 256); unknown ones are absent from the map. */
   async resolveMany(originalIps: string[]): Promise<Map<string, MapResult>> {
-    for (const ip of originalIps) if (!isIPv4(ip)) throw new InvalidIpError(ip);
+    for (const ip of originalIps) if (!isAddr(ip)) throw new InvalidIpError(ip);
     const body = await this.request('/v1/map', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ips: originalIps }) }) as { found: MapResult[] };
     const out = new Map<string, MapResult>();
     for (const r of body.found) {
@@ -87,7 +87,7 @@ export class Mapper {
   }
 
   private lookup(kind: 'map' | 'reverse', ip: string): Promise<MapResult | null> {
-    if (!isIPv4(ip)) return Promise.reject(new InvalidIpError(ip));
+    if (!isAddr(ip)) return Promise.reject(new InvalidIpError(ip));
     const key = `${kind}:${ip}`;
     const slot = this.cache.get(key);
     if (slot && Date.now() - slot.at < (slot.value ? this.ttlMs : this.negTtlMs)) return Promise.resolve(slot.value);

@@ -8,7 +8,8 @@ import type http from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../common/logger';
 import { silentLogger } from '../common/logger';
-import { parseCidr, type Cidr } from './addr';
+import type { Prefix } from '../common/ipv4';
+import { parseRange } from './addr';
 import { RedisDirectory, type MemberDirectory } from './directory';
 import { buildLookupApi } from './lookup-api';
 import { DEFAULT_PROXY_TIMEOUTS, type Credentials, type ProxyContext, type ProxyTimeouts } from './context';
@@ -69,8 +70,8 @@ function listen(server: net.Server | http.Server, a: ListenAddress): Promise<Lis
 
 export async function startMapperService(opts: MapperServiceOptions): Promise<MapperService> {
   const log = opts.logger ?? silentLogger();
-  const overlay: Cidr = parseCidr(opts.overlayCidr ?? DEFAULT_OVERLAY_CIDR);
-  const originalCidrs = opts.originalCidrs?.map(parseCidr);
+  const overlay: Prefix = parseRange(opts.overlayCidr ?? DEFAULT_OVERLAY_CIDR);
+  const originalCidrs = opts.originalCidrs?.map(parseRange);
   let redisDir: RedisDirectory | undefined;
   let directory = opts.directory;
   if (!directory) {

@@ -5,7 +5,8 @@
  *   a member's hostname                  → that member's virtual IP
  *   anything else                        → refused: the mapper is never an open proxy
  */
-import { cidrContains, isHostname, isIPv4, isSpecialPurpose, looksLikeIPv6, type Cidr } from './addr';
+import { contains, isSpecialPurpose, tryParseAddr, type Prefix } from '../common/ipv4';
+import { isHostname, looksLikeIPv6 } from './addr';
 import type { MapEntry, MemberDirectory } from './directory';
 
 export const RefuseWhy = {
@@ -29,9 +30,9 @@ export type Target =
 export interface TargetPolicy {
   directory: MemberDirectory;
   /** virtual IPs, dialed as they are */
-  overlay: Cidr;
+  overlay: Prefix;
   /** if set, IPv4 destinations outside these and the overlay are refused as not allowed */
-  originalCidrs?: Cidr[];
+  originalCidrs?: Prefix[];
 }
 
 export async function resolveTarget(rawHost: string, port: number, p: TargetPolicy): Promise<Target> {
@@ -39,12 +40,13 @@ export async function resolveTarget(rawHost: string, port: number, p: TargetPoli
   const host = rawHost.startsWith('[') && rawHost.endsWith(']') ? rawHost.slice(1, -1) : rawHost;
   if (looksLikeIPv6(host)) return refuse('unsupported', 'IPv6 destinations are not supported');
   try {
-    if (isIPv4(host)) {
+    const addr = tryParseAddr(host);
+    if (addr !== undefined) {
       const entry = await p.directory.byOriginalIp(host);
       if (entry) return { kind: 'dial', ip: entry.virtualIp, port, via: 'original', entry };
-      if (cidrContains(p.overlay, host)) return { kind: 'dial', ip: host, port, via: 'virtual', entry: null };
-      if (isSpecialPurpose(host)) return refuse('not-allowed', `${host} is not a member address`);
-      if (p.originalCidrs && !p.originalCidrs.some((c) => cidrContains(c, host))) {
+      if (contains(p.overlay, addr)) return { kind: 'dial', ip: host, port, via: 'virtual', entry: null };
+      if (isSpecialPurpose(addr)) return refuse('not-allowed', `${host} is not a member address`);
+      if (p.originalCidrs && !p.originalCidrs.some((c) => contains(c, addr))) {
         return refuse('not-allowed', `${host} is outside the overlay and the original ranges`);
       }
       return refuse('unknown', `no member has original IP ${host}`);

@@ -17,7 +17,7 @@ import { NativeUdpSocket, type UdpOptions } from './udp-socket';
 export { nativeAvailable } from './load';
 export { NativeBindingMissingError, NativeIoError, InvalidOptionError } from './errors';
 export {
-  NativeTunDevice, DEFAULT_TUN_OPTIONS, TUN_TAILROOM, parseCidr,
+  NativeTunDevice, DEFAULT_TUN_OPTIONS, TUN_TAILROOM, parseTunAddress,
   type TunOptions, type TunStats,
 } from './tun-device';
 export { aead, AEAD_KEY_LENGTH, AEAD_TAG_LENGTH, type AeadBatch } from './aead';

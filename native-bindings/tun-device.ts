@@ -8,7 +8,8 @@
  *   | headroom (default 64) | packet (<= mtu) | tailroom (>= 32, for an AEAD tag) |
  *   ^ i * slotSize          ^ offsets[i]
  */
-import { IDEAL_BATCH_SIZE, ipv4ToInt, type PacketBatch, type TunDevice } from '../common/packet-io';
+import { IDEAL_BATCH_SIZE, type PacketBatch, type TunDevice } from '../common/packet-io';
+import { tryParsePrefix, type Prefix } from '../common/ipv4';
 import { InvalidOptionError, NativeIoError } from './errors';
 import { loadNative } from './load';
 import { IN_SLAB, intOption, NativeIo } from './native-io';
@@ -44,19 +45,11 @@ export interface TunStats {
   writeDrops: number;
 }
 
-/** Parses `a.b.c.d/len` into a host-order address and a prefix length. */
-export function parseCidr(s: string): { addr: number; prefixLen: number } {
-  const m = /^([0-9.]+)\/(\d{1,2})$/.exec(s);
-  if (!m) throw new InvalidOptionError(`address must be a.b.c.d/len, got ${JSON.stringify(s)}`);
-  const prefixLen = Number(m[2]);
-  if (prefixLen > 32) throw new InvalidOptionError(`prefix length out of range in ${s}`);
-  let addr: number;
-  try {
-    addr = ipv4ToInt(m[1]!);
-  } catch {
-    throw new InvalidOptionError(`not an IPv4 address in ${JSON.stringify(s)}`);
-  }
-  return { addr, prefixLen };
+/** The `address` option: `a.b.c.d/len` on the shared strict parser; host bits kept (the device's own address). */
+export function parseTunAddress(s: string): Prefix {
+  const p = tryParsePrefix(s);
+  if (p === undefined) throw new InvalidOptionError(`address must be a.b.c.d/len (len 0-32), got ${JSON.stringify(s)}`);
+  return p;
 }
 
 /** A TUN device; slots are headroom + mtu + TUN_TAILROOM bytes, rounded up to 64. */
@@ -74,7 +67,7 @@ export class NativeTunDevice extends NativeIo<PacketBatch> implements TunDevice 
     const mtu = intOption('mtu', opts.mtu ?? DEFAULT_TUN_OPTIONS.mtu, 68, 65535);
     const headroom = intOption('headroom', opts.headroom ?? DEFAULT_TUN_OPTIONS.headroom, 0, 4096);
     const batchSize = intOption('batchSize', opts.batchSize ?? DEFAULT_TUN_OPTIONS.batchSize, 1, 4096);
-    const cidr = opts.address === undefined ? undefined : parseCidr(opts.address);
+    const address = opts.address === undefined ? undefined : parseTunAddress(opts.address);
     const name = opts.name ?? '';
     if (Buffer.byteLength(name) > 15) throw new InvalidOptionError(`interface name longer than 15 bytes: ${name}`);
     super(native, batchSize, Math.ceil((headroom + mtu + TUN_TAILROOM) / 64) * 64);
@@ -94,7 +87,7 @@ export class NativeTunDevice extends NativeIo<PacketBatch> implements TunDevice 
       throw NativeIoError.from(err);
     }
     try {
-      this.native.tunConfigure(this.handle, this.mtu, cidr?.addr ?? 0, cidr?.prefixLen ?? -1, true);
+      this.native.tunConfigure(this.handle, this.mtu, address?.addr ?? 0, address?.bits ?? -1, true);
       this.native.ioInit(
         this.handle, this, this.onRead, this.counters, n, this.slotSize, this.headroom,
         this.rxSlab, this.rxLengths, null, null, this.txSlab, this.txLengths, null, null,

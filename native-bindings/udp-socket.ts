@@ -6,9 +6,8 @@
  * that is dropped by the kernel copy (MSG_TRUNC) and counted as `rxTruncated`.
  * Sending never blocks: on EAGAIN the rest of the batch is dropped and counted in `txDrops`.
  */
-import {
-  IDEAL_BATCH_SIZE, intToIpv4, ipv4ToInt, type DatagramBatch, type DatagramSocket,
-} from '../common/packet-io';
+import { IDEAL_BATCH_SIZE, type DatagramBatch, type DatagramSocket } from '../common/packet-io';
+import { formatAddr, parseAddr } from '../common/ipv4';
 import { InvalidOptionError, NativeIoError } from './errors';
 import { loadNative } from './load';
 import { IN_SLAB, intOption, NativeIo } from './native-io';
@@ -62,7 +61,7 @@ export class NativeUdpSocket extends NativeIo<DatagramBatch> implements Datagram
     const native = loadNative();
     let host: number;
     try {
-      host = ipv4ToInt(opts.host);
+      host = parseAddr(opts.host);
     } catch {
       throw new InvalidOptionError(`host must be an IPv4 address, got ${JSON.stringify(opts.host)}`);
     }
@@ -93,7 +92,7 @@ export class NativeUdpSocket extends NativeIo<DatagramBatch> implements Datagram
     } catch (err) {
       throw NativeIoError.from(err);
     }
-    this.localAddress = { ip: intToIpv4(host), port: bound };
+    this.localAddress = { ip: formatAddr(host), port: bound };
     try {
       this.native.ioInit(
         this.handle, this, this.onRead, this.counters, n, this.slotSize, this.headroom,

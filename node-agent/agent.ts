@@ -10,7 +10,8 @@
 import { lookup } from 'node:dns/promises';
 import type { Clock } from '../common/clock';
 import type { Logger } from '../common/logger';
-import { ipv4ToInt, intToIpv4, type DatagramSocket, type DatagramBatch, type PacketBatch, type TunDevice } from '../common/packet-io';
+import { type DatagramSocket, type DatagramBatch, type PacketBatch, type TunDevice } from '../common/packet-io';
+import { contains, formatAddr, formatPrefix, masked, parseAddr, type Prefix } from '../common/ipv4';
 import { createLocalIdentity, type LocalIdentity } from '../protocol/handshake';
 import { keyFromBase64, keyToBase64 } from '../protocol/keys';
 import { DEFAULT_TIMER_CONFIG, type TimerConfig } from '../protocol/timers';
@@ -21,7 +22,6 @@ import { Endpoint, EndpointKind } from './endpoint';
 import type { InPlaceOutsideSender } from './device';
 import { PeerSet, type PeerSpec } from './peer-set';
 import type { AgentConfig } from './config';
-import { cidrContains, formatCidr, type Cidr } from './cidr';
 import type { BatchAead } from './batch-crypto';
 import { aead as nativeAead, nativeAvailable } from '../native-bindings';
 
@@ -54,15 +54,16 @@ export interface AgentOptions {
   /** Timer durations; tests shorten REKEY_AFTER_TIME to watch a real rekey. @default spec values */
   timers?: Partial<TimerConfig>;
   /** Transparent mode: original prefixes routed into the TUN, so apps keep dialing original IPs. */
-  routeOriginal?: Cidr[];
+  routeOriginal?: Prefix[];
   /** PING interval to the relay; a relay is dead after 3 unanswered. @default RELAY_FAILOVER_TIMING.keepaliveMs */
   relayKeepaliveMs?: number;
 }
 
 async function resolveIpv4(host: string): Promise<number> {
-  if (/^\d+\.\d+\.\d+\.\d+$/.test(host)) return ipv4ToInt(host);
+  // Digits and dots are meant as an address: parse strictly, never let getaddrinfo read '010' as octal.
+  if (/^[0-9.]+$/.test(host)) return parseAddr(host);
   const r = await lookup(host, { family: 4 });
-  return ipv4ToInt(r.address);
+  return parseAddr(r.address);
 }
 
 export class Agent {
@@ -88,7 +89,7 @@ export class Agent {
   constructor(private readonly config: AgentConfig, private readonly c: AgentComponents, private readonly opts: AgentOptions = {}) {
     this.timerConfig = { ...DEFAULT_TIMER_CONFIG, ...opts.timers };
     this.local = createLocalIdentity(keyFromBase64(config.privateKey));
-    this.overlayAddress = ipv4ToInt(config.address.address);
+    this.overlayAddress = config.address.addr;
     this.peers = new PeerSet(this.local, c.clock, this.timerConfig, (p) => this.device.forgetPeer(p));
     const outside: InPlaceOutsideSender = {
       send: (ep, buf, off, len) => this.sendOutside(ep, buf, off, len, false),
@@ -119,16 +120,16 @@ export class Agent {
     const log = this.c.logger;
     for (const p of cfg.peers) {
       let endpoint: Endpoint | undefined;
-      if (p.endpoint === 'relay') endpoint = Endpoint.relay(ipv4ToInt(p.overlayIp!));
+      if (p.endpoint === 'relay') endpoint = Endpoint.relay(parseAddr(p.overlayIp!));
       else if (p.endpoint) endpoint = Endpoint.direct(await resolveIpv4(p.endpoint.host), p.endpoint.port);
       this.upsertPeer({ publicKey: p.publicKey, allowedIps: p.allowedIps, endpoint, presharedKey: p.presharedKey, persistentKeepaliveSec: p.persistentKeepaliveSec });
     }
     this.socket = this.c.openUdpSocket({ host: cfg.listenAddress ?? '0.0.0.0', port: cfg.listenPort ?? 0 });
     this.socket.onReceive((b) => this.onOutsideBatch(b));
-    this.tun = this.c.openTun({ name: cfg.name, mtu: cfg.mtu, address: `${cfg.address.address}/${cfg.address.bits}`, headroom: DEVICE_HEADROOM, tailroom: DEVICE_TAILROOM });
+    this.tun = this.c.openTun({ name: cfg.name, mtu: cfg.mtu, address: formatPrefix(cfg.address), headroom: DEVICE_HEADROOM, tailroom: DEVICE_TAILROOM });
     this.tun.onReceive((b) => this.onInsideBatch(b));
     await this.routeOriginalPrefixes();
-    log.info({ tun: this.tun.name, vip: cfg.address.address, prefix: formatCidr(cfg.address), udpAddr: `${this.socket.localAddress.ip}:${this.socket.localAddress.port}`, peers: this.peers.size }, 'agent started');
+    log.info({ tun: this.tun.name, vip: formatAddr(cfg.address.addr), prefix: formatPrefix(masked(cfg.address)), udpAddr: `${this.socket.localAddress.ip}:${this.socket.localAddress.port}`, peers: this.peers.size }, 'agent started');
     if (cfg.relay) {
       this.relayIp = await resolveIpv4(cfg.relay.host);
       this.relayPort = cfg.relay.port;
@@ -145,11 +146,11 @@ export class Agent {
     if (!this.c.addRoute) throw new Error('this platform cannot add routes for --route-original');
     if (this.config.relay) {
       const relayIp = await resolveIpv4(this.config.relay.host);
-      const clash = prefixes.find((c) => cidrContains(c, relayIp));
-      if (clash) throw new Error(`--route-original ${formatCidr(clash)} contains the relay address ${intToIpv4(relayIp)}`);
+      const clash = prefixes.find((c) => contains(c, relayIp));
+      if (clash) throw new Error(`--route-original ${formatPrefix(masked(clash))} contains the relay address ${formatAddr(relayIp)}`);
     }
-    for (const c of prefixes) await this.c.addRoute(formatCidr(c), this.tun!.name);
-    this.c.logger.info({ prefixes: prefixes.map(formatCidr), tun: this.tun!.name }, 'transparent mode: original prefixes routed into the overlay');
+    for (const c of prefixes) await this.c.addRoute(formatPrefix(masked(c)), this.tun!.name);
+    this.c.logger.info({ prefixes: prefixes.map((c) => formatPrefix(masked(c))), tun: this.tun!.name }, 'transparent mode: original prefixes routed into the overlay');
   }
 
   /** Open a fresh relay socket and authenticate on it (start, and failover after the relay died). */
@@ -172,7 +173,7 @@ export class Agent {
     relay.on('ready', () => this.device.retryPendingHandshakes());
     relay.on('relay-dead', () => {
       this.relayRebinds++;
-      log.warn({ relay: `${intToIpv4(this.relayIp)}:${this.relayPort}`, rebinds: this.relayRebinds }, 'relay not answering: rebinding on a new source port');
+      log.warn({ relay: `${formatAddr(this.relayIp)}:${this.relayPort}`, rebinds: this.relayRebinds }, 'relay not answering: rebinding on a new source port');
       this.connectRelay();
     });
     this.relaySocket = socket;
@@ -254,15 +255,15 @@ export class Agent {
   status(): object {
     return {
       publicKey: this.publicKey,
-      vip: intToIpv4(this.overlayAddress),
+      vip: formatAddr(this.overlayAddress),
       tun: this.tun?.name,
       listen: this.socket?.localAddress,
-      relay: this.relay ? { address: `${intToIpv4(this.relayIp)}:${this.relayPort}`, relayId: this.relay.relayId, ready: this.relay.isReady, rebinds: this.relayRebinds, udpAddr: this.relaySocket?.localAddress } : undefined,
+      relay: this.relay ? { address: `${formatAddr(this.relayIp)}:${this.relayPort}`, relayId: this.relay.relayId, ready: this.relay.isReady, rebinds: this.relayRebinds, udpAddr: this.relaySocket?.localAddress } : undefined,
       drops: this.device.drops,
       peers: [...this.peers.all()].map((p) => ({
         publicKey: p.publicKeyBase64,
-        allowedIps: p.allowedIps.map(formatCidr),
-        endpoint: p.endpoint ? (p.endpoint.kind === EndpointKind.Relay ? `relay:${intToIpv4(p.endpoint.vip)}` : `${intToIpv4(p.endpoint.ip)}:${p.endpoint.port}`) : undefined,
+        allowedIps: p.allowedIps.map((c) => formatPrefix(masked(c))),
+        endpoint: p.endpoint ? (p.endpoint.kind === EndpointKind.Relay ? `relay:${formatAddr(p.endpoint.vip)}` : `${formatAddr(p.endpoint.ip)}:${p.endpoint.port}`) : undefined,
         ...p.stats,
       })),
     };

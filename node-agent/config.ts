@@ -22,11 +22,12 @@
  * `#` and `;` start comments. Keys are case-insensitive. Every error names the line and field.
  * This module is pure: it parses text; reading the file is the caller's job.
  */
-import { parseCidr, type Cidr } from './cidr';
+import { formatAddr, masked, parsePrefix, type Prefix } from '../common/ipv4';
 
 export interface PeerConfig {
   publicKey: string;
-  allowedIps: Cidr[];
+  /** Networks (host bits cleared: '10.1.2.3/24' means 10.1.2.0/24). */
+  allowedIps: Prefix[];
   /** Direct UDP endpoint, or 'relay', or undefined (learned when the peer writes first). */
   endpoint?: { host: string; port: number } | 'relay';
   /** The overlay address the relay knows this peer by. */
@@ -37,7 +38,8 @@ export interface PeerConfig {
 
 export interface AgentConfig {
   privateKey: string;
-  address: Cidr;
+  /** The interface address with its prefix length, host bits kept ('100.64.0.1/10'). */
+  address: Prefix;
   listenPort?: number;
   listenAddress?: string;
   mtu: number;
@@ -111,9 +113,9 @@ function takeInt(section: Section, field: string, min: number, max: number): num
   return Number(f.value);
 }
 
-function takeCidr(f: { value: string; line: number }, field: string): Cidr {
+function takePrefix(f: { value: string; line: number }, field: string): Prefix {
   try {
-    return parseCidr(f.value);
+    return parsePrefix(f.value.trim());
   } catch (err) {
     throw new ConfigError(f.line, field, (err as Error).message);
   }
@@ -142,7 +144,7 @@ function parsePeer(section: Section): PeerConfig {
   const allowed = section.fields.get('allowedips');
   if (!allowed) throw new ConfigError(section.line, 'AllowedIPs', 'required in [Peer]');
   const allowedIps = allowed.value.split(',').map((s) => s.trim()).filter(Boolean)
-    .map((v) => takeCidr({ value: v, line: allowed.line }, 'AllowedIPs'));
+    .map((v) => masked(takePrefix({ value: v, line: allowed.line }, 'AllowedIPs')));
   if (allowedIps.length === 0) throw new ConfigError(allowed.line, 'AllowedIPs', 'needs at least one prefix');
   const peer: PeerConfig = { publicKey, allowedIps };
   const ep = section.fields.get('endpoint');
@@ -156,11 +158,12 @@ function parsePeer(section: Section): PeerConfig {
   }
   const overlay = section.fields.get('overlayip');
   if (overlay) {
-    const c = takeCidr({ value: overlay.value.includes('/') ? overlay.value : overlay.value + '/32', line: overlay.line }, 'OverlayIP');
+    const c = takePrefix({ value: overlay.value.includes('/') ? overlay.value : overlay.value + '/32', line: overlay.line }, 'OverlayIP');
     if (c.bits !== 32) throw new ConfigError(overlay.line, 'OverlayIP', 'must be a single address');
-    peer.overlayIp = c.address;
+    peer.overlayIp = formatAddr(c.addr);
   } else {
-    peer.overlayIp = allowedIps.find((c) => c.bits === 32)?.address;
+    const host = allowedIps.find((c) => c.bits === 32);
+    peer.overlayIp = host && formatAddr(host.addr);
   }
   if (peer.endpoint === 'relay' && !peer.overlayIp) {
     throw new ConfigError(section.line, 'OverlayIP', 'a peer reached through the relay needs an overlay address (OverlayIP, or a /32 in AllowedIPs)');
@@ -179,7 +182,7 @@ export function parseAgentConfig(text: string): AgentConfig {
   rejectUnknown(iface, INTERFACE_FIELDS);
   const addr = iface.fields.get('address');
   if (!addr) throw new ConfigError(iface.line, 'Address', 'required in [Interface]');
-  const address = takeCidr({ value: addr.value, line: addr.line }, 'Address');
+  const address = takePrefix({ value: addr.value, line: addr.line }, 'Address');
   const name = iface.fields.get('name');
   if (name && !/^[A-Za-z0-9_.-]{1,15}$/.test(name.value)) throw new ConfigError(name.line, 'Name', 'interface names are 1-15 characters of [A-Za-z0-9_.-]');
   const listenAddress = iface.fields.get('listenaddress');

@@ -8,9 +8,8 @@ import { hostname as osHostname } from 'node:os';
 import { CoordinatorClient, SessionExpiredError, type PeerMapUpdate } from '../coordinator/client';
 import type { Peer as PeerEntry } from '../coordinator/types';
 import { publicKeyFromPrivate, keyToBase64 } from '../protocol/keys';
-import { ipv4ToInt } from '../common/packet-io';
+import { parseAddr, type Prefix } from '../common/ipv4';
 import type { Logger } from '../common/logger';
-import { parseCidr, type Cidr } from './cidr';
 import { Endpoint } from './endpoint';
 import type { PeerSpec } from './peer-set';
 import type { StateDir, Membership } from './state-dir';
@@ -33,9 +32,10 @@ export interface PeerSink {
 /** A member's peer entry → the session engine's peer: reached through the relay by vip,
  *  owning its vip and its original IP (so transparent mode can deliver to it). */
 export function peerSpecFromEntry(p: PeerEntry): PeerSpec {
-  const allowedIps: Cidr[] = [parseCidr(`${p.vip}/32`)];
-  if (p.originalIp && p.originalIp !== p.vip) allowedIps.push(parseCidr(`${p.originalIp}/32`));
-  return { publicKey: p.publicKey, allowedIps, endpoint: Endpoint.relay(ipv4ToInt(p.vip)) };
+  const vip = parseAddr(p.vip);
+  const allowedIps: Prefix[] = [{ addr: vip, bits: 32 }];
+  if (p.originalIp && p.originalIp !== p.vip) allowedIps.push({ addr: parseAddr(p.originalIp), bits: 32 });
+  return { publicKey: p.publicKey, allowedIps, endpoint: Endpoint.relay(vip) };
 }
 
 

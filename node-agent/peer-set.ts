@@ -9,13 +9,13 @@ import { CookieGenerator } from '../protocol/cookie';
 import { TimerStateMachine, type TimerConfig } from '../protocol/timers';
 import { keyFromBase64 } from '../protocol/keys';
 import type { Clock } from '../common/clock';
-import type { Cidr } from './cidr';
+import type { Prefix } from '../common/ipv4';
 import { EndpointKind, type Endpoint } from './endpoint';
 import { Peer } from './peer';
 
 export interface PeerSpec {
   publicKey: string;
-  allowedIps: Cidr[];
+  allowedIps: Prefix[];
   endpoint?: Endpoint;
   presharedKey?: string;
   persistentKeepaliveSec?: number;
@@ -72,7 +72,7 @@ export class PeerSet {
       if (spec.endpoint) peer.endpoint = spec.endpoint;
       peer.timers.persistentKeepaliveMs = (spec.persistentKeepaliveSec ?? 0) * 1000;
     }
-    for (const c of spec.allowedIps) this.routes.insert(c.network, c.bits, peer);
+    for (const c of spec.allowedIps) this.routes.insert(c.addr, c.bits, peer);
     return peer;
   }
 

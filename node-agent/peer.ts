@@ -7,7 +7,7 @@ import type { Keypair } from '../protocol/transport';
 import type { TimerStateMachine } from '../protocol/timers';
 import type { PeerCrypto, InitiatorState } from '../protocol/handshake';
 import type { CookieGenerator } from '../protocol/cookie';
-import type { Cidr } from './cidr';
+import type { Prefix } from '../common/ipv4';
 import type { Endpoint } from './endpoint';
 
 /** Packets held while a handshake is under way (wireguard-go's QueueStagedSize). Oldest dropped first. */
@@ -44,7 +44,7 @@ export class Peer {
     readonly crypto: PeerCrypto,
     readonly cookies: CookieGenerator,
     readonly timers: TimerStateMachine,
-    public allowedIps: Cidr[],
+    public allowedIps: Prefix[],
     public endpoint: Endpoint | undefined,
   ) {}
 

@@ -20,7 +20,7 @@ import { EventEmitter } from 'node:events';
 import type { Clock } from '../common/clock';
 import type { Logger } from '../common/logger';
 import type { DatagramSocket } from '../common/packet-io';
-import { intToIpv4 } from '../common/packet-io';
+import { formatAddr } from '../common/ipv4';
 import { proveKey } from '../protocol/key-proof';
 import {
   FrameType, RELAY_HEADER_LEN, RELAY_OFFSET_PAYLOAD, RELAY_OFFSET_VIP, RELAY_PROOF_CONTEXT, RELAY_PROTOCOL_VERSION,
@@ -125,7 +125,7 @@ export class RelayClient extends EventEmitter {
     this.vip = init.vip >>> 0;
     this.keepaliveMs = this.i.keepaliveMs;
     this.backoffMs = this.i.authRetryMinMs;
-    this.log = init.logger.child({ relay: `${intToIpv4(this.relayAddr)}:${this.relayPort}`, vip: intToIpv4(this.vip) });
+    this.log = init.logger.child({ relay: `${formatAddr(this.relayAddr)}:${this.relayPort}`, vip: formatAddr(this.vip) });
   }
 
   get isReady(): boolean {
@@ -248,7 +248,7 @@ export class RelayClient extends EventEmitter {
   private onAuthOk(buf: Uint8Array, off: number, len: number, now: number): void {
     const ok = decodeAuthOk(buf, off, len);
     if (!ok || ok.vip !== this.vip) {
-      this.log.warn({ got: ok ? intToIpv4(ok.vip) : 'malformed' }, 'AUTH_OK for another overlay address, ignored');
+      this.log.warn({ got: ok ? formatAddr(ok.vip) : 'malformed' }, 'AUTH_OK for another overlay address, ignored');
       return;
     }
     const wasReady = this.state === 'ready';

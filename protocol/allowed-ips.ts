@@ -8,16 +8,14 @@
  * distinct length in use (typically 1–3: /32 for members, a few original-IP prefixes), and
  * allocates nothing.
  *
- * Host bits: `parseCidr` and the string forms of insert/remove REJECT a CIDR with host bits
- * set ('10.0.0.1/24' is probably a typo for an address, not a network); the numeric forms
+ * Host bits: the string forms of insert/remove parse with `parseNetwork` (common/ipv4.ts) and
+ * REJECT a prefix with host bits set ('10.0.0.1/24' is probably a typo for an address, not a
+ * network); the numeric forms
  * `insert(addr, bits, v)` mask them off (callers computing prefixes do not need to).
  * Values are compared with `===` and must not be `undefined`.
  */
 
-import { CidrParseError, formatCidr, parseCidr, type Cidr } from '../common/cidr';
-
-// The parser is shared by every part (configs, flags, API input); re-exported for callers here.
-export { CidrParseError, formatCidr, parseCidr, prefixMask, type Cidr } from '../common/cidr';
+import { formatPrefix, parseNetwork, type Prefix } from '../common/ipv4';
 
 /** MASKS[n] = int32 netmask of a /n: lookups key their Maps by int32 (no boxed numbers). */
 const MASKS = new Int32Array(33);
@@ -45,7 +43,7 @@ export class AllowedIps<T> {
   insert(cidr: string, value: T): void;
   insert(addr: number, bits: number, value: T): void;
   insert(a: string | number, b: number | T, c?: T): void {
-    const [network, bits, value] = typeof a === 'string' ? withValue(parseCidr(a), b as T) : [a, checkBits(b as number), c as T];
+    const [network, bits, value] = typeof a === 'string' ? withValue(parseNetwork(a), b as T) : [a, checkBits(b as number), c as T];
     if (value === undefined) throw new TypeError('AllowedIps values must not be undefined');
     let m = this.byLength[bits];
     if (!m) {
@@ -62,7 +60,7 @@ export class AllowedIps<T> {
   remove(cidr: string): boolean;
   remove(addr: number, bits: number): boolean;
   remove(a: string | number, b?: number): boolean {
-    const { network, bits } = typeof a === 'string' ? parseCidr(a) : { network: a, bits: checkBits(b as number) };
+    const { addr: network, bits } = typeof a === 'string' ? parseNetwork(a) : { addr: a, bits: checkBits(b as number) };
     const m = this.byLength[bits];
     if (!m || !m.delete((network & MASKS[bits]) | 0)) return false;
     this.count--;
@@ -108,7 +106,7 @@ export class AllowedIps<T> {
       const bits = this.lengths[i];
       for (const [k, value] of this.byLength[bits] as Map<number, T>) {
         const network = k >>> 0;
-        out.push({ network, bits, value, cidr: formatCidr(network, bits) });
+        out.push({ network, bits, value, cidr: formatPrefix({ addr: network, bits }) });
       }
     }
     return out;
@@ -133,10 +131,10 @@ export class AllowedIps<T> {
 }
 
 function checkBits(bits: number): number {
-  if (!Number.isInteger(bits) || bits < 0 || bits > 32) throw new CidrParseError(`prefix length must be 0-32, got ${bits}`);
+  if (!Number.isInteger(bits) || bits < 0 || bits > 32) throw new RangeError(`prefix length must be 0-32, got ${bits}`);
   return bits;
 }
 
-function withValue<T>(c: Cidr, value: T): [number, number, T] {
-  return [c.network, c.bits, value];
+function withValue<T>(p: Prefix, value: T): [number, number, T] {
+  return [p.addr, p.bits, value];
 }

@@ -18,6 +18,7 @@
  * generated about an ICMP error message, a non-first fragment, or a packet from/to a
  * broadcast, multicast, zero or loopback source; those return a negative code instead.
  */
+import { writeAddr } from '../common/ipv4';
 import { IP_PROTO_ICMP, IPV4_MIN_HEADER, ipv4HeaderChecksum, onesComplementSum } from './ip-packet';
 
 export const ICMP_DEST_UNREACHABLE = 3;
@@ -86,7 +87,7 @@ export function buildIcmpUnreachable(
   out[o + 8] = 64;
   out[o + 9] = IP_PROTO_ICMP;
   out[o + 10] = 0; out[o + 11] = 0;
-  writeU32BE(out, o + 12, fromAddr);
+  writeAddr(out, o + 12, fromAddr);
   for (let i = 0; i < 4; i++) out[o + 16 + i] = pkt[off + 12 + i];
   const ipSum = ipv4HeaderChecksum(out, o, IPV4_MIN_HEADER);
   out[o + 10] = ipSum >> 8;
@@ -102,13 +103,6 @@ export function buildIcmpUnreachable(
   out[ic + 2] = icSum >> 8;
   out[ic + 3] = icSum & 0xff;
   return size;
-}
-
-function writeU32BE(b: Uint8Array, o: number, v: number): void {
-  b[o] = (v >>> 24) & 0xff;
-  b[o + 1] = (v >>> 16) & 0xff;
-  b[o + 2] = (v >>> 8) & 0xff;
-  b[o + 3] = v & 0xff;
 }
 
 /** Metric label of a negative buildIcmpUnreachable result. */

@@ -24,6 +24,7 @@
  * Lengths are validated against the buffer region: a region longer than the packet is fine
  * (WireGuard pads plaintext to 16 bytes; use `totalLength`), a shorter one is 'truncated'.
  */
+import { readAddr } from '../common/ipv4';
 
 export const IPV4_MIN_HEADER = 20;
 export const IPV6_HEADER = 40;
@@ -79,8 +80,8 @@ export function parseIpPacket(buf: Uint8Array, off: number, len: number, out: Ip
     out.ttl = buf[off + 8];
     out.fragmentOffset = frag & 0x1fff;
     out.moreFragments = (frag & 0x2000) !== 0;
-    out.src = readU32BE(buf, off + 12);
-    out.dst = readU32BE(buf, off + 16);
+    out.src = readAddr(buf, off + 12);
+    out.dst = readAddr(buf, off + 16);
     return 'ok';
   }
   if (version === 6) {

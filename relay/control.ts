@@ -5,7 +5,7 @@
  */
 import type { DatagramSocket } from '../common/packet-io';
 import type { Logger } from '../common/logger';
-import { intToIpv4 } from '../common/packet-io';
+import { formatAddr } from '../common/ipv4';
 import {
   AuthFailReason, FrameType, RELAY_PROTOCOL_VERSION, decodeAuth, decodeHello, decodePingSeq, encodeAuthFail,
   encodeAuthOk, encodeChallenge, encodePing,
@@ -108,7 +108,7 @@ export class ControlHandlerImpl {
     const ok = encodeAuthOk({ version: RELAY_PROTOCOL_VERSION, vip, keepaliveSeconds: this.d.keepaliveSeconds, relayId: this.d.relayId });
     this.d.socket.send(ok, 0, ok.length, addr, port);
     this.d.socket.flush();
-    log.info({ vip: intToIpv4(vip), udpAddr: `${intToIpv4(addr)}:${port}`, rebind: replaced.length > 0 }, 'member bound');
+    log.info({ vip: formatAddr(vip), udpAddr: `${formatAddr(addr)}:${port}`, rebind: replaced.length > 0 }, 'member bound');
   }
 
   private ping(buf: Buffer, off: number, len: number, addr: number, port: number, session: Session | undefined,

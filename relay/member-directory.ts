@@ -10,7 +10,7 @@
  *     <base64 X25519 public key, 32 bytes> <overlay IPv4>
  */
 import { readFileSync } from 'node:fs';
-import { ipv4ToInt } from '../common/packet-io';
+import { parseAddr } from '../common/ipv4';
 
 export interface MemberDirectory {
   /** The member with this static public key, or undefined. Rejects only on backend failure. */
@@ -52,7 +52,7 @@ export function parseMemberFile(text: string, source = 'members'): MemberEntry[]
     }
     let vip: number;
     try {
-      vip = ipv4ToInt(ip);
+      vip = parseAddr(ip);
     } catch {
       throw new MemberFileError(source, lineNo, `not an IPv4 address: ${JSON.stringify(ip)}`);
     }

@@ -6,7 +6,7 @@
  */
 import type Redis from 'ioredis';
 import type { Logger } from '../common/logger';
-import { ipv4ToInt } from '../common/packet-io';
+import { parseAddr } from '../common/ipv4';
 import { EventType, decodeEvent, redisKeys } from '../common/redis-schema';
 
 /** Pure: the vip of a `node-removed` event message, else undefined. */
@@ -14,7 +14,7 @@ export function removedVip(message: string): number | undefined {
   const e = decodeEvent(message);
   if (e?.type !== EventType.NodeRemoved) return undefined;
   try {
-    return ipv4ToInt(e.vip);
+    return parseAddr(e.vip);
   } catch {
     return undefined;
   }

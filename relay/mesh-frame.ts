@@ -23,6 +23,7 @@
  */
 import { blake2s } from '@noble/hashes/blake2s';
 import { timingSafeEqual } from 'node:crypto';
+import { writeAddr } from '../common/ipv4';
 
 export const MeshFrameType = {
   DATA: 0x20,
@@ -100,13 +101,6 @@ export function writeMeshDataHeader(buf: Uint8Array, off: number, dstVip: number
   buf[off + 1] = 0;
   buf[off + 2] = 0;
   buf[off + 3] = 0;
-  writeU32BE(buf, off + MESH_OFFSET_DST, dstVip);
-  writeU32BE(buf, off + MESH_OFFSET_SRC, srcVip);
-}
-
-function writeU32BE(b: Uint8Array, off: number, v: number): void {
-  b[off] = v >>> 24;
-  b[off + 1] = (v >>> 16) & 255;
-  b[off + 2] = (v >>> 8) & 255;
-  b[off + 3] = v & 255;
+  writeAddr(buf, off + MESH_OFFSET_DST, dstVip);
+  writeAddr(buf, off + MESH_OFFSET_SRC, srcVip);
 }

@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import type Redis from 'ioredis';
 import type { Logger } from '../common/logger';
 import { DEFAULT_PREFIX, decodeEvent, isNodeEvent, redisKeys, type RedisKeys, type SessionEvent } from '../common/redis-schema';
-import { intToIpv4, ipv4ToInt } from '../common/packet-io';
+import { formatAddr, parseAddr } from '../common/ipv4';
 import type { MeshHome, MeshRouteSource, MeshSessionEvent } from './mesh';
 
 export interface MeshRegistryOptions {
@@ -97,14 +97,14 @@ export class RedisMeshRegistry implements MeshRouteSource {
     if (!e || isNodeEvent(e)) return;
     let vip: number;
     try {
-      vip = ipv4ToInt(e.vip);
+      vip = parseAddr(e.vip);
     } catch {
       return;
     }
     let mesh: { addr: number; port: number } | undefined;
     if (e.meshIp !== undefined && e.meshPort !== undefined) {
       try {
-        mesh = { addr: ipv4ToInt(e.meshIp), port: e.meshPort };
+        mesh = { addr: parseAddr(e.meshIp), port: e.meshPort };
       } catch {
         mesh = undefined;
       }
@@ -117,12 +117,12 @@ export class RedisMeshRegistry implements MeshRouteSource {
   }
 
   async lookupHome(vip: number, selfId: string): Promise<MeshHome | undefined> {
-    const relayId = await this.redis.hget(this.keys.session(intToIpv4(vip)), 'relayId');
+    const relayId = await this.redis.hget(this.keys.session(formatAddr(vip)), 'relayId');
     if (!relayId || relayId === selfId) return undefined;
     const [ip, port] = await this.redis.hmget(this.keys.relay(relayId), 'meshIp', 'meshPort');
     if (!ip || !port) return undefined;
     try {
-      return { relayId, addr: ipv4ToInt(ip), port: Number(port) };
+      return { relayId, addr: parseAddr(ip), port: Number(port) };
     } catch {
       return undefined;
     }

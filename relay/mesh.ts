@@ -25,7 +25,7 @@ import { randomBytes } from 'node:crypto';
 import type { Clock } from '../common/clock';
 import type { Logger } from '../common/logger';
 import type { DatagramBatch, DatagramSocket } from '../common/packet-io';
-import { intToIpv4 } from '../common/packet-io';
+import { formatAddr } from '../common/ipv4';
 import { EventType, type SessionEventType } from '../common/redis-schema';
 import { FrameType, RELAY_HEADER_LEN, readU32 } from '../protocol/relay-frame';
 import { MSG_TRANSPORT_MIN_SIZE } from '../protocol/constants';
@@ -168,7 +168,7 @@ export class Mesh {
 
   /** Known peers and whether each has completed the handshake (status, tests). */
   peerStates(): { id: string; addr: string; ready: boolean }[] {
-    return [...this.peers.values()].map((p) => ({ id: p.id, addr: `${intToIpv4(p.addr)}:${p.port}`, ready: p.ready }));
+    return [...this.peers.values()].map((p) => ({ id: p.id, addr: `${formatAddr(p.addr)}:${p.port}`, ready: p.ready }));
   }
 
   /** The cached home relay id of a vip, if any (tests, status). */
@@ -257,7 +257,7 @@ export class Mesh {
       this.drainHeld(now);
     }, (err: Error) => {
       this.pending.delete(vip);
-      this.log.warn({ err: err.message, vip: intToIpv4(vip) }, 'mesh route lookup failed');
+      this.log.warn({ err: err.message, vip: formatAddr(vip) }, 'mesh route lookup failed');
     });
   }
 
@@ -302,7 +302,7 @@ export class Mesh {
       const s = this.local?.sessions.byOverlay(vip);
       if (s) {
         this.local!.sessions.remove(s);
-        this.log.info({ vip: intToIpv4(vip), to: e.relayId }, 'member moved to another relay; local session dropped');
+        this.log.info({ vip: formatAddr(vip), to: e.relayId }, 'member moved to another relay; local session dropped');
       }
     } else {
       this.routes.delete(vip);
@@ -392,7 +392,7 @@ export class Mesh {
       const p = this.peers.get(h.relayId);
       if (!p || !Buffer.from(p.nonce).equals(Buffer.from(h.echo))) return l.stats.drop('mesh-bad-hello');
       this.trust.trust(addr, port, h.relayId);
-      if (!p.ready) this.log.info({ peer: h.relayId, meshAddr: `${intToIpv4(addr)}:${port}` }, 'mesh peer ready');
+      if (!p.ready) this.log.info({ peer: h.relayId, meshAddr: `${formatAddr(addr)}:${port}` }, 'mesh peer ready');
       p.ready = true;
       this.drainHeld(now);
       return;

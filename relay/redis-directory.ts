@@ -15,7 +15,7 @@
 import type Redis from 'ioredis';
 import type { Logger } from '../common/logger';
 import { DEFAULT_PREFIX, EventType, encodeEvent, redisKeys, type RedisKeys, type SessionEvent, type SessionEventType } from '../common/redis-schema';
-import { intToIpv4, ipv4ToInt } from '../common/packet-io';
+import { formatAddr, parseAddr } from '../common/ipv4';
 import type { SessionListener } from './control';
 import type { MemberDirectory } from './member-directory';
 import type { Session } from './session-table';
@@ -57,7 +57,7 @@ export class RedisMemberDirectory implements MemberDirectory {
     }
     let vip: number;
     try {
-      vip = ipv4ToInt(v);
+      vip = parseAddr(v);
     } catch {
       return undefined;
     }
@@ -111,11 +111,11 @@ export class RedisSessionRecorder implements SessionListener {
   }
 
   private key(vip: number): string {
-    return this.keys.session(intToIpv4(vip));
+    return this.keys.session(formatAddr(vip));
   }
 
   private event(type: SessionEventType, s: Session): string {
-    return encodeEvent({ ...this.o.eventFields, type, vip: intToIpv4(s.vip), relayId: this.o.relayId });
+    return encodeEvent({ ...this.o.eventFields, type, vip: formatAddr(s.vip), relayId: this.o.relayId });
   }
 
   sessionUp(s: Session): void {
@@ -123,13 +123,13 @@ export class RedisSessionRecorder implements SessionListener {
     this.redis.multi()
       .del(k)
       .hset(k, {
-        relayIp: this.o.relayIp, relayPort: String(this.o.relayPort), agentIp: intToIpv4(s.addr), agentPort: String(s.port),
+        relayIp: this.o.relayIp, relayPort: String(this.o.relayPort), agentIp: formatAddr(s.addr), agentPort: String(s.port),
         relayId: this.o.relayId, since: String(Date.now()),
       })
       .pexpire(k, this.ttlMs)
       .publish(this.keys.events, this.event(EventType.SessionUp, s))
       .exec()
-      .catch((e: Error) => this.o.logger.warn({ err: e.message, vip: intToIpv4(s.vip) }, 'recording session failed'));
+      .catch((e: Error) => this.o.logger.warn({ err: e.message, vip: formatAddr(s.vip) }, 'recording session failed'));
   }
 
   sessionDown(s: Session, why: 'replaced' | 'expired' | 'closed'): void {
@@ -140,7 +140,7 @@ export class RedisSessionRecorder implements SessionListener {
         if (n === 1) return this.redis.publish(this.keys.events, this.event(EventType.SessionDown, s));
         return undefined;
       })
-      .catch((e: Error) => this.o.logger.warn({ err: e.message, vip: intToIpv4(s.vip) }, 'removing session failed'));
+      .catch((e: Error) => this.o.logger.warn({ err: e.message, vip: formatAddr(s.vip) }, 'removing session failed'));
   }
 
   /**
@@ -153,7 +153,7 @@ export class RedisSessionRecorder implements SessionListener {
     const now = String(Date.now());
     for (const s of sessions) {
       p.eval(REFRESH_IF_OURS, 1, this.key(s.vip), this.o.relayId, this.o.relayIp, String(this.o.relayPort),
-        intToIpv4(s.addr), String(s.port), now, String(this.ttlMs));
+        formatAddr(s.addr), String(s.port), now, String(this.ttlMs));
       n++;
     }
     if (n > 0) p.exec().catch((e: Error) => this.o.logger.warn({ err: e.message }, 'refreshing sessions failed'));

@@ -9,7 +9,7 @@ import { hostname } from 'node:os';
 import type { Clock } from '../common/clock';
 import type { Logger } from '../common/logger';
 import type { DatagramSocket } from '../common/packet-io';
-import { intToIpv4 } from '../common/packet-io';
+import { formatAddr } from '../common/ipv4';
 import { ChallengeIssuer } from './challenge';
 import { ControlHandlerImpl, type SessionListener } from './control';
 import { Forwarder } from './forward';
@@ -167,7 +167,7 @@ class RelayImpl implements Relay {
   removeMember(vip: number): boolean {
     const s = this.table.unbindVip(vip);
     if (!s) return false;
-    this.log.info({ vip: intToIpv4(vip), udpAddr: `${intToIpv4(s.addr)}:${s.port}` }, 'member removed by the coordinator: unbound');
+    this.log.info({ vip: formatAddr(vip), udpAddr: `${formatAddr(s.addr)}:${s.port}` }, 'member removed by the coordinator: unbound');
     this.c.sessionListener?.sessionDown?.(s, 'removed');
     return true;
   }
@@ -177,7 +177,7 @@ class RelayImpl implements Relay {
     this.challenges.rotate(now);
     const idleMs = this.opts.keepaliveSeconds * 1000 * this.opts.idleIntervals;
     for (const s of this.table.expire(now, idleMs)) {
-      this.log.info({ vip: intToIpv4(s.vip), udpAddr: `${intToIpv4(s.addr)}:${s.port}` }, 'member session expired');
+      this.log.info({ vip: formatAddr(s.vip), udpAddr: `${formatAddr(s.addr)}:${s.port}` }, 'member session expired');
       this.c.sessionListener?.sessionDown?.(s, 'expired');
     }
     if (this.c.sessionListener?.refresh && now - this.lastRefresh >= this.opts.sessionRefreshMs) {
@@ -196,7 +196,7 @@ class RelayImpl implements Relay {
 
   sessions(): SessionInfo[] {
     return [...this.table.sessions()].map((s: Session) => ({
-      vip: intToIpv4(s.vip), udpAddr: `${intToIpv4(s.addr)}:${s.port}`,
+      vip: formatAddr(s.vip), udpAddr: `${formatAddr(s.addr)}:${s.port}`,
       publicKey: Buffer.from(s.publicKey).toString('base64'), since: s.since, lastSeen: s.lastSeen,
     }));
   }

@@ -6,7 +6,7 @@ import { forComponent, type Logger } from '../../common/logger';
 import { systemClock } from '../../common/clock';
 import { parseAgentConfig, parseHostPort, ConfigError, DEFAULT_MTU, type AgentConfig } from '../../node-agent/config';
 import { Agent, RELAY_FAILOVER_TIMING, type AgentComponents } from '../../node-agent/agent';
-import { parseCidr, type Cidr } from '../../node-agent/cidr';
+import { isAddr, masked, parseAddr, parsePrefix, type Prefix } from '../../common/ipv4';
 import { StateDir, DEFAULT_STATE_DIR } from '../../node-agent/state-dir';
 import { detectOriginalIp } from '../../node-agent/original-ip';
 import { MembershipClient } from '../../node-agent/membership';
@@ -54,10 +54,11 @@ const components = (log: Logger): AgentComponents => ({
   },
 });
 
-function parseCidrFlag(flag: string, values: string[]): Cidr[] {
+/** Networks given as flags ('10.1.2.3/8' means 10.0.0.0/8); errors name the flag. */
+function parsePrefixFlag(flag: string, values: string[]): Prefix[] {
   return values.map((v) => {
     try {
-      return parseCidr(v);
+      return masked(parsePrefix(v.trim()));
     } catch (err) {
       throw new Error(`--${flag}: ${(err as Error).message}`);
     }
@@ -87,7 +88,7 @@ async function runStatic(args: AgentArgs, log: Logger): Promise<Agent> {
 function agentOptions(args: AgentArgs) {
   return {
     timers: args['rekey-after-time'] ? { rekeyAfterTimeMs: args['rekey-after-time'] * 1000 } : undefined,
-    routeOriginal: parseCidrFlag('route-original', args['route-original']),
+    routeOriginal: parsePrefixFlag('route-original', args['route-original']),
     relayKeepaliveMs: args['relay-keepalive'],
   };
 }
@@ -110,9 +111,8 @@ async function runJoined(args: AgentArgs, log: Logger): Promise<void> {
     throw new CliError(`join failed: ${err.message}`);
   });
   const relay = parseHostPort(args.relay!)!;
-  const cidr = parseCidr(m.cidr);
   const config: AgentConfig = {
-    privateKey: keyToBase64(membership.key), address: { ...parseCidr(`${m.vip}/${cidr.bits}`) },
+    privateKey: keyToBase64(membership.key), address: { addr: parseAddr(m.vip), bits: parsePrefix(m.cidr.trim()).bits },
     mtu: args.mtu, name: args.name, relay, peers: [],
   };
   const agent = new Agent(config, components(log), agentOptions(args));
@@ -157,11 +157,11 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
         if (!a.leave && !a.relay) throw new Error('Missing --relay HOST:PORT');
         if (a.relay && !parseHostPort(a.relay)) throw new Error(`--relay: expected HOST:PORT, got "${a.relay}"`);
       }
-      if (a['original-ip'] !== undefined && !/^\d{1,3}(\.\d{1,3}){3}$/.test(a['original-ip'])) throw new Error('--original-ip must be an IPv4 address');
+      if (a['original-ip'] !== undefined && !isAddr(a['original-ip'])) throw new Error('--original-ip must be an IPv4 address');
       if (!(a.mtu >= 576 && a.mtu <= 9000)) throw new Error('--mtu must be between 576 and 9000');
       if (!(a['relay-keepalive'] >= 50 && a['relay-keepalive'] <= 60_000)) throw new Error('--relay-keepalive must be between 50 and 60000 ms');
       if (a['rekey-after-time'] !== undefined && !(a['rekey-after-time'] > 0)) throw new Error('--rekey-after-time must be a positive number of seconds');
-      parseCidrFlag('route-original', a['route-original']);
+      parsePrefixFlag('route-original', a['route-original']);
       return true;
     }),
   handler: async (args) => {

@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
 import { forComponent } from '../../common/logger';
-import { createCoordinator, defaults, parseCidr, parseDuration, redactUrl, type RedisSpec } from '../../coordinator';
+import { createCoordinator, defaults, parseDuration, parseVipPool, redactUrl, type RedisSpec } from '../../coordinator';
 import { CliError, onShutdown } from '../shutdown';
 
 interface CoordinatorArgs {
@@ -61,7 +61,7 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
       }
       parseListen(a.listen, '--listen');
       try {
-        parseCidr(a.cidr);
+        parseVipPool(a.cidr);
       } catch (err) {
         throw new Error(`--cidr: ${(err as Error).message}`);
       }

@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { forComponent } from '../../common/logger';
-import { parseCidr } from '../../mapper/addr';
+import { parseRange } from '../../mapper/addr';
 import { startMapperService, DEFAULT_OVERLAY_CIDR, type ListenAddress } from '../../mapper';
 import { DEFAULT_PREFIX } from '../../common/redis-schema';
 import { CliError, onShutdown } from '../shutdown';
@@ -49,9 +49,9 @@ export const mapperCommand: CommandModule<object, MapperArgs> = {
       if (a['socks-user'] && Buffer.byteLength(a['socks-user']) > 255) throw new Error('--socks-user: at most 255 bytes (RFC 1929)');
       if (a['socks-pass'] && Buffer.byteLength(a['socks-pass']) > 255) throw new Error('--socks-pass: at most 255 bytes (RFC 1929)');
       for (const f of ['api', 'socks', 'http-proxy'] as const) if (a[f]) parseListen(f, a[f]!, '127.0.0.1');
-      try { parseCidr(a['overlay-cidr']); } catch (err) { throw new Error(`--overlay-cidr: ${(err as Error).message}`); }
+      try { parseRange(a['overlay-cidr']); } catch (err) { throw new Error(`--overlay-cidr: ${(err as Error).message}`); }
       for (const c of a['original-cidr']) {
-        try { parseCidr(c); } catch (err) { throw new Error(`--original-cidr: ${(err as Error).message}`); }
+        try { parseRange(c); } catch (err) { throw new Error(`--original-cidr: ${(err as Error).message}`); }
       }
       return true;
     }),

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { forComponent } from '../../common/logger';
 import { systemClock } from '../../common/clock';
 import { openBestDatagramSocket } from '../../common/dgram-socket';
-import { ipv4ToInt } from '../../common/packet-io';
+import { parseAddr } from '../../common/ipv4';
 import { DEFAULT_PREFIX } from '../../common/redis-schema';
 import Redis from 'ioredis';
 import {
@@ -35,7 +35,7 @@ export function parseHostPort(value: string, flag: string): { host: string; port
   const port = Number(m[2]);
   if (port > 65535) throw new Error(`${flag}: port ${port} is out of range 0-65535`);
   try {
-    ipv4ToInt(m[1]);
+    parseAddr(m[1]);
   } catch {
     throw new Error(`${flag}: host must be an IPv4 address, got ${JSON.stringify(m[1])}`);
   }

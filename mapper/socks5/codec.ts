@@ -26,6 +26,8 @@
  *   | RSV 2 | FRAG 1 | ATYP 1 | DST.ADDR | DST.PORT 2 | DATA |
  */
 
+import { formatAddr, readAddr, tryParseAddr, writeAddr } from '../../common/ipv4';
+
 export const SOCKS_VERSION = 0x05;
 export const AUTH_VERSION = 0x01;
 
@@ -123,7 +125,7 @@ function parseAddress(b: Uint8Array, off: number): Parsed<SocksAddress> {
   if (atyp === Atyp.IPv4) {
     end = off + 1 + 4;
     if (b.length < end + 2) return MORE;
-    host = `${b[off + 1]}.${b[off + 2]}.${b[off + 3]}.${b[off + 4]}`;
+    host = formatAddr(readAddr(b, off + 1));
   } else if (atyp === Atyp.Domain) {
     if (b.length < off + 2) return MORE;
     const len = b[off + 1]!;
@@ -156,9 +158,11 @@ export function parseRequest(b: Uint8Array): Parsed<{ cmd: number } & SocksAddre
 
 /** Encodes ATYP + address + port; an IPv4 host becomes ATYP 1, anything else a domain. */
 function encodeAddress(host: string, port: number): Buffer {
-  const p = host.split('.');
-  if (p.length === 4 && p.every((x) => /^\d{1,3}$/.test(x) && +x <= 255)) {
-    return Buffer.from([Atyp.IPv4, +p[0]!, +p[1]!, +p[2]!, +p[3]!, (port >>> 8) & 255, port & 255]);
+  const addr = tryParseAddr(host);
+  if (addr !== undefined) {
+    const out = Buffer.from([Atyp.IPv4, 0, 0, 0, 0, (port >>> 8) & 255, port & 255]);
+    writeAddr(out, 1, addr);
+    return out;
   }
   const name = Buffer.from(host, 'latin1').subarray(0, 255);
   return Buffer.concat([Buffer.from([Atyp.Domain, name.length]), name, Buffer.from([(port >>> 8) & 255, port & 255])]);

@@ -11,6 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { existsSync } from 'node:fs';
+import { formatAddr, parsePrefix } from '../../common/ipv4';
 import { openTun } from '../index';
 
 function out(o: unknown): void {
@@ -43,11 +44,12 @@ const UDP_SIZES = [1, 100, 555, 1000, 1392];
 async function runEcho(name: string, address: string, count: number): Promise<void> {
   const tun = openTun({ name, address, batchSize: 16 });
   // Traffic to 10.77.0.2 is routed into the TUN; nothing reads it until onReceive.
-  const peer = address.replace(/\.\d+\/\d+$/, '.2');
+  const own = parsePrefix(address).addr;
+  const peer = formatAddr(((own & 0xffffff00) | 2) >>> 0);
   const udp = dgram.createSocket('udp4');
   const udpEchoes: number[] = [];
   udp.on('message', (m) => udpEchoes.push(m.length));
-  await new Promise<void>((r) => udp.bind(0, address.split('/')[0], r));
+  await new Promise<void>((r) => udp.bind(0, formatAddr(own), r));
   for (const size of UDP_SIZES) {
     await new Promise<void>((r, j) => udp.send(Buffer.alloc(size, size & 0xff), 9999, peer, (e) => (e ? j(e) : r())));
   }

@@ -6,13 +6,13 @@
  *   node --import=tsx native-bindings/tools/udp-bench.ts [seconds-per-case]
  */
 import dgram from 'node:dgram';
-import { ipv4ToInt } from '../../common/packet-io';
+import { parseAddr } from '../../common/ipv4';
 import { openUdpSocket } from '../index';
 
 const SECONDS = Number(process.argv[2] ?? 1);
 const PKT = 1420;
 const BATCH = 128;
-const LOOP = ipv4ToInt('127.0.0.1');
+const LOOP = parseAddr('127.0.0.1');
 const payload = Buffer.alloc(PKT, 0xab);
 
 function report(name: string, received: number, sent: number, secs: number): void {

@@ -5,7 +5,8 @@
  * fake is only a fair stand-in if it keeps the same contract as the real sockets.
  */
 import test from 'ava';
-import { ipv4ToInt, type DatagramBatch, type DatagramSocket } from '../../common/packet-io';
+import { type DatagramBatch, type DatagramSocket } from '../../common/packet-io';
+import { parseAddr } from '../../common/ipv4';
 import { DgramSocket } from '../../common/dgram-socket';
 import { nativeAvailable, openUdpSocket } from '../../native-bindings';
 import { MemoryNetwork } from '../harness/memory-bind';
@@ -51,7 +52,7 @@ function collect(s: DatagramSocket): Got[] {
   return got;
 }
 
-const to = (s: DatagramSocket): [number, number] => [ipv4ToInt(s.localAddress.ip), s.localAddress.port];
+const to = (s: DatagramSocket): [number, number] => [parseAddr(s.localAddress.ip), s.localAddress.port];
 
 for (const impl of impls) {
   test(`${impl.name}: a flushed batch arrives in order, with the sender's address and port`, async (t) => {
@@ -65,7 +66,7 @@ for (const impl of impls) {
     a.flush();
     await waitFor(() => got.length === sent.length, { what: 'all datagrams' });
     t.deepEqual(got.map((g) => g.bytes), sent);
-    t.true(got.every((g) => g.addr === ipv4ToInt('127.0.0.1') && g.port === a.localAddress.port));
+    t.true(got.every((g) => g.addr === parseAddr('127.0.0.1') && g.port === a.localAddress.port));
   });
 
   test(`${impl.name}: send copies before it returns; a slice of a larger buffer is sent exactly`, async (t) => {

@@ -21,7 +21,8 @@
  * source-NATed back to the VIP).
  */
 import type { DatagramBatch, DatagramSocket } from '../../common/packet-io';
-import { IDEAL_BATCH_SIZE, intToIpv4, ipv4ToInt } from '../../common/packet-io';
+import { IDEAL_BATCH_SIZE } from '../../common/packet-io';
+import { formatAddr, parseAddr } from '../../common/ipv4';
 import { POISON } from './memory-tun';
 import { guardSlab, release, retireBatch, stamp } from './slab-guard';
 
@@ -87,7 +88,7 @@ export class MemoryNetwork {
 
   /** Bind a socket at `ip:port` (port 0: an unused ephemeral port). Throws EADDRINUSE. */
   bind(ip: string, port = 0): MemoryDatagramSocket {
-    const addr = ipv4ToInt(ip);
+    const addr = parseAddr(ip);
     if (port === 0) port = this.ephemeralPort(addr);
     const k = tuple(addr, port);
     if (this.sockets.has(k) || this.balancers.has(k)) {
@@ -108,13 +109,13 @@ export class MemoryNetwork {
 
   /** A down host neither receives nor sends; datagrams already on their way to it vanish. */
   setHostDown(ip: string, down = true): void {
-    const a = ipv4ToInt(ip);
+    const a = parseAddr(ip);
     if (down) this.down.add(a);
     else this.down.delete(a);
   }
 
   isHostDown(ip: string | number): boolean {
-    return this.down.has(typeof ip === 'number' ? ip >>> 0 : ipv4ToInt(ip));
+    return this.down.has(typeof ip === 'number' ? ip >>> 0 : parseAddr(ip));
   }
 
   /**
@@ -124,7 +125,7 @@ export class MemoryNetwork {
    * does, which is why a member fails over by changing its source port.
    */
   addBalancer(vip: { ip: string; port: number }, backends: { ip: string; port: number }[]): void {
-    const b: Balancer = { vip: ipv4ToInt(vip.ip), port: vip.port, backends: backends.map((x) => ({ ip: ipv4ToInt(x.ip), port: x.port })), next: 0 };
+    const b: Balancer = { vip: parseAddr(vip.ip), port: vip.port, backends: backends.map((x) => ({ ip: parseAddr(x.ip), port: x.port })), next: 0 };
     this.balancers.set(tuple(b.vip, b.port), b);
   }
 
@@ -201,8 +202,8 @@ export class MemoryNetwork {
 
   /** The backend a flow from `client` to a VIP is pinned to, if any ("ip:port"). */
   backendOf(client: { ip: string; port: number }, vip: { ip: string; port: number }): string | undefined {
-    const be = this.flows.get(`${tuple(ipv4ToInt(client.ip), client.port)}>${tuple(ipv4ToInt(vip.ip), vip.port)}`);
-    return be ? `${intToIpv4(be.ip)}:${be.port}` : undefined;
+    const be = this.flows.get(`${tuple(parseAddr(client.ip), client.port)}>${tuple(parseAddr(vip.ip), vip.port)}`);
+    return be ? `${formatAddr(be.ip)}:${be.port}` : undefined;
   }
 
   /** On arrival, to whatever is bound at the address then (a restarted process gets it). */
@@ -273,7 +274,7 @@ export class MemoryDatagramSocket implements DatagramSocket {
   private readonly batch: DatagramBatch;
 
   constructor(private readonly net: MemoryNetwork, readonly addr: number, readonly port: number) {
-    this.localAddress = { ip: intToIpv4(addr), port };
+    this.localAddress = { ip: formatAddr(addr), port };
     const n = net.batchSize;
     this.batch = {
       count: 0, data: this.slab, offsets: new Uint32Array(n), lengths: new Uint32Array(n),

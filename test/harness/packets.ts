@@ -1,5 +1,5 @@
 /** Minimal IPv4 packets for engine tests (UDP protocol number, no UDP header needed). */
-import { ipv4ToInt } from '../../common/packet-io';
+import { parseAddr } from '../../common/ipv4';
 
 export function ipv4Packet(src: string, dst: string, payload = Buffer.from('hello overlay')): Buffer {
   const p = Buffer.alloc(20 + payload.length);
@@ -7,8 +7,8 @@ export function ipv4Packet(src: string, dst: string, payload = Buffer.from('hell
   p.writeUInt16BE(p.length, 2);
   p[8] = 64;
   p[9] = 17;
-  p.writeUInt32BE(ipv4ToInt(src), 12);
-  p.writeUInt32BE(ipv4ToInt(dst), 16);
+  p.writeUInt32BE(parseAddr(src), 12);
+  p.writeUInt32BE(parseAddr(dst), 16);
   payload.copy(p, 20);
   return p;
 }
@@ -30,8 +30,8 @@ function ipv4(src: string, dst: string, proto: number, body: Buffer, id = 1): Bu
   p.writeUInt16BE(id & 0xffff, 4);
   p[8] = 64;
   p[9] = proto;
-  p.writeUInt32BE(ipv4ToInt(src), 12);
-  p.writeUInt32BE(ipv4ToInt(dst), 16);
+  p.writeUInt32BE(parseAddr(src), 12);
+  p.writeUInt32BE(parseAddr(dst), 16);
   p.writeUInt16BE(checksum(p.subarray(0, 20)), 10);
   body.copy(p, 20);
   return p;

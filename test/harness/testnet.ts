@@ -16,12 +16,11 @@
  */
 import { systemClock } from '../../common/clock';
 import { silentLogger } from '../../common/logger';
-import { ipv4ToInt } from '../../common/packet-io';
+import { parseAddr, parseNetwork, parsePrefix } from '../../common/ipv4';
 import { createRelay, StaticMemberDirectory, type Relay } from '../../relay';
 import { Mesh } from '../../relay/mesh';
 import { deriveMeshKey } from '../../relay/mesh-frame';
 import { Agent, type AgentComponents } from '../../node-agent/agent';
-import { parseCidr } from '../../node-agent/cidr';
 import type { AgentConfig } from '../../node-agent/config';
 import { generatePrivateKey, keyToBase64, publicKeyFromPrivate } from '../../protocol/keys';
 import type { TimerConfig } from '../../protocol/timers';
@@ -91,7 +90,7 @@ export class Testnet {
       const priv = generatePrivateKey();
       return { name, priv, pub: keyToBase64(publicKeyFromPrivate(priv)), vip: `100.64.0.${i + 1}`, host: `10.1.0.${i + 1}` };
     });
-    this.directory = new StaticMemberDirectory(this.keys.map((k) => ({ publicKey: k.pub, vip: ipv4ToInt(k.vip) })));
+    this.directory = new StaticMemberDirectory(this.keys.map((k) => ({ publicKey: k.pub, vip: parseAddr(k.vip) })));
     const n = o.relays ?? 1;
     this.relayAddress = n > 1 ? VIP_ADDRESS : { ip: relayHost(0), port: RELAY_PORT };
     if (n > 1) {
@@ -117,7 +116,7 @@ export class Testnet {
     const meshed = (this.o.relays ?? 1) > 1;
     if (meshed) {
       meshSocket = this.net.bind(host, MESH_PORT);
-      this.registry.register(id, { addr: ipv4ToInt(host), port: MESH_PORT });
+      this.registry.register(id, { addr: parseAddr(host), port: MESH_PORT });
       mesh = new Mesh({ relayId: id, key: deriveMeshKey(MESH_SECRET), helloRetryMs: 50 }, { logger, clock: systemClock, socket: meshSocket, routes: this.registry });
     }
     const relay = createRelay({ id, keepaliveSeconds: 1, tickMs: 100, replyIntervalMs: 100 })({
@@ -131,11 +130,11 @@ export class Testnet {
   private async startAgent(k: Testnet['keys'][number]): Promise<TestAgent> {
     const extra = this.o.extraAllowedIps ?? {};
     const config: AgentConfig = {
-      privateKey: keyToBase64(k.priv), address: parseCidr(`${k.vip}/10`), mtu: this.o.mtu ?? 1420, name: `tun-${k.name}`,
+      privateKey: keyToBase64(k.priv), address: parsePrefix(`${k.vip}/10`), mtu: this.o.mtu ?? 1420, name: `tun-${k.name}`,
       relay: { host: this.relayAddress.ip, port: this.relayAddress.port },
       peers: this.keys.filter((p) => p !== k).map((p) => ({
         publicKey: p.pub, endpoint: 'relay' as const, overlayIp: p.vip,
-        allowedIps: [p.vip + '/32', ...(extra[p.name] ?? [])].map(parseCidr),
+        allowedIps: [p.vip + '/32', ...(extra[p.name] ?? [])].map((s) => parseNetwork(s)),
       })),
     };
     let tun: MemoryTun | undefined;

@@ -8,7 +8,7 @@ import Redis from 'ioredis';
 import { startRedis, type RedisHandle } from '../harness/redis';
 import { RedisRegistry } from '../../coordinator/redis-store';
 import { TokenStore } from '../../coordinator/token-store';
-import { parseCidr, ReferenceAllocator } from '../../coordinator/ipam';
+import { parseVipPool, ReferenceAllocator } from '../../coordinator/ipam';
 import { hashSecret } from '../../coordinator/token-rules';
 import { JoinRefusedError } from '../../coordinator/errors';
 import { startEnv, member } from './coordinator-helpers';
@@ -26,7 +26,7 @@ test.serial('Lua allocator = reference allocator (random join/remove/time sequen
     { weight: 1, arbitrary: fc.record({ op: fc.constant('tick' as const), ms: fc.integer({ min: 1, max: 1500 }) }) },
   ), { maxLength: 60 }), async (ops) => {
     const prefix = `diff${run++}:`;
-    const cidr = parseCidr('10.77.0.0/28');
+    const cidr = parseVipPool('10.77.0.0/28');
     let now = 1_000_000;
     const reg = new RedisRegistry(r, { prefix, cidr, quarantineMs: 1000, now: () => now });
     await reg.init();

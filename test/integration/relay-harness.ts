@@ -3,15 +3,16 @@ import nacl from 'tweetnacl';
 import { systemClock } from '../../common/clock';
 import { silentLogger } from '../../common/logger';
 import { DgramSocket } from '../../common/dgram-socket';
-import { ipv4ToInt, type DatagramSocket } from '../../common/packet-io';
+import { type DatagramSocket } from '../../common/packet-io';
+import { parseAddr } from '../../common/ipv4';
 import { createRelay, StaticMemberDirectory, type Relay } from '../../relay';
 import { RelayClient } from '../../node-agent/relay-client';
 import { RELAY_HEADER_LEN } from '../../protocol/relay-frame';
 
-export const LOOPBACK = ipv4ToInt('127.0.0.1');
+export const LOOPBACK = parseAddr('127.0.0.1');
 
 export interface Identity { kp: nacl.BoxKeyPair; vip: number }
-export const identity = (vip: string): Identity => ({ kp: nacl.box.keyPair(), vip: ipv4ToInt(vip) });
+export const identity = (vip: string): Identity => ({ kp: nacl.box.keyPair(), vip: parseAddr(vip) });
 
 export function directoryOf(ids: Identity[]): StaticMemberDirectory {
   return new StaticMemberDirectory(ids.map((m) => ({ publicKey: Buffer.from(m.kp.publicKey).toString('base64'), vip: m.vip })));

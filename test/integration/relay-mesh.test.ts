@@ -10,7 +10,7 @@ import Redis from 'ioredis';
 import { systemClock } from '../../common/clock';
 import { silentLogger } from '../../common/logger';
 import { DgramSocket } from '../../common/dgram-socket';
-import { intToIpv4 } from '../../common/packet-io';
+import { formatAddr } from '../../common/ipv4';
 import { createRelay, deriveMeshKey, Mesh, RedisMemberDirectory, RedisMeshRegistry, RedisSessionRecorder, type Relay } from '../../relay';
 import { startRedis, type RedisHandle } from '../harness/redis';
 import { fakeWg, identity, startMember, until, type Identity } from './relay-harness';
@@ -63,7 +63,7 @@ async function startNode(id: string, ports: { port?: number; meshPort?: number }
 }
 
 async function enroll(...ids: Identity[]): Promise<void> {
-  for (const i of ids) await redis.set(`${P}key:${Buffer.from(i.kp.publicKey).toString('base64')}`, intToIpv4(i.vip));
+  for (const i of ids) await redis.set(`${P}key:${Buffer.from(i.kp.publicKey).toString('base64')}`, formatAddr(i.vip));
 }
 
 test.serial('members on different relays talk through one mesh hop; a moving member is followed', async (t) => {
@@ -98,7 +98,7 @@ test.serial('members on different relays talk through one mesh hop; a moving mem
   ma.sendData(b.vip, msgs[1]);
   await until(() => mb.received.length === 1, 'a → b locally');
   t.is(r1.relay.stats().meshSent, 3, 'no mesh hop any more');
-  t.is((await redis.hgetall(`${P}session:${intToIpv4(b.vip)}`)).relayId, 'm1');
+  t.is((await redis.hgetall(`${P}session:${formatAddr(b.vip)}`)).relayId, 'm1');
 });
 
 test.serial('a restarted home relay re-trusts its peer (MESH_REAUTH) and records come back after Redis loses them', async (t) => {
@@ -129,8 +129,8 @@ test.serial('a restarted home relay re-trusts its peer (MESH_REAUTH) and records
   // Redis loses everything (a restart without persistence): the relays re-assert sessions.
   await redis.flushall();
   await new Promise((r) => setTimeout(r, 600));
-  const recA = await redis.hgetall(`${P}session:${intToIpv4(a.vip)}`);
-  const recB = await redis.hgetall(`${P}session:${intToIpv4(b.vip)}`);
+  const recA = await redis.hgetall(`${P}session:${formatAddr(a.vip)}`);
+  const recB = await redis.hgetall(`${P}session:${formatAddr(b.vip)}`);
   t.is(recA.relayId, 'n1');
   t.is(Number(recA.agentPort), ma.socket.localAddress.port);
   t.is(recB.relayId, 'n2');

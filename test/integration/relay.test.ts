@@ -1,6 +1,6 @@
 import test from 'ava';
 import nacl from 'tweetnacl';
-import { ipv4ToInt } from '../../common/packet-io';
+import { parseAddr } from '../../common/ipv4';
 import { proveKey } from '../../protocol/key-proof';
 import {
   AuthFailReason, FrameType, decodeAuthFail, decodeChallenge, encodeAuth, encodeHello, encodePing, writeRelayHeader,
@@ -113,9 +113,9 @@ test(`[${kind}] bad auth, replays, unbound sources, garbage and unknown destinat
   raw2.send(r.port, Buffer.from([1, 0, 0, 0, 5, 6, 7, 8, 9, 10, 11, 12])); // a bare WireGuard-looking message
 
   // Unknown destination: UNREACHABLE reaches the member's callback.
-  ma.sendData(ipv4ToInt('100.64.0.99'), fakeWg());
+  ma.sendData(parseAddr('100.64.0.99'), fakeWg());
   await until(() => ma.unreachable.length === 1, 'UNREACHABLE');
-  t.is(ma.unreachable[0], ipv4ToInt('100.64.0.99'));
+  t.is(ma.unreachable[0], parseAddr('100.64.0.99'));
 
   // Still serving.
   const m = fakeWg(200);

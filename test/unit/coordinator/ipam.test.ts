@@ -1,32 +1,32 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { parseCidr, vipAt, offsetOf, ReferenceAllocator, InvalidCidrError } from '../../../coordinator/ipam';
+import { parseVipPool, vipAt, offsetOf, ReferenceAllocator, InvalidCidrError } from '../../../coordinator/ipam';
 
-test('parseCidr normalizes and bounds the usable range', (t) => {
-  const c = parseCidr('100.64.0.0/10');
+test('parseVipPool normalizes and bounds the usable range', (t) => {
+  const c = parseVipPool('100.64.0.0/10');
   t.is(c.text, '100.64.0.0/10');
   t.is(c.size, 4194304);
   t.is(vipAt(c, c.firstOffset), '100.64.0.1');
   t.is(vipAt(c, c.lastOffset), '100.127.255.254');
-  t.is(parseCidr('10.1.2.3/24').text, '10.1.2.0/24');
-  t.is(parseCidr('10.1.2.3/30').lastOffset, 2);
+  t.is(parseVipPool('10.1.2.3/24').text, '10.1.2.0/24');
+  t.is(parseVipPool('10.1.2.3/30').lastOffset, 2);
 });
 
-test('parseCidr rejects garbage', (t) => {
-  for (const bad of ['', '10.0.0.0', '10.0.0.0/31', '10.0.0.0/7', '300.0.0.0/8', '10.0.0/8', 'a.b.c.d/8', '10.0.0.0/8/8']) {
-    t.throws(() => parseCidr(bad), { instanceOf: InvalidCidrError }, bad);
+test('parseVipPool rejects garbage', (t) => {
+  for (const bad of ['', '10.0.0.0', '10.0.0.0/31', '10.0.0.0/7', '300.0.0.0/8', '10.0.0/8', 'a.b.c.d/8', '10.0.0.0/8/8', '010.0.0.0/8', '10.0.0.0/08']) {
+    t.throws(() => parseVipPool(bad), { instanceOf: InvalidCidrError }, bad);
   }
 });
 
 test('vipAt/offsetOf round-trip; network and broadcast are never usable', (t) => {
   fc.assert(fc.property(fc.integer({ min: 8, max: 30 }), fc.nat(), fc.nat(), (prefix, a, o) => {
-    const c = parseCidr(`${(a >>> 24) % 224 || 1}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}/${prefix}`);
+    const c = parseVipPool(`${(a >>> 24) % 224 || 1}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}/${prefix}`);
     const off = c.firstOffset + (o % (c.lastOffset - c.firstOffset + 1));
     const ip = vipAt(c, off);
     if (offsetOf(c, ip) !== off) return false;
     return offsetOf(c, vipAt(c, c.firstOffset).replace(/\d+$/, (d) => String(Number(d) - 1))) === -1;
   }), { numRuns: 2000 });
-  const c = parseCidr('10.0.0.0/29');
+  const c = parseVipPool('10.0.0.0/29');
   t.is(offsetOf(c, '10.0.0.0'), -1);
   t.is(offsetOf(c, '10.0.0.7'), -1);
   t.is(offsetOf(c, '10.0.0.8'), -1);
@@ -41,7 +41,7 @@ test('reference allocator: no duplicate in use, quarantine respected, fresh addr
     fc.record({ op: fc.constant('release' as const), i: fc.nat() }),
     fc.record({ op: fc.constant('tick' as const), ms: fc.integer({ min: 1, max: 2000 }) }),
   ), { maxLength: 200 }), (ops) => {
-    const c = parseCidr('10.9.0.0/28'); // 14 usable
+    const c = parseVipPool('10.9.0.0/28'); // 14 usable
     const a = new ReferenceAllocator(c, 1000);
     let now = 0;
     const releasedAt = new Map<string, number>();

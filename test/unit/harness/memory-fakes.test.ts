@@ -4,7 +4,8 @@
  * and if their network switches (down hosts, hooks, the VIP balancer) do what tests rely on.
  */
 import test from 'ava';
-import { ipv4ToInt, type DatagramBatch, type PacketBatch } from '../../../common/packet-io';
+import { type DatagramBatch, type PacketBatch } from '../../../common/packet-io';
+import { parseAddr } from '../../../common/ipv4';
 import { MemoryTun, POISON } from '../../harness/memory-tun';
 import { MemoryNetwork, type MemoryDatagramSocket } from '../../harness/memory-bind';
 import { icmpEcho } from '../../harness/packets';
@@ -83,7 +84,7 @@ function pair(net: MemoryNetwork): { a: MemoryDatagramSocket; b: MemoryDatagramS
 test('memory network: asynchronous delivery, one batch per flush, in-place bytes read at flush', async (t) => {
   const net = new MemoryNetwork();
   const { a, got } = pair(net);
-  const B = ipv4ToInt('10.0.0.2');
+  const B = parseAddr('10.0.0.2');
   const buf = pkt(10, 1);
   a.send(buf, 0, 10, B, 2000);
   a.sendInPlace(buf, 0, 10, B, 2000);
@@ -109,8 +110,8 @@ test('memory network: a down host neither receives nor sends; hooks drop and del
   const { a, b, got } = pair(net);
   const back: Buffer[] = [];
   a.onReceive((x) => back.push(Buffer.from(x.data.subarray(x.offsets[0], x.offsets[0] + x.lengths[0]))));
-  const B = ipv4ToInt('10.0.0.2');
-  const A = ipv4ToInt('10.0.0.1');
+  const B = parseAddr('10.0.0.2');
+  const A = parseAddr('10.0.0.1');
   net.setHostDown('10.0.0.2');
   a.send(pkt(3), 0, 3, B, 2000);
   a.flush();
@@ -159,7 +160,7 @@ test('memory network: the VIP balancer places new flows round-robin, pins them, 
       r.flush();
     });
   }
-  const VIP = ipv4ToInt('10.90.0.100');
+  const VIP = parseAddr('10.90.0.100');
   const replies: string[] = [];
   const client = (port: number): MemoryDatagramSocket => {
     const s = net.bind('10.1.0.1', port);

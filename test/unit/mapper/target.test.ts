@@ -1,7 +1,8 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { resolveTarget, type TargetPolicy } from '../../../mapper/target';
-import { parseCidr, isIPv4, cidrContains } from '../../../mapper/addr';
+import { parseRange } from '../../../mapper/addr';
+import { contains, isAddr, parseAddr } from '../../../common/ipv4';
 import { toEntry, type MapEntry, type MemberDirectory } from '../../../mapper/directory';
 
 function memDir(members: Array<{ orig: string; vip: string; hostname?: string }>): MemberDirectory {
@@ -15,7 +16,7 @@ function memDir(members: Array<{ orig: string; vip: string; hostname?: string }>
 
 const policy: TargetPolicy = {
   directory: memDir([{ orig: '10.1.2.3', vip: '100.64.0.7', hostname: 'web-1' }]),
-  overlay: parseCidr('100.64.0.0/10'),
+  overlay: parseRange('100.64.0.0/10'),
 };
 
 test('original IP, virtual IP, hostname and dotted-IPv4-as-domain resolve; others are refused', async (t) => {
@@ -29,7 +30,7 @@ test('original IP, virtual IP, hostname and dotted-IPv4-as-domain resolve; other
   t.like(await resolveTarget('[2001:db8::1]', 80, policy), { kind: 'refuse', why: 'unsupported' });
   t.like(await resolveTarget('10.1.2.3', 0, policy), { kind: 'refuse', why: 'invalid' });
   t.like(await resolveTarget('a b', 80, policy), { kind: 'refuse', why: 'invalid' });
-  const strict = { ...policy, originalCidrs: [parseCidr('10.0.0.0/8')] };
+  const strict = { ...policy, originalCidrs: [parseRange('10.0.0.0/8')] };
   t.like(await resolveTarget('192.0.2.1', 80, strict), { kind: 'refuse', why: 'not-allowed' });
   t.like(await resolveTarget('10.9.9.9', 80, strict), { kind: 'refuse', why: 'unknown' });
   const broken: TargetPolicy = { ...policy, directory: { ...policy.directory, byOriginalIp: async () => { throw new Error('down'); } } };
@@ -40,19 +41,20 @@ test('never dials outside the overlay unless the directory mapped it (no open pr
   await fc.assert(fc.asyncProperty(fc.oneof(fc.ipV4(), fc.string({ maxLength: 40 }), fc.domain()), fc.integer({ min: 1, max: 65535 }), async (host, port) => {
     const r = await resolveTarget(host, port, policy);
     if (r.kind !== 'dial') return true;
-    return r.ip === '100.64.0.7' || cidrContains(policy.overlay, r.ip);
+    return r.ip === '100.64.0.7' || (isAddr(r.ip) && contains(policy.overlay, parseAddr(r.ip)));
   }), { numRuns: 3000 });
   t.pass();
 });
 
-test('addr helpers', (t) => {
-  t.true(isIPv4('10.1.2.3'));
-  t.false(isIPv4('010.1.2.3'));
-  t.false(isIPv4('1.2.3.256'));
-  t.throws(() => parseCidr('10.0.0.0/33'), { code: 'ERR_INVALID_CIDR' });
-  t.true(cidrContains(parseCidr('100.64.0.0/10'), '100.127.255.255'));
-  t.false(cidrContains(parseCidr('100.64.0.0/10'), '100.128.0.0'));
-  t.true(cidrContains(parseCidr('0.0.0.0/0'), '1.2.3.4'));
+test('ranges from options: InvalidCidrError on junk, host bits cleared (parser: test/unit/common/ipv4.test.ts)', async (t) => {
+  for (const bad of ['10.0.0.0/33', '010.0.0.0/8', '10.0.0.0', '10.0.0.0/8 x', '']) t.throws(() => parseRange(bad), { code: 'ERR_INVALID_CIDR' }, bad);
+  t.deepEqual(parseRange(' 100.64.0.1/10 '), parseRange('100.64.0.0/10'));
+  t.true(contains(parseRange('100.64.0.0/10'), parseAddr('100.127.255.255')));
+  t.false(contains(parseRange('100.64.0.0/10'), parseAddr('100.128.0.0')));
+  t.true(contains(parseRange('0.0.0.0/0'), parseAddr('1.2.3.4')));
+  // Not an address (leading zero): a name, so never dialed as 10.1.2.3 or as octal.
+  t.like(await resolveTarget('010.1.2.3', 80, policy), { kind: 'refuse', why: 'unknown' });
+  t.like(await resolveTarget('1.2.3.256', 80, policy), { kind: 'refuse', why: 'unknown' });
 });
 
 test('toEntry tolerates junk fields', (t) => {

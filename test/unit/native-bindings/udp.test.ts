@@ -3,10 +3,11 @@
  * truncation counting, error codes.
  */
 import test from 'ava';
-import { ipv4ToInt, type DatagramBatch } from '../../../common/packet-io';
+import { type DatagramBatch } from '../../../common/packet-io';
+import { parseAddr } from '../../../common/ipv4';
 import { nativeAvailable, openUdpSocket, type NativeIoError, type NativeUdpSocket } from '../../../native-bindings';
 
-const LOOP = ipv4ToInt('127.0.0.1');
+const LOOP = parseAddr('127.0.0.1');
 const available = nativeAvailable();
 const t = available ? test : test.skip;
 if (!available) console.log('native addon not built (npm run install): skipping native UDP tests');

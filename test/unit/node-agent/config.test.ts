@@ -1,5 +1,6 @@
 import test from 'ava';
 import { parseAgentConfig, ConfigError } from '../../../node-agent/config';
+import { formatPrefix } from '../../../common/ipv4';
 
 const KEY_A = 'yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=';
 const KEY_B = 'xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=';
@@ -22,21 +23,26 @@ PersistentKeepalive = 25
 test('parses a full config', (t) => {
   const c = parseAgentConfig(GOOD);
   t.is(c.privateKey, KEY_A);
-  t.is(c.address.address, '100.64.0.1');
-  t.is(c.address.bits, 10);
+  t.is(formatPrefix(c.address), '100.64.0.1/10'); // interface address: host bits kept
   t.is(c.listenPort, 51820);
   t.is(c.mtu, 1420);
   t.deepEqual(c.relay, { host: '10.90.0.1', port: 7000 });
   t.is(c.peers.length, 1);
   t.is(c.peers[0].endpoint, 'relay');
   t.is(c.peers[0].overlayIp, '100.64.0.2');
-  t.is(c.peers[0].allowedIps.length, 2);
+  t.deepEqual(c.peers[0].allowedIps.map(formatPrefix), ['100.64.0.2/32', '10.1.0.0/16']);
   t.is(c.peers[0].persistentKeepaliveSec, 25);
 });
 
 test('direct endpoints and case-insensitive keys', (t) => {
   const c = parseAgentConfig(`[interface]\nprivatekey=${KEY_A}\naddress=100.64.0.1/10\n[peer]\npublickey=${KEY_B}\nallowedips=100.64.0.2/32\nendpoint=192.0.2.1:51820\n`);
   t.deepEqual(c.peers[0].endpoint, { host: '192.0.2.1', port: 51820 });
+});
+
+test('AllowedIPs are networks (host bits cleared); a leading zero is an error naming the line', (t) => {
+  const c = parseAgentConfig(GOOD.replace('10.1.0.0/16', '10.1.2.3/16'));
+  t.deepEqual(c.peers[0].allowedIps.map(formatPrefix), ['100.64.0.2/32', '10.1.0.0/16']);
+  t.throws(() => parseAgentConfig(GOOD.replace('10.1.0.0/16', '010.1.0.0/16')), { instanceOf: ConfigError, message: /^line 11: AllowedIPs: .*010\.1\.0\.0\/16/ });
 });
 
 function errorOf(text: string): ConfigError {

@@ -7,14 +7,14 @@
 import test from 'ava';
 import { ManualClock } from '../../../common/clock';
 import { silentLogger } from '../../../common/logger';
-import { ipv4ToInt, type PacketBatch } from '../../../common/packet-io';
+import { type PacketBatch } from '../../../common/packet-io';
+import { parseAddr, parsePrefix } from '../../../common/ipv4';
 import { generatePrivateKey, publicKeyFromPrivate, keyToBase64 } from '../../../protocol/keys';
 import { createLocalIdentity } from '../../../protocol/handshake';
 import { DEFAULT_TIMER_CONFIG } from '../../../protocol/timers';
 import { Device, DEVICE_HEADROOM } from '../../../node-agent/device';
 import { PeerSet } from '../../../node-agent/peer-set';
 import { Endpoint, EndpointKind } from '../../../node-agent/endpoint';
-import { parseCidr } from '../../../node-agent/cidr';
 import type { BatchAead } from '../../../node-agent/batch-crypto';
 import { aead as nativeAead, nativeAvailable } from '../../../native-bindings';
 import { ipv4Packet } from '../../harness/packets';
@@ -57,8 +57,8 @@ function pair(aeads: Record<Side, BatchAead | undefined>) {
   };
   const a = make('a');
   const b = make('b');
-  a.peers.upsert({ publicKey: keyToBase64(publicKeyFromPrivate(keys.b)), allowedIps: [parseCidr('100.64.0.2/32')], endpoint: Endpoint.relay(ipv4ToInt('100.64.0.2')) });
-  b.peers.upsert({ publicKey: keyToBase64(publicKeyFromPrivate(keys.a)), allowedIps: [parseCidr('100.64.0.1/32')], endpoint: Endpoint.relay(ipv4ToInt('100.64.0.1')) });
+  a.peers.upsert({ publicKey: keyToBase64(publicKeyFromPrivate(keys.b)), allowedIps: [parsePrefix('100.64.0.2/32')], endpoint: Endpoint.relay(parseAddr('100.64.0.2')) });
+  b.peers.upsert({ publicKey: keyToBase64(publicKeyFromPrivate(keys.a)), allowedIps: [parsePrefix('100.64.0.1/32')], endpoint: Endpoint.relay(parseAddr('100.64.0.1')) });
   const dev = (s: Side) => (s === 'a' ? a : b).device;
   /** Deliver what is on the wire in batches (one slab per batch) until quiet. */
   const pump = (mutate: (w: Wire[]) => Wire[] = (w) => w) => {
@@ -71,7 +71,7 @@ function pair(aeads: Record<Side, BatchAead | undefined>) {
         const d = dev(to);
         d.beginOutsideBatch();
         for (let i = 0; i < batch.count; i++) {
-          d.receiveOutside(batch.data, batch.offsets[i], batch.lengths[i], EndpointKind.Relay, 0, 0, ipv4ToInt(to === 'a' ? '100.64.0.2' : '100.64.0.1'));
+          d.receiveOutside(batch.data, batch.offsets[i], batch.lengths[i], EndpointKind.Relay, 0, 0, parseAddr(to === 'a' ? '100.64.0.2' : '100.64.0.1'));
         }
         d.endOutsideBatch();
       }

@@ -5,14 +5,13 @@
 import test from 'ava';
 import { ManualClock } from '../../../common/clock';
 import { silentLogger } from '../../../common/logger';
-import { ipv4ToInt } from '../../../common/packet-io';
+import { parseAddr, parsePrefix } from '../../../common/ipv4';
 import { generatePrivateKey, publicKeyFromPrivate, keyToBase64 } from '../../../protocol/keys';
 import { createLocalIdentity } from '../../../protocol/handshake';
 import { DEFAULT_TIMER_CONFIG, type TimerConfig } from '../../../protocol/timers';
 import { Device, DEVICE_HEADROOM, DEVICE_TAILROOM } from '../../../node-agent/device';
 import { PeerSet } from '../../../node-agent/peer-set';
 import { Endpoint, EndpointKind } from '../../../node-agent/endpoint';
-import { parseCidr } from '../../../node-agent/cidr';
 import { ipv4Packet } from '../../harness/packets';
 
 interface Wire { from: 'a' | 'b'; bytes: Buffer }
@@ -43,8 +42,8 @@ function pair(timers: Partial<TimerConfig> = {}) {
   };
   const a = make('a');
   const b = make('b');
-  a.peers.upsert({ publicKey: keyToBase64(publicKeyFromPrivate(keys.b)), allowedIps: [parseCidr('100.64.0.2/32')], endpoint: Endpoint.direct(2, 2) });
-  b.peers.upsert({ publicKey: keyToBase64(publicKeyFromPrivate(keys.a)), allowedIps: [parseCidr('100.64.0.1/32')], endpoint: Endpoint.direct(1, 1) });
+  a.peers.upsert({ publicKey: keyToBase64(publicKeyFromPrivate(keys.b)), allowedIps: [parsePrefix('100.64.0.2/32')], endpoint: Endpoint.direct(2, 2) });
+  b.peers.upsert({ publicKey: keyToBase64(publicKeyFromPrivate(keys.a)), allowedIps: [parsePrefix('100.64.0.1/32')], endpoint: Endpoint.direct(1, 1) });
   /** Deliver everything on the wire until quiet. */
   const pump = (filter: (w: Wire) => boolean = () => true) => {
     while (wire.length) {
@@ -107,8 +106,8 @@ test('no route: counted, and answered with ICMP host unreachable from the unreac
   t.is(n.a.device.drops['no-route'], 1);
   t.is(n.inbox.a.length, 1);
   const icmp = n.inbox.a[0];
-  t.is(icmp.readUInt32BE(12), ipv4ToInt('10.1.2.3'));
-  t.is(icmp.readUInt32BE(16), ipv4ToInt('100.64.0.1'));
+  t.is(icmp.readUInt32BE(12), parseAddr('10.1.2.3'));
+  t.is(icmp.readUInt32BE(16), parseAddr('100.64.0.1'));
   t.is(icmp[9], 1); // ICMP
   t.is(icmp[20], 3); // destination unreachable
   t.is(icmp[21], 1); // host

@@ -17,7 +17,7 @@ import { DEFAULT_TIMER_CONFIG, type TimerConfig } from '../../../protocol/timers
 import { Device, DEVICE_HEADROOM, DEVICE_TAILROOM } from '../../../node-agent/device';
 import { PeerSet } from '../../../node-agent/peer-set';
 import { Endpoint, EndpointKind } from '../../../node-agent/endpoint';
-import { parseCidr } from '../../../node-agent/cidr';
+import { parseNetwork } from '../../../common/ipv4';
 import type { BatchAead } from '../../../node-agent/batch-crypto';
 import { aead as nativeAead, nativeAvailable } from '../../../native-bindings';
 import { ipv4Packet } from '../../harness/packets';
@@ -51,8 +51,8 @@ function pair(timers: Partial<TimerConfig>, aead: BatchAead | undefined) {
   };
   const a = make('a');
   const b = make('b');
-  a.peers.upsert({ publicKey: keyToBase64(publicKeyFromPrivate(keys.b)), allowedIps: [parseCidr('100.64.0.2/32')], endpoint: Endpoint.direct(2, 2) });
-  b.peers.upsert({ publicKey: keyToBase64(publicKeyFromPrivate(keys.a)), allowedIps: [parseCidr('100.64.0.1/32')], endpoint: Endpoint.direct(1, 1) });
+  a.peers.upsert({ publicKey: keyToBase64(publicKeyFromPrivate(keys.b)), allowedIps: [parseNetwork('100.64.0.2/32')], endpoint: Endpoint.direct(2, 2) });
+  b.peers.upsert({ publicKey: keyToBase64(publicKeyFromPrivate(keys.a)), allowedIps: [parseNetwork('100.64.0.1/32')], endpoint: Endpoint.direct(1, 1) });
   const side = (s: Side) => (s === 'a' ? a : b);
   /** A's peer (B) and B's peer (A). */
   const peerOf = (s: Side) => [...side(s).peers.all()][0];

@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import { silentLogger } from '../../../common/logger';
-import { ipv4ToInt } from '../../../common/packet-io';
+import { parseAddr } from '../../../common/ipv4';
 import { Mesh, MeshForwardResult, type MeshHome, type MeshRouteSource, type MeshSessionEvent } from '../../../relay/mesh';
 import { MeshFrameType, deriveMeshKey } from '../../../relay/mesh-frame';
 import { SessionTable } from '../../../relay/session-table';
@@ -13,10 +13,10 @@ import { FrameType } from '../../../protocol/relay-frame';
 import { MemorySocket } from './memory-socket';
 
 const KEY = deriveMeshKey(Buffer.from('unit test mesh secret ......'));
-const A = ipv4ToInt('100.64.0.1');
-const B = ipv4ToInt('100.64.0.2');
-const R1 = { addr: ipv4ToInt('10.0.0.1'), port: 7001 };
-const R2 = { addr: ipv4ToInt('10.0.0.2'), port: 7001 };
+const A = parseAddr('100.64.0.1');
+const B = parseAddr('100.64.0.2');
+const R1 = { addr: parseAddr('10.0.0.1'), port: 7001 };
+const R2 = { addr: parseAddr('10.0.0.2'), port: 7001 };
 
 class MapRoutes implements MeshRouteSource {
   homes = new Map<number, MeshHome>();
@@ -70,7 +70,7 @@ test('a frame for a member on another relay is held, then delivered in one hop w
   const r2 = node('r2', routes);
   t.teardown(() => { r1.stop(); r2.stop(); });
   routes.homes.set(B, { relayId: 'r2', ...R2 });
-  r2.sessions.bind(B, ipv4ToInt('192.0.2.2'), 5555, new Uint8Array(32), 0);
+  r2.sessions.bind(B, parseAddr('192.0.2.2'), 5555, new Uint8Array(32), 0);
 
   const f = dataFrame(B);
   t.is(r1.mesh.forward(f, 0, f.length, A, B, 1000), MeshForwardResult.HELD);
@@ -81,7 +81,7 @@ test('a frame for a member on another relay is held, then delivered in one hop w
   r2.member.flush();
   const out = r2.member.sent;
   t.is(out.length, 1);
-  t.is(out[0].addr, ipv4ToInt('192.0.2.2'));
+  t.is(out[0].addr, parseAddr('192.0.2.2'));
   t.is(out[0].port, 5555);
   t.is(out[0].buf[0], FrameType.DATA);
   t.is(out[0].buf.readUInt32BE(4), A, 'the source vip is preserved');
