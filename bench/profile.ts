@@ -4,11 +4,16 @@
  * and agents' CPU with `perf record -g` meanwhile. JS frames are named through
  * `--perf-basic-prof` (/tmp/perf-PID.map), which this script puts in NODE_OPTIONS for the
  * subject's processes. Prints `perf report` per process (self time, top symbols).
+ * That flag also makes each of those node processes write V8's `isolate-*-v8.log` into its
+ * working directory, so they are started from a temporary directory, removed at the end.
  *
  *   node dist/bench/profile.js [--duration 6] [--streams 1] [--reverse] [--top 25]
  *
  * Root only; needs `perf`. Everything it starts is stopped and the topology removed at the end.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import yargs from 'yargs';
 import { isthmusRelaySubject } from '../testbed';
 import { runIperf, waitForPing } from '../testbed';
@@ -30,8 +35,13 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write('profile needs root (network namespaces, perf)\n');
     return 1;
   }
-  // Inherited by the relay and agents (startStaticOverlay passes process.env through).
+  // Inherited by the relay and agents (startStaticOverlay passes process.env through), and so
+  // is the working directory, where each of them writes an isolate-*-v8.log: not the repo's.
   process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --perf-basic-prof`.trim();
+  const cwd = process.cwd();
+  const out = resolve(a.out);
+  const scratch = mkdtempSync(join(tmpdir(), 'isthmus-profile-'));
+  process.chdir(scratch);
   const topo = await createTopology({ prefix: randomPrefix('isthp') });
   const subject = isthmusRelaySubject();
   try {
@@ -49,13 +59,13 @@ export async function main(argv: string[]): Promise<number> {
       const iperf = runIperf(topo, ep.serverAddr, ep.clientAddr, { streams: a.streams, reverse: a.reverse },
         { durationS: a.duration + 2, omitS: 1, port: IPERF_PORT }, () => pids);
       await sleep(1500);
-      await run('perf', ['record', '-F', '499', '-g', '-o', a.out, '-p', pids.join(','), '--', 'sleep', String(a.duration)],
+      await run('perf', ['record', '-F', '499', '-g', '-o', out, '-p', pids.join(','), '--', 'sleep', String(a.duration)],
         { timeoutMs: (a.duration + 30) * 1000, check: false });
       const r = await iperf;
       process.stdout.write(`iperf3: ${(r.bitsPerSecond / 1e9).toFixed(3)} Gbit/s, proc CPU-s/GB ${r.procCpuSPerGB.toFixed(1)}\n`);
       const names = ['relay', 'agent a1 (vpc1)', 'agent s1 (vpc2)'];
       for (let i = 0; i < pids.length; i++) {
-        const rep = await run('perf', ['report', '-i', a.out, '--stdio', '--no-children', '--pid', String(pids[i]),
+        const rep = await run('perf', ['report', '-i', out, '--stdio', '--no-children', '--pid', String(pids[i]),
           '--sort', 'sym', '-g', 'none', '--percentage', 'relative', '--percent-limit', '0.7'], { timeoutMs: 120_000, check: false });
         const lines = rep.stdout.split('\n').filter((l) => l.trim() && !l.startsWith('#')).slice(0, a.top);
         process.stdout.write(`\n== ${names[i] ?? 'pid'} ${pids[i]} ==\n${lines.join('\n')}\n`);
@@ -66,6 +76,8 @@ export async function main(argv: string[]): Promise<number> {
   } finally {
     await subject.teardown().catch(() => undefined);
     await topo.destroy();
+    process.chdir(cwd);
+    rmSync(scratch, { recursive: true, force: true });
   }
   return 0;
 }

@@ -5,11 +5,11 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { rootSkipReason } from '../harness/netns';
 import { run } from '../harness/procs';
 import { cliPath } from '../../testbed';
+import { forRoot } from '../harness/root';
 
-const skip = rootSkipReason();
+const rootTest = forRoot(test, __filename, { tools: ['ip', 'nft', 'iperf3', 'redis-server'] });
 
 async function leftovers(): Promise<string[]> {
   const ns = (await run('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]).filter((n) => n.startsWith('isd'));
@@ -84,28 +84,24 @@ async function descendantsGone(r: DemoRun): Promise<boolean> {
   return left.length === 0;
 }
 
-if (skip) {
-  test('demo', (t) => t.pass(skip));
-} else {
-  test.serial('the demo shows every way in and tears everything down', async (t) => {
-    const before = await leftovers();
-    const r = await runDemo();
-    t.is(r.code, 0, r.out);
-    for (const re of [/joined: virtual IP 100\.64\./, /5\/5 answered/, /Mbit\/s/, /SOCKS5, original IP\s+→ 200/,
-      /HTTP proxy, original IP\s+→ 200/, /transparent, original IP\s+→ 200/, /teardown/]) t.regex(r.out, re);
-    t.deepEqual(await leftovers(), before);
-    t.true(r.seen.size >= 5, `saw only ${r.seen.size} processes of the demo`);
-    t.true(await descendantsGone(r));
-  });
+rootTest('the demo shows every way in and tears everything down', async (t) => {
+  const before = await leftovers();
+  const r = await runDemo();
+  t.is(r.code, 0, r.out);
+  for (const re of [/joined: virtual IP 100\.64\./, /5\/5 answered/, /Mbit\/s/, /SOCKS5, original IP\s+→ 200/,
+    /HTTP proxy, original IP\s+→ 200/, /transparent, original IP\s+→ 200/, /teardown/]) t.regex(r.out, re);
+  t.deepEqual(await leftovers(), before);
+  t.true(r.seen.size >= 5, `saw only ${r.seen.size} processes of the demo`);
+  t.true(await descendantsGone(r));
+});
 
-  test.serial('Ctrl-C in the middle of the demo leaves nothing behind', async (t) => {
-    const before = await leftovers();
-    const r = await runDemo(/joined: virtual IP/);
-    t.not(r.code, 0);
-    t.deepEqual(await leftovers(), before);
-    t.true(r.seen.size >= 5, `saw only ${r.seen.size} processes of the demo`);
-    t.true(await descendantsGone(r));
-    const tuns = (await run('ip', ['-o', 'link', 'show', 'type', 'tun'])).stdout.trim();
-    t.is(tuns, '');
-  });
-}
+rootTest('Ctrl-C in the middle of the demo leaves nothing behind', async (t) => {
+  const before = await leftovers();
+  const r = await runDemo(/joined: virtual IP/);
+  t.not(r.code, 0);
+  t.deepEqual(await leftovers(), before);
+  t.true(r.seen.size >= 5, `saw only ${r.seen.size} processes of the demo`);
+  t.true(await descendantsGone(r));
+  const tuns = (await run('ip', ['-o', 'link', 'show', 'type', 'tun'])).stdout.trim();
+  t.is(tuns, '');
+});

@@ -7,12 +7,11 @@ import test from 'ava';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createTopology, listNamespaces, destroyAllWithPrefix, testPrefix, rootSkipReason, type Topology } from '../harness/netns';
+import { createTopology, listNamespaces, destroyAllWithPrefix, testPrefix, type Topology } from '../harness/netns';
 import { ManagedProcess, pidAlive } from '../harness/procs';
+import { forRoot } from '../harness/root';
 
-const skip = rootSkipReason();
-if (skip) console.warn(`test/netns/topology.test.ts ${skip}`);
-const rootTest = skip ? test.skip : test.serial;
+const rootTest = forRoot(test, __filename, { tools: ['ip', 'nft', 'ping'] });
 
 const used: string[] = [];
 function prefix(): string {

@@ -15,10 +15,9 @@
  */
 import test from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { nativeAvailable } from '../../native-bindings';
+import { forRoot } from '../harness/root';
 
 const ROOT = join(__dirname, '..', '..');
 const CHILD = join(ROOT, 'native-bindings', 'tools', 'tun-echo-child.ts');
@@ -26,15 +25,7 @@ const SUFFIX = randomBytes(3).toString('hex');
 const NS = `itn1${SUFFIX}`;
 const TUN = `itn1t${SUFFIX}`;
 
-const skipReason =
-  process.platform !== 'linux' ? 'not Linux'
-  : process.getuid?.() !== 0 ? 'needs root (creates a netns and a TUN device)'
-  : !existsSync('/dev/net/tun') ? 'no /dev/net/tun'
-  : spawnSync('ip', ['-V']).status !== 0 ? 'no iproute2 `ip`'
-  : !nativeAvailable() ? 'native addon not built (npm run install)'
-  : undefined;
-if (skipReason) console.log(`skipping netns TUN tests: ${skipReason}`);
-const t = skipReason ? test.skip : test.serial;
+const t = forRoot(test, __filename, { tools: ['ip', 'ping', 'setpriv'], why: 'creates a netns and a TUN device' });
 
 const children = new Set<ChildProcess>();
 
@@ -86,14 +77,13 @@ function inNs(cmd: string[]): Promise<{ code: number | null; stdout: string }> {
 }
 
 test.before(() => {
-  if (skipReason) return;
   const r = spawnSync('ip', ['netns', 'add', NS], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`ip netns add ${NS}: ${r.stderr}`);
 });
 
 test.after.always(() => {
   for (const cp of children) if (cp.pid) process.kill(cp.pid, 'SIGKILL');
-  if (!skipReason) spawnSync('ip', ['netns', 'del', NS]);
+  spawnSync('ip', ['netns', 'del', NS]);
 });
 
 interface Pkt { len: number; version: number; totalLength: number; proto: number; type: number; src: string; dst: string; offsetOk: boolean }
@@ -165,11 +155,6 @@ t('bad options, a taken name and kernel-chosen names', async (tt) => {
 });
 
 t('without CAP_NET_ADMIN: EPERM/EACCES with a message that says what to do', async (tt) => {
-  if (spawnSync('setpriv', ['--version']).status !== 0) {
-    tt.log('setpriv not installed: cannot drop privileges, nothing checked');
-    tt.pass();
-    return;
-  }
   const [r] = (await runChild(['eperm'], [
     'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all',
   ]).lines) as { code?: string; name?: string; message?: string }[];

@@ -7,17 +7,16 @@
  */
 import test from 'ava';
 import { existsSync } from 'node:fs';
-import { createTopology, destroyAllWithPrefix, testPrefix, rootSkipReason, listNamespaces } from '../harness/netns';
+import { createTopology, destroyAllWithPrefix, testPrefix, listNamespaces } from '../harness/netns';
 import { pidAlive } from '../harness/procs';
 import { startWireguardGo, wgGenKey, wgPubKey, WG_RUN_DIR } from '../harness/wireguard-go';
 import { wireguardGoHubSubject } from '../../testbed';
 import { nebulaRelaySubject } from '../harness/nebula';
 import { waitForPing } from '../../testbed';
 import type { SubjectFactory } from '../../testbed';
+import { forRoot } from '../harness/root';
 
-const skip = rootSkipReason();
-if (skip) console.warn(`test/netns/wireguard-go-harness.test.ts ${skip}`);
-const rootTest = skip ? test.skip : test.serial;
+const rootTest = forRoot(test, __filename, { tools: ['ip', 'nft', 'ping', 'wireguard-go', 'wg', 'nebula'] });
 
 const p = testPrefix('itn7');
 const p2 = testPrefix('itn7');

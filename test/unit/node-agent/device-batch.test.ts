@@ -85,7 +85,7 @@ const payloads = (n: number, tag: string) => Array.from({ length: n }, (_, i) =>
 
 const native = nativeAvailable() ? nativeAead : undefined;
 const needNative = native ? test : test.skip;
-if (!native) test('native addon not built: batched-AEAD tests skipped', (t) => t.pass());
+if (!native) console.log('native addon not built (npm run install): skipping the batched-AEAD tests');
 
 for (const [name, aeads] of [
   ['both batched', { a: native, b: native }],

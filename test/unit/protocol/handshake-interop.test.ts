@@ -24,15 +24,12 @@ import {
 import { generatePrivateKey, keyToBase64 } from '../../../protocol/keys';
 import { aeadOpen, aeadSeal } from '../../../protocol/noise';
 import { tai64nToMs } from '../../../protocol/tai64n';
+import { forRoot } from '../../harness/root';
 
-const has = (cmd: string, arg: string) => spawnSync(cmd, [arg]).status === 0;
-const isRoot = process.getuid?.() === 0;
-const canRun = isRoot && has('wireguard-go', '--version') && has('wg', '--version');
-if (!canRun) console.log('handshake-interop: skipped (needs root, wireguard-go and wg)');
-const maybe = canRun ? test.serial : test.skip;
+const maybe = forRoot(test, __filename, { tools: ['wireguard-go', 'wg'], why: 'wireguard-go creates a TUN device' });
 
 const IFACE = `ispr${randomBytes(3).toString('hex')}`;
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'isthmus-proto-'));
+let tmp = '';
 let wgProc: ChildProcess | undefined;
 let sock: dgram.Socket | undefined;
 
@@ -88,7 +85,7 @@ async function receiveTransport(keys: SessionKeys): Promise<Buffer> {
 }
 
 test.before(async () => {
-  if (!canRun) return;
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'isthmus-proto-'));
   sock = dgram.createSocket('udp4');
   sock.on('message', (m) => { inbox.push(m); waiter?.(); });
   await new Promise<void>((resolve) => sock!.bind(0, '127.0.0.1', resolve));
@@ -109,7 +106,7 @@ test.after.always(() => {
   sock?.close();
   if (wgProc?.pid && wgProc.exitCode === null) wgProc.kill('SIGTERM');
   spawnSync('ip', ['link', 'del', IFACE], { stdio: 'ignore' });
-  fs.rmSync(tmp, { recursive: true, force: true });
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
 maybe('wireguard-go initiates, we respond, its keepalive decrypts with our keys', async (t) => {

@@ -1,5 +1,6 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
+import { withTools } from '../../harness/root';
 import { InvalidKeyError, generatePrivateKey, keyFromBase64, keyToBase64, publicKeyFromPrivate } from '../../../protocol/keys';
 
 function wg(args: string[], input?: string): string {
@@ -7,7 +8,7 @@ function wg(args: string[], input?: string): string {
   if (r.status !== 0) throw new Error(`wg ${args.join(' ')} failed: ${r.stderr}`);
   return r.stdout.trim();
 }
-const haveWg = spawnSync('wg', ['--version']).status === 0;
+const wgTest = withTools(test, __filename, ['wg']);
 
 test('generatePrivateKey clamps like wg genkey', (t) => {
   const k = generatePrivateKey(() => Buffer.alloc(32, 0xff));
@@ -18,8 +19,7 @@ test('generatePrivateKey clamps like wg genkey', (t) => {
   t.is(generatePrivateKey().length, 32);
 });
 
-test('public keys agree with `wg pubkey`', (t) => {
-  if (!haveWg) return t.pass('wg not installed: skipped');
+wgTest('public keys agree with `wg pubkey`', (t) => {
   for (let i = 0; i < 3; i++) {
     const priv = generatePrivateKey();
     t.is(keyToBase64(publicKeyFromPrivate(priv)), wg(['pubkey'], keyToBase64(priv) + '\n'));
