@@ -9,12 +9,15 @@ export function redisKeys(P: string) {
     ephemeral: `${P}ephemeral`,
     orig: (ip: string) => `${P}orig:${ip}`,
     key: (pub: string) => `${P}key:${pub}`,
-    host: (name: string) => `${P}host:${name}`,
+    /** Lower-cased: hostnames are case-insensitive, so one name has one holder. */
+    host: (name: string) => `${P}host:${name.toLowerCase()}`,
     session: (vip: string) => `${P}session:${vip}`,
     token: (hash: string) => `${P}token:${hash}`,
     tokenIds: `${P}token-ids`,
     sessionToken: (hash: string) => `${P}stoken:${hash}`,
     challenge: (id: string) => `${P}challenge:${id}`,
+    /** hash pub → JSON {vip, hostname, removedAt}: keys an admin removed; joins refused (403 key-removed). */
+    removedKeys: `${P}removed-keys`,
     ipamCidr: `${P}ipam:cidr`,
     ipamCursor: `${P}ipam:cursor`,
     quarantine: `${P}ipam:quarantine`,
