@@ -143,8 +143,10 @@ export class MembershipClient {
   private applyUpserts(upserts: Iterable<PeerEntry>, sink: PeerSink): Set<string> {
     const kept = new Set<string>();
     const fresh: PeerEntry[] = [];
-    for (const p of upserts) {
-      if (p.publicKey === this.publicKey) { this.claimSelf(p); continue; }
+    const list = [...upserts];
+    for (const p of list) if (p.publicKey === this.publicKey) this.claimSelf(p); // our own addresses first
+    for (const p of list) {
+      if (p.publicKey === this.publicKey) continue;
       if (this.claims.has(p.publicKey)) {
         this.accept(p, sink);
         kept.add(p.publicKey); // refused or not, its earlier accepted entry stays

@@ -47,7 +47,7 @@ test('an entry claiming another member\'s original IP or vip is refused and coun
   const stealVip = entry('100.64.0.4', '100.64.0.2'); // a's vip as an original IP
   const stealSelf = entry('100.64.0.5', '10.0.0.1'); // our own original IP
   const c = entry('100.64.0.6', '10.0.0.6'); // positive control
-  m.applyFull([self, a, stealOrig, stealVip, stealSelf, c], sink);
+  m.applyFull([stealSelf, self, a, stealOrig, stealVip, c], sink); // our own entry counts first wherever it is
   t.is(m.refusedPeerEntries, 3);
   t.deepEqual(sink.peerKeys().sort(), [a.publicKey, c.publicKey].sort());
   t.is(sink.routeOf('10.0.0.2'), a.publicKey, 'a keeps its original IP');
