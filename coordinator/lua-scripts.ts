@@ -30,18 +30,35 @@ local function delIfPoints(key, vip)
   if redis.call('GET', key) == vip then redis.call('DEL', key) end
 end
 
--- Remove a member: its keys go, its vip enters quarantine. Returns the version or false.
-local function removeNode(vip)
+-- Remove a member: its keys go, its vip enters quarantine. With \`ban\`, its public key is
+-- recorded in P:removed-keys so later joins with it are refused until an admin allows it.
+-- Returns the version or false.
+local function removeNode(vip, ban)
   local n = redis.call('HMGET', P .. 'node:' .. vip, 'pub', 'orig', 'hostname')
   if not n[1] then return false end
   redis.call('DEL', P .. 'node:' .. vip)
   delIfPoints(P .. 'key:' .. n[1], vip)
   if n[2] then delIfPoints(P .. 'orig:' .. n[2], vip) end
-  if n[3] then delIfPoints(P .. 'host:' .. n[3], vip) end
+  if n[3] then
+    delIfPoints(P .. 'host:' .. string.lower(n[3]), vip)
+    delIfPoints(P .. 'host:' .. n[3], vip) -- written before host keys were lower-cased
+  end
   redis.call('SREM', P .. 'nodes', vip)
   redis.call('SREM', P .. 'ephemeral', vip)
   redis.call('ZADD', P .. 'ipam:quarantine', NOW + QUARANTINE, vip)
+  if ban then
+    redis.call('HSET', P .. 'removed-keys', n[1], cjson.encode({ vip = vip, hostname = n[3] or '', removedAt = NOW }))
+  end
   return emit('node-removed', vip)
+end
+
+-- A uint32 address inside a 'a.b.c.d/n' prefix (Lua numbers are doubles: exact up to 2^53).
+local function inPrefix(addr, cidr)
+  local a, b, c, d, bits = string.match(cidr, '^(%d+)%.(%d+)%.(%d+)%.(%d+)/(%d+)$')
+  if not a then return false end
+  local size = 2 ^ (32 - tonumber(bits))
+  local net = ((tonumber(a) * 256 + tonumber(b)) * 256 + tonumber(c)) * 256 + tonumber(d)
+  return math.floor(addr / size) == math.floor(net / size)
 end
 
 local function jsonList(list)
@@ -52,48 +69,77 @@ end
 
 /**
  * Join. ARGV after the head: [5] cidr base (uint32), [6] first offset, [7] last offset,
- * [8] public key, [9] original IP, [10] hostname, [11] requested tags JSON, [12] join-token
- * sha256 or '', [13] challenge id, [14] original-IP grace ms, [15] session-token sha256,
- * [16] session TTL ms.
+ * [8] public key, [9] original IP, [10] hostname, [11] original IP as uint32, [12] join-token
+ * sha256 or '', [13] challenge id, [14] '1' when the original IP is the address the join
+ * request comes from, else '0', [15] session-token sha256, [16] session TTL ms.
  * Returns {'ok', vip, version, created(0|1)} or {'err', code, detail}. All checks run before
- * the first write, so a refused join changes nothing.
+ * the first write, so a refused join changes nothing. The stateless checks (overlay CIDR,
+ * special-purpose addresses, no self-asserted tags) ran in the API before this script.
+ *
+ * Identity rules (docs/STATE.md): a key an admin removed is refused; the original IP must be
+ * the join's source address or inside a prefix granted by the token (a re-join by key: the
+ * prefixes granted at its first join, kept on the member as \`cidrs\`); an original IP or a
+ * hostname (case-insensitive) held by another member is refused, never taken over. Tags are
+ * set from the token at the first join and changed only by an admin (TAG_LUA).
  */
 export const JOIN_LUA = COMMON + `
 local base, first, last = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local pub, orig, hostname, reqTags = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
-local tokenHash, challengeId, grace = ARGV[12], ARGV[13], tonumber(ARGV[14])
+local pub, orig, hostname, origNum = ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
+local tokenHash, challengeId, fromSource = ARGV[12], ARGV[13], ARGV[14] == '1'
 local sessionHash, sessionTtl = ARGV[15], ARGV[16]
+local hostKey = P .. 'host:' .. string.lower(hostname)
 
 if redis.call('EXISTS', P .. 'challenge:' .. challengeId) == 0 then return { 'err', 'challenge-unknown', '' } end
 
+local removed = redis.call('HGET', P .. 'removed-keys', pub)
+if removed then
+  local r = cjson.decode(removed)
+  return { 'err', 'key-removed', 'it was ' .. tostring(r.vip) .. ' (' .. tostring(r.hostname) .. '), removed at ' .. tostring(r.removedAt) .. ' ms' }
+end
+
 local vip = redis.call('GET', P .. 'key:' .. pub)
-local granted, ephemeral = '[]', '0'
+local granted, ephemeral, cidrs = '[]', '0', '[]'
 local tokenKey = false
 if vip then
-  local n = redis.call('HMGET', P .. 'node:' .. vip, 'granted', 'ephemeral')
+  local n = redis.call('HMGET', P .. 'node:' .. vip, 'granted', 'ephemeral', 'cidrs')
   granted = n[1] or '[]'
   ephemeral = n[2] or '0'
+  cidrs = n[3] or '[]'
 else
   if tokenHash == '' then return { 'err', 'token-required', '' } end
   tokenKey = P .. 'token:' .. tokenHash
-  local t = redis.call('HMGET', tokenKey, 'usesLeft', 'expiresAt', 'tags', 'ephemeral')
+  local t = redis.call('HMGET', tokenKey, 'usesLeft', 'expiresAt', 'tags', 'ephemeral', 'cidrs')
   if not t[1] then return { 'err', 'token-unknown', '' } end
   local exp = tonumber(t[2])
   if exp > 0 and exp <= NOW then return { 'err', 'token-expired', '' } end
   if tonumber(t[1]) == 0 then return { 'err', 'token-exhausted', '' } end
   granted = t[3] or '[]'
   ephemeral = t[4] or '0'
+  cidrs = t[5] or '[]'
+end
+
+if not fromSource then
+  local ok = false
+  local list = cjson.decode(cidrs)
+  for _, c in ipairs(list) do
+    if inPrefix(origNum, c) then ok = true break end
+  end
+  if not ok then
+    local allowed = 'none'
+    if #list > 0 then allowed = table.concat(list, ', ') end
+    return { 'err', 'original-ip-not-allowed', orig .. ' is not the address this join comes from; prefixes allowed for this member: ' .. allowed }
+  end
 end
 
 local holder = redis.call('GET', P .. 'orig:' .. orig)
 if holder and holder ~= vip then
-  if redis.call('EXISTS', P .. 'session:' .. holder) == 1 then
-    return { 'err', 'original-ip-taken', 'held by ' .. holder .. ', which has a live relay session' }
-  end
-  local seen = tonumber(redis.call('HGET', P .. 'node:' .. holder, 'lastSeen') or '0')
-  if seen + grace > NOW then
-    return { 'err', 'original-ip-taken', 'held by ' .. holder .. ', seen ' .. math.floor((NOW - seen) / 1000) .. ' s ago' }
-  end
+  local h = redis.call('HMGET', P .. 'node:' .. holder, 'pub', 'hostname')
+  if h[1] then return { 'err', 'original-ip-taken', orig .. ' is held by ' .. holder .. ' (' .. (h[2] or '') .. ')' } end
+end
+local hostHolder = redis.call('GET', hostKey)
+if hostHolder and hostHolder ~= vip then
+  local h = redis.call('HMGET', P .. 'node:' .. hostHolder, 'pub', 'orig')
+  if h[1] then return { 'err', 'hostname-taken', hostname .. ' is held by ' .. hostHolder .. ' (original IP ' .. (h[2] or '') .. ')' } end
 end
 
 local offset = false
@@ -108,11 +154,8 @@ if not vip then
 end
 
 -- From here on: writes only.
-if holder and holder ~= vip then
-  if not removeNode(holder) then redis.call('DEL', P .. 'orig:' .. orig) end
-end
-
 local created = 0
+local nodeKey
 if not vip then
   created = 1
   if fromQuarantine then
@@ -124,25 +167,23 @@ if not vip then
   end
   local left = tonumber(redis.call('HGET', tokenKey, 'usesLeft'))
   if left > 0 then redis.call('HINCRBY', tokenKey, 'usesLeft', -1) end
+  nodeKey = P .. 'node:' .. vip
+  -- Tags: the token's, sorted; from now on only an admin changes them.
+  local tags = cjson.decode(granted)
+  table.sort(tags)
+  redis.call('HSET', nodeKey, 'created', NOW, 'tags', jsonList(tags), 'granted', granted, 'cidrs', cidrs)
 else
-  local old = redis.call('HMGET', P .. 'node:' .. vip, 'orig', 'hostname')
+  nodeKey = P .. 'node:' .. vip
+  local old = redis.call('HMGET', nodeKey, 'orig', 'hostname')
   if old[1] and old[1] ~= orig then delIfPoints(P .. 'orig:' .. old[1], vip) end
-  if old[2] and old[2] ~= hostname then delIfPoints(P .. 'host:' .. old[2], vip) end
+  if old[2] and string.lower(old[2]) ~= string.lower(hostname) then delIfPoints(P .. 'host:' .. string.lower(old[2]), vip) end
+  if old[2] and old[2] ~= string.lower(old[2]) then delIfPoints(P .. 'host:' .. old[2], vip) end
 end
 
-local set, tags = {}, {}
-for _, t in ipairs(cjson.decode(granted)) do set[t] = true end
-for _, t in ipairs(cjson.decode(reqTags)) do set[t] = true end
-for t in pairs(set) do tags[#tags + 1] = t end
-table.sort(tags)
-
-local nodeKey = P .. 'node:' .. vip
-if created == 1 then redis.call('HSET', nodeKey, 'created', NOW) end
-redis.call('HSET', nodeKey, 'pub', pub, 'orig', orig, 'hostname', hostname, 'tags', jsonList(tags),
-  'granted', granted, 'ephemeral', ephemeral, 'lastSeen', NOW)
+redis.call('HSET', nodeKey, 'pub', pub, 'orig', orig, 'hostname', hostname, 'ephemeral', ephemeral, 'lastSeen', NOW)
 redis.call('SET', P .. 'key:' .. pub, vip)
 redis.call('SET', P .. 'orig:' .. orig, vip)
-redis.call('SET', P .. 'host:' .. hostname, vip)
+redis.call('SET', hostKey, vip)
 redis.call('SADD', P .. 'nodes', vip)
 if ephemeral == '1' then redis.call('SADD', P .. 'ephemeral', vip) end
 redis.call('DEL', P .. 'challenge:' .. challengeId)
@@ -153,11 +194,38 @@ local v = emit(typ, vip)
 return { 'ok', vip, v, created }
 `;
 
-/** Remove one member. ARGV[5] vip. Returns the version, or 0 when no such member. */
+/**
+ * Remove one member. ARGV[5] vip, [6] '1' to refuse its key's later joins (admin removal),
+ * '0' to let it join again with a token (leave). Returns the version, or 0 when no such member.
+ */
 export const REMOVE_LUA = COMMON + `
-local v = removeNode(ARGV[5])
+local v = removeNode(ARGV[5], ARGV[6] == '1')
 if not v then return 0 end
 return v
+`;
+
+/**
+ * Admin tag change. ARGV[5] vip, [6] tags to add (JSON array), [7] tags to remove (JSON
+ * array; applied after the additions). Returns {version, tags JSON}; version 0 when no such
+ * member; the current version (no event) when the tags did not change.
+ */
+export const TAG_LUA = COMMON + `
+local nodeKey = P .. 'node:' .. ARGV[5]
+local cur = redis.call('HGET', nodeKey, 'tags')
+if not cur or redis.call('HEXISTS', nodeKey, 'pub') == 0 then return { 0, '[]' } end
+local set = {}
+for _, t in ipairs(cjson.decode(cur)) do set[t] = true end
+for _, t in ipairs(cjson.decode(ARGV[6])) do set[t] = true end
+for _, t in ipairs(cjson.decode(ARGV[7])) do set[t] = nil end
+local tags = {}
+for t in pairs(set) do tags[#tags + 1] = t end
+table.sort(tags)
+local updated = jsonList(tags)
+if updated == jsonList(cjson.decode(cur)) then
+  return { tonumber(redis.call('GET', P .. 'version') or '0'), updated }
+end
+redis.call('HSET', nodeKey, 'tags', updated)
+return { emit('node-changed', ARGV[5]), updated }
 `;
 
 /**
@@ -190,7 +258,7 @@ for _, vip in ipairs(redis.call('SMEMBERS', P .. 'ephemeral')) do
   else
     local seen = tonumber(redis.call('HGET', nodeKey, 'lastSeen') or '0')
     if NOW - seen > timeout then
-      if removeNode(vip) then removed[#removed + 1] = vip else redis.call('SREM', P .. 'ephemeral', vip) end
+      if removeNode(vip, false) then removed[#removed + 1] = vip else redis.call('SREM', P .. 'ephemeral', vip) end
     end
   end
 end
