@@ -66,7 +66,8 @@ export async function runJoinBench(o: JoinBenchOptions = {}): Promise<JoinBenchR
     }
     const urls = await Promise.all(coords.map(async (c) => (await c.listen('127.0.0.1', 0)).url));
     const clients = urls.map((u) => new CoordinatorClient({ url: u, adminToken: admin }));
-    const token = (await clients[0].createToken({ uses: -1 })).token;
+    // The clients join from 127.0.0.1 claiming 10.x original IPs: the token must allow 10/8.
+    const token = (await clients[0].createToken({ uses: -1, originalCidrs: ['10.0.0.0/8'] })).token;
     const lat: number[] = [];
     const vips: string[] = [];
     let errors = 0;

@@ -7,6 +7,8 @@ export interface AgentStatus {
   listen?: { ip: string; port: number };
   relay?: { address: string; relayId?: string; ready: boolean; rebinds: number };
   drops: Record<string, number>;
+  /** Joined agents: the peer-map checks (entries whose addresses overlap another member's are refused). */
+  peerMap?: { refusedEntries: number };
   peers: Array<{
     publicKey: string;
     allowedIps: string[];
@@ -57,5 +59,6 @@ export function formatStatus(s: AgentStatus, nowMs: number): string {
   if (s.peers.length === 0) lines.push('(no peers)');
   const drops = Object.entries(s.drops).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`);
   lines.push('', `drops: ${drops.length ? drops.join(', ') : 'none'}`);
+  if (s.peerMap?.refusedEntries) lines.push(`peer-map entries refused: ${s.peerMap.refusedEntries} (their addresses overlap another member's; see the agent log)`);
   return lines.join('\n') + '\n';
 }

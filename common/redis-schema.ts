@@ -31,7 +31,8 @@ export const KEY_PATTERNS = {
   orig: 'orig:<originalIp>',
   /** string · written by C · read by C, R · TTL none — → vip (the same key re-joining keeps its vip). */
   key: 'key:<pubBase64>',
-  /** string · written by C · read by M · TTL none — → vip (SOCKS5 domain names). */
+  /** string · written by C · read by C, M · TTL none — → vip (SOCKS5 domain names); the name is
+   *  lower-cased (`CASE_INSENSITIVE_KEYS`), so one name has one holder. */
   host: 'host:<hostname>',
   /** hash · written by R · read by C, M, R · TTL 30 s, refreshed on keepalive — the relay 4-tuple:
    *  `relayIp`, `relayPort`, `agentIp`, `agentPort`, `relayId`, `since` (ms). */
@@ -51,6 +52,9 @@ export const KEY_PATTERNS = {
   sessionToken: 'stoken:<sha256hex>',
   /** string · written by C · read by C · TTL 60 s — join challenge JSON `{priv, pub, nonce}`. */
   challenge: 'challenge:<id>',
+  /** hash · written by C · read by C · TTL none — public key (base64) → JSON `{vip, hostname,
+   *  removedAt}`: keys an admin removed; their joins are refused until an admin allows them. */
+  removedKeys: 'removed-keys',
   /** string · written by C · read by C · TTL none — overlay CIDR the state belongs to. */
   ipamCidr: 'ipam:cidr',
   /** string · written by C · read by C · TTL none — next never-used offset in the CIDR. */
@@ -81,13 +85,17 @@ export function keyHead(name: KeyName): { head: string; param: boolean } {
   return i < 0 ? { head: pattern, param: false } : { head: pattern.slice(0, i), param: true };
 }
 
+/** Keys whose parameter is case-insensitive: the builders (here and in the coordinator's Lua)
+ *  lower-case it, so `Web-1` and `web-1` are one name with one holder. */
+export const CASE_INSENSITIVE_KEYS: ReadonlySet<KeyName> = new Set<KeyName>(['host']);
+
 /** Every key and channel name under `prefix`. */
 export function redisKeys(prefix: string = DEFAULT_PREFIX): RedisKeys {
   const out: Record<string, string | ((param: string) => string)> = {};
   for (const name of Object.keys(KEY_PATTERNS) as KeyName[]) {
     const { head, param } = keyHead(name);
     const fixed = prefix + head;
-    out[name] = param ? (p: string) => fixed + p : fixed;
+    out[name] = !param ? fixed : CASE_INSENSITIVE_KEYS.has(name) ? (p: string) => fixed + p.toLowerCase() : (p: string) => fixed + p;
   }
   return out as RedisKeys;
 }

@@ -7,14 +7,16 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from '../common/logger';
 import { redactKey } from '../common/logger';
 import { verifyKeyProof } from '../protocol/key-proof';
-import { CoordinatorError, NotFoundError, UnauthorizedError } from './errors';
+import { BadRequestError, CoordinatorError, NotFoundError, UnauthorizedError } from './errors';
+import { parseOriginalCidrs, sourceIpv4, staticOriginalIpRefusal } from './claim-rules';
+import type { VipPool } from './ipam';
 import type { PeerFeed } from './peer-feed';
 import type { PeerMapCache } from './peer-map-cache';
 import type { RedisRegistry } from './redis-store';
 import * as S from './schemas';
 import { hashSecret, newSecret, secretsEqual, SESSION_TOKEN_PREFIX } from './token-rules';
 import type { TokenStore } from './token-store';
-import type { JoinRequest, JoinResponse, PeersResponse, TokenCreateRequest } from './types';
+import type { JoinRequest, JoinResponse, NodeTagsRequest, NodeTagsResponse, PeersResponse, TokenCreateRequest } from './types';
 import { parseDuration } from './duration';
 
 export interface ApiDeps {
@@ -23,13 +25,18 @@ export interface ApiDeps {
   feed: PeerFeed;
   peerMap: PeerMapCache;
   log: Logger;
-  cidrText: string;
+  /** The overlay CIDR (no member may claim an original IP inside it). */
+  cidr: VipPool;
   /** undefined: admin routes answer 403. */
   adminToken?: string;
   bodyLimit: number;
   longPollMs: number;
-  originalIpGraceMs: number;
   sessionTtlMs: number;
+  /**
+   * Reverse proxies (addresses or CIDRs) whose X-Forwarded-For is believed when deciding the
+   * address a join comes from. Empty (default): the TCP peer address, X-Forwarded-For ignored.
+   */
+  trustedProxies?: string[];
 }
 
 function bearer(req: FastifyRequest): string | undefined {
@@ -42,6 +49,8 @@ export function buildApi(d: ApiDeps): FastifyInstance {
   const app = Fastify({
     logger: false,
     bodyLimit: d.bodyLimit,
+    // req.ip: the TCP peer, unless it is a trusted proxy (then its X-Forwarded-For).
+    trustProxy: d.trustedProxies && d.trustedProxies.length > 0 ? d.trustedProxies : false,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false } },
   });
 
@@ -78,6 +87,13 @@ export function buildApi(d: ApiDeps): FastifyInstance {
 
   app.post<{ Body: JoinRequest }>('/v1/join', { schema: { body: S.joinBody } }, async (req): Promise<JoinResponse> => {
     const b = req.body;
+    if (b.tags && b.tags.length > 0) {
+      throw new BadRequestError('tags-not-allowed', 'a member cannot choose its own tags: they come from its join token (isthmus token create --tag T) '
+        + 'and from an admin (isthmus node tag); join without tags (drop the agent\'s --tag)');
+    }
+    const refusal = staticOriginalIpRefusal(b.originalIp, d.cidr);
+    if (refusal) throw new BadRequestError(refusal.code, refusal.message);
+    const source = sourceIpv4(req.ip);
     const challenge = await d.registry.getChallenge(b.challengeId);
     if (!challenge) throw new CoordinatorError('challenge-unknown', 'challenge unknown, expired or already used: fetch a new one from GET /v1/challenge', 401);
     const pub = Buffer.from(b.publicKey, 'base64');
@@ -86,13 +102,14 @@ export function buildApi(d: ApiDeps): FastifyInstance {
     }
     const sessionToken = newSecret(SESSION_TOKEN_PREFIX);
     const r = await d.registry.join({
-      publicKey: b.publicKey, originalIp: b.originalIp, hostname: b.hostname, tags: b.tags ?? [],
+      publicKey: b.publicKey, originalIp: b.originalIp, hostname: b.hostname,
       tokenHash: b.token ? hashSecret(b.token) : undefined, challengeId: b.challengeId,
-      originalIpGraceMs: d.originalIpGraceMs, sessionTokenHash: hashSecret(sessionToken), sessionTtlMs: d.sessionTtlMs,
+      originalIpIsSource: source === b.originalIp, sessionTokenHash: hashSecret(sessionToken), sessionTtlMs: d.sessionTtlMs,
     });
-    d.log.info({ vip: r.vip, peer: redactKey(b.publicKey), created: r.created }, r.created ? 'member joined' : 'member re-joined');
+    d.log.info({ vip: r.vip, peer: redactKey(b.publicKey), created: r.created, originalIp: b.originalIp, source: req.ip },
+      r.created ? 'member joined' : 'member re-joined');
     const snap = await d.peerMap.current(r.version);
-    return { vip: r.vip, cidr: d.cidrText, sessionToken, peers: snap.peers, version: snap.version };
+    return { vip: r.vip, cidr: d.cidr.text, sessionToken, peers: snap.peers, version: snap.version };
   });
 
   app.get<{ Querystring: { since?: string; wait?: string } }>('/v1/peers', { schema: { querystring: S.peersQuery }, preValidation: member },
@@ -128,8 +145,14 @@ export function buildApi(d: ApiDeps): FastifyInstance {
   app.post<{ Body: TokenCreateRequest | undefined }>('/v1/tokens', { schema: { body: S.tokenCreateBody }, preValidation: admin }, async (req, reply) => {
     const b = req.body ?? {};
     const ttlMs = b.ttl === undefined ? undefined : parseDuration(b.ttl);
-    const { token, info } = await d.tokens.create({ uses: b.uses, ttlMs, tags: b.tags, ephemeral: b.ephemeral });
-    d.log.info({ tokenId: info.id, uses: info.usesLeft, ephemeral: info.ephemeral }, 'join token created');
+    let originalCidrs: string[];
+    try {
+      originalCidrs = parseOriginalCidrs(b.originalCidrs ?? []);
+    } catch (err) {
+      throw new BadRequestError('invalid-original-cidr', (err as Error).message);
+    }
+    const { token, info } = await d.tokens.create({ uses: b.uses, ttlMs, tags: b.tags, originalCidrs, ephemeral: b.ephemeral });
+    d.log.info({ tokenId: info.id, uses: info.usesLeft, ephemeral: info.ephemeral, originalCidrs }, 'join token created');
     return reply.code(201).send({ token, ...info });
   });
 
@@ -147,10 +170,37 @@ export function buildApi(d: ApiDeps): FastifyInstance {
     return { nodes: await d.registry.listNodes() };
   });
 
-  app.delete<{ Params: { vip: string } }>('/v1/nodes/:vip', { schema: { params: S.vipParams }, preValidation: admin }, async (req) => {
-    if (!await d.registry.remove(req.params.vip)) throw new NotFoundError(`member ${req.params.vip}`);
-    d.log.info({ vip: req.params.vip }, 'member removed by admin');
-    return { ok: true, vip: req.params.vip };
+  // Admin removal refuses the key's later joins unless ?allowRejoin=true (leave and the
+  // ephemeral sweep never do): a compromised member cannot come back with a token it still holds.
+  app.delete<{ Params: { vip: string }; Querystring: { allowRejoin?: string } }>('/v1/nodes/:vip',
+    { schema: { params: S.vipParams, querystring: S.removeQuery }, preValidation: admin }, async (req) => {
+      const keyRefused = req.query.allowRejoin !== 'true';
+      if (!await d.registry.remove(req.params.vip, { refuseKey: keyRefused })) throw new NotFoundError(`member ${req.params.vip}`);
+      d.log.info({ vip: req.params.vip, keyRefused }, 'member removed by admin');
+      return { ok: true, vip: req.params.vip, keyRefused };
+    });
+
+  app.post<{ Params: { vip: string }; Body: NodeTagsRequest }>('/v1/nodes/:vip/tags',
+    { schema: { params: S.memberParams, body: S.nodeTagsBody }, preValidation: admin }, async (req): Promise<NodeTagsResponse> => {
+      const add = req.body.add ?? [];
+      const remove = req.body.remove ?? [];
+      if (add.length === 0 && remove.length === 0) throw new BadRequestError('no-tags', 'give tags to add and/or remove');
+      const vip = await d.registry.resolveMember(req.params.vip);
+      if (!vip) throw new NotFoundError(`member ${req.params.vip}`);
+      const r = await d.registry.setTags(vip, add, remove);
+      if (!r) throw new NotFoundError(`member ${req.params.vip}`);
+      d.log.info({ vip, add, remove, tags: r.tags }, 'member tags changed by admin');
+      return { vip, tags: r.tags, version: r.version };
+    });
+
+  app.get('/v1/removed-keys', { preValidation: admin }, async () => {
+    return { keys: await d.registry.listRemovedKeys() };
+  });
+
+  app.post<{ Body: { publicKey: string } }>('/v1/removed-keys/allow', { schema: { body: S.publicKeyBody }, preValidation: admin }, async (req) => {
+    if (!await d.registry.allowKey(req.body.publicKey)) throw new NotFoundError(`removed key ${req.body.publicKey}`);
+    d.log.info({ peer: redactKey(req.body.publicKey) }, 'removed key allowed to join again');
+    return { ok: true, publicKey: req.body.publicKey };
   });
 
   return app;

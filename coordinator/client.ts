@@ -2,13 +2,13 @@
  * The library agents and the CLI use to talk to a coordinator (global fetch, Node 20).
  *
  *   const c = new CoordinatorClient({ url: 'http://coord:7000' });
- *   const j = await c.join({ privateKey, publicKey, token, originalIp, hostname, tags: [] });
+ *   const j = await c.join({ privateKey, publicKey, token, originalIp, hostname });
  *   await c.watchPeers(j.sessionToken, j.version, (u) => apply(u.peers), signal);
  */
 import { proveKey } from '../protocol/key-proof';
 import { silentLogger, type Logger } from '../common/logger';
-import type { ChallengeResponse, ErrorBody, JoinResponse, NodeView, Peer, PeersResponse, TokenCreateRequest,
-  TokenView } from './types';
+import type { ChallengeResponse, ErrorBody, JoinResponse, NodeTagsRequest, NodeTagsResponse, NodeView, Peer, PeersResponse,
+  RemovedKeyView, TokenCreateRequest, TokenView } from './types';
 
 export interface CoordinatorClientOptions {
   /** e.g. http://10.0.0.1:7000 (no trailing path) */
@@ -24,9 +24,12 @@ export interface JoinOptions {
   publicKey: Uint8Array;
   /** Needed for the first join of a key only. */
   token?: string;
+  /**
+   * The address this member joins from, or one inside a prefix its token allows
+   * (`originalCidrs`); never an overlay or special-purpose address, never another member's.
+   */
   originalIp: string;
   hostname: string;
-  tags?: string[];
 }
 
 /** What `watchPeers` hands to its callback after each answer that changed something. */
@@ -118,7 +121,7 @@ export class CoordinatorClient {
     return this.call('POST', '/v1/join', {
       body: {
         publicKey: Buffer.from(j.publicKey).toString('base64'), challengeId: c.id, proof: Buffer.from(proof).toString('base64'),
-        ...(j.token ? { token: j.token } : {}), originalIp: j.originalIp, hostname: j.hostname, tags: j.tags ?? [],
+        ...(j.token ? { token: j.token } : {}), originalIp: j.originalIp, hostname: j.hostname,
       },
     });
   }
@@ -202,7 +205,28 @@ export class CoordinatorClient {
     return (await this.call<{ nodes: NodeView[] }>('GET', '/v1/nodes', { bearer: this.adminBearer() })).nodes;
   }
 
-  async removeNode(vip: string): Promise<void> {
-    await this.call('DELETE', `/v1/nodes/${encodeURIComponent(vip)}`, { bearer: this.adminBearer() });
+  /**
+   * Remove a member. Its key is refused by later joins (403 key-removed) until `allowKey`,
+   * unless `allowRejoin`. Returns whether the key is now refused.
+   */
+  async removeNode(vip: string, opts: { allowRejoin?: boolean } = {}): Promise<{ keyRefused: boolean }> {
+    const q = opts.allowRejoin ? '?allowRejoin=true' : '';
+    const r = await this.call<{ keyRefused: boolean }>('DELETE', `/v1/nodes/${encodeURIComponent(vip)}${q}`, { bearer: this.adminBearer() });
+    return { keyRefused: r.keyRefused };
+  }
+
+  /** Admin tag change of a member named by vip or hostname (additions first, then removals). */
+  async setNodeTags(member: string, change: NodeTagsRequest): Promise<NodeTagsResponse> {
+    return this.call('POST', `/v1/nodes/${encodeURIComponent(member)}/tags`, { body: change, bearer: this.adminBearer() });
+  }
+
+  /** Keys an admin removed (their joins are refused). */
+  async listRemovedKeys(): Promise<RemovedKeyView[]> {
+    return (await this.call<{ keys: RemovedKeyView[] }>('GET', '/v1/removed-keys', { bearer: this.adminBearer() })).keys;
+  }
+
+  /** Let a removed key join again (it still needs a valid token). 404 when it is not refused. */
+  async allowKey(publicKey: string): Promise<void> {
+    await this.call('POST', '/v1/removed-keys/allow', { body: { publicKey }, bearer: this.adminBearer() });
   }
 }

@@ -10,9 +10,6 @@ export const DEFAULT_QUARANTINE_MS = 60 * 60 * 1000;
 export const CHALLENGE_TTL_SEC = 60;
 /** Bearer session tokens handed out on join expire after this long (re-join to renew). @default 24 h */
 export const DEFAULT_SESSION_TTL_MS = 24 * 60 * 60 * 1000;
-/** Another member may take an original IP only if its holder has no live relay session and
- *  has not been seen (join, peer poll, session observed by the sweeper) for this long. @default 2 min */
-export const DEFAULT_ORIGINAL_IP_GRACE_MS = 2 * 60 * 1000;
 /** An ephemeral member with no relay session for this long is removed. @default 5 min */
 export const DEFAULT_EPHEMERAL_TIMEOUT_MS = 5 * 60 * 1000;
 /** How often each coordinator runs the (idempotent) ephemeral sweep. @default 10 s */

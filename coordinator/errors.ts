@@ -16,7 +16,10 @@ export const JoinRefusal = {
   'token-unknown': 401,
   'token-expired': 401,
   'token-exhausted': 401,
+  'key-removed': 403,
+  'original-ip-not-allowed': 403,
   'original-ip-taken': 409,
+  'hostname-taken': 409,
   'pool-exhausted': 503,
 } as const;
 export type JoinRefusalCode = keyof typeof JoinRefusal;
@@ -27,7 +30,10 @@ const messages: Record<JoinRefusalCode, string> = {
   'token-unknown': 'join token unknown or revoked',
   'token-expired': 'join token expired',
   'token-exhausted': 'join token has no uses left',
-  'original-ip-taken': 'original IP is claimed by another live member',
+  'key-removed': 'this public key was removed by an admin and may not join again until an admin allows it (isthmus node allow-key)',
+  'original-ip-not-allowed': 'original IP is neither the address this join comes from nor inside a prefix the join token allows (isthmus token create --original-cidr)',
+  'original-ip-taken': 'original IP is held by another member; only an admin can free it (isthmus node remove)',
+  'hostname-taken': 'hostname is held by another member; pick another --hostname, or an admin frees it (isthmus node remove)',
   'pool-exhausted': 'no free virtual IP left in the overlay CIDR',
 };
 

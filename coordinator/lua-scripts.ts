@@ -11,7 +11,7 @@
  * are generated from common/redis-schema.ts, so the scripts and the TypeScript readers cannot
  * drift apart. `emit` publishes a `NodeEvent` ({type, vip, version}).
  */
-import { EventType, KEY_PATTERNS, keyHead, type KeyName } from '../common/redis-schema';
+import { CASE_INSENSITIVE_KEYS, EventType, KEY_PATTERNS, keyHead, type KeyName } from '../common/redis-schema';
 
 function luaString(s: string): string {
   if (!/^[A-Za-z0-9:_.-]*$/.test(s)) throw new Error(`redis-schema name not safe to embed in Lua: ${s}`);
@@ -23,7 +23,8 @@ export function luaSchema(): string {
   const lines = ['local K = {}'];
   for (const name of Object.keys(KEY_PATTERNS) as KeyName[]) {
     const { head, param } = keyHead(name);
-    lines.push(param ? `K.${name} = function(x) return P .. ${luaString(head)} .. x end` : `K.${name} = P .. ${luaString(head)}`);
+    const x = CASE_INSENSITIVE_KEYS.has(name) ? 'string.lower(x)' : 'x';
+    lines.push(param ? `K.${name} = function(x) return P .. ${luaString(head)} .. ${x} end` : `K.${name} = P .. ${luaString(head)}`);
   }
   lines.push(`local EV = { ${Object.entries(EventType).map(([k, v]) => `${k} = ${luaString(v)}`).join(', ')} }`);
   return lines.join('\n') + '\n';
@@ -51,18 +52,34 @@ local function delIfPoints(key, vip)
   if redis.call('GET', key) == vip then redis.call('DEL', key) end
 end
 
--- Remove a member: its keys go, its vip enters quarantine. Returns the version or false.
-local function removeNode(vip)
+-- Remove a member: its keys go, its vip enters quarantine. With \`ban\`, its public key is
+-- recorded in P:removed-keys so later joins with it are refused until an admin allows it.
+-- Returns the version or false.
+local function removeNode(vip, ban)
   local n = redis.call('HMGET', K.node(vip), 'pub', 'orig', 'hostname')
   if not n[1] then return false end
   redis.call('DEL', K.node(vip))
   delIfPoints(K.key(n[1]), vip)
   if n[2] then delIfPoints(K.orig(n[2]), vip) end
-  if n[3] then delIfPoints(K.host(n[3]), vip) end
+  if n[3] then
+    delIfPoints(K.host(n[3]), vip)
+  end
   redis.call('SREM', K.nodes, vip)
   redis.call('SREM', K.ephemeral, vip)
   redis.call('ZADD', K.ipamQuarantine, NOW + QUARANTINE, vip)
+  if ban then
+    redis.call('HSET', K.removedKeys, n[1], cjson.encode({ vip = vip, hostname = n[3] or '', removedAt = NOW }))
+  end
   return emit(EV.NodeRemoved, vip)
+end
+
+-- A uint32 address inside a 'a.b.c.d/n' prefix (Lua numbers are doubles: exact up to 2^53).
+local function inPrefix(addr, cidr)
+  local a, b, c, d, bits = string.match(cidr, '^(%d+)%.(%d+)%.(%d+)%.(%d+)/(%d+)$')
+  if not a then return false end
+  local size = 2 ^ (32 - tonumber(bits))
+  local net = ((tonumber(a) * 256 + tonumber(b)) * 256 + tonumber(c)) * 256 + tonumber(d)
+  return math.floor(addr / size) == math.floor(net / size)
 end
 
 local function jsonList(list)
@@ -73,48 +90,77 @@ end
 
 /**
  * Join. ARGV after the head: [5] cidr base (uint32), [6] first offset, [7] last offset,
- * [8] public key, [9] original IP, [10] hostname, [11] requested tags JSON, [12] join-token
- * sha256 or '', [13] challenge id, [14] original-IP grace ms, [15] session-token sha256,
- * [16] session TTL ms.
+ * [8] public key, [9] original IP, [10] hostname, [11] original IP as uint32, [12] join-token
+ * sha256 or '', [13] challenge id, [14] '1' when the original IP is the address the join
+ * request comes from, else '0', [15] session-token sha256, [16] session TTL ms.
  * Returns {'ok', vip, version, created(0|1)} or {'err', code, detail}. All checks run before
- * the first write, so a refused join changes nothing.
+ * the first write, so a refused join changes nothing. The stateless checks (overlay CIDR,
+ * special-purpose addresses, no self-asserted tags) ran in the API before this script.
+ *
+ * Identity rules (docs/STATE.md): a key an admin removed is refused; the original IP must be
+ * the join's source address or inside a prefix granted by the token (a re-join by key: the
+ * prefixes granted at its first join, kept on the member as \`cidrs\`); an original IP or a
+ * hostname (case-insensitive) held by another member is refused, never taken over. Tags are
+ * set from the token at the first join and changed only by an admin (TAG_LUA).
  */
 export const JOIN_LUA = COMMON + `
 local base, first, last = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local pub, orig, hostname, reqTags = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
-local tokenHash, challengeId, grace = ARGV[12], ARGV[13], tonumber(ARGV[14])
+local pub, orig, hostname, origNum = ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
+local tokenHash, challengeId, fromSource = ARGV[12], ARGV[13], ARGV[14] == '1'
 local sessionHash, sessionTtl = ARGV[15], ARGV[16]
+local hostKey = K.host(hostname)
 
 if redis.call('EXISTS', K.challenge(challengeId)) == 0 then return { 'err', 'challenge-unknown', '' } end
 
+local removed = redis.call('HGET', K.removedKeys, pub)
+if removed then
+  local r = cjson.decode(removed)
+  return { 'err', 'key-removed', 'it was ' .. tostring(r.vip) .. ' (' .. tostring(r.hostname) .. '), removed at ' .. tostring(r.removedAt) .. ' ms' }
+end
+
 local vip = redis.call('GET', K.key(pub))
-local granted, ephemeral = '[]', '0'
+local granted, ephemeral, cidrs = '[]', '0', '[]'
 local tokenKey = false
 if vip then
-  local n = redis.call('HMGET', K.node(vip), 'granted', 'ephemeral')
+  local n = redis.call('HMGET', K.node(vip), 'granted', 'ephemeral', 'cidrs')
   granted = n[1] or '[]'
   ephemeral = n[2] or '0'
+  cidrs = n[3] or '[]'
 else
   if tokenHash == '' then return { 'err', 'token-required', '' } end
   tokenKey = K.token(tokenHash)
-  local t = redis.call('HMGET', tokenKey, 'usesLeft', 'expiresAt', 'tags', 'ephemeral')
+  local t = redis.call('HMGET', tokenKey, 'usesLeft', 'expiresAt', 'tags', 'ephemeral', 'cidrs')
   if not t[1] then return { 'err', 'token-unknown', '' } end
   local exp = tonumber(t[2])
   if exp > 0 and exp <= NOW then return { 'err', 'token-expired', '' } end
   if tonumber(t[1]) == 0 then return { 'err', 'token-exhausted', '' } end
   granted = t[3] or '[]'
   ephemeral = t[4] or '0'
+  cidrs = t[5] or '[]'
+end
+
+if not fromSource then
+  local ok = false
+  local list = cjson.decode(cidrs)
+  for _, c in ipairs(list) do
+    if inPrefix(origNum, c) then ok = true break end
+  end
+  if not ok then
+    local allowed = 'none'
+    if #list > 0 then allowed = table.concat(list, ', ') end
+    return { 'err', 'original-ip-not-allowed', orig .. ' is not the address this join comes from; prefixes allowed for this member: ' .. allowed }
+  end
 end
 
 local holder = redis.call('GET', K.orig(orig))
 if holder and holder ~= vip then
-  if redis.call('EXISTS', K.session(holder)) == 1 then
-    return { 'err', 'original-ip-taken', 'held by ' .. holder .. ', which has a live relay session' }
-  end
-  local seen = tonumber(redis.call('HGET', K.node(holder), 'lastSeen') or '0')
-  if seen + grace > NOW then
-    return { 'err', 'original-ip-taken', 'held by ' .. holder .. ', seen ' .. math.floor((NOW - seen) / 1000) .. ' s ago' }
-  end
+  local h = redis.call('HMGET', K.node(holder), 'pub', 'hostname')
+  if h[1] then return { 'err', 'original-ip-taken', orig .. ' is held by ' .. holder .. ' (' .. (h[2] or '') .. ')' } end
+end
+local hostHolder = redis.call('GET', hostKey)
+if hostHolder and hostHolder ~= vip then
+  local h = redis.call('HMGET', K.node(hostHolder), 'pub', 'orig')
+  if h[1] then return { 'err', 'hostname-taken', hostname .. ' is held by ' .. hostHolder .. ' (original IP ' .. (h[2] or '') .. ')' } end
 end
 
 local offset = false
@@ -129,11 +175,8 @@ if not vip then
 end
 
 -- From here on: writes only.
-if holder and holder ~= vip then
-  if not removeNode(holder) then redis.call('DEL', K.orig(orig)) end
-end
-
 local created = 0
+local nodeKey
 if not vip then
   created = 1
   if fromQuarantine then
@@ -145,25 +188,22 @@ if not vip then
   end
   local left = tonumber(redis.call('HGET', tokenKey, 'usesLeft'))
   if left > 0 then redis.call('HINCRBY', tokenKey, 'usesLeft', -1) end
+  nodeKey = K.node(vip)
+  -- Tags: the token's, sorted; from now on only an admin changes them.
+  local tags = cjson.decode(granted)
+  table.sort(tags)
+  redis.call('HSET', nodeKey, 'created', NOW, 'tags', jsonList(tags), 'granted', granted, 'cidrs', cidrs)
 else
-  local old = redis.call('HMGET', K.node(vip), 'orig', 'hostname')
+  nodeKey = K.node(vip)
+  local old = redis.call('HMGET', nodeKey, 'orig', 'hostname')
   if old[1] and old[1] ~= orig then delIfPoints(K.orig(old[1]), vip) end
-  if old[2] and old[2] ~= hostname then delIfPoints(K.host(old[2]), vip) end
+  if old[2] and string.lower(old[2]) ~= string.lower(hostname) then delIfPoints(K.host(old[2]), vip) end
 end
 
-local set, tags = {}, {}
-for _, t in ipairs(cjson.decode(granted)) do set[t] = true end
-for _, t in ipairs(cjson.decode(reqTags)) do set[t] = true end
-for t in pairs(set) do tags[#tags + 1] = t end
-table.sort(tags)
-
-local nodeKey = K.node(vip)
-if created == 1 then redis.call('HSET', nodeKey, 'created', NOW) end
-redis.call('HSET', nodeKey, 'pub', pub, 'orig', orig, 'hostname', hostname, 'tags', jsonList(tags),
-  'granted', granted, 'ephemeral', ephemeral, 'lastSeen', NOW)
+redis.call('HSET', nodeKey, 'pub', pub, 'orig', orig, 'hostname', hostname, 'ephemeral', ephemeral, 'lastSeen', NOW)
 redis.call('SET', K.key(pub), vip)
 redis.call('SET', K.orig(orig), vip)
-redis.call('SET', K.host(hostname), vip)
+redis.call('SET', hostKey, vip)
 redis.call('SADD', K.nodes, vip)
 if ephemeral == '1' then redis.call('SADD', K.ephemeral, vip) end
 redis.call('DEL', K.challenge(challengeId))
@@ -174,11 +214,38 @@ local v = emit(typ, vip)
 return { 'ok', vip, v, created }
 `;
 
-/** Remove one member. ARGV[5] vip. Returns the version, or 0 when no such member. */
+/**
+ * Remove one member. ARGV[5] vip, [6] '1' to refuse its key's later joins (admin removal),
+ * '0' to let it join again with a token (leave). Returns the version, or 0 when no such member.
+ */
 export const REMOVE_LUA = COMMON + `
-local v = removeNode(ARGV[5])
+local v = removeNode(ARGV[5], ARGV[6] == '1')
 if not v then return 0 end
 return v
+`;
+
+/**
+ * Admin tag change. ARGV[5] vip, [6] tags to add (JSON array), [7] tags to remove (JSON
+ * array; applied after the additions). Returns {version, tags JSON}; version 0 when no such
+ * member; the current version (no event) when the tags did not change.
+ */
+export const TAG_LUA = COMMON + `
+local nodeKey = K.node(ARGV[5])
+local cur = redis.call('HGET', nodeKey, 'tags')
+if not cur or redis.call('HEXISTS', nodeKey, 'pub') == 0 then return { 0, '[]' } end
+local set = {}
+for _, t in ipairs(cjson.decode(cur)) do set[t] = true end
+for _, t in ipairs(cjson.decode(ARGV[6])) do set[t] = true end
+for _, t in ipairs(cjson.decode(ARGV[7])) do set[t] = nil end
+local tags = {}
+for t in pairs(set) do tags[#tags + 1] = t end
+table.sort(tags)
+local updated = jsonList(tags)
+if updated == jsonList(cjson.decode(cur)) then
+  return { tonumber(redis.call('GET', K.version) or '0'), updated }
+end
+redis.call('HSET', nodeKey, 'tags', updated)
+return { emit(EV.NodeChanged, ARGV[5]), updated }
 `;
 
 /**
@@ -211,7 +278,7 @@ for _, vip in ipairs(redis.call('SMEMBERS', K.ephemeral)) do
   else
     local seen = tonumber(redis.call('HGET', nodeKey, 'lastSeen') or '0')
     if NOW - seen > timeout then
-      if removeNode(vip) then removed[#removed + 1] = vip else redis.call('SREM', K.ephemeral, vip) end
+      if removeNode(vip, false) then removed[#removed + 1] = vip else redis.call('SREM', K.ephemeral, vip) end
     end
   end
 end

@@ -10,8 +10,9 @@ import { createKeyChallenge } from '../protocol/key-proof';
 import { CHALLENGE_TTL_SEC, CHANGE_FEED_MAXLEN } from './constants';
 import { CidrMismatchError, JoinRefusedError, type JoinRefusalCode } from './errors';
 import type { VipPool } from './ipam';
-import { AUTH_LUA, JOIN_LUA, REMOVE_LUA, SNAPSHOT_LUA, SWEEP_LUA } from './lua-scripts';
+import { AUTH_LUA, JOIN_LUA, REMOVE_LUA, SNAPSHOT_LUA, SWEEP_LUA, TAG_LUA } from './lua-scripts';
 import type { Peer, PeerChanges } from './types';
+import { isAddr, parseAddr } from '../common/ipv4';
 
 export interface RegistryOptions {
   prefix: string;
@@ -25,10 +26,10 @@ export interface JoinParams {
   publicKey: string;
   originalIp: string;
   hostname: string;
-  tags: string[];
   tokenHash?: string;
   challengeId: string;
-  originalIpGraceMs: number;
+  /** The original IP is the address the join request came from (else it must be inside a granted prefix). */
+  originalIpIsSource: boolean;
   sessionTokenHash: string;
   sessionTtlMs: number;
 }
@@ -37,6 +38,8 @@ export interface NodeRecord extends Peer {
   created: number;
   lastSeen: number;
   ephemeral: boolean;
+  /** Prefixes its original IP may be in (from its join token), besides the address it joins from. */
+  originalCidrs: string[];
   /** The relay 4-tuple, when the member has a live relay session. */
   session?: Record<string, string>;
 }
@@ -44,7 +47,15 @@ export interface NodeRecord extends Peer {
 type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
 interface Scripts {
   isthmusJoin: ScriptFn; isthmusRemove: ScriptFn; isthmusAuth: ScriptFn;
-  isthmusSweep: ScriptFn; isthmusSnapshot: ScriptFn;
+  isthmusSweep: ScriptFn; isthmusSnapshot: ScriptFn; isthmusTag: ScriptFn;
+}
+
+/** A public key an admin removed (`P:removed-keys`): its joins are refused until allowed again. */
+export interface RemovedKey {
+  publicKey: string;
+  vip: string;
+  hostname: string;
+  removedAt: number;
 }
 
 export function peerFromHash(vip: string, h: Record<string, string>): Peer | undefined {
@@ -65,7 +76,7 @@ export class RedisRegistry {
   constructor(readonly redis: Redis, private readonly opts: RegistryOptions) {
     this.keys = redisKeys(opts.prefix);
     for (const [name, lua] of [['isthmusJoin', JOIN_LUA], ['isthmusRemove', REMOVE_LUA], ['isthmusAuth', AUTH_LUA],
-      ['isthmusSweep', SWEEP_LUA], ['isthmusSnapshot', SNAPSHOT_LUA]] as const) {
+      ['isthmusSweep', SWEEP_LUA], ['isthmusSnapshot', SNAPSHOT_LUA], ['isthmusTag', TAG_LUA]] as const) {
       if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 0, lua });
     }
     this.s = redis as unknown as Scripts;
@@ -103,8 +114,8 @@ export class RedisRegistry {
   async join(p: JoinParams): Promise<{ vip: string; version: number; created: boolean }> {
     const c = this.opts.cidr;
     const r = await this.s.isthmusJoin(...this.head(), c.prefix.addr, c.firstOffset, c.lastOffset, p.publicKey, p.originalIp,
-      p.hostname, JSON.stringify(p.tags), p.tokenHash ?? '', p.challengeId, p.originalIpGraceMs, p.sessionTokenHash,
-      p.sessionTtlMs) as [string, string, string | number, number?];
+      p.hostname, parseAddr(p.originalIp), p.tokenHash ?? '', p.challengeId, p.originalIpIsSource ? '1' : '0',
+      p.sessionTokenHash, p.sessionTtlMs) as [string, string, string | number, number?];
     if (r[0] !== 'ok') throw new JoinRefusedError(r[1] as JoinRefusalCode, r[2] ? String(r[2]) : undefined);
     return { vip: r[1], version: Number(r[2]), created: r[3] === 1 };
   }
@@ -115,9 +126,43 @@ export class RedisRegistry {
     return vip ?? undefined;
   }
 
-  /** Remove a member; false when there was none. */
-  async remove(vip: string): Promise<boolean> {
-    return Number(await this.s.isthmusRemove(...this.head(), vip)) > 0;
+  /**
+   * Remove a member; false when there was none. `refuseKey`: record its key in
+   * `P:removed-keys` so it cannot join again (even with a valid token) until `allowKey`.
+   */
+  async remove(vip: string, opts: { refuseKey?: boolean } = {}): Promise<boolean> {
+    return Number(await this.s.isthmusRemove(...this.head(), vip, opts.refuseKey ? '1' : '0')) > 0;
+  }
+
+  /** Let a removed key join again (with a token); false when it was not refused. */
+  async allowKey(publicKey: string): Promise<boolean> {
+    return await this.redis.hdel(this.keys.removedKeys, publicKey) > 0;
+  }
+
+  async listRemovedKeys(): Promise<RemovedKey[]> {
+    const h = await this.redis.hgetall(this.keys.removedKeys);
+    return Object.entries(h).map(([publicKey, raw]) => {
+      let r: Partial<RemovedKey> = {};
+      try { r = JSON.parse(raw) as Partial<RemovedKey>; } catch { /* keep the key, unknown details */ }
+      return { publicKey, vip: String(r.vip ?? ''), hostname: String(r.hostname ?? ''), removedAt: Number(r.removedAt ?? 0) };
+    }).sort((a, b) => a.removedAt - b.removedAt);
+  }
+
+  /**
+   * Admin tag change (adds, then removes). Undefined when no such member; otherwise its tags
+   * after the change. Emits node-changed (so peers' maps follow) only when they changed.
+   */
+  async setTags(vip: string, add: readonly string[], remove: readonly string[]): Promise<{ tags: string[]; version: number } | undefined> {
+    const r = await this.s.isthmusTag(...this.head(), vip, JSON.stringify(add), JSON.stringify(remove)) as [number, string];
+    if (Number(r[0]) === 0) return undefined;
+    return { version: Number(r[0]), tags: JSON.parse(r[1]) as string[] };
+  }
+
+  /** The vip of a member named by vip or hostname (case-insensitive), if it exists. */
+  async resolveMember(vipOrHostname: string): Promise<string | undefined> {
+    const vip = isAddr(vipOrHostname) ? vipOrHostname : await this.redis.get(this.keys.host(vipOrHostname));
+    if (!vip) return undefined;
+    return await this.redis.hexists(this.keys.node(vip), 'pub') ? vip : undefined;
   }
 
   /** Remove ephemeral members without a relay session for `timeoutMs`. Idempotent. */
@@ -175,6 +220,7 @@ export class RedisRegistry {
     const p = peerFromHash(vip, h);
     if (!p) return undefined;
     return { ...p, created: Number(h.created), lastSeen: Number(h.lastSeen), ephemeral: h.ephemeral === '1',
+      originalCidrs: JSON.parse(h.cidrs || '[]') as string[],
       ...(Object.keys(s).length ? { session: s } : {}) };
   }
 

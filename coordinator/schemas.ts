@@ -4,6 +4,7 @@
  */
 import { ADDR_PATTERN, MAX_ADDR_LEN } from '../common/ipv4';
 import { MAX_TAG_LEN, MAX_TAGS } from './constants';
+import { MAX_ORIGINAL_CIDRS } from './claim-rules';
 
 /** base64 of exactly `bytes` bytes (canonical padding, so 31 or 33 bytes never pass). */
 const b64 = (bytes: number) => {
@@ -14,6 +15,9 @@ const b64 = (bytes: number) => {
 const ipv4 = { type: 'string', maxLength: MAX_ADDR_LEN, pattern: ADDR_PATTERN } as const;
 const tag = { type: 'string', minLength: 1, maxLength: MAX_TAG_LEN, pattern: '^[A-Za-z0-9_.:/=-]+$' } as const;
 const tags = { type: 'array', items: tag, maxItems: MAX_TAGS, uniqueItems: true } as const;
+/** Shape only; api.ts parses strictly (host bits set → 400 invalid-original-cidr). */
+const cidr = { type: 'string', maxLength: 18, pattern: '^\\d{1,3}(\\.\\d{1,3}){3}/\\d{1,2}$' } as const;
+const hostname = { type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$' } as const;
 const secret = { type: 'string', minLength: 8, maxLength: 128, pattern: '^[A-Za-z0-9_-]+$' } as const;
 
 export const joinBody = {
@@ -26,7 +30,8 @@ export const joinBody = {
     proof: b64(32),
     token: secret,
     originalIp: ipv4,
-    hostname: { type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$' },
+    hostname,
+    /** Accepted for old agents only when empty; otherwise 400 tags-not-allowed (api.ts). */
     tags,
   },
 } as const;
@@ -48,6 +53,7 @@ export const tokenCreateBody = {
     uses: { type: 'integer', anyOf: [{ const: -1 }, { minimum: 1, maximum: 1_000_000 }] },
     ttl: { anyOf: [{ type: 'integer', minimum: 1, maximum: 10 * 365 * 86400 }, { type: 'string', maxLength: 16, pattern: '^\\d+(\\.\\d+)?(ms|s|m|h|d)?$' }] },
     tags,
+    originalCidrs: { type: 'array', items: cidr, maxItems: MAX_ORIGINAL_CIDRS, uniqueItems: true },
     ephemeral: { type: 'boolean' },
   },
 } as const;
@@ -64,6 +70,33 @@ export const vipParams = {
   additionalProperties: false,
   required: ['vip'],
   properties: { vip: ipv4 },
+} as const;
+
+/** A member named by vip or hostname (the route's param is still called `vip`). */
+export const memberParams = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['vip'],
+  properties: { vip: { anyOf: [ipv4, hostname] } },
+} as const;
+
+export const removeQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { allowRejoin: { type: 'string', enum: ['true', 'false'] } },
+} as const;
+
+export const nodeTagsBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { add: tags, remove: tags },
+} as const;
+
+export const publicKeyBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['publicKey'],
+  properties: { publicKey: b64(32) },
 } as const;
 
 export const emptyBody = { anyOf: [{ type: 'null' }, { type: 'object', additionalProperties: false, maxProperties: 0 }] } as const;

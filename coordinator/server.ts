@@ -33,8 +33,11 @@ export interface CoordinatorOptions {
   ephemeralTimeoutMs?: number;
   /** @default 10 s; 0 = no sweeper */
   sweepIntervalMs?: number;
-  /** @default 2 min */
-  originalIpGraceMs?: number;
+  /**
+   * Reverse proxies (addresses or CIDRs) whose X-Forwarded-For names the address a join
+   * comes from. @default [] (the TCP peer address; X-Forwarded-For is ignored)
+   */
+  trustedProxies?: string[];
   /** @default 24 h */
   sessionTtlMs?: number;
   /** @default 25 s */
@@ -76,9 +79,9 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
     throw err;
   }
   const app = buildApi({
-    registry, tokens, feed, peerMap: new PeerMapCache(registry), log, cidrText: cidr.text, adminToken: o.adminToken,
+    registry, tokens, feed, peerMap: new PeerMapCache(registry), log, cidr, adminToken: o.adminToken,
     bodyLimit: o.bodyLimit ?? D.DEFAULT_BODY_LIMIT, longPollMs: o.longPollMs ?? D.DEFAULT_LONG_POLL_MS,
-    originalIpGraceMs: o.originalIpGraceMs ?? D.DEFAULT_ORIGINAL_IP_GRACE_MS,
+    trustedProxies: o.trustedProxies ?? [],
     sessionTtlMs: o.sessionTtlMs ?? D.DEFAULT_SESSION_TTL_MS,
   });
 

@@ -32,6 +32,8 @@ export interface TokenRecord {
   /** Unix ms; 0 = never. */
   expiresAt: number;
   tags: string[];
+  /** Prefixes a member joining with it may claim its original IP in (besides its source address). */
+  originalCidrs: string[];
   ephemeral: boolean;
   createdAt: number;
 }
@@ -45,9 +47,9 @@ export function tokenState(t: Pick<TokenRecord, 'usesLeft' | 'expiresAt'>, now: 
   return 'valid';
 }
 
-/** Member tags: the token's granted tags plus what the member asked for, sorted, unique. */
-export function memberTags(granted: readonly string[], requested: readonly string[]): string[] {
-  return [...new Set([...granted, ...requested])].sort();
+/** A new member's tags: the token's, sorted, unique (members never choose their own; an admin may change them later). */
+export function memberTags(granted: readonly string[]): string[] {
+  return [...new Set(granted)].sort();
 }
 
 /** Parse a Redis hash written by the store into a TokenRecord (undefined if incomplete). */
@@ -58,6 +60,7 @@ export function tokenFromHash(h: Record<string, string>): TokenRecord | undefine
     usesLeft: Number(h.usesLeft),
     expiresAt: Number(h.expiresAt),
     tags: JSON.parse(h.tags || '[]') as string[],
+    originalCidrs: JSON.parse(h.cidrs || '[]') as string[],
     ephemeral: h.ephemeral === '1',
     createdAt: Number(h.createdAt),
   };

@@ -13,6 +13,8 @@ export interface CreateTokenOptions {
   /** Lifetime in ms. @default 0 = no expiry */
   ttlMs?: number;
   tags?: string[];
+  /** Prefixes (normalized a.b.c.d/n) a member joining with it may claim its original IP in. */
+  originalCidrs?: string[];
   /** Members joined with it are removed when their relay session is gone for a while. */
   ephemeral?: boolean;
 }
@@ -37,12 +39,13 @@ export class TokenStore {
       usesLeft: opts.uses ?? 1,
       expiresAt: opts.ttlMs ? now + opts.ttlMs : 0,
       tags: [...new Set(opts.tags ?? [])].sort(),
+      originalCidrs: [...new Set(opts.originalCidrs ?? [])].sort(),
       ephemeral: opts.ephemeral ?? false,
       createdAt: now,
     };
     const m = this.redis.multi()
       .hset(this.k.token(hash), {
-        id: rec.id, usesLeft: rec.usesLeft, expiresAt: rec.expiresAt, tags: JSON.stringify(rec.tags),
+        id: rec.id, usesLeft: rec.usesLeft, expiresAt: rec.expiresAt, tags: JSON.stringify(rec.tags), cidrs: JSON.stringify(rec.originalCidrs),
         ephemeral: rec.ephemeral ? '1' : '0', createdAt: rec.createdAt,
       })
       .hset(this.k.tokenIds, rec.id, hash);

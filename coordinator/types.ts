@@ -37,6 +37,7 @@ export interface JoinRequest {
   token?: string;
   originalIp: string;
   hostname: string;
+  /** Refused unless empty (400 tags-not-allowed): tags come from the token and the admin. */
   tags?: string[];
 }
 
@@ -53,6 +54,8 @@ export interface TokenCreateRequest {
   /** seconds, or a duration string like "1h" */
   ttl?: number | string;
   tags?: string[];
+  /** Prefixes a member joining with the token may claim its original IP in, e.g. ['10.1.0.0/16']. */
+  originalCidrs?: string[];
   ephemeral?: boolean;
 }
 
@@ -61,6 +64,7 @@ export interface TokenView {
   usesLeft: number;
   expiresAt: number;
   tags: string[];
+  originalCidrs: string[];
   ephemeral: boolean;
   createdAt: number;
   state: 'valid' | 'expired' | 'exhausted';
@@ -70,7 +74,28 @@ export interface NodeView extends Peer {
   created: number;
   lastSeen: number;
   ephemeral: boolean;
+  originalCidrs: string[];
   session?: Record<string, string>;
+}
+
+/** `POST /v1/nodes/:member/tags`: admin tag change; additions first, then removals. */
+export interface NodeTagsRequest {
+  add?: string[];
+  remove?: string[];
+}
+
+export interface NodeTagsResponse {
+  vip: string;
+  tags: string[];
+  version: number;
+}
+
+/** A key an admin removed; its joins are refused (403 key-removed) until allowed again. */
+export interface RemovedKeyView {
+  publicKey: string;
+  vip: string;
+  hostname: string;
+  removedAt: number;
 }
 
 export interface ErrorBody {

@@ -3,13 +3,19 @@
  * join), bring the data path up with the vip it got, then keep the peer set in step with
  * the coordinator's pushed peer map. If the coordinator is unreachable, the agent keeps
  * the last map (also across a restart, from the state dir) and reconnects with backoff.
+ *
+ * Every peer-map entry passes this agent's own check before it reaches the data path: its
+ * allowed IPs may not overlap another member's (first holder keeps them; peer-claims.ts), and
+ * its original IP may not lie in the overlay CIDR. A refused entry is counted and logged.
  */
 import { hostname as osHostname } from 'node:os';
 import { CoordinatorClient, SessionExpiredError, type PeerMapUpdate } from '../coordinator/client';
 import type { Peer as PeerEntry } from '../coordinator/types';
 import { publicKeyFromPrivate, keyToBase64 } from '../protocol/keys';
-import { parseAddr, type Prefix } from '../common/ipv4';
+import { contains, parseAddr, parseNetwork, type Prefix } from '../common/ipv4';
 import type { Logger } from '../common/logger';
+import { redactKey } from '../common/logger';
+import { PeerClaims } from './peer-claims';
 import { Endpoint } from './endpoint';
 import type { PeerSpec } from './peer-set';
 import type { StateDir, Membership } from './state-dir';
@@ -19,7 +25,6 @@ export interface JoinOptions {
   token?: string;
   originalIp: string;
   hostname?: string;
-  tags: string[];
 }
 
 /** What the data path needs of the agent, so this file stays testable without a TUN. */
@@ -45,6 +50,9 @@ export class MembershipClient {
   readonly publicKey: string;
   private sessionToken: string | undefined;
   private readonly abort = new AbortController();
+  private readonly claims = new PeerClaims();
+  private overlay: Prefix | undefined;
+  private refused = 0;
 
   constructor(private readonly opts: JoinOptions, private readonly state: StateDir, private readonly log: Logger) {
     this.client = new CoordinatorClient({ url: opts.coordinatorUrl, logger: log });
@@ -62,10 +70,11 @@ export class MembershipClient {
     try {
       const r = await this.client.join({
         privateKey: this.privateKey, publicKey: publicKeyFromPrivate(this.privateKey), token: this.opts.token,
-        originalIp: this.opts.originalIp, hostname: this.opts.hostname ?? osHostname(), tags: this.opts.tags,
+        originalIp: this.opts.originalIp, hostname: this.opts.hostname ?? osHostname(),
       });
       this.sessionToken = r.sessionToken;
       const m: Membership = { vip: r.vip, cidr: r.cidr, version: r.version, peers: r.peers };
+      this.setOverlay(r.cidr);
       this.state.saveMembership(m);
       return m;
     } catch (err) {
@@ -73,21 +82,87 @@ export class MembershipClient {
       const status = (err as { status?: number }).status;
       if (saved && status === undefined) {
         this.log.warn({ err: (err as Error).message }, 'coordinator unreachable: starting from the saved membership');
+        this.setOverlay(saved.cidr);
         return saved;
       }
       throw err;
     }
   }
 
-  /** Apply a map to the peer set: everything in it (but us), nothing else. */
-  applyFull(peers: Iterable<PeerEntry>, sink: PeerSink): void {
-    const keep = new Set<string>();
-    for (const p of peers) {
-      if (p.publicKey === this.publicKey) continue;
-      keep.add(p.publicKey);
-      sink.upsertPeer(peerSpecFromEntry(p));
+  /** Peer-map entries refused since start (their allowed IPs overlapped another member's, or a bad original IP). */
+  get refusedPeerEntries(): number {
+    return this.refused;
+  }
+
+  /** The overlay CIDR (from the join answer): no peer's original IP may lie in it. */
+  setOverlay(cidr: string): void {
+    try {
+      this.overlay = parseNetwork(cidr);
+    } catch {
+      this.overlay = undefined;
     }
-    for (const k of sink.peerKeys()) if (!keep.has(k)) sink.removePeer(k);
+  }
+
+  private refuse(p: PeerEntry, why: string, fields: Record<string, unknown>): void {
+    this.refused++;
+    this.log.warn({ peer: redactKey(p.publicKey), vip: p.vip, originalIp: p.originalIp, refusedPeerEntries: this.refused, ...fields },
+      `peer-map entry refused: ${why}`);
+  }
+
+  /** Our own entry: our addresses are ours (a peer claiming them is refused). */
+  private claimSelf(p: PeerEntry): void {
+    const c = this.claims.claim(this.publicKey, peerSpecFromEntry(p).allowedIps);
+    if (c) this.refuse(p, 'our own addresses overlap another member\'s', { cidr: c.cidr, holder: redactKey(c.holder) });
+  }
+
+  /** Check one entry and hand it to the data path; false when refused (a previously accepted entry of that peer stays). */
+  private accept(p: PeerEntry, sink: PeerSink): boolean {
+    const spec = peerSpecFromEntry(p);
+    if (this.overlay && p.originalIp && p.originalIp !== p.vip && contains(this.overlay, parseAddr(p.originalIp))) {
+      this.refuse(p, 'its original IP is inside the overlay CIDR', { cidr: `${p.originalIp}/32` });
+      return false;
+    }
+    const c = this.claims.claim(p.publicKey, spec.allowedIps);
+    if (c) {
+      this.refuse(p, 'its allowed IPs overlap another member\'s (the first holder keeps them)', { cidr: c.cidr, holder: redactKey(c.holder) });
+      return false;
+    }
+    sink.upsertPeer(spec);
+    return true;
+  }
+
+  private drop(publicKey: string, sink: PeerSink): void {
+    this.claims.release(publicKey);
+    sink.removePeer(publicKey);
+  }
+
+  /**
+   * Apply upserts: peers we already hold first (so an address one of them gave up is free
+   * before a newcomer claims it), then new ones; a conflict keeps the first holder.
+   */
+  private applyUpserts(upserts: Iterable<PeerEntry>, sink: PeerSink): Set<string> {
+    const kept = new Set<string>();
+    const fresh: PeerEntry[] = [];
+    const list = [...upserts];
+    for (const p of list) if (p.publicKey === this.publicKey) this.claimSelf(p); // our own addresses first
+    for (const p of list) {
+      if (p.publicKey === this.publicKey) continue;
+      if (this.claims.has(p.publicKey)) {
+        this.accept(p, sink);
+        kept.add(p.publicKey); // refused or not, its earlier accepted entry stays
+      } else fresh.push(p);
+    }
+    for (const p of fresh) if (this.accept(p, sink)) kept.add(p.publicKey);
+    return kept;
+  }
+
+  /** Apply a map to the peer set: everything in it (but us) that passes the checks, nothing else. */
+  applyFull(peers: Iterable<PeerEntry>, sink: PeerSink): void {
+    const list = [...peers];
+    const inMap = new Set(list.map((p) => p.publicKey));
+    for (const k of sink.peerKeys()) if (!inMap.has(k)) this.drop(k, sink);
+    const kept = this.applyUpserts(list, sink);
+    for (const k of sink.peerKeys()) if (!kept.has(k)) this.drop(k, sink);
   }
 
   /** Follow the coordinator's peer map until stop(); re-joins when the session expires. */
@@ -113,12 +188,13 @@ export class MembershipClient {
         await this.client.watchPeers(this.sessionToken!, since, (u: PeerMapUpdate) => {
           if (u.full) this.applyFull(u.peers.values(), sink);
           else {
-            for (const p of u.upserts) if (p.publicKey !== this.publicKey) sink.upsertPeer(peerSpecFromEntry(p));
+            // Removals first: an address a removed member held may be claimed in the same update.
             const byVip = new Map(seed.map((p) => [p.vip, p.publicKey]));
             for (const vip of u.removals) {
               const key = byVip.get(vip);
-              if (key) sink.removePeer(key);
+              if (key && key !== this.publicKey) this.drop(key, sink);
             }
+            this.applyUpserts(u.upserts, sink);
           }
           since = u.version;
           seed = [...u.peers.values()];

@@ -23,7 +23,7 @@ interface AgentArgs {
   relay?: string;
   'original-ip'?: string;
   'state-dir': string;
-  tag: string[];
+  tag?: string[];
   hostname?: string;
   mtu: number;
   name?: string;
@@ -35,10 +35,10 @@ interface AgentArgs {
 }
 
 /** The local status socket `isthmus status` reads; losing it never stops the data path. */
-async function serveStatus(args: AgentArgs, agent: Agent, log: Logger): Promise<void> {
+async function serveStatus(args: AgentArgs, agent: Agent, log: Logger, extra: () => object = () => ({})): Promise<void> {
   const path = args['control-socket'] ?? join(args['state-dir'], 'agent.sock');
   try {
-    const server = await serveControlSocket(path, () => agent.status());
+    const server = await serveControlSocket(path, () => ({ ...agent.status(), ...extra() }));
     onShutdown(() => new Promise<void>((r) => server.close(() => r())));
   } catch (err) {
     log.warn({ err: (err as Error).message }, '`isthmus status` will not work: no control socket');
@@ -100,7 +100,7 @@ async function runJoined(args: AgentArgs, log: Logger): Promise<void> {
   }
   const originalIp = args['original-ip'] ?? detectOriginalIp();
   const membership = new MembershipClient({
-    coordinatorUrl: args.coordinator!, token: args.token, originalIp, hostname: args.hostname, tags: args.tag,
+    coordinatorUrl: args.coordinator!, token: args.token, originalIp, hostname: args.hostname,
   }, state, log);
   if (args.leave) {
     await membership.leave();
@@ -120,9 +120,10 @@ async function runJoined(args: AgentArgs, log: Logger): Promise<void> {
   onShutdown(() => membership.stop());
   membership.applyFull(m.peers, agent);
   await agent.start();
-  await serveStatus(args, agent, log);
+  const peerMapStatus = () => ({ peerMap: { refusedEntries: membership.refusedPeerEntries } });
+  await serveStatus(args, agent, log, peerMapStatus);
   log.info({ vip: m.vip, originalIp, peers: agent.peerKeys().length }, 'joined');
-  process.on('SIGUSR1', () => log.info({ status: agent.status() }, 'status'));
+  process.on('SIGUSR1', () => log.info({ status: { ...agent.status(), ...peerMapStatus() } }, 'status'));
   void membership.run(m, agent).catch((err: Error) => log.error({ err: err.message }, 'peer map loop stopped'));
 }
 
@@ -133,14 +134,17 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
   builder: (y) => y
     .usage('$0 agent --coordinator URL --token T --relay HOST:PORT [options]\n$0 agent --config FILE\n\n'
       + 'Joins the overlay through the coordinator (first start needs a join token; the key is kept in --state-dir),\n'
-      + 'or runs from a static-peer file (docs/CONFIG.md).')
+      + 'or runs from a static-peer file (docs/CONFIG.md).\n\n'
+      + '--original-ip must be the address this host reaches the coordinator from, or inside a prefix its join token allows\n'
+      + '(isthmus token create --original-cidr). Tags come from the join token (--tag there) or an admin (isthmus node tag).')
     .option('coordinator', { type: 'string', describe: 'Coordinator URL, e.g. http://10.90.0.1:8080', group: 'Join:' })
     .option('token', { type: 'string', describe: 'Join token (first start only)', group: 'Join:' })
     .option('relay', { type: 'string', describe: 'Relay (or the VIP in front of the relays), HOST:PORT', group: 'Join:' })
-    .option('original-ip', { type: 'string', describe: 'This host\'s original IP (default: the address of the default-route interface)', group: 'Join:' })
+    .option('original-ip', { type: 'string', describe: 'This host\'s original IP (default: the address of the default-route interface); '
+      + 'the coordinator accepts the address the join comes from or one inside the token\'s --original-cidr', group: 'Join:' })
     .option('state-dir', { type: 'string', default: DEFAULT_STATE_DIR, describe: 'Where the key (0600), the last peer map and the status socket are kept' })
     .option('control-socket', { type: 'string', describe: 'Status socket for `isthmus status` (default: <state-dir>/agent.sock)' })
-    .option('tag', { type: 'string', array: true, default: [] as string[], describe: 'Tag this member (repeatable)', group: 'Join:' })
+    .option('tag', { type: 'string', array: true, hidden: true, describe: 'Removed: members cannot tag themselves (see --help text above)' })
     .option('hostname', { type: 'string', describe: 'Name other members and SOCKS5 clients know this member by (default: hostname)', group: 'Join:' })
     .option('leave', { type: 'boolean', default: false, describe: 'Remove this member from the coordinator, delete its key, and exit', group: 'Join:' })
     .option('route-original', { type: 'string', array: true, default: [] as string[], describe: 'Transparent mode: route this original prefix into the overlay (repeatable)' })
@@ -150,6 +154,10 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     .option('config', { type: 'string', describe: 'Static-peer config file instead of a coordinator (docs/CONFIG.md)', normalize: true, group: 'Static:' })
     .option('rekey-after-time', { type: 'number', hidden: true, describe: 'Testing: REKEY_AFTER_TIME in seconds (spec: 120)' })
     .check((a) => {
+      if (a.tag !== undefined) {
+        throw new Error('--tag is no longer accepted: a member cannot choose its own tags. Put them on the join token '
+          + '(isthmus token create --tag T) or have an admin set them (isthmus node tag <vip|hostname> --tag T)');
+      }
       if (a.config && a.coordinator) throw new Error('Give either --config FILE or --coordinator URL, not both');
       if (!a.config && !a.coordinator) throw new Error('Missing --coordinator URL (or --config FILE for static peers)');
       if (a.coordinator) {

@@ -12,8 +12,9 @@ interface CoordinatorArgs {
   prefix: string;
   quarantine: string;
   'ephemeral-timeout': string;
-  'original-ip-grace': string;
+  'original-ip-grace'?: string;
   'session-ttl': string;
+  'trusted-proxy': string[];
 }
 
 /** "HOST:PORT" → parts; the message names `flag`. */
@@ -50,7 +51,9 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
     .option('prefix', { type: 'string', default: defaults.DEFAULT_PREFIX, describe: 'Redis key prefix' })
     .option('quarantine', { type: 'string', default: '1h', describe: 'A removed member\'s virtual IP is reused only after this long' })
     .option('ephemeral-timeout', { type: 'string', default: '5m', describe: 'Remove an ephemeral member whose relay session is gone this long' })
-    .option('original-ip-grace', { type: 'string', default: '2m', describe: 'A new member may take an original IP whose holder has no relay session and was not seen this long' })
+    .option('original-ip-grace', { type: 'string', hidden: true, describe: 'Removed (ignored, with a warning): original IPs are never taken over; an admin frees one with `isthmus node remove`' })
+    .option('trusted-proxy', { type: 'string', array: true, default: [] as string[],
+      describe: 'Reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For names the address a join comes from (members may claim that address as their original IP). Default: none, the TCP peer address counts' })
     .option('session-ttl', { type: 'string', default: '24h', describe: 'Lifetime of the session token a member gets on join' })
     .check((a) => {
       if (a.redis === undefined) throw new Error('Missing --redis URL (or ISTHMUS_REDIS, or "redis" in --config)');
@@ -65,7 +68,11 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
       } catch (err) {
         throw new Error(`--cidr: ${(err as Error).message}`);
       }
-      for (const f of ['quarantine', 'ephemeral-timeout', 'original-ip-grace', 'session-ttl'] as const) duration(a[f], `--${f}`);
+      for (const f of ['quarantine', 'ephemeral-timeout', 'session-ttl'] as const) duration(a[f], `--${f}`);
+      for (const p of a['trusted-proxy']) {
+        const s = String(p);
+        if (!/^\d{1,3}(\.\d{1,3}){3}(\/\d{1,2})?$/.test(s)) throw new Error(`--trusted-proxy must be an IPv4 address or CIDR, got ${JSON.stringify(s)}`);
+      }
       if (a['admin-token'] !== undefined && a['admin-token'].length < 16) throw new Error('--admin-token must be at least 16 characters');
       if (!/^[A-Za-z0-9:_.-]{1,64}$/.test(a.prefix)) throw new Error('--prefix must be 1-64 characters of A-Z a-z 0-9 : _ . -');
       return true;
@@ -78,7 +85,7 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
       c = await createCoordinator({
         redis: a.redis as RedisSpec, cidr: a.cidr, prefix: a.prefix, adminToken: a['admin-token'], logger: log,
         quarantineMs: duration(a.quarantine, '--quarantine'), ephemeralTimeoutMs: duration(a['ephemeral-timeout'], '--ephemeral-timeout'),
-        originalIpGraceMs: duration(a['original-ip-grace'], '--original-ip-grace'), sessionTtlMs: duration(a['session-ttl'], '--session-ttl'),
+        trustedProxies: a['trusted-proxy'].map(String), sessionTtlMs: duration(a['session-ttl'], '--session-ttl'),
       });
     } catch (err) {
       const where = typeof a.redis === 'string' ? redactUrl(a.redis) : 'the configured Redis';
@@ -90,6 +97,9 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       throw new CliError(`cannot listen on --listen ${a.listen}: ${e.code ?? e.message}`);
+    }
+    if (a['original-ip-grace'] !== undefined) {
+      log.warn('--original-ip-grace is ignored: an original IP held by a member is never taken over by another join; free it with `isthmus node remove`');
     }
     if (!a['admin-token']) log.warn('no --admin-token: token and node admin routes are disabled');
   },

@@ -70,11 +70,14 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
       overlay = await startJoinedOverlay(topo, { cluster: true });
       say(`\nhub: redis-server on the VIP; relays r1 ${topo.addr.relays[0]} and r2 ${topo.addr.relays[1]} behind VIP:7000/udp`);
       say(`  (nftables flow-hash DNAT, health-checked, meshed through Redis); a coordinator beside each behind VIP:8080/tcp`);
-      const token = await overlay.createToken(['--uses', '2', '--ttl', '10m']);
-      say(`admin: isthmus token create --uses 2 --ttl 10m  →  ${token.slice(0, 6)}… (stored hashed in Redis)`);
-      const a1 = await overlay.join('a1', vpc1, topo.addr.vpc1, { token, tags: ['agent'] });
+      // Tags come from the token (members never choose their own); each member claims the
+      // address it joins from as its original IP.
+      const agentToken = await overlay.createToken(['--uses', '1', '--ttl', '10m', '--tag', 'agent']);
+      const controllerToken = await overlay.createToken(['--uses', '1', '--ttl', '10m', '--tag', 'controller']);
+      say(`admin: isthmus token create --uses 1 --ttl 10m --tag agent|controller  →  ${agentToken.slice(0, 6)}…, ${controllerToken.slice(0, 6)}… (stored hashed in Redis)`);
+      const a1 = await overlay.join('a1', vpc1, topo.addr.vpc1, { token: agentToken });
       // S routes vpc1's original prefix into the overlay: transparent mode.
-      const s1 = await overlay.join('s1', vpc2, topo.addr.vpc2, { token, tags: ['controller'], extraArgs: ['--route-original', '10.91.1.0/24'] });
+      const s1 = await overlay.join('s1', vpc2, topo.addr.vpc2, { token: controllerToken, extraArgs: ['--route-original', '10.91.1.0/24'] });
       say(`a1 (vpc1, original ${a1.originalIp}) joined: virtual IP ${a1.vip}`);
       say(`s1 (vpc2, original ${s1.originalIp}) joined: virtual IP ${s1.vip}`);
       const keys = redisKeys(DEFAULT_PREFIX);

@@ -21,20 +21,73 @@ const list: CommandModule<object, AdminArgs> = {
   },
 };
 
-const remove: CommandModule<object, AdminArgs & { vip: string }> = {
+const TAG_RE = /^[A-Za-z0-9_.:/=-]{1,64}$/;
+
+const remove: CommandModule<object, AdminArgs & { vip: string; 'allow-rejoin': boolean }> = {
   command: 'remove <vip>',
-  describe: 'Remove a member (its virtual IP is quarantined, its key must join again with a token)',
-  builder: (y) => adminOptions(y).positional('vip', { type: 'string', demandOption: true, describe: 'Virtual IP of the member' }) as Argv<AdminArgs & { vip: string }>,
+  describe: 'Remove a member: frees its original IP and hostname, quarantines its virtual IP, and refuses its key '
+    + 'from then on (even with a valid token) until `isthmus node allow-key` — unless --allow-rejoin',
+  builder: (y) => adminOptions(y)
+    .positional('vip', { type: 'string', demandOption: true, describe: 'Virtual IP of the member' })
+    .option('allow-rejoin', { type: 'boolean', default: false, describe: 'Do not refuse its key: it may join again with a token' }) as
+    Argv<AdminArgs & { vip: string; 'allow-rejoin': boolean }>,
   handler: async (a) => {
-    await adminCall(a, () => adminClient(a).removeNode(a.vip));
-    process.stderr.write(`removed ${a.vip}\n`);
+    const r = await adminCall(a, () => adminClient(a).removeNode(a.vip, { allowRejoin: a['allow-rejoin'] }));
+    process.stderr.write(`removed ${a.vip}${r.keyRefused ? '; its key is refused from now on (undo: isthmus node allow-key <key>)' : ''}\n`);
   },
 };
 
-/** `isthmus node list|remove`. */
+interface TagArgs extends AdminArgs { member: string; tag: string[]; 'remove-tag': string[] }
+
+const tag: CommandModule<object, TagArgs> = {
+  command: 'tag <member>',
+  describe: 'Add or remove tags of a member (members never choose their own); its peers see the change',
+  builder: (y) => adminOptions(y)
+    .positional('member', { type: 'string', demandOption: true, describe: 'Virtual IP or hostname of the member' })
+    .option('tag', { type: 'string', array: true, default: [] as string[], describe: 'Tag to add (repeatable)' })
+    .option('remove-tag', { type: 'string', array: true, default: [] as string[], describe: 'Tag to remove (repeatable)' })
+    .check((a) => {
+      if (a.tag.length === 0 && a['remove-tag'].length === 0) throw new Error('Give --tag T and/or --remove-tag T');
+      for (const t of [...a.tag, ...a['remove-tag']]) if (!TAG_RE.test(String(t))) throw new Error(`tag ${JSON.stringify(t)}: 1-64 characters of A-Z a-z 0-9 _ . : / = -`);
+      return true;
+    }) as Argv<TagArgs>,
+  handler: async (a) => {
+    const r = await adminCall(a, () => adminClient(a).setNodeTags(a.member, {
+      add: [...new Set(a.tag.map(String))], remove: [...new Set(a['remove-tag'].map(String))],
+    }));
+    if (a.json) return void process.stdout.write(JSON.stringify(r) + '\n');
+    process.stdout.write(`${r.vip} tags: ${r.tags.join(',') || '-'}\n`);
+  },
+};
+
+const allowKey: CommandModule<object, AdminArgs & { key: string }> = {
+  command: 'allow-key <key>',
+  describe: 'Let a key removed by `node remove` join again (it still needs a valid join token)',
+  builder: (y) => adminOptions(y).positional('key', { type: 'string', demandOption: true, describe: 'The member\'s public key (base64), see `node removed-keys`' }) as
+    Argv<AdminArgs & { key: string }>,
+  handler: async (a) => {
+    await adminCall(a, () => adminClient(a).allowKey(a.key));
+    process.stderr.write(`allowed ${a.key}: it may join again with a token\n`);
+  },
+};
+
+const removedKeys: CommandModule<object, AdminArgs> = {
+  command: 'removed-keys',
+  describe: 'List keys removed by `node remove` (their joins are refused)',
+  builder: (y) => adminOptions(y),
+  handler: async (a) => {
+    const keys = await adminCall(a, () => adminClient(a).listRemovedKeys());
+    if (a.json) return void process.stdout.write(JSON.stringify(keys) + '\n');
+    const rows = [['KEY', 'WAS VIP', 'HOSTNAME', 'REMOVED'], ...keys.map((k) => [k.publicKey, k.vip, k.hostname || '-', ago(k.removedAt)])];
+    process.stdout.write(table(rows));
+  },
+};
+
+/** `isthmus node list|remove|tag|allow-key|removed-keys`. */
 export const nodeCommand: CommandModule = {
   command: 'node <command>',
-  describe: 'List or remove members on a coordinator',
-  builder: (y) => y.command(list).command(remove).demandCommand(1, 'Name a node command: list or remove'),
+  describe: 'List, remove or tag members on a coordinator; allow a removed key again',
+  builder: (y) => y.command(list).command(remove).command(tag).command(allowKey).command(removedKeys)
+    .demandCommand(1, 'Name a node command: list, remove, tag, allow-key or removed-keys'),
   handler: () => undefined,
 };

@@ -1,6 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { CoordinatorClient, CoordinatorHttpError, parseDuration } from '../../coordinator';
 import { CliError } from '../shutdown';
+import { parseOriginalCidrs } from '../../coordinator/claim-rules';
 
 /** Flags shared by the admin commands (`token`, `node`; node.ts imports these). */
 export interface AdminArgs {
@@ -41,33 +42,43 @@ function when(ms: number): string {
   return ms ? new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z') : 'never';
 }
 
-interface CreateArgs extends AdminArgs { uses: number; ttl?: string; tag: string[]; ephemeral: boolean }
+interface CreateArgs extends AdminArgs { uses: number; ttl?: string; tag: string[]; 'original-cidr': string[]; ephemeral: boolean }
 
 const create: CommandModule<object, CreateArgs> = {
   command: 'create',
-  describe: 'Create a join token; prints it once (only its hash is stored)',
+  describe: 'Create a join token; prints it once (only its hash is stored). A member joining with it may claim as its original IP '
+    + 'the address it joins from, or one inside an --original-cidr',
   builder: (y) => adminOptions(y)
     .option('uses', { type: 'number', default: 1, describe: 'How many joins it allows (-1: unlimited)' })
     .option('ttl', { type: 'string', describe: 'Lifetime, e.g. 30m, 24h, 7d (default: no expiry)' })
     .option('tag', { type: 'string', array: true, default: [] as string[], describe: 'Tag granted to members joining with it (repeatable)' })
+    .option('original-cidr', { type: 'string', array: true, default: [] as string[],
+      describe: 'Prefix (repeatable) members joining with it may claim their original IP in, besides the address they join from (e.g. hosts behind NAT)' })
     .option('ephemeral', { type: 'boolean', default: false, describe: 'Members are removed once their relay session is gone for a while' })
     .check((a) => {
       if (!Number.isInteger(a.uses) || a.uses < -1 || a.uses === 0 || a.uses > 1_000_000) throw new Error('--uses must be a whole number 1..1000000, or -1 for unlimited');
       if (a.ttl !== undefined) {
         try { parseDuration(a.ttl); } catch { throw new Error(`--ttl must be a duration like 30m, 24h, 7d; got ${JSON.stringify(a.ttl)}`); }
       }
+      try { parseOriginalCidrs(a['original-cidr'].map(String)); } catch (err) { throw new Error(`--original-cidr: ${(err as Error).message}`); }
       for (const t of a.tag) if (!/^[A-Za-z0-9_.:/=-]{1,64}$/.test(String(t))) throw new Error(`--tag ${JSON.stringify(t)}: 1-64 characters of A-Z a-z 0-9 _ . : / = -`);
       return true;
     }) as Argv<CreateArgs>,
   handler: async (a) => {
+    let originalCidrs: string[];
+    try {
+      originalCidrs = parseOriginalCidrs(a['original-cidr'].map(String));
+    } catch (err) {
+      throw new CliError(`--original-cidr: ${(err as Error).message}`);
+    }
     const t = await adminCall(a, () => adminClient(a).createToken({
-      uses: a.uses, ...(a.ttl ? { ttl: a.ttl } : {}), tags: [...new Set(a.tag.map(String))], ephemeral: a.ephemeral,
+      uses: a.uses, ...(a.ttl ? { ttl: a.ttl } : {}), tags: [...new Set(a.tag.map(String))], originalCidrs, ephemeral: a.ephemeral,
     }));
     if (a.json) process.stdout.write(JSON.stringify(t) + '\n');
     else {
       process.stdout.write(t.token + '\n');
       process.stderr.write(`token ${t.id}: uses ${t.usesLeft < 0 ? 'unlimited' : t.usesLeft}, expires ${when(t.expiresAt)}` +
-        `${t.tags.length ? `, tags ${t.tags.join(',')}` : ''}${t.ephemeral ? ', ephemeral' : ''} (shown once)\n`);
+        `${t.tags.length ? `, tags ${t.tags.join(',')}` : ''}${t.originalCidrs.length ? `, original IPs in ${t.originalCidrs.join(',')}` : ''}${t.ephemeral ? ', ephemeral' : ''} (shown once)\n`);
     }
   },
 };
@@ -79,8 +90,9 @@ const list: CommandModule<object, AdminArgs> = {
   handler: async (a) => {
     const tokens = await adminCall(a, () => adminClient(a).listTokens());
     if (a.json) return void process.stdout.write(JSON.stringify(tokens) + '\n');
-    const rows = [['ID', 'STATE', 'USES LEFT', 'EXPIRES', 'TAGS', 'EPHEMERAL'],
-      ...tokens.map((t) => [t.id, t.state, t.usesLeft < 0 ? 'unlimited' : String(t.usesLeft), when(t.expiresAt), t.tags.join(',') || '-', t.ephemeral ? 'yes' : 'no'])];
+    const rows = [['ID', 'STATE', 'USES LEFT', 'EXPIRES', 'TAGS', 'ORIGINAL CIDRS', 'EPHEMERAL'],
+      ...tokens.map((t) => [t.id, t.state, t.usesLeft < 0 ? 'unlimited' : String(t.usesLeft), when(t.expiresAt), t.tags.join(',') || '-',
+        (t.originalCidrs ?? []).join(',') || '-', t.ephemeral ? 'yes' : 'no'])];
     process.stdout.write(table(rows));
   },
 };

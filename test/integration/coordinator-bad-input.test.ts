@@ -4,15 +4,15 @@
  */
 import test from 'ava';
 import { proveKey } from '../../protocol/key-proof';
-import { startEnv, member, snapshotRedis, ADMIN, type Env } from './coordinator-helpers';
+import { startEnv, member, snapshotRedis, ADMIN, LAN, type Env } from './coordinator-helpers';
 
 let env: Env;
 let token = '';
 let expired = '';
 test.before(async () => {
   env = await startEnv(1);
-  token = (await env.admin.createToken({ uses: -1 })).token;
-  expired = (await env.admin.createToken({ uses: 5, ttl: '100ms' })).token;
+  token = (await env.admin.createToken({ uses: -1, originalCidrs: LAN })).token;
+  expired = (await env.admin.createToken({ uses: 5, ttl: '100ms', originalCidrs: LAN })).token;
   await new Promise((r) => setTimeout(r, 150));
 });
 test.after.always(async () => { await env?.stop(); });
@@ -82,6 +82,19 @@ const cases: Case[] = [
   { name: 'remove a non-vip', method: 'DELETE', path: '/v1/nodes/999.1.1.1', headers: admin, status: 400, error: 'invalid-request' },
   { name: 'remove an unknown member', method: 'DELETE', path: '/v1/nodes/100.64.9.9', headers: admin, status: 404, error: 'not-found' },
   { name: 'unknown route', method: 'GET', path: '/v1/nope', status: 404, error: 'no-route' },
+  // Identity rules (coordinator-identity.test.ts has them with their positive controls).
+  { name: 'join asking for its own tags', prepare: async () => ({ body: JSON.stringify(await joinBody(member('10.9.0.5'), { tags: ['controller'] })) }), status: 400, error: 'tags-not-allowed' },
+  { name: 'original IP inside the overlay', prepare: async () => ({ body: JSON.stringify(await joinBody(member('100.64.0.1'))) }), status: 400, error: 'original-ip-in-overlay' },
+  { name: 'special-purpose original IP', prepare: async () => ({ body: JSON.stringify(await joinBody(member('169.254.169.254'))) }), status: 400, error: 'original-ip-special' },
+  { name: 'original IP neither the source nor in the token\'s prefixes', prepare: async () => ({ body: JSON.stringify(await joinBody(member('203.0.113.5'))) }), status: 403, error: 'original-ip-not-allowed' },
+  { name: 'token create with host bits in --original-cidr', path: '/v1/tokens', body: '{"originalCidrs":["10.1.0.1/16"]}', headers: { ...json, ...admin }, status: 400, error: 'invalid-original-cidr' },
+  { name: 'token create with a non-CIDR original prefix', path: '/v1/tokens', body: '{"originalCidrs":["10.1.0.0"]}', headers: { ...json, ...admin }, status: 400, error: 'invalid-request' },
+  { name: 'tag without admin', path: '/v1/nodes/100.64.0.1/tags', body: '{"add":["x"]}', headers: json, status: 401, error: 'unauthorized' },
+  { name: 'tag an unknown member', path: '/v1/nodes/100.64.9.9/tags', body: '{"add":["x"]}', headers: { ...json, ...admin }, status: 404, error: 'not-found' },
+  { name: 'tag with a bad tag', path: '/v1/nodes/100.64.0.1/tags', body: '{"add":["a b"]}', headers: { ...json, ...admin }, status: 400, error: 'invalid-request' },
+  { name: 'allow a key that is not refused', path: '/v1/removed-keys/allow', body: JSON.stringify({ publicKey: Buffer.alloc(32, 7).toString('base64') }), headers: { ...json, ...admin }, status: 404, error: 'not-found' },
+  { name: 'allow a malformed key', path: '/v1/removed-keys/allow', body: '{"publicKey":"abc"}', headers: { ...json, ...admin }, status: 400, error: 'invalid-request' },
+  { name: 'remove with a bad allowRejoin', method: 'DELETE', path: '/v1/nodes/100.64.9.9?allowRejoin=maybe', headers: admin, status: 400, error: 'invalid-request' },
 ];
 
 for (const c of cases) {

@@ -65,7 +65,7 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
 const admin = () => ['--coordinator', env.urls[0], '--admin-token', ADMIN];
 
 test.serial('token create/list/revoke and node list/remove', async (t) => {
-  const c = await run(['token', 'create', ...admin(), '--uses', '2', '--tag', 'a', '--tag', 'b', '--ttl', '1h']);
+  const c = await run(['token', 'create', ...admin(), '--uses', '2', '--tag', 'a', '--tag', 'b', '--ttl', '1h', '--original-cidr', '10.20.0.0/16']);
   t.is(c.code, 0, c.err);
   const token = c.out.trim();
   t.regex(token, /^isj_[A-Za-z0-9_-]{43}$/);
@@ -87,6 +87,39 @@ test.serial('token create/list/revoke and node list/remove', async (t) => {
   const rv = await run(['token', 'revoke', tokens[0].id], { ISTHMUS_COORDINATOR: env.urls[0], ISTHMUS_ADMIN_TOKEN: ADMIN });
   t.is(rv.code, 0, rv.err);
   t.deepEqual(JSON.parse((await run(['token', 'list', ...admin(), '--json'])).out), []);
+});
+
+test.serial('node tag / remove (key refused) / removed-keys / allow-key; refusals print the reason', async (t) => {
+  const c = await run(['token', 'create', ...admin(), '--uses', '-1', '--tag', 'agent', '--original-cidr', '10.21.0.0/16', '--json']);
+  t.is(c.code, 0, c.err);
+  const tok = JSON.parse(c.out) as { token: string; originalCidrs: string[] };
+  t.deepEqual(tok.originalCidrs, ['10.21.0.0/16']);
+  const m = member('10.21.0.1', 'cli-tagged');
+  const j = await env.client().join({ ...m, token: tok.token });
+
+  const tg = await run(['node', 'tag', 'cli-tagged', ...admin(), '--tag', 'web', '--remove-tag', 'agent']);
+  t.is(tg.code, 0, tg.err);
+  t.regex(tg.out, new RegExp(`${j.vip.replace(/\./g, '\\.')} tags: web`));
+  const none = await run(['node', 'tag', j.vip, ...admin()]);
+  t.not(none.code, 0);
+  t.regex(none.err, /--tag T and\/or --remove-tag T/);
+
+  t.is((await run(['node', 'remove', j.vip, ...admin()])).code, 0);
+  const refused = await env.client().join({ ...m, token: tok.token }).catch((e: Error) => e);
+  t.regex(String(refused), /key-removed/);
+  const rk = await run(['node', 'removed-keys', ...admin(), '--json']);
+  t.is(rk.code, 0, rk.err);
+  t.true((JSON.parse(rk.out) as { publicKey: string }[]).some((k) => k.publicKey === m.pub));
+  const allow = await run(['node', 'allow-key', m.pub, ...admin()]);
+  t.is(allow.code, 0, allow.err);
+  const again = await run(['node', 'allow-key', m.pub, ...admin()]);
+  t.is(again.code, 1);
+  t.regex(again.err, /404 not-found removed key .* not found/, 'the CLI prints the reason');
+  t.truthy((await env.client().join({ ...m, token: tok.token })).vip);
+
+  const bad = await run(['token', 'create', ...admin(), '--original-cidr', '10.21.0.1/16']);
+  t.not(bad.code, 0);
+  t.regex(bad.err, /--original-cidr.*host bits/);
 });
 
 test.serial('bad flags name the flag (non-zero exit); wrong admin token is a clear error without secrets', async (t) => {

@@ -7,6 +7,13 @@ import { CoordinatorClient } from '../../coordinator/client';
 
 export const ADMIN = 'admin-secret-for-tests-0123456789';
 
+/**
+ * The tests join from 127.0.0.1 while claiming private original IPs (10.x, 172.16.x,
+ * 192.168.x), so their tokens must allow those prefixes: a member may claim only the address
+ * it joins from or one inside its token's `originalCidrs`.
+ */
+export const LAN = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'];
+
 export interface Env {
   redis: RedisHandle;
   r: Redis;

@@ -11,7 +11,7 @@ import { TokenStore } from '../../coordinator/token-store';
 import { parseVipPool, ReferenceAllocator } from '../../coordinator/ipam';
 import { hashSecret } from '../../coordinator/token-rules';
 import { JoinRefusedError } from '../../coordinator/errors';
-import { startEnv, member } from './coordinator-helpers';
+import { startEnv, member, LAN } from './coordinator-helpers';
 
 let redis: RedisHandle;
 let r: Redis;
@@ -48,8 +48,8 @@ test.serial('Lua allocator = reference allocator (random join/remove/time sequen
       const ch = await reg.createChallenge();
       let got: string | undefined;
       try {
-        got = (await reg.join({ publicKey: m.pub, originalIp: m.originalIp, hostname: m.hostname, tags: [], tokenHash: hashSecret(tok.token),
-          challengeId: ch.id, originalIpGraceMs: 0, sessionTokenHash: hashSecret('s' + n), sessionTtlMs: 60_000 })).vip;
+        got = (await reg.join({ publicKey: m.pub, originalIp: m.originalIp, hostname: m.hostname, tokenHash: hashSecret(tok.token),
+          challengeId: ch.id, originalIpIsSource: true, sessionTokenHash: hashSecret('s' + n), sessionTtlMs: 60_000 })).vip;
       } catch (e) {
         if (!(e instanceof JoinRefusedError) || e.code !== 'pool-exhausted') throw e;
       }
@@ -64,7 +64,7 @@ test.serial('Lua allocator = reference allocator (random join/remove/time sequen
 test.serial('two coordinators × 600 concurrent joins: no duplicate, no error', async (t) => {
   const env = await startEnv(2);
   try {
-    const tok = await env.admin.createToken({ uses: -1 });
+    const tok = await env.admin.createToken({ uses: -1, originalCidrs: LAN });
     const N = 600;
     const clients = [env.client(0), env.client(1)];
     const members = Array.from({ length: N }, (_, i) => member(`172.16.${i >> 8}.${i & 255}`));

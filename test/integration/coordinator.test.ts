@@ -1,14 +1,14 @@
 /**
- * Coordinator against a real redis-server: tokens, join/re-join/leave, original-IP claims,
- * peer-map long-poll across two coordinators, ephemeral sweep.
+ * Coordinator against a real redis-server: tokens, join/re-join/leave,
+ * peer-map long-poll (original-IP, hostname, tag and key rules: coordinator-identity.test.ts) across two coordinators, ephemeral sweep.
  */
 import test from 'ava';
-import { startEnv, member, snapshotRedis, type Env } from './coordinator-helpers';
+import { startEnv, member, snapshotRedis, LAN, type Env } from './coordinator-helpers';
 import { CoordinatorClient, CoordinatorHttpError, SessionExpiredError } from '../../coordinator/client';
 import type { PeerMapUpdate } from '../../coordinator/client';
 
 let env: Env;
-test.before(async () => { env = await startEnv(2, { originalIpGraceMs: 1000, ephemeralTimeoutMs: 800 }); });
+test.before(async () => { env = await startEnv(2, { ephemeralTimeoutMs: 800 }); });
 test.after.always(async () => { await env?.stop(); });
 
 async function rejects(t: import('ava').ExecutionContext, p: Promise<unknown>, status: number, code: string) {
@@ -18,12 +18,12 @@ async function rejects(t: import('ava').ExecutionContext, p: Promise<unknown>, s
 }
 
 test.serial('tokens: uses, revoke, expiry; only hashes at rest', async (t) => {
-  const tok = await env.admin.createToken({ uses: 2, tags: ['team-a'] });
+  const tok = await env.admin.createToken({ originalCidrs: LAN, uses: 2, tags: ['team-a'] });
   t.is(tok.usesLeft, 2);
   const a = member('10.1.0.1'); const b = member('10.1.0.2'); const c = member('10.1.0.3');
   const ja = await env.client().join({ ...a, token: tok.token });
   t.deepEqual(ja.peers.find((p) => p.vip === ja.vip)?.tags, ['team-a']);
-  await env.client(1).join({ ...b, token: tok.token, tags: ['extra'] });
+  await env.client(1).join({ ...b, token: tok.token });
   await rejects(t, env.client().join({ ...c, token: tok.token }), 401, 'token-exhausted');
   t.is((await env.admin.listTokens()).find((x) => x.id === tok.id)?.state, 'exhausted');
 
@@ -33,24 +33,24 @@ test.serial('tokens: uses, revoke, expiry; only hashes at rest', async (t) => {
   t.false(dump.includes(tok.token.slice(4)));
   t.false(dump.includes(ja.sessionToken.slice(4)));
 
-  const rev = await env.admin.createToken({ uses: 5 });
+  const rev = await env.admin.createToken({ originalCidrs: LAN, uses: 5 });
   await env.admin.revokeToken(rev.id);
   await rejects(t, env.client().join({ ...c, token: rev.token }), 401, 'token-unknown');
   await rejects(t, env.admin.revokeToken(rev.id), 404, 'not-found');
 
-  const exp = await env.admin.createToken({ uses: 5, ttl: '300ms' });
+  const exp = await env.admin.createToken({ originalCidrs: LAN, uses: 5, ttl: '300ms' });
   await new Promise((r) => setTimeout(r, 400));
   await rejects(t, env.client().join({ ...c, token: exp.token }), 401, 'token-expired');
   t.is((await env.admin.listTokens()).find((x) => x.id === exp.id)?.state, 'expired');
 
   await rejects(t, env.client().join({ ...c }), 401, 'token-required');
-  const unlimited = await env.admin.createToken({ uses: -1 });
+  const unlimited = await env.admin.createToken({ originalCidrs: LAN, uses: -1 });
   await env.client().join({ ...c, token: unlimited.token });
   t.is((await env.admin.listTokens()).find((x) => x.id === unlimited.id)?.usesLeft, -1);
 });
 
 test.serial('join, re-join keeps the vip (no token needed), leave frees it into quarantine', async (t) => {
-  const tok = await env.admin.createToken({ uses: 1 });
+  const tok = await env.admin.createToken({ originalCidrs: LAN, uses: 1 });
   const m = member('10.2.0.1');
   const j1 = await env.client().join({ ...m, token: tok.token });
   const j2 = await env.client(1).join({ ...m, hostname: 'renamed' });
@@ -65,36 +65,12 @@ test.serial('join, re-join keeps the vip (no token needed), leave frees it into 
   await rejects(t, env.client().leave(j2.sessionToken), 401, 'unauthorized');
   // Known no more: a token is needed again, and the quarantined vip is not handed out.
   await rejects(t, env.client().join({ ...m }), 401, 'token-required');
-  const again = await env.client().join({ ...m, token: (await env.admin.createToken()).token });
+  const again = await env.client().join({ ...m, token: (await env.admin.createToken({ originalCidrs: LAN })).token });
   t.not(again.vip, j1.vip);
 });
 
-test.serial('original IP: a live holder keeps it (409); a gone holder loses it after the grace', async (t) => {
-  const tok = await env.admin.createToken({ uses: -1 });
-  const a = member('10.3.0.1'); const b = member('10.3.0.1');
-  const ja = await env.client().join({ ...a, token: tok.token });
-  await env.r.hset(`isthmus:session:${ja.vip}`, { relayIp: '10.0.0.9', relayPort: '51820', agentIp: '10.3.0.1', agentPort: '4000', relayId: 'r1', since: '1' });
-  await new Promise((r) => setTimeout(r, 1100));
-  const before = await snapshotRedis(env.r);
-  const c = await env.client().challenge(); // new challenge key is expected; compare without it
-  await rejects(t, env.client().join({ ...b, token: tok.token }), 409, 'original-ip-taken');
-  const after = await snapshotRedis(env.r);
-  for (const k of Object.keys(after)) if (k.includes('challenge:') && !(k in before)) delete after[k]; // the join's own challenge
-  t.deepEqual(after, before, 'a refused join changes nothing');
-  t.truthy(c.id);
-  await env.r.del(`isthmus:session:${ja.vip}`);
-  // Seen recently (its own re-join) → still refused.
-  await env.client().join({ ...a });
-  await rejects(t, env.client().join({ ...b, token: tok.token }), 409, 'original-ip-taken');
-  await new Promise((r) => setTimeout(r, 1100));
-  const jb = await env.client().join({ ...b, token: tok.token });
-  t.not(jb.vip, ja.vip);
-  t.is(await env.r.get('isthmus:orig:10.3.0.1'), jb.vip);
-  t.is(await env.r.exists(`isthmus:node:${ja.vip}`), 0, 'the old holder was removed');
-});
-
 test.serial('peer map: a member joining on coordinator 2 reaches a watcher on coordinator 1 within 2 s', async (t) => {
-  const tok = await env.admin.createToken({ uses: -1 });
+  const tok = await env.admin.createToken({ originalCidrs: LAN, uses: -1 });
   const a = member('10.4.0.1');
   const ja = await env.client(0).join({ ...a, token: tok.token });
   const ac = new AbortController();
@@ -132,7 +108,7 @@ test.serial('peer map: a member joining on coordinator 2 reaches a watcher on co
 });
 
 test.serial('peers: since missing → full map; since ahead of Redis → full map; empty long-poll returns the same version', async (t) => {
-  const tok = await env.admin.createToken();
+  const tok = await env.admin.createToken({ originalCidrs: LAN });
   const j = await env.client().join({ ...member('10.5.0.1'), token: tok.token });
   const full = await env.client().peers(j.sessionToken);
   t.true(full.full);
@@ -147,7 +123,7 @@ test.serial('peers: since missing → full map; since ahead of Redis → full ma
 });
 
 test.serial('ephemeral members go when their relay session is gone; concurrent sweeps remove once', async (t) => {
-  const tok = await env.admin.createToken({ uses: -1, ephemeral: true });
+  const tok = await env.admin.createToken({ originalCidrs: LAN, uses: -1, ephemeral: true });
   const e1 = await env.client().join({ ...member('10.6.0.1'), token: tok.token });
   const e2 = await env.client().join({ ...member('10.6.0.2'), token: tok.token });
   await env.r.hset(`isthmus:session:${e1.vip}`, { relayId: 'r1' });
@@ -164,7 +140,7 @@ test.serial('ephemeral members go when their relay session is gone; concurrent s
 });
 
 test.serial('watchPeers keeps the last map while the coordinator is unreachable and recovers with backoff', async (t) => {
-  const tok = await env.admin.createToken({ uses: -1 });
+  const tok = await env.admin.createToken({ originalCidrs: LAN, uses: -1 });
   const ja = await env.client().join({ ...member('10.7.0.1'), token: tok.token });
   let down = false;
   let failures = 0;

@@ -3,7 +3,7 @@
  * Redis holds original IP → vip and each member's relay 4-tuple.
  *
  *   hub: redis · coordinator · relay (VIP 10.90.0.1)
- *   vpc1: a1   vpc2: s1   m1: a2   m2: a3 (joins later)
+ *   vpc1: a1   vpc2: s1   m1: a2   m2: a3 (joins later)   m3: an attacker, then a4
  */
 import anyTest, { type TestFn } from 'ava';
 import { statSync } from 'node:fs';
@@ -30,7 +30,7 @@ async function redisCli(t: Ctx, ...args: string[]): Promise<string> {
 test.before(async (t) => {
   const topo = await createTopology({ prefix: testPrefix('itcp') });
   t.context.topo = topo;
-  t.context.extra = [await addMemberNamespace(topo, 1), await addMemberNamespace(topo, 2)];
+  t.context.extra = [await addMemberNamespace(topo, 1), await addMemberNamespace(topo, 2), await addMemberNamespace(topo, 3)];
   t.context.overlay = await startJoinedOverlay(topo);
   t.context.token = await t.context.overlay.createToken();
 });
@@ -99,6 +99,31 @@ rootTest('a restarted member keeps its vip and needs no token (key from its 0600
   const again = await overlay.join('a2', a2.ns, a2.originalIp); // no token
   t.is(again.vip, a2.vip);
   t.true(await pingOk(topo, topo.ns.vpc2, again.vip, 2));
+});
+
+rootTest('from its own VPC, a member cannot claim another member\'s original IP or vip (the CLI prints why); its own address is accepted', async (t) => {
+  const { topo, overlay, token, extra } = t.context;
+  const a1 = overlay.members.get('a1')!;
+  const m3 = extra[2];
+  const attempt = async (originalIp: string, tok: string, name: string) => {
+    const r = await topo.exec(m3.ns, process.execPath, [cliPath(), 'agent', '--coordinator', overlay.coordinatorUrl, '--relay', overlay.relayAddr,
+      '--token', tok, '--original-ip', originalIp, '--hostname', name, '--state-dir', join(overlay.dir, `state-${name}`)], { check: false, timeoutMs: 20_000 });
+    return { code: r.code, err: r.stderr };
+  };
+  const notMine = await attempt(topo.addr.vpc1, token, 'thief1');
+  t.not(notMine.code, 0);
+  t.regex(notMine.err, /403 original-ip-not-allowed .*10\.91\.1\.2 is not the address this join comes from/);
+  const vip = await attempt(a1.vip, token, 'thief2');
+  t.regex(vip.err, /400 original-ip-in-overlay/);
+  // Even a token that allows vpc1's prefix cannot take a1's address: 409 naming the holder.
+  const wide = await overlay.createToken(['--original-cidr', '10.91.1.0/24']);
+  const held = await attempt(topo.addr.vpc1, wide, 'thief3');
+  t.regex(held.err, new RegExp(`409 original-ip-taken .*held by ${a1.vip.replace(/\./g, '\\.')} \\(a1\\)`));
+  t.is(await redisCli(t.context, 'GET', `isthmus:orig:${topo.addr.vpc1}`), a1.vip, 'a1 keeps its address');
+  t.true(await pingOk(topo, topo.ns.vpc2, a1.vip, 2), 'and its traffic');
+  // Positive control: the address the namespace really has, the hostname nobody holds.
+  const a4 = await overlay.join('a4', m3.ns, m3.addr, { token });
+  t.is(await redisCli(t.context, 'GET', `isthmus:orig:${m3.addr}`), a4.vip);
 });
 
 rootTest('a member that leaves is gone from the map and from its peers', async (t) => {

@@ -37,8 +37,8 @@ export interface JoinedMember {
 }
 
 export interface JoinOptions {
+  /** Tags and the original-IP prefixes a member may claim come from the token (createToken's --tag, --original-cidr). */
   token?: string;
-  tags?: string[];
   extraArgs?: string[];
 }
 
@@ -59,7 +59,11 @@ export interface JoinedOverlay {
   members: Map<string, JoinedMember>;
   /** `isthmus token create` on the hub; returns the token. */
   createToken(args?: string[]): Promise<string>;
-  /** Start an agent in `ns` that joins as `name`; resolves once it holds a relay session. */
+  /**
+   * Start an agent in `ns` that joins as `name`; resolves once it holds a relay session.
+   * `originalIp` must be the address `ns` reaches the coordinator from (the VIP's DNAT keeps
+   * the source), or inside the token's --original-cidr.
+   */
   join(name: string, ns: string, originalIp: string, opts?: JoinOptions): Promise<JoinedMember>;
   /** Start the coordinator(s) again after a test killed them. */
   restartCoordinator(): Promise<void>;
@@ -125,7 +129,6 @@ export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: stri
       const args = [cli, 'agent', '--coordinator', coordinatorUrl, '--relay', relayAddr, '--original-ip', originalIp,
         '--state-dir', stateDir, '--hostname', name];
       if (jo.token) args.push('--token', jo.token);
-      for (const t of jo.tags ?? []) args.push('--tag', t);
       args.push(...(jo.extraArgs ?? []));
       const proc = topo.spawn(ns, process.execPath, args, { name: `agent-${name}`, env });
       const joined = JSON.parse(await proc.waitForLine(/"msg":"joined"/, 20_000)) as { vip: string; time: number };

@@ -12,6 +12,9 @@ test('formats an agent status for people', (t) => {
   t.regex(out, /^relay  10\.90\.0\.1:7000  authenticated to r1  \(1 failovers\)$/m);
   t.regex(out, /^100\.64\.0\.2\/32  ZZZZZZZZ…  relay:100\.64\.0\.2  12s ago\s+1\.5 KiB  3\.0 MiB$/m);
   t.regex(out, /^drops: source-not-allowed 3$/m);
+  t.false(out.includes('peer-map entries refused'), 'nothing refused: no line');
+  const refused = formatStatus({ publicKey: 'k'.repeat(44), vip: '100.64.0.1', drops: {}, peers: [], peerMap: { refusedEntries: 2 } }, 0);
+  t.regex(refused, /^peer-map entries refused: 2 /m);
 });
 
 test('units and ages', (t) => {

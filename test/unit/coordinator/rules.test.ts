@@ -36,7 +36,7 @@ test('tokenState and memberTags', (t) => {
   t.is(tokenState({ usesLeft: 0, expiresAt: 0 }, 10), 'exhausted');
   t.is(tokenState({ usesLeft: 5, expiresAt: 10 }, 10), 'expired');
   t.is(tokenState({ usesLeft: 5, expiresAt: 11 }, 10), 'valid');
-  t.deepEqual(memberTags(['b', 'a'], ['a', 'c']), ['a', 'b', 'c']);
+  t.deepEqual(memberTags(['b', 'a', 'b']), ['a', 'b']);
 });
 
 test('backoffDelay stays within [50, cap] and grows', (t) => {
@@ -84,7 +84,9 @@ test('schemas never throw on arbitrary JSON, and what they accept has the right 
     validToken(v);
     return true;
   }), { numRuns: 5000 });
-  t.true(validToken({ uses: 3, ttl: '1h', tags: ['x'], ephemeral: true }));
+  t.true(validToken({ uses: 3, ttl: '1h', tags: ['x'], ephemeral: true, originalCidrs: ['10.1.0.0/16'] }));
+  t.false(validToken({ originalCidrs: ['10.1.0.0'] }));
+  t.false(validToken({ originalCidrs: '10.1.0.0/16' }));
   t.false(validToken({ uses: 1.5 }));
   t.false(validToken({ uses: 0 }));
   t.false(validToken({ uses: -2 }));
