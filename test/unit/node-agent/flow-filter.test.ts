@@ -212,3 +212,13 @@ test('the reply table stays bounded under 100k distinct flows and keeps the newe
   }
   t.is(inbound(udp('100.64.1.1', ME, 53, 9999), FROM_AGENT), 'policy');
 });
+
+test('a caller-supplied now is used instead of the clock', (t) => {
+  const { f, clock } = setup();
+  const out = udp(ME, PEER, 40001, 7777);
+  const reply = udp(PEER, ME, 7777, 40001);
+  f.noteOutbound(out, 0, out.length, 1_000_000); // the batch's time, far ahead of the manual clock
+  t.is(f.inbound(reply, 0, reply.length, FROM_AGENT, 1_000_000 + DEFAULT_UDP_TIMEOUT_MS - 1), 'pass');
+  t.is(f.inbound(reply, 0, reply.length, FROM_AGENT, 1_000_000 + 3 * DEFAULT_UDP_TIMEOUT_MS), 'policy');
+  t.is(clock.now(), 0);
+});
