@@ -31,7 +31,9 @@
  * UDP has no SYN, so replies need state: the outbound path calls noteOutbound, which records
  * UDP flows and echo requests and returns at once for everything else (TCP first).
  * Tailscale keeps 512 UDP flows in an LRU; a controller talking to thousands of agents needs
- * more, hence the 65,536-entry table with idle expiry.
+ * more, hence a 65,536-entry table with idle expiry (UDP 180 s, ICMP 30 s). With no policy
+ * every peer's set is PortSet.ALL and no lookup happens, but noteOutbound still records, so
+ * replies to flows already open keep passing when a policy is set later.
  *
  * FRAGMENTS: the kernel reassembles nothing without the first fragment, and the first fragment
  * is filtered like a whole packet (it must hold the whole transport header we read, else
@@ -56,7 +58,8 @@ export type FlowVerdict = 'pass' | FlowDropReason;
 /**
  * Smallest offset (8-byte blocks) of a later fragment: 24 bytes, past every transport byte
  * the filter reads (TCP's 20-byte header; an ICMP error's quoted source at bytes 20-23).
- * Real fragmenters never go that low (a first fragment carries ≥ 8 × (576 - 60) / 8 bytes).
+ * Real fragmenters never go that low: Linux fragments at the path MTU (at least 552), so a
+ * first fragment carries hundreds of bytes.
  */
 export const MIN_LATER_FRAGMENT_BLOCKS = 3;
 /** noteOutbound skips refreshing the flow it refreshed last for this long (bursts of one flow). */
