@@ -55,6 +55,9 @@ export const KEY_PATTERNS = {
   /** hash · written by C · read by C · TTL none — public key (base64) → JSON `{vip, hostname,
    *  removedAt}`: keys an admin removed; their joins are refused until an admin allows them. */
   removedKeys: 'removed-keys',
+  /** string · written by C · read by C, R · TTL none — the access policy as JSON (policy/ parses
+   *  it); absent: no policy, every member reaches every member. */
+  policy: 'policy',
   /** string · written by C · read by C · TTL none — overlay CIDR the state belongs to. */
   ipamCidr: 'ipam:cidr',
   /** string · written by C · read by C · TTL none — next never-used offset in the CIDR. */
@@ -112,6 +115,8 @@ export const EventType = {
   SessionUp: 'session-up',
   /** R: a relay dropped a session it still owned. */
   SessionDown: 'session-down',
+  /** C: an admin set or cleared the policy (`P:policy`); carries `version`, no `vip`. */
+  PolicyChanged: 'policy-changed',
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
 /** Every event type. */
@@ -138,7 +143,14 @@ export interface SessionEvent {
   meshPort?: number;
 }
 
-export type ClusterEvent = NodeEvent | SessionEvent;
+/** Published by the coordinator when `P:policy` changes: every peer map may change. */
+export interface PolicyEvent {
+  type: typeof EventType.PolicyChanged;
+  /** Change-feed version this change was given. */
+  version: number;
+}
+
+export type ClusterEvent = NodeEvent | SessionEvent | PolicyEvent;
 
 export function isNodeEvent(e: ClusterEvent): e is NodeEvent {
   return e.type === EventType.NodeUp || e.type === EventType.NodeChanged || e.type === EventType.NodeRemoved;
@@ -149,6 +161,7 @@ export function isNodeEvent(e: ClusterEvent): e is NodeEvent {
  * as relays have always sent it; `decodeEvent` accepts a string or a number.
  */
 export function encodeEvent(e: ClusterEvent): string {
+  if (e.type === EventType.PolicyChanged) return JSON.stringify({ type: e.type, version: e.version });
   if (isNodeEvent(e)) return JSON.stringify({ type: e.type, vip: e.vip, version: e.version });
   const mesh = e.meshIp !== undefined && e.meshPort !== undefined ? { meshIp: e.meshIp, meshPort: String(e.meshPort) } : {};
   return JSON.stringify({ type: e.type, vip: e.vip, relayId: e.relayId, ...mesh });
@@ -182,6 +195,11 @@ export function decodeEvent(text: string): ClusterEvent | undefined {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
   const o = v as Record<string, unknown>;
   const type = o.type;
+  if (type === EventType.PolicyChanged) {
+    const version = o.version;
+    if (typeof version !== 'number' || !Number.isSafeInteger(version) || version <= 0) return undefined;
+    return { type, version };
+  }
   if (!shortString(o.vip)) return undefined;
   const vip = o.vip;
   switch (type) {

@@ -13,7 +13,7 @@
 import { Redis } from 'ioredis';
 import type { Logger } from '../common/logger';
 import { silentLogger } from '../common/logger';
-import { DEFAULT_PREFIX, decodeEvent, redisKeys, type RedisKeys } from '../common/redis-schema';
+import { DEFAULT_PREFIX, EventType, decodeEvent, redisKeys, type RedisKeys } from '../common/redis-schema';
 import { DirectoryClosedError } from './errors';
 
 export interface Endpoint {
@@ -163,6 +163,7 @@ export class RedisDirectory implements MemberDirectory {
       this.flush();
       return;
     }
+    if (e.type === EventType.PolicyChanged) return; // no mapping changed
     this.invalidate(e.vip);
   }
 

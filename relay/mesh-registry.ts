@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import type Redis from 'ioredis';
 import type { Logger } from '../common/logger';
-import { DEFAULT_PREFIX, decodeEvent, isNodeEvent, redisKeys, type RedisKeys, type SessionEvent } from '../common/redis-schema';
+import { DEFAULT_PREFIX, EventType, decodeEvent, isNodeEvent, redisKeys, type RedisKeys, type SessionEvent } from '../common/redis-schema';
 import { formatAddr, parseAddr } from '../common/ipv4';
 import type { MeshHome, MeshRouteSource, MeshSessionEvent } from './mesh';
 
@@ -94,7 +94,7 @@ export class RedisMeshRegistry implements MeshRouteSource {
 
   private onMessage(msg: string): void {
     const e = decodeEvent(msg);
-    if (!e || isNodeEvent(e)) return;
+    if (!e || isNodeEvent(e) || e.type === EventType.PolicyChanged) return;
     let vip: number;
     try {
       vip = parseAddr(e.vip);
