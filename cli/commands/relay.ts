@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { forComponent } from '../../common/logger';
 import { systemClock } from '../../common/clock';
-import { openBestDatagramSocket } from '../../common/dgram-socket';
+import { openBestDatagramSocket } from '../../native-bindings';
 import { ipv4ToInt } from '../../common/packet-io';
 import Redis from 'ioredis';
 import {

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { DgramSocket } from '../../common/dgram-socket';
+import { DgramSocket } from '../../native-bindings';
 import type { DatagramBatch } from '../../common/packet-io';
 import { LOOPBACK, until } from './relay-harness';
 

@@ -2,7 +2,7 @@
 import nacl from 'tweetnacl';
 import { systemClock } from '../../common/clock';
 import { silentLogger } from '../../common/logger';
-import { DgramSocket } from '../../common/dgram-socket';
+import { DgramSocket } from '../../native-bindings';
 import { ipv4ToInt, type DatagramSocket } from '../../common/packet-io';
 import { createRelay, StaticMemberDirectory, type Relay } from '../../relay';
 import { RelayClient } from '../../node-agent/relay-client';
