@@ -5,8 +5,9 @@
  *   TUN batch ─► Device.readInsidePackets ─► OutsideSender ─► socket.sendInPlace (direct, or relay frame)
  *   UDP batch ─► relay frame? RelayClient.handleFrame ─► Device.readOutsidePackets ─► tun.writeInPlace
  *
- * One flush of each side per processed batch: what was sent or written in place leaves
- * before the slab it lives in is reused.
+ * One flush of each side per processed batch, and after each timer tick: what was sent or
+ * written in place leaves before the slab it lives in is reused, and what the timers send
+ * (handshake retries, keepalives) leaves at once.
  */
 import { lookup } from 'node:dns/promises';
 import type { Clock } from '../common/clock';
@@ -132,7 +133,10 @@ export class Agent {
       this.relayPort = cfg.relay.port;
       this.connectRelay();
     }
-    this.ticker = setInterval(() => this.device.tick(), TICK_MS);
+    this.ticker = setInterval(() => {
+      this.device.tick();
+      this.flushAll();
+    }, TICK_MS);
   }
 
   /** Transparent mode: send the chosen original prefixes into the TUN. Never the relay's own
