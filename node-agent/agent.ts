@@ -194,14 +194,14 @@ export class Agent {
     return [...this.peers.all()].map((p) => p.publicKeyBase64);
   }
 
-  private writeInside(buf: Buffer, off: number, len: number, inPlace: boolean): void {
+  private writeInside(buf: Uint8Array, off: number, len: number, inPlace: boolean): void {
     const tun = this.tun;
     if (!tun) return;
     if (inPlace) tun.writeInPlace(buf, off, len);
     else tun.write(buf, off, len);
   }
 
-  private sendOutside(ep: Endpoint, buf: Buffer, off: number, len: number, inPlace: boolean): void {
+  private sendOutside(ep: Endpoint, buf: Uint8Array, off: number, len: number, inPlace: boolean): void {
     if (ep.kind === EndpointKind.Direct) {
       const s = this.socket;
       if (!s) return;
@@ -218,7 +218,7 @@ export class Agent {
       else socket.send(buf, off - RELAY_HEADER_LEN, len + RELAY_HEADER_LEN, this.relayIp, this.relayPort);
     } else {
       relay.writeDataHeader(this.relayScratch, 0, ep.vip);
-      buf.copy(this.relayScratch, RELAY_HEADER_LEN, off, off + len);
+      this.relayScratch.set(buf.subarray(off, off + len), RELAY_HEADER_LEN);
       socket.send(this.relayScratch, 0, len + RELAY_HEADER_LEN, this.relayIp, this.relayPort);
     }
   }

@@ -44,17 +44,17 @@ export class Endpoint {
  */
 export interface OutsideSender {
   /** Send `buf[off, off+len)` to `ep`; the bytes are copied before return. */
-  send(ep: Endpoint, buf: Buffer, off: number, len: number): void;
+  send(ep: Endpoint, buf: Uint8Array, off: number, len: number): void;
   /** Send `buf[off, off+len)` to `ep` without a copy: the socket reads the bytes at its
    *  next flush(), and the caller does not change them until then (DatagramSocket.sendInPlace).
    *  The bytes in front of `off` may be overwritten with a relay header. */
-  sendInPlace(ep: Endpoint, buf: Buffer, off: number, len: number): void;
+  sendInPlace(ep: Endpoint, buf: Uint8Array, off: number, len: number): void;
 }
 
 /** The inside (TUN) write path; the same ownership rules as TunDevice.write / writeInPlace. */
 export interface InsideWriter {
   /** Write `buf[off, off+len)`; copied before return. */
-  write(buf: Buffer, off: number, len: number): void;
+  write(buf: Uint8Array, off: number, len: number): void;
   /** Write `buf[off, off+len)` at the TUN's next flush(), without a copy. */
-  writeInPlace(buf: Buffer, off: number, len: number): void;
+  writeInPlace(buf: Uint8Array, off: number, len: number): void;
 }

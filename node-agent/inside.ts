@@ -144,7 +144,7 @@ export class InsidePath {
     // 6. seal
     this.c.aead.sealBatch(sb, sb.keys, sb.keyIndex, sb.counters, sb.ok);
     // 7. send
-    const data = sb.data as Buffer;
+    const data = sb.data;
     const now = this.c.clock.now();
     const hs = this.c.handshakes;
     for (let i = 0; i < sb.count; i++) {

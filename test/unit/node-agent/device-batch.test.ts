@@ -34,8 +34,8 @@ function pair(aeads: Record<Side, BatchAead>) {
   const make = (self: Side) => {
     const local = createLocalIdentity(keys[self]);
     const peers = new PeerSet(local, clock, timerConfig);
-    const send = (buf: Buffer, off: number, len: number) => wire.push({ from: self, bytes: Buffer.from(buf.subarray(off, off + len)) });
-    const write = (buf: Buffer, off: number, len: number) => inbox[self].push(Buffer.from(buf.subarray(off, off + len)));
+    const send = (buf: Uint8Array, off: number, len: number) => wire.push({ from: self, bytes: Buffer.from(buf.subarray(off, off + len)) });
+    const write = (buf: Uint8Array, off: number, len: number) => inbox[self].push(Buffer.from(buf.subarray(off, off + len)));
     const device = new Device({
       clock, logger: silentLogger(), peers, local, timerConfig, aead: aeads[self],
       outside: { send: (_ep, buf, off, len) => send(buf, off, len), sendInPlace: (_ep, buf, off, len) => send(buf, off, len) },

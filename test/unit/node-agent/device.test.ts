@@ -30,8 +30,8 @@ function pair(timers: Partial<TimerConfig> = {}) {
   const make = (self: 'a' | 'b') => {
     const local = createLocalIdentity(keys[self]);
     const peers = new PeerSet(local, clock, timerConfig);
-    const send = (buf: Buffer, off: number, len: number) => wire.push({ from: self, bytes: Buffer.from(buf.subarray(off, off + len)) });
-    const write = (buf: Buffer, off: number, len: number) => inbox[self].push(Buffer.from(buf.subarray(off, off + len)));
+    const send = (buf: Uint8Array, off: number, len: number) => wire.push({ from: self, bytes: Buffer.from(buf.subarray(off, off + len)) });
+    const write = (buf: Uint8Array, off: number, len: number) => inbox[self].push(Buffer.from(buf.subarray(off, off + len)));
     const device = new Device({
       clock, logger: silentLogger(), peers, local, timerConfig,
       outside: { send: (_ep, buf, off, len) => send(buf, off, len), sendInPlace: (_ep, buf, off, len) => send(buf, off, len) },
