@@ -173,3 +173,16 @@ test('a peer that lost its sessions (restart) answers data under an unknown inde
   n.pump();
   t.deepEqual(n.inbox.b.at(-1), ipv4Packet('100.64.0.1', '100.64.0.2', Buffer.from('after')));
 });
+
+test('packets staged during the handshake all follow it, in order, sealed as one batch', (t) => {
+  const n = pair();
+  const sizes = [20, 21, 100, 1000, 1420 - 20];
+  const packets = sizes.map((s, i) => ipv4Packet('100.64.0.1', '100.64.0.2', Buffer.alloc(s, i + 1)));
+  for (const p of packets) n.send('a', p);
+  t.is(n.wire.length, 1, 'one initiation for all of them');
+  n.pump();
+  t.deepEqual(n.inbox.b, packets);
+  const peerB = [...n.a.peers.all()][0];
+  t.is(peerB.staged.length, 0);
+  t.is(Object.values(n.a.device.drops).reduce((x, y) => x + y, 0), 0);
+});
