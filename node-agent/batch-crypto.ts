@@ -37,7 +37,7 @@ export interface CryptoBatchView {
   count: number;
 }
 
-/** Distinct keys per batch; a batch needing more is run in parts by the caller (full()). */
+/** Distinct keys per batch; a batch needing more is sealed or opened in parts by the caller (full()). */
 export const MAX_BATCH_KEYS = 8;
 const KEY_LEN = 32;
 const TWO_32 = 2 ** 32;
@@ -83,7 +83,7 @@ export class CryptoBatch implements CryptoBatchView {
     this.sources = new Uint32Array(capacity);
   }
 
-  /** True when one more entry (possibly with a new key) might not fit: run the batch first. */
+  /** True when one more entry (possibly with a new key) might not fit: seal or open the batch first. */
   full(): boolean {
     return this.count >= this.capacity || this.nkeys >= MAX_BATCH_KEYS;
   }
