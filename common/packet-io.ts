@@ -32,8 +32,17 @@ export interface DatagramSocket {
   readonly localAddress: { ip: string; port: number };
   /** Register the single receive handler (bound once, never per packet). */
   onReceive(handler: (batch: DatagramBatch) => void): void;
-  /** Queue one datagram for sending; the bytes are copied before `send` returns. */
+  /** Queue one datagram for sending; the bytes are copied before `send` returns, so the
+   *  caller may reuse `buf` at once. */
   send(buf: Uint8Array, offset: number, length: number, addr: number, port: number): void;
+  /**
+   * Queue one datagram for sending WITHOUT copying it: the socket keeps a reference to `buf`
+   * and reads `buf[offset, offset+length)` at the next `flush()`. The caller still owns the
+   * bytes but must not change or reuse them until that `flush()` has returned (e.g. a
+   * receive slab whose batch handler flushes before it returns, or a buffer it drops after).
+   * An implementation may copy instead, or flush earlier (never later).
+   */
+  sendInPlace(buf: Uint8Array, offset: number, length: number, addr: number, port: number): void;
   /** Send everything queued (sendmmsg). Called once per processed receive batch. */
   flush(): void;
   close(): void;
@@ -45,8 +54,16 @@ export interface TunDevice {
   /** Bytes of free space in front of every received packet. */
   readonly headroom: number;
   onReceive(handler: (batch: PacketBatch) => void): void;
-  /** Queue one IP packet for the kernel; copied before return. */
+  /** Queue one IP packet for the kernel; copied before return, so the caller may reuse `buf` at once. */
   write(buf: Uint8Array, offset: number, length: number): void;
+  /**
+   * Queue one IP packet WITHOUT copying it: the device keeps a reference to `buf` and reads
+   * `buf[offset, offset+length)` at the next `flush()`. The caller still owns the bytes but
+   * must not change or reuse them until that `flush()` has returned. An implementation may
+   * copy instead, or flush earlier (never later).
+   */
+  writeInPlace(buf: Uint8Array, offset: number, length: number): void;
+  /** Write everything queued. Called once per processed receive batch. */
   flush(): void;
   close(): void;
 }

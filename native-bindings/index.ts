@@ -1,8 +1,9 @@
 /**
  * @packageDocumentation
- * isthmus's own N-API addon: a Linux TUN device and batched IPv4 UDP, both implementing
- * the batch-shaped seams of `common/packet-io.ts`. Linux-only and optional at runtime:
- * check `nativeAvailable()` before choosing it over the pure-JS fallbacks.
+ * The OS packet I/O of isthmus: its own N-API addon (a Linux TUN device and batched IPv4
+ * UDP), and the node:dgram fallback socket, all implementing the batch-shaped seams of
+ * `common/packet-io.ts`. The addon is Linux-only and optional at runtime: check
+ * `nativeAvailable()`, or let `openBestDatagramSocket` choose.
  *
  * @example
  * ```ts
@@ -11,8 +12,11 @@
  * const udp = openUdpSocket({ host: '0.0.0.0', port: 51820 });
  * ```
  */
+import type { DatagramSocket } from '../common/packet-io';
 import { NativeTunDevice, type TunOptions } from './tun-device';
 import { NativeUdpSocket, type UdpOptions } from './udp-socket';
+import { openDgramSocket } from './dgram-socket';
+import { loadNative } from './load';
 
 export { nativeAvailable } from './load';
 export { NativeBindingMissingError, NativeIoError, InvalidOptionError } from './errors';
@@ -22,6 +26,7 @@ export {
 } from './tun-device';
 export { aead, AEAD_KEY_LENGTH, AEAD_TAG_LENGTH, type AeadBatch } from './aead';
 export { NativeUdpSocket, DEFAULT_UDP_OPTIONS, type UdpOptions, type UdpStats } from './udp-socket';
+export { DgramSocket, openDgramSocket, type DgramSocketOptions } from './dgram-socket';
 
 /**
  * Creates a TUN device (IFF_TUN|IFF_NO_PI), sets MTU and address, brings it up.
@@ -37,4 +42,23 @@ export function openTun(opts: TunOptions = {}): NativeTunDevice {
 /** Binds a non-blocking IPv4 UDP socket; see UdpOptions. Errors as for openTun. */
 export function openUdpSocket(opts: UdpOptions): NativeUdpSocket {
   return new NativeUdpSocket(opts);
+}
+
+/** Which implementation `openBestDatagramSocket` picked. */
+export type SocketKind = 'native' | 'dgram';
+
+/**
+ * Open the native batched socket when the addon is built, else the node:dgram fallback
+ * (the addon is optional at runtime). Bind errors (EADDRINUSE, EACCES, ...) are the
+ * caller's to see, not a reason to fall back.
+ */
+export async function openBestDatagramSocket(opts: { host: string; port: number },
+  onFallback?: (why: string) => void): Promise<{ socket: DatagramSocket; kind: SocketKind }> {
+  try {
+    loadNative();
+  } catch (err) {
+    onFallback?.((err as Error).message);
+    return { socket: await openDgramSocket(opts), kind: 'dgram' };
+  }
+  return { socket: openUdpSocket({ host: opts.host, port: opts.port }), kind: 'native' };
 }

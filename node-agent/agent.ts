@@ -2,15 +2,17 @@
  * `isthmus agent`: wires the session engine (device.ts) to a TUN device (inside) and a UDP
  * socket (outside), plus the relay client when peers are reached through a relay.
  *
- *   TUN batch ─► Device.receiveInside ─► OutsideSender ─► socket.send (direct, or relay frame)
- *   UDP batch ─► relay frame? RelayClient.handleFrame ─► Device.receiveOutside ─► tun.write
+ *   TUN batch ─► Device.readInsidePackets ─► OutsideSender ─► socket.sendInPlace (direct, or relay frame)
+ *   UDP batch ─► relay frame? RelayClient.handleFrame ─► Device.readOutsidePackets ─► tun.writeInPlace
  *
- * One flush of each side per processed batch.
+ * One flush of each side per processed batch, and after each timer tick: what was sent or
+ * written in place leaves before the slab it lives in is reused, and what the timers send
+ * (handshake retries, keepalives) leaves at once.
  */
 import { lookup } from 'node:dns/promises';
 import type { Clock } from '../common/clock';
 import type { Logger } from '../common/logger';
-import { type DatagramSocket, type DatagramBatch, type PacketBatch, type TunDevice } from '../common/packet-io';
+import { IDEAL_BATCH_SIZE, type DatagramSocket, type DatagramBatch, type PacketBatch, type TunDevice } from '../common/packet-io';
 import { contains, formatAddr, formatPrefix, masked, parseAddr, type Prefix } from '../common/ipv4';
 import { createLocalIdentity, type LocalIdentity } from '../protocol/handshake';
 import { keyFromBase64, keyToBase64 } from '../protocol/keys';
@@ -18,20 +20,11 @@ import { DEFAULT_TIMER_CONFIG, type TimerConfig } from '../protocol/timers';
 import { RELAY_HEADER_LEN } from '../protocol/relay-frame';
 import { RelayClient } from './relay-client';
 import { Device, DEVICE_HEADROOM, DEVICE_TAILROOM } from './device';
-import { Endpoint, EndpointKind } from './endpoint';
-import type { InPlaceOutsideSender } from './device';
+import { Endpoint, EndpointKind, type OutsideSender } from './endpoint';
 import { PeerSet, type PeerSpec } from './peer-set';
 import type { AgentConfig } from './config';
-import type { BatchAead } from './batch-crypto';
+import { nodeCryptoAead, type BatchAead } from './batch-crypto';
 import { aead as nativeAead, nativeAvailable } from '../native-bindings';
-
-/** Zero-copy sends of the native sockets/TUN (native-bindings), used when present. */
-interface InPlaceSocket {
-  sendInPlace(buf: Uint8Array, offset: number, length: number, addr: number, port: number): void;
-}
-interface InPlaceTun {
-  writeInPlace(buf: Uint8Array, offset: number, length: number): void;
-}
 
 /** Relay keepalive and dead-relay detection (PINGs are 8-byte frames: cheap at the relay). */
 export const RELAY_FAILOVER_TIMING = { keepaliveMs: 250, deadAfterPings: 3, authRetryMinMs: 200 } as const;
@@ -46,7 +39,7 @@ export interface AgentComponents {
   openUdpSocket(opts: { host: string; port: number }): DatagramSocket;
   /** Route a prefix into the TUN (transparent mode), e.g. `ip route replace CIDR dev TUN`. */
   addRoute?(cidr: string, device: string): Promise<void>;
-  /** Batched AEAD for the data path. @default the native addon's when it is built; null: node:crypto per packet */
+  /** Batched AEAD for the data path. @default the native addon's when it is built, else (and for null) node:crypto's */
   aead?: BatchAead | null;
 }
 
@@ -57,6 +50,15 @@ export interface AgentOptions {
   routeOriginal?: Prefix[];
   /** PING interval to the relay; a relay is dead after 3 unanswered. @default RELAY_FAILOVER_TIMING.keepaliveMs */
   relayKeepaliveMs?: number;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function newMessageBatch(capacity: number): DatagramBatch {
+  return {
+    count: 0, data: EMPTY, offsets: new Uint32Array(capacity), lengths: new Uint32Array(capacity),
+    addrs: new Uint32Array(capacity), ports: new Uint32Array(capacity),
+  };
 }
 
 async function resolveIpv4(host: string): Promise<number> {
@@ -85,29 +87,26 @@ export class Agent {
   private ticker: NodeJS.Timeout | undefined;
   private readonly timerConfig: TimerConfig;
   private readonly relayScratch = Buffer.alloc(RELAY_HEADER_LEN + 65536);
+  /** The DATA frames of one relay socket batch, as views of its slab (sources: overlay addresses). */
+  private relayMessages: DatagramBatch = newMessageBatch(IDEAL_BATCH_SIZE);
 
   constructor(private readonly config: AgentConfig, private readonly c: AgentComponents, private readonly opts: AgentOptions = {}) {
     this.timerConfig = { ...DEFAULT_TIMER_CONFIG, ...opts.timers };
     this.local = createLocalIdentity(keyFromBase64(config.privateKey));
     this.overlayAddress = config.address.addr;
     this.peers = new PeerSet(this.local, c.clock, this.timerConfig, (p) => this.device.forgetPeer(p));
-    const outside: InPlaceOutsideSender = {
+    const outside: OutsideSender = {
       send: (ep, buf, off, len) => this.sendOutside(ep, buf, off, len, false),
-      // The engine passes only packets of the TUN batch being processed; flushAll() runs
-      // before that batch's slab is reused.
+      // flushAll() runs before the slab of the batch being processed is reused.
       sendInPlace: (ep, buf, off, len) => this.sendOutside(ep, buf, off, len, true),
     };
     this.device = new Device({
       clock: c.clock, logger: c.logger, outside, peers: this.peers, local: this.local, timerConfig: this.timerConfig,
       inside: {
-        write: (buf, off, len) => this.tun?.write(buf, off, len),
-        writeInPlace: (buf, off, len) => {
-          const tun = this.tun as (TunDevice & Partial<InPlaceTun>) | undefined;
-          if (tun?.writeInPlace) tun.writeInPlace(buf, off, len);
-          else tun?.write(buf, off, len);
-        },
+        write: (buf, off, len) => this.writeInside(buf, off, len, false),
+        writeInPlace: (buf, off, len) => this.writeInside(buf, off, len, true),
       },
-      aead: c.aead === null ? undefined : (c.aead ?? (nativeAvailable() ? nativeAead : undefined)),
+      aead: c.aead === null ? nodeCryptoAead : (c.aead ?? (nativeAvailable() ? nativeAead : nodeCryptoAead)),
     });
   }
 
@@ -135,7 +134,10 @@ export class Agent {
       this.relayPort = cfg.relay.port;
       this.connectRelay();
     }
-    this.ticker = setInterval(() => this.device.tick(), TICK_MS);
+    this.ticker = setInterval(() => {
+      this.device.tick();
+      this.flushAll();
+    }, TICK_MS);
   }
 
   /** Transparent mode: send the chosen original prefixes into the TUN. Never the relay's own
@@ -193,11 +195,19 @@ export class Agent {
     return [...this.peers.all()].map((p) => p.publicKeyBase64);
   }
 
-  private sendOutside(ep: Endpoint, buf: Buffer, off: number, len: number, inPlace: boolean): void {
+  private writeInside(buf: Uint8Array, off: number, len: number, inPlace: boolean): void {
+    const tun = this.tun;
+    if (!tun) return;
+    if (inPlace) tun.writeInPlace(buf, off, len);
+    else tun.write(buf, off, len);
+  }
+
+  private sendOutside(ep: Endpoint, buf: Uint8Array, off: number, len: number, inPlace: boolean): void {
     if (ep.kind === EndpointKind.Direct) {
-      const s = this.socket as (DatagramSocket & Partial<InPlaceSocket>) | undefined;
-      if (inPlace && s?.sendInPlace) s.sendInPlace(buf, off, len, ep.ip, ep.port);
-      else s?.send(buf, off, len, ep.ip, ep.port);
+      const s = this.socket;
+      if (!s) return;
+      if (inPlace) s.sendInPlace(buf, off, len, ep.ip, ep.port);
+      else s.send(buf, off, len, ep.ip, ep.port);
       return;
     }
     const relay = this.relay;
@@ -205,43 +215,48 @@ export class Agent {
     if (!relay || !socket) return;
     if (off >= RELAY_HEADER_LEN) {
       relay.writeDataHeader(buf, off - RELAY_HEADER_LEN, ep.vip);
-      const s = socket as DatagramSocket & Partial<InPlaceSocket>;
-      if (inPlace && s.sendInPlace) s.sendInPlace(buf, off - RELAY_HEADER_LEN, len + RELAY_HEADER_LEN, this.relayIp, this.relayPort);
+      if (inPlace) socket.sendInPlace(buf, off - RELAY_HEADER_LEN, len + RELAY_HEADER_LEN, this.relayIp, this.relayPort);
       else socket.send(buf, off - RELAY_HEADER_LEN, len + RELAY_HEADER_LEN, this.relayIp, this.relayPort);
     } else {
       relay.writeDataHeader(this.relayScratch, 0, ep.vip);
-      buf.copy(this.relayScratch, RELAY_HEADER_LEN, off, off + len);
+      this.relayScratch.set(buf.subarray(off, off + len), RELAY_HEADER_LEN);
       socket.send(this.relayScratch, 0, len + RELAY_HEADER_LEN, this.relayIp, this.relayPort);
     }
   }
 
   private onOutsideBatch(b: DatagramBatch): void {
-    const device = this.device;
-    device.beginOutsideBatch();
-    for (let i = 0; i < b.count; i++) {
-      device.receiveOutside(b.data, b.offsets[i], b.lengths[i], EndpointKind.Direct, b.addrs[i], b.ports[i], 0);
-    }
-    device.endOutsideBatch();
+    this.device.readOutsidePackets(b, EndpointKind.Direct);
     this.flushAll();
   }
 
-  /** Datagrams on the relay socket: only the relay's own frames count. */
+  /** Datagrams on the relay socket: only the relay's own frames count; control frames are
+   *  handled by the relay client, DATA frames' WireGuard messages go to the engine as one batch. */
   private onRelayBatch(b: DatagramBatch): void {
     const relay = this.relay;
     if (!relay) return;
-    const device = this.device;
-    device.beginOutsideBatch();
+    if (this.relayMessages.offsets.length < b.count) this.relayMessages = newMessageBatch(b.count);
+    const m = this.relayMessages;
+    m.data = b.data;
+    let n = 0;
     for (let i = 0; i < b.count; i++) {
       if (b.addrs[i] !== this.relayIp || b.ports[i] !== this.relayPort) continue;
       const frame = relay.handleFrame(b.data, b.offsets[i], b.lengths[i]);
-      if (frame) device.receiveOutside(b.data, frame.offset, frame.length, EndpointKind.Relay, 0, 0, frame.srcVip);
+      if (!frame) continue;
+      m.offsets[n] = frame.offset;
+      m.lengths[n] = frame.length;
+      m.addrs[n] = frame.srcVip;
+      n++;
     }
-    device.endOutsideBatch();
+    m.count = n;
+    if (n > 0) this.device.readOutsidePackets(m, EndpointKind.Relay);
+    m.data = EMPTY;
     this.flushAll();
   }
 
   private onInsideBatch(b: PacketBatch): void {
-    this.device.receiveInsideBatch(b, this.tun?.mtu ?? 0);
+    const tun = this.tun;
+    if (!tun) return;
+    this.device.readInsidePackets(b, tun.mtu);
     this.flushAll();
   }
 

@@ -38,13 +38,23 @@ export class Endpoint {
   }
 }
 
-/** The outside send path the engine writes through. `headroom` bytes in front of
- *  `off` are free for a relay header. */
+/**
+ * The outside send path the engine writes through (the agent adds relay framing). There
+ * are `DEVICE_HEADROOM - 16` free bytes in front of `off` for a relay header.
+ */
 export interface OutsideSender {
-  send(ep: Endpoint, buf: Buffer, off: number, len: number): void;
+  /** Send `buf[off, off+len)` to `ep`; the bytes are copied before return. */
+  send(ep: Endpoint, buf: Uint8Array, off: number, len: number): void;
+  /** Send `buf[off, off+len)` to `ep` without a copy: the socket reads the bytes at its
+   *  next flush(), and the caller does not change them until then (DatagramSocket.sendInPlace).
+   *  The bytes in front of `off` may be overwritten with a relay header. */
+  sendInPlace(ep: Endpoint, buf: Uint8Array, off: number, len: number): void;
 }
 
-/** The inside (TUN) write path. */
+/** The inside (TUN) write path; the same ownership rules as TunDevice.write / writeInPlace. */
 export interface InsideWriter {
-  write(buf: Buffer, off: number, len: number): void;
+  /** Write `buf[off, off+len)`; copied before return. */
+  write(buf: Uint8Array, off: number, len: number): void;
+  /** Write `buf[off, off+len)` at the TUN's next flush(), without a copy. */
+  writeInPlace(buf: Uint8Array, off: number, len: number): void;
 }

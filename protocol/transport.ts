@@ -26,11 +26,12 @@
  * the 2-core dev VM (Node 20, shared with other jobs), 1420-byte plaintext:
  *   seal ≈ 180k/s, open ≈ 170k/s, seal+open round trip ≈ 85k/s on one core.
  * (test/unit/protocol/transport.test.ts 'throughput' prints the numbers on each run.)
- * The agent's data path therefore does NOT use seal/open per packet when the native addon is
- * built: node-agent/device.ts reserves counters here (reserveSendCounter), writes headers
- * (writeTransportHeader), encrypts whole batches natively (node-agent/batch-crypto.ts) and
- * moves the replay window with acceptCounter only for packets whose tag verified. seal/open
- * remain for keepalives, staged packets, tests and hosts without the addon.
+ * The agent's data path therefore does NOT use seal/open: node-agent/inside.ts reserves
+ * counters here (reserveSendCounter) and writes headers (writeTransportHeader), whole batches
+ * are sealed and opened in one call each (node-agent/batch-crypto.ts: natively, or over
+ * node:crypto without the addon), and node-agent/outside.ts moves the replay window with
+ * acceptCounter only for packets whose tag verified. seal/open are the reference the batch
+ * AEADs are tested against.
  *
  * Counters are JS numbers (exact below 2^53, see replay.ts); the sender stops at
  * REJECT_AFTER_MESSAGES_NUM and the receiver drops counters at or above it.

@@ -111,10 +111,8 @@ export class Forwarder {
       return;
     }
     writeU32(buf, off + RELAY_OFFSET_VIP, src.vip);
-    // Zero copy when the socket can: the rx slab stays untouched until the flush() in onBatch.
-    const sock = this.d.socket as DatagramSocket & { sendInPlace?: DatagramSocket['send'] };
-    if (sock.sendInPlace) sock.sendInPlace(buf, off, len, dst.addr, dst.port);
-    else sock.send(buf, off, len, dst.addr, dst.port);
+    // Zero copy: the rx slab stays untouched until the flush() in onBatch.
+    this.d.socket.sendInPlace(buf, off, len, dst.addr, dst.port);
     stats.framesForwarded++;
     stats.bytesForwarded += len;
   }

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { forComponent } from '../../common/logger';
 import { systemClock } from '../../common/clock';
-import { openBestDatagramSocket } from '../../common/dgram-socket';
+import { openBestDatagramSocket } from '../../native-bindings';
 import { parseAddr } from '../../common/ipv4';
 import { DEFAULT_PREFIX } from '../../common/redis-schema';
 import Redis from 'ioredis';

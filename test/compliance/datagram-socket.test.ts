@@ -7,8 +7,7 @@
 import test from 'ava';
 import { type DatagramBatch, type DatagramSocket } from '../../common/packet-io';
 import { parseAddr } from '../../common/ipv4';
-import { DgramSocket } from '../../common/dgram-socket';
-import { nativeAvailable, openUdpSocket } from '../../native-bindings';
+import { DgramSocket, nativeAvailable, openUdpSocket } from '../../native-bindings';
 import { MemoryNetwork } from '../harness/memory-bind';
 import { waitFor } from '../harness/testnet';
 
@@ -16,8 +15,6 @@ interface Impl {
   name: string;
   /** `n` sockets on 127.0.0.1 that can reach each other at their localAddress. */
   open(n: number): Promise<DatagramSocket[]>;
-  /** Has sendInPlace (a required member after issue 9; until then not every socket has it). */
-  inPlace: boolean;
 }
 
 const impls: Impl[] = [
@@ -27,16 +24,14 @@ const impls: Impl[] = [
       const net = new MemoryNetwork();
       return Array.from({ length: n }, () => net.bind('127.0.0.1'));
     },
-    inPlace: true,
   },
   {
     name: 'dgram',
     open: (n) => Promise.all(Array.from({ length: n }, () => DgramSocket.open({ host: '127.0.0.1' }))),
-    inPlace: 'sendInPlace' in DgramSocket.prototype,
   },
 ];
 if (nativeAvailable()) {
-  impls.push({ name: 'native', open: async (n) => Array.from({ length: n }, () => openUdpSocket({ host: '127.0.0.1', port: 0 })), inPlace: true });
+  impls.push({ name: 'native', open: async (n) => Array.from({ length: n }, () => openUdpSocket({ host: '127.0.0.1', port: 0 })) });
 }
 
 interface Got { bytes: Buffer; addr: number; port: number }
@@ -81,14 +76,13 @@ for (const impl of impls) {
     t.deepEqual(got[0].bytes, Buffer.from('hello world'));
   });
 
-  if (!impl.inPlace) test.todo(`${impl.name}: sendInPlace (not implemented yet)`);
-  else test(`${impl.name}: sendInPlace delivers the bytes as they are at flush`, async (t) => {
+  test(`${impl.name}: sendInPlace delivers the bytes as they are at flush`, async (t) => {
     const [a, b] = await impl.open(2);
     t.teardown(() => { a.close(); b.close(); });
     const got = collect(b);
     const slab = Buffer.alloc(64, 0xaa);
     slab.write('in place', 10);
-    (a as DatagramSocket & { sendInPlace: DatagramSocket['send'] }).sendInPlace(slab, 10, 8, ...to(b));
+    a.sendInPlace(slab, 10, 8, ...to(b));
     a.flush();
     await waitFor(() => got.length === 1, { what: 'the datagram' });
     t.deepEqual(got[0].bytes, Buffer.from('in place'));

@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import yargs from 'yargs';
 import { CliError } from '../../cli/shutdown';
 import { parseHostPort, relayCommand } from '../../cli/commands/relay';
-import { DgramSocket } from '../../common/dgram-socket';
+import { DgramSocket } from '../../native-bindings';
 import { identity, startMember, until } from './relay-harness';
 
 const root = resolve(__dirname, '../..');

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { DgramSocket } from '../../common/dgram-socket';
+import { DgramSocket } from '../../native-bindings';
 import type { DatagramBatch } from '../../common/packet-io';
 import { LOOPBACK, until } from './relay-harness';
 
@@ -27,6 +27,20 @@ test('dgram socket: send copies, flush sends, batches of one with source address
   t.deepEqual(got.map(String).sort(), ['HELLO-X', 'hello-1']);
   t.deepEqual(from, [LOOPBACK, a.localAddress.port]);
   t.is(batches.size, 1);
+});
+
+test('dgram socket: sendInPlace copies too (node:dgram sends after flush returns), so later changes to the buffer do not leak', async (t) => {
+  const a = await DgramSocket.open({ host: '127.0.0.1' });
+  const b = await DgramSocket.open({ host: '127.0.0.1' });
+  t.teardown(() => { a.close(); b.close(); });
+  const got: string[] = [];
+  b.onReceive((batch) => got.push(batch.data.toString('latin1', batch.offsets[0], batch.offsets[0] + batch.lengths[0])));
+  const buf = Buffer.from('..in-place..');
+  a.sendInPlace(buf, 2, 8, LOOPBACK, b.localAddress.port);
+  a.flush();
+  buf.write('CHANGED!', 2); // the caller may reuse the bytes once flush() returned
+  await until(() => got.length === 1, 'one datagram');
+  t.deepEqual(got, ['in-place']);
 });
 
 test('dgram socket: bind errors reject with the errno code', async (t) => {

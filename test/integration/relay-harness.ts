@@ -2,7 +2,7 @@
 import nacl from 'tweetnacl';
 import { systemClock } from '../../common/clock';
 import { silentLogger } from '../../common/logger';
-import { DgramSocket } from '../../common/dgram-socket';
+import { DgramSocket, nativeAvailable, openUdpSocket } from '../../native-bindings';
 import { type DatagramSocket } from '../../common/packet-io';
 import { parseAddr } from '../../common/ipv4';
 import { createRelay, StaticMemberDirectory, type Relay } from '../../relay';
@@ -22,20 +22,12 @@ export type SocketKind = 'dgram' | 'native';
 
 /** Socket kinds to run the relay on: dgram always, native when the addon is built. */
 export function relaySocketKinds(): SocketKind[] {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const n = require('../../native-bindings') as { nativeAvailable?: () => boolean };
-    return n.nativeAvailable?.() ? ['dgram', 'native'] : ['dgram'];
-  } catch {
-    return ['dgram'];
-  }
+  return nativeAvailable() ? ['dgram', 'native'] : ['dgram'];
 }
 
 export async function openSocket(kind: SocketKind, port = 0): Promise<DatagramSocket> {
   if (kind === 'dgram') return DgramSocket.open({ host: '127.0.0.1', port });
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const n = require('../../native-bindings') as { openUdpSocket(o: { host: string; port: number }): DatagramSocket };
-  return n.openUdpSocket({ host: '127.0.0.1', port });
+  return openUdpSocket({ host: '127.0.0.1', port });
 }
 
 export async function startRelay(directory: StaticMemberDirectory, port = 0, kind: SocketKind = 'dgram'): Promise<{ relay: Relay; socket: DatagramSocket; port: number; stop(): void }> {

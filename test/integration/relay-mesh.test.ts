@@ -9,7 +9,7 @@ import test from 'ava';
 import Redis from 'ioredis';
 import { systemClock } from '../../common/clock';
 import { silentLogger } from '../../common/logger';
-import { DgramSocket } from '../../common/dgram-socket';
+import { DgramSocket } from '../../native-bindings';
 import { formatAddr } from '../../common/ipv4';
 import { createRelay, deriveMeshKey, Mesh, RedisMemberDirectory, RedisMeshRegistry, RedisSessionRecorder, type Relay } from '../../relay';
 import { startRedis, type RedisHandle } from '../harness/redis';

@@ -3,7 +3,7 @@ import Redis from 'ioredis';
 import { Registry } from 'prom-client';
 import { systemClock } from '../../common/clock';
 import { silentLogger } from '../../common/logger';
-import { DgramSocket } from '../../common/dgram-socket';
+import { DgramSocket } from '../../native-bindings';
 import { createRelay, registerRelayMetrics, RedisMemberDirectory, RedisSessionRecorder } from '../../relay';
 import { AuthFailReason } from '../../protocol/relay-frame';
 import { startRedis, type RedisHandle } from '../harness/redis';

@@ -1,6 +1,7 @@
 /**
  * Two session engines wired back to back in memory (no sockets, no TUN), on a manual clock:
- * handshake, data both ways, cryptokey routing, replay, rekey, keypair rotation.
+ * handshake, data both ways, cryptokey routing, replay, rekey, keypair rotation. Every
+ * packet and message goes in as a batch of one, with the default node:crypto AEAD.
  */
 import test from 'ava';
 import { ManualClock } from '../../../common/clock';
@@ -9,20 +10,15 @@ import { parseAddr, parsePrefix } from '../../../common/ipv4';
 import { generatePrivateKey, publicKeyFromPrivate, keyToBase64 } from '../../../protocol/keys';
 import { createLocalIdentity } from '../../../protocol/handshake';
 import { DEFAULT_TIMER_CONFIG, type TimerConfig } from '../../../protocol/timers';
-import { Device, DEVICE_HEADROOM, DEVICE_TAILROOM } from '../../../node-agent/device';
+import { Device, DEVICE_HEADROOM } from '../../../node-agent/device';
 import { PeerSet } from '../../../node-agent/peer-set';
 import { Endpoint, EndpointKind } from '../../../node-agent/endpoint';
 import { ipv4Packet } from '../../harness/packets';
+import { slab } from './batches';
+
+const MTU = 1420;
 
 interface Wire { from: 'a' | 'b'; bytes: Buffer }
-
-
-/** Put a packet in a buffer with the headroom/tailroom the TUN gives the engine. */
-function framed(packet: Buffer): { buf: Buffer; off: number } {
-  const buf = Buffer.alloc(DEVICE_HEADROOM + packet.length + DEVICE_TAILROOM);
-  packet.copy(buf, DEVICE_HEADROOM);
-  return { buf, off: DEVICE_HEADROOM };
-}
 
 function pair(timers: Partial<TimerConfig> = {}) {
   const clock = new ManualClock();
@@ -33,10 +29,12 @@ function pair(timers: Partial<TimerConfig> = {}) {
   const make = (self: 'a' | 'b') => {
     const local = createLocalIdentity(keys[self]);
     const peers = new PeerSet(local, clock, timerConfig);
+    const send = (buf: Uint8Array, off: number, len: number) => wire.push({ from: self, bytes: Buffer.from(buf.subarray(off, off + len)) });
+    const write = (buf: Uint8Array, off: number, len: number) => inbox[self].push(Buffer.from(buf.subarray(off, off + len)));
     const device = new Device({
       clock, logger: silentLogger(), peers, local, timerConfig,
-      outside: { send: (_ep, buf, off, len) => wire.push({ from: self, bytes: Buffer.from(buf.subarray(off, off + len)) }) },
-      inside: { write: (buf, off, len) => inbox[self].push(Buffer.from(buf.subarray(off, off + len))) },
+      outside: { send: (_ep, buf, off, len) => send(buf, off, len), sendInPlace: (_ep, buf, off, len) => send(buf, off, len) },
+      inside: { write, writeInPlace: write },
     });
     return { device, peers };
   };
@@ -50,14 +48,12 @@ function pair(timers: Partial<TimerConfig> = {}) {
       const w = wire.shift()!;
       if (!filter(w)) continue;
       const to = w.from === 'a' ? b : a;
-      const buf = Buffer.alloc(w.bytes.length + 64);
-      w.bytes.copy(buf, 32);
-      to.device.receiveOutside(buf, 32, w.bytes.length, EndpointKind.Direct, w.from === 'a' ? 1 : 2, w.from === 'a' ? 1 : 2, 0);
+      const src = w.from === 'a' ? 1 : 2;
+      to.device.readOutsidePackets(slab([w.bytes], 32, src, src), EndpointKind.Direct);
     }
   };
   const send = (from: 'a' | 'b', packet: Buffer) => {
-    const { buf, off } = framed(packet);
-    (from === 'a' ? a : b).device.receiveInside(buf, off, packet.length);
+    (from === 'a' ? a : b).device.readInsidePackets(slab([packet], DEVICE_HEADROOM), MTU);
   };
   return { clock, wire, inbox, a, b, pump, send };
 }
@@ -116,13 +112,13 @@ test('no route: counted, and answered with ICMP host unreachable from the unreac
 test('garbage is counted, never thrown', (t) => {
   const n = pair();
   const junk = Buffer.alloc(200, 0xab);
-  n.a.device.receiveInside(junk, 30, 10);
+  n.a.device.readInsidePackets({ count: 1, data: junk, offsets: Uint32Array.of(30), lengths: Uint32Array.of(10) }, MTU);
   for (let i = 0; i < 2000; i++) {
     const len = 1 + Math.floor(Math.random() * 180);
     const b = Buffer.from(Array.from({ length: len }, () => Math.floor(Math.random() * 256)));
     b[0] = 1 + (i % 4);
     b[1] = b[2] = b[3] = 0;
-    n.a.device.receiveOutside(b, 0, b.length, EndpointKind.Direct, 9, 9, 0);
+    n.a.device.readOutsidePackets({ count: 1, data: b, offsets: Uint32Array.of(0), lengths: Uint32Array.of(b.length), addrs: Uint32Array.of(9), ports: Uint32Array.of(9) }, EndpointKind.Direct);
   }
   const total = Object.values(n.a.device.drops).reduce((x, y) => x + y, 0);
   t.true(total >= 2001);
@@ -176,4 +172,17 @@ test('a peer that lost its sessions (restart) answers data under an unknown inde
   n.send('a', ipv4Packet('100.64.0.1', '100.64.0.2', Buffer.from('after')));
   n.pump();
   t.deepEqual(n.inbox.b.at(-1), ipv4Packet('100.64.0.1', '100.64.0.2', Buffer.from('after')));
+});
+
+test('packets staged during the handshake all follow it, in order, sealed as one batch', (t) => {
+  const n = pair();
+  const sizes = [20, 21, 100, 1000, 1420 - 20];
+  const packets = sizes.map((s, i) => ipv4Packet('100.64.0.1', '100.64.0.2', Buffer.alloc(s, i + 1)));
+  for (const p of packets) n.send('a', p);
+  t.is(n.wire.length, 1, 'one initiation for all of them');
+  n.pump();
+  t.deepEqual(n.inbox.b, packets);
+  const peerB = [...n.a.peers.all()][0];
+  t.is(peerB.staged.length, 0);
+  t.is(Object.values(n.a.device.drops).reduce((x, y) => x + y, 0), 0);
 });

@@ -11,6 +11,10 @@ export class MemorySocket implements DatagramSocket {
   send(buf: Uint8Array, offset: number, length: number, addr: number, port: number): void {
     this.queued.push({ buf: Buffer.from(buf.subarray(offset, offset + length)), addr, port });
   }
+  /** Copies at once (the contract allows it). */
+  sendInPlace(buf: Uint8Array, offset: number, length: number, addr: number, port: number): void {
+    this.send(buf, offset, length, addr, port);
+  }
   flush(): void { this.flushes++; this.sent.push(...this.queued); this.queued = []; }
   close(): void {}
   inject(frames: { buf: Uint8Array; addr: number; port: number }[]): void {

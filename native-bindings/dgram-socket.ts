@@ -1,16 +1,17 @@
 /**
  * DatagramSocket over node:dgram: the portable fallback for the native batched socket
- * (native-bindings), and what tests use. Receives arrive as batches of one datagram (the
+ * (udp-socket.ts), and what tests use. Receives arrive as batches of one datagram (the
  * `'message'` Buffer, no copy); the batch object is reused, so as with every DatagramSocket
- * the views are valid only during the handler call. `send` copies into a queue and `flush`
+ * the views are valid only during the handler call. `send` and `sendInPlace` both copy into
+ * a queue (node:dgram sends asynchronously, after the caller's flush returned) and `flush`
  * hands the queue to the kernel.
  *
- * `openBestDatagramSocket` is the one place that chooses native vs dgram.
+ * `openBestDatagramSocket` (index.ts) is the one place that chooses native vs dgram.
  */
 import dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
-import type { DatagramBatch, DatagramSocket } from './packet-io';
-import { formatAddr, parseAddr } from './ipv4';
+import type { DatagramBatch, DatagramSocket } from '../common/packet-io';
+import { formatAddr, parseAddr } from '../common/ipv4';
 
 export interface DgramSocketOptions {
   /** @default '0.0.0.0' */
@@ -95,6 +96,11 @@ export class DgramSocket implements DatagramSocket {
     this.queue.push({ buf: copy, addr: formatAddr(addr), port });
   }
 
+  /** Copies like `send`: node:dgram reads the bytes after flush() has returned. */
+  sendInPlace(buf: Uint8Array, offset: number, length: number, addr: number, port: number): void {
+    this.send(buf, offset, length, addr, port);
+  }
+
   flush(): void {
     if (this.closed || this.queue.length === 0) return;
     const q = this.queue;
@@ -118,36 +124,4 @@ export class DgramSocket implements DatagramSocket {
 
 export function openDgramSocket(opts: DgramSocketOptions = {}): Promise<DgramSocket> {
   return DgramSocket.open(opts);
-}
-
-/** Which implementation `openBestDatagramSocket` picked. */
-export type SocketKind = 'native' | 'dgram';
-
-/**
- * Open the native batched socket when native-bindings is built and exports `openUdpSocket`,
- * else the dgram fallback. The native module is optional at runtime.
- */
-export async function openBestDatagramSocket(opts: { host: string; port: number },
-  onFallback?: (why: string) => void): Promise<{ socket: DatagramSocket; kind: SocketKind }> {
-  let native: { openUdpSocket?: (o: { host: string; port: number }) => DatagramSocket; nativeAvailable?: () => boolean } | undefined;
-  let why: string;
-  try {
-    // Optional at runtime: the addon may be unbuilt, or the module absent on this platform.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    native = require('../native-bindings');
-  } catch (e) {
-    why = `native-bindings unavailable: ${(e as Error).message.split('\n')[0]}`;
-  }
-  if (native) {
-    if (typeof native.openUdpSocket !== 'function') {
-      why = 'native-bindings has no openUdpSocket';
-    } else if (native.nativeAvailable && !native.nativeAvailable()) {
-      why = 'native addon not built';
-    } else {
-      // Bind errors (EADDRINUSE, EACCES, ...) are the user's to see, not a reason to fall back.
-      return { socket: native.openUdpSocket({ host: opts.host, port: opts.port }), kind: 'native' };
-    }
-  }
-  onFallback?.(why!);
-  return { socket: await openDgramSocket(opts), kind: 'dgram' };
 }
