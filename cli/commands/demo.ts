@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { existsSync } from 'node:fs';
 import { createTopology, randomPrefix, startJoinedOverlay, cliPath, type Topology, type JoinedOverlay } from '../../testbed';
-import { DEFAULT_PREFIX, redisKeys } from '../../common/redis-schema';
+import { DEFAULT_PREFIX, redisKeys } from '../../common';
 import { CliError, onShutdown } from '../shutdown';
 
 interface DemoArgs {
