@@ -55,6 +55,9 @@ export interface TestnetOptions {
   tags?: Record<string, string[]>;
   /** The access policy text (`P:policy`); null or absent: none. */
   policy?: string | null;
+  /** Which relays (0-based) get the policy source; the others forward between anyone, like a
+   *  relay that predates policies or one that does not check. @default every relay */
+  policyRelays?: number[];
 }
 
 export interface TestAgent {
@@ -137,7 +140,8 @@ export class Testnet {
       mesh = new Mesh({ relayId: id, key: deriveMeshKey(MESH_SECRET), helloRetryMs: 50 }, { logger, clock: systemClock, socket: meshSocket, routes: this.registry });
     }
     const relay = createRelay({ id, keepaliveSeconds: 1, tickMs: 100, replyIntervalMs: 100 })({
-      logger, clock: systemClock, socket, directory: this.directory, mesh, policy: this.policy,
+      logger, clock: systemClock, socket, directory: this.directory, mesh,
+      policy: this.o.policyRelays === undefined || this.o.policyRelays.includes(i) ? this.policy : undefined,
       sessionListener: meshed ? this.registry.recorder(id) : undefined,
     });
     relay.start();
