@@ -162,8 +162,10 @@ export class PolicyGate {
     if (gen !== this.nodeEvents) this.refreshLocal(s.vip);
   }
 
-  /** Housekeeping (the relay's tick): frames that waited too long are dropped. */
+  /** Housekeeping (the relay's tick): frames that waited too long are dropped; a failed first load is retried. */
   tick(now: number): void {
+    // Not loaded yet (the first read failed): try again every tick.
+    if (this.mode === POLICY_LOADING && !this.loading && !this.closed) void this.reload(false);
     const n = this.held.expire(now);
     if (n > 0) this.d.stats.drops['policy-pending'] += n;
   }

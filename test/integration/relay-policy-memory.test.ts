@@ -81,6 +81,8 @@ test.serial('across the mesh: the ingress relay drops, and the home relay drops 
   await deliver(t, a, b, 1, 'a (r1) → b (r2) over one mesh hop');
   await deliver(t, b, a, 2, 'b (r2) → a (r1)');
   const [r1, r2] = n.relays;
+  // The first frames to (r1) and from (r2) a remote member waited for its tags instead of being lost.
+  t.is(r1.relay.stats().drops['policy-pending'] + r2.relay.stats().drops['policy-pending'], 0, 'held while tags were looked up, not dropped');
   const r1Before = r1.relay.stats().drops.policy;
   await refused(t, n, c, b, 3, 'c (r1) → b (r2)');
   t.true(r1.relay.stats().drops.policy > r1Before, 'dropped at the ingress relay r1');
