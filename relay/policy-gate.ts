@@ -127,9 +127,11 @@ export class PolicyGate {
     if (v === ALLOW) return true;
     this.d.stats.drop('policy');
     this.dropsSinceLog++;
-    if (now - this.lastDropLog >= this.o.dropLogIntervalMs && this.d.log.isLevelEnabled('debug')) {
+    if (now - this.lastDropLog >= this.o.dropLogIntervalMs) {
       this.lastDropLog = now;
-      this.d.log.debug({ vip: formatAddr(srcVip), peer: formatAddr(dstVip), dropped: this.dropsSinceLog }, 'frames dropped: the access policy does not connect these members');
+      if (this.d.log.isLevelEnabled('debug')) {
+        this.d.log.debug({ vip: formatAddr(srcVip), peer: formatAddr(dstVip), dropped: this.dropsSinceLog }, 'frames dropped: the access policy does not connect these members');
+      }
       this.dropsSinceLog = 0;
     }
     return false;
