@@ -142,3 +142,29 @@ test.serial('no policy: every member reaches every member, nothing is counted', 
   await waitFor(() => n.relays[0].relay.policyRules() === -1, { timeoutMs: 1000, what: 'the policy cleared' });
   await deliver(t, c, b, 6, 'c → b after the policy was cleared', 1000);
 });
+
+test.serial('a remote member\'s tags being looked up: frames wait and then pass; a failed lookup drops them as "policy-pending"', async (t) => {
+  const n = await net(t, { relays: 2, policy: WEB_TO_DB });
+  const [a, b] = ['a', 'b'].map((x) => n.agent(x));
+  const [r1, r2] = n.relays;
+  const pending = (): number => r1.relay.stats().drops['policy-pending'] + r2.relay.stats().drops['policy-pending'];
+  // The lookup fails (Redis away): a's frames to b are dropped as pending, never forwarded unchecked.
+  n.policy!.failing = true;
+  const pkt = icmpEcho(a.vip, b.vip, { seq: 1 });
+  a.tun.inject(pkt);
+  await waitFor(() => pending() > 0, { timeoutMs: 2000, what: 'a policy-pending drop' });
+  t.is(r1.relay.stats().meshSent, 0, 'nothing went over the mesh unchecked');
+  t.false(b.tun.written().some((p) => p.equals(pkt)));
+  // The source answers again, but slowly: the next initiation waits for the tags and then passes.
+  n.policy!.failing = false;
+  n.policy!.holdLookups();
+  const before = pending();
+  await new Promise((r) => setTimeout(r, 300));
+  t.is(r1.relay.stats().meshSent, 0, 'held at r1 while b\'s tags are unknown');
+  n.policy!.releaseLookups();
+  // r2 looks up a's tags in turn (held there, answered on release or by the next release).
+  const release = setInterval(() => n.policy!.releaseLookups(), 20);
+  t.teardown(() => clearInterval(release));
+  await deliver(t, a, b, 2, 'a → b once the tags are known');
+  t.is(pending(), before, 'nothing more dropped while waiting');
+});
