@@ -28,6 +28,7 @@
  */
 import type { Logger } from '../common/logger';
 import { formatAddr } from '../common/ipv4';
+import { EventType } from '../common/redis-schema';
 import { compilePolicy, parsePolicy, type CompiledPolicy, type Policy } from '../policy';
 import { PolicyHeld, type HeldFrame, type HeldPort } from './policy-held';
 import type { PolicySource, PolicySourceEvent } from './policy-source';
@@ -232,14 +233,14 @@ export class PolicyGate {
       void this.reload(false);
       return;
     }
-    if (e.type === 'policy-changed') {
+    if (e.type === EventType.PolicyChanged) {
       void this.reload(false);
       return;
     }
     this.nodeEvents++;
     if (this.inflight.has(e.vip)) this.stale.add(e.vip);
     this.remote.delete(e.vip);
-    if (e.type === 'node-changed' && this.d.sessions.byOverlay(e.vip)) this.refreshLocal(e.vip);
+    if (e.type === EventType.NodeChanged && this.d.sessions.byOverlay(e.vip)) this.refreshLocal(e.vip);
   }
 
   // ---- policy -----------------------------------------------------------------------------

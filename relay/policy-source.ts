@@ -5,11 +5,14 @@
  * policy/ (policy-gate.ts); a source hands over text and tag arrays as stored.
  */
 
-/** What the relay follows: the policy changed; a member's tags may have changed; a member left. */
+import type { EventType } from '../common/redis-schema';
+
+/** What the relay follows (names from common/redis-schema.ts): the policy changed; a member's
+ *  tags may have changed (node-up and node-changed both arrive as NodeChanged); a member left. */
 export type PolicySourceEvent =
-  | { type: 'policy-changed' }
-  | { type: 'node-changed'; vip: number }
-  | { type: 'node-removed'; vip: number };
+  | { type: typeof EventType.PolicyChanged }
+  | { type: typeof EventType.NodeChanged; vip: number }
+  | { type: typeof EventType.NodeRemoved; vip: number };
 
 export interface PolicySource {
   /** The policy file text (`P:policy`), null when none is set. Rejects only on backend failure. */

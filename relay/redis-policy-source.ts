@@ -23,7 +23,7 @@ export interface RedisPolicySourceOptions {
 export function policySourceEvent(message: string): PolicySourceEvent | undefined {
   const e = decodeEvent(message);
   if (!e) return undefined;
-  if (e.type === EventType.PolicyChanged) return { type: 'policy-changed' };
+  if (e.type === EventType.PolicyChanged) return { type: EventType.PolicyChanged };
   if (e.type !== EventType.NodeUp && e.type !== EventType.NodeChanged && e.type !== EventType.NodeRemoved) return undefined;
   let vip: number;
   try {
@@ -31,7 +31,7 @@ export function policySourceEvent(message: string): PolicySourceEvent | undefine
   } catch {
     return undefined;
   }
-  return e.type === EventType.NodeRemoved ? { type: 'node-removed', vip } : { type: 'node-changed', vip };
+  return e.type === EventType.NodeRemoved ? { type: EventType.NodeRemoved, vip } : { type: EventType.NodeChanged, vip };
 }
 
 /** Pure: a node record's `tags` field as stored → the tag list; malformed → [] (untagged). */

@@ -5,6 +5,7 @@
  * tick, or when the test releases them (`holdLookups`), to watch frames wait for tags.
  */
 import { parseAddr } from '../../common/ipv4';
+import { EventType } from '../../common/redis-schema';
 import type { PolicySource, PolicySourceEvent } from '../../relay/policy-source';
 
 export class MemoryPolicySource implements PolicySource {
@@ -20,20 +21,20 @@ export class MemoryPolicySource implements PolicySource {
   /** Set (or clear, with null) the policy text and publish policy-changed. */
   setPolicy(text: string | null): void {
     this.text = text;
-    this.publish({ type: 'policy-changed' });
+    this.publish({ type: EventType.PolicyChanged });
   }
 
   /** A member's tags (dotted vip), as a join or an admin writes them; publishes node-changed unless `quiet`. */
   setTags(vip: string, tags: readonly string[], quiet = false): void {
     const v = parseAddr(vip);
     this.tags.set(v, [...tags]);
-    if (!quiet) this.publish({ type: 'node-changed', vip: v });
+    if (!quiet) this.publish({ type: EventType.NodeChanged, vip: v });
   }
 
   removeNode(vip: string): void {
     const v = parseAddr(vip);
     this.tags.delete(v);
-    this.publish({ type: 'node-removed', vip: v });
+    this.publish({ type: EventType.NodeRemoved, vip: v });
   }
 
   /** Queue tag lookups until releaseLookups(). */
