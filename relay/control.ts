@@ -102,7 +102,7 @@ export class ControlHandlerImpl {
       if (member && member.vip >>> 0 === claimedVip && this.d.policy) tags = await this.d.policy.tagsForBind(member.vip >>> 0);
     } catch (err) {
       if (this.d.isClosed()) return;
-      this.d.log.warn({ err: (err as Error).message }, 'member directory lookup failed');
+      this.d.log.warn({ err: (err as Error).message }, this.d.policy ? 'member directory or tags lookup failed' : 'member directory lookup failed');
       return this.fail('auth-unavailable', AuthFailReason.UNAVAILABLE, addr, port, true);
     }
     if (this.d.isClosed()) return;

@@ -61,7 +61,6 @@ export interface PolicyGateDeps {
   sessions: SessionTable;
   stats: RelayStats;
   log: Logger;
-  now: () => number;
   /** Run a held frame through the relay again (its tags are known now). */
   rerun: (f: HeldFrame) => void;
 }

@@ -139,7 +139,7 @@ class RelayImpl implements Relay {
     const nowFn = (): number => c.clock.now();
     let forwarder: Forwarder | undefined;
     const gate = c.policy ? new PolicyGate(this.opts.policy, {
-      source: c.policy, sessions: this.table, stats: this.counters, log: this.log, now: nowFn,
+      source: c.policy, sessions: this.table, stats: this.counters, log: this.log,
       rerun: (f) => {
         if (this.closed) return;
         if (f.port === HeldPort.MESH) c.mesh?.rerun(f.buf, f.addr, f.udpPort);
