@@ -130,7 +130,7 @@ export class PolicyGate {
     if (now - this.lastDropLog >= this.o.dropLogIntervalMs) {
       this.lastDropLog = now;
       if (this.d.log.isLevelEnabled('debug')) {
-        this.d.log.debug({ vip: formatAddr(srcVip), peer: formatAddr(dstVip), dropped: this.dropsSinceLog }, 'frames dropped: the access policy does not connect these members');
+        this.d.log.debug({ vip: formatAddr(srcVip), dstVip: formatAddr(dstVip), dropped: this.dropsSinceLog }, 'frames dropped: the access policy does not connect these members');
       }
       this.dropsSinceLog = 0;
     }

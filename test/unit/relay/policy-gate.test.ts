@@ -146,7 +146,7 @@ test('policy drops are logged at debug level at most once per interval', async (
   for (let i = 0; i < 100; i++) send(C, A);
   const debug = lines.filter((l) => l.level === 20);
   t.is(debug.length, 2);
-  t.like(debug[0], { vip: formatAddr(C.vip), peer: formatAddr(A.vip), dropped: 1 });
+  t.like(debug[0], { vip: formatAddr(C.vip), dstVip: formatAddr(A.vip), dropped: 1 });
   t.like(debug[1], { dropped: 100 });
 });
 
