@@ -6,7 +6,7 @@
  * (every key, channel and event between our own processes). The leaf of the import graph: it
  * imports no other part.
  */
-export { type Clock, systemClock } from './clock';
+export { ManualClock, type Clock, systemClock } from './clock';
 export {
   ADDR_PATTERN, MAX_ADDR_LEN, SPECIAL_PURPOSE, type Prefix,
   contains, formatAddr, formatPrefix, isAddr, isSpecialPurpose, masked, parseAddr, parseNetwork, parsePrefix,

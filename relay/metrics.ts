@@ -29,6 +29,7 @@ export function registerRelayMetrics(registry: Registry, relay: Pick<Relay, 'sta
   counter('isthmus_relay_forwarded_bytes_total', 'Bytes of DATA frames forwarded', (s) => s.bytesForwarded);
   counter('isthmus_relay_received_frames_total', 'Datagrams received', (s) => s.framesReceived);
   counter('isthmus_relay_auth_ok_total', 'Successful member authentications', (s) => s.authOk);
+  counter('isthmus_relay_policy_rejected_total', 'Malformed access policies read and refused (the last good one stayed)', (s) => s.policyRejected);
   new Gauge({
     name: 'isthmus_relay_sessions', help: 'Bound member sessions', registers,
     collect() {

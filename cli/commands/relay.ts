@@ -8,8 +8,8 @@ import { parseAddr } from '../../common';
 import { DEFAULT_PREFIX } from '../../common';
 import Redis from 'ioredis';
 import {
-  createRelay, deriveMeshKey, followMemberRemovals, Mesh, MemberFileError, RedisMeshRegistry, RedisMemberDirectory, RedisSessionRecorder, StaticMemberDirectory,
-  type MemberDirectory, type SessionListener,
+  createRelay, deriveMeshKey, followMemberRemovals, Mesh, MemberFileError, RedisMeshRegistry, RedisMemberDirectory, RedisPolicySource, RedisSessionRecorder,
+  StaticMemberDirectory, type MemberDirectory, type SessionListener,
 } from '../../relay';
 import { CliError, onShutdown } from '../shutdown';
 
@@ -52,7 +52,7 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
     .option('id', { type: 'string', describe: 'Relay id sent to members and logged (default: hostname:port)' })
     .option('keepalive', { type: 'number', default: 10, describe: 'Keepalive interval advertised to members, seconds' })
     .option('stats-interval', { type: 'number', default: 60, describe: 'Log a stats line every N seconds (0: never)' })
-    .option('redis', { type: 'string', describe: 'Redis URL: members from P:key:<pub>, sessions recorded in P:session:<vip> (instead of --members)' })
+    .option('redis', { type: 'string', describe: 'Redis URL: members from P:key:<pub>, sessions recorded in P:session:<vip>, access policy from P:policy (instead of --members)' })
     .option('redis-prefix', { type: 'string', default: DEFAULT_PREFIX, describe: 'Redis key prefix' })
     .option('advertise', { type: 'string', describe: 'HOST:PORT members reach this relay at (the VIP), recorded in Redis (default: --listen)' })
     .option('mesh', { type: 'string', describe: 'UDP address for relay-to-relay forwarding, HOST:PORT (needs --redis and --id): the relays behind one VIP become one service' })
@@ -162,10 +162,22 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
         eventFields: registry?.eventFields(),
       });
     }
+    // The access policy and members' tags (P:policy, P:node:<vip>.tags, P:events): with Redis only.
+    let policy: RedisPolicySource | undefined;
+    if (redis) {
+      const p = new RedisPolicySource(redis, { prefix: args['redis-prefix'], logger: log });
+      onShutdown(() => p.stop());
+      try {
+        await p.start();
+      } catch (err) {
+        throw new CliError(`cannot subscribe to policy events in Redis: ${(err as Error).message}`);
+      }
+      policy = p;
+    }
     const relay = createRelay({
       id, keepaliveSeconds: args.keepalive, statsLogIntervalMs: (args['stats-interval'] ?? 0) * 1000,
       sessionRefreshMs: (args['session-refresh'] ?? 10) * 1000,
-    })({ logger: log, clock: systemClock, socket, directory, sessionListener, mesh });
+    })({ logger: log, clock: systemClock, socket, directory, sessionListener, mesh, policy });
     onShutdown(() => {
       relay.stop();
       socket.close();
@@ -193,6 +205,11 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
       }
     }
     relay.start();
-    log.info({ members, redis: redis ? true : undefined, socket: kind, mesh: mesh ? `${mesh.meshAddress.ip}:${mesh.meshAddress.port}` : undefined }, 'relay ready');
+    try {
+      await relay.policyReady();
+    } catch (err) {
+      throw new CliError(`cannot read the access policy (P:policy) from Redis: ${(err as Error).message}`);
+    }
+    log.info({ members, policyRules: policy ? relay.policyRules() : undefined, redis: redis ? true : undefined, socket: kind, mesh: mesh ? `${mesh.meshAddress.ip}:${mesh.meshAddress.port}` : undefined }, 'relay ready');
   },
 };

@@ -12,6 +12,9 @@
  * Redis holds in production). Peers are configured statically, every agent with every other
  * through the relay; the relays know the members from a StaticMemberDirectory.
  *
+ * With `tags` or `policy`, every relay enforces the access policy from one MemoryPolicySource
+ * (`testnet.policy`, what `P:policy` and the node records are in Redis).
+ *
  * Timers are real but short (relay keepalive 100 ms), so failover takes well under a second.
  */
 import { systemClock } from '../../common/clock';
@@ -26,6 +29,7 @@ import { generatePrivateKey, keyToBase64, publicKeyFromPrivate } from '../../pro
 import type { TimerConfig } from '../../protocol/timers';
 import { MemoryNetwork, type MemoryDatagramSocket } from './memory-bind';
 import { MemoryMeshRegistry } from './memory-mesh-registry';
+import { MemoryPolicySource } from './memory-policy-source';
 import { MemoryTun } from './memory-tun';
 
 export const RELAY_PORT = 7000;
@@ -47,6 +51,13 @@ export interface TestnetOptions {
   mtu?: number;
   /** WireGuard timer durations, e.g. a short rekeyTimeoutMs to watch a retry. @default spec values */
   timers?: Partial<TimerConfig>;
+  /** Member tags by name (the node records' `tags`); with this or `policy` the relays enforce a policy. */
+  tags?: Record<string, string[]>;
+  /** The access policy text (`P:policy`); null or absent: none. */
+  policy?: string | null;
+  /** Which relays (0-based) get the policy source; the others forward between anyone, like a
+   *  relay that predates policies or one that does not check. @default every relay */
+  policyRelays?: number[];
 }
 
 export interface TestAgent {
@@ -77,6 +88,8 @@ const MESH_SECRET = Buffer.from('testnet mesh secret, not a real one');
 export class Testnet {
   readonly net = new MemoryNetwork();
   readonly registry = new MemoryMeshRegistry();
+  /** The relays' policy and tags, when the options asked for them. */
+  readonly policy: MemoryPolicySource | undefined;
   readonly relays: TestRelay[] = [];
   readonly agents: TestAgent[] = [];
   /** Where agents send relay traffic: the VIP, or the lone relay. */
@@ -90,6 +103,12 @@ export class Testnet {
       const priv = generatePrivateKey();
       return { name, priv, pub: keyToBase64(publicKeyFromPrivate(priv)), vip: `100.64.0.${i + 1}`, host: `10.1.0.${i + 1}` };
     });
+    if (o.tags !== undefined || o.policy !== undefined) {
+      const p = new MemoryPolicySource();
+      for (const k of this.keys) p.setTags(k.vip, o.tags?.[k.name] ?? [], true);
+      if (o.policy) p.setPolicy(o.policy);
+      this.policy = p;
+    }
     this.directory = new StaticMemberDirectory(this.keys.map((k) => ({ publicKey: k.pub, vip: parseAddr(k.vip) })));
     const n = o.relays ?? 1;
     this.relayAddress = n > 1 ? VIP_ADDRESS : { ip: relayHost(0), port: RELAY_PORT };
@@ -102,6 +121,7 @@ export class Testnet {
   async start(): Promise<this> {
     const n = this.o.relays ?? 1;
     for (let i = 0; i < n; i++) this.relays.push(this.startRelay(i));
+    for (const r of this.relays) await r.relay.policyReady();
     for (const k of this.keys) this.agents.push(await this.startAgent(k));
     return this;
   }
@@ -121,6 +141,7 @@ export class Testnet {
     }
     const relay = createRelay({ id, keepaliveSeconds: 1, tickMs: 100, replyIntervalMs: 100 })({
       logger, clock: systemClock, socket, directory: this.directory, mesh,
+      policy: this.o.policyRelays === undefined || this.o.policyRelays.includes(i) ? this.policy : undefined,
       sessionListener: meshed ? this.registry.recorder(id) : undefined,
     });
     relay.start();
