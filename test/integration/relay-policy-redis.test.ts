@@ -8,7 +8,7 @@ import test, { type ExecutionContext } from 'ava';
 import Redis from 'ioredis';
 import { systemClock } from '../../common/clock';
 import { silentLogger } from '../../common/logger';
-import { DgramSocket } from '../../common/dgram-socket';
+import { DgramSocket } from '../../native-bindings';
 import { parseAddr } from '../../common/ipv4';
 import { EventType, encodeEvent, redisKeys } from '../../common/redis-schema';
 import { createRelay, RedisMemberDirectory, RedisPolicySource } from '../../relay';
