@@ -13,12 +13,9 @@
  */
 import { PerformanceObserver } from 'node:perf_hooks';
 import nacl from 'tweetnacl';
-import { ManualClock } from '../common';
-import { silentLogger } from '../common';
-import type { DatagramBatch, DatagramSocket } from '../common';
+import { ManualClock, silentLogger, type DatagramBatch, type DatagramSocket } from '../common';
 import { createRelay, StaticMemberDirectory, type PolicySource, type Relay } from '../relay';
-import { FrameType, decodeChallenge, encodeAuth, encodeHello, writeRelayHeader } from '../protocol';
-import { proveKey } from '../protocol';
+import { FrameType, decodeChallenge, encodeAuth, encodeHello, writeRelayHeader, proveKey } from '../protocol';
 
 const arg = (name: string, def: number): number => {
   const i = process.argv.indexOf(`--${name}`);

@@ -10,14 +10,8 @@
  * (handshake retries, keepalives) leaves at once.
  */
 import { lookup } from 'node:dns/promises';
-import type { Clock } from '../common';
-import type { Logger } from '../common';
-import { IDEAL_BATCH_SIZE, type DatagramSocket, type DatagramBatch, type PacketBatch, type TunDevice } from '../common';
-import { contains, formatAddr, formatPrefix, masked, parseAddr, type Prefix } from '../common';
-import { createLocalIdentity, type LocalIdentity } from '../protocol';
-import { keyFromBase64, keyToBase64 } from '../protocol';
-import { DEFAULT_TIMER_CONFIG, type TimerConfig } from '../protocol';
-import { RELAY_HEADER_LEN } from '../protocol';
+import { type Clock, type Logger, IDEAL_BATCH_SIZE, type DatagramSocket, type DatagramBatch, type PacketBatch, type TunDevice, contains, formatAddr, formatPrefix, masked, parseAddr, type Prefix } from '../common';
+import { createLocalIdentity, type LocalIdentity, keyFromBase64, keyToBase64, DEFAULT_TIMER_CONFIG, type TimerConfig, RELAY_HEADER_LEN } from '../protocol';
 import { RelayClient } from './relay-client';
 import { Device, DEVICE_HEADROOM, DEVICE_TAILROOM } from './device';
 import { Endpoint, EndpointKind, type OutsideSender } from './endpoint';

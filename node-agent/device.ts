@@ -12,11 +12,8 @@
  * Synchronous and driven by an injected clock: tests need no sleeps. Nothing here throws
  * on network input: every drop is counted by reason.
  */
-import type { Clock } from '../common';
-import type { Logger } from '../common';
-import type { DatagramBatch, PacketBatch } from '../common';
-import type { LocalIdentity } from '../protocol';
-import type { TimerConfig } from '../protocol';
+import type { Clock, Logger, DatagramBatch, PacketBatch } from '../common';
+import type { LocalIdentity, TimerConfig } from '../protocol';
 import { nodeCryptoAead, type BatchAead } from './batch-crypto';
 import { newDropCounters, type AgentDropReason, type DropCounters } from './drop-reason';
 import type { EndpointKind, InsideWriter, OutsideSender } from './endpoint';

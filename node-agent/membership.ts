@@ -9,12 +9,9 @@
  * its original IP may not lie in the overlay CIDR. A refused entry is counted and logged.
  */
 import { hostname as osHostname } from 'node:os';
-import { CoordinatorClient, SessionExpiredError, type PeerMapUpdate } from '../coordinator';
-import type { Peer as PeerEntry } from '../coordinator';
+import { CoordinatorClient, SessionExpiredError, type PeerMapUpdate, type Peer as PeerEntry } from '../coordinator';
 import { publicKeyFromPrivate, keyToBase64 } from '../protocol';
-import { contains, parseAddr, parseNetwork, type Prefix } from '../common';
-import type { Logger } from '../common';
-import { redactKey } from '../common';
+import { contains, parseAddr, parseNetwork, type Prefix, type Logger, redactKey } from '../common';
 import { PeerClaims } from './peer-claims';
 import { Endpoint } from './endpoint';
 import type { PeerSpec } from './peer-set';

@@ -3,13 +3,8 @@
  * pushed peer map tomorrow): by public key, and by address for routing (longest prefix of
  * AllowedIPs, which is also the inbound source check: cryptokey routing).
  */
-import { AllowedIps } from '../protocol';
-import { createPeerCrypto, type LocalIdentity } from '../protocol';
-import { CookieGenerator } from '../protocol';
-import { TimerStateMachine, type TimerConfig } from '../protocol';
-import { keyFromBase64 } from '../protocol';
-import type { Clock } from '../common';
-import type { Prefix } from '../common';
+import { AllowedIps, createPeerCrypto, type LocalIdentity, CookieGenerator, TimerStateMachine, type TimerConfig, keyFromBase64 } from '../protocol';
+import type { Clock, Prefix } from '../common';
 import { EndpointKind, type Endpoint } from './endpoint';
 import { Peer } from './peer';
 

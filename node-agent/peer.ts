@@ -3,10 +3,7 @@
  * its session keypairs (previous/current/next, rotated as in wireguard-go's
  * noise-protocol.go) and the packets waiting for a session.
  */
-import type { Keypair } from '../protocol';
-import type { TimerStateMachine } from '../protocol';
-import type { PeerCrypto, InitiatorState } from '../protocol';
-import type { CookieGenerator } from '../protocol';
+import type { Keypair, TimerStateMachine, PeerCrypto, InitiatorState, CookieGenerator } from '../protocol';
 import type { Prefix } from '../common';
 import type { Endpoint } from './endpoint';
 

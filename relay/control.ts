@@ -3,9 +3,7 @@
  * PING → PONG. Everything unauthenticated is answered statelessly (challenge.ts) with a
  * reply no longer than the request; only an AUTH whose proof verified reaches the directory.
  */
-import type { DatagramSocket } from '../common';
-import type { Logger } from '../common';
-import { formatAddr } from '../common';
+import { type DatagramSocket, type Logger, formatAddr } from '../common';
 import {
   AuthFailReason, FrameType, RELAY_PROTOCOL_VERSION, decodeAuth, decodeHello, decodePingSeq, encodeAuthFail,
   encodeAuthOk, encodeChallenge, encodePing,

@@ -25,13 +25,8 @@
  * (the 4 extra header bytes), none on the receiving side (the header is rewritten in place).
  */
 import { randomBytes } from 'node:crypto';
-import type { Clock } from '../common';
-import type { Logger } from '../common';
-import type { DatagramBatch, DatagramSocket } from '../common';
-import { formatAddr } from '../common';
-import { EventType, type SessionEventType } from '../common';
-import { FrameType, RELAY_HEADER_LEN, readU32 } from '../protocol';
-import { MSG_TRANSPORT_MIN_SIZE } from '../protocol';
+import { type Clock, type Logger, type DatagramBatch, type DatagramSocket, formatAddr, EventType, type SessionEventType } from '../common';
+import { FrameType, RELAY_HEADER_LEN, readU32, MSG_TRANSPORT_MIN_SIZE } from '../protocol';
 import {
   MESH_DATA_HEADER_LEN, MESH_NONCE_LEN, MESH_OFFSET_DST, MESH_OFFSET_SRC, MESH_REAUTH_LEN, MeshFrameType, decodeMeshHello,
   encodeMeshHello, writeMeshDataHeader,

@@ -26,9 +26,7 @@
  * yet (malformed at start) the relay connects no one: this is a security boundary, and the
  * coordinator and agents still say why (they refuse the same text).
  */
-import type { Logger } from '../common';
-import { formatAddr } from '../common';
-import { EventType } from '../common';
+import { type Logger, formatAddr, EventType } from '../common';
 import { compilePolicy, parsePolicy, type CompiledPolicy, type Policy } from '../policy';
 import { PolicyHeld, type HeldFrame, type HeldPort } from './policy-held';
 import type { PolicySource, PolicySourceEvent } from './policy-source';

@@ -8,9 +8,7 @@
  *     missed while Redis was away, so the relay re-reads the policy and every tag it holds).
  */
 import type Redis from 'ioredis';
-import type { Logger } from '../common';
-import { formatAddr, parseAddr } from '../common';
-import { DEFAULT_PREFIX, EventType, decodeEvent, redisKeys, type RedisKeys } from '../common';
+import { type Logger, formatAddr, parseAddr, DEFAULT_PREFIX, EventType, decodeEvent, redisKeys, type RedisKeys } from '../common';
 import type { PolicySource, PolicySourceEvent } from './policy-source';
 
 export interface RedisPolicySourceOptions {

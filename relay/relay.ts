@@ -6,10 +6,7 @@
  *   relay.start() ... relay.stats() ... relay.stop()
  */
 import { hostname } from 'node:os';
-import type { Clock } from '../common';
-import type { Logger } from '../common';
-import type { DatagramSocket } from '../common';
-import { formatAddr } from '../common';
+import { type Clock, type Logger, type DatagramSocket, formatAddr } from '../common';
 import { ChallengeIssuer } from './challenge';
 import { ControlHandlerImpl, type SessionListener } from './control';
 import { Forwarder } from './forward';

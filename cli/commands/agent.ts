@@ -2,18 +2,11 @@ import type { CommandModule } from 'yargs';
 import { readFileSync, statSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { forComponent, type Logger } from '../../common';
-import { systemClock } from '../../common';
-import { parseAgentConfig, parseHostPort, ConfigError, DEFAULT_MTU, type AgentConfig } from '../../node-agent';
-import { Agent, RELAY_FAILOVER_TIMING, type AgentComponents } from '../../node-agent';
-import { isAddr, masked, parseAddr, parsePrefix, type Prefix } from '../../common';
-import { StateDir, DEFAULT_STATE_DIR } from '../../node-agent';
-import { detectOriginalIp } from '../../node-agent';
-import { MembershipClient } from '../../node-agent';
+import { forComponent, type Logger, systemClock, isAddr, masked, parseAddr, parsePrefix, type Prefix } from '../../common';
+import { parseAgentConfig, parseHostPort, ConfigError, DEFAULT_MTU, type AgentConfig, Agent, RELAY_FAILOVER_TIMING, type AgentComponents, StateDir, DEFAULT_STATE_DIR, detectOriginalIp, MembershipClient, serveControlSocket } from '../../node-agent';
 import { keyToBase64 } from '../../protocol';
 import { openTun, openUdpSocket } from '../../native-bindings';
 import { CliError, onShutdown } from '../shutdown';
-import { serveControlSocket } from '../../node-agent';
 import { join } from 'node:path';
 
 interface AgentArgs {

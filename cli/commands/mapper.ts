@@ -1,8 +1,6 @@
 import type { CommandModule } from 'yargs';
-import { forComponent } from '../../common';
-import { parseRange } from '../../mapper';
-import { startMapperService, DEFAULT_OVERLAY_CIDR, type ListenAddress } from '../../mapper';
-import { DEFAULT_PREFIX } from '../../common';
+import { forComponent, DEFAULT_PREFIX } from '../../common';
+import { parseRange, startMapperService, DEFAULT_OVERLAY_CIDR, type ListenAddress } from '../../mapper';
 import { CliError, onShutdown } from '../shutdown';
 
 interface MapperArgs {

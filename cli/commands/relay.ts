@@ -1,11 +1,8 @@
 import type { CommandModule } from 'yargs';
 import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
-import { forComponent } from '../../common';
-import { systemClock } from '../../common';
+import { forComponent, systemClock, parseAddr, DEFAULT_PREFIX } from '../../common';
 import { openBestDatagramSocket } from '../../native-bindings';
-import { parseAddr } from '../../common';
-import { DEFAULT_PREFIX } from '../../common';
 import Redis from 'ioredis';
 import {
   createRelay, deriveMeshKey, followMemberRemovals, Mesh, MemberFileError, RedisMeshRegistry, RedisMemberDirectory, RedisPolicySource, RedisSessionRecorder,
