@@ -100,6 +100,11 @@ export class FlowFilter {
     this.locals = Int32Array.from(addrs, (a) => a | 0);
   }
 
+  /** The member's own addresses, host-order uint32 (for status). */
+  localAddresses(): number[] {
+    return Array.from(this.locals, (a) => a >>> 0);
+  }
+
   /**
    * Decide on the decrypted inbound IPv4 packet `buf[off, off+len)` from a peer that may open
    * `ports`. Never throws; counts drops. `len` may exceed the packet (WireGuard padding).

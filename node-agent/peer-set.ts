@@ -10,6 +10,7 @@ import { TimerStateMachine, type TimerConfig } from '../protocol/timers';
 import { keyFromBase64 } from '../protocol/keys';
 import type { Clock } from '../common/clock';
 import type { Prefix } from '../common/ipv4';
+import { PortSet } from '../policy';
 import { EndpointKind, type Endpoint } from './endpoint';
 import { Peer } from './peer';
 
@@ -19,6 +20,8 @@ export interface PeerSpec {
   endpoint?: Endpoint;
   presharedKey?: string;
   persistentKeepaliveSec?: number;
+  /** What the peer may open towards us (inbound-ports.ts compiles it). @default PortSet.ALL */
+  inbound?: PortSet;
 }
 
 export class PeerSet {
@@ -72,6 +75,7 @@ export class PeerSet {
       if (spec.endpoint) peer.endpoint = spec.endpoint;
       peer.timers.persistentKeepaliveMs = (spec.persistentKeepaliveSec ?? 0) * 1000;
     }
+    peer.inbound = spec.inbound ?? PortSet.ALL;
     for (const c of spec.allowedIps) this.routes.insert(c.addr, c.bits, peer);
     return peer;
   }
