@@ -53,7 +53,7 @@ export class Device {
   readonly drops: DropCounters = newDropCounters();
   readonly indices = new IndexTable();
   readonly handshakes: HandshakeHandler;
-  /** The inbound flow filter and its reply table (drops land in `drops`, not its own counters). */
+  /** The inbound flow filter and its reply table. Its drops are counted in `drops` (status, metrics); its own tally is internal. */
   readonly filter: FlowFilter;
   private readonly peers: PeerSet;
   private readonly clock: Clock;
