@@ -8,6 +8,13 @@ export interface Peer {
   publicKey: string;
   hostname: string;
   tags: string[];
+  /**
+   * What this peer may open towards the member receiving the map: port specs as the policy
+   * file writes them (`tcp/22`, `tcp/8000-9000`, `udp/53`, `icmp`, `*`); `["*"]` with no
+   * policy; `[]` when it may open nothing (it is in the map because the receiver may open
+   * flows to it). Absent from older coordinators: the agent reads that as `["*"]`.
+   */
+  inbound?: string[];
 }
 
 export interface PeerChanges {

@@ -78,11 +78,12 @@ async function runStatic(args: AgentArgs, log: Logger): Promise<Agent> {
   return new Agent(config, components(log), agentOptions(args));
 }
 
-function agentOptions(args: AgentArgs) {
+function agentOptions(args: AgentArgs, localAddresses: number[] = []) {
   return {
     timers: args['rekey-after-time'] ? { rekeyAfterTimeMs: args['rekey-after-time'] * 1000 } : undefined,
     routeOriginal: parsePrefixFlag('route-original', args['route-original']),
     relayKeepaliveMs: args['relay-keepalive'],
+    localAddresses,
   };
 }
 
@@ -108,7 +109,9 @@ async function runJoined(args: AgentArgs, log: Logger): Promise<void> {
     privateKey: keyToBase64(membership.key), address: { addr: parseAddr(m.vip), bits: parsePrefix(m.cidr.trim()).bits },
     mtu: args.mtu, name: args.name, relay, peers: [],
   };
-  const agent = new Agent(config, components(log), agentOptions(args));
+  // Our original IP is ours too: a member in transparent mode dials it, and the packet arrives
+  // with it as destination (the kernel accepts it: it is this host's address).
+  const agent = new Agent(config, components(log), agentOptions(args, originalIp !== m.vip ? [parseAddr(originalIp)] : []));
   onShutdown(() => agent.stop());
   onShutdown(() => membership.stop());
   membership.applyFull(m.peers, agent);

@@ -10,7 +10,9 @@
  * With one relay there is no VIP: agents talk to r1 directly. With more, a MemoryNetwork
  * balancer stands in for the VIP and the relays mesh through a MemoryMeshRegistry (what
  * Redis holds in production). Peers are configured statically, every agent with every other
- * through the relay; the relays know the members from a StaticMemberDirectory.
+ * through the relay; the relays know the members from a StaticMemberDirectory. Policy comes
+ * in as the coordinator hands it out: per receiver and peer, the `inbound` port specs
+ * (`inbound`, changed at run time with setInbound).
  *
  * With `tags` or `policy`, every relay enforces the access policy from one MemoryPolicySource
  * (`testnet.policy`, what `P:policy` and the node records are in Redis).
@@ -25,6 +27,7 @@ import { Mesh } from '../../relay/mesh';
 import { deriveMeshKey } from '../../relay/mesh-frame';
 import { Agent, type AgentComponents } from '../../node-agent/agent';
 import type { AgentConfig } from '../../node-agent/config';
+import { peerSpecFromEntry } from '../../node-agent/membership';
 import { generatePrivateKey, keyToBase64, publicKeyFromPrivate } from '../../protocol/keys';
 import type { TimerConfig } from '../../protocol/timers';
 import { MemoryNetwork, type MemoryDatagramSocket } from './memory-bind';
@@ -58,6 +61,14 @@ export interface TestnetOptions {
   /** Which relays (0-based) get the policy source; the others forward between anyone, like a
    *  relay that predates policies or one that does not check. @default every relay */
   policyRelays?: number[];
+  /**
+   * Policy as the coordinator hands it out: `inbound[receiver][peer]` is what `peer` may open
+   * towards `receiver` (port specs as peer maps carry them: `tcp/22`, `udp/53`, `icmp`, `*`;
+   * `[]` for nothing). A pair not listed gets no field, which agents read as `*`.
+   */
+  inbound?: Record<string, Record<string, string[]>>;
+  /** Addresses member `name` owns besides its overlay address (its original IP in transparent mode). */
+  ownAddresses?: Record<string, string[]>;
 }
 
 export interface TestAgent {
@@ -156,6 +167,7 @@ export class Testnet {
       peers: this.keys.filter((p) => p !== k).map((p) => ({
         publicKey: p.pub, endpoint: 'relay' as const, overlayIp: p.vip,
         allowedIps: [p.vip + '/32', ...(extra[p.name] ?? [])].map((s) => parseNetwork(s)),
+        inbound: this.o.inbound?.[k.name]?.[p.name],
       })),
     };
     let tun: MemoryTun | undefined;
@@ -165,9 +177,24 @@ export class Testnet {
       openUdpSocket: (s) => this.net.bind(s.host === '0.0.0.0' ? k.host : s.host, s.port),
       ...(this.o.aead === 'node' ? { aead: null } : {}),
     };
-    const agent = new Agent(config, components, { relayKeepaliveMs: this.o.relayKeepaliveMs ?? 100, timers: this.o.timers });
+    const agent = new Agent(config, components, {
+      relayKeepaliveMs: this.o.relayKeepaliveMs ?? 100, timers: this.o.timers,
+      localAddresses: (this.o.ownAddresses?.[k.name] ?? []).map(parseAddr),
+    });
     await agent.start();
     return { name: k.name, vip: k.vip, host: k.host, publicKey: k.pub, agent, tun: tun!, net: this.net };
+  }
+
+  /**
+   * The coordinator changed what `peer` may open towards `receiver` (a policy change): the
+   * receiver gets a new peer-map entry for `peer` and applies it as `isthmus agent` does
+   * (peerSpecFromEntry). `undefined` sends an entry without the field (an older coordinator).
+   */
+  setInbound(receiver: string, peer: string, inbound: string[] | undefined): void {
+    const p = this.agent(peer);
+    const spec = peerSpecFromEntry({ vip: p.vip, originalIp: p.vip, publicKey: p.publicKey, hostname: p.name, tags: [], inbound });
+    const extra = (this.o.extraAllowedIps?.[peer] ?? []).map((s) => parseNetwork(s));
+    this.agent(receiver).agent.upsertPeer({ ...spec, allowedIps: [...spec.allowedIps, ...extra] });
   }
 
   /** Handshakes `name` completed with `peer` so far. */
