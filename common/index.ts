@@ -18,3 +18,8 @@ export {
   CASE_INSENSITIVE_KEYS, DEFAULT_PREFIX, EventType, KEY_PATTERNS, decodeEvent, encodeEvent, isNodeEvent, keyHead, redisKeys,
   type KeyName, type RedisKeys, type SessionEvent, type SessionEventType,
 } from './redis-schema';
+export {
+  DEFAULT_CHECK_TIMEOUT_MS, redisReadiness, runReadinessChecks, serveMetrics, serveReadinessPort,
+  type MetricsServer, type MetricsServerOptions, type MetricsSource, type ReadinessCheck, type ReadinessPort, type ReadinessPortOptions, type ReadinessReport,
+} from './metrics-server';
+export { byLabel, counterFrom, gaugeFrom, labelledFrom } from './prom';

@@ -17,6 +17,7 @@ import { hashSecret, newSecret, secretsEqual, SESSION_TOKEN_PREFIX } from './tok
 import type { TokenStore } from './token-store';
 import type { JoinRequest, JoinResponse, NodeTagsRequest, NodeTagsResponse, PeersResponse, TokenCreateRequest } from './types';
 import { parseDuration } from './duration';
+import type { JoinCounters } from './metrics';
 
 export interface ApiDeps {
   registry: RedisRegistry;
@@ -36,6 +37,8 @@ export interface ApiDeps {
    * address a join comes from. Empty (default): the TCP peer address, X-Forwarded-For ignored.
    */
   trustedProxies?: string[];
+  /** Joins by result, for metrics. */
+  joins?: JoinCounters;
 }
 
 function bearer(req: FastifyRequest): string | undefined {
@@ -108,7 +111,12 @@ export function buildApi(d: ApiDeps): FastifyInstance {
     d.log.info({ vip: r.vip, peer: redactKey(b.publicKey), created: r.created, originalIp: b.originalIp, source: req.ip },
       r.created ? 'member joined' : 'member re-joined');
     const snap = await d.peerMap.current(r.version);
+    if (d.joins) d.joins[r.created ? 'created' : 'rejoined']++;
     return { vip: r.vip, cidr: d.cidr.text, sessionToken, peers: snap.peers, version: snap.version };
+  });
+  // Refused (4xx) and failed (5xx) joins, whichever check answered.
+  app.addHook('onResponse', async (req, reply) => {
+    if (d.joins && req.routeOptions.url === '/v1/join' && reply.statusCode >= 400) d.joins[reply.statusCode >= 500 ? 'failed' : 'refused']++;
   });
 
   app.get<{ Querystring: { since?: string; wait?: string } }>('/v1/peers', { schema: { querystring: S.peersQuery }, preValidation: member },

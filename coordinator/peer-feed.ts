@@ -14,6 +14,8 @@ export class PeerFeed {
   private closed = false;
   /** Highest version seen on the channel. */
   latest = 0;
+  /** Member change events seen on the channel (metrics). */
+  changes = 0;
 
   constructor(private readonly redis: Redis, private readonly channel: string, private readonly log: Logger) {}
 
@@ -29,9 +31,15 @@ export class PeerFeed {
     const e = decodeEvent(msg);
     // Session events carry no version (peer maps do not change); junk is not ours to judge.
     if (!e || !isNodeEvent(e)) return;
+    this.changes++;
     const version = e.version;
     if (version > this.latest) this.latest = version;
     for (const w of this.waiters) if (version > w.since) w.wake();
+  }
+
+  /** Long-polls waiting for a change (metrics). */
+  get waiting(): number {
+    return this.waiters.size;
   }
 
   private wakeAll(): void {

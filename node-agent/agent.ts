@@ -272,6 +272,11 @@ export class Agent {
     this.relaySocket?.flush();
   }
 
+  /** The relay session's client (state and counters, for metrics), undefined without a relay. */
+  get relayClient(): RelayClient | undefined {
+    return this.relay;
+  }
+
   status(): object {
     return {
       publicKey: this.publicKey,

@@ -3,11 +3,12 @@ import { readFileSync, statSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { forComponent, type Logger, systemClock, isAddr, masked, parseAddr, parsePrefix, type Prefix } from '../../common';
-import { parseAgentConfig, parseHostPort, ConfigError, DEFAULT_MTU, type AgentConfig, Agent, RELAY_FAILOVER_TIMING, type AgentComponents, StateDir, DEFAULT_STATE_DIR, detectOriginalIp, MembershipClient, serveControlSocket } from '../../node-agent';
+import { parseAgentConfig, parseHostPort, ConfigError, DEFAULT_MTU, type AgentConfig, Agent, RELAY_FAILOVER_TIMING, type AgentComponents, StateDir, DEFAULT_STATE_DIR, detectOriginalIp, MembershipClient, serveControlSocket, registerAgentMetrics } from '../../node-agent';
 import { keyToBase64 } from '../../protocol';
 import { openTun, openUdpSocket } from '../../native-bindings';
 import { CliError, onShutdown } from '../shutdown';
 import { join } from 'node:path';
+import { METRICS_OPTION, parseListenFlag, startMetrics } from '../metrics';
 
 interface AgentArgs {
   config?: string;
@@ -25,6 +26,16 @@ interface AgentArgs {
   'rekey-after-time'?: number;
   'control-socket'?: string;
   'relay-keepalive': number;
+  metrics?: string;
+}
+
+/** `--metrics`: the agent's metrics; ready while authenticated to its relay (when it has one). */
+async function serveAgentMetrics(args: AgentArgs, agent: Agent, log: Logger): Promise<void> {
+  if (!args.metrics) return;
+  const checks = { relay: () => !agent.relayClient || agent.relayClient.state === 'ready' };
+  await startMetrics(args.metrics, log, (r) => registerAgentMetrics(r, agent), checks).catch((err: NodeJS.ErrnoException) => {
+    throw new CliError(`cannot listen on --metrics ${args.metrics}: ${err.code ?? err.message}`);
+  });
 }
 
 /** The local status socket `isthmus status` reads; losing it never stops the data path. */
@@ -118,6 +129,7 @@ async function runJoined(args: AgentArgs, log: Logger): Promise<void> {
   await agent.start();
   const peerMapStatus = () => ({ peerMap: { refusedEntries: membership.refusedPeerEntries } });
   await serveStatus(args, agent, log, peerMapStatus);
+  await serveAgentMetrics(args, agent, log);
   log.info({ vip: m.vip, originalIp, peers: agent.peerKeys().length }, 'joined');
   process.on('SIGUSR1', () => log.info({ status: { ...agent.status(), ...peerMapStatus() } }, 'status'));
   void membership.run(m, agent).catch((err: Error) => log.error({ err: err.message }, 'peer map loop stopped'));
@@ -149,7 +161,9 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     .option('name', { type: 'string', describe: 'TUN device name (default: kernel-chosen)' })
     .option('config', { type: 'string', describe: 'Static-peer config file instead of a coordinator (docs/CONFIG.md)', normalize: true, group: 'Static:' })
     .option('rekey-after-time', { type: 'number', hidden: true, describe: 'Testing: REKEY_AFTER_TIME in seconds (spec: 120)' })
+    .option('metrics', METRICS_OPTION)
     .check((a) => {
+      if (a.metrics) parseListenFlag(a.metrics, '--metrics');
       if (a.tag !== undefined) {
         throw new Error('--tag is no longer accepted: a member cannot choose its own tags. Put them on the join token '
           + '(isthmus token create --tag T) or have an admin set them (isthmus node tag <vip|hostname> --tag T)');
@@ -175,6 +189,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     onShutdown(() => agent.stop());
     await agent.start();
     await serveStatus(args, agent, log);
+    await serveAgentMetrics(args, agent, log);
     process.on('SIGUSR1', () => log.info({ status: agent.status() }, 'status'));
   },
 };

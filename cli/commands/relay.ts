@@ -1,14 +1,12 @@
 import type { CommandModule } from 'yargs';
 import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
-import { forComponent, systemClock, parseAddr, DEFAULT_PREFIX } from '../../common';
+import { forComponent, systemClock, parseAddr, DEFAULT_PREFIX, redisReadiness, type ReadinessCheck } from '../../common';
 import { openBestDatagramSocket } from '../../native-bindings';
 import Redis from 'ioredis';
-import {
-  createRelay, deriveMeshKey, followMemberRemovals, Mesh, MemberFileError, RedisMeshRegistry, RedisMemberDirectory, RedisPolicySource, RedisSessionRecorder,
-  StaticMemberDirectory, type MemberDirectory, type SessionListener,
-} from '../../relay';
+import { createRelay, deriveMeshKey, followMemberRemovals, Mesh, MemberFileError, RedisMeshRegistry, RedisMemberDirectory, RedisPolicySource, RedisSessionRecorder, StaticMemberDirectory, type MemberDirectory, type SessionListener, registerRelayMetrics } from '../../relay';
 import { CliError, onShutdown } from '../shutdown';
+import { METRICS_OPTION, parseListenFlag, startHealthPort, startMetrics } from '../metrics';
 
 interface RelayArgs {
   listen?: string;
@@ -23,6 +21,8 @@ interface RelayArgs {
   'mesh-key'?: string;
   'mesh-advertise'?: string;
   'session-refresh'?: number;
+  metrics?: string;
+  'health-tcp'?: string;
 }
 
 /** "HOST:PORT" with an IPv4 host → parts; throws an Error naming `flag` otherwise. */
@@ -56,7 +56,11 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
     .option('mesh-key', { type: 'string', normalize: true, describe: 'File holding the shared mesh secret (>= 16 bytes; default: P:mesh-key in Redis, created once)' })
     .option('mesh-advertise', { type: 'string', describe: 'HOST:PORT other relays reach the mesh socket at (default: --mesh; required when --mesh binds 0.0.0.0)' })
     .option('session-refresh', { type: 'number', default: 10, describe: 'Re-assert this relay\'s P:session records every N seconds (TTL refresh, re-created after a Redis restart)' })
+    .option('metrics', METRICS_OPTION)
+    .option('health-tcp', { type: 'string', describe: 'TCP HOST:PORT that accepts connections only while /readyz would answer 200, for connect-only load balancer checks' })
     .check((a) => {
+      if (a.metrics) parseListenFlag(a.metrics, '--metrics');
+      if (a['health-tcp']) parseListenFlag(a['health-tcp'], '--health-tcp');
       if (!a.listen) throw new Error('Missing --listen HOST:PORT');
       parseHostPort(a.listen, '--listen');
       if (!a.members && !a.redis) throw new Error('Missing --members FILE (or --redis URL)');
@@ -206,6 +210,17 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
       await relay.policyReady();
     } catch (err) {
       throw new CliError(`cannot read the access policy (P:policy) from Redis: ${(err as Error).message}`);
+    }
+    // Ready: the member socket (and mesh socket) bound and serving, Redis reachable when used.
+    let serving = true;
+    onShutdown(() => { serving = false; });
+    const checks: Record<string, ReadinessCheck> = { socket: () => serving };
+    if (redis) checks.redis = redisReadiness(redis);
+    try {
+      if (args.metrics) await startMetrics(args.metrics, log, (r) => registerRelayMetrics(r, relay), checks);
+      if (args['health-tcp']) await startHealthPort(args['health-tcp'], log, checks);
+    } catch (err) {
+      throw new CliError(`cannot listen on --metrics/--health-tcp: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
     log.info({ members, policyRules: policy ? relay.policyRules() : undefined, redis: redis ? true : undefined, socket: kind, mesh: mesh ? `${mesh.meshAddress.ip}:${mesh.meshAddress.port}` : undefined }, 'relay ready');
   },
