@@ -5,7 +5,7 @@
  */
 import type Redis from 'ioredis';
 import type { Logger } from '../common/logger';
-import { decodeEvent, isNodeEvent } from '../common/redis-schema';
+import { decodeEvent, EventType, isNodeEvent } from '../common/redis-schema';
 
 type Waiter = { since: number; wake: () => void };
 
@@ -29,7 +29,8 @@ export class PeerFeed {
   private onMessage(msg: string): void {
     const e = decodeEvent(msg);
     // Session events carry no version (peer maps do not change); junk is not ours to judge.
-    if (!e || !isNodeEvent(e)) return;
+    // A policy change may change every map: it wakes every waiter behind it too.
+    if (!e || !(isNodeEvent(e) || e.type === EventType.PolicyChanged)) return;
     const version = e.version;
     if (version > this.latest) this.latest = version;
     for (const w of this.waiters) if (version > w.since) w.wake();
@@ -40,14 +41,15 @@ export class PeerFeed {
   }
 
   /**
-   * Register interest before reading Redis (so no event is lost in between); `wait` resolves
-   * on a newer version, timeout, abort or close.
+   * Interest in versions after `since` (the version the caller's answer was computed at):
+   * `wait` resolves at once if a newer one was already seen, else on a newer version,
+   * timeout, abort or close.
    */
   register(since: number): { wait(timeoutMs: number, signal?: AbortSignal): Promise<void>; cancel(): void } {
     let wake!: () => void;
     const woken = new Promise<void>((r) => { wake = r; });
     const w: Waiter = { since, wake };
-    if (this.closed) wake(); else this.waiters.add(w);
+    if (this.closed || this.latest > since) wake(); else this.waiters.add(w);
     const cancel = () => { this.waiters.delete(w); w.wake(); };
     return {
       cancel,
