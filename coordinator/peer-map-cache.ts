@@ -180,7 +180,10 @@ export class PeerMapCache {
           else removals.push(x);
         }
       }
-      if (!first.has(me.vip)) upserts.push(this.entry(pNow, myNow, me));
+      // Itself: always in its map; sent when what it "may open to itself" reads differently.
+      if (!first.has(me.vip) && this.inboundOf(pThen.inboundFrom(myThen, myThen)).join() !== this.inboundOf(pNow.inboundFrom(myNow, myNow)).join()) {
+        upserts.push(this.entry(pNow, myNow, me));
+      }
     }
     return { version: this.version, upserts, removals };
   }
