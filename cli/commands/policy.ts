@@ -17,13 +17,15 @@ const set: CommandModule<object, SetArgs> = {
   builder: (y) => adminOptions(y).epilogue(`${FORMAT}. A bad file is refused whole (the policy in force stays), naming the line and the reason; `
     + 'a tag no member or token carries is allowed, with a warning.').positional('file', { type: 'string', demandOption: true, describe: 'Policy file (JSON), or - for stdin' }) as Argv<SetArgs>,
   handler: async (a) => {
+    // yargs hands a lone `-` over as ''.
+    const stdin = a.file === '-' || a.file === '';
     let text: string;
     try {
-      text = readFileSync(a.file === '-' ? 0 : a.file, 'utf8');
+      text = readFileSync(stdin ? 0 : a.file, 'utf8');
     } catch (err) {
       throw new CliError(`cannot read policy file ${a.file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
-    const name = a.file === '-' ? '<stdin>' : a.file;
+    const name = stdin ? '<stdin>' : a.file;
     const r = await adminCall(a, async () => {
       try {
         return await adminClient(a).setPolicy(text);
