@@ -132,7 +132,7 @@ export class PeerMapCache {
     return lo;
   }
 
-  private diff(me: Member, entries: ChangeEntry[]): PeerChanges {
+  private diff(me: Member, entries: ChangeEntry[]): PeerChanges | 'full' {
     const first = new Map<string, ChangeEntry & { vip: string }>();
     let policyThen: string | null | undefined;
     for (const e of entries) {
@@ -148,8 +148,8 @@ export class PeerMapCache {
     let myThen: readonly string[] = myNow;
     const mine = first.get(me.vip);
     if (mine && mine.type !== EventType.PolicyChanged) {
-      // Joined after `since`, or a history without tags: say everything.
-      if (mine.prevTags === null) return { version: this.version, upserts: this.mapFor(me), removals: [] };
+      // Joined after `since`, or a history without tags: its view then is unknown.
+      if (mine.prevTags === null) return 'full';
       myThen = this.intern(mine.prevTags);
     }
     const wide = pThen !== pNow || tagKey(myThen) !== tagKey(myNow);

@@ -280,3 +280,20 @@ test.serial('an admin tag change moves a member in and out of the maps of exactl
   if (dc4.full) return void t.fail('expected a delta');
   t.deepEqual(dc4.removals, [a3.vip]);
 });
+
+test.serial('a coordinator started after the change answers an older `since` with the right delta (from the stream, not a full map)', async (t) => {
+  const f = await fleet();
+  await env.admin.setPolicy(MISSION);
+  t.teardown(() => env.admin.clearPolicy());
+  const before = await fullMap(f.c1);
+  t.truthy(find(before.peers, f.a1.vip), 'positive control: the controller sees the agent');
+  await env.admin.setNodeTags(f.a1.vip, { remove: ['agent'] });
+  const fresh = await createCoordinator({ redis: env.redis.url, adminToken: ADMIN, sweepIntervalMs: 0 });
+  t.teardown(() => fresh.close());
+  const { url } = await fresh.listen('127.0.0.1', 0);
+  const r = await new CoordinatorClient({ url }).peers(f.c1.sessionToken, before.version, undefined, 0);
+  if (r.full) return void t.fail('expected a delta');
+  t.deepEqual(r.removals, [f.a1.vip]);
+  t.deepEqual(r.upserts, []);
+  await env.admin.setNodeTags(f.a1.vip, { add: ['agent'] });
+});
