@@ -134,13 +134,16 @@ export function buildApi(d: ApiDeps): FastifyInstance {
       reply.raw.once('close', onClose);
       try {
         for (;;) {
-          const ch = await d.peerMap.delta(vip, since, d.feed.latest);
+          const want = d.feed.latest;
+          const ch = await d.peerMap.delta(vip, since, want);
           if (ch === 'full') return full();
           const left = deadline - Date.now();
           if (ch.upserts.length > 0 || ch.removals.length > 0 || left <= 0 || gone.signal.aborted) return { full: false, ...ch };
-          // Nothing for this member up to ch.version: wait for a later change.
+          // Nothing for this member up to ch.version: wait for a later change (only a new event
+          // if Redis does not have the version the feed last announced).
+          const stuck = ch.version < want && ch.version === since;
           since = ch.version;
-          await d.feed.register(since).wait(left, gone.signal);
+          await d.feed.register(since, { onlyNew: stuck }).wait(left, gone.signal);
         }
       } finally {
         reply.raw.removeListener('close', onClose);
