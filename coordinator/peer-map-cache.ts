@@ -56,8 +56,8 @@ export class PeerMapCache {
   private log: ChangeEntry[] = [];
   private logFrom = 0;
   private inflight?: Promise<void>;
-  /** Scoped full maps by the receiver's tag set, at `version`. */
-  private readonly fullMemo = new Map<string, Peer[]>();
+  /** Scoped full maps by the receiver's tag class (policy.classId), at `version` and policy. */
+  private readonly fullMemo = new Map<number, Peer[]>();
   private readonly inboundText = new WeakMap<PortSet, string[]>();
 
   constructor(private readonly registry: RedisRegistry, private readonly log_: Logger = silentLogger()) {}
@@ -169,11 +169,21 @@ export class PeerMapCache {
     }
 
     if (wide) {
+      // What to do with a tag set depends only on its classes under both policies.
+      const memo = new Map<string, 'keep' | 'upsert' | 'remove'>();
       for (const g of this.groups.values()) {
-        const thenC = pThen.connected(myThen, g.tags);
-        const nowC = pNow.connected(myNow, g.tags);
-        if (!thenC && !nowC) continue;
-        if (thenC && nowC && this.inboundOf(pThen.inboundFrom(myThen, g.tags)).join() === this.inboundOf(pNow.inboundFrom(myNow, g.tags)).join()) continue;
+        const classes = `${pThen.classId(g.tags)}/${pNow.classId(g.tags)}`;
+        let act = memo.get(classes);
+        if (act === undefined) {
+          const thenC = pThen.connected(myThen, g.tags);
+          const nowC = pNow.connected(myNow, g.tags);
+          if (!nowC) act = thenC ? 'remove' : 'keep';
+          else if (!thenC) act = 'upsert';
+          else act = this.inboundOf(pThen.inboundFrom(myThen, g.tags)).join() === this.inboundOf(pNow.inboundFrom(myNow, g.tags)).join() ? 'keep' : 'upsert';
+          memo.set(classes, act);
+        }
+        if (act === 'keep') continue;
+        const nowC = act === 'upsert';
         for (const x of g.vips) {
           if (first.has(x) || x === me.vip) continue;
           if (nowC) upserts.push(this.entry(pNow, myNow, this.members.get(x)!));
@@ -188,9 +198,10 @@ export class PeerMapCache {
     return { version: this.version, upserts, removals };
   }
 
-  /** The member's scoped map: every member of a connected tag set, and itself. */
+  /** The member's scoped map: every member of a connected tag set, and itself. Members of one
+   *  tag class get the same list (but for themselves), so it is built once per class and version. */
   private mapFor(me: Member): Peer[] {
-    const key = tagKey(me.tags);
+    const key = this.policy.classId(me.tags);
     let list = this.fullMemo.get(key);
     if (!list) {
       const out: Peer[] = [];
@@ -254,6 +265,7 @@ export class PeerMapCache {
   }
 
   private setPolicy(text: string | null): void {
+    this.fullMemo.clear();
     this.policyText = text;
     this.policy = this.compile(text);
     // Keep the current one from being evicted first.
