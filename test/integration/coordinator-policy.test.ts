@@ -297,3 +297,31 @@ test.serial('a coordinator started after the change answers an older `since` wit
   t.deepEqual(r.upserts, []);
   await env.admin.setNodeTags(f.a1.vip, { add: ['agent'] });
 });
+
+test.serial('an event announcing a version Redis does not have does not make long-polls spin; a real change still answers them', async (t) => {
+  const f = await fleet();
+  const { version } = await fullMap(f.c1);
+  const calls = async (): Promise<number> => {
+    const info = await env.r.info('commandstats');
+    return [...info.matchAll(/cmdstat_(?:evalsha|eval|get):calls=(\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);
+  };
+  // Redis restarted with lower versions, as the feed sees it: an event far ahead.
+  await env.r.publish('isthmus:events', JSON.stringify({ type: 'node-changed', vip: f.a2.vip, version: version + 1_000_000 }));
+  await new Promise((r) => setTimeout(r, 100));
+  const before = await calls();
+  const t0 = Date.now();
+  const r = await f.poll(f.c1, version, 600, 1);
+  const ms = Date.now() - t0;
+  const used = (await calls()) - before;
+  t.false(r.full);
+  if (!r.full) t.deepEqual([r.upserts.length, r.removals.length], [0, 0]);
+  t.true(ms >= 500, `held the wait (${ms} ms)`);
+  t.true(used < 50, `${used} Redis calls for one held poll`);
+  // Positive control: a real change answers a poll at once.
+  const p = f.poll(f.c1, version, 3000, 1);
+  const agt = await env.admin.createToken({ originalCidrs: LAN, tags: ['agent'] });
+  const a = await env.client(0).join({ ...member(`10.50.${fleetN}.20`), token: agt.token });
+  const d = await p;
+  if (d.full) return void t.fail('expected a delta');
+  t.deepEqual(d.upserts.map((x) => x.vip), [a.vip]);
+});
