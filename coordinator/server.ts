@@ -82,9 +82,13 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
     if (ownRedis) redis.disconnect();
     throw err;
   }
+  const peerMap = new PeerMapCache(registry, log);
+  const policyText = await registry.policyText().catch(() => null);
+  if (policyText === null) log.warn(`${D.NO_POLICY_NOTE} (set one with: isthmus policy set FILE)`);
+  else log.info({ policyBytes: policyText.length }, 'policy in force: peer maps are scoped by it (isthmus policy get)');
   const joins = newJoinCounters();
   const app = buildApi({
-    joins, registry, tokens, feed, peerMap: new PeerMapCache(registry), log, cidr, adminToken: o.adminToken,
+    joins, registry, tokens, feed, peerMap, log, cidr, adminToken: o.adminToken,
     bodyLimit: o.bodyLimit ?? D.DEFAULT_BODY_LIMIT, longPollMs: o.longPollMs ?? D.DEFAULT_LONG_POLL_MS,
     trustedProxies: o.trustedProxies ?? [],
     sessionTtlMs: o.sessionTtlMs ?? D.DEFAULT_SESSION_TTL_MS,

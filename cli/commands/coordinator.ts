@@ -42,14 +42,14 @@ function duration(value: string, flag: string): number {
  */
 export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
   command: 'coordinator',
-  describe: 'Run a coordinator: join tokens, virtual-IP allocation and the peer map, all state in Redis',
+  describe: 'Run a coordinator: join tokens, virtual-IP allocation and policy-scoped peer maps (isthmus policy), all state in Redis',
   builder: (y) => y
     .config('config', 'JSON file with any of these options (Sentinel: "redis" as ioredis options)',
       (path: string) => JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>)
     .option('redis', { describe: 'Redis URL: redis://[:password@]host:port[/db] or rediss:// (TLS)' })
     .option('listen', { type: 'string', default: '0.0.0.0:7000', describe: 'HTTP address, HOST:PORT' })
     .option('cidr', { type: 'string', default: defaults.DEFAULT_CIDR, describe: 'Overlay CIDR virtual IPs come from' })
-    .option('admin-token', { type: 'string', describe: 'Bearer token for the admin API (token/node commands); without it admin routes are off' })
+    .option('admin-token', { type: 'string', describe: 'Bearer token for the admin API (token/node/policy commands); without it admin routes are off' })
     .option('prefix', { type: 'string', default: defaults.DEFAULT_PREFIX, describe: 'Redis key prefix' })
     .option('quarantine', { type: 'string', default: '1h', describe: 'A removed member\'s virtual IP is reused only after this long' })
     .option('ephemeral-timeout', { type: 'string', default: '5m', describe: 'Remove an ephemeral member whose relay session is gone this long' })

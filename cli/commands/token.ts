@@ -31,6 +31,7 @@ export async function adminCall<T>(a: AdminArgs, fn: () => Promise<T>): Promise<
   try {
     return await fn();
   } catch (err) {
+    if (err instanceof CliError) throw err;
     if (err instanceof CoordinatorHttpError) throw new CliError(`coordinator refused: ${err.message}`);
     const cause = (err as { cause?: { code?: string } }).cause;
     throw new CliError(`cannot reach --coordinator ${a.coordinator}: ${cause?.code ?? (err as Error).message}`);
