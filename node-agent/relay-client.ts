@@ -73,7 +73,7 @@ export interface RelayClientInit {
   authRetryMinMs?: number;
   /** @default 30_000 */
   authRetryMaxMs?: number;
-  /** Uniform [0, 1) source for the HELLO retry jitter (each delay is 75–100 % of the backoff,
+  /** Uniform [0, 1) source for the HELLO retry jitter (each delay is 50–100 % of the backoff,
    *  so members that lost their relay together do not retry in lockstep). @default Math.random */
   random?: () => number;
   /** Period of the internal timer calling tick(); 0 = no timer. @default 100 */
@@ -312,7 +312,7 @@ export class RelayClient extends EventEmitter {
   }
 
   private sendHello(now: number): void {
-    this.nextHelloAt = now + this.backoffMs - Math.floor(this.backoffMs * 0.25 * this.i.random());
+    this.nextHelloAt = now + this.backoffMs - Math.floor(this.backoffMs * 0.5 * this.i.random());
     this.unansweredHellos++;
     this.stats.authAttempts++;
     this.sendControl(encodeHello(RELAY_PROTOCOL_VERSION));
