@@ -12,7 +12,9 @@
  * Redis holds in production). Peers are configured statically, every agent with every other
  * through the relay; the relays know the members from a StaticMemberDirectory.
  *
- * Timers are real but short (relay keepalive 100 ms), so failover takes well under a second.
+ * Timers are real, with the agent's own failover timing (RELAY_FAILOVER_TIMING); the relays
+ * advertise a 1 s keepalive, so an idle member notices a dead relay within 1.7 s and one with
+ * traffic in flight within about 1 s.
  */
 import { systemClock } from '../../common/clock';
 import { silentLogger } from '../../common/logger';
@@ -37,7 +39,7 @@ export interface TestnetOptions {
   agents?: string[];
   /** Relays behind the VIP; more than one makes a meshed cluster. @default 1 */
   relays?: number;
-  /** Agent → relay PING interval; dead after 3 unanswered. @default 100 */
+  /** Agent → relay idle keepalive, ms (the relays advertise 1 s, which wins when shorter). @default the agent's */
   relayKeepaliveMs?: number;
   /** The data path's AEAD: the native batched one (when built), or node:crypto per packet. @default the agent's default */
   aead?: 'default' | 'node';
@@ -144,7 +146,7 @@ export class Testnet {
       openUdpSocket: (s) => this.net.bind(s.host === '0.0.0.0' ? k.host : s.host, s.port),
       ...(this.o.aead === 'node' ? { aead: null } : {}),
     };
-    const agent = new Agent(config, components, { relayKeepaliveMs: this.o.relayKeepaliveMs ?? 100, timers: this.o.timers });
+    const agent = new Agent(config, components, { relayKeepaliveMs: this.o.relayKeepaliveMs, timers: this.o.timers });
     await agent.start();
     return { name: k.name, vip: k.vip, host: k.host, publicKey: k.pub, agent, tun: tun!, net: this.net };
   }
