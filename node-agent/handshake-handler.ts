@@ -66,7 +66,7 @@ export class HandshakeHandler {
   }
 
   /** Sources holding a rate-limit bucket now (metrics). */
-  get rateLimitedSources(): number {
+  get rateLimitSources(): number {
     return this.limiter?.size ?? 0;
   }
 

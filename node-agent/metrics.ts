@@ -45,7 +45,7 @@ export function registerAgentMetrics(registry: Registry, agent: Pick<Agent, 'pee
     () => byLabel('reason', AGENT_DROP_REASONS, agent.device.drops));
   counterFrom(registry, 'isthmus_agent_x25519_operations_total', 'X25519 scalar multiplications done by the agent (the handshake\'s expensive work)', () => x25519Operations());
   gaugeFrom(registry, 'isthmus_agent_handshake_rate_limit_sources', 'Sources holding a handshake rate-limit bucket (seen in the last second)',
-    () => agent.device.handshakes.rateLimitedSources);
+    () => agent.device.handshakes.rateLimitSources);
   labelledFrom(registry, 'gauge', 'isthmus_agent_relay_state', 'The relay session\'s state: 1 for the current one (no series without a relay)', ['state'],
     function* () {
       const r = agent.relayClient;
