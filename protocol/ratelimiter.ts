@@ -28,14 +28,18 @@ export interface RateLimiterOptions {
   maxSources?: number;
 }
 
+/** One message, in token units: a millisecond refills `perSecond` units, so a whole token is
+ *  exactly TOKEN units and the arithmetic stays exact for integer rates (no 1000/rate). */
+const TOKEN = 1000;
+
 interface Bucket {
-  /** Tokens, in milliseconds of refill (one message costs `costMs`). */
+  /** Units (TOKEN per message). */
   tokens: number;
   last: number;
 }
 
 export class RateLimiter {
-  private readonly costMs: number;
+  private readonly perSecond: number;
   private readonly maxTokens: number;
   private readonly maxSources: number;
   /** A bucket idle this long is full: forgetting it changes nothing. */
@@ -50,10 +54,10 @@ export class RateLimiter {
     if (!(perSecond > 0) || !Number.isFinite(perSecond)) throw new RangeError(`perSecond must be a positive number, got ${perSecond}`);
     if (!Number.isInteger(burst) || burst < 1) throw new RangeError(`burst must be an integer >= 1, got ${burst}`);
     if (!Number.isInteger(maxSources) || maxSources < 1) throw new RangeError(`maxSources must be an integer >= 1, got ${maxSources}`);
-    this.costMs = 1000 / perSecond;
-    this.maxTokens = this.costMs * burst;
+    this.perSecond = perSecond;
+    this.maxTokens = TOKEN * burst;
     this.maxSources = maxSources;
-    this.idleMs = Math.max(1000, this.maxTokens);
+    this.idleMs = Math.max(1000, (1000 * burst) / perSecond);
     this.lastSweep = clock.now();
   }
 
@@ -63,17 +67,17 @@ export class RateLimiter {
     if (now - this.lastSweep >= this.idleMs) this.sweep(now);
     const b = this.table.get(source);
     if (b) {
-      b.tokens = Math.min(this.maxTokens, b.tokens + Math.max(0, now - b.last));
+      b.tokens = Math.min(this.maxTokens, b.tokens + Math.max(0, now - b.last) * this.perSecond);
       b.last = now;
-      if (b.tokens < this.costMs) return false;
-      b.tokens -= this.costMs;
+      if (b.tokens < TOKEN) return false;
+      b.tokens -= TOKEN;
       return true;
     }
     if (this.table.size >= this.maxSources) {
       this.sweep(now);
       if (this.table.size >= this.maxSources) return false;
     }
-    this.table.set(source, { tokens: this.maxTokens - this.costMs, last: now });
+    this.table.set(source, { tokens: this.maxTokens - TOKEN, last: now });
     return true;
   }
 

@@ -45,7 +45,7 @@ test('a steady flood gets at most burst + rate × seconds (fast-check over rates
       const seconds = clock.now() / 1000;
       return ok <= burst + Math.floor(perSecond * seconds + 1e-9) && ok >= Math.min(burst, 3);
     },
-  ));
+  ), { numRuns: 1000 });
   t.pass();
 });
 
@@ -91,4 +91,18 @@ test('bad options are refused with the option named', (t) => {
   t.throws(() => new RateLimiter(clock, { perSecond: 0 }), { instanceOf: RangeError, message: /perSecond/ });
   t.throws(() => new RateLimiter(clock, { burst: 0.5 }), { instanceOf: RangeError, message: /burst/ });
   t.throws(() => new RateLimiter(clock, { maxSources: 0 }), { instanceOf: RangeError, message: /maxSources/ });
+});
+
+test('exact for rates that do not divide 1000 (112/s: the whole burst of 3, then one token per 1000/112 ms)', (t) => {
+  const clock = new ManualClock();
+  const l = new RateLimiter(clock, { perSecond: 112, burst: 3 });
+  t.is(allowedOf(l, 1, 10), 3);
+  clock.advance(1000);
+  t.is(allowedOf(l, 1, 200), 3, 'a full second later: the bucket is full again, no more');
+  let ok = 0;
+  for (let ms = 0; ms < 1000; ms++) {
+    clock.advance(1);
+    ok += allowedOf(l, 1, 1);
+  }
+  t.is(ok, 112, 'one second of steady sending: exactly the rate');
 });
