@@ -6,7 +6,7 @@
 import type net from 'node:net';
 import type http from 'node:http';
 import type { FastifyInstance } from 'fastify';
-import { type Logger, silentLogger, type Prefix } from '../common';
+import { type Logger, silentLogger, type Prefix, type RedisSpec } from '../common';
 import { parseRange } from './addr';
 import { RedisDirectory, type MemberDirectory } from './directory';
 import { buildLookupApi } from './lookup-api';
@@ -21,8 +21,8 @@ export interface ListenAddress {
 }
 
 export interface MapperServiceOptions {
-  /** redis URL; ignored when `directory` is given */
-  redis?: string;
+  /** redis URL or connection options (common/redis-connect.ts); ignored when `directory` is given */
+  redis?: RedisSpec;
   /** Redis key prefix. @default DEFAULT_PREFIX (common/redis-schema.ts) */
   prefix?: string;
   /** use this directory instead of one over Redis */
@@ -94,7 +94,7 @@ export async function startMapperService(opts: MapperServiceOptions): Promise<Ma
   };
   try {
     if (opts.api) {
-      const app: FastifyInstance = buildLookupApi({ directory, live: redisDir ? () => redisDir!.isLive : undefined });
+      const app: FastifyInstance = buildLookupApi({ directory, live: redisDir ? () => redisDir!.isLive : undefined, credentials: opts.credentials });
       await app.listen({ host: opts.api.host, port: opts.api.port });
       const ad = app.server.address() as net.AddressInfo;
       addresses.api = { host: ad.address, port: ad.port };
