@@ -316,3 +316,31 @@ test('a Redis mapping to an address outside the overlay is never dialed: refused
   t.is(svc2.context.counters.get('socks.refused.bad-mapping'), 2);
   t.is(svc2.context.counters.get('http.refused.bad-mapping'), 1);
 });
+
+test.serial('Sentinel through the same flags: the mapper finds the master via --redis-sentinel and authenticates as its ACL user', async (t) => {
+  t.truthy(joinedVip, 'needs the join of the first test');
+  const port = await new Promise<number>((resolve) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); }); });
+  const conf = join(dir, 'sentinel.conf');
+  writeFileSync(conf, `port ${port}\nbind 127.0.0.1\ndir ${dir}\nsentinel monitor isthmusmaster 127.0.0.1 ${redis.port} 1\nsentinel auth-pass isthmusmaster ${PW.default}\n`, { mode: 0o600 });
+  const sentinel = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
+  children.push(sentinel);
+  for (let i = 0; ; i++) {
+    const up = await new Promise<boolean>((r) => { const s = net.connect(port, '127.0.0.1'); s.once('connect', () => { s.destroy(); r(true); }); s.once('error', () => r(false)); });
+    if (up) break;
+    if (i > 100) return t.fail('sentinel did not start');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const base = ['mapper', '--redis-sentinel', `127.0.0.1:${port}`, '--api', '127.0.0.1:0', '--redis-user', 'isthmus-mapper'];
+  const bad = await runToEnd([...base, '--redis-sentinel-name', 'isthmusmaster', '--redis-password-file', files.wrong!]);
+  t.not(bad.code, 0, bad.out);
+  t.regex(bad.out, /WRONGPASS/);
+  noSecretIn(t, bad.out, 'sentinel, wrong password');
+  const d = await startDaemon([...base, '--redis-sentinel-name', 'isthmusmaster', '--redis-password-file', files.mapper!], 'lookup API listening');
+  const a = d.line('lookup API listening').addr as { port: number };
+  const res = await fetch(`http://127.0.0.1:${a.port}/v1/map/${joined.originalIp}`);
+  t.is(res.status, 200);
+  t.is((await res.json() as { virtualIp: string }).virtualIp, joinedVip);
+  t.regex(d.output(), /"msg":"directory started"/);
+  await stopChild(d.child);
+  await stopChild(sentinel);
+});
