@@ -6,6 +6,17 @@
 import { readFileSync, statSync } from 'node:fs';
 import { CliError } from './shutdown';
 
+/** Why `path` is not private (every user on the host may read or write it), or undefined. */
+export function worldAccess(path: string, flag: string): string | undefined {
+  let mode: number;
+  try {
+    mode = statSync(path).mode & 0o777;
+  } catch {
+    return undefined;
+  }
+  return mode & 0o007 ? `${flag} ${path} is accessible to every user (mode ${mode.toString(8)}): chmod 600 (or 640) it` : undefined;
+}
+
 /** The file's content without its trailing newline; a CliError naming `flag` otherwise. */
 export function readSecretFile(path: string, flag: string): string {
   let mode: number;

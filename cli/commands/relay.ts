@@ -6,6 +6,7 @@ import { openBestDatagramSocket } from '../../native-bindings';
 import type Redis from 'ioredis';
 import { createRelay, deriveMeshKey, followMemberRemovals, Mesh, MemberFileError, RedisMeshRegistry, RedisMemberDirectory, RedisPolicySource, RedisSessionRecorder, StaticMemberDirectory, type MemberDirectory, type SessionListener, registerRelayMetrics } from '../../relay';
 import { CliError, onShutdown } from '../shutdown';
+import { worldAccess } from '../secret-file';
 import { checkRedisArgs, redisGiven, redisOptions, redisSpecFromArgs, type RedisArgs } from '../redis-options';
 import { METRICS_OPTION, parseListenFlag, startHealthPort, startMetrics } from '../metrics';
 
@@ -149,6 +150,8 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
         } catch (err) {
           throw new CliError(`cannot read --mesh-key ${args['mesh-key']}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
         }
+        const exposed = worldAccess(args['mesh-key'], '--mesh-key');
+        if (exposed) log.warn(exposed);
         if (secret.length < 16) throw new CliError(`--mesh-key ${args['mesh-key']}: the secret must be at least 16 bytes`);
       } else {
         try {
