@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { describeRedis, forComponent, DEFAULT_PREFIX, redisSecrets, scrubSecrets } from '../../common';
-import { parseRange, startMapperService, DEFAULT_OVERLAY_CIDR, type ListenAddress, registerMapperMetrics, RedisDirectory } from '../../mapper';
+import { isLoopbackHost, parseRange, startMapperService, DEFAULT_OVERLAY_CIDR, type ListenAddress, registerMapperMetrics, RedisDirectory } from '../../mapper';
 import { CliError, onShutdown } from '../shutdown';
 import { checkRedisArgs, redisGiven, redisOptions, redisSpecFromArgs, type RedisArgs } from '../redis-options';
 import { secretFrom } from '../secret-file';
@@ -29,11 +29,6 @@ export function parseListen(flag: string, value: string, defaultHost: string): L
   if (!m || port > 65535) throw new Error(`--${flag} ${JSON.stringify(value)}: want HOST:PORT, :PORT or PORT (port 0-65535)`);
   const host = m[1] ? m[1].replace(/^\[|\]$/g, '') : defaultHost;
   return { host, port };
-}
-
-/** 127.0.0.0/8, ::1 or localhost: reachable from this host only. */
-export function isLoopback(host: string): boolean {
-  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || host === '::1' || host === 'localhost';
 }
 
 export const mapperCommand: CommandModule<object, MapperArgs> = {
@@ -65,7 +60,7 @@ export const mapperCommand: CommandModule<object, MapperArgs> = {
       for (const f of ['api', 'socks', 'http-proxy'] as const) {
         if (!a[f]) continue;
         const at = parseListen(f, a[f]!, f === 'api' ? '127.0.0.1' : proxyHost);
-        if (!a['socks-user'] && !isLoopback(at.host)) {
+        if (!a['socks-user'] && !isLoopbackHost(at.host)) {
           throw new Error(`--${f} ${at.host}: the mapper listens beyond loopback only with credentials (--socks-user and --socks-pass-file); anyone who reaches it could use it otherwise`);
         }
       }

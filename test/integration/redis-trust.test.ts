@@ -265,6 +265,9 @@ test('the mapper refuses to listen beyond loopback without credentials; loopback
     t.is(r.code, 2, `${flag} 0.0.0.0 refused:\n${r.out}`);
     t.regex(r.out, new RegExp(`${flag} 0\\.0\\.0\\.0: the mapper listens beyond loopback only with credentials`));
   }
+  // The library refuses too, before it touches Redis.
+  await t.throwsAsync(startMapperService({ redis: redis.url, socks: { host: '0.0.0.0', port: 0 } }), { message: /socks on 0\.0\.0\.0 needs credentials/ });
+  await t.throwsAsync(startMapperService({ redis: redis.url, api: { host: '10.1.2.3', port: 0 } }), { message: /api on 10\.1\.2\.3 needs credentials/ });
   const loop = await startDaemon([...base, '--api', '127.0.0.1:0', '--socks', '127.0.0.1:0'], 'mapper running');
   await stopChild(loop.child);
   const sockPass = secretFile('socks.pw', rnd('sockspw'));
