@@ -109,7 +109,7 @@ export class RedisDirectory implements MemberDirectory {
     this.origs = new AliasCache(this.maxEntries);
     this.hosts = new AliasCache(this.maxEntries);
     this.log = opts.logger ?? silentLogger();
-    const common = { lazyConnect: true, maxRetriesPerRequest: 2, connectTimeout: 5000 };
+    const common = { lazyConnect: true, maxRetriesPerRequest: 2, connectTimeout: 5000, enableAutoPipelining: false };
     const own = !(opts.redis instanceof Redis);
     this.cmd = own ? connectRedis(opts.redis as RedisSpec, common) : (opts.redis as Redis).duplicate(common);
     this.sub = own ? connectRedis(opts.redis as RedisSpec, common) : (opts.redis as Redis).duplicate(common);
