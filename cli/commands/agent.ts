@@ -7,6 +7,7 @@ import { parseAgentConfig, parseHostPort, ConfigError, DEFAULT_MTU, type AgentCo
 import { keyToBase64 } from '../../protocol';
 import { openTun, openUdpSocket } from '../../native-bindings';
 import { CliError, onShutdown } from '../shutdown';
+import { secretFrom } from '../secret-file';
 import { join } from 'node:path';
 import { METRICS_OPTION, parseListenFlag, startMetrics } from '../metrics';
 
@@ -14,6 +15,7 @@ interface AgentArgs {
   config?: string;
   coordinator?: string;
   token?: string;
+  'token-file'?: string;
   relay?: string;
   'original-ip'?: string;
   'state-dir': string;
@@ -100,12 +102,13 @@ function agentOptions(args: AgentArgs, localAddresses: number[] = []) {
 
 async function runJoined(args: AgentArgs, log: Logger): Promise<void> {
   const state = new StateDir(args['state-dir']);
-  if (!args.token && !state.hasKey()) {
-    throw new CliError(`first start: --token is required to join (no key in ${args['state-dir']} yet); an admin makes one with \`isthmus token create\``);
+  const token = secretFrom(args.token, args['token-file'], 'token');
+  if (!token && !state.hasKey()) {
+    throw new CliError(`first start: --token-file (or --token) is required to join (no key in ${args['state-dir']} yet); an admin makes one with \`isthmus token create\``);
   }
   const originalIp = args['original-ip'] ?? detectOriginalIp();
   const membership = new MembershipClient({
-    coordinatorUrl: args.coordinator!, token: args.token, originalIp, hostname: args.hostname,
+    coordinatorUrl: args.coordinator!, token, originalIp, hostname: args.hostname,
   }, state, log);
   if (args.leave) {
     await membership.leave();
@@ -146,7 +149,8 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
       + '--original-ip must be the address this host reaches the coordinator from, or inside a prefix its join token allows\n'
       + '(isthmus token create --original-cidr). Tags come from the join token (--tag there) or an admin (isthmus node tag).')
     .option('coordinator', { type: 'string', describe: 'Coordinator URL, e.g. http://10.90.0.1:8080', group: 'Join:' })
-    .option('token', { type: 'string', describe: 'Join token (first start only)', group: 'Join:' })
+    .option('token', { type: 'string', describe: 'Join token (first start only; shows in process listings: prefer --token-file)', group: 'Join:' })
+    .option('token-file', { type: 'string', describe: 'File holding the join token (first start only; mode 600/640)', group: 'Join:' })
     .option('relay', { type: 'string', describe: 'Relay (or the VIP in front of the relays), HOST:PORT', group: 'Join:' })
     .option('original-ip', { type: 'string', describe: 'This host\'s original IP (default: the address of the default-route interface); '
       + 'the coordinator accepts the address the join comes from or one inside the token\'s --original-cidr', group: 'Join:' })
@@ -168,6 +172,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
         throw new Error('--tag is no longer accepted: a member cannot choose its own tags. Put them on the join token '
           + '(isthmus token create --tag T) or have an admin set them (isthmus node tag <vip|hostname> --tag T)');
       }
+      if (a.token !== undefined && a['token-file'] !== undefined) throw new Error('give either --token or --token-file, not both');
       if (a.config && a.coordinator) throw new Error('Give either --config FILE or --coordinator URL, not both');
       if (!a.config && !a.coordinator) throw new Error('Missing --coordinator URL (or --config FILE for static peers)');
       if (a.coordinator) {

@@ -1,29 +1,33 @@
 import type { Argv, CommandModule } from 'yargs';
 import { CoordinatorClient, CoordinatorHttpError, parseDuration, parseOriginalCidrs } from '../../coordinator';
 import { CliError } from '../shutdown';
+import { secretFrom } from '../secret-file';
 
 /** Flags shared by the admin commands (`token`, `node`; node.ts imports these). */
 export interface AdminArgs {
   coordinator?: string;
   'admin-token'?: string;
+  'admin-token-file'?: string;
   json: boolean;
 }
 
 export function adminOptions<T>(y: Argv<T>): Argv<T & AdminArgs> {
   return y
     .option('coordinator', { type: 'string', describe: 'Coordinator URL, e.g. http://10.0.0.1:7000' })
-    .option('admin-token', { type: 'string', describe: 'Admin bearer token of the coordinator' })
+    .option('admin-token', { type: 'string', describe: 'Admin bearer token of the coordinator (shows in process listings: prefer --admin-token-file or ISTHMUS_ADMIN_TOKEN)' })
+    .option('admin-token-file', { type: 'string', describe: 'File holding the admin bearer token (mode 600/640)' })
     .option('json', { type: 'boolean', default: false, describe: 'Print JSON' })
     .check((a) => {
       if (!a.coordinator) throw new Error('Missing --coordinator URL');
       if (!/^https?:\/\/[^/\s]+\/?$/.test(a.coordinator)) throw new Error(`--coordinator must be http(s)://HOST:PORT, got ${JSON.stringify(a.coordinator)}`);
-      if (!a['admin-token']) throw new Error('Missing --admin-token');
+      if (a['admin-token'] !== undefined && a['admin-token-file'] !== undefined) throw new Error('give either --admin-token or --admin-token-file, not both');
+      if (!a['admin-token'] && !a['admin-token-file']) throw new Error('Missing --admin-token-file (or --admin-token)');
       return true;
     }) as unknown as Argv<T & AdminArgs>;
 }
 
 export function adminClient(a: AdminArgs): CoordinatorClient {
-  return new CoordinatorClient({ url: a.coordinator!, adminToken: a['admin-token'] });
+  return new CoordinatorClient({ url: a.coordinator!, adminToken: secretFrom(a['admin-token'], a['admin-token-file'], 'admin-token') });
 }
 
 /** Turn HTTP and network failures into one-line CLI errors (no secrets in them). */
