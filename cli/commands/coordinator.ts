@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
 import { forComponent, redisReadiness } from '../../common';
-import { createCoordinator, defaults, parseDuration, parseVipPool, redactUrl, type RedisSpec, registerCoordinatorMetrics } from '../../coordinator';
+import { createCoordinator, defaults, parseDuration, parseVipPool, redactUrl, type RedisSpec, registerCoordinatorMetrics, loadSigningKey } from '../../coordinator';
 import { CliError, onShutdown } from '../shutdown';
 import { METRICS_OPTION, parseListenFlag, startMetrics } from '../metrics';
 
@@ -17,6 +17,30 @@ interface CoordinatorArgs {
   'session-ttl': string;
   'trusted-proxy': string[];
   metrics?: string;
+  'tls-cert'?: string;
+  'tls-key'?: string;
+  'signing-key'?: string;
+}
+
+/** --tls-cert/--tls-key/--signing-key, read now; errors name the flag. */
+function tlsAndSigning(a: CoordinatorArgs) {
+  const read = (flag: 'tls-cert' | 'tls-key') => {
+    try {
+      return readFileSync(a[flag]!);
+    } catch (err) {
+      throw new CliError(`cannot read --${flag} ${a[flag]}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  const tls = a['tls-cert'] ? { cert: read('tls-cert'), key: read('tls-key') } : undefined;
+  let signingKey;
+  if (a['signing-key']) {
+    try {
+      signingKey = loadSigningKey(a['signing-key']);
+    } catch (err) {
+      throw new CliError(`--signing-key: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? `${a['signing-key']} does not exist (make one with isthmus keygen --signing-key FILE)` : (err as Error).message}`);
+    }
+  }
+  return { tls, signingKey };
 }
 
 /** "HOST:PORT" → parts; the message names `flag`. */
@@ -58,7 +82,12 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
       describe: 'Reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For names the address a join comes from (members may claim that address as their original IP). Default: none, the TCP peer address counts' })
     .option('session-ttl', { type: 'string', default: '24h', describe: 'Lifetime of the session token a member gets on join' })
     .option('metrics', METRICS_OPTION)
+    .option('tls-cert', { type: 'string', describe: 'Serve HTTPS with this certificate (PEM, chain included); with --tls-key' })
+    .option('tls-key', { type: 'string', describe: 'Private key (PEM) of --tls-cert' })
+    .option('signing-key', { type: 'string', describe: 'Ed25519 key file (0600; isthmus keygen --signing-key FILE) shared by every coordinator '
+      + 'of the deployment: join and peer-map answers are signed with it and members pin its public key (docs/SECURITY.md)' })
     .check((a) => {
+      if (!a['tls-cert'] !== !a['tls-key']) throw new Error('--tls-cert and --tls-key go together');
       if (a.metrics) parseListenFlag(a.metrics, '--metrics');
       if (a.redis === undefined) throw new Error('Missing --redis URL (or ISTHMUS_REDIS, or "redis" in --config)');
       if (typeof a.redis === 'string') {
@@ -84,12 +113,15 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
   handler: async (a) => {
     const log = forComponent('isthmus:coordinator');
     const { host, port } = parseListen(a.listen, '--listen');
+    const { tls, signingKey } = tlsAndSigning(a);
+    if (!tls) log.warn('no --tls-cert/--tls-key: serving plain HTTP; members and admin commands refuse it unless given --insecure-coordinator');
     let c;
     try {
       c = await createCoordinator({
         redis: a.redis as RedisSpec, cidr: a.cidr, prefix: a.prefix, adminToken: a['admin-token'], logger: log,
         quarantineMs: duration(a.quarantine, '--quarantine'), ephemeralTimeoutMs: duration(a['ephemeral-timeout'], '--ephemeral-timeout'),
         trustedProxies: a['trusted-proxy'].map(String), sessionTtlMs: duration(a['session-ttl'], '--session-ttl'),
+        tls, signingKey,
       });
     } catch (err) {
       const where = typeof a.redis === 'string' ? redactUrl(a.redis) : 'the configured Redis';
