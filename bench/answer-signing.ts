@@ -9,7 +9,7 @@
  * `seconds`; the answer is µs per operation and operations per second of one core.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { signAnswer, signingPublicKey, parseSigningPublicKey, verifyAnswer, newNonce } from '../coordinator/answer-signing';
+import { signAnswer, signingPublicKey, parseSigningPublicKey, verifyAnswer, newNonce } from '../coordinator';
 
 function peer(i: number) {
   return { vip: `100.64.${i >> 8}.${i & 255}`, originalIp: `10.91.${i >> 8}.${i & 255}`, publicKey: Buffer.alloc(32, i).toString('base64'),

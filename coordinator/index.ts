@@ -12,4 +12,5 @@ export { RedisRegistry, peerFromHash, type NodeRecord } from './redis-store';
 export { TokenStore } from './token-store';
 export { parseOriginalCidrs } from './claim-rules';
 export { JOIN_RESULTS, registerCoordinatorMetrics, type JoinCounters, type JoinResult } from './metrics';
-export { generateSigningKey, loadSigningKey, parseSigningPublicKey, signingPublicKey } from './answer-signing';
+export { generateSigningKey, loadSigningKey, parseSigningPublicKey, signingPublicKey, signAnswer, verifyAnswer, newNonce,
+  type AnswerContext } from './answer-signing';

@@ -96,7 +96,7 @@ export class MembershipClient {
       const saved = this.state.loadMembership();
       const status = (err as { status?: number }).status;
       if (saved && status === undefined) {
-        this.log.warn({ err: (err as Error).message }, 'coordinator unreachable: starting from the saved membership');
+        this.log.warn({ err: (err as Error).message }, 'coordinator unreachable or its answer refused: starting from the saved membership');
         this.setOverlay(saved.cidr);
         return saved;
       }

@@ -139,7 +139,7 @@ async function runJoined(args: AgentArgs, log: Logger): Promise<void> {
   onShutdown(() => membership.stop());
   membership.applyFull(m.peers, agent);
   await agent.start();
-  const peerMapStatus = () => ({ peerMap: { refusedEntries: membership.refusedPeerEntries } });
+  const peerMapStatus = () => ({ peerMap: { refusedEntries: membership.refusedPeerEntries, refusedAnswers: membership.client.refusedAnswers } });
   await serveStatus(args, agent, log, peerMapStatus);
   await serveAgentMetrics(args, agent, log);
   log.info({ vip: m.vip, originalIp, peers: agent.peerKeys().length }, 'joined');
