@@ -212,7 +212,7 @@ export class CoordinatorClient {
       const code = String((err as { cause?: { code?: string } }).cause?.code ?? '');
       if (TLS_ERROR_CODES.test(code)) {
         throw new CoordinatorTlsError(code, `${this.base}: TLS certificate refused (${code}): it does not chain to the trusted CA `
-          + '(--coordinator-ca FILE, else the system store) or does not name this host');
+          + '(--coordinator-ca FILE, else Node\'s CA store) or does not name this host');
       }
       throw err;
     }
