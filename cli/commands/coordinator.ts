@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
 import { connectRedis, describeRedis, forComponent, redisReadiness, redisSecrets, scrubSecrets } from '../../common';
-import { createCoordinator, defaults, parseDuration, parseVipPool, registerCoordinatorMetrics } from '../../coordinator';
+import { createCoordinator, defaults, loadSigningKey, parseDuration, parseVipPool, registerCoordinatorMetrics } from '../../coordinator';
 import { CliError, onShutdown } from '../shutdown';
 import { checkRedisArgs, redisGiven, redisOptions, redisSpecFromArgs, type RedisArgs } from '../redis-options';
 import { secretFrom } from '../secret-file';
@@ -19,6 +19,30 @@ interface CoordinatorArgs extends RedisArgs {
   'session-ttl': string;
   'trusted-proxy': string[];
   metrics?: string;
+  'tls-cert'?: string;
+  'tls-key'?: string;
+  'signing-key'?: string;
+}
+
+/** --tls-cert/--tls-key/--signing-key, read now; errors name the flag. */
+function tlsAndSigning(a: CoordinatorArgs) {
+  const read = (flag: 'tls-cert' | 'tls-key') => {
+    try {
+      return readFileSync(a[flag]!);
+    } catch (err) {
+      throw new CliError(`cannot read --${flag} ${a[flag]}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  const tls = a['tls-cert'] ? { cert: read('tls-cert'), key: read('tls-key') } : undefined;
+  let signingKey;
+  if (a['signing-key']) {
+    try {
+      signingKey = loadSigningKey(a['signing-key']);
+    } catch (err) {
+      throw new CliError(`--signing-key: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? `${a['signing-key']} does not exist (make one with isthmus keygen --signing-key FILE)` : (err as Error).message}`);
+    }
+  }
+  return { tls, signingKey };
 }
 
 /** "HOST:PORT" → parts; the message names `flag`. */
@@ -60,7 +84,12 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
       describe: 'Reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For names the address a join comes from (members may claim that address as their original IP). Default: none, the TCP peer address counts' })
     .option('session-ttl', { type: 'string', default: '24h', describe: 'Lifetime of the session token a member gets on join' })
     .option('metrics', METRICS_OPTION)
+    .option('tls-cert', { type: 'string', describe: 'Serve HTTPS with this certificate (PEM, chain included); with --tls-key' })
+    .option('tls-key', { type: 'string', describe: 'Private key (PEM) of --tls-cert' })
+    .option('signing-key', { type: 'string', describe: 'Ed25519 key file (0600; isthmus keygen --signing-key FILE) shared by every coordinator '
+      + 'of the deployment: join and peer-map answers are signed with it and members pin its public key (docs/SECURITY.md)' })
     .check((a) => {
+      if (!a['tls-cert'] !== !a['tls-key']) throw new Error('--tls-cert and --tls-key go together');
       if (a.metrics) parseListenFlag(a.metrics, '--metrics');
       if (!redisGiven(a)) throw new Error('Missing --redis URL (or ISTHMUS_REDIS, --redis-sentinel, or "redis" in --config)');
       checkRedisArgs(a);
@@ -92,6 +121,8 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
     let lastError: Error | undefined;
     redis.on('error', (e: Error) => { lastError = e; log.warn({ redis: describeRedis(spec), err: scrubSecrets(e.message, secrets) }, 'redis error'); });
     onShutdown(() => redis.quit().catch(() => redis.disconnect()));
+    const { tls, signingKey } = tlsAndSigning(a);
+    if (!tls) log.warn('no --tls-cert/--tls-key: serving plain HTTP; members and admin commands refuse it unless given --insecure-coordinator');
     let c;
     try {
       await redis.connect();
@@ -99,6 +130,7 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
         redis, cidr: a.cidr, prefix: a.prefix, adminToken, logger: log,
         quarantineMs: duration(a.quarantine, '--quarantine'), ephemeralTimeoutMs: duration(a['ephemeral-timeout'], '--ephemeral-timeout'),
         trustedProxies: a['trusted-proxy'].map(String), sessionTtlMs: duration(a['session-ttl'], '--session-ttl'),
+        tls, signingKey,
       });
     } catch (err) {
       const why = redis.status === 'ready' ? (err as Error).message : (lastError ?? err as Error).message;

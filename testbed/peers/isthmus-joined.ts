@@ -2,8 +2,12 @@
  * isthmus with its control plane on the shared topology: a private redis-server, a
  * coordinator and a relay (Redis-backed) on the hub's VIP; members join with a token.
  *
- *   hub:  redis-server 10.90.0.1:6379 · coordinator http://10.90.0.1:8080 · relay 10.90.0.1:7000
- *   vpc1, vpc2, m<i>:  isthmus agent --coordinator … --token … --relay 10.90.0.1:7000
+ *   hub:  redis-server 10.90.0.1:6379 · coordinator https://10.90.0.1:8080 · relay 10.90.0.1:7000
+ *   vpc1, vpc2, m<i>:  isthmus agent --coordinator … --coordinator-ca … --token … --relay 10.90.0.1:7000
+ *
+ * The coordinators serve HTTPS with a certificate from a throwaway CA made in the overlay's
+ * directory (tls-certs.ts) and sign peer maps with one shared key; members and admin commands
+ * verify the certificate against that CA (`coordinatorArgs`) and pin the signing key.
  *
  * With `cluster: true` (a topology made with `relays: N`, N ≥ 2), the relays run in their own
  * namespaces behind the VIP's health-checked load balancer and mesh through Redis instead
@@ -20,6 +24,7 @@ import type { Topology } from '../topology';
 import type { ManagedProcess } from '../procs';
 import { cliPath } from './isthmus';
 import { relayCluster, type RelayCluster } from '../relay-cluster';
+import { makeCoordinatorTls, type CoordinatorTls } from '../tls-certs';
 
 export const COORDINATOR_PORT = 8080;
 export const JOINED_RELAY_PORT = 7000;
@@ -53,6 +58,10 @@ export interface JoinedOverlay {
   /** Set in cluster mode. */
   cluster: RelayCluster | undefined;
   coordinatorUrl: string;
+  /** How a CLI command reaches the coordinator: `--coordinator URL --coordinator-ca FILE`. */
+  coordinatorArgs: string[];
+  /** The coordinators' CA, certificate and signing key. */
+  tls: CoordinatorTls;
   redisUrl: string;
   relayAddr: string;
   adminToken: string;
@@ -77,7 +86,7 @@ export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: stri
   const env = { ...process.env, ISTHMUS_LOG_LEVEL: opts.logLevel ?? 'info' };
   const vip = topo.addr.vip;
   const redisUrl = `redis://${vip}:${REDIS_PORT}`;
-  const coordinatorUrl = `http://${vip}:${COORDINATOR_PORT}`;
+  const coordinatorUrl = `https://${vip}:${COORDINATOR_PORT}`;
   const relayAddr = `${vip}:${JOINED_RELAY_PORT}`;
   const adminToken = randomBytes(24).toString('base64url');
   const hub = topo.ns.hub;
@@ -88,9 +97,11 @@ export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: stri
   // Stateless coordinators: on the hub's VIP, or (cluster) one beside each of r1, r2 behind the VIP.
   const coordinatorHosts = opts.cluster ? [0, 1].map((i) => ({ ns: topo.ns.relays[i], ip: topo.addr.relays[i] })) : [{ ns: hub, ip: vip }];
   if (opts.cluster && coordinatorHosts.some((h) => !h.ns)) throw new Error('cluster mode needs a topology with at least 2 relays');
+  const tls = makeCoordinatorTls(join(dir, 'tls'), [vip, ...coordinatorHosts.map((h) => h.ip)]);
+  const coordinatorArgs = ['--coordinator', coordinatorUrl, '--coordinator-ca', tls.ca];
   const startCoordinators = async () => {
     const procs = coordinatorHosts.map((h, i) => topo.spawn(h.ns, process.execPath, [cli, 'coordinator', '--redis', redisUrl,
-      '--listen', `${h.ip}:${COORDINATOR_PORT}`], { name: `coordinator${i + 1}`, env: { ...env, ISTHMUS_ADMIN_TOKEN: adminToken } }));
+      '--listen', `${h.ip}:${COORDINATOR_PORT}`, '--tls-cert', tls.cert, '--tls-key', tls.key, '--signing-key', tls.signingKey], { name: `coordinator${i + 1}`, env: { ...env, ISTHMUS_ADMIN_TOKEN: adminToken } }));
     for (const h of coordinatorHosts) await topo.waitForListen(h.ns, COORDINATOR_PORT, 'tcp');
     return procs;
   };
@@ -110,7 +121,7 @@ export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: stri
 
   const members = new Map<string, JoinedMember>();
   const overlay: JoinedOverlay = {
-    dir, redis, relay, cluster, coordinatorUrl, redisUrl, relayAddr, adminToken, members,
+    dir, redis, relay, cluster, coordinatorUrl, coordinatorArgs, tls, redisUrl, relayAddr, adminToken, members,
     get coordinator() {
       return coordinators[0];
     },
@@ -120,13 +131,13 @@ export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: stri
     async createToken(args = []) {
       const uses = args.includes('--uses') ? [] : ['--uses', '100'];
       // From a VPC, like an admin: the VIP's load balancer only sees traffic that arrives at the hub.
-      const r = await topo.exec(topo.ns.vpc1, process.execPath, [cli, 'token', 'create', '--coordinator', coordinatorUrl, ...uses, ...args],
+      const r = await topo.exec(topo.ns.vpc1, process.execPath, [cli, 'token', 'create', ...coordinatorArgs, ...uses, ...args],
         { env: { ...env, ISTHMUS_ADMIN_TOKEN: adminToken } });
       return r.stdout.trim().split('\n').pop()!.trim();
     },
     async join(name, ns, originalIp, jo = {}) {
       const stateDir = join(dir, `state-${name}`);
-      const args = [cli, 'agent', '--coordinator', coordinatorUrl, '--relay', relayAddr, '--original-ip', originalIp,
+      const args = [cli, 'agent', ...coordinatorArgs, '--relay', relayAddr, '--original-ip', originalIp,
         '--state-dir', stateDir, '--hostname', name];
       if (jo.token) args.push('--token', jo.token);
       args.push(...(jo.extraArgs ?? []));
