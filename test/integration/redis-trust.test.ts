@@ -145,7 +145,7 @@ test.serial('coordinator over rediss as its ACL user, password and admin token f
   const d = await startDaemon(['coordinator', '--redis', redis.tlsUrl!, '--redis-ca', redis.caFile!, '--redis-user', 'isthmus-coordinator',
     '--redis-password-file', files.coordinator!, '--admin-token-file', files.admin!, '--listen', '127.0.0.1:0'], 'coordinator listening');
   coordUrl = `http://${String(d.line('coordinator listening').listen)}`;
-  const tok = await run(process.execPath, [CLI, 'token', 'create', '--coordinator', coordUrl, '--admin-token-file', files.admin!,
+  const tok = await run(process.execPath, [CLI, 'token', 'create', '--coordinator', coordUrl, '--insecure-coordinator', '--admin-token-file', files.admin!,
     '--original-cidr', '10.77.0.0/16', '--json'], { env: cleanEnv() });
   const token = (JSON.parse(tok.stdout) as { token: string }).token;
   const j = await new CoordinatorClient({ url: coordUrl }).join({ ...joined, token });
@@ -249,7 +249,7 @@ test('secret files accessible to every user are refused, naming the flag; mode 6
   t.is(a.code, 1);
   t.regex(a.out, /--redis-password-file .* is accessible to every user \(mode 644\)/);
   const worldAdmin = secretFile('world-admin.token', ADMIN_TOKEN, 0o604);
-  const b = await runToEnd(['token', 'list', '--coordinator', coordUrl || 'http://127.0.0.1:1', '--admin-token-file', worldAdmin]);
+  const b = await runToEnd(['token', 'list', '--coordinator', coordUrl || 'http://127.0.0.1:1', '--insecure-coordinator', '--admin-token-file', worldAdmin]);
   t.not(b.code, 0);
   t.regex(b.out, /--admin-token-file .* is accessible to every user/);
   noSecretIn(t, a.out + b.out, 'refusals');

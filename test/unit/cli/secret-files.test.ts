@@ -42,7 +42,7 @@ test('a secret file: one line, trailing newline dropped; refused when every user
 });
 
 test('agent --token-file is accepted; with --token as well it is refused', async (t) => {
-  const base = ['agent', '--coordinator', 'http://10.0.0.1:7000', '--relay', '10.0.0.1:7000'];
+  const base = ['agent', '--coordinator', 'http://10.0.0.1:7000', '--relay', '10.0.0.1:7000', '--insecure-coordinator'];
   const f = file('join', 'isj_x\n', 0o600);
   t.is(await failure(agentCommand, [...base, '--token-file', f]), undefined, 'positive control');
   t.regex((await failure(agentCommand, [...base, '--token-file', f, '--token', 'isj_y'])) ?? '', /either --token or --token-file/);
