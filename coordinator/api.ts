@@ -4,9 +4,11 @@
  * is `{ error: <code>, message: <reason> }` with a 4xx status.
  */
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import rateLimit from '@fastify/rate-limit';
 import { type Logger, redactKey } from '../common';
 import { verifyKeyProof } from '../protocol';
-import { BadRequestError, CoordinatorError, NotFoundError, UnauthorizedError } from './errors';
+import { BadRequestError, CoordinatorError, NotFoundError, RateLimitedError, UnauthorizedError } from './errors';
+import { RATE_LIMIT_SOURCES, type RateLimits } from './constants';
 import { parseOriginalCidrs, sourceIpv4, staticOriginalIpRefusal } from './claim-rules';
 import type { VipPool } from './ipam';
 import type { PeerFeed } from './peer-feed';
@@ -40,6 +42,8 @@ export interface ApiDeps {
   trustedProxies?: string[];
   /** Joins by result, for metrics. */
   joins?: JoinCounters;
+  /** Per-source limits (constants.ts DEFAULT_RATE_LIMITS); 0 or absent: that one is off. */
+  rateLimits?: Partial<RateLimits>;
 }
 
 function bearer(req: FastifyRequest): string | undefined {
@@ -48,7 +52,9 @@ function bearer(req: FastifyRequest): string | undefined {
   return h.slice(7).trim() || undefined;
 }
 
-export function buildApi(d: ApiDeps): FastifyInstance {
+const MINUTE_MS = 60_000;
+
+export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   const app = Fastify({
     logger: false,
     bodyLimit: d.bodyLimit,
@@ -58,6 +64,7 @@ export function buildApi(d: ApiDeps): FastifyInstance {
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown; validationContext?: string }, _req, reply) => {
+    if (err instanceof RateLimitedError) reply.header('retry-after', err.retryAfterSec);
     if (err instanceof InvalidPolicyError) {
       const p = err.policyError;
       return reply.code(400).send({ error: err.code, message: err.message, reason: p.reason, policyCode: p.code, path: p.path,
@@ -73,6 +80,18 @@ export function buildApi(d: ApiDeps): FastifyInstance {
   app.removeContentTypeParser('text/plain');
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: 'no-route', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
 
+  // Per-source limits (@fastify/rate-limit, in memory: see constants.ts DEFAULT_RATE_LIMITS).
+  // Challenge and join are counted on arrival (onRequest: before the body is read); the admin
+  // API in `admin` below, before the token is compared.
+  await app.register(rateLimit, { global: false, cache: RATE_LIMIT_SOURCES, timeWindow: MINUTE_MS,
+    errorResponseBuilder: (req, ctx) => new RateLimitedError(req.routeOptions.url === '/v1/join' ? 'joins' : 'challenges',
+      Math.max(1, Math.ceil(ctx.ttl / 1000))) });
+  const limit = (perMin: number | undefined) => ({ rateLimit: perMin ? { max: perMin, timeWindow: MINUTE_MS } : false as const });
+  const lim = d.rateLimits ?? {};
+  const adminRequests = lim.adminPerMin ? app.createRateLimit({ max: lim.adminPerMin, timeWindow: MINUTE_MS }) : undefined;
+  const adminFailures = lim.adminFailuresPerMin ? app.createRateLimit({ max: lim.adminFailuresPerMin, timeWindow: MINUTE_MS }) : undefined;
+  const retryAfter = (ttlMs: number) => Math.max(1, Math.ceil(ttlMs / 1000));
+
   // Authentication runs before validation (preValidation), so a caller without a valid bearer
   // learns nothing about the request shape.
   const memberVip = new WeakMap<FastifyRequest, string>();
@@ -85,15 +104,29 @@ export function buildApi(d: ApiDeps): FastifyInstance {
   const vipOf = (req: FastifyRequest): string => memberVip.get(req)!;
   const admin = async (req: FastifyRequest): Promise<void> => {
     if (!d.adminToken) throw new CoordinatorError('admin-disabled', 'this coordinator has no --admin-token', 403);
+    if (adminRequests) {
+      const r = await adminRequests(req);
+      if (!r.isAllowed && r.isExceeded) throw new RateLimitedError('admin requests', retryAfter(r.ttl));
+    }
+    // A source that failed too often is refused before its token is looked at: guesses made
+    // while locked out are not even compared (a right one included).
+    if (adminFailures) {
+      const f = await adminFailures(req, { increment: false });
+      if (!f.isAllowed && f.remaining === 0) throw new RateLimitedError('failed admin authentications', retryAfter(f.ttl));
+    }
     const t = bearer(req);
-    if (!t || !secretsEqual(t, d.adminToken)) throw new UnauthorizedError('missing or wrong admin token');
+    if (!t || !secretsEqual(t, d.adminToken)) {
+      await adminFailures?.(req);
+      d.log.warn({ source: req.ip, route: req.routeOptions.url }, 'admin request with a missing or wrong token');
+      throw new UnauthorizedError('missing or wrong admin token');
+    }
   };
 
   app.get('/v1/health', async () => ({ ok: true }));
 
-  app.get('/v1/challenge', async () => d.registry.createChallenge());
+  app.get('/v1/challenge', { config: limit(lim.challengePerMin) }, async () => d.registry.createChallenge());
 
-  app.post<{ Body: JoinRequest }>('/v1/join', { schema: { body: S.joinBody } }, async (req): Promise<JoinResponse> => {
+  app.post<{ Body: JoinRequest }>('/v1/join', { schema: { body: S.joinBody }, config: limit(lim.joinPerMin) }, async (req): Promise<JoinResponse> => {
     const b = req.body;
     if (b.tags && b.tags.length > 0) {
       throw new BadRequestError('tags-not-allowed', 'a member cannot choose its own tags: they come from its join token (isthmus token create --tag T) '

@@ -72,3 +72,11 @@ export class CidrMismatchError extends CoordinatorError {
     super('cidr-mismatch', `Redis holds state for CIDR ${stored}, not ${wanted}: use the same --cidr or another --prefix`, 500);
   }
 }
+
+/** Too many requests from one source (per-source limits, api.ts); answered with `Retry-After`. */
+export class RateLimitedError extends CoordinatorError {
+  override name = 'RateLimitedError';
+  constructor(what: string, readonly retryAfterSec: number) {
+    super('rate-limited', `too many ${what} from this address: retry in ${retryAfterSec} s`, 429);
+  }
+}

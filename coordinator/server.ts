@@ -45,6 +45,12 @@ export interface CoordinatorOptions {
   longPollMs?: number;
   /** @default 16 KiB */
   bodyLimit?: number;
+  /**
+   * Per-source requests per minute on challenge, join and the admin API, and failed admin
+   * authentications (constants.ts DEFAULT_RATE_LIMITS); each 0 = off, `false` = all off.
+   * @default DEFAULT_RATE_LIMITS
+   */
+  rateLimits?: Partial<D.RateLimits> | false;
   logger?: Logger;
   /** Unix ms; tests inject. @default Date.now */
   now?: () => number;
@@ -87,11 +93,12 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
   if (policyText === null) log.warn(`${D.NO_POLICY_NOTE} (set one with: isthmus policy set FILE)`);
   else log.info({ policyBytes: policyText.length }, 'policy in force: peer maps are scoped by it (isthmus policy get)');
   const joins = newJoinCounters();
-  const app = buildApi({
+  const app = await buildApi({
     joins, registry, tokens, feed, peerMap, log, cidr, adminToken: o.adminToken,
     bodyLimit: o.bodyLimit ?? D.DEFAULT_BODY_LIMIT, longPollMs: o.longPollMs ?? D.DEFAULT_LONG_POLL_MS,
     trustedProxies: o.trustedProxies ?? [],
     sessionTtlMs: o.sessionTtlMs ?? D.DEFAULT_SESSION_TTL_MS,
+    rateLimits: o.rateLimits === false ? {} : { ...D.DEFAULT_RATE_LIMITS, ...o.rateLimits },
   });
 
   const ephemeralTimeoutMs = o.ephemeralTimeoutMs ?? D.DEFAULT_EPHEMERAL_TIMEOUT_MS;
