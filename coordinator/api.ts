@@ -8,7 +8,7 @@ import rateLimit from '@fastify/rate-limit';
 import { type Logger, redactKey } from '../common';
 import { verifyKeyProof } from '../protocol';
 import { BadRequestError, CoordinatorError, NotFoundError, RateLimitedError, UnauthorizedError } from './errors';
-import { RATE_LIMIT_SOURCES, type RateLimits } from './constants';
+import { DEFAULT_RATE_LIMITS, RATE_LIMIT_SOURCES, type RateLimits } from './constants';
 import { parseOriginalCidrs, sourceIpv4, staticOriginalIpRefusal } from './claim-rules';
 import type { VipPool } from './ipam';
 import type { PeerFeed } from './peer-feed';
@@ -42,7 +42,7 @@ export interface ApiDeps {
   trustedProxies?: string[];
   /** Joins by result, for metrics. */
   joins?: JoinCounters;
-  /** Per-source limits (constants.ts DEFAULT_RATE_LIMITS); 0 or absent: that one is off. */
+  /** Per-source limits (constants.ts DEFAULT_RATE_LIMITS); a limit 0 or absent: off. */
   rateLimits?: Partial<RateLimits>;
 }
 
@@ -51,8 +51,6 @@ function bearer(req: FastifyRequest): string | undefined {
   if (!h || !h.startsWith('Bearer ')) return undefined;
   return h.slice(7).trim() || undefined;
 }
-
-const MINUTE_MS = 60_000;
 
 export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   const app = Fastify({
@@ -83,13 +81,14 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   // Per-source limits (@fastify/rate-limit, in memory: see constants.ts DEFAULT_RATE_LIMITS).
   // Challenge and join are counted on arrival (onRequest: before the body is read); the admin
   // API in `admin` below, before the token is compared.
-  await app.register(rateLimit, { global: false, cache: RATE_LIMIT_SOURCES, timeWindow: MINUTE_MS,
+  const lim = d.rateLimits ?? {};
+  const windowMs = lim.windowMs || DEFAULT_RATE_LIMITS.windowMs;
+  await app.register(rateLimit, { global: false, cache: RATE_LIMIT_SOURCES, timeWindow: windowMs,
     errorResponseBuilder: (req, ctx) => new RateLimitedError(req.routeOptions.url === '/v1/join' ? 'joins' : 'challenges',
       Math.max(1, Math.ceil(ctx.ttl / 1000))) });
-  const limit = (perMin: number | undefined) => ({ rateLimit: perMin ? { max: perMin, timeWindow: MINUTE_MS } : false as const });
-  const lim = d.rateLimits ?? {};
-  const adminRequests = lim.adminPerMin ? app.createRateLimit({ max: lim.adminPerMin, timeWindow: MINUTE_MS }) : undefined;
-  const adminFailures = lim.adminFailuresPerMin ? app.createRateLimit({ max: lim.adminFailuresPerMin, timeWindow: MINUTE_MS }) : undefined;
+  const limit = (max: number | undefined) => ({ rateLimit: max ? { max, timeWindow: windowMs } : false as const });
+  const adminRequests = lim.admin ? app.createRateLimit({ max: lim.admin, timeWindow: windowMs }) : undefined;
+  const adminFailures = lim.adminFailures ? app.createRateLimit({ max: lim.adminFailures, timeWindow: windowMs }) : undefined;
   const retryAfter = (ttlMs: number) => Math.max(1, Math.ceil(ttlMs / 1000));
 
   // Authentication runs before validation (preValidation), so a caller without a valid bearer
@@ -124,9 +123,9 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
 
   app.get('/v1/health', async () => ({ ok: true }));
 
-  app.get('/v1/challenge', { config: limit(lim.challengePerMin) }, async () => d.registry.createChallenge());
+  app.get('/v1/challenge', { config: limit(lim.challenge) }, async () => d.registry.createChallenge());
 
-  app.post<{ Body: JoinRequest }>('/v1/join', { schema: { body: S.joinBody }, config: limit(lim.joinPerMin) }, async (req): Promise<JoinResponse> => {
+  app.post<{ Body: JoinRequest }>('/v1/join', { schema: { body: S.joinBody }, config: limit(lim.join) }, async (req): Promise<JoinResponse> => {
     const b = req.body;
     if (b.tags && b.tags.length > 0) {
       throw new BadRequestError('tags-not-allowed', 'a member cannot choose its own tags: they come from its join token (isthmus token create --tag T) '

@@ -46,8 +46,8 @@ export interface CoordinatorOptions {
   /** @default 16 KiB */
   bodyLimit?: number;
   /**
-   * Per-source requests per minute on challenge, join and the admin API, and failed admin
-   * authentications (constants.ts DEFAULT_RATE_LIMITS); each 0 = off, `false` = all off.
+   * Per-source requests per window (1 min) on challenge, join and the admin API, and failed
+   * admin authentications (constants.ts DEFAULT_RATE_LIMITS); each 0 = off, `false` = all off.
    * @default DEFAULT_RATE_LIMITS
    */
   rateLimits?: Partial<D.RateLimits> | false;

@@ -17,7 +17,16 @@ interface CoordinatorArgs {
   'session-ttl': string;
   'trusted-proxy': string[];
   metrics?: string;
+  'rate-limit-challenge': number;
+  'rate-limit-join': number;
+  'rate-limit-admin': number;
+  'admin-auth-failures': number;
 }
+
+/** The per-source limit flags (requests per minute; 0 = off) → createCoordinator's `rateLimits`. */
+const RATE_LIMIT_FLAGS = {
+  'rate-limit-challenge': 'challenge', 'rate-limit-join': 'join', 'rate-limit-admin': 'admin', 'admin-auth-failures': 'adminFailures',
+} as const;
 
 /** "HOST:PORT" → parts; the message names `flag`. */
 function parseListen(value: string, flag: string): { host: string; port: number } {
@@ -58,6 +67,14 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
       describe: 'Reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For names the address a join comes from (members may claim that address as their original IP). Default: none, the TCP peer address counts' })
     .option('session-ttl', { type: 'string', default: '24h', describe: 'Lifetime of the session token a member gets on join' })
     .option('metrics', METRICS_OPTION)
+    .option('rate-limit-challenge', { type: 'number', default: defaults.DEFAULT_RATE_LIMITS.challenge,
+      describe: 'GET /v1/challenge per minute from one source address (0 = no limit); over it: 429 + Retry-After. Per coordinator: N behind a VIP allow N times this' })
+    .option('rate-limit-join', { type: 'number', default: defaults.DEFAULT_RATE_LIMITS.join,
+      describe: 'POST /v1/join per minute from one source address (0 = no limit). Members behind one NAT share it: allow for the largest site re-joining at once (agents retry)' })
+    .option('rate-limit-admin', { type: 'number', default: defaults.DEFAULT_RATE_LIMITS.admin,
+      describe: 'Admin API requests per minute from one source address (0 = no limit)' })
+    .option('admin-auth-failures', { type: 'number', default: defaults.DEFAULT_RATE_LIMITS.adminFailures,
+      describe: 'Failed admin-token checks per minute from one source address before its admin requests get 429 without a check, until the minute ends (0 = no limit)' })
     .check((a) => {
       if (a.metrics) parseListenFlag(a.metrics, '--metrics');
       if (a.redis === undefined) throw new Error('Missing --redis URL (or ISTHMUS_REDIS, or "redis" in --config)');
@@ -77,6 +94,10 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
         const s = String(p);
         if (!/^\d{1,3}(\.\d{1,3}){3}(\/\d{1,2})?$/.test(s)) throw new Error(`--trusted-proxy must be an IPv4 address or CIDR, got ${JSON.stringify(s)}`);
       }
+      for (const f of Object.keys(RATE_LIMIT_FLAGS) as (keyof typeof RATE_LIMIT_FLAGS)[]) {
+        const v = a[f];
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new Error(`--${f} must be a whole number of requests per minute (0 = no limit), got ${JSON.stringify(v)}`);
+      }
       if (a['admin-token'] !== undefined && a['admin-token'].length < 16) throw new Error('--admin-token must be at least 16 characters');
       if (!/^[A-Za-z0-9:_.-]{1,64}$/.test(a.prefix)) throw new Error('--prefix must be 1-64 characters of A-Z a-z 0-9 : _ . -');
       return true;
@@ -90,6 +111,7 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
         redis: a.redis as RedisSpec, cidr: a.cidr, prefix: a.prefix, adminToken: a['admin-token'], logger: log,
         quarantineMs: duration(a.quarantine, '--quarantine'), ephemeralTimeoutMs: duration(a['ephemeral-timeout'], '--ephemeral-timeout'),
         trustedProxies: a['trusted-proxy'].map(String), sessionTtlMs: duration(a['session-ttl'], '--session-ttl'),
+        rateLimits: Object.fromEntries(Object.entries(RATE_LIMIT_FLAGS).map(([flag, key]) => [key, a[flag as keyof typeof RATE_LIMIT_FLAGS]])),
       });
     } catch (err) {
       const where = typeof a.redis === 'string' ? redactUrl(a.redis) : 'the configured Redis';
