@@ -110,13 +110,13 @@ test('1,000 rapid challenges from one source: 429 + Retry-After past the limit, 
 });
 
 test('a source over its limit is served again once Retry-After has passed: challenge and join work', async (t) => {
-  const env = await startEnv(1, { rateLimits: { challenge: 5, join: 5, windowMs: 2_000 } });
+  const env = await startEnv(1, { rateLimits: { challenge: 5, join: 5, windowMs: 3_000 } });
   try {
     const token = (await env.admin.createToken({ uses: -1, originalCidrs: LAN })).token;
     const answers = await many(8, 1, () => request(env.urls[0], '127.0.0.8', 'GET', '/v1/challenge'));
     t.deepEqual(answers.map((r) => r.status), [200, 200, 200, 200, 200, 429, 429, 429]);
     const last = answers[7];
-    assert429(t, last, 2);
+    assert429(t, last, 3);
     const dbsize = await env.r.dbsize();
     await new Promise((r) => setTimeout(r, Number(last.headers['retry-after']) * 1000 + 100));
     const j = await joinFrom(env, '127.0.0.8', token, '10.20.0.8');
@@ -183,19 +183,27 @@ test('admin-token guessing: 429 after N failures from that source (even with the
   }
 });
 
-test('admin lockout ends with its window; admin API request limit', async (t) => {
-  const env = await startEnv(1, { rateLimits: { admin: 20, adminFailures: 3, windowMs: 2_000 } });
+test('admin lockout ends with its window', async (t) => {
+  const env = await startEnv(1, { rateLimits: { adminFailures: 3, windowMs: 3_000 } });
   try {
     const url = env.urls[0];
     const guesses = await many(4, 1, () => request(url, '127.0.0.10', 'GET', '/v1/nodes', { bearer: 'nope-0123456789abcdef' }));
     t.deepEqual(guesses.map((r) => r.status), [401, 401, 401, 429]);
     await new Promise((r) => setTimeout(r, Number(guesses[3].headers['retry-after']) * 1000 + 100));
     t.is((await request(url, '127.0.0.10', 'GET', '/v1/nodes', { bearer: ADMIN })).status, 200, 'the right token works once the window is over');
-    // The admin API as a whole: 20 per window from one source, the right token included.
+  } finally {
+    await env.stop();
+  }
+});
+
+test('admin API request limit: N per window from one source, the right token included', async (t) => {
+  const env = await startEnv(1, { rateLimits: { admin: 20 } });
+  try {
+    const url = env.urls[0];
     const burst = await many(25, 1, () => request(url, '127.0.0.11', 'GET', '/v1/nodes', { bearer: ADMIN }));
     t.is(burst.filter((r) => r.status === 200).length, 20);
     t.is(burst.filter((r) => r.status === 429).length, 5);
-    assert429(t, burst[24], 2);
+    assert429(t, burst[24], 60);
     t.is((await request(url, '127.0.0.12', 'GET', '/v1/nodes', { bearer: ADMIN })).status, 200, 'another source is not limited');
   } finally {
     await env.stop();
