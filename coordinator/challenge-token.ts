@@ -32,7 +32,8 @@ export const USED_MARKER_SLACK_MS = 60_000;
 
 /** A challenge id that checked out: the challenge to verify the proof with, and its single-use marker. */
 export interface OpenedChallenge {
-  challenge: KeyChallenge;
+  /** Derives the ephemeral key (one X25519 base-point multiplication): call only to check a proof. */
+  challenge(): KeyChallenge;
   /** Parameter of `P:challenge-used:<nonce>` (the nonce, base64url). */
   usedId: string;
   /** TTL of the used marker (ms, > 0). */
@@ -61,10 +62,12 @@ export class ChallengeSigner {
     this.ephKey = subkey(secret, 'isthmus join challenge ephemeral v1');
   }
 
-  private derive(body: Buffer): { tag: Buffer; challenge: KeyChallenge } {
-    const tag = createHmac('sha256', this.tagKey).update(body).digest().subarray(0, TAG_LEN);
-    const priv = createHmac('sha256', this.ephKey).update(body).digest();
-    return { tag, challenge: keyChallengeFromPrivate(priv, body.subarray(9, 9 + NONCE_LEN)) };
+  private tag(body: Buffer): Buffer {
+    return createHmac('sha256', this.tagKey).update(body).digest().subarray(0, TAG_LEN);
+  }
+
+  private derive(body: Buffer): KeyChallenge {
+    return keyChallengeFromPrivate(createHmac('sha256', this.ephKey).update(body).digest(), body.subarray(9, 9 + NONCE_LEN));
   }
 
   issue(now: number): IssuedChallenge {
@@ -72,9 +75,9 @@ export class ChallengeSigner {
     body[0] = VERSION;
     body.writeBigUInt64BE(BigInt(now + this.ttlMs), 1);
     randomBytes(NONCE_LEN).copy(body, 9);
-    const { tag, challenge } = this.derive(body);
+    const challenge = this.derive(body);
     return {
-      id: Buffer.concat([body, tag]).toString('base64url'),
+      id: Buffer.concat([body, this.tag(body)]).toString('base64url'),
       ephemeralPublic: Buffer.from(challenge.ephemeralPublic).toString('base64'),
       nonce: Buffer.from(challenge.nonce).toString('base64'),
     };
@@ -89,11 +92,9 @@ export class ChallengeSigner {
     const raw = Buffer.from(id, 'base64url');
     if (raw.length !== ID_LEN || raw[0] !== VERSION) return 'invalid';
     const body = raw.subarray(0, ID_LEN - TAG_LEN);
-    const tag = createHmac('sha256', this.tagKey).update(body).digest().subarray(0, TAG_LEN);
-    if (!timingSafeEqual(tag, raw.subarray(ID_LEN - TAG_LEN))) return 'invalid';
+    if (!timingSafeEqual(this.tag(body), raw.subarray(ID_LEN - TAG_LEN))) return 'invalid';
     const expiresAt = Number(body.readBigUInt64BE(1));
     if (now >= expiresAt || expiresAt - now > this.ttlMs + USED_MARKER_SLACK_MS) return 'expired';
-    const { challenge } = this.derive(body);
-    return { challenge, usedId: body.subarray(9).toString('base64url'), usedTtlMs: expiresAt - now + USED_MARKER_SLACK_MS };
+    return { challenge: () => this.derive(body), usedId: body.subarray(9).toString('base64url'), usedTtlMs: expiresAt - now + USED_MARKER_SLACK_MS };
   }
 }

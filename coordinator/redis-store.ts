@@ -178,7 +178,7 @@ export class RedisRegistry {
 
   /** The challenge to check a join's key proof with; undefined: unknown or expired. */
   async getChallenge(id: string): Promise<KeyChallenge | undefined> {
-    return (await this.openChallenge(id))?.challenge;
+    return (await this.openChallenge(id))?.challenge();
   }
 
   /** Join with a challenge (single use: a successful join spends it). The caller checked the key proof. */

@@ -13,13 +13,13 @@ test('an issued challenge opens to the same ephemeral key and nonce; a member\'s
   const c = s.issue(1_000);
   const o = s.open(c.id, 1_000 + TTL - 1);
   if (typeof o === 'string') return t.fail(o);
-  t.is(Buffer.from(o.challenge.ephemeralPublic).toString('base64'), c.ephemeralPublic);
-  t.is(Buffer.from(o.challenge.nonce).toString('base64'), c.nonce);
+  t.is(Buffer.from(o.challenge().ephemeralPublic).toString('base64'), c.ephemeralPublic);
+  t.is(Buffer.from(o.challenge().nonce).toString('base64'), c.nonce);
   t.is(o.usedTtlMs, 1 + USED_MARKER_SLACK_MS);
   const kp = nacl.box.keyPair();
   const proof = proveKey(kp.secretKey, kp.publicKey, Buffer.from(c.ephemeralPublic, 'base64'), Buffer.from(c.nonce, 'base64'), 'join');
-  t.true(verifyKeyProof(o.challenge, kp.publicKey, 'join', proof));
-  t.false(verifyKeyProof(o.challenge, nacl.box.keyPair().publicKey, 'join', proof), 'the proof is bound to the member\'s key');
+  t.true(verifyKeyProof(o.challenge(), kp.publicKey, 'join', proof));
+  t.false(verifyKeyProof(o.challenge(), nacl.box.keyPair().publicKey, 'join', proof), 'the proof is bound to the member\'s key');
   // Another coordinator with the same secret opens it too (positive control for the next test).
   t.not(typeof new ChallengeSigner(Buffer.from(secret), TTL).open(c.id, 2_000), 'string');
 });
