@@ -19,7 +19,7 @@ import { hashSecret, newSecret, secretsEqual, SESSION_TOKEN_PREFIX } from './tok
 import type { TokenStore } from './token-store';
 import type { JoinRequest, JoinResponse, NodeTagsRequest, NodeTagsResponse, PeersResponse, TokenCreateRequest } from './types';
 import { parseDuration } from './duration';
-import type { JoinCounters } from './metrics';
+import type { JoinCounters, RateLimitCounters } from './metrics';
 import { InvalidPolicyError, registerPolicyRoutes } from './policy-routes';
 
 export interface ApiDeps {
@@ -44,6 +44,8 @@ export interface ApiDeps {
   joins?: JoinCounters;
   /** Per-source limits (constants.ts DEFAULT_RATE_LIMITS); a limit 0 or absent: off. */
   rateLimits?: Partial<RateLimits>;
+  /** Requests refused by each limit, for metrics. */
+  rateLimited?: RateLimitCounters;
 }
 
 function bearer(req: FastifyRequest): string | undefined {
@@ -62,7 +64,10 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown; validationContext?: string }, _req, reply) => {
-    if (err instanceof RateLimitedError) reply.header('retry-after', err.retryAfterSec);
+    if (err instanceof RateLimitedError) {
+      reply.header('retry-after', err.retryAfterSec);
+      if (d.rateLimited) d.rateLimited[err.limit]++;
+    }
     if (err instanceof InvalidPolicyError) {
       const p = err.policyError;
       return reply.code(400).send({ error: err.code, message: err.message, reason: p.reason, policyCode: p.code, path: p.path,
@@ -84,8 +89,10 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   const lim = d.rateLimits ?? {};
   const windowMs = lim.windowMs || DEFAULT_RATE_LIMITS.windowMs;
   await app.register(rateLimit, { global: false, cache: RATE_LIMIT_SOURCES, timeWindow: windowMs,
-    errorResponseBuilder: (req, ctx) => new RateLimitedError(req.routeOptions.url === '/v1/join' ? 'joins' : 'challenges',
-      Math.max(1, Math.ceil(ctx.ttl / 1000))) });
+    errorResponseBuilder: (req, ctx) => {
+      const join = req.routeOptions.url === '/v1/join';
+      return new RateLimitedError(join ? 'join' : 'challenge', join ? 'joins' : 'challenges', Math.max(1, Math.ceil(ctx.ttl / 1000)));
+    } });
   const limit = (max: number | undefined) => ({ rateLimit: max ? { max, timeWindow: windowMs } : false as const });
   const adminRequests = lim.admin ? app.createRateLimit({ max: lim.admin, timeWindow: windowMs }) : undefined;
   const adminFailures = lim.adminFailures ? app.createRateLimit({ max: lim.adminFailures, timeWindow: windowMs }) : undefined;
@@ -105,13 +112,13 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
     if (!d.adminToken) throw new CoordinatorError('admin-disabled', 'this coordinator has no --admin-token', 403);
     if (adminRequests) {
       const r = await adminRequests(req);
-      if (!r.isAllowed && r.isExceeded) throw new RateLimitedError('admin requests', retryAfter(r.ttl));
+      if (!r.isAllowed && r.isExceeded) throw new RateLimitedError('admin', 'admin requests', retryAfter(r.ttl));
     }
     // A source that failed too often is refused before its token is looked at: guesses made
     // while locked out are not even compared (a right one included).
     if (adminFailures) {
       const f = await adminFailures(req, { increment: false });
-      if (!f.isAllowed && f.remaining === 0) throw new RateLimitedError('failed admin authentications', retryAfter(f.ttl));
+      if (!f.isAllowed && f.remaining === 0) throw new RateLimitedError('admin-auth', 'failed admin authentications', retryAfter(f.ttl));
     }
     const t = bearer(req);
     if (!t || !secretsEqual(t, d.adminToken)) {

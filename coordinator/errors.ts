@@ -1,3 +1,5 @@
+import type { RateLimitName } from './metrics';
+
 /**
  * One class per condition (libp2p style). `code` is the machine-readable reason the HTTP API
  * puts in `{ error: code, message }`; `statusCode` is what fastify answers with.
@@ -76,7 +78,7 @@ export class CidrMismatchError extends CoordinatorError {
 /** Too many requests from one source (per-source limits, api.ts); answered with `Retry-After`. */
 export class RateLimitedError extends CoordinatorError {
   override name = 'RateLimitedError';
-  constructor(what: string, readonly retryAfterSec: number) {
+  constructor(readonly limit: RateLimitName, what: string, readonly retryAfterSec: number) {
     super('rate-limited', `too many ${what} from this address: retry in ${retryAfterSec} s`, 429);
   }
 }

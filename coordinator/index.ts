@@ -10,4 +10,5 @@ export * as defaults from './constants';
 export { RedisRegistry, peerFromHash, type NodeRecord } from './redis-store';
 export { TokenStore } from './token-store';
 export { parseOriginalCidrs } from './claim-rules';
-export { JOIN_RESULTS, registerCoordinatorMetrics, type JoinCounters, type JoinResult } from './metrics';
+export { JOIN_RESULTS, RATE_LIMITS, registerCoordinatorMetrics, type JoinCounters, type JoinResult, type RateLimitCounters,
+  type RateLimitName } from './metrics';

@@ -17,7 +17,7 @@ import { PeerMapCache } from './peer-map-cache';
 import { connectRedis, type RedisSpec } from './redis-connect';
 import { RedisRegistry } from './redis-store';
 import { TokenStore } from './token-store';
-import { newJoinCounters, type JoinCounters } from './metrics';
+import { newJoinCounters, newRateLimitCounters, type JoinCounters, type RateLimitCounters } from './metrics';
 
 export interface CoordinatorOptions {
   /** URL, ioredis options (Sentinel), or a connected client (not closed by `close()`). */
@@ -64,6 +64,8 @@ export interface Coordinator {
   /** The change feed (long-poll waiters, events seen) and join counts: read by metrics. */
   readonly feed: PeerFeed;
   readonly joins: JoinCounters;
+  /** Requests answered 429 by each per-source limit: read by metrics. */
+  readonly rateLimited: RateLimitCounters;
   listen(host: string, port: number): Promise<{ host: string; port: number; url: string }>;
   /** Run one ephemeral sweep now (the timer does it every sweepIntervalMs). */
   sweep(): Promise<string[]>;
@@ -93,8 +95,9 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
   if (policyText === null) log.warn(`${D.NO_POLICY_NOTE} (set one with: isthmus policy set FILE)`);
   else log.info({ policyBytes: policyText.length }, 'policy in force: peer maps are scoped by it (isthmus policy get)');
   const joins = newJoinCounters();
+  const rateLimited = newRateLimitCounters();
   const app = await buildApi({
-    joins, registry, tokens, feed, peerMap, log, cidr, adminToken: o.adminToken,
+    joins, rateLimited, registry, tokens, feed, peerMap, log, cidr, adminToken: o.adminToken,
     bodyLimit: o.bodyLimit ?? D.DEFAULT_BODY_LIMIT, longPollMs: o.longPollMs ?? D.DEFAULT_LONG_POLL_MS,
     trustedProxies: o.trustedProxies ?? [],
     sessionTtlMs: o.sessionTtlMs ?? D.DEFAULT_SESSION_TTL_MS,
@@ -114,7 +117,7 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
   timer?.unref();
 
   return {
-    app, registry, tokens, redis, feed, joins,
+    app, registry, tokens, redis, feed, joins, rateLimited,
     async listen(host, port) {
       await app.listen({ host, port });
       const a = app.server.address() as AddressInfo;

@@ -104,6 +104,7 @@ test('1,000 rapid challenges from one source: 429 + Retry-After past the limit, 
     const again = await many(1000, 16, () => request(env.urls[0], '127.0.0.14', 'GET', '/v1/challenge'));
     t.is(again.filter((r) => r.status === 200).length, limit);
     t.is(await env.r.dbsize(), size);
+    t.deepEqual(env.coords[0].rateLimited, { challenge: 2 * (1000 - limit) + 1, join: 0, admin: 0, 'admin-auth': 0 }, 'counted for metrics');
   } finally {
     await env.stop();
   }
@@ -154,6 +155,7 @@ test('join flood from one source: 429 past the limit, refused joins change nothi
     t.true(added.length > 0 && added.length <= 10, `keys added: ${added.join(' ')}`);
     t.is(added.filter((k) => k.startsWith(USED)).length, 1);
     t.deepEqual(await env.r.smembers(K.nodes), [String(during?.join.body.vip)]);
+    t.is(env.coords[0].rateLimited.join, 30);
   } finally {
     await env.stop();
   }
@@ -178,6 +180,7 @@ test('admin-token guessing: 429 after N failures from that source (even with the
     t.is((await request(url, '127.0.0.7', 'GET', '/v1/nodes', { bearer: 'wrong-token-0123456789abcdef' })).status, 401);
     // A member's routes from the locked-out source are not affected.
     t.is((await request(url, '127.0.0.6', 'GET', '/v1/health')).status, 200);
+    t.deepEqual(env.coords[0].rateLimited, { challenge: 0, join: 0, admin: 0, 'admin-auth': 7 });
   } finally {
     await env.stop();
   }
