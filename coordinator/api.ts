@@ -114,15 +114,19 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
       const r = await adminRequests(req);
       if (!r.isAllowed && r.isExceeded) throw new RateLimitedError('admin', 'admin requests', retryAfter(r.ttl));
     }
-    // A source that failed too often is refused before its token is looked at: guesses made
-    // while locked out are not even compared (a right one included).
-    if (adminFailures) {
-      const f = await adminFailures(req, { increment: false });
-      if (!f.isAllowed && f.remaining === 0) throw new RateLimitedError('admin-auth', 'failed admin authentications', retryAfter(f.ttl));
-    }
+    // A source with too many failed checks gets 429 for every admin request, right token or
+    // wrong, until its window ends: guesses then teach nothing. Each check and its count happen
+    // in one synchronous step (the store counts when called), so concurrent or pipelined guesses
+    // cannot all slip in before the count catches up.
     const t = bearer(req);
-    if (!t || !secretsEqual(t, d.adminToken)) {
-      await adminFailures?.(req);
+    const ok = t !== undefined && secretsEqual(t, d.adminToken);
+    if (adminFailures) {
+      const f = await adminFailures(req, { increment: !ok });
+      if (!f.isAllowed && (ok ? f.remaining === 0 : f.isExceeded)) {
+        throw new RateLimitedError('admin-auth', 'failed admin authentications', retryAfter(f.ttl));
+      }
+    }
+    if (!ok) {
       d.log.warn({ source: req.ip, route: req.routeOptions.url }, 'admin request with a missing or wrong token');
       throw new UnauthorizedError('missing or wrong admin token');
     }

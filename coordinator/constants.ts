@@ -36,8 +36,8 @@ export const NO_POLICY_NOTE = 'no policy: every member reaches every member';
  *    all at once after an outage; each join is one challenge + one join, and agents retry.
  *    600/min lets 600 members behind one address in per minute per coordinator.
  *  - admin: the admin API as a whole (scripts tagging many members still fit).
- *  - adminFailures: failed admin bearer checks; once reached, the source's admin requests are
- *    refused (429) without checking the token until its window is over.
+ *  - adminFailures: failed admin bearer checks; past it, the source's admin requests are all
+ *    refused (429), right token or wrong, until its window is over.
  */
 export const DEFAULT_RATE_LIMITS = { challenge: 600, join: 600, admin: 600, adminFailures: 10, windowMs: 60_000 } as const;
 export type RateLimits = { -readonly [K in keyof typeof DEFAULT_RATE_LIMITS]: number };

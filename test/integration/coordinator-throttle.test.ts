@@ -161,7 +161,7 @@ test('join flood from one source: 429 past the limit, refused joins change nothi
   }
 });
 
-test('admin-token guessing: 429 after N failures from that source (even with the right token); the right token from another source still works', async (t) => {
+test('admin-token guessing: 429 after N failures from that source (even with the right token, also for concurrent guesses); the right token from another source still works', async (t) => {
   const env = await startEnv(1);
   try {
     const n = defaults.DEFAULT_RATE_LIMITS.adminFailures;
@@ -181,6 +181,10 @@ test('admin-token guessing: 429 after N failures from that source (even with the
     // A member's routes from the locked-out source are not affected.
     t.is((await request(url, '127.0.0.6', 'GET', '/v1/health')).status, 200);
     t.deepEqual(env.coords[0].rateLimited, { challenge: 0, join: 0, admin: 0, 'admin-auth': 7 });
+    // 50 guesses at once (16 sockets in parallel) from a fresh source: still exactly N compared.
+    const burst = await many(50, 16, (i) => request(url, '127.0.0.15', 'GET', '/v1/tokens', { bearer: `burst-${i}-0123456789abcdef` }));
+    t.is(burst.filter((r) => r.status === 401).length, n);
+    t.is(burst.filter((r) => r.status === 429).length, 50 - n);
   } finally {
     await env.stop();
   }
