@@ -172,7 +172,7 @@ test('admin-token guessing: 429 after N failures from that source (even with the
     t.deepEqual(guesses.map((r) => r.status), [...Array<number>(n).fill(401), ...Array<number>(5).fill(429)]);
     assert429(t, guesses[n], 60);
     t.regex(String(guesses[n].body.message), /failed admin authentications/);
-    // Locked out: even the right token is not compared from that source.
+    // Locked out: the right token gets 429 too from that source.
     assert429(t, await request(url, '127.0.0.6', 'GET', '/v1/nodes', { bearer: ADMIN }), 60);
     assert429(t, await request(url, '127.0.0.6', 'PUT', '/v1/policy', { bearer: ADMIN, body: {} }), 60);
     // Another source: the right token works, a wrong one is a plain 401 (the lockout is per source).
@@ -258,6 +258,30 @@ test('challenges: a used one is refused (also at another coordinator), tampered 
     const p3 = proveKey(m.privateKey, m.publicKey, Buffer.from(String(again.body.ephemeralPublic), 'base64'), Buffer.from(String(again.body.nonce), 'base64'), 'join');
     const rejoin = await request(env.urls[0], '127.0.0.13', 'POST', '/v1/join', { body: { ...body, challengeId: again.body.id, proof: Buffer.from(p3).toString('base64') } });
     t.is(rejoin.status, 200, JSON.stringify(rejoin.body));
+  } finally {
+    await env.stop();
+  }
+});
+
+test('a coordinator whose challenge key was replaced in Redis (lost, re-created by another) picks up the new one', async (t) => {
+  let now = Date.now();
+  const env = await startEnv(2, { now: () => now });
+  try {
+    const token = (await env.admin.createToken({ uses: -1, originalCidrs: LAN })).token;
+    await env.r.del(K.challengeKey);
+    await env.coords[1].registry.init(); // as a restarted coordinator would: a new key (SET NX)
+    // Coordinator 0 still has the old key: coordinator 1's challenge is refused there at first...
+    const first = await joinFrom(env, '127.0.0.16', token, '10.50.0.1', env.urls[0]);
+    t.is(first.join.status, 200, 'positive control: its own challenge still works with the key it holds');
+    const m = member('10.50.0.2');
+    const c = await request(env.urls[1], '127.0.0.16', 'GET', '/v1/challenge');
+    const proof = proveKey(m.privateKey, m.publicKey, Buffer.from(String(c.body.ephemeralPublic), 'base64'), Buffer.from(String(c.body.nonce), 'base64'), 'join');
+    const body = { publicKey: m.pub, challengeId: c.body.id, proof: Buffer.from(proof).toString('base64'), token, originalIp: m.originalIp, hostname: m.hostname };
+    const refused = await request(env.urls[0], '127.0.0.16', 'POST', '/v1/join', { body });
+    t.is(refused.body.error, 'challenge-unknown');
+    now += 6_000; // ...until it re-reads the key (at most every 5 s, on a failed check)
+    const r = await request(env.urls[0], '127.0.0.16', 'POST', '/v1/join', { body });
+    t.is(r.status, 200, JSON.stringify(r.body));
   } finally {
     await env.stop();
   }
