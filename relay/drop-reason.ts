@@ -20,9 +20,10 @@ export const DROP_REASONS = [
   'bad-version',
   /** AUTH with a wrong key proof */
   'auth-failed',
-  /** AUTH echoing a challenge that is expired, foreign, or issued to another 4-tuple */
-  'auth-stale',
-  /** AUTH reusing a challenge that already authenticated */
+  /** AUTH echoing a challenge that is expired, foreign, forged or issued to another 4-tuple
+   *  (checked before any work budget is spent: a garbage-AUTH flood lands here) */
+  'auth-bad-challenge',
+  /** AUTH reusing a challenge whose key proof was already checked */
   'auth-replayed',
   /** AUTH from a key the directory does not know */
   'auth-unknown-key',

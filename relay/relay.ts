@@ -152,7 +152,7 @@ class RelayImpl implements Relay {
         perKeyPerSecond: this.opts.authPerIpPerSecond, perKeyBurst: 2 * this.opts.authPerIpPerSecond,
         globalPerSecond: this.opts.authPerSecond, globalBurst: this.opts.authPerSecond,
       }),
-      isClosed: () => this.closed, sendReauth: (a, p, n) => forwarder!.sendReauth(a, p, n),
+      replyLimiter, isClosed: () => this.closed, sendReauth: (a, p, n) => forwarder!.sendReauth(a, p, n),
     });
     forwarder = new Forwarder({
       sessions: this.table, socket: c.socket, stats: this.counters, replyLimiter, control: control.handle, now: nowFn,
