@@ -39,6 +39,9 @@ export const DROP_REASONS = [
   'mesh-unknown-destination',
   /** DATA for a remote member while its home relay is being looked up or handshaken */
   'mesh-route-pending',
+  /** DATA for a vip with no cached route while the sender (or the relay) is over its route
+   *  lookup budget: a member sending to random vips cannot buy unbounded Redis lookups */
+  'mesh-lookup-limited',
   /** MESH_HELLO/ACK with a bad MAC, stale timestamp, reused nonce or unknown echo */
   'mesh-bad-hello',
   /** DATA or MESH_DATA between two members the access policy does not connect (policy/) */

@@ -7,7 +7,11 @@
  * Pieces:
  *   - routes: dst vip → home relay, from a MeshRouteSource (Redis: `P:session:<vip>`.relayId
  *     then `P:relay:<id>` mesh address), cached `routeTtlMs`, negative results `negativeTtlMs`,
- *     and invalidated at once by session-up/down events (pub/sub). While a route is being
+ *     and invalidated at once by session-up/down events (pub/sub). The cache is a bounded LRU
+ *     (`routeCacheSize`); every lookup a member's frame starts is charged to that member's
+ *     budget and a relay-wide one (`lookupsPerMemberPerSecond`, `lookupsPerSecond`, at most
+ *     `maxLookups` in flight), so DATA to random vips costs bounded memory and Redis work;
+ *     past the budget the frame is dropped ('mesh-lookup-limited'). While a route is being
  *     looked up (or its home handshaken), up to 16 frames for it are held and sent
  *     when the route is usable (the rest are dropped as 'mesh-route-pending'); the lookup is
  *     one Redis round trip.
@@ -25,6 +29,7 @@
  * (the 4 extra header bytes), none on the receiving side (the header is rewritten in place).
  */
 import { randomBytes } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import { type Clock, type Logger, type DatagramBatch, type DatagramSocket, formatAddr, EventType, type SessionEventType } from '../common';
 import { FrameType, RELAY_HEADER_LEN, readU32, MSG_TRANSPORT_MIN_SIZE } from '../protocol';
 import {
@@ -35,6 +40,7 @@ import { HeldFrames } from './mesh-held';
 import { MeshTrust } from './mesh-trust';
 import { HeldPort } from './policy-held';
 import { POLICY_OFF, type PolicyGate } from './policy-gate';
+import { WorkLimiter } from './rate-limit';
 import type { SessionTable } from './session-table';
 import type { RelayStats } from './stats';
 
@@ -63,8 +69,9 @@ export interface MeshRouteSource {
 }
 
 /** SENT: on its way; HELD: kept until the route is usable; PENDING: route not usable, frame
- *  dropped (hold queue full); NONE: no other relay has this member. */
-export const MeshForwardResult = { SENT: 0, PENDING: 1, NONE: 2, HELD: 3 } as const;
+ *  dropped (hold queue full); NONE: no other relay has this member; LIMITED: the route is not
+ *  cached and the sender (or the relay) is over its route lookup budget, frame dropped. */
+export const MeshForwardResult = { SENT: 0, PENDING: 1, NONE: 2, HELD: 3, LIMITED: 4 } as const;
 export type MeshForwardResult = (typeof MeshForwardResult)[keyof typeof MeshForwardResult];
 
 export interface MeshInit {
@@ -75,6 +82,14 @@ export interface MeshInit {
   routeTtlMs?: number;
   /** @default 1000 */
   negativeTtlMs?: number;
+  /** Routes cached (positive and negative), least recently used evicted first. @default 65_536 */
+  routeCacheSize?: number;
+  /** Route lookups (Redis round trips) started per second for one sending member; burst 2×. @default 50 */
+  lookupsPerMemberPerSecond?: number;
+  /** Route lookups started per second by the whole relay (and its burst). @default 2000 */
+  lookupsPerSecond?: number;
+  /** Route lookups in flight at once. @default 256 */
+  maxLookups?: number;
   /** Minimum interval between HELLOs to one peer, ms. @default 250 */
   helloRetryMs?: number;
   /** Accepted |clock difference| between relays for HELLO timestamps, ms. @default 30_000 */
@@ -114,6 +129,9 @@ interface Route {
   until: number;
 }
 
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
 
 export class Mesh {
   private readonly o: Required<MeshInit>;
@@ -121,7 +139,11 @@ export class Mesh {
   private readonly wallNow: () => number;
   private local: MeshLocal | undefined;
   private readonly peers = new Map<string, Peer>();
-  private readonly routes = new Map<number, Route>();
+  /** dst vip → home (or a negative entry): bounded LRU, so DATA to random vips cannot grow it. */
+  private readonly routes: LRUCache<number, Route>;
+  /** Route lookups per sending member and in all: a bound member cannot buy unbounded Redis work. */
+  private readonly lookupBudget: WorkLimiter;
+  private lookupCount = 0;
   private readonly pending = new Set<number>();
   /** Bumped on every invalidation; a lookup that started before one is not cached. */
   private epoch = 0;
@@ -134,8 +156,16 @@ export class Mesh {
   private dirty = false;
 
   constructor(init: MeshInit, private readonly c: MeshComponents) {
-    this.o = { routeTtlMs: 30_000, negativeTtlMs: 1000, helloRetryMs: 250, maxSkewMs: 30_000, refreshMs: 10_000, ...init };
+    this.o = {
+      routeTtlMs: 30_000, negativeTtlMs: 1000, helloRetryMs: 250, maxSkewMs: 30_000, refreshMs: 10_000, routeCacheSize: 65_536,
+      lookupsPerMemberPerSecond: 50, lookupsPerSecond: 2000, maxLookups: 256, ...stripUndefined(init), relayId: init.relayId, key: init.key,
+    };
     if (init.key.length !== 32) throw new RangeError('mesh key must be 32 bytes');
+    this.routes = new LRUCache<number, Route>({ max: this.o.routeCacheSize });
+    this.lookupBudget = new WorkLimiter(c.clock.now(), {
+      perKeyPerSecond: this.o.lookupsPerMemberPerSecond, perKeyBurst: 2 * this.o.lookupsPerMemberPerSecond,
+      globalPerSecond: this.o.lookupsPerSecond, globalBurst: this.o.lookupsPerSecond,
+    });
     this.trust = new MeshTrust(2 * this.o.maxSkewMs);
     this.log = c.logger.child({ relay: init.relayId, part: 'mesh' });
     // HELLO timestamps compare wall clocks across relays (monotonic clocks are per host).
@@ -175,7 +205,33 @@ export class Mesh {
 
   /** The cached home relay id of a vip, if any (tests, status). */
   cachedHome(vip: number): string | undefined {
-    return this.routes.get(vip >>> 0)?.peer?.id;
+    return this.routes.peek(vip >>> 0)?.peer?.id;
+  }
+
+  /** Route cache and lookup counters (tests, status). */
+  routeStats(): { cached: number; lookups: number; inflight: number; held: number } {
+    return { cached: this.routes.size, lookups: this.lookupCount, inflight: this.pending.size, held: this.held.size };
+  }
+
+  /**
+   * Before the access policy check of a frame for a remote destination (whose tags may need a
+   * lookup of their own): NONE when the destination is known to be nowhere (a fresh negative
+   * entry: no tags lookup is worth it), LIMITED when its route is unknown and the sender is over
+   * its lookup budget, SENT ("go on") otherwise, with the route lookup started.
+   */
+  precheck(srcVip: number, dstVip: number, now: number): MeshForwardResult {
+    const r = this.routes.get(dstVip);
+    if (r !== undefined) return r.peer === undefined && r.until > now ? MeshForwardResult.NONE : MeshForwardResult.SENT;
+    if (this.pending.has(dstVip)) return MeshForwardResult.SENT;
+    return this.budgetedLookup(srcVip, dstVip, now) ? MeshForwardResult.SENT : MeshForwardResult.LIMITED;
+  }
+
+  /** Start a lookup for `dstVip` on `srcVip`'s budget; false when over budget (or too many in flight). */
+  private budgetedLookup(srcVip: number, dstVip: number, now: number): boolean {
+    if (this.pending.has(dstVip)) return true;
+    if (this.pending.size >= this.o.maxLookups || !this.lookupBudget.take(srcVip, now)) return false;
+    this.lookup(dstVip);
+    return true;
   }
 
   /**
@@ -185,11 +241,12 @@ export class Mesh {
   forward(buf: Uint8Array, off: number, len: number, srcVip: number, dstVip: number, now: number): MeshForwardResult {
     const r = this.routes.get(dstVip);
     if (r === undefined || r.until <= now) {
-      this.lookup(dstVip);
+      // Every lookup a member's frame starts is on its budget (an expired negative entry too).
+      const started = this.budgetedLookup(srcVip, dstVip, now);
+      if (r === undefined) return started ? this.hold(buf, off, len, srcVip, dstVip, now) : MeshForwardResult.LIMITED;
       // Serve a stale route while it is revalidated; events keep routes fresh anyway.
-      if (r === undefined) return this.hold(buf, off, len, srcVip, dstVip, now);
     }
-    const peer = r!.peer;
+    const peer = r.peer;
     if (!peer) return MeshForwardResult.NONE;
     if (!peer.ready) {
       this.sendHello(peer, now, MeshFrameType.HELLO);
@@ -214,7 +271,7 @@ export class Mesh {
   private drainHeld(now: number): void {
     if (this.held.size === 0) return;
     const n = this.held.drain(now, (vip) => {
-      const r = this.routes.get(vip);
+      const r = this.routes.peek(vip);
       if (!r) return undefined;
       if (!r.peer) return null;
       return r.peer.ready ? r.peer : undefined;
@@ -235,6 +292,7 @@ export class Mesh {
   private lookup(vip: number): void {
     if (this.pending.has(vip) || this.closed) return;
     this.pending.add(vip);
+    this.lookupCount++;
     const epoch = this.epoch;
     this.c.routes.lookupHome(vip, this.o.relayId).then((home) => {
       this.pending.delete(vip);

@@ -2,10 +2,33 @@
  * The relay under flood, on real loopback sockets (issue 11):
  *   - 400 garbage AUTHs per second do not stop a genuine member binding within 2 s: the
  *     challenge MAC is checked before the X25519 work budget is spent.
+ *   - 200,000 DATA frames to distinct unknown vips leave the mesh route cache at its bound, the
+ *     Redis route lookups within the sender's budget, and the heap bounded.
  */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import test from 'ava';
-import { encodeAuth } from '../../protocol/relay-frame';
-import { directoryOf, identity, rawPeer, startMember, startRelay, until } from './relay-harness';
+import Redis from 'ioredis';
+import { systemClock } from '../../common/clock';
+import { silentLogger } from '../../common/logger';
+import { formatAddr } from '../../common/ipv4';
+import { DgramSocket } from '../../native-bindings';
+import { encodeAuth, RELAY_HEADER_LEN } from '../../protocol/relay-frame';
+import {
+  createRelay, deriveMeshKey, Mesh, RedisMemberDirectory, RedisMeshRegistry, RedisPolicySource, RedisSessionRecorder,
+  type MeshInit, type MeshRouteSource, type Relay,
+} from '../../relay';
+import { startRedis, type RedisHandle } from '../harness/redis';
+import { directoryOf, identity, rawPeer, startMember, startRelay, until, type Identity, type Member } from './relay-harness';
+
+const P = `isthmus-flood-test-${process.pid}:`;
+const KEY = deriveMeshKey(Buffer.from('flood test mesh secret, 32 bytes'));
+let server: RedisHandle | undefined;
+test.after.always(async () => { await server?.stop(); });
+async function redisUrl(): Promise<string> {
+  server ??= await startRedis();
+  return server.url;
+}
 
 /** A real UDP flooder: `perSecond` garbage AUTHs (valid length, random challenge) from `sources` sockets. */
 async function flood(relayPort: number, perSecond: number, sources = 4): Promise<{ sent: () => number; stop(): void }> {
@@ -72,4 +95,146 @@ test('400 garbage AUTHs per second do not stop a genuine member binding within 2
   ma.sendData(b.vip, Buffer.from([4, 0, 0, 0, ...randomBytes(60)]));
   await until(() => mb.received.length === 1, 'DATA a → b after the flood');
   t.pass();
+});
+
+interface MeshNode { relay: Relay; mesh: Mesh; port: number; lookups: () => number; stop(): Promise<void> }
+
+/** One meshed relay on real Redis, its route source wrapped to count the Redis route lookups. */
+async function startMeshNode(id: string, meshInit: Partial<MeshInit>, withPolicy: boolean): Promise<MeshNode> {
+  const url = await redisUrl();
+  const socket = await DgramSocket.open({ host: '127.0.0.1' });
+  const meshSocket = await DgramSocket.open({ host: '127.0.0.1' });
+  const conn = new Redis(url, { maxRetriesPerRequest: 1 });
+  const log = silentLogger();
+  const registry = new RedisMeshRegistry(conn, {
+    relayId: id, meshIp: '127.0.0.1', meshPort: meshSocket.localAddress.port, listenIp: '127.0.0.1',
+    listenPort: socket.localAddress.port, prefix: P, heartbeatMs: 200, logger: log,
+  });
+  let lookups = 0;
+  const counting: MeshRouteSource = {
+    lookupHome: (vip, self) => { lookups++; return registry.lookupHome(vip, self); },
+    onEvent: (l) => registry.onEvent(l),
+  };
+  const mesh = new Mesh({ relayId: id, key: KEY, ...meshInit }, { logger: log, clock: systemClock, socket: meshSocket, routes: counting });
+  const policy = withPolicy ? new RedisPolicySource(conn, { logger: log, prefix: P }) : undefined;
+  await policy?.start();
+  const relay = createRelay({ id, keepaliveSeconds: 1, tickMs: 50 })({
+    logger: log, clock: systemClock, socket, directory: new RedisMemberDirectory(conn, { prefix: P }), mesh, policy,
+    sessionListener: new RedisSessionRecorder(conn, {
+      relayId: id, relayIp: '127.0.0.1', relayPort: socket.localAddress.port, prefix: P, ttlMs: 3000, logger: log, eventFields: registry.eventFields(),
+    }),
+  });
+  await registry.start();
+  relay.start();
+  await relay.policyReady();
+  return {
+    relay, mesh, port: socket.localAddress.port, lookups: () => lookups,
+    async stop() {
+      await registry.stop();
+      relay.stop();
+      await policy?.stop();
+      socket.close();
+      meshSocket.close();
+      await new Promise((r) => setTimeout(r, 50));
+      conn.disconnect();
+    },
+  };
+}
+
+async function enroll(url: string, ...ids: Identity[]): Promise<void> {
+  const r = new Redis(url, { maxRetriesPerRequest: 1 });
+  try {
+    for (const i of ids) await r.set(`${P}key:${Buffer.from(i.kp.publicKey).toString('base64')}`, formatAddr(i.vip));
+  } finally { r.disconnect(); }
+}
+
+/** `n` DATA frames from member `m`, each to a distinct vip in 10.128.0.0/9 (nobody's), paced so
+ *  the relay (same process) reads them: at most 200 ahead of its `received` counter (a default
+ *  socket buffer holds a few hundred small datagrams). */
+async function sprayDistinct(m: Member, n: number, received: () => number): Promise<void> {
+  const base = received();
+  const wg = Buffer.alloc(32);
+  wg[0] = 4;
+  const f = Buffer.alloc(RELAY_HEADER_LEN + wg.length);
+  wg.copy(f, RELAY_HEADER_LEN);
+  for (let i = 0; i < n;) {
+    for (let j = 0; j < 100 && i < n; j++, i++) {
+      m.client.writeDataHeader(f, 0, (0x0a800000 + i) >>> 0);
+      m.socket.send(f, 0, f.length, m.client.relayAddr, m.client.relayPort);
+    }
+    m.socket.flush();
+    const deadline = Date.now() + 100;
+    do await new Promise((r) => setImmediate(r)); while (i - (received() - base) > 200 && Date.now() < deadline);
+  }
+}
+
+function heapAfterGc(): number {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  gc();
+  gc();
+  return process.memoryUsage().heapUsed;
+}
+
+for (const withPolicy of [false, true]) {
+  const label = withPolicy ? ' (access policy on)' : '';
+  test.serial(`200,000 DATA frames to distinct unknown vips: lookups within the sender's budget, heap bounded${label}`, async (t) => {
+    const a = identity(withPolicy ? '100.64.11.1' : '100.64.10.1');
+    const b = identity(withPolicy ? '100.64.11.2' : '100.64.10.2');
+    await enroll(await redisUrl(), a, b);
+    if (withPolicy) {
+      // web → db: a reaches b; the policy check runs on every frame (tags lookups for remote vips).
+      const r = new Redis(await redisUrl(), { maxRetriesPerRequest: 1 });
+      await r.set(`${P}policy`, '{ "rules": [ { "from": ["tag:web"], "to": ["tag:db"], "ports": ["icmp"] } ] }');
+      await r.hset(`${P}node:${formatAddr(a.vip)}`, 'tags', '["web"]');
+      await r.hset(`${P}node:${formatAddr(b.vip)}`, 'tags', '["db"]');
+      r.disconnect();
+    }
+    const node = await startMeshNode(withPolicy ? 'flood-p' : 'flood', {}, withPolicy);
+    const members: Member[] = [];
+    t.teardown(async () => { for (const m of members) m.close(); await node.stop(); });
+    const ma = await startMember(a, node.port);
+    const mb = await startMember(b, node.port);
+    members.push(ma, mb);
+    await until(() => ma.client.isReady && mb.client.isReady, 'members bound');
+
+    const heap0 = heapAfterGc();
+    const t0 = Date.now();
+    await sprayDistinct(ma, 200_000, () => node.relay.stats().framesReceived);
+    await until(() => node.relay.stats().framesReceived >= 150_000, 'the relay read most of the spray', 20_000).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 300));
+    const secs = (Date.now() - t0) / 1000;
+    const heap1 = heapAfterGc();
+    const st = node.relay.stats();
+    const rs = node.mesh.routeStats();
+    const received = st.framesReceived;
+    t.log(`received ${received} in ${secs.toFixed(1)} s; lookups ${node.lookups()}; cached ${rs.cached}; held ${rs.held}; ` +
+      `limited ${st.drops['mesh-lookup-limited']}; heap ${(heap0 / 1e6).toFixed(1)} → ${(heap1 / 1e6).toFixed(1)} MB`);
+    t.true(received >= 190_000, `most of the spray reached the relay (${received})`);
+    // Default budget: 50 lookups/s per member, burst 100.
+    t.true(node.lookups() <= 100 + 50 * (secs + 1), `route lookups bounded by the sender's budget: ${node.lookups()}`);
+    t.true(st.drops['mesh-lookup-limited'] >= received - 2 * node.lookups() - 10_000, 'the rest were dropped on the budget');
+    t.true(heap1 - heap0 < 16e6, `heap grew ${(heap1 - heap0) / 1e6} MB`);
+    // Positive control in the same setup: the flooder's neighbour still gets its frames across.
+    ma.sendData(b.vip, Buffer.from([4, 0, 0, 0, ...Buffer.alloc(40, 7)]));
+    await until(() => mb.received.length >= 1, 'a → b after the spray');
+    t.is(mb.received.at(-1)!.srcVip, a.vip);
+  });
+}
+
+test.serial('the mesh route cache stays at its bound under distinct-vip DATA (generous lookup budget)', async (t) => {
+  const a = identity('100.64.12.1');
+  await enroll(await redisUrl(), a);
+  const node = await startMeshNode('flood-lru', { routeCacheSize: 2048, lookupsPerMemberPerSecond: 1e6, lookupsPerSecond: 1e6 }, false);
+  const members: Member[] = [];
+  t.teardown(async () => { for (const m of members) m.close(); await node.stop(); });
+  const ma = await startMember(a, node.port);
+  members.push(ma);
+  await until(() => ma.client.isReady, 'member bound');
+  await sprayDistinct(ma, 20_000, () => node.relay.stats().framesReceived);
+  await until(() => node.mesh.routeStats().inflight === 0 && node.lookups() >= 2048, 'lookups answered', 20_000);
+  const rs = node.mesh.routeStats();
+  t.log(`lookups ${node.lookups()}, cached ${rs.cached}`);
+  t.true(node.lookups() > 2048, 'more distinct vips were looked up than the cache holds');
+  t.is(rs.cached, 2048, 'the LRU holds exactly its bound');
 });
