@@ -35,6 +35,10 @@ export const DROP_REASONS = [
   'auth-overload',
   /** MESH_DATA from an address that has not proved the mesh key (answered with MESH_REAUTH) */
   'mesh-untrusted',
+  /** MESH_DATA from a trusted address whose tag does not verify (forged, altered, or sealed with a key we no longer hold) */
+  'mesh-bad-mac',
+  /** MESH_DATA whose tag verified but whose counter was seen before or is older than the replay window */
+  'mesh-replayed',
   /** MESH_DATA for a vip with no session on this (home) relay: the member moved or left */
   'mesh-unknown-destination',
   /** DATA for a remote member while its home relay is being looked up or handshaken */

@@ -1,28 +1,34 @@
 /**
  * Relay ↔ relay (mesh) frames, on the mesh UDP port only (never the member port). Pure codec.
  *
- *   MESH_DATA (0x20), one hop from the sender's relay to the destination's home relay:
+ *   MESH_DATA (0x20), one hop from the sender's relay to the destination's home relay
+ *   (mesh frame version 2; version 1 had no counter or tag):
  *
- *    0       1       2       3       4               8               12
- *   +-------+-------+-------+-------+---------------+---------------+----------------
- *   | 0x20  |    reserved (0)       | dst vip (BE)  | src vip (BE)  | WireGuard message
- *   +-------+-------+-------+-------+---------------+---------------+----------------
+ *    0      1      2      4                12               28            32            36
+ *   +------+------+------+----------------+----------------+-------------+-------------+-----------------
+ *   | 0x20 | 0x02 | 0  0 | counter (8 BE) | tag (16)       | dst vip(BE) | src vip(BE) | WireGuard message
+ *   +------+------+------+----------------+----------------+-------------+-------------+-----------------
  *
- *   Bytes 4.. are laid out so the home relay turns the frame into a member DATA frame in
- *   place: it writes `0x10 0 0 0` over bytes 4-7 (the dst vip) and sends bytes 4..end, whose
- *   bytes 8-11 already hold the source vip (docs/PROTOCOL.md §3).
- *
+ *   tag = HMAC-SHA256(k, bytes 0..12 || bytes 28..end), first 16 bytes, where k is the
+ *   sending direction's session key (`deriveMeshDataKey`, from the mesh key and both nonces of
+ *   the HELLO / HELLO_ACK exchange that made the sender trust the receiver). The counter
+ *   starts at 0 per key and is checked against a 1024-frame replay window (ReplayWindow) after
+ *   the tag verified. Bytes 28.. are laid out so the home relay turns the frame into a member
+ *   DATA frame in place: it writes `0x10 0 0 0` over bytes 28-31 (the dst vip) and sends bytes
+ *   28..end, whose bytes 32-35 already hold the source vip (docs/PROTOCOL.md §3).
+
  *   MESH_HELLO (0x21) / MESH_HELLO_ACK (0x22), the mesh handshake:
  *
  *   type(1) reserved(3) timestamp ms(8, BE) nonce(16) echo(16) idLen(1) relay id(idLen ≤ 64) mac(16)
  *
  *   `echo` is zero in a HELLO and the HELLO's nonce in an ACK. `mac` is BLAKE2s-128 keyed by
- *   the mesh key over everything before it, after the label "isthmus-mesh-v1".
+ *   the mesh key over everything before it, after the label "isthmus-mesh-v2" ("-v1" before
+ *   MESH_DATA was authenticated: relays of the two versions do not handshake).
  *
  *   MESH_REAUTH (0x23): header only (4 bytes): "I do not trust your address, say HELLO again".
  */
 import { blake2s } from '@noble/hashes/blake2s';
-import { timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { writeAddr } from '../common';
 
 export const MeshFrameType = {
@@ -32,9 +38,14 @@ export const MeshFrameType = {
   REAUTH: 0x23,
 } as const;
 
-export const MESH_DATA_HEADER_LEN = 12;
-export const MESH_OFFSET_DST = 4;
-export const MESH_OFFSET_SRC = 8;
+/** MESH_DATA layout (version 2). */
+export const MESH_DATA_VERSION = 2;
+export const MESH_OFFSET_COUNTER = 4;
+export const MESH_OFFSET_TAG = 12;
+export const MESH_TAG_LEN = 16;
+export const MESH_OFFSET_DST = 28;
+export const MESH_OFFSET_SRC = 32;
+export const MESH_DATA_HEADER_LEN = 36;
 export const MESH_NONCE_LEN = 16;
 export const MESH_MAC_LEN = 16;
 export const MESH_ID_MAX_LEN = 64;
@@ -44,6 +55,9 @@ export const MESH_HELLO_MIN_LEN = HELLO_FIXED_LEN + 1 + MESH_MAC_LEN;
 export const MESH_REAUTH_LEN = 4;
 
 const LABEL = Buffer.from('isthmus-mesh-v1');
+/** HELLO/ACK MAC label: v2 since MESH_DATA carries a tag, so v1 and v2 relays refuse each other's HELLO. */
+const HELLO_LABEL = Buffer.from('isthmus-mesh-v2');
+const DATA_KEY_LABEL = Buffer.from('isthmus-mesh-data-v2');
 
 export interface MeshHello {
   type: typeof MeshFrameType.HELLO | typeof MeshFrameType.HELLO_ACK;
@@ -59,7 +73,85 @@ export function deriveMeshKey(secret: Uint8Array): Uint8Array {
 }
 
 function mac(key: Uint8Array, body: Uint8Array): Uint8Array {
-  return blake2s(Buffer.concat([LABEL, body]), { key, dkLen: MESH_MAC_LEN });
+  return blake2s(Buffer.concat([HELLO_LABEL, body]), { key, dkLen: MESH_MAC_LEN });
+}
+
+/**
+ * The MESH_DATA key for frames from `senderId` to `receiverId`, from the HELLO (sent by the
+ * sender, `helloNonce`) and its HELLO_ACK (`ackNonce`). Both relays compute it; nobody without
+ * the mesh key can. Fresh per handshake, so counters restart at 0 with each key.
+ */
+export function deriveMeshDataKey(meshKey: Uint8Array, helloNonce: Uint8Array, ackNonce: Uint8Array, senderId: string, receiverId: string): KeyObject {
+  const s = Buffer.from(senderId, 'utf8');
+  const r = Buffer.from(receiverId, 'utf8');
+  const input = Buffer.concat([DATA_KEY_LABEL, helloNonce, ackNonce, Buffer.from([s.length]), s, Buffer.from([r.length]), r]);
+  return createSecretKey(blake2s(input, { key: meshKey, dkLen: 32 }));
+}
+
+/** The 16-byte tag of the MESH_DATA frame `buf[off..off+len]` under `key`. */
+function dataTag(key: KeyObject, buf: Uint8Array, off: number, len: number): Buffer {
+  return createHmac('sha256', key)
+    .update(buf.subarray(off, off + MESH_OFFSET_TAG))
+    .update(buf.subarray(off + MESH_OFFSET_DST, off + len))
+    .digest();
+}
+
+/** Write `counter` and the tag into the MESH_DATA frame `buf[off..off+len]` (header already written). */
+export function sealMeshData(buf: Uint8Array, off: number, len: number, key: KeyObject, counter: number): void {
+  writeCounter(buf, off + MESH_OFFSET_COUNTER, counter);
+  buf.set(dataTag(key, buf, off, len).subarray(0, MESH_TAG_LEN), off + MESH_OFFSET_TAG);
+}
+
+/** True when the frame's tag verifies under `key` (constant time). Never throws. */
+export function openMeshData(buf: Uint8Array, off: number, len: number, key: KeyObject): boolean {
+  if (len < MESH_DATA_HEADER_LEN || buf[off + 1] !== MESH_DATA_VERSION) return false;
+  const t = dataTag(key, buf, off, len);
+  return timingSafeEqual(t.subarray(0, MESH_TAG_LEN), Buffer.from(buf.buffer, buf.byteOffset + off + MESH_OFFSET_TAG, MESH_TAG_LEN));
+}
+
+/** The frame's counter (up to 2^53; a larger one reads as -1, never accepted). */
+export function readMeshCounter(buf: Uint8Array, off: number): number {
+  const o = off + MESH_OFFSET_COUNTER;
+  const hi = ((buf[o] << 24) | (buf[o + 1] << 16) | (buf[o + 2] << 8) | buf[o + 3]) >>> 0;
+  const lo = ((buf[o + 4] << 24) | (buf[o + 5] << 16) | (buf[o + 6] << 8) | buf[o + 7]) >>> 0;
+  return hi >= 0x200000 ? -1 : hi * 0x1_0000_0000 + lo;
+}
+
+function writeCounter(buf: Uint8Array, o: number, n: number): void {
+  const hi = Math.floor(n / 0x1_0000_0000);
+  const lo = n >>> 0;
+  buf[o] = hi >>> 24; buf[o + 1] = hi >>> 16; buf[o + 2] = hi >>> 8; buf[o + 3] = hi;
+  buf[o + 4] = lo >>> 24; buf[o + 5] = lo >>> 16; buf[o + 6] = lo >>> 8; buf[o + 7] = lo;
+}
+
+const WINDOW_WORDS = 32;
+/** Counters this far below the highest seen are refused as too old. */
+export const MESH_REPLAY_WINDOW = (WINDOW_WORDS - 1) * 32;
+
+/**
+ * Sliding replay window over frame counters (a 1024-bit ring, RFC 6479 style). Call `accept`
+ * only after the frame's tag verified, so forgeries cannot move it.
+ */
+export class ReplayWindow {
+  private readonly bits = new Uint32Array(WINDOW_WORDS);
+  private top = -1;
+
+  /** True, and recorded, if `n` was not seen and is not too old. */
+  accept(n: number): boolean {
+    if (n < 0 || n + MESH_REPLAY_WINDOW <= this.top) return false;
+    const idx = Math.floor(n / 32);
+    if (n > this.top) {
+      const cur = this.top < 0 ? -1 : Math.floor(this.top / 32);
+      const diff = Math.min(idx - cur, WINDOW_WORDS);
+      for (let i = 1; i <= diff; i++) this.bits[(cur + i + WINDOW_WORDS) % WINDOW_WORDS] = 0;
+      this.top = n;
+    }
+    const w = idx % WINDOW_WORDS;
+    const bit = (1 << (n % 32)) >>> 0;
+    if ((this.bits[w] & bit) !== 0) return false;
+    this.bits[w] |= bit;
+    return true;
+  }
 }
 
 export function encodeMeshHello(h: MeshHello, key: Uint8Array): Buffer {
@@ -95,12 +187,11 @@ export function decodeMeshHello(buf: Uint8Array, off: number, len: number, key: 
   };
 }
 
-/** Write a MESH_DATA header at `buf[off .. off + 12]`. */
+/** Write a MESH_DATA header at `buf[off .. off + 36]`, counter and tag zero (`sealMeshData` fills them). */
 export function writeMeshDataHeader(buf: Uint8Array, off: number, dstVip: number, srcVip: number): void {
+  buf.fill(0, off, off + MESH_OFFSET_DST);
   buf[off] = MeshFrameType.DATA;
-  buf[off + 1] = 0;
-  buf[off + 2] = 0;
-  buf[off + 3] = 0;
+  buf[off + 1] = MESH_DATA_VERSION;
   writeAddr(buf, off + MESH_OFFSET_DST, dstVip);
   writeAddr(buf, off + MESH_OFFSET_SRC, srcVip);
 }

@@ -16,25 +16,30 @@
  *     when the route is usable (the rest are dropped as 'mesh-route-pending'); the lookup is
  *     one Redis round trip.
  *   - trust: relays prove the shared mesh key with a HELLO / HELLO_ACK exchange (MAC,
- *     timestamp window, single-use nonce; mesh-frame.ts). MESH_DATA is accepted only from a
- *     source address that proved the key — the same trust-by-4-tuple the member port uses;
- *     the payload is end-to-end WireGuard either way. An untrusted sender gets MESH_REAUTH.
+ *     timestamp window, single-use nonce; mesh-frame.ts), which also yields a per-direction
+ *     MESH_DATA key. Every MESH_DATA frame carries a counter and an HMAC tag over its header
+ *     and payload: a frame is delivered only if it comes from an address that proved the key,
+ *     its tag verifies under that sender's key and its counter is new (replay window). So
+ *     nobody on the mesh network can forge a source vip (which the policy check and the
+ *     members' cryptokey routing rely on) or replay frames. An untrusted sender, or one whose
+ *     tags fail, gets MESH_REAUTH (rate-limited).
  *   - access policy: the home relay checks MESH_DATA again (policy-gate.ts), the sender's
  *     tags looked up like any remote member's; a frame from a sender whose tags are being
  *     looked up is held and run through `rerun` when they are known.
  *   - one hop only: a home relay delivers MESH_DATA to its own members or drops it; it never
  *     forwards again, so there are no loops.
  *
- * Hot path: no allocation, never throws; one copy into a scratch buffer on the sending side
- * (the 4 extra header bytes), none on the receiving side (the header is rewritten in place).
+ * Hot path: never throws; one copy into a scratch buffer on the sending side (the extra header
+ * bytes), none on the receiving side (the header is rewritten in place); one HMAC-SHA256 per
+ * frame on each side (node:crypto, the only allocation; bench/mesh-mac.ts).
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, type KeyObject } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { type Clock, type Logger, type DatagramBatch, type DatagramSocket, formatAddr, EventType, type SessionEventType } from '../common';
 import { FrameType, RELAY_HEADER_LEN, readU32, MSG_TRANSPORT_MIN_SIZE } from '../protocol';
 import {
   MESH_DATA_HEADER_LEN, MESH_NONCE_LEN, MESH_OFFSET_DST, MESH_OFFSET_SRC, MESH_REAUTH_LEN, MeshFrameType, decodeMeshHello,
-  encodeMeshHello, writeMeshDataHeader,
+  deriveMeshDataKey, encodeMeshHello, openMeshData, readMeshCounter, sealMeshData, writeMeshDataHeader,
 } from './mesh-frame';
 import { HeldFrames } from './mesh-held';
 import { MeshTrust } from './mesh-trust';
@@ -122,6 +127,9 @@ interface Peer {
   ready: boolean;
   lastHelloAt: number;
   nonce: Uint8Array;
+  /** MESH_DATA key towards this peer, from our last HELLO it ACKed; undefined until then. */
+  txKey: KeyObject | undefined;
+  txCounter: number;
 }
 
 interface Route {
@@ -252,14 +260,20 @@ export class Mesh {
       this.sendHello(peer, now, MeshFrameType.HELLO);
       return this.hold(buf, off, len, srcVip, dstVip, now);
     }
-    const payloadLen = len - RELAY_HEADER_LEN;
+    const frameLen = MESH_DATA_HEADER_LEN + len - RELAY_HEADER_LEN;
     const s = this.scratch;
     writeMeshDataHeader(s, 0, dstVip, srcVip);
     s.set(buf.subarray(off + RELAY_HEADER_LEN, off + len), MESH_DATA_HEADER_LEN);
-    this.c.socket.send(s, 0, MESH_DATA_HEADER_LEN + payloadLen, peer.addr, peer.port);
+    this.seal(peer, s, frameLen);
+    this.c.socket.send(s, 0, frameLen, peer.addr, peer.port);
     this.dirty = true;
     if (this.local) this.local.stats.meshSent++;
     return MeshForwardResult.SENT;
+  }
+
+  /** Counter and tag for a MESH_DATA frame to a ready peer (one HMAC-SHA256 over the frame). */
+  private seal(peer: Peer, f: Uint8Array, len: number): void {
+    sealMeshData(f, 0, len, peer.txKey!, peer.txCounter++);
   }
 
   /** Keep a copy of the frame until the route is usable: HELD, or PENDING (dropped) when full. */
@@ -275,7 +289,10 @@ export class Mesh {
       if (!r) return undefined;
       if (!r.peer) return null;
       return r.peer.ready ? r.peer : undefined;
-    }, (f, addr, port) => this.c.socket.send(f, 0, f.length, addr, port));
+    }, (f, peer) => {
+      this.seal(peer, f, f.length);
+      this.c.socket.send(f, 0, f.length, peer.addr, peer.port);
+    });
     if (n > 0) {
       if (this.local) this.local.stats.meshSent += n;
       this.c.socket.flush();
@@ -324,12 +341,16 @@ export class Mesh {
   private upsertPeer(h: MeshHome): Peer {
     let p = this.peers.get(h.relayId);
     if (!p) {
-      p = { id: h.relayId, addr: h.addr >>> 0, port: h.port, ready: false, lastHelloAt: -Infinity, nonce: new Uint8Array(MESH_NONCE_LEN) };
+      p = {
+        id: h.relayId, addr: h.addr >>> 0, port: h.port, ready: false, lastHelloAt: -Infinity, nonce: new Uint8Array(MESH_NONCE_LEN),
+        txKey: undefined, txCounter: 0,
+      };
       this.peers.set(h.relayId, p);
     } else if (p.addr !== h.addr >>> 0 || p.port !== h.port) {
       p.addr = h.addr >>> 0;
       p.port = h.port;
       p.ready = false;
+      p.txKey = undefined;
       p.lastHelloAt = -Infinity;
     }
     return p;
@@ -405,23 +426,40 @@ export class Mesh {
   /** A held MESH_DATA frame (policy-held.ts) through the mesh port's path again, sent at once. */
   rerun(buf: Buffer, addr: number, port: number): void {
     if (this.closed || !this.local) return;
-    this.meshFrame(buf, 0, buf.length, addr, port, this.c.clock.now());
+    // Its tag and counter were checked the first time (checking again would call it a replay).
+    this.meshFrame(buf, 0, buf.length, addr, port, this.c.clock.now(), true);
     this.local.memberSocket.flush();
     this.flush();
   }
 
-  private meshFrame(buf: Buffer, off: number, len: number, addr: number, port: number, now: number): void {
+  private meshFrame(buf: Buffer, off: number, len: number, addr: number, port: number, now: number, verified = false): void {
     const l = this.local!;
     if (len < MESH_REAUTH_LEN) return l.stats.drop('too-short');
     const type = buf[off];
     if (type === MeshFrameType.DATA) {
-      if (!this.trust.isTrusted(addr, port)) {
+      const sender = this.trust.sender(addr, port);
+      if (!sender) {
         l.stats.drop('mesh-untrusted');
         // At most one MESH_REAUTH per source per tick: never an amplifier.
         if (this.trust.mayReauth(addr, port)) this.c.socket.send(this.reauthFrame, 0, MESH_REAUTH_LEN, addr, port);
         return;
       }
       if (len < MESH_DATA_HEADER_LEN + MSG_TRANSPORT_MIN_SIZE) return l.stats.drop('too-short');
+      if (!verified) {
+        // The tag first (under the sender's newest key, then its previous one), then the counter.
+        let rx = sender.current;
+        if (!openMeshData(buf, off, len, rx.key)) {
+          const prev = sender.previous;
+          if (prev === undefined || !openMeshData(buf, off, len, prev.key)) {
+            l.stats.drop('mesh-bad-mac');
+            // A sender that lost our key (we restarted and it re-keyed elsewhere) handshakes again.
+            if (this.trust.mayReauth(addr, port)) this.c.socket.send(this.reauthFrame, 0, MESH_REAUTH_LEN, addr, port);
+            return;
+          }
+          rx = prev;
+        }
+        if (!rx.window.accept(readMeshCounter(buf, off))) return l.stats.drop('mesh-replayed');
+      }
       const dst = l.sessions.byOverlay(readU32(buf, off + MESH_OFFSET_DST));
       if (!dst) return l.stats.drop('mesh-unknown-destination');
       const gate = l.policy;
@@ -466,14 +504,17 @@ export class Mesh {
     if (h.type === MeshFrameType.HELLO_ACK) {
       const p = this.peers.get(h.relayId);
       if (!p || !Buffer.from(p.nonce).equals(Buffer.from(h.echo))) return l.stats.drop('mesh-bad-hello');
-      this.trust.trust(addr, port, h.relayId);
+      // Our HELLO's nonce and its ACK's: the key our MESH_DATA to this peer is sealed with.
+      p.txKey = deriveMeshDataKey(this.o.key, p.nonce, h.nonce, this.o.relayId, h.relayId);
+      p.txCounter = 0;
       if (!p.ready) this.log.info({ peer: h.relayId, meshAddr: `${formatAddr(addr)}:${port}` }, 'mesh peer ready');
       p.ready = true;
       this.drainHeld(now);
       return;
     }
-    this.trust.trust(addr, port, h.relayId);
-    const ack = encodeMeshHello({ type: MeshFrameType.HELLO_ACK, timestampMs: wall, nonce: randomBytes(MESH_NONCE_LEN), echo: h.nonce, relayId: this.o.relayId }, this.o.key);
+    const ackNonce = randomBytes(MESH_NONCE_LEN);
+    this.trust.trust(addr, port, h.relayId, deriveMeshDataKey(this.o.key, h.nonce, ackNonce, h.relayId, this.o.relayId));
+    const ack = encodeMeshHello({ type: MeshFrameType.HELLO_ACK, timestampMs: wall, nonce: ackNonce, echo: h.nonce, relayId: this.o.relayId }, this.o.key);
     this.c.socket.send(ack, 0, ack.length, addr, port);
   }
 }

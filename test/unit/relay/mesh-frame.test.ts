@@ -2,7 +2,8 @@ import test from 'ava';
 import fc from 'fast-check';
 import { randomBytes } from 'node:crypto';
 import {
-  MESH_DATA_HEADER_LEN, MeshFrameType, decodeMeshHello, deriveMeshKey, encodeMeshHello, writeMeshDataHeader,
+  MESH_DATA_HEADER_LEN, MESH_DATA_VERSION, MESH_REPLAY_WINDOW, MeshFrameType, ReplayWindow, decodeMeshHello, deriveMeshDataKey,
+  deriveMeshKey, encodeMeshHello, openMeshData, readMeshCounter, sealMeshData, writeMeshDataHeader,
 } from '../../../relay/mesh-frame';
 
 const key = deriveMeshKey(Buffer.from('a shared mesh secret, 32+ bytes long'));
@@ -50,8 +51,62 @@ test('encode refuses bad ids and nonces', (t) => {
   t.throws(() => encodeMeshHello(hello({ nonce: new Uint8Array(15) }), key), { instanceOf: RangeError });
 });
 
-test('MESH_DATA header: bytes 4.. become a member DATA frame with the source vip', (t) => {
-  const b = Buffer.alloc(MESH_DATA_HEADER_LEN + 4);
+test('MESH_DATA header: bytes 28.. become a member DATA frame with the source vip', (t) => {
+  const b = Buffer.alloc(MESH_DATA_HEADER_LEN + 4, 0xee);
   writeMeshDataHeader(b, 0, 0x64400002, 0x64400001);
-  t.deepEqual([...b.subarray(0, 12)], [0x20, 0, 0, 0, 100, 64, 0, 2, 100, 64, 0, 1]);
+  t.deepEqual([...b.subarray(0, 4)], [0x20, MESH_DATA_VERSION, 0, 0]);
+  t.deepEqual([...b.subarray(4, 28)], new Array(24).fill(0), 'counter and tag zero until sealed');
+  t.deepEqual([...b.subarray(28, 36)], [100, 64, 0, 2, 100, 64, 0, 1]);
+});
+
+function sealed(k: ReturnType<typeof deriveMeshDataKey>, counter: number, pad = 0): Buffer {
+  const b = Buffer.alloc(pad + MESH_DATA_HEADER_LEN + 100);
+  writeMeshDataHeader(b, pad, 0x64400002, 0x64400001);
+  randomBytes(100).copy(b, pad + MESH_DATA_HEADER_LEN);
+  sealMeshData(b, pad, b.length - pad, k, counter);
+  return b;
+}
+
+test('MESH_DATA tags: sealed frames open under the same direction key only; any flipped bit is refused', (t) => {
+  const n1 = randomBytes(16);
+  const n2 = randomBytes(16);
+  const k = deriveMeshDataKey(key, n1, n2, 'r1', 'r2');
+  const f = sealed(k, 7, 3);
+  t.true(openMeshData(f, 3, f.length - 3, k), 'positive control');
+  t.true(openMeshData(f, 3, f.length - 3, deriveMeshDataKey(key, n1, n2, 'r1', 'r2')), 'both ends derive the same key');
+  t.is(readMeshCounter(f, 3), 7);
+  t.false(openMeshData(f, 3, f.length - 3, deriveMeshDataKey(key, n1, n2, 'r2', 'r1')), 'the other direction');
+  t.false(openMeshData(f, 3, f.length - 3, deriveMeshDataKey(key, n2, n1, 'r1', 'r2')), 'another handshake');
+  t.false(openMeshData(f, 3, f.length - 3, deriveMeshDataKey(deriveMeshKey(Buffer.from('another secret, also long enough')), n1, n2, 'r1', 'r2')), 'another mesh key');
+  fc.assert(fc.property(fc.nat({ max: (f.length - 3) * 8 - 1 }), (bit) => {
+    const g = Buffer.from(f);
+    g[3 + (bit >> 3)] ^= 1 << (bit & 7);
+    t.false(openMeshData(g, 3, g.length - 3, k));
+  }), { numRuns: 2000 });
+  t.false(openMeshData(f, 3, f.length - 4, k), 'truncated');
+  t.false(openMeshData(f, 3, MESH_DATA_HEADER_LEN - 1, k), 'shorter than a header');
+});
+
+test('replay window: each counter once, reordering within the window, too old refused', (t) => {
+  const w = new ReplayWindow();
+  t.true(w.accept(0));
+  t.false(w.accept(0));
+  t.true(w.accept(5));
+  t.true(w.accept(3), 'late but new');
+  t.false(w.accept(3));
+  t.true(w.accept(5000));
+  t.false(w.accept(5000 - MESH_REPLAY_WINDOW), 'too old');
+  t.true(w.accept(5001 - MESH_REPLAY_WINDOW), 'oldest still inside');
+  t.false(w.accept(-1));
+  // Against a model: a set of seen counters, window enforced.
+  fc.assert(fc.property(fc.array(fc.nat({ max: 3000 }), { maxLength: 400 }), (ns) => {
+    const win = new ReplayWindow();
+    const seen = new Set<number>();
+    let top = -1;
+    for (const n of ns) {
+      const expect = !seen.has(n) && n + MESH_REPLAY_WINDOW > top;
+      t.is(win.accept(n), expect);
+      if (expect) { seen.add(n); top = Math.max(top, n); }
+    }
+  }), { numRuns: 300 });
 });
