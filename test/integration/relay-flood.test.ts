@@ -4,6 +4,8 @@
  *     challenge MAC is checked before the X25519 work budget is spent.
  *   - 200,000 DATA frames to distinct unknown vips leave the mesh route cache at its bound, the
  *     Redis route lookups within the sender's budget, and the heap bounded.
+ *   - forged, altered and replayed MESH_DATA from a trusted relay's own address is dropped and
+ *     counted while genuine mesh traffic flows.
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -14,6 +16,7 @@ import { silentLogger } from '../../common/logger';
 import { formatAddr } from '../../common/ipv4';
 import { DgramSocket } from '../../native-bindings';
 import { encodeAuth, RELAY_HEADER_LEN } from '../../protocol/relay-frame';
+import { MESH_OFFSET_SRC, MESH_OFFSET_TAG, MeshFrameType } from '../../relay/mesh-frame';
 import {
   createRelay, deriveMeshKey, Mesh, RedisMemberDirectory, RedisMeshRegistry, RedisPolicySource, RedisSessionRecorder,
   type MeshInit, type MeshRouteSource, type Relay,
@@ -97,7 +100,7 @@ test('400 garbage AUTHs per second do not stop a genuine member binding within 2
   t.pass();
 });
 
-interface MeshNode { relay: Relay; mesh: Mesh; port: number; lookups: () => number; stop(): Promise<void> }
+interface MeshNode { relay: Relay; mesh: Mesh; port: number; meshSocket: DgramSocket; lookups: () => number; stop(): Promise<void> }
 
 /** One meshed relay on real Redis, its route source wrapped to count the Redis route lookups. */
 async function startMeshNode(id: string, meshInit: Partial<MeshInit>, withPolicy: boolean): Promise<MeshNode> {
@@ -128,7 +131,7 @@ async function startMeshNode(id: string, meshInit: Partial<MeshInit>, withPolicy
   relay.start();
   await relay.policyReady();
   return {
-    relay, mesh, port: socket.localAddress.port, lookups: () => lookups,
+    relay, mesh, port: socket.localAddress.port, meshSocket, lookups: () => lookups,
     async stop() {
       await registry.stop();
       relay.stop();
@@ -237,4 +240,66 @@ test.serial('the mesh route cache stays at its bound under distinct-vip DATA (ge
   t.log(`lookups ${node.lookups()}, cached ${rs.cached}`);
   t.true(node.lookups() > 2048, 'more distinct vips were looked up than the cache holds');
   t.is(rs.cached, 2048, 'the LRU holds exactly its bound');
+});
+
+test.serial('forged, altered and replayed MESH_DATA from a trusted relay address is dropped while genuine mesh traffic flows', async (t) => {
+  const a = identity('100.64.13.1');
+  const b = identity('100.64.13.2');
+  const c = identity('100.64.13.3');
+  await enroll(await redisUrl(), a, b, c);
+  const r1 = await startMeshNode('auth-1', {}, false);
+  const r2 = await startMeshNode('auth-2', {}, false);
+  const members: Member[] = [];
+  t.teardown(async () => { for (const m of members) m.close(); await r1.stop(); await r2.stop(); });
+  // Record what r1 really sends on the mesh (an attacker on the mesh network sees the same).
+  const captured: Buffer[] = [];
+  const send = r1.meshSocket.send.bind(r1.meshSocket);
+  r1.meshSocket.send = (buf, off, len, addr, port) => {
+    if (buf[off] === MeshFrameType.DATA) captured.push(Buffer.from(buf.subarray(off, off + len)));
+    send(buf, off, len, addr, port);
+  };
+  const ma = await startMember(a, r1.port);
+  const mb = await startMember(b, r2.port);
+  members.push(ma, mb);
+  await until(() => ma.client.isReady && mb.client.isReady, 'members bound');
+
+  // Positive control: a → b in one mesh hop, tags verified.
+  const wg = (fill: number): Buffer => Buffer.from([4, 0, 0, 0, ...Buffer.alloc(60, fill)]);
+  ma.sendData(b.vip, wg(1));
+  await until(() => mb.received.length === 1 && captured.length >= 1, 'a → b via the mesh');
+  t.is(mb.received[0].srcVip, a.vip);
+  const genuine = captured[captured.length - 1];
+  const r2Mesh = r2.meshSocket.localAddress.port;
+  const inject = (f: Buffer): void => { send(f, 0, f.length, 0x7f000001, r2Mesh); r1.meshSocket.flush(); };
+  const drops = (): Record<string, number> => r2.relay.stats().drops;
+
+  // 1. A replay of the genuine frame, byte for byte, from r1's own mesh address.
+  inject(genuine);
+  await until(() => drops()['mesh-replayed'] >= 1, 'replay counted');
+  // 2. The genuine frame with its source vip rewritten to c (a forged sender), old tag kept.
+  const forgedSrc = Buffer.from(genuine);
+  forgedSrc.writeUInt32BE(c.vip, MESH_OFFSET_SRC);
+  inject(forgedSrc);
+  // 3. A fresh counter with a zeroed tag (no key): unauthenticated.
+  const noTag = Buffer.from(genuine);
+  noTag.writeUInt32BE(0, 4);
+  noTag.writeUInt32BE(999_999, 8);
+  noTag.fill(0, MESH_OFFSET_TAG, MESH_OFFSET_TAG + 16);
+  inject(noTag);
+  // 4. A version-1 style frame (12-byte header, no tag), as the mesh accepted before.
+  const v1 = Buffer.concat([Buffer.from([0x20, 0, 0, 0]), genuine.subarray(28, 36), genuine.subarray(36)]);
+  inject(v1);
+  await until(() => drops()['mesh-bad-mac'] >= 3, 'forgeries counted');
+  t.is(drops()['mesh-replayed'], 1);
+  t.is(drops()['mesh-bad-mac'], 3);
+  t.is(r2.relay.stats().meshDelivered, 1, 'nothing forged was delivered');
+
+  // Genuine traffic still flows, in both directions, after the forgeries.
+  for (let i = 2; i < 7; i++) ma.sendData(b.vip, wg(i));
+  await until(() => mb.received.length === 6, 'a → b after the forgeries');
+  t.true(mb.received.every((r) => r.srcVip === a.vip), 'every delivered frame is from a');
+  t.deepEqual(mb.received.map((r) => r.payload[4]), [1, 2, 3, 4, 5, 6], 'exactly the genuine frames, once each');
+  mb.sendData(a.vip, wg(9));
+  await until(() => ma.received.length === 1, 'b → a via the mesh');
+  t.is(ma.received[0].srcVip, b.vip);
 });
