@@ -152,7 +152,9 @@ class RelayImpl implements Relay {
         perKeyPerSecond: this.opts.authPerIpPerSecond, perKeyBurst: 2 * this.opts.authPerIpPerSecond,
         globalPerSecond: this.opts.authPerSecond, globalBurst: this.opts.authPerSecond,
       }),
-      replyLimiter, isClosed: () => this.closed, sendReauth: (a, p, n) => forwarder!.sendReauth(a, p, n),
+      // Its own limiter: an AUTH_FAIL must not use up the REAUTH/UNREACHABLE allowance of a 4-tuple.
+      replyLimiter: new RateLimiter(now, { intervalMs: this.opts.replyIntervalMs, perSecond: this.opts.replyPerSecond }),
+      isClosed: () => this.closed, sendReauth: (a, p, n) => forwarder!.sendReauth(a, p, n),
     });
     forwarder = new Forwarder({
       sessions: this.table, socket: c.socket, stats: this.counters, replyLimiter, control: control.handle, now: nowFn,
