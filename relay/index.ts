@@ -24,7 +24,7 @@ export { RedisMeshRegistry } from './mesh-registry';
 export type { MeshRegistryOptions } from './mesh-registry';
 export {
   MeshFrameType, deriveMeshKey, encodeMeshHello, decodeMeshHello, writeMeshDataHeader, sealMeshData, openMeshData, deriveMeshDataKey,
-  readMeshCounter, ReplayWindow, MESH_DATA_HEADER_LEN,
+  readMeshCounter, expandMeshCounter, ReplayWindow, MESH_DATA_HEADER_LEN,
 } from './mesh-frame';
 export type { PolicySource, PolicySourceEvent } from './policy-source';
 export { RedisPolicySource, policySourceEvent, parseStoredTags } from './redis-policy-source';

@@ -2,20 +2,24 @@
  * Relay ↔ relay (mesh) frames, on the mesh UDP port only (never the member port). Pure codec.
  *
  *   MESH_DATA (0x20), one hop from the sender's relay to the destination's home relay
- *   (mesh frame version 2; version 1 had no counter or tag):
+ *   (mesh frame version 2; version 1 had 3 reserved bytes where the counter and tag are):
  *
- *    0      1      2      4                12               28            32            36
- *   +------+------+------+----------------+----------------+-------------+-------------+-----------------
- *   | 0x20 | 0x02 | 0  0 | counter (8 BE) | tag (16)       | dst vip(BE) | src vip(BE) | WireGuard message
- *   +------+------+------+----------------+----------------+-------------+-------------+-----------------
+ *    0      1            3                  8             12            16
+ *   +------+------------+------------------+-------------+-------------+-----------------
+ *   | 0x20 | ctr (2 BE) | tag (5)          | dst vip(BE) | src vip(BE) | WireGuard message
+ *   +------+------------+------------------+-------------+-------------+-----------------
  *
- *   tag = HMAC-SHA256(k, bytes 0..12 || bytes 28..end), first 16 bytes, where k is the
- *   sending direction's session key (`deriveMeshDataKey`, from the mesh key and both nonces of
- *   the HELLO / HELLO_ACK exchange that made the sender trust the receiver). The counter
- *   starts at 0 per key and is checked against a 1024-frame replay window (ReplayWindow) after
- *   the tag verified. Bytes 28.. are laid out so the home relay turns the frame into a member
- *   DATA frame in place: it writes `0x10 0 0 0` over bytes 28-31 (the dst vip) and sends bytes
- *   28..end, whose bytes 32-35 already hold the source vip (docs/PROTOCOL.md §3).
+ *   16 bytes, 4 more than version 1, so the largest WireGuard message of a 1420-byte tunnel
+ *   (1456 bytes: 16 + 1424 padded + 16) still fits a 1500-byte link: 16 + 1456 + 28 = 1500.
+ *   `ctr` is the low 16 bits of the frame's counter (from 0 per key; the receiver restores the
+ *   rest from the highest counter it accepted, like QUIC packet numbers), and
+ *   tag = HMAC-SHA256(k, counter (8 BE) || byte 0 || bytes 8..end), first 5 bytes (40 bits),
+ *   where k is the sending direction's session key (`deriveMeshDataKey`, from the mesh key and
+ *   both nonces of the HELLO / HELLO_ACK exchange that made the sender trust the receiver).
+ *   A frame is accepted once its tag verified, then its counter passes a 1024-frame replay
+ *   window (ReplayWindow). Bytes 8.. are laid out so the home relay turns the frame into a
+ *   member DATA frame in place: it writes `0x10 0 0 0` over bytes 8-11 (the dst vip) and sends
+ *   bytes 8..end, whose bytes 12-15 already hold the source vip (docs/PROTOCOL.md §3).
 
  *   MESH_HELLO (0x21) / MESH_HELLO_ACK (0x22), the mesh handshake:
  *
@@ -38,14 +42,16 @@ export const MeshFrameType = {
   REAUTH: 0x23,
 } as const;
 
-/** MESH_DATA layout (version 2). */
-export const MESH_DATA_VERSION = 2;
-export const MESH_OFFSET_COUNTER = 4;
-export const MESH_OFFSET_TAG = 12;
-export const MESH_TAG_LEN = 16;
-export const MESH_OFFSET_DST = 28;
-export const MESH_OFFSET_SRC = 32;
-export const MESH_DATA_HEADER_LEN = 36;
+/** MESH_DATA layout (mesh frame version 2). */
+export const MESH_OFFSET_COUNTER = 1;
+export const MESH_OFFSET_TAG = 3;
+export const MESH_TAG_LEN = 5;
+export const MESH_OFFSET_DST = 8;
+export const MESH_OFFSET_SRC = 12;
+export const MESH_DATA_HEADER_LEN = 16;
+/** A sender re-handshakes (new key, counter from 0) once its counter reaches this (2^48). */
+export const MESH_COUNTER_REKEY = 2 ** 48;
+const CTR_SPAN = 0x1_0000;
 export const MESH_NONCE_LEN = 16;
 export const MESH_MAC_LEN = 16;
 export const MESH_ID_MAX_LEN = 64;
@@ -88,40 +94,42 @@ export function deriveMeshDataKey(meshKey: Uint8Array, helloNonce: Uint8Array, a
   return createSecretKey(blake2s(input, { key: meshKey, dkLen: 32 }));
 }
 
-/** The 16-byte tag of the MESH_DATA frame `buf[off..off+len]` under `key`. */
-function dataTag(key: KeyObject, buf: Uint8Array, off: number, len: number): Buffer {
-  return createHmac('sha256', key)
-    .update(buf.subarray(off, off + MESH_OFFSET_TAG))
-    .update(buf.subarray(off + MESH_OFFSET_DST, off + len))
-    .digest();
+const tagPrefix = Buffer.alloc(9);
+
+/** The tag of the MESH_DATA frame `buf[off..off+len]` with full counter `counter` under `key`. */
+function dataTag(key: KeyObject, buf: Uint8Array, off: number, len: number, counter: number): Buffer {
+  tagPrefix.writeUIntBE(Math.floor(counter / 0x1_0000_0000), 0, 4);
+  tagPrefix.writeUInt32BE(counter >>> 0, 4);
+  tagPrefix[8] = buf[off];
+  return createHmac('sha256', key).update(tagPrefix).update(buf.subarray(off + MESH_OFFSET_DST, off + len)).digest();
 }
 
-/** Write `counter` and the tag into the MESH_DATA frame `buf[off..off+len]` (header already written). */
+/** Write `counter`'s low bits and the tag into the MESH_DATA frame `buf[off..off+len]` (header already written). */
 export function sealMeshData(buf: Uint8Array, off: number, len: number, key: KeyObject, counter: number): void {
-  writeCounter(buf, off + MESH_OFFSET_COUNTER, counter);
-  buf.set(dataTag(key, buf, off, len).subarray(0, MESH_TAG_LEN), off + MESH_OFFSET_TAG);
+  buf[off + MESH_OFFSET_COUNTER] = (counter >>> 8) & 0xff;
+  buf[off + MESH_OFFSET_COUNTER + 1] = counter & 0xff;
+  buf.set(dataTag(key, buf, off, len, counter).subarray(0, MESH_TAG_LEN), off + MESH_OFFSET_TAG);
 }
 
-/** True when the frame's tag verifies under `key` (constant time). Never throws. */
-export function openMeshData(buf: Uint8Array, off: number, len: number, key: KeyObject): boolean {
-  if (len < MESH_DATA_HEADER_LEN || buf[off + 1] !== MESH_DATA_VERSION) return false;
-  const t = dataTag(key, buf, off, len);
+/** True when the frame's tag verifies under `key` for the full `counter` (constant time). Never throws. */
+export function openMeshData(buf: Uint8Array, off: number, len: number, key: KeyObject, counter: number): boolean {
+  if (len < MESH_DATA_HEADER_LEN) return false;
+  const t = dataTag(key, buf, off, len, counter);
   return timingSafeEqual(t.subarray(0, MESH_TAG_LEN), Buffer.from(buf.buffer, buf.byteOffset + off + MESH_OFFSET_TAG, MESH_TAG_LEN));
 }
 
-/** The frame's counter (up to 2^53; a larger one reads as -1, never accepted). */
+/** The low 16 bits of the frame's counter, as sent. */
 export function readMeshCounter(buf: Uint8Array, off: number): number {
-  const o = off + MESH_OFFSET_COUNTER;
-  const hi = ((buf[o] << 24) | (buf[o + 1] << 16) | (buf[o + 2] << 8) | buf[o + 3]) >>> 0;
-  const lo = ((buf[o + 4] << 24) | (buf[o + 5] << 16) | (buf[o + 6] << 8) | buf[o + 7]) >>> 0;
-  return hi >= 0x200000 ? -1 : hi * 0x1_0000_0000 + lo;
+  return (buf[off + MESH_OFFSET_COUNTER] << 8) | buf[off + MESH_OFFSET_COUNTER + 1];
 }
 
-function writeCounter(buf: Uint8Array, o: number, n: number): void {
-  const hi = Math.floor(n / 0x1_0000_0000);
-  const lo = n >>> 0;
-  buf[o] = hi >>> 24; buf[o + 1] = hi >>> 16; buf[o + 2] = hi >>> 8; buf[o + 3] = hi;
-  buf[o + 4] = lo >>> 24; buf[o + 5] = lo >>> 16; buf[o + 6] = lo >>> 8; buf[o + 7] = lo;
+/** The full counter nearest to `highest + 1` whose low 16 bits are `low` (never negative). */
+export function expandMeshCounter(low: number, highest: number): number {
+  const expected = highest + 1;
+  let c = expected - (expected % CTR_SPAN) + low;
+  if (c <= expected - CTR_SPAN / 2) c += CTR_SPAN;
+  else if (c > expected + CTR_SPAN / 2 && c >= CTR_SPAN) c -= CTR_SPAN;
+  return c;
 }
 
 const WINDOW_WORDS = 32;
@@ -135,6 +143,11 @@ export const MESH_REPLAY_WINDOW = (WINDOW_WORDS - 1) * 32;
 export class ReplayWindow {
   private readonly bits = new Uint32Array(WINDOW_WORDS);
   private top = -1;
+
+  /** The highest counter accepted, -1 before the first. */
+  get highest(): number {
+    return this.top;
+  }
 
   /** True, and recorded, if `n` was not seen and is not too old. */
   accept(n: number): boolean {
@@ -187,11 +200,10 @@ export function decodeMeshHello(buf: Uint8Array, off: number, len: number, key: 
   };
 }
 
-/** Write a MESH_DATA header at `buf[off .. off + 36]`, counter and tag zero (`sealMeshData` fills them). */
+/** Write a MESH_DATA header at `buf[off .. off + 20]`, counter and tag zero (`sealMeshData` fills them). */
 export function writeMeshDataHeader(buf: Uint8Array, off: number, dstVip: number, srcVip: number): void {
   buf.fill(0, off, off + MESH_OFFSET_DST);
   buf[off] = MeshFrameType.DATA;
-  buf[off + 1] = MESH_DATA_VERSION;
   writeAddr(buf, off + MESH_OFFSET_DST, dstVip);
   writeAddr(buf, off + MESH_OFFSET_SRC, srcVip);
 }

@@ -38,8 +38,8 @@ import { LRUCache } from 'lru-cache';
 import { type Clock, type Logger, type DatagramBatch, type DatagramSocket, formatAddr, EventType, type SessionEventType } from '../common';
 import { FrameType, RELAY_HEADER_LEN, readU32, MSG_TRANSPORT_MIN_SIZE } from '../protocol';
 import {
-  MESH_DATA_HEADER_LEN, MESH_NONCE_LEN, MESH_OFFSET_DST, MESH_OFFSET_SRC, MESH_REAUTH_LEN, MeshFrameType, decodeMeshHello,
-  deriveMeshDataKey, encodeMeshHello, openMeshData, readMeshCounter, sealMeshData, writeMeshDataHeader,
+  MESH_COUNTER_REKEY, MESH_DATA_HEADER_LEN, MESH_NONCE_LEN, MESH_OFFSET_DST, MESH_OFFSET_SRC, MESH_REAUTH_LEN, MeshFrameType, decodeMeshHello,
+  deriveMeshDataKey, encodeMeshHello, expandMeshCounter, openMeshData, readMeshCounter, sealMeshData, writeMeshDataHeader,
 } from './mesh-frame';
 import { HeldFrames } from './mesh-held';
 import { MeshTrust } from './mesh-trust';
@@ -256,6 +256,11 @@ export class Mesh {
     }
     const peer = r.peer;
     if (!peer) return MeshForwardResult.NONE;
+    if (peer.ready && peer.txCounter >= MESH_COUNTER_REKEY) {
+      // A fresh key long before the counter could lose precision (never in practice: the 10 s refresh re-keys).
+      peer.ready = false;
+      peer.lastHelloAt = -Infinity;
+    }
     if (!peer.ready) {
       this.sendHello(peer, now, MeshFrameType.HELLO);
       return this.hold(buf, off, len, srcVip, dstVip, now);
@@ -447,10 +452,13 @@ export class Mesh {
       if (len < MESH_DATA_HEADER_LEN + MSG_TRANSPORT_MIN_SIZE) return l.stats.drop('too-short');
       if (!verified) {
         // The tag first (under the sender's newest key, then its previous one), then the counter.
+        const low = readMeshCounter(buf, off);
         let rx = sender.current;
-        if (!openMeshData(buf, off, len, rx.key)) {
+        let n = expandMeshCounter(low, rx.window.highest);
+        if (!openMeshData(buf, off, len, rx.key, n)) {
           const prev = sender.previous;
-          if (prev === undefined || !openMeshData(buf, off, len, prev.key)) {
+          if (prev !== undefined) n = expandMeshCounter(low, prev.window.highest);
+          if (prev === undefined || !openMeshData(buf, off, len, prev.key, n)) {
             l.stats.drop('mesh-bad-mac');
             // A sender that lost our key (we restarted and it re-keyed elsewhere) handshakes again.
             if (this.trust.mayReauth(addr, port)) this.c.socket.send(this.reauthFrame, 0, MESH_REAUTH_LEN, addr, port);
@@ -458,7 +466,7 @@ export class Mesh {
           }
           rx = prev;
         }
-        if (!rx.window.accept(readMeshCounter(buf, off))) return l.stats.drop('mesh-replayed');
+        if (!rx.window.accept(n)) return l.stats.drop('mesh-replayed');
       }
       const dst = l.sessions.byOverlay(readU32(buf, off + MESH_OFFSET_DST));
       if (!dst) return l.stats.drop('mesh-unknown-destination');

@@ -16,7 +16,7 @@ import { silentLogger } from '../../common/logger';
 import { formatAddr } from '../../common/ipv4';
 import { DgramSocket } from '../../native-bindings';
 import { encodeAuth, RELAY_HEADER_LEN } from '../../protocol/relay-frame';
-import { MESH_OFFSET_SRC, MESH_OFFSET_TAG, MeshFrameType } from '../../relay/mesh-frame';
+import { MESH_OFFSET_COUNTER, MESH_OFFSET_DST, MESH_OFFSET_SRC, MESH_OFFSET_TAG, MeshFrameType } from '../../relay/mesh-frame';
 import {
   createRelay, deriveMeshKey, Mesh, RedisMemberDirectory, RedisMeshRegistry, RedisPolicySource, RedisSessionRecorder,
   type MeshInit, type MeshRouteSource, type Relay,
@@ -282,12 +282,11 @@ test.serial('forged, altered and replayed MESH_DATA from a trusted relay address
   inject(forgedSrc);
   // 3. A fresh counter with a zeroed tag (no key): unauthenticated.
   const noTag = Buffer.from(genuine);
-  noTag.writeUInt32BE(0, 4);
-  noTag.writeUInt32BE(999_999, 8);
-  noTag.fill(0, MESH_OFFSET_TAG, MESH_OFFSET_TAG + 16);
+  noTag.writeUInt16BE(999, MESH_OFFSET_COUNTER);
+  noTag.fill(0, MESH_OFFSET_TAG, MESH_OFFSET_DST);
   inject(noTag);
   // 4. A version-1 style frame (12-byte header, no tag), as the mesh accepted before.
-  const v1 = Buffer.concat([Buffer.from([0x20, 0, 0, 0]), genuine.subarray(28, 36), genuine.subarray(36)]);
+  const v1 = Buffer.concat([Buffer.from([0x20, 0, 0, 0]), genuine.subarray(MESH_OFFSET_DST)]);
   inject(v1);
   await until(() => drops()['mesh-bad-mac'] >= 3, 'forgeries counted');
   t.is(drops()['mesh-replayed'], 1);
