@@ -6,7 +6,7 @@
  *
  *   node dist/bench/run.js [--duration 5] [--omit 1] [--runs 1] [--only wireguard-go,...]
  */
-import { isthmusRelaySubject, isthmusMeshSubject, median, runIperf, runPing, runUdpPps, waitForPing, type IperfCase, type IperfResult, wireguardGoHubSubject, nebulaRelaySubject, run, sleep, systemBin, type BenchSubject, type SubjectFactory, createTopology, randomPrefix, type Topology } from '../testbed';
+import { isthmusRelaySubject, isthmusMeshSubject, median, runIperf, runPing, runUdpPps, waitForPing, type IperfCase, type IperfResult, wireguardGoHubSubject, wireguardGoCurrentSubject, nebulaRelaySubject, run, sleep, systemBin, type BenchSubject, type SubjectFactory, createTopology, randomPrefix, type Topology } from '../testbed';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -23,6 +23,7 @@ export const SUBJECTS: readonly SubjectFactory[] = [
   () => isthmusMeshSubject('same'),
   () => isthmusMeshSubject('cross'),
   wireguardGoHubSubject,
+  wireguardGoCurrentSubject,
   nebulaRelaySubject,
 ];
 
@@ -163,7 +164,11 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   const only = a.only?.split(',').map((x) => x.trim());
-  const subjects = SUBJECTS.map((f) => f()).filter((s) => !only || only.includes(s.name));
+  const subjects = SUBJECTS.map((f) => f()).filter((s) => !only || only.includes(s.name)).filter((s) => {
+    const why = s.unavailable?.();
+    if (why) process.stderr.write(`skipping ${s.name}: ${why}\n`);
+    return !why;
+  });
   if (subjects.length === 0) {
     process.stderr.write(`no subject selected; known: ${SUBJECTS.map((f) => f().name).join(', ')}\n`);
     return 1;

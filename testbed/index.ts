@@ -26,5 +26,6 @@ export {
 } from './peers/isthmus-joined';
 export * from './peers/wireguard-go';
 export * from './peers/wireguard-go-hub';
+export * from './peers/wireguard-go-current';
 export * from './peers/nebula';
 export { makeCoordinatorTls, type CoordinatorTls } from './tls-certs';

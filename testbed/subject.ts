@@ -25,6 +25,11 @@ export interface BenchSubject {
   describe(): Promise<string>;
   /** System tools it runs (installed from Debian by the bench when missing), e.g. ['wireguard-go', 'wg']. */
   readonly requires?: readonly string[];
+  /**
+   * Why it cannot run on this machine (e.g. a binary that is not installed from Debian is absent),
+   * or undefined. The bench skips such a subject with this message instead of failing the run.
+   */
+  unavailable?(): string | undefined;
   /** Start the subject on `topo`; resolve once vpc1 can address vpc2's member. */
   setup(topo: Topology): Promise<SubjectEndpoints>;
   /** Stop what setup() started (idempotent). */

@@ -41,6 +41,8 @@ export interface WireguardGoInit {
   peers?: WgPeerSpec[];
   /** @default 1420 */
   mtu?: number;
+  /** The wireguard-go executable: a command on PATH or an absolute path. @default 'wireguard-go' (Debian's) */
+  binary?: string;
 }
 
 export interface WireguardGo {
@@ -107,7 +109,7 @@ export async function startWireguardGo(env: NsRunner, init: WireguardGoInit): Pr
   if (ifname.length > 15) throw new Error(`interface name longer than 15 chars: ${ifname}`);
   const sock = join(WG_RUN_DIR, `${ifname}.sock`);
   if (existsSync(sock)) throw new Error(`${sock} exists: another wireguard-go uses ${ifname}`);
-  const proc = env.spawn(ns, 'wireguard-go', ['-f', ifname], {
+  const proc = env.spawn(ns, init.binary ?? 'wireguard-go', ['-f', ifname], {
     name: `wireguard-go ${ifname}@${ns}`,
     env: { ...process.env, LOG_LEVEL: process.env.ISTHMUS_WG_LOG_LEVEL ?? 'error' },
   });
