@@ -323,7 +323,9 @@ export class RedisRegistry {
     const [h, s] = await Promise.all([this.redis.hgetall(this.keys.node(vip)), this.redis.hgetall(this.keys.session(vip))]);
     const p = peerFromHash(vip, h);
     if (!p) return undefined;
-    return { ...p, created: Number(h.created), lastSeen: Number(h.lastSeen), ephemeral: h.ephemeral === '1',
+    // Liveness is the relay session: a member holding one is seen now (its polls write nothing).
+    const live = Object.keys(s).length > 0;
+    return { ...p, created: Number(h.created), lastSeen: live ? this.opts.now() : Number(h.lastSeen), ephemeral: h.ephemeral === '1',
       originalCidrs: JSON.parse(h.cidrs || '[]') as string[],
       ...(Object.keys(s).length ? { session: s } : {}) };
   }

@@ -166,7 +166,13 @@ test.serial('liveness comes from relay sessions: an ephemeral member that only p
   t.deepEqual(removed, [pollOnly.vip]);
   t.truthy(await env.r.hget(`isthmus:node:${withSession.vip}`, 'pub'), 'the member with a relay session stays');
   t.true(Number(await env.r.hget(`isthmus:node:${withSession.vip}`, 'lastSeen')) > Date.now() - 1_000, 'the sweep marked it seen');
+  // `node list` reports a member with a relay session as seen now, one without by its last join.
+  const nodes = await env.admin.listNodes();
+  const listed = nodes.find((n) => n.vip === withSession.vip)!;
+  t.true(listed.lastSeen > Date.now() - 1_000, 'with a relay session: seen now');
+  await env.r.hset(`isthmus:node:${withSession.vip}`, 'lastSeen', '1000');
   await env.r.del(`isthmus:session:${withSession.vip}`);
+  t.is((await env.admin.listNodes()).find((n) => n.vip === withSession.vip)!.lastSeen, 1000, 'without one: the stored lastSeen');
   await env.admin.removeNode(withSession.vip);
 });
 
