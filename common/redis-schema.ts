@@ -47,7 +47,7 @@ export const KEY_PATTERNS = {
   token: 'token:<sha256hex>',
   /** hash · written by C · read by C · TTL none — token id (`tok_…`) → sha256hex. */
   tokenIds: 'token-ids',
-  /** string · written by C · read by C · TTL session TTL (default 24 h) — bearer session token by
+  /** string · written by C · read by C · TTL session TTL (default 24 h), renewed on use when less than half is left — bearer session token by
    *  SHA-256: `"<vip> <pub>"`. */
   sessionToken: 'stoken:<sha256hex>',
   /** string · written by C · read by C · TTL none — base64 secret the coordinators sign and derive
@@ -112,7 +112,7 @@ export function redisKeys(prefix: string = DEFAULT_PREFIX): RedisKeys {
 export const EventType = {
   /** C: a member joined for the first time (carries `version`). */
   NodeUp: 'node-up',
-  /** C: a member re-joined (key, original IP, hostname or tags may differ; carries `version`). */
+  /** C: a member re-joined and its key, original IP or hostname changed (a no-op re-join emits nothing; carries `version`). */
   NodeChanged: 'node-changed',
   /** C: a member was removed (leave, admin, sweep, takeover; carries `version`). */
   NodeRemoved: 'node-removed',

@@ -114,7 +114,7 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   // learns nothing about the request shape.
   const member = async (req: FastifyRequest): Promise<void> => {
     const t = bearer(req);
-    const vip = t ? await d.registry.authSession(hashSecret(t)) : undefined;
+    const vip = t ? await d.registry.authSession(hashSecret(t), d.sessionTtlMs) : undefined;
     if (!vip) throw new UnauthorizedError('missing, expired or revoked session token: join again');
     memberVip.set(req, vip);
   };

@@ -107,6 +107,21 @@ export interface BackoffOptions {
   /** @default 30000 */ maxMs?: number;
 }
 
+/** Default upper bound of the random wait before re-polling after a peer-map answer that changed something. */
+export const REPOLL_JITTER_MS = 250;
+
+export interface WatchOptions extends BackoffOptions {
+  initial?: Peer[];
+  /**
+   * After an answer that changed something, wait a random [0, repollJitterMs) ms before the
+   * next poll, so one change does not make every member re-poll in the same millisecond.
+   * @default 250 (REPOLL_JITTER_MS); 0: re-poll at once.
+   */
+  repollJitterMs?: number;
+  /** Random source in [0, 1) for the jitter (tests). @default Math.random */
+  random?: () => number;
+}
+
 /** Full jitter: a random wait in [0, min(max, min·2^attempt)], at least 50 ms. */
 export function backoffDelay(attempt: number, o: BackoffOptions = {}, rnd = Math.random): number {
   const cap = Math.min(o.maxMs ?? 30_000, (o.minMs ?? 500) * 2 ** Math.min(attempt, 20));
@@ -270,7 +285,7 @@ export class CoordinatorClient {
    * `initial` seeds the map (the peers from join) so deltas apply to it.
    */
   async watchPeers(sessionToken: string, since: number | undefined, onUpdate: (u: PeerMapUpdate) => void,
-    signal: AbortSignal, opts: BackoffOptions & { initial?: Peer[] } = {}): Promise<void> {
+    signal: AbortSignal, opts: WatchOptions = {}): Promise<void> {
     const map = new Map<string, Peer>((opts.initial ?? []).map((p) => [p.vip, p]));
     let version = since;
     let attempt = 0;
@@ -306,6 +321,8 @@ export class CoordinatorClient {
           for (const v of r.removals) map.delete(v);
           onUpdate({ version, peers: map, full: false, upserts: r.upserts, removals: r.removals });
         }
+        const jitter = Math.floor((opts.random ?? Math.random)() * (opts.repollJitterMs ?? REPOLL_JITTER_MS));
+        if (jitter > 0) await sleep(jitter, signal);
       }
     } finally {
       this.log.info('runWatchPeers stopped');

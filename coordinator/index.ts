@@ -1,8 +1,8 @@
 /** The coordinator's import surface for other parts (agent, relay, mapper, cli). */
 export { createCoordinator, type Coordinator, type CoordinatorOptions } from './server';
-export { CoordinatorClient, CoordinatorHttpError, SessionExpiredError, AnswerVerificationError, CoordinatorTlsError, backoffDelay,
+export { CoordinatorClient, CoordinatorHttpError, SessionExpiredError, AnswerVerificationError, CoordinatorTlsError, backoffDelay, REPOLL_JITTER_MS,
   type CoordinatorClientOptions, type AnswerVerification,
-  type JoinOptions, type PeerMapUpdate, type BackoffOptions } from './client';
+  type JoinOptions, type PeerMapUpdate, type BackoffOptions, type WatchOptions } from './client';
 export type * from './types';
 export { connectRedis, redactUrl, type RedisSpec } from './redis-connect';
 export { parseVipPool, vipAt, offsetOf, type VipPool } from './ipam';

@@ -104,7 +104,8 @@ end
  * when the original IP is the address the join request comes from, else '0', [15] session-token
  * sha256, [16] session TTL ms, [17] TTL ms of the challenge's used marker. The API checked the
  * challenge id and the key proof; this script makes the challenge single-use.
- * Returns {'ok', vip, version, created(0|1)} or {'err', code, detail}. All checks run before
+ * Returns {'ok', vip, version, created(0|1)} or {'err', code, detail}; a re-join that changes
+ * nothing returns the current version and emits no event. All checks run before
  * the first write, so a refused join changes nothing. The stateless checks (overlay CIDR,
  * special-purpose addresses, no self-asserted tags) ran in the API before this script.
  *
@@ -207,8 +208,17 @@ if not vip then
   redis.call('HSET', nodeKey, 'created', NOW, 'tags', jsonList(tags), 'granted', granted, 'cidrs', cidrs)
 else
   nodeKey = K.node(vip)
-  local old = redis.call('HMGET', nodeKey, 'orig', 'hostname', 'tags')
+  local old = redis.call('HMGET', nodeKey, 'orig', 'hostname', 'tags', 'pub')
   prevTags = old[3] or '[]'
+  -- A re-join that changes nothing (same key, original IP, hostname as registered; tags and
+  -- ephemeral come from the record) emits nothing: only its new session token is written.
+  if old[1] == orig and old[2] == hostname and old[4] == pub and redis.call('SISMEMBER', K.nodes, vip) == 1
+    and redis.call('GET', K.orig(orig)) == vip and redis.call('GET', hostKey) == vip then
+    redis.call('HSET', nodeKey, 'lastSeen', NOW)
+    redis.call('SET', K.challengeUsed(challengeNonce), '1', 'PX', challengeUsedTtl)
+    redis.call('SET', K.sessionToken(sessionHash), vip .. ' ' .. pub, 'PX', sessionTtl)
+    return { 'ok', vip, tonumber(redis.call('GET', K.version) or '0'), 0 }
+  end
   if old[1] and old[1] ~= orig then delIfPoints(K.orig(old[1]), vip) end
   if old[2] and string.lower(old[2]) ~= string.lower(hostname) then delIfPoints(K.host(old[2]), vip) end
 end
@@ -262,17 +272,23 @@ return { emit(EV.NodeChanged, ARGV[5], cur), updated }
 `;
 
 /**
- * Bearer check + "seen": ARGV[5] session-token sha256. Returns vip or false. The token holds
- * "vip pub"; it is valid only while P:key:<pub> still points at that vip (a removed member's
- * tokens die with it).
+ * Bearer check: ARGV[5] session-token sha256, [6] session TTL ms. Returns vip or false. The
+ * token holds "vip pub"; it is valid only while P:key:<pub> still points at that vip (a removed
+ * member's tokens die with it). No write on the common path (every long-poll runs this): no
+ * `lastSeen` (liveness comes from relay sessions, see SWEEP_LUA); the token's TTL is renewed
+ * (PEXPIRE to the full session TTL) only once less than half of it is left, so a member that
+ * keeps polling keeps its token without a re-join, at one write per half TTL.
  */
 export const AUTH_LUA = COMMON + `
-local s = redis.call('GET', K.sessionToken(ARGV[5]))
+local tokenKey = K.sessionToken(ARGV[5])
+local s = redis.call('GET', tokenKey)
 if not s then return false end
 local sp = string.find(s, ' ', 1, true)
 local vip, pub = string.sub(s, 1, sp - 1), string.sub(s, sp + 1)
 if redis.call('GET', K.key(pub)) ~= vip then return false end
-redis.call('HSET', K.node(vip), 'lastSeen', NOW)
+local ttl = tonumber(ARGV[6])
+local left = redis.call('PTTL', tokenKey)
+if left >= 0 and left < ttl / 2 then redis.call('PEXPIRE', tokenKey, ttl) end
 return vip
 `;
 

@@ -110,6 +110,11 @@ function pairsToObject(flat: string[]): Record<string, string> {
   return o;
 }
 
+/** Members in address order: by the vip as a uint32 (100.64.0.9 before 100.64.0.10). */
+export function byVip(a: { vip: string }, b: { vip: string }): number {
+  return parseAddr(a.vip) - parseAddr(b.vip);
+}
+
 /** A coordinator whose challenge check failed re-reads `P:challenge-key` at most this often. */
 const CHALLENGE_KEY_RELOAD_MS = 5_000;
 
@@ -193,9 +198,12 @@ export class RedisRegistry {
     return { vip: r[1], version: Number(r[2]), created: r[3] === 1 };
   }
 
-  /** The vip a bearer session token belongs to (and mark it seen), or undefined. */
-  async authSession(tokenHash: string): Promise<string | undefined> {
-    const vip = await this.s.isthmusAuth(...this.head(), tokenHash) as string | null;
+  /**
+   * The vip a bearer session token belongs to, or undefined. Writes nothing, except that a
+   * token with less than half of `sessionTtlMs` left is renewed to the full TTL.
+   */
+  async authSession(tokenHash: string, sessionTtlMs: number): Promise<string | undefined> {
+    const vip = await this.s.isthmusAuth(...this.head(), tokenHash, sessionTtlMs) as string | null;
     return vip ?? undefined;
   }
 
@@ -251,7 +259,7 @@ export class RedisRegistry {
       const p = peerFromHash(r[i] as string, pairsToObject(r[i + 1] as string[]));
       if (p) peers.push(p);
     }
-    peers.sort((a, b) => a.vip.localeCompare(b.vip, 'en', { numeric: true }));
+    peers.sort(byVip);
     return { version: Number(r[0]), peers, policy: r[1] || null };
   }
 
@@ -315,7 +323,9 @@ export class RedisRegistry {
     const [h, s] = await Promise.all([this.redis.hgetall(this.keys.node(vip)), this.redis.hgetall(this.keys.session(vip))]);
     const p = peerFromHash(vip, h);
     if (!p) return undefined;
-    return { ...p, created: Number(h.created), lastSeen: Number(h.lastSeen), ephemeral: h.ephemeral === '1',
+    // Liveness is the relay session: a member holding one is seen now (its polls write nothing).
+    const live = Object.keys(s).length > 0;
+    return { ...p, created: Number(h.created), lastSeen: live ? this.opts.now() : Number(h.lastSeen), ephemeral: h.ephemeral === '1',
       originalCidrs: JSON.parse(h.cidrs || '[]') as string[],
       ...(Object.keys(s).length ? { session: s } : {}) };
   }
@@ -323,6 +333,6 @@ export class RedisRegistry {
   async listNodes(): Promise<NodeRecord[]> {
     const vips = await this.redis.smembers(this.keys.nodes);
     const nodes = await Promise.all(vips.map((v) => this.getNode(v)));
-    return nodes.filter((n): n is NodeRecord => !!n).sort((a, b) => a.vip.localeCompare(b.vip, 'en', { numeric: true }));
+    return nodes.filter((n): n is NodeRecord => !!n).sort(byVip);
   }
 }
