@@ -91,7 +91,7 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
     .option('original-ip-grace', { type: 'string', hidden: true, describe: 'Removed (ignored, with a warning): original IPs are never taken over; an admin frees one with `isthmus node remove`' })
     .option('trusted-proxy', { type: 'string', array: true, default: [] as string[],
       describe: 'Reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For names the address a join comes from (members may claim that address as their original IP). Default: none, the TCP peer address counts' })
-    .option('session-ttl', { type: 'string', default: '24h', describe: 'Lifetime of the session token a member gets on join' })
+    .option('session-ttl', { type: 'string', default: '24h', describe: 'Lifetime of the session token a member gets on join; renewed to the full lifetime on use once less than half is left (one write per half lifetime, no re-join)' })
     .option('metrics', METRICS_OPTION)
     .option('tls-cert', { type: 'string', describe: 'Serve HTTPS with this certificate (PEM, chain included); with --tls-key' })
     .option('tls-key', { type: 'string', describe: 'Private key (PEM) of --tls-cert' })
