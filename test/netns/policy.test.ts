@@ -48,10 +48,9 @@ const NO_ICMP = { rules: [{ from: ['tag:controller'], to: ['tag:agent'], ports: 
 
 const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
 
-/** `isthmus <args…>` as the admin, from vpc1 like `createToken` (the VIP balances what reaches the hub). */
-async function isthmusAdmin(c: Ctx, args: string[], input?: string): Promise<RunResult> {
-  return c.topo.exec(c.topo.ns.vpc1, process.execPath, [cliPath(), ...args, '--coordinator', c.overlay.coordinatorUrl],
-    { check: false, env: { ...process.env, ISTHMUS_ADMIN_TOKEN: c.overlay.adminToken }, ...(input === undefined ? {} : { input }) });
+/** `isthmus <args…>` as the admin (from vpc1, through the VIP). */
+function isthmusAdmin(c: Ctx, args: string[], input?: string): Promise<RunResult> {
+  return c.overlay.admin(args, input);
 }
 
 let fileSeq = 0;
