@@ -12,15 +12,16 @@ import { createTypeScriptImportResolver } from 'eslint-import-resolver-typescrip
 /** Each part and the parts it may import (through their index.ts). Order is bottom-up. */
 const PARTS = {
   common: [],
+  policy: [],
   protocol: ['common'],
   'native-bindings': ['common'],
-  coordinator: ['common', 'protocol'],
-  relay: ['common', 'protocol', 'native-bindings'],
-  'node-agent': ['common', 'protocol', 'native-bindings', 'coordinator'],
+  coordinator: ['common', 'policy', 'protocol'],
+  relay: ['common', 'policy', 'protocol', 'native-bindings'],
+  'node-agent': ['common', 'policy', 'protocol', 'native-bindings', 'coordinator'],
   mapper: ['common', 'protocol', 'native-bindings', 'coordinator'],
   testbed: ['common', 'protocol'],
-  cli: ['common', 'protocol', 'native-bindings', 'coordinator', 'relay', 'node-agent', 'mapper', 'testbed'],
-  bench: ['common', 'protocol', 'native-bindings', 'coordinator', 'relay', 'node-agent', 'mapper', 'testbed'],
+  cli: ['common', 'policy', 'protocol', 'native-bindings', 'coordinator', 'relay', 'node-agent', 'mapper', 'testbed'],
+  bench: ['common', 'policy', 'protocol', 'native-bindings', 'coordinator', 'relay', 'node-agent', 'mapper', 'testbed'],
 };
 const ALL = Object.keys(PARTS);
 
@@ -59,6 +60,17 @@ export default [
     rules: {
       'import-x/no-restricted-paths': ['error', { zones: ALL.flatMap(zonesFor) }],
       'import-x/no-cycle': ['error', { ignoreExternal: true }],
+    },
+  },
+  {
+    // protocol/ and policy/ are pure: wire formats, the handshake, timers, policy evaluation.
+    // No sockets, files, processes or Redis (crypto primitives are fine).
+    files: ['protocol/**/*.ts', 'policy/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: ['dgram', 'net', 'fs', 'fs/promises', 'child_process', 'http', 'https', 'ioredis', 'fastify'].flatMap((m) => [m, `node:${m}`])
+          .map((name) => ({ name, message: 'protocol/ and policy/ are pure: I/O belongs to the parts above them' })),
+      }],
     },
   },
   {

@@ -16,7 +16,7 @@
  * const { token } = await c.createToken({ uses: 10, ttl: '1h', tags: ['agent'] });
  * ```
  */
-export { Mapper, UnknownOriginalIpError, InvalidIpError, MapperApiError, type MapperOptions, type MapResult } from './mapper/index';
-export { CoordinatorClient, CoordinatorHttpError, SessionExpiredError, type PeerMapUpdate } from './coordinator/client';
-export type { Peer as PeerEntry, JoinResponse, TokenView } from './coordinator/types';
-export { generatePrivateKey, publicKeyFromPrivate, keyToBase64, keyFromBase64 } from './protocol/keys';
+export { Mapper, UnknownOriginalIpError, InvalidIpError, MapperApiError, type MapperOptions, type MapResult } from './mapper';
+export { CoordinatorClient, CoordinatorHttpError, SessionExpiredError, type PeerMapUpdate } from './coordinator';
+export type { Peer as PeerEntry, JoinResponse, TokenView } from './coordinator';
+export { generatePrivateKey, publicKeyFromPrivate, keyToBase64, keyFromBase64 } from './protocol';

@@ -17,8 +17,8 @@
  *   note-tcp        noteOutbound of TCP (returns after the protocol byte)
  */
 import { PerformanceObserver } from 'node:perf_hooks';
-import { systemClock } from '../common/clock';
-import { FlowFilter } from '../node-agent/flow-filter';
+import { systemClock } from '../common';
+import { FlowFilter } from '../node-agent';
 import { compilePolicy, parsePolicy, type PortSet } from '../policy';
 
 const SIZE = 1400;

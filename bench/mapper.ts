@@ -12,11 +12,11 @@
 import http from 'node:http';
 import net from 'node:net';
 import { Redis } from 'ioredis';
-import { redisKeys } from '../common/redis-schema';
-import { startMapperService } from '../mapper/service';
+import { redisKeys } from '../common';
+import { startMapperService } from '../mapper';
 import { startRedis } from '../testbed';
-import { Mapper } from '../mapper/sdk';
-import { Command, encodeRequest } from '../mapper/socks5/codec';
+import { Mapper } from '../mapper';
+import { Command, encodeRequest } from '../mapper';
 
 export interface MapperBenchOptions {
   /** @default 3000 */

@@ -4,9 +4,9 @@
  * is `{ error: <code>, message: <reason> }` with a 4xx status.
  */
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
-import type { Logger } from '../common/logger';
-import { redactKey } from '../common/logger';
-import { verifyKeyProof } from '../protocol/key-proof';
+import type { Logger } from '../common';
+import { redactKey } from '../common';
+import { verifyKeyProof } from '../protocol';
 import { BadRequestError, CoordinatorError, NotFoundError, UnauthorizedError } from './errors';
 import { parseOriginalCidrs, sourceIpv4, staticOriginalIpRefusal } from './claim-rules';
 import type { VipPool } from './ipam';

@@ -4,7 +4,7 @@
  * from, or a prefix its token granted; nobody else holds it) runs in the join script
  * (lua-scripts.ts), atomically. Trust model: docs/SECURITY.md; rules: docs/STATE.md.
  */
-import { SPECIAL_PURPOSE, contains, formatPrefix, isSpecialPurpose, parseAddr, parseNetwork, tryParseAddr } from '../common/ipv4';
+import { SPECIAL_PURPOSE, contains, formatPrefix, isSpecialPurpose, parseAddr, parseNetwork, tryParseAddr } from '../common';
 import type { VipPool } from './ipam';
 
 /** Most `--original-cidr` prefixes on one token. */

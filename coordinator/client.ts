@@ -5,8 +5,8 @@
  *   const j = await c.join({ privateKey, publicKey, token, originalIp, hostname });
  *   await c.watchPeers(j.sessionToken, j.version, (u) => apply(u.peers), signal);
  */
-import { proveKey } from '../protocol/key-proof';
-import { silentLogger, type Logger } from '../common/logger';
+import { proveKey } from '../protocol';
+import { silentLogger, type Logger } from '../common';
 import type { ChallengeResponse, ErrorBody, JoinResponse, NodeTagsRequest, NodeTagsResponse, NodeView, Peer, PeersResponse,
   RemovedKeyView, TokenCreateRequest, TokenView } from './types';
 

@@ -3,7 +3,7 @@
 /** Overlay CIDR the virtual IPs are taken from. @default '100.64.0.0/10' */
 export const DEFAULT_CIDR = '100.64.0.0/10';
 /** Redis key prefix: the schema's `DEFAULT_PREFIX` (common/redis-schema.ts). */
-export { DEFAULT_PREFIX } from '../common/redis-schema';
+export { DEFAULT_PREFIX } from '../common';
 /** A removed member's vip is reused only after this long. @default 1 h */
 export const DEFAULT_QUARANTINE_MS = 60 * 60 * 1000;
 /** A join challenge lives this long in Redis, and is single use. @default 60 s */

@@ -9,3 +9,4 @@ export { parseDuration } from './duration';
 export * as defaults from './constants';
 export { RedisRegistry, peerFromHash, type NodeRecord } from './redis-store';
 export { TokenStore } from './token-store';
+export { parseOriginalCidrs } from './claim-rules';

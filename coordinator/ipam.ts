@@ -8,7 +8,7 @@
  * reused as late as possible, and never before its quarantine ends. The network and broadcast
  * addresses are never handed out.
  */
-import { formatAddr, formatPrefix, masked, parsePrefix, prefixSize, tryParseAddr, type Prefix } from '../common/ipv4';
+import { formatAddr, formatPrefix, masked, parsePrefix, prefixSize, tryParseAddr, type Prefix } from '../common';
 
 /** The block virtual IPs are allocated from (`--cidr`). */
 export interface VipPool {

@@ -11,7 +11,7 @@
  * are generated from common/redis-schema.ts, so the scripts and the TypeScript readers cannot
  * drift apart. `emit` publishes a `NodeEvent` ({type, vip, version}).
  */
-import { CASE_INSENSITIVE_KEYS, EventType, KEY_PATTERNS, keyHead, type KeyName } from '../common/redis-schema';
+import { CASE_INSENSITIVE_KEYS, EventType, KEY_PATTERNS, keyHead, type KeyName } from '../common';
 
 function luaString(s: string): string {
   if (!/^[A-Za-z0-9:_.-]*$/.test(s)) throw new Error(`redis-schema name not safe to embed in Lua: ${s}`);

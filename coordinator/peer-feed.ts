@@ -4,8 +4,8 @@
  * waiters, which then read the change feed (`P:changes`) from Redis.
  */
 import type Redis from 'ioredis';
-import type { Logger } from '../common/logger';
-import { decodeEvent, isNodeEvent } from '../common/redis-schema';
+import type { Logger } from '../common';
+import { decodeEvent, isNodeEvent } from '../common';
 
 type Waiter = { since: number; wake: () => void };
 

@@ -4,15 +4,15 @@
  */
 import type Redis from 'ioredis';
 import { randomBytes } from 'node:crypto';
-import { EventType, redisKeys, type RedisKeys } from '../common/redis-schema';
-import type { KeyChallenge } from '../protocol/key-proof';
-import { createKeyChallenge } from '../protocol/key-proof';
+import { EventType, redisKeys, type RedisKeys } from '../common';
+import type { KeyChallenge } from '../protocol';
+import { createKeyChallenge } from '../protocol';
 import { CHALLENGE_TTL_SEC, CHANGE_FEED_MAXLEN } from './constants';
 import { CidrMismatchError, JoinRefusedError, type JoinRefusalCode } from './errors';
 import type { VipPool } from './ipam';
 import { AUTH_LUA, JOIN_LUA, REMOVE_LUA, SNAPSHOT_LUA, SWEEP_LUA, TAG_LUA } from './lua-scripts';
 import type { Peer, PeerChanges } from './types';
-import { isAddr, parseAddr } from '../common/ipv4';
+import { isAddr, parseAddr } from '../common';
 
 export interface RegistryOptions {
   prefix: string;

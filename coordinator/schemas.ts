@@ -2,7 +2,7 @@
  * JSON schemas of every request (fastify validates them with ajv; additional properties are
  * rejected, types are never coerced — see api.ts for the ajv options).
  */
-import { ADDR_PATTERN, MAX_ADDR_LEN } from '../common/ipv4';
+import { ADDR_PATTERN, MAX_ADDR_LEN } from '../common';
 import { MAX_TAG_LEN, MAX_TAGS } from './constants';
 import { MAX_ORIGINAL_CIDRS } from './claim-rules';
 

@@ -8,7 +8,7 @@
 import type Redis from 'ioredis';
 import type { FastifyInstance } from 'fastify';
 import type { AddressInfo } from 'node:net';
-import { silentLogger, type Logger } from '../common/logger';
+import { silentLogger, type Logger } from '../common';
 import { buildApi } from './api';
 import * as D from './constants';
 import { parseVipPool } from './ipam';

@@ -3,7 +3,7 @@
  * `P:token-ids` hash id → sha256 for list/revoke. The join script consumes uses.
  */
 import type Redis from 'ioredis';
-import { redisKeys, type RedisKeys } from '../common/redis-schema';
+import { redisKeys, type RedisKeys } from '../common';
 import { hashSecret, newSecret, newTokenId, tokenFromHash, tokenState, JOIN_TOKEN_PREFIX,
   type TokenRecord, type TokenState } from './token-rules';
 

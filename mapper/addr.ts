@@ -2,7 +2,7 @@
  * Destination text the mapper is handed (pure). The overlay is IPv4-only; IPv6 destinations are
  * refused. IPv4 addresses and prefixes themselves are parsed by common/ipv4.ts.
  */
-import { masked, parsePrefix, type Prefix } from '../common/ipv4';
+import { masked, parsePrefix, type Prefix } from '../common';
 
 /** Loose IPv6 test: enough to answer "address type not supported" instead of "unknown host". */
 export function looksLikeIPv6(s: string): boolean {

@@ -3,7 +3,7 @@
  * stage timeouts, counters. Counters are plain numbers keyed by a reason label.
  */
 import { timingSafeEqual, createHash } from 'node:crypto';
-import type { Logger } from '../common/logger';
+import type { Logger } from '../common';
 import type { Dialer } from './dialer';
 import type { TargetPolicy } from './target';
 

@@ -8,7 +8,7 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { MapEntry, MemberDirectory } from './directory';
-import { ADDR_PATTERN, MAX_ADDR_LEN } from '../common/ipv4';
+import { ADDR_PATTERN, MAX_ADDR_LEN } from '../common';
 
 /** Most IPs one batch request may ask about. */
 export const MAX_BATCH = 256;

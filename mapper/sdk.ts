@@ -8,7 +8,7 @@
  */
 import { InvalidIpError, MapperApiError, UnknownOriginalIpError } from './errors';
 import type { MapResult } from './lookup-api';
-import { isAddr } from '../common/ipv4';
+import { isAddr } from '../common';
 
 export type { MapResult };
 export { UnknownOriginalIpError, InvalidIpError, MapperApiError };

@@ -5,7 +5,7 @@
  *   a member's hostname                  → that member's virtual IP
  *   anything else                        → refused: the mapper is never an open proxy
  */
-import { contains, isSpecialPurpose, tryParseAddr, type Prefix } from '../common/ipv4';
+import { contains, isSpecialPurpose, tryParseAddr, type Prefix } from '../common';
 import { isHostname, looksLikeIPv6 } from './addr';
 import type { MapEntry, MemberDirectory } from './directory';
 

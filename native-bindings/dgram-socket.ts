@@ -10,8 +10,8 @@
  */
 import dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
-import type { DatagramBatch, DatagramSocket } from '../common/packet-io';
-import { formatAddr, parseAddr } from '../common/ipv4';
+import type { DatagramBatch, DatagramSocket } from '../common';
+import { formatAddr, parseAddr } from '../common';
 
 export interface DgramSocketOptions {
   /** @default '0.0.0.0' */

@@ -12,7 +12,7 @@
  * const udp = openUdpSocket({ host: '0.0.0.0', port: 51820 });
  * ```
  */
-import type { DatagramSocket } from '../common/packet-io';
+import type { DatagramSocket } from '../common';
 import { NativeTunDevice, type TunOptions } from './tun-device';
 import { NativeUdpSocket, type UdpOptions } from './udp-socket';
 import { openDgramSocket } from './dgram-socket';

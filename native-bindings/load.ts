@@ -66,7 +66,6 @@ export function loadNative(): NativeBinding {
         loadError = `looked in ${candidates().join(', ')}`;
       } else {
         try {
-          // eslint-disable-next-line @typescript-eslint/no-require-imports
           cached = require(found) as NativeBinding;
           return cached;
         } catch (err) {

@@ -10,14 +10,14 @@
  * (handshake retries, keepalives) leaves at once.
  */
 import { lookup } from 'node:dns/promises';
-import type { Clock } from '../common/clock';
-import type { Logger } from '../common/logger';
-import { IDEAL_BATCH_SIZE, type DatagramSocket, type DatagramBatch, type PacketBatch, type TunDevice } from '../common/packet-io';
-import { contains, formatAddr, formatPrefix, masked, parseAddr, type Prefix } from '../common/ipv4';
-import { createLocalIdentity, type LocalIdentity } from '../protocol/handshake';
-import { keyFromBase64, keyToBase64 } from '../protocol/keys';
-import { DEFAULT_TIMER_CONFIG, type TimerConfig } from '../protocol/timers';
-import { RELAY_HEADER_LEN } from '../protocol/relay-frame';
+import type { Clock } from '../common';
+import type { Logger } from '../common';
+import { IDEAL_BATCH_SIZE, type DatagramSocket, type DatagramBatch, type PacketBatch, type TunDevice } from '../common';
+import { contains, formatAddr, formatPrefix, masked, parseAddr, type Prefix } from '../common';
+import { createLocalIdentity, type LocalIdentity } from '../protocol';
+import { keyFromBase64, keyToBase64 } from '../protocol';
+import { DEFAULT_TIMER_CONFIG, type TimerConfig } from '../protocol';
+import { RELAY_HEADER_LEN } from '../protocol';
 import { RelayClient } from './relay-client';
 import { Device, DEVICE_HEADROOM, DEVICE_TAILROOM } from './device';
 import { Endpoint, EndpointKind, type OutsideSender } from './endpoint';

@@ -15,7 +15,7 @@
  * always uses one or two). The key bytes are copied in once per batch, not per packet.
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
-import type { Keypair } from '../protocol/transport';
+import type { Keypair } from '../protocol';
 import type { Peer } from './peer';
 
 /**

@@ -22,7 +22,7 @@
  * `#` and `;` start comments. Keys are case-insensitive. Every error names the line and field.
  * This module is pure: it parses text; reading the file is the caller's job.
  */
-import { formatAddr, masked, parsePrefix, type Prefix } from '../common/ipv4';
+import { formatAddr, masked, parsePrefix, type Prefix } from '../common';
 
 export interface PeerConfig {
   publicKey: string;

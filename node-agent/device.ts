@@ -12,11 +12,11 @@
  * Synchronous and driven by an injected clock: tests need no sleeps. Nothing here throws
  * on network input: every drop is counted by reason.
  */
-import type { Clock } from '../common/clock';
-import type { Logger } from '../common/logger';
-import type { DatagramBatch, PacketBatch } from '../common/packet-io';
-import type { LocalIdentity } from '../protocol/handshake';
-import type { TimerConfig } from '../protocol/timers';
+import type { Clock } from '../common';
+import type { Logger } from '../common';
+import type { DatagramBatch, PacketBatch } from '../common';
+import type { LocalIdentity } from '../protocol';
+import type { TimerConfig } from '../protocol';
 import { nodeCryptoAead, type BatchAead } from './batch-crypto';
 import { newDropCounters, type AgentDropReason, type DropCounters } from './drop-reason';
 import type { EndpointKind, InsideWriter, OutsideSender } from './endpoint';

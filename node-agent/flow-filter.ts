@@ -41,9 +41,9 @@
  * pass, unless their offset is so small they could overwrite bytes we inspected in the first
  * (the overlapping-fragment attack): those are 'malformed'.
  */
-import type { Clock } from '../common/clock';
+import type { Clock } from '../common';
 import type { PortSet } from '../policy';
-import { IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP } from '../protocol/ip-packet';
+import { IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP } from '../protocol';
 import { FlowTable, type FlowTableOptions } from './flow-table';
 
 /** Why the filter dropped an inbound packet; each is also a metric label. */

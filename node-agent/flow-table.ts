@@ -15,7 +15,7 @@
  * Only the local member's own outbound packets insert, so a peer cannot flood a set to evict
  * another peer's flows: it can only answer flows it was sent.
  */
-import { IP_PROTO_ICMP } from '../protocol/ip-packet';
+import { IP_PROTO_ICMP } from '../protocol';
 
 /** Slots per set: a set's keys are 64 contiguous bytes. */
 export const WAYS = 4;

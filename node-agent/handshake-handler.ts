@@ -7,13 +7,13 @@
 import { randomBytes } from 'node:crypto';
 import {
   createInitiation, consumeInitiation, createResponse, consumeResponse, type LocalIdentity,
-} from '../protocol/handshake';
-import { CookieChecker } from '../protocol/cookie';
-import { Keypair } from '../protocol/transport';
-import { tai64nIsAfter } from '../protocol/tai64n';
-import { MSG_INITIATION_SIZE, MSG_RESPONSE_SIZE, MSG_COOKIE_REPLY_SIZE } from '../protocol/constants';
-import type { Clock } from '../common/clock';
-import type { Logger } from '../common/logger';
+} from '../protocol';
+import { CookieChecker } from '../protocol';
+import { Keypair } from '../protocol';
+import { tai64nIsAfter } from '../protocol';
+import { MSG_INITIATION_SIZE, MSG_RESPONSE_SIZE, MSG_COOKIE_REPLY_SIZE } from '../protocol';
+import type { Clock } from '../common';
+import type { Logger } from '../common';
 import { Endpoint, EndpointKind, type OutsideSender } from './endpoint';
 import type { IndexTable } from './index-table';
 import type { AgentDropReason } from './drop-reason';

@@ -3,7 +3,7 @@
  * and keypair we create gets a random 32-bit index that peers echo back as "receiver".
  */
 import { randomBytes } from 'node:crypto';
-import type { Keypair } from '../protocol/transport';
+import type { Keypair } from '../protocol';
 import type { Peer } from './peer';
 
 export interface IndexEntry {

@@ -20,11 +20,11 @@
  * Staged packets and keepalives enter at stage 4 (sendStaged, sendKeepalive).
  * Nothing here throws on a packet: every drop is counted by reason.
  */
-import { paddedLength, writeTransportHeader } from '../protocol/transport';
-import { buildIcmpUnreachable, ICMP_UNREACHABLE_MAX_SIZE, UnreachableCode } from '../protocol/icmp';
-import { AEAD_TAG_SIZE, MSG_TRANSPORT_HEADER_SIZE } from '../protocol/constants';
-import type { Clock } from '../common/clock';
-import type { PacketBatch } from '../common/packet-io';
+import { paddedLength, writeTransportHeader } from '../protocol';
+import { buildIcmpUnreachable, ICMP_UNREACHABLE_MAX_SIZE, UnreachableCode } from '../protocol';
+import { AEAD_TAG_SIZE, MSG_TRANSPORT_HEADER_SIZE } from '../protocol';
+import type { Clock } from '../common';
+import type { PacketBatch } from '../common';
 import { CryptoBatch, type BatchAead } from './batch-crypto';
 import type { DropCounters } from './drop-reason';
 import type { InsideWriter, OutsideSender } from './endpoint';

@@ -9,12 +9,12 @@
  * its original IP may not lie in the overlay CIDR. A refused entry is counted and logged.
  */
 import { hostname as osHostname } from 'node:os';
-import { CoordinatorClient, SessionExpiredError, type PeerMapUpdate } from '../coordinator/client';
-import type { Peer as PeerEntry } from '../coordinator/types';
-import { publicKeyFromPrivate, keyToBase64 } from '../protocol/keys';
-import { contains, parseAddr, parseNetwork, type Prefix } from '../common/ipv4';
-import type { Logger } from '../common/logger';
-import { redactKey } from '../common/logger';
+import { CoordinatorClient, SessionExpiredError, type PeerMapUpdate } from '../coordinator';
+import type { Peer as PeerEntry } from '../coordinator';
+import { publicKeyFromPrivate, keyToBase64 } from '../protocol';
+import { contains, parseAddr, parseNetwork, type Prefix } from '../common';
+import type { Logger } from '../common';
+import { redactKey } from '../common';
 import { PeerClaims } from './peer-claims';
 import { Endpoint } from './endpoint';
 import type { PeerSpec } from './peer-set';

@@ -22,13 +22,13 @@
  *
  * Nothing here throws on network input: every drop is counted by reason.
  */
-import { parseTransportHeader, TransportDrop, type Keypair } from '../protocol/transport';
-import { REJECT_AFTER_MESSAGES_NUM } from '../protocol/replay';
+import { parseTransportHeader, TransportDrop, type Keypair } from '../protocol';
+import { REJECT_AFTER_MESSAGES_NUM } from '../protocol';
 import {
   AEAD_TAG_SIZE, MSG_COOKIE_REPLY, MSG_INITIATION, MSG_RESPONSE, MSG_TRANSPORT, MSG_TRANSPORT_HEADER_SIZE,
-} from '../protocol/constants';
-import type { Clock } from '../common/clock';
-import type { DatagramBatch } from '../common/packet-io';
+} from '../protocol';
+import type { Clock } from '../common';
+import type { DatagramBatch } from '../common';
 import { CryptoBatch, type BatchAead } from './batch-crypto';
 import type { DropCounters } from './drop-reason';
 import { Endpoint, EndpointKind, type InsideWriter } from './endpoint';

@@ -7,7 +7,7 @@
  * Pure, no I/O. Prefixes are networks (host bits clear). Prefixes overlap when one contains the other; entries from the coordinator are
  * /32s, so a lookup is one Map probe per prefix length in use.
  */
-import { formatPrefix, prefixMask, type Prefix } from '../common/ipv4';
+import { formatPrefix, prefixMask, type Prefix } from '../common';
 
 export interface ClaimConflict {
   /** The refused prefix, a.b.c.d/n. */

@@ -3,13 +3,13 @@
  * pushed peer map tomorrow): by public key, and by address for routing (longest prefix of
  * AllowedIPs, which is also the inbound source check: cryptokey routing).
  */
-import { AllowedIps } from '../protocol/allowed-ips';
-import { createPeerCrypto, type LocalIdentity } from '../protocol/handshake';
-import { CookieGenerator } from '../protocol/cookie';
-import { TimerStateMachine, type TimerConfig } from '../protocol/timers';
-import { keyFromBase64 } from '../protocol/keys';
-import type { Clock } from '../common/clock';
-import type { Prefix } from '../common/ipv4';
+import { AllowedIps } from '../protocol';
+import { createPeerCrypto, type LocalIdentity } from '../protocol';
+import { CookieGenerator } from '../protocol';
+import { TimerStateMachine, type TimerConfig } from '../protocol';
+import { keyFromBase64 } from '../protocol';
+import type { Clock } from '../common';
+import type { Prefix } from '../common';
 import { EndpointKind, type Endpoint } from './endpoint';
 import { Peer } from './peer';
 

@@ -3,11 +3,11 @@
  * its session keypairs (previous/current/next, rotated as in wireguard-go's
  * noise-protocol.go) and the packets waiting for a session.
  */
-import type { Keypair } from '../protocol/transport';
-import type { TimerStateMachine } from '../protocol/timers';
-import type { PeerCrypto, InitiatorState } from '../protocol/handshake';
-import type { CookieGenerator } from '../protocol/cookie';
-import type { Prefix } from '../common/ipv4';
+import type { Keypair } from '../protocol';
+import type { TimerStateMachine } from '../protocol';
+import type { PeerCrypto, InitiatorState } from '../protocol';
+import type { CookieGenerator } from '../protocol';
+import type { Prefix } from '../common';
 import type { Endpoint } from './endpoint';
 
 /** Packets held while a handshake is under way (wireguard-go's QueueStagedSize). Oldest dropped first. */

@@ -5,8 +5,8 @@
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { generatePrivateKey, keyFromBase64, keyToBase64 } from '../protocol/keys';
-import type { Peer as PeerEntry } from '../coordinator/types';
+import { generatePrivateKey, keyFromBase64, keyToBase64 } from '../protocol';
+import type { Peer as PeerEntry } from '../coordinator';
 
 export const DEFAULT_STATE_DIR = '/var/lib/isthmus';
 const KEY_FILE = 'private.key';

@@ -15,7 +15,7 @@
  * Values are compared with `===` and must not be `undefined`.
  */
 
-import { formatPrefix, parseNetwork, type Prefix } from '../common/ipv4';
+import { formatPrefix, parseNetwork, type Prefix } from '../common';
 
 /** MASKS[n] = int32 netmask of a /n: lookups key their Maps by int32 (no boxed numbers). */
 const MASKS = new Int32Array(33);

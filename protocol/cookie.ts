@@ -14,7 +14,7 @@
  * only from the injected Rng. Network input never makes them throw.
  */
 import { timingSafeEqual } from 'node:crypto';
-import type { Clock } from '../common/clock';
+import type { Clock } from '../common';
 import {
   COOKIE_NONCE_SIZE, COOKIE_REFRESH_TIME_MS, KEY_SIZE, MAC_SIZE, MSG_COOKIE_REPLY_SIZE, MSG_INITIATION,
   MSG_INITIATION_SIZE, MSG_RESPONSE, MSG_RESPONSE_SIZE, WG_LABEL_COOKIE, WG_LABEL_MAC1,

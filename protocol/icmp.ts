@@ -18,7 +18,7 @@
  * generated about an ICMP error message, a non-first fragment, or a packet from/to a
  * broadcast, multicast, zero or loopback source; those return a negative code instead.
  */
-import { writeAddr } from '../common/ipv4';
+import { writeAddr } from '../common';
 import { IP_PROTO_ICMP, IPV4_MIN_HEADER, ipv4HeaderChecksum, onesComplementSum } from './ip-packet';
 
 export const ICMP_DEST_UNREACHABLE = 3;

@@ -24,7 +24,7 @@
  * Lengths are validated against the buffer region: a region longer than the packet is fine
  * (WireGuard pads plaintext to 16 bytes; use `totalLength`), a shorter one is 'truncated'.
  */
-import { readAddr } from '../common/ipv4';
+import { readAddr } from '../common';
 
 export const IPV4_MIN_HEADER = 20;
 export const IPV6_HEADER = 40;

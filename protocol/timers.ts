@@ -40,7 +40,7 @@
  *   rekeyOnReceive                 after receiving (keepKeyFreshReceiving), with the current keypair
  * A true rekey answer means: requestInitiation(false), and send if that allows it.
  */
-import { systemClock, type Clock } from '../common/clock';
+import { systemClock, type Clock } from '../common';
 import {
   KEEPALIVE_TIMEOUT_MS, REJECT_AFTER_TIME_MS, REKEY_AFTER_TIME_MS, REKEY_ATTEMPT_TIME_MS, REKEY_TIMEOUT_MS,
   REKEY_AFTER_MESSAGES,

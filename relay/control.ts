@@ -3,13 +3,13 @@
  * PING → PONG. Everything unauthenticated is answered statelessly (challenge.ts) with a
  * reply no longer than the request; only an AUTH whose proof verified reaches the directory.
  */
-import type { DatagramSocket } from '../common/packet-io';
-import type { Logger } from '../common/logger';
-import { formatAddr } from '../common/ipv4';
+import type { DatagramSocket } from '../common';
+import type { Logger } from '../common';
+import { formatAddr } from '../common';
 import {
   AuthFailReason, FrameType, RELAY_PROTOCOL_VERSION, decodeAuth, decodeHello, decodePingSeq, encodeAuthFail,
   encodeAuthOk, encodeChallenge, encodePing,
-} from '../protocol/relay-frame';
+} from '../protocol';
 import type { ChallengeIssuer } from './challenge';
 import type { WorkLimiter } from './rate-limit';
 import type { DropReason } from './drop-reason';

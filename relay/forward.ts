@@ -13,11 +13,11 @@
  *
  * Never throws per packet; no allocation on the DATA path.
  */
-import type { DatagramBatch, DatagramSocket } from '../common/packet-io';
-import { MSG_TRANSPORT_MIN_SIZE } from '../protocol/constants';
+import type { DatagramBatch, DatagramSocket } from '../common';
+import { MSG_TRANSPORT_MIN_SIZE } from '../protocol';
 import {
   FrameType, RELAY_HEADER_LEN, RELAY_OFFSET_PAYLOAD, RELAY_OFFSET_VIP, isRelayFrameType, readU32, writeU32,
-} from '../protocol/relay-frame';
+} from '../protocol';
 import type { RateLimiter } from './rate-limit';
 import { MeshForwardResult, type Mesh } from './mesh';
 import type { Session, SessionTable } from './session-table';

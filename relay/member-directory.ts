@@ -10,7 +10,7 @@
  *     <base64 X25519 public key, 32 bytes> <overlay IPv4>
  */
 import { readFileSync } from 'node:fs';
-import { parseAddr } from '../common/ipv4';
+import { parseAddr } from '../common';
 
 export interface MemberDirectory {
   /** The member with this static public key, or undefined. Rejects only on backend failure. */

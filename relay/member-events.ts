@@ -5,9 +5,9 @@
  * until the session idles out.
  */
 import type Redis from 'ioredis';
-import type { Logger } from '../common/logger';
-import { parseAddr } from '../common/ipv4';
-import { EventType, decodeEvent, redisKeys } from '../common/redis-schema';
+import type { Logger } from '../common';
+import { parseAddr } from '../common';
+import { EventType, decodeEvent, redisKeys } from '../common';
 
 /** Pure: the vip of a `node-removed` event message, else undefined. */
 export function removedVip(message: string): number | undefined {

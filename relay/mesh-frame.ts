@@ -23,7 +23,7 @@
  */
 import { blake2s } from '@noble/hashes/blake2s';
 import { timingSafeEqual } from 'node:crypto';
-import { writeAddr } from '../common/ipv4';
+import { writeAddr } from '../common';
 
 export const MeshFrameType = {
   DATA: 0x20,

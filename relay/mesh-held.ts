@@ -4,7 +4,7 @@
  * TCP retransmission; dropping it would double the flow's stall. Bounded per destination, in
  * total and in time; copies are stored already framed as MESH_DATA.
  */
-import { RELAY_HEADER_LEN } from '../protocol/relay-frame';
+import { RELAY_HEADER_LEN } from '../protocol';
 import { MESH_DATA_HEADER_LEN, writeMeshDataHeader } from './mesh-frame';
 
 export interface HeldFramesOptions {

@@ -22,13 +22,13 @@
  * (the 4 extra header bytes), none on the receiving side (the header is rewritten in place).
  */
 import { randomBytes } from 'node:crypto';
-import type { Clock } from '../common/clock';
-import type { Logger } from '../common/logger';
-import type { DatagramBatch, DatagramSocket } from '../common/packet-io';
-import { formatAddr } from '../common/ipv4';
-import { EventType, type SessionEventType } from '../common/redis-schema';
-import { FrameType, RELAY_HEADER_LEN, readU32 } from '../protocol/relay-frame';
-import { MSG_TRANSPORT_MIN_SIZE } from '../protocol/constants';
+import type { Clock } from '../common';
+import type { Logger } from '../common';
+import type { DatagramBatch, DatagramSocket } from '../common';
+import { formatAddr } from '../common';
+import { EventType, type SessionEventType } from '../common';
+import { FrameType, RELAY_HEADER_LEN, readU32 } from '../protocol';
+import { MSG_TRANSPORT_MIN_SIZE } from '../protocol';
 import {
   MESH_DATA_HEADER_LEN, MESH_NONCE_LEN, MESH_OFFSET_DST, MESH_REAUTH_LEN, MeshFrameType, decodeMeshHello,
   encodeMeshHello, writeMeshDataHeader,

@@ -6,10 +6,10 @@
  *   relay.start() ... relay.stats() ... relay.stop()
  */
 import { hostname } from 'node:os';
-import type { Clock } from '../common/clock';
-import type { Logger } from '../common/logger';
-import type { DatagramSocket } from '../common/packet-io';
-import { formatAddr } from '../common/ipv4';
+import type { Clock } from '../common';
+import type { Logger } from '../common';
+import type { DatagramSocket } from '../common';
+import { formatAddr } from '../common';
 import { ChallengeIssuer } from './challenge';
 import { ControlHandlerImpl, type SessionListener } from './control';
 import { Forwarder } from './forward';

@@ -20,7 +20,7 @@
 import dgram from 'node:dgram';
 import { execFile } from 'node:child_process';
 import yargs from 'yargs';
-import { FrameType, encodeHello } from '../protocol/relay-frame';
+import { FrameType, encodeHello } from '../protocol';
 import { vipLbCommands } from './topology';
 import { systemBin } from './procs';
 

@@ -2,18 +2,18 @@ import type { CommandModule } from 'yargs';
 import { readFileSync, statSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { forComponent, type Logger } from '../../common/logger';
-import { systemClock } from '../../common/clock';
-import { parseAgentConfig, parseHostPort, ConfigError, DEFAULT_MTU, type AgentConfig } from '../../node-agent/config';
-import { Agent, RELAY_FAILOVER_TIMING, type AgentComponents } from '../../node-agent/agent';
-import { isAddr, masked, parseAddr, parsePrefix, type Prefix } from '../../common/ipv4';
-import { StateDir, DEFAULT_STATE_DIR } from '../../node-agent/state-dir';
-import { detectOriginalIp } from '../../node-agent/original-ip';
-import { MembershipClient } from '../../node-agent/membership';
-import { keyToBase64 } from '../../protocol/keys';
+import { forComponent, type Logger } from '../../common';
+import { systemClock } from '../../common';
+import { parseAgentConfig, parseHostPort, ConfigError, DEFAULT_MTU, type AgentConfig } from '../../node-agent';
+import { Agent, RELAY_FAILOVER_TIMING, type AgentComponents } from '../../node-agent';
+import { isAddr, masked, parseAddr, parsePrefix, type Prefix } from '../../common';
+import { StateDir, DEFAULT_STATE_DIR } from '../../node-agent';
+import { detectOriginalIp } from '../../node-agent';
+import { MembershipClient } from '../../node-agent';
+import { keyToBase64 } from '../../protocol';
 import { openTun, openUdpSocket } from '../../native-bindings';
 import { CliError, onShutdown } from '../shutdown';
-import { serveControlSocket } from '../../node-agent/control-socket';
+import { serveControlSocket } from '../../node-agent';
 import { join } from 'node:path';
 
 interface AgentArgs {

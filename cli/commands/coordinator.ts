@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
-import { forComponent } from '../../common/logger';
+import { forComponent } from '../../common';
 import { createCoordinator, defaults, parseDuration, parseVipPool, redactUrl, type RedisSpec } from '../../coordinator';
 import { CliError, onShutdown } from '../shutdown';
 

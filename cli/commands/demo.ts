@@ -2,7 +2,7 @@ import type { CommandModule } from 'yargs';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createTopology, randomPrefix, startJoinedOverlay, cliPath, run, type Topology, type JoinedOverlay } from '../../testbed';
-import { DEFAULT_PREFIX, redisKeys } from '../../common/redis-schema';
+import { DEFAULT_PREFIX, redisKeys } from '../../common';
 import { CliError, onShutdown } from '../shutdown';
 
 interface DemoArgs {

@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
-import { generatePrivateKey, publicKeyFromPrivate, keyToBase64, keyFromBase64 } from '../../protocol/keys';
+import { generatePrivateKey, publicKeyFromPrivate, keyToBase64, keyFromBase64 } from '../../protocol';
 
 /** `isthmus keygen`: a new private key on stdout, like `wg genkey`. */
 export const keygenCommand: CommandModule = {

@@ -1,8 +1,8 @@
 import type { CommandModule } from 'yargs';
-import { forComponent } from '../../common/logger';
-import { parseRange } from '../../mapper/addr';
+import { forComponent } from '../../common';
+import { parseRange } from '../../mapper';
 import { startMapperService, DEFAULT_OVERLAY_CIDR, type ListenAddress } from '../../mapper';
-import { DEFAULT_PREFIX } from '../../common/redis-schema';
+import { DEFAULT_PREFIX } from '../../common';
 import { CliError, onShutdown } from '../shutdown';
 
 interface MapperArgs {

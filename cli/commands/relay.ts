@@ -1,11 +1,11 @@
 import type { CommandModule } from 'yargs';
 import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
-import { forComponent } from '../../common/logger';
-import { systemClock } from '../../common/clock';
+import { forComponent } from '../../common';
+import { systemClock } from '../../common';
 import { openBestDatagramSocket } from '../../native-bindings';
-import { parseAddr } from '../../common/ipv4';
-import { DEFAULT_PREFIX } from '../../common/redis-schema';
+import { parseAddr } from '../../common';
+import { DEFAULT_PREFIX } from '../../common';
 import Redis from 'ioredis';
 import {
   createRelay, deriveMeshKey, followMemberRemovals, Mesh, MemberFileError, RedisMeshRegistry, RedisMemberDirectory, RedisSessionRecorder, StaticMemberDirectory,

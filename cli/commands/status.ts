@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { join } from 'node:path';
-import { readControlSocket } from '../../node-agent/control-socket';
-import { DEFAULT_STATE_DIR } from '../../node-agent/state-dir';
+import { readControlSocket } from '../../node-agent';
+import { DEFAULT_STATE_DIR } from '../../node-agent';
 import { formatStatus, type AgentStatus } from '../status-format';
 import { CliError } from '../shutdown';
 

@@ -1,7 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { CoordinatorClient, CoordinatorHttpError, parseDuration } from '../../coordinator';
 import { CliError } from '../shutdown';
-import { parseOriginalCidrs } from '../../coordinator/claim-rules';
+import { parseOriginalCidrs } from '../../coordinator';
 
 /** Flags shared by the admin commands (`token`, `node`; node.ts imports these). */
 export interface AdminArgs {

@@ -26,7 +26,7 @@
  *   | RSV 2 | FRAG 1 | ATYP 1 | DST.ADDR | DST.PORT 2 | DATA |
  */
 
-import { formatAddr, readAddr, tryParseAddr, writeAddr } from '../../common/ipv4';
+import { formatAddr, readAddr, tryParseAddr, writeAddr } from '../../common';
 
 export const SOCKS_VERSION = 0x05;
 export const AUTH_VERSION = 0x01;

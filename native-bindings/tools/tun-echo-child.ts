@@ -11,7 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { existsSync } from 'node:fs';
-import { formatAddr, parsePrefix } from '../../common/ipv4';
+import { formatAddr, parsePrefix } from '../../common';
 import { openTun } from '../index';
 
 function out(o: unknown): void {

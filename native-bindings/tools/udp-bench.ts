@@ -6,7 +6,7 @@
  *   node --import=tsx native-bindings/tools/udp-bench.ts [seconds-per-case]
  */
 import dgram from 'node:dgram';
-import { parseAddr } from '../../common/ipv4';
+import { parseAddr } from '../../common';
 import { openUdpSocket } from '../index';
 
 const SECONDS = Number(process.argv[2] ?? 1);

@@ -13,8 +13,8 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_PREFIX, redisKeys } from '../../common/redis-schema';
-import { generatePrivateKey, publicKeyFromPrivate, keyToBase64 } from '../../protocol/keys';
+import { DEFAULT_PREFIX, redisKeys } from '../../common';
+import { generatePrivateKey, publicKeyFromPrivate, keyToBase64 } from '../../protocol';
 import type { Topology } from '../topology';
 import type { ManagedProcess } from '../procs';
 import { sleep } from '../procs';

@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { generatePrivateKey, publicKeyFromPrivate, keyToBase64 } from '../../protocol/keys';
+import { generatePrivateKey, publicKeyFromPrivate, keyToBase64 } from '../../protocol';
 import type { Topology } from '../topology';
 import type { ManagedProcess } from '../procs';
 import type { BenchSubject } from '../subject';

@@ -1,0 +1,20 @@
+/**
+ * @packageDocumentation
+ * What every part shares and nothing else owns: the clock and the logger (injected, as in
+ * wireguard-go and Tailscale), the batch-shaped packet I/O contracts between the data path and
+ * the operating system, IPv4 addresses and prefixes (one strict parser), and the Redis schema
+ * (every key, channel and event between our own processes). The leaf of the import graph: it
+ * imports no other part.
+ */
+export { type Clock, systemClock } from './clock';
+export {
+  ADDR_PATTERN, MAX_ADDR_LEN, SPECIAL_PURPOSE, type Prefix,
+  contains, formatAddr, formatPrefix, isAddr, isSpecialPurpose, masked, parseAddr, parseNetwork, parsePrefix,
+  prefixMask, prefixSize, readAddr, tryParseAddr, tryParsePrefix, writeAddr,
+} from './ipv4';
+export { type Logger, forComponent, redactKey, silentLogger } from './logger';
+export { IDEAL_BATCH_SIZE, type DatagramBatch, type DatagramSocket, type PacketBatch, type TunDevice } from './packet-io';
+export {
+  CASE_INSENSITIVE_KEYS, DEFAULT_PREFIX, EventType, KEY_PATTERNS, decodeEvent, encodeEvent, isNodeEvent, keyHead, redisKeys,
+  type KeyName, type RedisKeys, type SessionEvent, type SessionEventType,
+} from './redis-schema';

@@ -1,0 +1,14 @@
+/**
+ * @packageDocumentation
+ * The member daemon: a TUN device and WireGuard sessions with peers, reached through a relay
+ * (or directly). `Agent` wires the engine (device.ts: inside.ts TUN → seal → UDP, outside.ts
+ * UDP → open → TUN) to its components (TUN, sockets, clock, logger); `MembershipClient` keeps
+ * the peer map in step with the coordinator; the control socket serves `isthmus status`.
+ */
+export { Agent, RELAY_FAILOVER_TIMING, type AgentComponents } from './agent';
+export { ConfigError, DEFAULT_MTU, parseAgentConfig, parseHostPort, type AgentConfig } from './config';
+export { readControlSocket, serveControlSocket } from './control-socket';
+export { FlowFilter } from './flow-filter';
+export { MembershipClient } from './membership';
+export { detectOriginalIp } from './original-ip';
+export { DEFAULT_STATE_DIR, StateDir } from './state-dir';
