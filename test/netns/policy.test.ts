@@ -159,6 +159,8 @@ rootTest('a controller reaches an agent on the allowed ports only; the agent cou
   const after = await policyDrops(a1);
   t.true(after > before, `a1's policy drops ${before} → ${after}`);
   t.log(`a1 dropped ${after - before} SYN(s) to tcp/${CLOSED_PORT} (drop reason policy)`);
+  const shown = await run(process.execPath, [cliPath(), 'status', '--state-dir', a1.stateDir]);
+  t.regex(shown.stdout, /^drops: .*\bpolicy [1-9]\d*/m, 'and `isthmus status` shows it');
   t.true(await tcpOpens(topo, s1.ns, a1.vip), 'and tcp/8000 still opens right after');
 });
 
