@@ -6,8 +6,8 @@
  *   vpc1  a1 (tag:agent)       ─┐                         ┌─ r1 · coordinator1
  *   m1    a2 (tag:agent)       ─┤                         │
  *   vpc2  s1 (tag:controller)  ─┼─ hub: VIP 10.90.0.1 ────┤
- *   m2    a3 (tag:agent; taken over, then removed)        └─ r2 · coordinator2     redis (hub)
- *   m3    an attacker          ─┘
+ *   m2    a3 (tag:agent; goes quiet, removed)  ─┤         └─ r2 · coordinator2     redis (hub)
+ *   m3    an attacker, then an honest agent    ─┘
  *
  *   policy: { "rules": [ { "from": ["tag:controller"], "to": ["tag:agent"], "ports": ["tcp/8000", "icmp"] } ] }
  *
