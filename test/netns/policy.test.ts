@@ -3,11 +3,11 @@
  * coordinators and two relays (cluster mode), members in separate VPC namespaces that join
  * with tagged tokens. The mission's policy: controllers reach agents, agents reach no one.
  *
- *   vpc1  a1 (tag:agent)       ─┐                         ┌─ r1 · coordinator1
- *   m1    a2 (tag:agent)       ─┤                         │
- *   vpc2  s1 (tag:controller)  ─┼─ hub: VIP 10.90.0.1 ────┤
- *   m2    a3 (tag:agent; goes quiet, removed)  ─┤         └─ r2 · coordinator2     redis (hub)
- *   m3    an attacker, then an honest agent    ─┘
+ *   vpc1  a1 (tag:agent)                        ─┐                      ┌─ r1 · coordinator1
+ *   m1    a2 (tag:agent)                        ─┤                      │
+ *   vpc2  s1 (tag:controller)                   ─┼─ hub: VIP 10.90.0.1 ─┤
+ *   m2    a3 (tag:agent; goes quiet, removed)   ─┤   redis              └─ r2 · coordinator2
+ *   m3    an attacker, then an honest agent     ─┘
  *
  *   policy: { "rules": [ { "from": ["tag:controller"], "to": ["tag:agent"], "ports": ["tcp/8000", "icmp"] } ] }
  *
