@@ -13,10 +13,8 @@ import http from 'node:http';
 import net from 'node:net';
 import { Redis } from 'ioredis';
 import { redisKeys } from '../common';
-import { startMapperService } from '../mapper';
+import { startMapperService, Mapper, Command, encodeRequest } from '../mapper';
 import { startRedis } from '../testbed';
-import { Mapper } from '../mapper';
-import { Command, encodeRequest } from '../mapper';
 
 export interface MapperBenchOptions {
   /** @default 3000 */

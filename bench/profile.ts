@@ -15,10 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import yargs from 'yargs';
-import { isthmusRelaySubject } from '../testbed';
-import { runIperf, waitForPing } from '../testbed';
-import { run, sleep } from '../testbed';
-import { createTopology, randomPrefix } from '../testbed';
+import { isthmusRelaySubject, runIperf, waitForPing, run, sleep, createTopology, randomPrefix } from '../testbed';
 
 const IPERF_PORT = 5201;
 

@@ -6,19 +6,12 @@
  *
  *   node dist/bench/run.js [--duration 5] [--omit 1] [--runs 1] [--only wireguard-go,...]
  */
-import { isthmusRelaySubject } from '../testbed';
-import { isthmusMeshSubject } from '../testbed';
+import { isthmusRelaySubject, isthmusMeshSubject, median, runIperf, runPing, runUdpPps, waitForPing, type IperfCase, type IperfResult, wireguardGoHubSubject, nebulaRelaySubject, run, sleep, systemBin, type BenchSubject, type SubjectFactory, createTopology, randomPrefix, type Topology } from '../testbed';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import yargs from 'yargs';
-import { median, runIperf, runPing, runUdpPps, waitForPing, type IperfCase, type IperfResult } from '../testbed';
-import { wireguardGoHubSubject } from '../testbed';
-import { nebulaRelaySubject } from '../testbed';
-import { run, sleep, systemBin } from '../testbed';
 import { formatReport, renderSvg, type BenchReport, type CaseSummary, type SubjectResult } from './report';
-import type { BenchSubject, SubjectFactory } from '../testbed';
-import { createTopology, randomPrefix, type Topology } from '../testbed';
 
 /**
  * Every subject, in report order. The first one is "ours": the table gives its ratio to each of

@@ -8,10 +8,7 @@
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { createTopology, randomPrefix } from '../testbed';
-import { startJoinedOverlay } from '../testbed';
-import { cliPath, repoRoot } from '../testbed';
-import { median } from '../testbed';
+import { createTopology, randomPrefix, startJoinedOverlay, cliPath, repoRoot, median } from '../testbed';
 
 export interface SocksOverlayResult {
   bytes: number;

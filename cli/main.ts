@@ -10,6 +10,7 @@ import { relayCommand } from './commands/relay';
 import { coordinatorCommand } from './commands/coordinator';
 import { tokenCommand } from './commands/token';
 import { nodeCommand } from './commands/node';
+import { policyCommand } from './commands/policy';
 import { mapperCommand } from './commands/mapper';
 import { statusCommand } from './commands/status';
 import { keygenCommand, pubkeyCommand } from './commands/keygen';
@@ -29,6 +30,7 @@ async function main(): Promise<void> {
     .command(coordinatorCommand)
     .command(tokenCommand)
     .command(nodeCommand)
+    .command(policyCommand)
     .command(mapperCommand)
     .command(statusCommand)
     .command(keygenCommand)

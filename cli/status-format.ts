@@ -9,10 +9,14 @@ export interface AgentStatus {
   drops: Record<string, number>;
   /** Joined agents: the peer-map checks (entries whose addresses overlap another member's are refused). */
   peerMap?: { refusedEntries: number };
+  /** The inbound flow filter's reply table (flows this member opened) and the addresses it owns. */
+  flows?: { tracked: number; capacity: number; evictions: number; localAddresses: string[] };
   peers: Array<{
     publicKey: string;
     allowedIps: string[];
     endpoint?: string;
+    /** What the peer may open towards us: `*`, `none`, or specs like `tcp/22,icmp`. */
+    inbound?: string;
     rxBytes: number;
     txBytes: number;
     handshakes: number;
@@ -46,12 +50,12 @@ export function formatStatus(s: AgentStatus, nowMs: number): string {
   }
   if (s.listen) lines.push(`listen ${s.listen.ip}:${s.listen.port}`);
   lines.push('');
-  const rows = [['peer', 'key', 'endpoint', 'handshake', 'rx', 'tx']];
+  const rows = [['peer', 'key', 'endpoint', 'handshake', 'rx', 'tx', 'may open']];
   for (const p of s.peers) {
     rows.push([
       p.allowedIps.join(','), p.publicKey.slice(0, 8) + '…', p.endpoint ?? '-',
       p.lastHandshakeWallMs ? formatAge(nowMs - p.lastHandshakeWallMs) : 'never',
-      formatBytes(p.rxBytes), formatBytes(p.txBytes),
+      formatBytes(p.rxBytes), formatBytes(p.txBytes), p.inbound ?? '*',
     ]);
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
@@ -59,6 +63,12 @@ export function formatStatus(s: AgentStatus, nowMs: number): string {
   if (s.peers.length === 0) lines.push('(no peers)');
   const drops = Object.entries(s.drops).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`);
   lines.push('', `drops: ${drops.length ? drops.join(', ') : 'none'}`);
+  if (s.flows) {
+    // The inbound filter's own reasons always show, so "0" is visible as a fact, not an absence.
+    lines.push(`inbound filter: policy ${s.drops.policy ?? 0}, not-our-address ${s.drops['not-our-address'] ?? 0}; `
+      + `own addresses ${s.flows.localAddresses.join(', ') || '-'}; reply flows ${s.flows.tracked}/${s.flows.capacity}`
+      + (s.flows.evictions ? ` (${s.flows.evictions} evicted early: table too small)` : ''));
+  }
   if (s.peerMap?.refusedEntries) lines.push(`peer-map entries refused: ${s.peerMap.refusedEntries} (their addresses overlap another member's; see the agent log)`);
   return lines.join('\n') + '\n';
 }

@@ -6,7 +6,7 @@
  * (every key, channel and event between our own processes). The leaf of the import graph: it
  * imports no other part.
  */
-export { type Clock, systemClock } from './clock';
+export { ManualClock, type Clock, systemClock } from './clock';
 export {
   ADDR_PATTERN, MAX_ADDR_LEN, SPECIAL_PURPOSE, type Prefix,
   contains, formatAddr, formatPrefix, isAddr, isSpecialPurpose, masked, parseAddr, parseNetwork, parsePrefix,
@@ -16,5 +16,10 @@ export { type Logger, forComponent, redactKey, silentLogger } from './logger';
 export { IDEAL_BATCH_SIZE, type DatagramBatch, type DatagramSocket, type PacketBatch, type TunDevice } from './packet-io';
 export {
   CASE_INSENSITIVE_KEYS, DEFAULT_PREFIX, EventType, KEY_PATTERNS, decodeEvent, encodeEvent, isNodeEvent, keyHead, redisKeys,
-  type KeyName, type RedisKeys, type SessionEvent, type SessionEventType,
+  type KeyName, type NodeEventType, type RedisKeys, type SessionEvent, type SessionEventType,
 } from './redis-schema';
+export {
+  DEFAULT_CHECK_TIMEOUT_MS, redisReadiness, runReadinessChecks, serveMetrics, serveReadinessPort,
+  type MetricsServer, type MetricsServerOptions, type MetricsSource, type ReadinessCheck, type ReadinessPort, type ReadinessPortOptions, type ReadinessReport,
+} from './metrics-server';
+export { byLabel, counterFrom, gaugeFrom, labelledFrom } from './prom';

@@ -64,10 +64,11 @@ export const KEY_PATTERNS = {
   ipamCursor: 'ipam:cursor',
   /** sorted set · written by C · read by C · TTL none — removed vips, score = Unix ms when reusable. */
   ipamQuarantine: 'ipam:quarantine',
-  /** string · written by C · read by C · TTL none — change-feed version, `INCR`ed per member change. */
+  /** string · written by C · read by C · TTL none — change-feed version, `INCR`ed per member or policy change. */
   version: 'version',
   /** stream · written by C · read by C · TTL `MAXLEN ~ 10000` — change feed: id `<version>-0`,
-   *  fields `type`, `vip`. */
+   *  fields `type`, `vip`, `tags` (node-changed/node-removed: the tags before); policy-changed:
+   *  `type`, `prev` (the policy text before, '' for none). */
   changes: 'changes',
   /** pub/sub channel · written by C, R · read by C, R, M · TTL – — JSON events: `EVENT_TYPES`,
    *  `encodeEvent`, `decodeEvent`. */

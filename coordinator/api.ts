@@ -4,8 +4,7 @@
  * is `{ error: <code>, message: <reason> }` with a 4xx status.
  */
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
-import type { Logger } from '../common';
-import { redactKey } from '../common';
+import { type Logger, redactKey } from '../common';
 import { verifyKeyProof } from '../protocol';
 import { BadRequestError, CoordinatorError, NotFoundError, UnauthorizedError } from './errors';
 import { parseOriginalCidrs, sourceIpv4, staticOriginalIpRefusal } from './claim-rules';
@@ -18,6 +17,8 @@ import { hashSecret, newSecret, secretsEqual, SESSION_TOKEN_PREFIX } from './tok
 import type { TokenStore } from './token-store';
 import type { JoinRequest, JoinResponse, NodeTagsRequest, NodeTagsResponse, PeersResponse, TokenCreateRequest } from './types';
 import { parseDuration } from './duration';
+import type { JoinCounters } from './metrics';
+import { InvalidPolicyError, registerPolicyRoutes } from './policy-routes';
 
 export interface ApiDeps {
   registry: RedisRegistry;
@@ -37,6 +38,8 @@ export interface ApiDeps {
    * address a join comes from. Empty (default): the TCP peer address, X-Forwarded-For ignored.
    */
   trustedProxies?: string[];
+  /** Joins by result, for metrics. */
+  joins?: JoinCounters;
 }
 
 function bearer(req: FastifyRequest): string | undefined {
@@ -55,6 +58,11 @@ export function buildApi(d: ApiDeps): FastifyInstance {
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown; validationContext?: string }, _req, reply) => {
+    if (err instanceof InvalidPolicyError) {
+      const p = err.policyError;
+      return reply.code(400).send({ error: err.code, message: err.message, reason: p.reason, policyCode: p.code, path: p.path,
+        line: p.line ?? null, column: p.column ?? null });
+    }
     if (err instanceof CoordinatorError) return reply.code(err.statusCode).send({ error: err.code, message: err.message });
     if (err.validation) return reply.code(400).send({ error: 'invalid-request', message: `${err.validationContext ?? 'request'}: ${err.message}` });
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
@@ -108,29 +116,43 @@ export function buildApi(d: ApiDeps): FastifyInstance {
     });
     d.log.info({ vip: r.vip, peer: redactKey(b.publicKey), created: r.created, originalIp: b.originalIp, source: req.ip },
       r.created ? 'member joined' : 'member re-joined');
-    const snap = await d.peerMap.current(r.version);
+    const snap = await d.peerMap.full(r.vip, r.version);
+    if (d.joins) d.joins[r.created ? 'created' : 'rejoined']++;
     return { vip: r.vip, cidr: d.cidr.text, sessionToken, peers: snap.peers, version: snap.version };
   });
+  // Refused (4xx) and failed (5xx) joins, whichever check answered.
+  app.addHook('onResponse', async (req, reply) => {
+    if (d.joins && req.routeOptions.url === '/v1/join' && reply.statusCode >= 400) d.joins[reply.statusCode >= 500 ? 'failed' : 'refused']++;
+  });
 
+  // The member's own scoped map (peer-map-cache.ts). A long-poll whose member's view did not
+  // change is not answered until it does (or the wait ends): other members' changes cost it
+  // one in-memory check each.
   app.get<{ Querystring: { since?: string; wait?: string } }>('/v1/peers', { schema: { querystring: S.peersQuery }, preValidation: member },
     async (req, reply): Promise<PeersResponse> => {
-      if (req.query.since === undefined) return { full: true, ...await d.peerMap.current(await d.registry.version()) };
-      const since = Number(req.query.since);
+      const vip = vipOf(req);
+      const full = async (): Promise<PeersResponse> => ({ full: true, ...await d.peerMap.full(vip, await d.registry.version()) });
+      if (req.query.since === undefined) return full();
+      let since = Number(req.query.since);
       const waitMs = Math.min(d.longPollMs, req.query.wait !== undefined ? Number(req.query.wait) : d.longPollMs);
-      const reg = d.feed.register(since);
+      const deadline = Date.now() + waitMs;
       const gone = new AbortController();
       const onClose = () => gone.abort();
       reply.raw.once('close', onClose);
       try {
-        let ch = await d.registry.changesSince(since);
-        if (ch !== 'full' && ch.upserts.length === 0 && ch.removals.length === 0 && waitMs > 0) {
-          await reg.wait(waitMs, gone.signal);
-          ch = await d.registry.changesSince(since);
+        for (;;) {
+          const want = d.feed.latest;
+          const ch = await d.peerMap.delta(vip, since, want);
+          if (ch === 'full') return full();
+          const left = deadline - Date.now();
+          if (ch.upserts.length > 0 || ch.removals.length > 0 || left <= 0 || gone.signal.aborted) return { full: false, ...ch };
+          // Nothing for this member up to ch.version: wait for a later change (only a new event
+          // if Redis does not have the version the feed last announced).
+          const stuck = ch.version < want && ch.version === since;
+          since = ch.version;
+          await d.feed.register(since, { onlyNew: stuck }).wait(left, gone.signal);
         }
-        if (ch === 'full') return { full: true, ...await d.peerMap.current(await d.registry.version()) };
-        return { full: false, ...ch };
       } finally {
-        reg.cancel();
         reply.raw.removeListener('close', onClose);
       }
     });
@@ -202,6 +224,8 @@ export function buildApi(d: ApiDeps): FastifyInstance {
     d.log.info({ peer: redactKey(req.body.publicKey) }, 'removed key allowed to join again');
     return { ok: true, publicKey: req.body.publicKey };
   });
+
+  registerPolicyRoutes(app, { registry: d.registry, tokens: d.tokens, peerMap: d.peerMap, log: d.log, admin });
 
   return app;
 }

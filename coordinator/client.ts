@@ -8,7 +8,7 @@
 import { proveKey } from '../protocol';
 import { silentLogger, type Logger } from '../common';
 import type { ChallengeResponse, ErrorBody, JoinResponse, NodeTagsRequest, NodeTagsResponse, NodeView, Peer, PeersResponse,
-  RemovedKeyView, TokenCreateRequest, TokenView } from './types';
+  PolicyCheckRequest, PolicyCheckResponse, PolicySetResponse, PolicyView, RemovedKeyView, TokenCreateRequest, TokenView } from './types';
 
 export interface CoordinatorClientOptions {
   /** e.g. http://10.0.0.1:7000 (no trailing path) */
@@ -43,10 +43,13 @@ export interface PeerMapUpdate {
   removals: string[];
 }
 
-/** A non-2xx answer. `code` is the server's `error` field, `status` the HTTP status. */
+/**
+ * A non-2xx answer. `code` is the server's `error` field, `status` the HTTP status, `body` the
+ * whole answer (e.g. `path`, `line`, `column` of a refused policy).
+ */
 export class CoordinatorHttpError extends Error {
   override name = 'CoordinatorHttpError';
-  constructor(readonly status: number, readonly code: string, message: string) {
+  constructor(readonly status: number, readonly code: string, message: string, readonly body: Record<string, unknown> = {}) {
     super(message);
   }
 }
@@ -87,13 +90,13 @@ export class CoordinatorClient {
     this.f = o.fetch ?? fetch;
   }
 
-  private async call<T>(method: string, path: string, opts: { body?: unknown; bearer?: string; signal?: AbortSignal } = {}): Promise<T> {
+  private async call<T>(method: string, path: string,
+    opts: { body?: unknown; rawBody?: string; bearer?: string; signal?: AbortSignal } = {}): Promise<T> {
     const headers: Record<string, string> = {};
     if (opts.bearer) headers.authorization = `Bearer ${opts.bearer}`;
-    if (opts.body !== undefined) headers['content-type'] = 'application/json';
-    const res = await this.f(this.base + path, {
-      method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body), signal: opts.signal,
-    });
+    const body = opts.rawBody ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body));
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const res = await this.f(this.base + path, { method, headers, body, signal: opts.signal });
     const text = await res.text();
     let json: unknown;
     try {
@@ -105,7 +108,7 @@ export class CoordinatorClient {
       const e = (json ?? {}) as Partial<ErrorBody>;
       const msg = `${method} ${path}: ${res.status} ${e.error ?? ''} ${e.message ?? text.slice(0, 200)}`.trim();
       if (res.status === 401 && opts.bearer && path.startsWith('/v1/peers')) throw new SessionExpiredError(401, e.error ?? 'unauthorized', msg);
-      throw new CoordinatorHttpError(res.status, e.error ?? 'http-error', msg);
+      throw new CoordinatorHttpError(res.status, e.error ?? 'http-error', msg, (json ?? {}) as Record<string, unknown>);
     }
     return json as T;
   }
@@ -228,5 +231,29 @@ export class CoordinatorClient {
   /** Let a removed key join again (it still needs a valid token). 404 when it is not refused. */
   async allowKey(publicKey: string): Promise<void> {
     await this.call('POST', '/v1/removed-keys/allow', { body: { publicKey }, bearer: this.adminBearer() });
+  }
+
+  /**
+   * Set the access policy. `policy`: the file's text (sent as is, so a refusal names its line
+   * and column) or an object in the file format. A bad policy is refused whole (400
+   * invalid-policy with `path`, `line`, `column` in the error's `body`); the previous one stays.
+   */
+  async setPolicy(policy: string | object): Promise<PolicySetResponse> {
+    return this.call('PUT', '/v1/policy', { rawBody: typeof policy === 'string' ? policy : JSON.stringify(policy), bearer: this.adminBearer() });
+  }
+
+  /** The policy in force (`policy: null` and a note saying so when none is set). */
+  async getPolicy(): Promise<PolicyView> {
+    return this.call('GET', '/v1/policy', { bearer: this.adminBearer() });
+  }
+
+  /** Back to no policy: every member reaches every member. */
+  async clearPolicy(): Promise<{ ok: true; changed: boolean; version: number; note: string }> {
+    return this.call('DELETE', '/v1/policy', { bearer: this.adminBearer() });
+  }
+
+  /** May `from` open a flow to `to` on `port` (`tcp/80`, `udp/53`, `icmp`)? Each side: vip, original IP or hostname. */
+  async checkPolicy(req: PolicyCheckRequest): Promise<PolicyCheckResponse> {
+    return this.call('POST', '/v1/policy/check', { body: req, bearer: this.adminBearer() });
   }
 }

@@ -23,3 +23,7 @@ export const DEFAULT_BODY_LIMIT = 16 * 1024;
 /** Most tags on one token or member, and their longest length. */
 export const MAX_TAGS = 32;
 export const MAX_TAG_LEN = 64;
+/** Largest accepted policy file (`PUT /v1/policy`). @default 256 KiB */
+export const MAX_POLICY_BYTES = 256 * 1024;
+/** What `policy get` and the coordinator's start say when no policy is set. */
+export const NO_POLICY_NOTE = 'no policy: every member reaches every member';

@@ -10,3 +10,4 @@ export * as defaults from './constants';
 export { RedisRegistry, peerFromHash, type NodeRecord } from './redis-store';
 export { TokenStore } from './token-store';
 export { parseOriginalCidrs } from './claim-rules';
+export { JOIN_RESULTS, registerCoordinatorMetrics, type JoinCounters, type JoinResult } from './metrics';

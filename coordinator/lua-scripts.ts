@@ -6,6 +6,10 @@
  * Every script gets the common ARGV head: [1] prefix, [2] now (Unix ms), [3] quarantine ms,
  * [4] change-feed maxlen. Each change does INCR P:version, XADD P:changes <version>-0 and
  * PUBLISH P:events in the same script, so versions in the stream are contiguous.
+ * Stream entries carry the state before the change, so a coordinator can tell what any member
+ * saw at any version (scoped peer maps, peer-map-cache.ts): `node-changed` and `node-removed`
+ * carry `tags` (the member's tags before, JSON), `policy-changed` carries `prev` (the policy
+ * text before, '' for none) and no `vip`.
  *
  * Key names and event types are not written here: `K` (key builders) and `EV` (event types)
  * are generated from common/redis-schema.ts, so the scripts and the TypeScript readers cannot
@@ -41,9 +45,14 @@ local function n2ip(n)
     math.floor(n / 256) % 256, n % 256)
 end
 
-local function emit(typ, vip)
+-- prevTags: the member's tags (JSON) before this change; nil for node-up.
+local function emit(typ, vip, prevTags)
   local v = redis.call('INCR', K.version)
-  redis.call('XADD', K.changes, 'MAXLEN', '~', MAXLEN, v .. '-0', 'type', typ, 'vip', vip)
+  if prevTags then
+    redis.call('XADD', K.changes, 'MAXLEN', '~', MAXLEN, v .. '-0', 'type', typ, 'vip', vip, 'tags', prevTags)
+  else
+    redis.call('XADD', K.changes, 'MAXLEN', '~', MAXLEN, v .. '-0', 'type', typ, 'vip', vip)
+  end
   redis.call('PUBLISH', K.events, cjson.encode({ type = typ, vip = vip, version = v }))
   return v
 end
@@ -56,7 +65,7 @@ end
 -- recorded in P:removed-keys so later joins with it are refused until an admin allows it.
 -- Returns the version or false.
 local function removeNode(vip, ban)
-  local n = redis.call('HMGET', K.node(vip), 'pub', 'orig', 'hostname')
+  local n = redis.call('HMGET', K.node(vip), 'pub', 'orig', 'hostname', 'tags')
   if not n[1] then return false end
   redis.call('DEL', K.node(vip))
   delIfPoints(K.key(n[1]), vip)
@@ -70,7 +79,7 @@ local function removeNode(vip, ban)
   if ban then
     redis.call('HSET', K.removedKeys, n[1], cjson.encode({ vip = vip, hostname = n[3] or '', removedAt = NOW }))
   end
-  return emit(EV.NodeRemoved, vip)
+  return emit(EV.NodeRemoved, vip, n[4] or '[]')
 end
 
 -- A uint32 address inside a 'a.b.c.d/n' prefix (Lua numbers are doubles: exact up to 2^53).
@@ -177,6 +186,7 @@ end
 -- From here on: writes only.
 local created = 0
 local nodeKey
+local prevTags = nil
 if not vip then
   created = 1
   if fromQuarantine then
@@ -195,7 +205,8 @@ if not vip then
   redis.call('HSET', nodeKey, 'created', NOW, 'tags', jsonList(tags), 'granted', granted, 'cidrs', cidrs)
 else
   nodeKey = K.node(vip)
-  local old = redis.call('HMGET', nodeKey, 'orig', 'hostname')
+  local old = redis.call('HMGET', nodeKey, 'orig', 'hostname', 'tags')
+  prevTags = old[3] or '[]'
   if old[1] and old[1] ~= orig then delIfPoints(K.orig(old[1]), vip) end
   if old[2] and string.lower(old[2]) ~= string.lower(hostname) then delIfPoints(K.host(old[2]), vip) end
 end
@@ -210,7 +221,7 @@ redis.call('DEL', K.challenge(challengeId))
 redis.call('SET', K.sessionToken(sessionHash), vip .. ' ' .. pub, 'PX', sessionTtl)
 local typ = EV.NodeChanged
 if created == 1 then typ = EV.NodeUp end
-local v = emit(typ, vip)
+local v = emit(typ, vip, prevTags)
 return { 'ok', vip, v, created }
 `;
 
@@ -245,7 +256,7 @@ if updated == jsonList(cjson.decode(cur)) then
   return { tonumber(redis.call('GET', K.version) or '0'), updated }
 end
 redis.call('HSET', nodeKey, 'tags', updated)
-return { emit(EV.NodeChanged, ARGV[5]), updated }
+return { emit(EV.NodeChanged, ARGV[5], cur), updated }
 `;
 
 /**
@@ -285,12 +296,62 @@ end
 return removed
 `;
 
-/** Consistent snapshot: {version, vip1, {k, v, ...}, vip2, ...}. */
+/** Consistent snapshot: {version, policy text or false, vip1, {k, v, ...}, vip2, ...}. */
 export const SNAPSHOT_LUA = COMMON + `
-local out = { tonumber(redis.call('GET', K.version) or '0') }
+local out = { tonumber(redis.call('GET', K.version) or '0'), redis.call('GET', K.policy) }
 for _, vip in ipairs(redis.call('SMEMBERS', K.nodes)) do
   out[#out + 1] = vip
   out[#out + 1] = redis.call('HGETALL', K.node(vip))
 end
 return out
+`;
+
+/**
+ * Set (ARGV[5] the canonical policy text) or clear (ARGV[5] '') the policy. Returns
+ * {version, changed (1|0)}: no event and the current version when nothing changes. A change
+ * bumps the version, appends `policy-changed` with `prev` (the text before, '' for none) to
+ * P:changes and publishes {type: 'policy-changed', version}.
+ */
+export const POLICY_LUA = COMMON + `
+local text = ARGV[5]
+local prev = redis.call('GET', K.policy) or ''
+if prev == text then return { tonumber(redis.call('GET', K.version) or '0'), 0 } end
+if text == '' then redis.call('DEL', K.policy) else redis.call('SET', K.policy, text) end
+local v = redis.call('INCR', K.version)
+redis.call('XADD', K.changes, 'MAXLEN', '~', MAXLEN, v .. '-0', 'type', EV.PolicyChanged, 'prev', prev)
+redis.call('PUBLISH', K.events, cjson.encode({ type = EV.PolicyChanged, version = v }))
+return { v, 1 }
+`;
+
+/**
+ * The change feed after ARGV[5] (since), consistent with the current state: {'full'} when the
+ * feed cannot say (since ahead of Redis, entries trimmed, or more than ARGV[6] of them);
+ * otherwise {version, entries (XRANGE form), {vip, {k, v, ...}, ...} for every vip the entries
+ * touch (an empty list: gone), the policy text (false: none) or false when no entry changed it}.
+ */
+export const CHANGES_LUA = COMMON + `
+local since, limit = tonumber(ARGV[5]), tonumber(ARGV[6])
+local cur = tonumber(redis.call('GET', K.version) or '0')
+if since > cur then return { 'full' } end
+if since == cur then return { cur, {}, {}, false } end
+if cur - since > limit then return { 'full' } end
+local entries = redis.call('XRANGE', K.changes, (since + 1) .. '-0', '+', 'COUNT', limit)
+if #entries ~= cur - since or entries[1][1] ~= (since + 1) .. '-0' then return { 'full' } end
+local seen, nodes, policy = {}, {}, false
+for _, e in ipairs(entries) do
+  local f = e[2]
+  local typ, vip = nil, nil
+  for i = 1, #f, 2 do
+    if f[i] == 'type' then typ = f[i + 1] elseif f[i] == 'vip' then vip = f[i + 1] end
+  end
+  if typ == EV.PolicyChanged then
+    policy = true
+  elseif vip and not seen[vip] then
+    seen[vip] = true
+    nodes[#nodes + 1] = vip
+    nodes[#nodes + 1] = redis.call('HGETALL', K.node(vip))
+  end
+end
+if policy then policy = redis.call('GET', K.policy) or '' end
+return { cur, entries, nodes, policy }
 `;

@@ -4,8 +4,7 @@
  * waiters, which then read the change feed (`P:changes`) from Redis.
  */
 import type Redis from 'ioredis';
-import type { Logger } from '../common';
-import { decodeEvent, isNodeEvent } from '../common';
+import { type Logger, EventType, decodeEvent, isNodeEvent } from '../common';
 
 type Waiter = { since: number; wake: () => void };
 
@@ -13,26 +12,37 @@ export class PeerFeed {
   private readonly waiters = new Set<Waiter>();
   private sub?: Redis;
   private closed = false;
-  /** Highest version seen on the channel. */
+  /** Version of the last change event seen on the channel. */
   latest = 0;
+  /** Member change events seen on the channel (metrics). */
+  changes = 0;
 
   constructor(private readonly redis: Redis, private readonly channel: string, private readonly log: Logger) {}
 
   async start(): Promise<void> {
     this.sub = this.redis.duplicate();
     this.sub.on('message', (_ch: string, msg: string) => this.onMessage(msg));
-    // After a reconnect ioredis re-subscribes; wake everyone so they re-read the feed.
-    this.sub.on('ready', () => this.wakeAll());
+    // After a reconnect ioredis re-subscribes; wake everyone so they re-read the feed. Redis may
+    // have restarted with lower versions: forget the last one seen.
+    this.sub.on('ready', () => { this.latest = 0; this.wakeAll(); });
     await this.sub.subscribe(this.channel);
   }
 
   private onMessage(msg: string): void {
     const e = decodeEvent(msg);
     // Session events carry no version (peer maps do not change); junk is not ours to judge.
-    if (!e || !isNodeEvent(e)) return;
+    // A policy change may change every map: it wakes every waiter behind it too.
+    if (!e || !(isNodeEvent(e) || e.type === EventType.PolicyChanged)) return;
+    this.changes++;
     const version = e.version;
-    if (version > this.latest) this.latest = version;
+    // The last event's version (events come in order from one Redis; lower: Redis went back).
+    this.latest = version;
     for (const w of this.waiters) if (version > w.since) w.wake();
+  }
+
+  /** Long-polls waiting for a change (metrics). */
+  get waiting(): number {
+    return this.waiters.size;
   }
 
   private wakeAll(): void {
@@ -40,14 +50,16 @@ export class PeerFeed {
   }
 
   /**
-   * Register interest before reading Redis (so no event is lost in between); `wait` resolves
-   * on a newer version, timeout, abort or close.
+   * Interest in versions after `since` (the version the caller's answer was computed at):
+   * `wait` resolves at once if a newer one was already seen, else on a newer version,
+   * timeout, abort or close. `onlyNew`: ignore versions already seen (the caller could not
+   * reach them in Redis; waiting for the next event instead of spinning).
    */
-  register(since: number): { wait(timeoutMs: number, signal?: AbortSignal): Promise<void>; cancel(): void } {
+  register(since: number, opts: { onlyNew?: boolean } = {}): { wait(timeoutMs: number, signal?: AbortSignal): Promise<void>; cancel(): void } {
     let wake!: () => void;
     const woken = new Promise<void>((r) => { wake = r; });
     const w: Waiter = { since, wake };
-    if (this.closed) wake(); else this.waiters.add(w);
+    if (this.closed || (!opts.onlyNew && this.latest > since)) wake(); else this.waiters.add(w);
     const cancel = () => { this.waiters.delete(w); w.wake(); };
     return {
       cancel,

@@ -4,15 +4,13 @@
  */
 import type Redis from 'ioredis';
 import { randomBytes } from 'node:crypto';
-import { EventType, redisKeys, type RedisKeys } from '../common';
-import type { KeyChallenge } from '../protocol';
-import { createKeyChallenge } from '../protocol';
+import { EventType, redisKeys, type NodeEventType, type RedisKeys, isAddr, parseAddr } from '../common';
+import { type KeyChallenge, createKeyChallenge } from '../protocol';
 import { CHALLENGE_TTL_SEC, CHANGE_FEED_MAXLEN } from './constants';
 import { CidrMismatchError, JoinRefusedError, type JoinRefusalCode } from './errors';
 import type { VipPool } from './ipam';
-import { AUTH_LUA, JOIN_LUA, REMOVE_LUA, SNAPSHOT_LUA, SWEEP_LUA, TAG_LUA } from './lua-scripts';
-import type { Peer, PeerChanges } from './types';
-import { isAddr, parseAddr } from '../common';
+import { AUTH_LUA, CHANGES_LUA, JOIN_LUA, POLICY_LUA, REMOVE_LUA, SNAPSHOT_LUA, SWEEP_LUA, TAG_LUA } from './lua-scripts';
+import type { Member } from './types';
 
 export interface RegistryOptions {
   prefix: string;
@@ -34,7 +32,7 @@ export interface JoinParams {
   sessionTtlMs: number;
 }
 
-export interface NodeRecord extends Peer {
+export interface NodeRecord extends Member {
   created: number;
   lastSeen: number;
   ephemeral: boolean;
@@ -48,6 +46,48 @@ type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
 interface Scripts {
   isthmusJoin: ScriptFn; isthmusRemove: ScriptFn; isthmusAuth: ScriptFn;
   isthmusSweep: ScriptFn; isthmusSnapshot: ScriptFn; isthmusTag: ScriptFn;
+  isthmusPolicy: ScriptFn; isthmusChanges: ScriptFn;
+}
+
+/**
+ * One entry of the change feed (`P:changes`), with the state before the change: what lets a
+ * coordinator tell what a member saw at an older version. `prevTags` is the member's tags
+ * before a node-changed/node-removed (null for node-up, and for entries written before the
+ * field existed: unknown); `prev` is the policy text before a policy change (null: none).
+ */
+export type ChangeEntry =
+  | { version: number; type: NodeEventType; vip: string; prevTags: readonly string[] | null }
+  | { version: number; type: typeof EventType.PolicyChanged; prev: string | null };
+
+/** The feed after a version, consistent with the member records and policy it returns. */
+export interface FeedChanges {
+  version: number;
+  entries: ChangeEntry[];
+  /** The current record of every vip the entries touch; undefined: it is gone. */
+  nodes: Map<string, Member | undefined>;
+  /** The current policy text when an entry changed it (null: none); undefined: unchanged. */
+  policy?: string | null;
+}
+
+function parseTags(raw: string | undefined): string[] | null {
+  if (raw === undefined) return null;
+  try {
+    const v = JSON.parse(raw) as unknown;
+    return Array.isArray(v) && v.every((x) => typeof x === 'string') ? v as string[] : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A `P:changes` entry; undefined when it is not one we understand. */
+export function parseChangeEntry(id: string, fields: string[]): ChangeEntry | undefined {
+  const version = Number(id.split('-')[0]);
+  const f = pairsToObject(fields);
+  if (f.type === EventType.PolicyChanged) return { version, type: f.type, prev: f.prev ? f.prev : null };
+  if ((f.type === EventType.NodeUp || f.type === EventType.NodeChanged || f.type === EventType.NodeRemoved) && f.vip) {
+    return { version, type: f.type, vip: f.vip, prevTags: f.type === EventType.NodeUp ? null : parseTags(f.tags) };
+  }
+  return undefined;
 }
 
 /** A public key an admin removed (`P:removed-keys`): its joins are refused until allowed again. */
@@ -58,7 +98,7 @@ export interface RemovedKey {
   removedAt: number;
 }
 
-export function peerFromHash(vip: string, h: Record<string, string>): Peer | undefined {
+export function peerFromHash(vip: string, h: Record<string, string>): Member | undefined {
   if (!h.pub) return undefined;
   return { vip, originalIp: h.orig, publicKey: h.pub, hostname: h.hostname, tags: JSON.parse(h.tags || '[]') as string[] };
 }
@@ -76,7 +116,8 @@ export class RedisRegistry {
   constructor(readonly redis: Redis, private readonly opts: RegistryOptions) {
     this.keys = redisKeys(opts.prefix);
     for (const [name, lua] of [['isthmusJoin', JOIN_LUA], ['isthmusRemove', REMOVE_LUA], ['isthmusAuth', AUTH_LUA],
-      ['isthmusSweep', SWEEP_LUA], ['isthmusSnapshot', SNAPSHOT_LUA], ['isthmusTag', TAG_LUA]] as const) {
+      ['isthmusSweep', SWEEP_LUA], ['isthmusSnapshot', SNAPSHOT_LUA], ['isthmusTag', TAG_LUA],
+      ['isthmusPolicy', POLICY_LUA], ['isthmusChanges', CHANGES_LUA]] as const) {
       if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 0, lua });
     }
     this.s = redis as unknown as Scripts;
@@ -170,15 +211,16 @@ export class RedisRegistry {
     return await this.s.isthmusSweep(...this.head(), timeoutMs) as string[];
   }
 
-  async snapshot(): Promise<{ version: number; peers: Peer[] }> {
-    const r = await this.s.isthmusSnapshot(...this.head()) as [number, ...(string | string[])[]];
-    const peers: Peer[] = [];
-    for (let i = 1; i + 1 < r.length; i += 2) {
+  /** Every member and the policy text (null: none), consistent at `version`. */
+  async snapshot(): Promise<{ version: number; peers: Member[]; policy: string | null }> {
+    const r = await this.s.isthmusSnapshot(...this.head()) as [number, string | null, ...(string | string[])[]];
+    const peers: Member[] = [];
+    for (let i = 2; i + 1 < r.length; i += 2) {
       const p = peerFromHash(r[i] as string, pairsToObject(r[i + 1] as string[]));
       if (p) peers.push(p);
     }
     peers.sort((a, b) => a.vip.localeCompare(b.vip, 'en', { numeric: true }));
-    return { version: Number(r[0]), peers };
+    return { version: Number(r[0]), peers, policy: r[1] || null };
   }
 
   async version(): Promise<number> {
@@ -186,33 +228,55 @@ export class RedisRegistry {
   }
 
   /**
-   * Changes after `since`, or 'full' when the feed cannot say (since is ahead of Redis, or its
-   * entries were trimmed). Upserts carry the member's current record; a vip changed and then
-   * removed is a removal.
+   * The feed after `since` with the current records it touches, read atomically; 'full' when
+   * the feed cannot say (since ahead of Redis, entries trimmed, more than `limit` of them).
    */
-  async changesSince(since: number, limit = 1000): Promise<PeerChanges | 'full'> {
-    const cur = await this.version();
-    if (since > cur) return 'full';
-    if (since === cur) return { version: cur, upserts: [], removals: [] };
-    const entries = await this.redis.xrange(this.keys.changes, `${since + 1}-0`, '+', 'COUNT', limit);
-    if (entries.length === 0 || entries[0][0] !== `${since + 1}-0`) return 'full';
-    const last = new Map<string, string>();
-    for (const [, fields] of entries) {
-      const f = pairsToObject(fields);
-      last.delete(f.vip); // keep insertion order = order of last change
-      last.set(f.vip, f.type);
+  async changes(since: number, limit = CHANGE_FEED_MAXLEN): Promise<FeedChanges | 'full'> {
+    const r = await this.s.isthmusChanges(...this.head(), since, limit) as
+      ['full'] | [number, [string, string[]][], (string | string[])[], string | null];
+    if (r[0] === 'full') return 'full';
+    const [version, rawEntries, flat, policy] = r as [number, [string, string[]][], (string | string[])[], string | null];
+    const entries: ChangeEntry[] = [];
+    for (const [id, fields] of rawEntries) {
+      const e = parseChangeEntry(id, fields);
+      if (e) entries.push(e);
     }
-    const version = Number(entries[entries.length - 1][0].split('-')[0]);
-    const upserts: Peer[] = [];
-    const removals: string[] = [];
-    const ups = [...last].filter(([, t]) => t !== EventType.NodeRemoved).map(([v]) => v);
-    const hashes = await Promise.all(ups.map((v) => this.redis.hgetall(this.keys.node(v))));
-    ups.forEach((vip, i) => {
-      const p = peerFromHash(vip, hashes[i]);
-      if (p) upserts.push(p); else removals.push(vip);
-    });
-    for (const [vip, t] of last) if (t === EventType.NodeRemoved) removals.push(vip);
-    return { version, upserts, removals };
+    const nodes = new Map<string, Member | undefined>();
+    for (let i = 0; i + 1 < flat.length; i += 2) nodes.set(flat[i] as string, peerFromHash(flat[i] as string, pairsToObject(flat[i + 1] as string[])));
+    const out: FeedChanges = { version: Number(version), entries, nodes };
+    if (policy !== null && policy !== undefined) out.policy = policy === '' ? null : policy;
+    return out;
+  }
+
+  /** Entries with versions in (after, upTo], or undefined when the stream no longer has them all. */
+  async entriesBetween(after: number, upTo: number): Promise<ChangeEntry[] | undefined> {
+    if (upTo <= after) return [];
+    const raw = await this.redis.xrange(this.keys.changes, `${after + 1}-0`, `${upTo}-0`);
+    if (raw.length !== upTo - after || raw[0][0] !== `${after + 1}-0`) return undefined;
+    const out: ChangeEntry[] = [];
+    for (const [id, fields] of raw) {
+      const e = parseChangeEntry(id, fields);
+      if (e) out.push(e);
+    }
+    return out;
+  }
+
+  /** The policy text (null: no policy). */
+  async policyText(): Promise<string | null> {
+    return await this.redis.get(this.keys.policy);
+  }
+
+  /** Set (canonical text) or clear (null) the policy; `changed` false (no event) when it was already so. */
+  async setPolicy(text: string | null): Promise<{ version: number; changed: boolean }> {
+    const r = await this.s.isthmusPolicy(...this.head(), text ?? '') as [number, number];
+    return { version: Number(r[0]), changed: Number(r[1]) === 1 };
+  }
+
+  /** The vip of a member named by vip, original IP or hostname (case-insensitive), if it exists. */
+  async resolveAny(name: string): Promise<string | undefined> {
+    const candidates = isAddr(name) ? [name, await this.redis.get(this.keys.orig(name))] : [await this.redis.get(this.keys.host(name))];
+    for (const vip of candidates) if (vip && await this.redis.hexists(this.keys.node(vip), 'pub')) return vip;
+    return undefined;
   }
 
   async getNode(vip: string): Promise<NodeRecord | undefined> {

@@ -100,3 +100,15 @@ export const publicKeyBody = {
 } as const;
 
 export const emptyBody = { anyOf: [{ type: 'null' }, { type: 'object', additionalProperties: false, maxProperties: 0 }] } as const;
+
+/** `POST /v1/policy/check`: each side a vip, original IP or hostname; port `tcp/N`, `udp/N` or `icmp`. */
+export const policyCheckBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['from', 'to', 'port'],
+  properties: {
+    from: { type: 'string', minLength: 1, maxLength: 253 },
+    to: { type: 'string', minLength: 1, maxLength: 253 },
+    port: { type: 'string', minLength: 1, maxLength: 16 },
+  },
+} as const;

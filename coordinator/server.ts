@@ -17,6 +17,7 @@ import { PeerMapCache } from './peer-map-cache';
 import { connectRedis, type RedisSpec } from './redis-connect';
 import { RedisRegistry } from './redis-store';
 import { TokenStore } from './token-store';
+import { newJoinCounters, type JoinCounters } from './metrics';
 
 export interface CoordinatorOptions {
   /** URL, ioredis options (Sentinel), or a connected client (not closed by `close()`). */
@@ -54,6 +55,9 @@ export interface Coordinator {
   readonly registry: RedisRegistry;
   readonly tokens: TokenStore;
   readonly redis: Redis;
+  /** The change feed (long-poll waiters, events seen) and join counts: read by metrics. */
+  readonly feed: PeerFeed;
+  readonly joins: JoinCounters;
   listen(host: string, port: number): Promise<{ host: string; port: number; url: string }>;
   /** Run one ephemeral sweep now (the timer does it every sweepIntervalMs). */
   sweep(): Promise<string[]>;
@@ -78,8 +82,13 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
     if (ownRedis) redis.disconnect();
     throw err;
   }
+  const peerMap = new PeerMapCache(registry, log);
+  const policyText = await registry.policyText().catch(() => null);
+  if (policyText === null) log.warn(`${D.NO_POLICY_NOTE} (set one with: isthmus policy set FILE)`);
+  else log.info({ policyBytes: policyText.length }, 'policy in force: peer maps are scoped by it (isthmus policy get)');
+  const joins = newJoinCounters();
   const app = buildApi({
-    registry, tokens, feed, peerMap: new PeerMapCache(registry), log, cidr, adminToken: o.adminToken,
+    joins, registry, tokens, feed, peerMap, log, cidr, adminToken: o.adminToken,
     bodyLimit: o.bodyLimit ?? D.DEFAULT_BODY_LIMIT, longPollMs: o.longPollMs ?? D.DEFAULT_LONG_POLL_MS,
     trustedProxies: o.trustedProxies ?? [],
     sessionTtlMs: o.sessionTtlMs ?? D.DEFAULT_SESSION_TTL_MS,
@@ -98,7 +107,7 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
   timer?.unref();
 
   return {
-    app, registry, tokens, redis,
+    app, registry, tokens, redis, feed, joins,
     async listen(host, port) {
       await app.listen({ host, port });
       const a = app.server.address() as AddressInfo;

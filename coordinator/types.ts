@@ -1,13 +1,31 @@
 /** Wire types of the coordinator API, shared by the server (api.ts) and client.ts. */
 
-/** One member as other members see it. */
-export interface Peer {
+/** One member as the registry holds it (admin views, `P:node:<vip>`). */
+export interface Member {
   vip: string;
   originalIp: string;
   /** base64 X25519 static public key. */
   publicKey: string;
   hostname: string;
+  /** From its join token and admin changes only (never chosen by the member). */
   tags: string[];
+}
+
+/**
+ * One entry of a member's peer map: another member it may exchange packets with under the
+ * policy (in either direction), or itself (a map always holds its own member).
+ */
+export interface Peer extends Member {
+  /**
+   * What this peer may open towards the member receiving the map: port specs as the policy
+   * file writes them (`tcp/22`, `tcp/8000-9000`, `udp/53`, `icmp`, `*`), merged and sorted;
+   * `["*"]` with no policy; `[]` when the peer may open nothing towards the receiver and is in
+   * the map only because the receiver may open flows to it (their replies come back). The
+   * receiving agent's inbound filter lets new flows from the peer in on these only. Always
+   * sent by this coordinator; absent from coordinators that predate policies, which the
+   * agent reads as `["*"]`.
+   */
+  inbound?: string[];
 }
 
 export interface PeerChanges {
@@ -70,7 +88,7 @@ export interface TokenView {
   state: 'valid' | 'expired' | 'exhausted';
 }
 
-export interface NodeView extends Peer {
+export interface NodeView extends Member {
   created: number;
   lastSeen: number;
   ephemeral: boolean;
@@ -101,4 +119,50 @@ export interface RemovedKeyView {
 export interface ErrorBody {
   error: string;
   message: string;
+}
+
+/** `PUT /v1/policy` answer. */
+export interface PolicySetResponse {
+  ok: true;
+  /** False when the policy was already exactly this (no event, no version). */
+  changed: boolean;
+  version: number;
+  rules: number;
+  /** Tags the policy names that no current member or token carries (allowed, but likely a typo). */
+  unknownTags: string[];
+  warnings: string[];
+}
+
+/** `GET /v1/policy` answer. */
+export interface PolicyView {
+  /** The policy in the file format, or null when none is set. */
+  policy: { rules: { from: string[]; to: string[]; ports: string[] }[] } | null;
+  /** Its canonical text (`policy get` prints it), or null. */
+  text: string | null;
+  /** One line saying what is in force, e.g. "no policy: every member reaches every member". */
+  note: string;
+  unknownTags: string[];
+}
+
+/** `POST /v1/policy/check` request: each side a vip, original IP or hostname; port e.g. `tcp/80`, `udp/53`, `icmp`. */
+export interface PolicyCheckRequest {
+  from: string;
+  to: string;
+  port: string;
+}
+
+export interface PolicyCheckResponse {
+  allowed: boolean;
+  /** Index of the first rule that allows the flow (absent: denied, or no policy). */
+  rule?: number;
+  /** That rule in the file format. */
+  ruleText?: string;
+  /** True when allowed because no policy is set. */
+  noPolicy: boolean;
+  from: { vip: string; hostname: string; tags: string[] };
+  to: { vip: string; hostname: string; tags: string[] };
+  fromTags: string[];
+  toTags: string[];
+  /** One line for people. */
+  reason: string;
 }

@@ -11,9 +11,7 @@
  * announces (a session key expiring by TTL).
  */
 import { Redis } from 'ioredis';
-import type { Logger } from '../common';
-import { silentLogger } from '../common';
-import { DEFAULT_PREFIX, EventType, decodeEvent, redisKeys, type RedisKeys } from '../common';
+import { type Logger, silentLogger, DEFAULT_PREFIX, EventType, decodeEvent, redisKeys, type RedisKeys } from '../common';
 import { DirectoryClosedError } from './errors';
 
 export interface Endpoint {

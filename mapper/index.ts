@@ -11,3 +11,4 @@ export { netDialer, type Dialer } from './dialer';
 export { UnknownOriginalIpError, InvalidIpError, MapperApiError, DirectoryClosedError } from './errors';
 export { InvalidCidrError, parseRange } from './addr';
 export { Command, encodeRequest } from './socks5/codec';
+export { registerMapperMetrics } from './metrics';

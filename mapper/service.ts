@@ -6,9 +6,7 @@
 import type net from 'node:net';
 import type http from 'node:http';
 import type { FastifyInstance } from 'fastify';
-import type { Logger } from '../common';
-import { silentLogger } from '../common';
-import type { Prefix } from '../common';
+import { type Logger, silentLogger, type Prefix } from '../common';
 import { parseRange } from './addr';
 import { RedisDirectory, type MemberDirectory } from './directory';
 import { buildLookupApi } from './lookup-api';

@@ -10,8 +10,7 @@
  */
 import dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
-import type { DatagramBatch, DatagramSocket } from '../common';
-import { formatAddr, parseAddr } from '../common';
+import { type DatagramBatch, type DatagramSocket, formatAddr, parseAddr } from '../common';
 
 export interface DgramSocketOptions {
   /** @default '0.0.0.0' */

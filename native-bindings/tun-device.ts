@@ -8,8 +8,7 @@
  *   | headroom (default 64) | packet (<= mtu) | tailroom (>= 32, for an AEAD tag) |
  *   ^ i * slotSize          ^ offsets[i]
  */
-import { IDEAL_BATCH_SIZE, type PacketBatch, type TunDevice } from '../common';
-import { tryParsePrefix, type Prefix } from '../common';
+import { IDEAL_BATCH_SIZE, type PacketBatch, type TunDevice, tryParsePrefix, type Prefix } from '../common';
 import { InvalidOptionError, NativeIoError } from './errors';
 import { loadNative } from './load';
 import { IN_SLAB, intOption, NativeIo } from './native-io';

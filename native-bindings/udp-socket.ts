@@ -6,8 +6,7 @@
  * that is dropped by the kernel copy (MSG_TRUNC) and counted as `rxTruncated`.
  * Sending never blocks: on EAGAIN the rest of the batch is dropped and counted in `txDrops`.
  */
-import { IDEAL_BATCH_SIZE, type DatagramBatch, type DatagramSocket } from '../common';
-import { formatAddr, parseAddr } from '../common';
+import { IDEAL_BATCH_SIZE, type DatagramBatch, type DatagramSocket, formatAddr, parseAddr } from '../common';
 import { InvalidOptionError, NativeIoError } from './errors';
 import { loadNative } from './load';
 import { IN_SLAB, intOption, NativeIo } from './native-io';

@@ -10,18 +10,13 @@
  * (handshake retries, keepalives) leaves at once.
  */
 import { lookup } from 'node:dns/promises';
-import type { Clock } from '../common';
-import type { Logger } from '../common';
-import { IDEAL_BATCH_SIZE, type DatagramSocket, type DatagramBatch, type PacketBatch, type TunDevice } from '../common';
-import { contains, formatAddr, formatPrefix, masked, parseAddr, type Prefix } from '../common';
-import { createLocalIdentity, type LocalIdentity } from '../protocol';
-import { keyFromBase64, keyToBase64 } from '../protocol';
-import { DEFAULT_TIMER_CONFIG, type TimerConfig } from '../protocol';
-import { RELAY_HEADER_LEN } from '../protocol';
+import { type Clock, type Logger, IDEAL_BATCH_SIZE, type DatagramSocket, type DatagramBatch, type PacketBatch, type TunDevice, contains, formatAddr, formatPrefix, masked, parseAddr, type Prefix } from '../common';
+import { createLocalIdentity, type LocalIdentity, keyFromBase64, keyToBase64, DEFAULT_TIMER_CONFIG, type TimerConfig, RELAY_HEADER_LEN } from '../protocol';
 import { RelayClient } from './relay-client';
 import { Device, DEVICE_HEADROOM, DEVICE_TAILROOM } from './device';
 import { Endpoint, EndpointKind, type OutsideSender } from './endpoint';
 import { PeerSet, type PeerSpec } from './peer-set';
+import { compileInbound, describeInbound } from './inbound-ports';
 import type { AgentConfig } from './config';
 import { nodeCryptoAead, type BatchAead } from './batch-crypto';
 import { aead as nativeAead, nativeAvailable } from '../native-bindings';
@@ -50,6 +45,12 @@ export interface AgentOptions {
   routeOriginal?: Prefix[];
   /** PING interval to the relay; a relay is dead after 3 unanswered. @default RELAY_FAILOVER_TIMING.keepaliveMs */
   relayKeepaliveMs?: number;
+  /**
+   * This member's own addresses besides its overlay address: its original IP (a peer in
+   * transparent mode dials it there, and the packet arrives with that destination). Inbound
+   * packets to any other address are dropped (`not-our-address`). @default none
+   */
+  localAddresses?: number[];
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -107,6 +108,7 @@ export class Agent {
         writeInPlace: (buf, off, len) => this.writeInside(buf, off, len, true),
       },
       aead: c.aead === null ? nodeCryptoAead : (c.aead ?? (nativeAvailable() ? nativeAead : nodeCryptoAead)),
+      localAddresses: [config.address.addr, ...(opts.localAddresses ?? [])],
     });
   }
 
@@ -121,7 +123,10 @@ export class Agent {
       let endpoint: Endpoint | undefined;
       if (p.endpoint === 'relay') endpoint = Endpoint.relay(parseAddr(p.overlayIp!));
       else if (p.endpoint) endpoint = Endpoint.direct(await resolveIpv4(p.endpoint.host), p.endpoint.port);
-      this.upsertPeer({ publicKey: p.publicKey, allowedIps: p.allowedIps, endpoint, presharedKey: p.presharedKey, persistentKeepaliveSec: p.persistentKeepaliveSec });
+      this.upsertPeer({
+        publicKey: p.publicKey, allowedIps: p.allowedIps, endpoint, presharedKey: p.presharedKey, persistentKeepaliveSec: p.persistentKeepaliveSec,
+        inbound: compileInbound(p.inbound), // no `Inbound =`: `*`, a plain WireGuard peer as before
+      });
     }
     this.socket = this.c.openUdpSocket({ host: cfg.listenAddress ?? '0.0.0.0', port: cfg.listenPort ?? 0 });
     this.socket.onReceive((b) => this.onOutsideBatch(b));
@@ -267,6 +272,11 @@ export class Agent {
     this.relaySocket?.flush();
   }
 
+  /** The relay session's client (state and counters, for metrics), undefined without a relay. */
+  get relayClient(): RelayClient | undefined {
+    return this.relay;
+  }
+
   status(): object {
     return {
       publicKey: this.publicKey,
@@ -275,12 +285,23 @@ export class Agent {
       listen: this.socket?.localAddress,
       relay: this.relay ? { address: `${formatAddr(this.relayIp)}:${this.relayPort}`, relayId: this.relay.relayId, ready: this.relay.isReady, rebinds: this.relayRebinds, udpAddr: this.relaySocket?.localAddress } : undefined,
       drops: this.device.drops,
+      flows: this.flowStatus(),
       peers: [...this.peers.all()].map((p) => ({
         publicKey: p.publicKeyBase64,
         allowedIps: p.allowedIps.map((c) => formatPrefix(masked(c))),
+        inbound: describeInbound(p.inbound),
         endpoint: p.endpoint ? (p.endpoint.kind === EndpointKind.Relay ? `relay:${formatAddr(p.endpoint.vip)}` : `${formatAddr(p.endpoint.ip)}:${p.endpoint.port}`) : undefined,
         ...p.stats,
       })),
+    };
+  }
+
+  /** The inbound filter's reply table: flows we opened that are alive, its size, evictions. */
+  private flowStatus(): { tracked: number; capacity: number; evictions: number; localAddresses: string[] } {
+    const f = this.device.filter;
+    return {
+      tracked: f.table.size(this.c.clock.now()), capacity: f.table.capacity, evictions: f.table.evictions,
+      localAddresses: f.localAddresses().map(formatAddr),
     };
   }
 

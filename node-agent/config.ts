@@ -18,11 +18,16 @@
  *   OverlayIP = 100.64.0.2           # optional; the peer's overlay address when it differs from the first /32
  *   PresharedKey = <base64>          # optional
  *   PersistentKeepalive = 25         # optional, seconds
+ *   Inbound = tcp/22, udp/53, icmp   # optional; what this peer may open towards us (policy port
+ *                                    # specs: tcp/N, tcp/N-M, udp/N, udp/N-M, icmp, *, or "none").
+ *                                    # Default *: no filter (a plain WireGuard peer, as before).
+ *                                    # Replies to flows we open pass either way.
  *
  * `#` and `;` start comments. Keys are case-insensitive. Every error names the line and field.
  * This module is pure: it parses text; reading the file is the caller's job.
  */
 import { formatAddr, masked, parsePrefix, type Prefix } from '../common';
+import { parsePortSpec } from '../policy';
 
 export interface PeerConfig {
   publicKey: string;
@@ -34,6 +39,8 @@ export interface PeerConfig {
   overlayIp?: string;
   presharedKey?: string;
   persistentKeepaliveSec?: number;
+  /** Port specs this peer may open towards us (`tcp/22`, `icmp`, `*`…); [] for none. @default undefined: `*` */
+  inbound?: string[];
 }
 
 export interface AgentConfig {
@@ -130,7 +137,7 @@ function takeHostPort(section: Section, field: string): { host: string; port: nu
 }
 
 const INTERFACE_FIELDS = new Set(['privatekey', 'address', 'listenport', 'listenaddress', 'mtu', 'name', 'relay']);
-const PEER_FIELDS = new Set(['publickey', 'allowedips', 'endpoint', 'overlayip', 'presharedkey', 'persistentkeepalive']);
+const PEER_FIELDS = new Set(['publickey', 'allowedips', 'endpoint', 'overlayip', 'presharedkey', 'persistentkeepalive', 'inbound']);
 
 function rejectUnknown(section: Section, known: Set<string>): void {
   for (const [key, f] of section.fields) {
@@ -170,6 +177,22 @@ function parsePeer(section: Section): PeerConfig {
   }
   peer.presharedKey = takeKey(section, 'PresharedKey', false);
   peer.persistentKeepaliveSec = takeInt(section, 'PersistentKeepalive', 0, 65535);
+  const inbound = section.fields.get('inbound');
+  if (inbound) {
+    const specs = inbound.value.split(',').map((v) => v.trim()).filter(Boolean);
+    if (specs.length === 0) throw new ConfigError(inbound.line, 'Inbound', 'name at least one port spec, or "none"');
+    if (specs.length === 1 && specs[0].toLowerCase() === 'none') peer.inbound = [];
+    else {
+      for (const v of specs) {
+        try {
+          parsePortSpec(v);
+        } catch (err) {
+          throw new ConfigError(inbound.line, 'Inbound', (err as Error).message.replace(/^port: /, ''));
+        }
+      }
+      peer.inbound = specs;
+    }
+  }
   return peer;
 }
 

@@ -5,23 +5,24 @@
  *
  *   inside.ts   TUN → check → route → nonce → header → seal (in place) → send
  *   outside.ts  UDP → dispatch → handshake | transport → open (in place) → replay →
- *               cryptokey routing → TUN
+ *               cryptokey routing → inbound filter → TUN
+ *
+ * and the stateful inbound filter (flow-filter.ts) they share: inside notes the flows we
+ * open, outside lets new flows in on the sending peer's `inbound` ports only, and replies.
  *
  * Both take whole batches (a batch of one is still a batch) and seal or open each batch
  * with ONE BatchAead call (batch-crypto.ts: the native addon's, or node:crypto's).
  * Synchronous and driven by an injected clock: tests need no sleeps. Nothing here throws
  * on network input: every drop is counted by reason.
  */
-import type { Clock } from '../common';
-import type { Logger } from '../common';
-import type { DatagramBatch, PacketBatch } from '../common';
-import type { LocalIdentity } from '../protocol';
-import type { TimerConfig } from '../protocol';
+import type { Clock, Logger, DatagramBatch, PacketBatch } from '../common';
+import type { LocalIdentity, TimerConfig } from '../protocol';
 import { nodeCryptoAead, type BatchAead } from './batch-crypto';
 import { newDropCounters, type AgentDropReason, type DropCounters } from './drop-reason';
 import type { EndpointKind, InsideWriter, OutsideSender } from './endpoint';
 import { HandshakeHandler } from './handshake-handler';
 import { IndexTable } from './index-table';
+import { FlowFilter } from './flow-filter';
 import { InsidePath } from './inside';
 import { OutsidePath } from './outside';
 import type { Peer } from './peer';
@@ -41,12 +42,16 @@ export interface DeviceComponents {
   timerConfig: TimerConfig;
   /** Batched ChaCha20-Poly1305. @default nodeCryptoAead (one node:crypto call per packet) */
   aead?: BatchAead;
+  /** The member's own IPv4 addresses (host order): inbound packets to anything else are dropped. */
+  localAddresses: readonly number[];
 }
 
 export class Device {
   readonly drops: DropCounters = newDropCounters();
   readonly indices = new IndexTable();
   readonly handshakes: HandshakeHandler;
+  /** The inbound flow filter and its reply table. Its drops are counted in `drops` (status, metrics); its own tally is internal. */
+  readonly filter: FlowFilter;
   private readonly peers: PeerSet;
   private readonly clock: Clock;
   private readonly inside: InsidePath;
@@ -62,7 +67,10 @@ export class Device {
       sendStaged: (p) => this.inside.sendStaged(p),
       sendKeepalive: (p) => this.inside.sendKeepalive(p),
     });
-    const shared = { clock: c.clock, peers: c.peers, drops: this.drops, handshakes: this.handshakes, aead: c.aead ?? nodeCryptoAead };
+    this.filter = new FlowFilter(c.clock, { localAddresses: c.localAddresses });
+    const shared = {
+      clock: c.clock, peers: c.peers, drops: this.drops, handshakes: this.handshakes, aead: c.aead ?? nodeCryptoAead, filter: this.filter,
+    };
     this.inside = new InsidePath({ ...shared, outside: c.outside, inside: c.inside });
     this.outside = new OutsidePath({ ...shared, indices: this.indices, inside: c.inside });
   }

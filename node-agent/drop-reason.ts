@@ -15,8 +15,10 @@ export const AGENT_DROP_REASONS = [
   'transport-auth', // transport message failed authentication
   'transport-replay', // transport counter already seen or too old
   'keypair-expired', // transport under a keypair older than REJECT_AFTER_TIME
-  'inner-malformed', // decrypted packet is not a valid IPv4 packet
+  'inner-malformed', // decrypted packet is not a valid IPv4 packet (also: a transport header cut short, a tiny or overlapping fragment)
   'source-not-allowed', // inner source address not owned by the sending peer (cryptokey routing)
+  'not-our-address', // inner destination is not this member's own (its virtual IP, its original IP): a peer may not use us as a router
+  'policy', // the peer may not open this flow (its `inbound` ports), and it answers no flow we opened
 ] as const;
 
 export type AgentDropReason = (typeof AGENT_DROP_REASONS)[number];

@@ -8,8 +8,9 @@
  *
  * Inbound, in order:
  *   1. structure: IPv4, header and total length inside the region          else 'malformed'
- *   2. destination is one of the member's own addresses (its virtual IP, and its original IP
- *      in transparent mode): a peer may not use us to reach anything else  else 'not-our-address'
+ *   2. destination is one of the member's own addresses (its virtual IP, and its original IP,
+ *      which a peer in transparent mode dials): a peer may not use us to reach anything else
+ *                                                                          else 'not-our-address'
  *   3. non-first fragments pass (see FRAGMENTS below); first fragments are checked as packets
  *   4. per protocol, a packet that opens a flow needs the peer's PortSet   else 'policy':
  *      TCP  a SYN without ACK needs the port. Every other segment passes without state.
@@ -74,7 +75,7 @@ const ICMP_TIME_EXCEEDED = 11;
 const ICMP_PARAMETER_PROBLEM = 12;
 
 export interface FlowFilterOptions extends FlowTableOptions {
-  /** The member's own IPv4 addresses, host-order uint32: its virtual IP, plus its original IP in transparent mode. */
+  /** The member's own IPv4 addresses, host-order uint32: its virtual IP, plus its original IP (transparent mode dials it). */
   localAddresses: readonly number[];
 }
 
@@ -98,6 +99,11 @@ export class FlowFilter {
   /** Replace the member's own addresses (e.g. when transparent mode learns its original IP). */
   setLocalAddresses(addrs: readonly number[]): void {
     this.locals = Int32Array.from(addrs, (a) => a | 0);
+  }
+
+  /** The member's own addresses, host-order uint32 (for status). */
+  localAddresses(): number[] {
+    return Array.from(this.locals, (a) => a >>> 0);
   }
 
   /**

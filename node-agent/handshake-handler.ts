@@ -5,15 +5,8 @@
  * `next` until the initiator's first transport message confirms it).
  */
 import { randomBytes } from 'node:crypto';
-import {
-  createInitiation, consumeInitiation, createResponse, consumeResponse, type LocalIdentity,
-} from '../protocol';
-import { CookieChecker } from '../protocol';
-import { Keypair } from '../protocol';
-import { tai64nIsAfter } from '../protocol';
-import { MSG_INITIATION_SIZE, MSG_RESPONSE_SIZE, MSG_COOKIE_REPLY_SIZE } from '../protocol';
-import type { Clock } from '../common';
-import type { Logger } from '../common';
+import { createInitiation, consumeInitiation, createResponse, consumeResponse, type LocalIdentity, CookieChecker, Keypair, tai64nIsAfter, MSG_INITIATION_SIZE, MSG_RESPONSE_SIZE, MSG_COOKIE_REPLY_SIZE } from '../protocol';
+import type { Clock, Logger } from '../common';
 import { Endpoint, EndpointKind, type OutsideSender } from './endpoint';
 import type { IndexTable } from './index-table';
 import type { AgentDropReason } from './drop-reason';

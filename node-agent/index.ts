@@ -12,3 +12,4 @@ export { FlowFilter } from './flow-filter';
 export { MembershipClient } from './membership';
 export { detectOriginalIp } from './original-ip';
 export { DEFAULT_STATE_DIR, StateDir } from './state-dir';
+export { registerAgentMetrics } from './metrics';

@@ -8,7 +8,9 @@
  *   2. check     IPv4 and 20 <= len <= maxLen (the slot's tailroom must hold padding and
  *                tag); IPv6 and anything else are counted drops
  *   3. route     destination → peer (longest prefix of the peers' AllowedIPs); no peer:
- *                ICMP host unreachable back into the TUN
+ *                ICMP host unreachable back into the TUN. A routed packet is noted by the
+ *                flow filter (flow-filter.ts noteOutbound: UDP flows and echo requests, so
+ *                their replies pass inbound; TCP returns after one byte), with the batch's `now`
  *   4. nonce     queueForPeer: the peer's current keypair gives the next counter; without a
  *                usable keypair the packet is staged and a handshake starts
  *   5. header    the transport header goes into the headroom in front of the packet and the
@@ -20,13 +22,11 @@
  * Staged packets and keepalives enter at stage 4 (sendStaged, sendKeepalive).
  * Nothing here throws on a packet: every drop is counted by reason.
  */
-import { paddedLength, writeTransportHeader } from '../protocol';
-import { buildIcmpUnreachable, ICMP_UNREACHABLE_MAX_SIZE, UnreachableCode } from '../protocol';
-import { AEAD_TAG_SIZE, MSG_TRANSPORT_HEADER_SIZE } from '../protocol';
-import type { Clock } from '../common';
-import type { PacketBatch } from '../common';
+import { paddedLength, writeTransportHeader, buildIcmpUnreachable, ICMP_UNREACHABLE_MAX_SIZE, UnreachableCode, AEAD_TAG_SIZE, MSG_TRANSPORT_HEADER_SIZE } from '../protocol';
+import type { Clock, PacketBatch } from '../common';
 import { CryptoBatch, type BatchAead } from './batch-crypto';
 import type { DropCounters } from './drop-reason';
+import type { FlowFilter } from './flow-filter';
 import type { InsideWriter, OutsideSender } from './endpoint';
 import type { HandshakeHandler } from './handshake-handler';
 import type { Peer } from './peer';
@@ -46,6 +46,8 @@ export interface InsideComponents {
   drops: DropCounters;
   handshakes: HandshakeHandler;
   aead: BatchAead;
+  /** Told of every routed packet, so replies to the flows we open pass inbound. */
+  filter: FlowFilter;
   /** Where sealed messages go. */
   outside: OutsideSender;
   /** Where ICMP errors go. */
@@ -71,6 +73,7 @@ export class InsidePath {
     const data = b.data;
     const drops = this.c.drops;
     const routes = this.c.peers.routes;
+    const filter = this.c.filter;
     const now = this.c.clock.now();
     for (let i = 0; i < b.count; i++) {
       const off = b.offsets[i];
@@ -91,6 +94,7 @@ export class InsidePath {
         this.unreachable(data, off, len);
         continue;
       }
+      filter.noteOutbound(data, off, len, now);
       this.queueForPeer(peer, data, off, len, now);
     }
     this.sealQueued();

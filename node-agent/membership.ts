@@ -9,13 +9,11 @@
  * its original IP may not lie in the overlay CIDR. A refused entry is counted and logged.
  */
 import { hostname as osHostname } from 'node:os';
-import { CoordinatorClient, SessionExpiredError, type PeerMapUpdate } from '../coordinator';
-import type { Peer as PeerEntry } from '../coordinator';
+import { CoordinatorClient, SessionExpiredError, type PeerMapUpdate, type Peer as PeerEntry } from '../coordinator';
 import { publicKeyFromPrivate, keyToBase64 } from '../protocol';
-import { contains, parseAddr, parseNetwork, type Prefix } from '../common';
-import type { Logger } from '../common';
-import { redactKey } from '../common';
+import { contains, parseAddr, parseNetwork, type Prefix, type Logger, redactKey } from '../common';
 import { PeerClaims } from './peer-claims';
+import { compileInbound } from './inbound-ports';
 import { Endpoint } from './endpoint';
 import type { PeerSpec } from './peer-set';
 import type { StateDir, Membership } from './state-dir';
@@ -36,11 +34,13 @@ export interface PeerSink {
 
 /** A member's peer entry → the session engine's peer: reached through the relay by vip,
  *  owning its vip and its original IP (so transparent mode can deliver to it). */
-export function peerSpecFromEntry(p: PeerEntry): PeerSpec {
+export function peerSpecFromEntry(p: PeerEntry, onBadInbound?: (spec: string, reason: string) => void): PeerSpec {
   const vip = parseAddr(p.vip);
   const allowedIps: Prefix[] = [{ addr: vip, bits: 32 }];
   if (p.originalIp && p.originalIp !== p.vip) allowedIps.push({ addr: parseAddr(p.originalIp), bits: 32 });
-  return { publicKey: p.publicKey, allowedIps, endpoint: Endpoint.relay(vip) };
+  // What it may open towards us; no field (an older coordinator) means `*`, as before policy.
+  const inbound = compileInbound(p.inbound === undefined ? undefined : Array.isArray(p.inbound) ? p.inbound : [], onBadInbound);
+  return { publicKey: p.publicKey, allowedIps, endpoint: Endpoint.relay(vip), inbound };
 }
 
 
@@ -117,7 +117,8 @@ export class MembershipClient {
 
   /** Check one entry and hand it to the data path; false when refused (a previously accepted entry of that peer stays). */
   private accept(p: PeerEntry, sink: PeerSink): boolean {
-    const spec = peerSpecFromEntry(p);
+    const spec = peerSpecFromEntry(p, (bad, reason) => this.log.warn({ peer: redactKey(p.publicKey), vip: p.vip, spec: bad, reason },
+      'peer-map entry: inbound port spec not understood, left out (the peer may open less, never more)'));
     if (this.overlay && p.originalIp && p.originalIp !== p.vip && contains(this.overlay, parseAddr(p.originalIp))) {
       this.refuse(p, 'its original IP is inside the overlay CIDR', { cidr: `${p.originalIp}/32` });
       return false;

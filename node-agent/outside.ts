@@ -17,20 +17,19 @@
  *                 rekey; a keepalive stops here
  *   8. cryptokey routing: the inner packet must be IPv4 and its source an address the
  *                 sending peer owns
- *   9. write      to the TUN, in place (read at the agent's next flush, before the socket
+ *   9. filter     flow-filter.ts: the destination must be one of our own addresses, and a
+ *                 packet that opens a flow needs the peer's `inbound` ports (Peer.inbound);
+ *                 replies to flows we opened pass. The batch's `now`, no clock read per packet
+ *  10. write      to the TUN, in place (read at the agent's next flush, before the socket
  *                 reuses the slab)
  *
  * Nothing here throws on network input: every drop is counted by reason.
  */
-import { parseTransportHeader, TransportDrop, type Keypair } from '../protocol';
-import { REJECT_AFTER_MESSAGES_NUM } from '../protocol';
-import {
-  AEAD_TAG_SIZE, MSG_COOKIE_REPLY, MSG_INITIATION, MSG_RESPONSE, MSG_TRANSPORT, MSG_TRANSPORT_HEADER_SIZE,
-} from '../protocol';
-import type { Clock } from '../common';
-import type { DatagramBatch } from '../common';
+import { parseTransportHeader, TransportDrop, type Keypair, REJECT_AFTER_MESSAGES_NUM, AEAD_TAG_SIZE, MSG_COOKIE_REPLY, MSG_INITIATION, MSG_RESPONSE, MSG_TRANSPORT, MSG_TRANSPORT_HEADER_SIZE } from '../protocol';
+import type { Clock, DatagramBatch } from '../common';
 import { CryptoBatch, type BatchAead } from './batch-crypto';
 import type { DropCounters } from './drop-reason';
+import type { FlowFilter } from './flow-filter';
 import { Endpoint, EndpointKind, type InsideWriter } from './endpoint';
 import type { HandshakeHandler } from './handshake-handler';
 import type { IndexTable } from './index-table';
@@ -47,6 +46,8 @@ export interface OutsideComponents {
   indices: IndexTable;
   handshakes: HandshakeHandler;
   aead: BatchAead;
+  /** The inbound flow filter (stage 9). */
+  filter: FlowFilter;
   /** Where opened packets go. */
   inside: InsideWriter;
 }
@@ -62,7 +63,7 @@ export class OutsidePath {
   }
 
   /**
-   * Stages 1-9 for one batch of WireGuard messages, message i at
+   * Stages 1-10 for one batch of WireGuard messages, message i at
    * `data[offsets[i], +lengths[i])`. Sources: `kind` Direct: `addrs[i]`/`ports[i]` are the
    * sender's IPv4 and UDP port; Relay: `addrs[i]` is the sender's overlay address (the
    * relay vouches for it) and `ports` are not read. Plaintext is left in `data`; the caller
@@ -147,7 +148,7 @@ export class OutsidePath {
     if (peer) this.c.handshakes.initiate(peer, false);
   }
 
-  /** Stages 5-6 (then 7-9 per message): one open of everything queued from `b`. */
+  /** Stages 5-6 (then 7-10 per message): one open of everything queued from `b`. */
   private openQueued(b: DatagramBatch, kind: EndpointKind): void {
     const ob = this.openBatch;
     if (ob.count === 0) return;
@@ -175,7 +176,7 @@ export class OutsidePath {
     ob.reset();
   }
 
-  /** Stages 7-9 after a transport message under `keypair` authenticated (plaintext of `n`
+  /** Stages 7-10 after a transport message under `keypair` authenticated (plaintext of `n`
    *  bytes, padding included, at off + 16), from `addr`/`port` as in readOutsidePackets. */
   private authenticated(peer: Peer, keypair: Keypair, buf: Buffer, off: number, len: number, n: number,
     kind: EndpointKind, addr: number, port: number, now: number): void {
@@ -211,7 +212,13 @@ export class OutsidePath {
       this.c.drops['source-not-allowed']++;
       return;
     }
-    // 9. write
+    // 9. filter
+    const verdict = this.c.filter.inbound(buf, plainOff, totalLen, peer.inbound, now);
+    if (verdict !== 'pass') {
+      this.c.drops[verdict === 'malformed' ? 'inner-malformed' : verdict]++;
+      return;
+    }
+    // 10. write
     this.c.inside.writeInPlace(buf, plainOff, totalLen);
   }
 }

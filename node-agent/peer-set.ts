@@ -3,13 +3,9 @@
  * pushed peer map tomorrow): by public key, and by address for routing (longest prefix of
  * AllowedIPs, which is also the inbound source check: cryptokey routing).
  */
-import { AllowedIps } from '../protocol';
-import { createPeerCrypto, type LocalIdentity } from '../protocol';
-import { CookieGenerator } from '../protocol';
-import { TimerStateMachine, type TimerConfig } from '../protocol';
-import { keyFromBase64 } from '../protocol';
-import type { Clock } from '../common';
-import type { Prefix } from '../common';
+import { AllowedIps, createPeerCrypto, type LocalIdentity, CookieGenerator, TimerStateMachine, type TimerConfig, keyFromBase64 } from '../protocol';
+import type { Clock, Prefix } from '../common';
+import { PortSet } from '../policy';
 import { EndpointKind, type Endpoint } from './endpoint';
 import { Peer } from './peer';
 
@@ -19,6 +15,8 @@ export interface PeerSpec {
   endpoint?: Endpoint;
   presharedKey?: string;
   persistentKeepaliveSec?: number;
+  /** What the peer may open towards us (inbound-ports.ts compiles it). @default PortSet.ALL */
+  inbound?: PortSet;
 }
 
 export class PeerSet {
@@ -72,6 +70,7 @@ export class PeerSet {
       if (spec.endpoint) peer.endpoint = spec.endpoint;
       peer.timers.persistentKeepaliveMs = (spec.persistentKeepaliveSec ?? 0) * 1000;
     }
+    peer.inbound = spec.inbound ?? PortSet.ALL;
     for (const c of spec.allowedIps) this.routes.insert(c.addr, c.bits, peer);
     return peer;
   }

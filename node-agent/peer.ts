@@ -3,12 +3,10 @@
  * its session keypairs (previous/current/next, rotated as in wireguard-go's
  * noise-protocol.go) and the packets waiting for a session.
  */
-import type { Keypair } from '../protocol';
-import type { TimerStateMachine } from '../protocol';
-import type { PeerCrypto, InitiatorState } from '../protocol';
-import type { CookieGenerator } from '../protocol';
+import type { Keypair, TimerStateMachine, PeerCrypto, InitiatorState, CookieGenerator } from '../protocol';
 import type { Prefix } from '../common';
 import type { Endpoint } from './endpoint';
+import { PortSet } from '../policy';
 
 /** Packets held while a handshake is under way (wireguard-go's QueueStagedSize). Oldest dropped first. */
 export const MAX_STAGED_PACKETS = 128;
@@ -34,6 +32,13 @@ export class Peer {
   lastInitiationTimestamp: Uint8Array | undefined;
   /** When we last accepted an initiation, for wireguard-go's flood rule. */
   lastInitiationConsumedAt = -Infinity;
+
+  /**
+   * What this peer may open towards us (compiled from its peer-map entry's `inbound`), read by
+   * the inbound flow filter for every packet it sends. Replaced, never mutated, when its
+   * entry changes. @default PortSet.ALL (no policy)
+   */
+  inbound: PortSet = PortSet.ALL;
 
   readonly staged: Buffer[] = [];
   readonly stats: PeerStats = { rxBytes: 0, txBytes: 0, rxPackets: 0, txPackets: 0, handshakes: 0, lastHandshakeWallMs: 0 };

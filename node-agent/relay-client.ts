@@ -17,16 +17,8 @@
  * `tickMs: 0` tests drive `tick()` themselves.
  */
 import { EventEmitter } from 'node:events';
-import type { Clock } from '../common';
-import type { Logger } from '../common';
-import type { DatagramSocket } from '../common';
-import { formatAddr } from '../common';
-import { proveKey } from '../protocol';
-import {
-  FrameType, RELAY_HEADER_LEN, RELAY_OFFSET_PAYLOAD, RELAY_OFFSET_VIP, RELAY_PROOF_CONTEXT, RELAY_PROTOCOL_VERSION,
-  decodeAuthFail, decodeAuthOk, decodeChallenge, decodePingSeq, encodeAuth, encodeHello, encodePing,
-  isRelayFrameType, readU32, writeRelayHeader,
-} from '../protocol';
+import { type Clock, type Logger, type DatagramSocket, formatAddr } from '../common';
+import { proveKey, FrameType, RELAY_HEADER_LEN, RELAY_OFFSET_PAYLOAD, RELAY_OFFSET_VIP, RELAY_PROOF_CONTEXT, RELAY_PROTOCOL_VERSION, decodeAuthFail, decodeAuthOk, decodeChallenge, decodePingSeq, encodeAuth, encodeHello, encodePing, isRelayFrameType, readU32, writeRelayHeader } from '../protocol';
 
 export interface RelayClientInit {
   staticPrivate: Uint8Array;

@@ -16,6 +16,6 @@
  */
 export type { Policy, Rule, Selector, PortSpec, FlowProto } from './types';
 export { PolicyError, POLICY_ERROR_CODES, type PolicyErrorCode } from './errors';
-export { parsePolicy, formatPolicy, formatSelector, formatPortSpec, unknownTags, TAG_NAME } from './parse';
+export { parsePolicy, parsePortSpec, formatPolicy, formatSelector, formatPortSpec, unknownTags, TAG_NAME } from './parse';
 export { PortSet } from './port-set';
 export { CompiledPolicy, compilePolicy, DENIED, ALLOWED_NO_POLICY } from './evaluate';

@@ -118,6 +118,18 @@ function portSpec(v: unknown, path: string, fail: Fail): PortSpec {
   return { proto: m[1] as 'tcp' | 'udp', first, last };
 }
 
+/**
+ * One port spec as the policy file and peer maps write it (`tcp/22`, `tcp/8000-9000`, `udp/53`,
+ * `icmp`, `*`): the inverse of formatPortSpec. Throws a PolicyError (code `bad-port` or
+ * `wrong-type`, path `path`) on anything else: a spec we do not fully understand must never
+ * widen what a peer may open.
+ */
+export function parsePortSpec(text: unknown, path = 'port'): PortSpec {
+  return portSpec(text, path, (code, at, reason) => {
+    throw new PolicyError(code, at, reason);
+  });
+}
+
 export function formatSelector(s: Selector): string {
   return s.kind === 'any' ? '*' : `tag:${s.tag}`;
 }

@@ -14,8 +14,7 @@
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { blake2s } from '@noble/hashes/blake2s';
-import { createKeyChallenge, verifyKeyProof, type KeyChallenge } from '../protocol';
-import { CHALLENGE_NONCE_LEN, RELAY_PROOF_CONTEXT, type Challenge } from '../protocol';
+import { createKeyChallenge, verifyKeyProof, type KeyChallenge, CHALLENGE_NONCE_LEN, RELAY_PROOF_CONTEXT, type Challenge } from '../protocol';
 
 const RANDOM_LEN = 8;
 const MAC_LEN = CHALLENGE_NONCE_LEN - RANDOM_LEN;

@@ -3,9 +3,7 @@
  * PING → PONG. Everything unauthenticated is answered statelessly (challenge.ts) with a
  * reply no longer than the request; only an AUTH whose proof verified reaches the directory.
  */
-import type { DatagramSocket } from '../common';
-import type { Logger } from '../common';
-import { formatAddr } from '../common';
+import { type DatagramSocket, type Logger, formatAddr } from '../common';
 import {
   AuthFailReason, FrameType, RELAY_PROTOCOL_VERSION, decodeAuth, decodeHello, decodePingSeq, encodeAuthFail,
   encodeAuthOk, encodeChallenge, encodePing,
@@ -14,6 +12,7 @@ import type { ChallengeIssuer } from './challenge';
 import type { WorkLimiter } from './rate-limit';
 import type { DropReason } from './drop-reason';
 import type { MemberDirectory } from './member-directory';
+import type { PolicyGate } from './policy-gate';
 import type { Session, SessionTable } from './session-table';
 import type { RelayStats } from './stats';
 
@@ -30,6 +29,8 @@ export interface ControlDeps {
   stats: RelayStats;
   challenges: ChallengeIssuer;
   directory: MemberDirectory;
+  /** When set, a member's tags are loaded before it is bound (its policy class is never unknown). */
+  policy?: PolicyGate;
   log: Logger;
   listener?: SessionListener;
   relayId: string;
@@ -85,23 +86,33 @@ export class ControlHandlerImpl {
     if (verdict === 'bad-proof') return this.fail('auth-failed', AuthFailReason.BAD_PROOF, addr, port);
     if (this.pendingAuth >= this.d.maxPendingAuth) return this.fail('auth-overload', AuthFailReason.UNAVAILABLE, addr, port);
     this.pendingAuth++;
-    this.d.directory.lookupByKey(a.staticPublic).then((member) => {
-      if (this.d.isClosed()) return;
-      if (!member) return this.fail('auth-unknown-key', AuthFailReason.UNKNOWN_KEY, addr, port, true);
-      if (member.vip >>> 0 !== a.claimedVip) return this.fail('auth-vip-mismatch', AuthFailReason.VIP_MISMATCH, addr, port, true);
-      this.bind(member.vip >>> 0, addr, port, a.staticPublic);
-    }, (err: Error) => {
-      if (this.d.isClosed()) return;
-      this.d.log.warn({ err: err.message }, 'member directory lookup failed');
-      this.fail('auth-unavailable', AuthFailReason.UNAVAILABLE, addr, port, true);
-    }).finally(() => {
+    this.authLookup(a.staticPublic, a.claimedVip, addr, port).finally(() => {
       this.pendingAuth--;
     });
   }
 
-  private bind(vip: number, addr: number, port: number, publicKey: Uint8Array): void {
+  /** Directory (and tags) for a verified AUTH, then bind; never rejects. */
+  private async authLookup(staticPublic: Uint8Array, claimedVip: number, addr: number, port: number): Promise<void> {
+    let member: { vip: number } | undefined;
+    let tags: { tags: readonly string[]; gen: number } | undefined;
+    try {
+      member = await this.d.directory.lookupByKey(staticPublic);
+      if (member && member.vip >>> 0 === claimedVip && this.d.policy) tags = await this.d.policy.tagsForBind(member.vip >>> 0);
+    } catch (err) {
+      if (this.d.isClosed()) return;
+      this.d.log.warn({ err: (err as Error).message }, this.d.policy ? 'member directory or tags lookup failed' : 'member directory lookup failed');
+      return this.fail('auth-unavailable', AuthFailReason.UNAVAILABLE, addr, port, true);
+    }
+    if (this.d.isClosed()) return;
+    if (!member) return this.fail('auth-unknown-key', AuthFailReason.UNKNOWN_KEY, addr, port, true);
+    if (member.vip >>> 0 !== claimedVip) return this.fail('auth-vip-mismatch', AuthFailReason.VIP_MISMATCH, addr, port, true);
+    this.bind(member.vip >>> 0, addr, port, staticPublic, tags);
+  }
+
+  private bind(vip: number, addr: number, port: number, publicKey: Uint8Array, tags?: { tags: readonly string[]; gen: number }): void {
     const { sessions, stats, log, listener } = this.d;
-    const { session, replaced } = sessions.bind(vip, addr, port, publicKey, this.d.now());
+    const { session, replaced } = sessions.bind(vip, addr, port, publicKey, this.d.now(), tags?.tags);
+    if (tags) this.d.policy?.adopt(session, tags.gen);
     for (const old of replaced) listener?.sessionDown?.(old, 'replaced');
     listener?.sessionUp?.(session);
     stats.authOk++;

@@ -40,6 +40,11 @@ export const DROP_REASONS = [
   'mesh-route-pending',
   /** MESH_HELLO/ACK with a bad MAC, stale timestamp, reused nonce or unknown echo */
   'mesh-bad-hello',
+  /** DATA or MESH_DATA between two members the access policy does not connect (policy/) */
+  'policy',
+  /** DATA or MESH_DATA while the policy or the other member's tags are still being loaded
+   *  (past the hold queue's bounds or its 2 s wait, or the lookup failed) */
+  'policy-pending',
 ] as const;
 
 export type DropReason = (typeof DROP_REASONS)[number];

@@ -8,18 +8,20 @@
  *      4-tuple. DATA from an unbound 4-tuple: 'unbound-source' and a rate-limited REAUTH.
  *      Destination bound to another relay: one mesh hop (mesh.ts). Unknown destination:
  *      'unknown-destination' and a rate-limited UNREACHABLE.
- *   3. Every other type goes to the control handler (auth, keepalive).
- *   4. One `flush()` per batch.
+ *   3. Access policy (policy-gate.ts), when one is set: the classes of sender and destination
+ *      must be connected, else 'policy'. A remote destination whose tags are being looked up:
+ *      the frame is held and run through here again (rerun) when they are known.
+ *   4. Every other type goes to the control handler (auth, keepalive).
+ *   5. One `flush()` per batch.
  *
  * Never throws per packet; no allocation on the DATA path.
  */
 import type { DatagramBatch, DatagramSocket } from '../common';
-import { MSG_TRANSPORT_MIN_SIZE } from '../protocol';
-import {
-  FrameType, RELAY_HEADER_LEN, RELAY_OFFSET_PAYLOAD, RELAY_OFFSET_VIP, isRelayFrameType, readU32, writeU32,
-} from '../protocol';
+import { MSG_TRANSPORT_MIN_SIZE, FrameType, RELAY_HEADER_LEN, RELAY_OFFSET_PAYLOAD, RELAY_OFFSET_VIP, isRelayFrameType, readU32, writeU32 } from '../protocol';
 import type { RateLimiter } from './rate-limit';
 import { MeshForwardResult, type Mesh } from './mesh';
+import { HeldPort } from './policy-held';
+import { POLICY_OFF, type PolicyGate } from './policy-gate';
 import type { Session, SessionTable } from './session-table';
 import { tupleKey } from './session-table';
 import type { RelayStats } from './stats';
@@ -37,6 +39,8 @@ export interface ForwarderDeps {
   now: () => number;
   /** Forwards DATA for members bound to another relay (one hop); absent on a lone relay. */
   mesh?: Mesh;
+  /** The access policy; absent when the relay has no PolicySource. */
+  policy?: PolicyGate;
 }
 
 /** Header-only reply frames, reused (the socket copies on send). */
@@ -54,6 +58,7 @@ export class Forwarder {
   readonly onBatch = (batch: DatagramBatch): void => {
     const now = this.d.now();
     const { data, offsets, lengths, addrs, ports } = batch;
+    this.d.stats.framesReceived += batch.count;
     for (let i = 0; i < batch.count; i++) {
       this.frame(data, offsets[i], lengths[i], addrs[i], ports[i], now);
     }
@@ -63,7 +68,6 @@ export class Forwarder {
 
   private frame(buf: Buffer, off: number, len: number, addr: number, port: number, now: number): void {
     const { stats, sessions } = this.d;
-    stats.framesReceived++;
     if (len < RELAY_HEADER_LEN) {
       stats.drop('too-short');
       return;
@@ -96,8 +100,14 @@ export class Forwarder {
     }
     const dstVip = readU32(buf, off + RELAY_OFFSET_VIP);
     const dst = sessions.byOverlay(dstVip);
+    const gate = this.d.policy;
     if (!dst) {
       if (this.d.mesh) {
+        if (gate !== undefined && gate.mode !== POLICY_OFF) {
+          const c = gate.remoteClass(dstVip);
+          if (c < 0) return gate.hold(dstVip, HeldPort.MEMBER, buf, off, len, addr, port, now);
+          if (!gate.admit(src.policyClass, c, src.vip, dstVip, now)) return;
+        }
         const r = this.d.mesh.forward(buf, off, len, src.vip, dstVip, now);
         if (r === MeshForwardResult.SENT || r === MeshForwardResult.HELD) return;
         if (r === MeshForwardResult.PENDING) return stats.drop('mesh-route-pending');
@@ -110,11 +120,19 @@ export class Forwarder {
       }
       return;
     }
+    if (gate !== undefined && gate.mode !== POLICY_OFF && !gate.admit(src.policyClass, dst.policyClass, src.vip, dstVip, now)) return;
     writeU32(buf, off + RELAY_OFFSET_VIP, src.vip);
     // Zero copy: the rx slab stays untouched until the flush() in onBatch.
     this.d.socket.sendInPlace(buf, off, len, dst.addr, dst.port);
     stats.framesForwarded++;
     stats.bytesForwarded += len;
+  }
+
+  /** A held frame (policy-held.ts) through the hot path again, sent at once. */
+  rerun(buf: Buffer, addr: number, port: number): void {
+    this.frame(buf, 0, buf.length, addr, port, this.d.now());
+    this.d.socket.flush();
+    this.d.mesh?.flush();
   }
 
   /** REAUTH to a 4-tuple we have no session for, at most once per interval per tuple. */

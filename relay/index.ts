@@ -23,3 +23,8 @@ export type { MeshInit, MeshComponents, MeshHome, MeshRouteSource, MeshSessionEv
 export { RedisMeshRegistry } from './mesh-registry';
 export type { MeshRegistryOptions } from './mesh-registry';
 export { MeshFrameType, deriveMeshKey, encodeMeshHello, decodeMeshHello, writeMeshDataHeader } from './mesh-frame';
+export type { PolicySource, PolicySourceEvent } from './policy-source';
+export { RedisPolicySource, policySourceEvent, parseStoredTags } from './redis-policy-source';
+export type { RedisPolicySourceOptions } from './redis-policy-source';
+export { POLICY_OFF, POLICY_ON, POLICY_LOADING } from './policy-gate';
+export type { PolicyGateInit } from './policy-gate';

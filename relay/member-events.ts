@@ -5,9 +5,7 @@
  * until the session idles out.
  */
 import type Redis from 'ioredis';
-import type { Logger } from '../common';
-import { parseAddr } from '../common';
-import { EventType, decodeEvent, redisKeys } from '../common';
+import { type Logger, parseAddr, EventType, decodeEvent, redisKeys } from '../common';
 
 /** Pure: the vip of a `node-removed` event message, else undefined. */
 export function removedVip(message: string): number | undefined {

@@ -12,9 +12,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type Redis from 'ioredis';
-import type { Logger } from '../common';
-import { DEFAULT_PREFIX, EventType, decodeEvent, isNodeEvent, redisKeys, type RedisKeys, type SessionEvent } from '../common';
-import { formatAddr, parseAddr } from '../common';
+import { type Logger, DEFAULT_PREFIX, EventType, decodeEvent, isNodeEvent, redisKeys, type RedisKeys, type SessionEvent, formatAddr, parseAddr } from '../common';
 import type { MeshHome, MeshRouteSource, MeshSessionEvent } from './mesh';
 
 export interface MeshRegistryOptions {

@@ -15,6 +15,9 @@
  *     timestamp window, single-use nonce; mesh-frame.ts). MESH_DATA is accepted only from a
  *     source address that proved the key — the same trust-by-4-tuple the member port uses;
  *     the payload is end-to-end WireGuard either way. An untrusted sender gets MESH_REAUTH.
+ *   - access policy: the home relay checks MESH_DATA again (policy-gate.ts), the sender's
+ *     tags looked up like any remote member's; a frame from a sender whose tags are being
+ *     looked up is held and run through `rerun` when they are known.
  *   - one hop only: a home relay delivers MESH_DATA to its own members or drops it; it never
  *     forwards again, so there are no loops.
  *
@@ -22,19 +25,16 @@
  * (the 4 extra header bytes), none on the receiving side (the header is rewritten in place).
  */
 import { randomBytes } from 'node:crypto';
-import type { Clock } from '../common';
-import type { Logger } from '../common';
-import type { DatagramBatch, DatagramSocket } from '../common';
-import { formatAddr } from '../common';
-import { EventType, type SessionEventType } from '../common';
-import { FrameType, RELAY_HEADER_LEN, readU32 } from '../protocol';
-import { MSG_TRANSPORT_MIN_SIZE } from '../protocol';
+import { type Clock, type Logger, type DatagramBatch, type DatagramSocket, formatAddr, EventType, type SessionEventType } from '../common';
+import { FrameType, RELAY_HEADER_LEN, readU32, MSG_TRANSPORT_MIN_SIZE } from '../protocol';
 import {
-  MESH_DATA_HEADER_LEN, MESH_NONCE_LEN, MESH_OFFSET_DST, MESH_REAUTH_LEN, MeshFrameType, decodeMeshHello,
+  MESH_DATA_HEADER_LEN, MESH_NONCE_LEN, MESH_OFFSET_DST, MESH_OFFSET_SRC, MESH_REAUTH_LEN, MeshFrameType, decodeMeshHello,
   encodeMeshHello, writeMeshDataHeader,
 } from './mesh-frame';
 import { HeldFrames } from './mesh-held';
 import { MeshTrust } from './mesh-trust';
+import { HeldPort } from './policy-held';
+import { POLICY_OFF, type PolicyGate } from './policy-gate';
 import type { SessionTable } from './session-table';
 import type { RelayStats } from './stats';
 
@@ -96,6 +96,8 @@ export interface MeshLocal {
   sessions: SessionTable;
   memberSocket: DatagramSocket;
   stats: RelayStats;
+  /** The relay's access policy, checked again on MESH_DATA. */
+  policy?: PolicyGate;
 }
 
 interface Peer {
@@ -342,6 +344,14 @@ export class Mesh {
     this.c.socket.flush();
   };
 
+  /** A held MESH_DATA frame (policy-held.ts) through the mesh port's path again, sent at once. */
+  rerun(buf: Buffer, addr: number, port: number): void {
+    if (this.closed || !this.local) return;
+    this.meshFrame(buf, 0, buf.length, addr, port, this.c.clock.now());
+    this.local.memberSocket.flush();
+    this.flush();
+  }
+
   private meshFrame(buf: Buffer, off: number, len: number, addr: number, port: number, now: number): void {
     const l = this.local!;
     if (len < MESH_REAUTH_LEN) return l.stats.drop('too-short');
@@ -356,6 +366,13 @@ export class Mesh {
       if (len < MESH_DATA_HEADER_LEN + MSG_TRANSPORT_MIN_SIZE) return l.stats.drop('too-short');
       const dst = l.sessions.byOverlay(readU32(buf, off + MESH_OFFSET_DST));
       if (!dst) return l.stats.drop('mesh-unknown-destination');
+      const gate = l.policy;
+      if (gate !== undefined && gate.mode !== POLICY_OFF) {
+        const srcVip = readU32(buf, off + MESH_OFFSET_SRC);
+        const c = gate.remoteClass(srcVip);
+        if (c < 0) return gate.hold(srcVip, HeldPort.MESH, buf, off, len, addr, port, now);
+        if (!gate.admit(c, dst.policyClass, srcVip, dst.vip, now)) return;
+      }
       // bytes 4.. become a member DATA frame: [0x10 0 0 0][src vip][WireGuard message]
       const m = off + MESH_OFFSET_DST;
       buf[m] = FrameType.DATA;

@@ -13,9 +13,7 @@
  * "unavailable"), the recorder logs.
  */
 import type Redis from 'ioredis';
-import type { Logger } from '../common';
-import { DEFAULT_PREFIX, EventType, encodeEvent, redisKeys, type RedisKeys, type SessionEvent, type SessionEventType } from '../common';
-import { formatAddr, parseAddr } from '../common';
+import { type Logger, DEFAULT_PREFIX, EventType, encodeEvent, redisKeys, type RedisKeys, type SessionEvent, type SessionEventType, formatAddr, parseAddr } from '../common';
 import type { SessionListener } from './control';
 import type { MemberDirectory } from './member-directory';
 import type { Session } from './session-table';

@@ -6,15 +6,15 @@
  *   relay.start() ... relay.stats() ... relay.stop()
  */
 import { hostname } from 'node:os';
-import type { Clock } from '../common';
-import type { Logger } from '../common';
-import type { DatagramSocket } from '../common';
-import { formatAddr } from '../common';
+import { type Clock, type Logger, type DatagramSocket, formatAddr } from '../common';
 import { ChallengeIssuer } from './challenge';
 import { ControlHandlerImpl, type SessionListener } from './control';
 import { Forwarder } from './forward';
 import type { MemberDirectory } from './member-directory';
 import type { Mesh } from './mesh';
+import { HeldPort } from './policy-held';
+import { PolicyGate, type PolicyGateInit } from './policy-gate';
+import type { PolicySource } from './policy-source';
 import { RateLimiter, WorkLimiter } from './rate-limit';
 import { SessionTable, type Session } from './session-table';
 import { RelayStats, type RelayStatsSnapshot } from './stats';
@@ -44,6 +44,8 @@ export interface RelayInit {
   statsLogIntervalMs?: number;
   /** How often sessionListener.refresh() runs, ms. @default 10_000 */
   sessionRefreshMs?: number;
+  /** Access policy cache bounds (with a `policy` component). @default see PolicyGateInit */
+  policy?: PolicyGateInit;
 }
 
 export const DEFAULT_RELAY_OPTIONS = {
@@ -58,6 +60,7 @@ export const DEFAULT_RELAY_OPTIONS = {
   tickMs: 1000,
   statsLogIntervalMs: 0,
   sessionRefreshMs: 10_000,
+  policy: {},
 } as const;
 
 export interface RelayComponents {
@@ -69,6 +72,8 @@ export interface RelayComponents {
   sessionListener?: SessionListener;
   /** The relay mesh (cluster behind a VIP); started and stopped with the relay. */
   mesh?: Mesh;
+  /** The access policy and members' tags (policy-gate.ts); without it the relay forwards between any members. */
+  policy?: PolicySource;
 }
 
 export interface SessionInfo {
@@ -91,6 +96,13 @@ export interface Relay {
   tick(): void;
   /** Unbind a member the coordinator removed; false if it had no session here. */
   removeMember(vip: number): boolean;
+  /**
+   * Settles when start() has loaded the access policy (at once without a `policy` component);
+   * rejects if it could not be read. Until then DATA between members is dropped as 'policy-pending'.
+   */
+  policyReady(): Promise<void>;
+  /** Rules of the access policy in force: -1 none set (or no `policy` component). */
+  policyRules(): number;
 }
 
 export function createRelay(init: RelayInit = {}): (c: RelayComponents) => Relay {
@@ -104,6 +116,8 @@ class RelayImpl implements Relay {
   private readonly counters = new RelayStats();
   private readonly challenges: ChallengeIssuer;
   private readonly forwarder: Forwarder;
+  private readonly gate: PolicyGate | undefined;
+  private policyLoad: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private lastStatsLog: number;
@@ -121,9 +135,18 @@ class RelayImpl implements Relay {
     const replyLimiter = new RateLimiter(now, { intervalMs: this.opts.replyIntervalMs, perSecond: this.opts.replyPerSecond });
     const nowFn = (): number => c.clock.now();
     let forwarder: Forwarder | undefined;
+    const gate = c.policy ? new PolicyGate(this.opts.policy, {
+      source: c.policy, sessions: this.table, stats: this.counters, log: this.log,
+      rerun: (f) => {
+        if (this.closed) return;
+        if (f.port === HeldPort.MESH) c.mesh?.rerun(f.buf, f.addr, f.udpPort);
+        else forwarder!.rerun(f.buf, f.addr, f.udpPort);
+      },
+    }) : undefined;
+    this.gate = gate;
     const control = new ControlHandlerImpl({
       sessions: this.table, socket: c.socket, stats: this.counters, challenges: this.challenges,
-      directory: c.directory, log: this.log, listener: c.sessionListener, relayId: this.id,
+      directory: c.directory, policy: gate, log: this.log, listener: c.sessionListener, relayId: this.id,
       keepaliveSeconds: this.opts.keepaliveSeconds, maxPendingAuth: this.opts.maxPendingAuth, now: nowFn,
       authLimiter: new WorkLimiter(now, {
         perKeyPerSecond: this.opts.authPerIpPerSecond, perKeyBurst: 2 * this.opts.authPerIpPerSecond,
@@ -133,9 +156,9 @@ class RelayImpl implements Relay {
     });
     forwarder = new Forwarder({
       sessions: this.table, socket: c.socket, stats: this.counters, replyLimiter, control: control.handle, now: nowFn,
-      mesh: c.mesh,
+      mesh: c.mesh, policy: gate,
     });
-    c.mesh?.attach({ sessions: this.table, memberSocket: c.socket, stats: this.counters });
+    c.mesh?.attach({ sessions: this.table, memberSocket: c.socket, stats: this.counters, policy: gate });
     this.forwarder = forwarder;
   }
 
@@ -147,6 +170,10 @@ class RelayImpl implements Relay {
     this.timer = setInterval(() => this.tick(), this.opts.tickMs);
     this.timer.unref();
     this.c.mesh?.start();
+    if (this.gate) {
+      this.policyLoad = this.gate.start();
+      this.policyLoad.catch((err: Error) => this.log.error({ err: err.message }, 'cannot read the access policy'));
+    }
     const a = this.c.socket.localAddress;
     this.log.info({ udpAddr: `${a.ip}:${a.port}`, keepaliveSeconds: this.opts.keepaliveSeconds }, 'relay started');
   }
@@ -157,6 +184,7 @@ class RelayImpl implements Relay {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     this.c.mesh?.stop();
+    this.gate?.stop();
     for (const s of this.table.sessions()) this.c.sessionListener?.sessionDown?.(s, 'closed');
     this.table.clear();
     this.log.info(this.stats(), 'relay stopped');
@@ -172,9 +200,18 @@ class RelayImpl implements Relay {
     return true;
   }
 
+  policyReady(): Promise<void> {
+    return this.policyLoad;
+  }
+
+  policyRules(): number {
+    return this.gate?.rules ?? -1;
+  }
+
   tick(): void {
     const now = this.c.clock.now();
     this.challenges.rotate(now);
+    this.gate?.tick(now);
     const idleMs = this.opts.keepaliveSeconds * 1000 * this.opts.idleIntervals;
     for (const s of this.table.expire(now, idleMs)) {
       this.log.info({ vip: formatAddr(s.vip), udpAddr: `${formatAddr(s.addr)}:${s.port}` }, 'member session expired');

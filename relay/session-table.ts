@@ -18,6 +18,10 @@ export interface Session {
   readonly since: number;
   /** monotonic ms of the last frame from this member */
   lastSeen: number;
+  /** the member's tags (policy-gate.ts; [] without a PolicySource), loaded at AUTH, refreshed on node-changed */
+  tags: readonly string[];
+  /** tag class under the current policy (CompiledPolicy.classId); -1 until the gate classified it */
+  policyClass: number;
 }
 
 /** (ip, port) packed into one safe integer: ip * 65536 + port < 2^48. */
@@ -39,7 +43,7 @@ export class SessionTable {
     return this.byVip.size;
   }
 
-  bind(vip: number, addr: number, port: number, publicKey: Uint8Array, now: number): BindResult {
+  bind(vip: number, addr: number, port: number, publicKey: Uint8Array, now: number, tags: readonly string[] = []): BindResult {
     const replaced: Session[] = [];
     const old = this.byVip.get(vip);
     if (old) {
@@ -51,7 +55,7 @@ export class SessionTable {
       this.remove(other);
       replaced.push(other);
     }
-    const session: Session = { vip: vip >>> 0, addr: addr >>> 0, port, publicKey, since: now, lastSeen: now };
+    const session: Session = { vip: vip >>> 0, addr: addr >>> 0, port, publicKey, since: now, lastSeen: now, tags, policyClass: -1 };
     this.byVip.set(session.vip, session);
     this.byTuple.set(tupleKey(addr, port), session);
     return { session, replaced };

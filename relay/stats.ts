@@ -17,6 +17,8 @@ export interface RelayStatsSnapshot {
   /** DATA sent to another relay over the mesh / MESH_DATA delivered to a member here */
   meshSent: number;
   meshDelivered: number;
+  /** times a malformed access policy was read and refused (the last good one stayed) */
+  policyRejected: number;
   sessions: number;
   drops: DropCounters;
   /** sum of drops */
@@ -34,6 +36,7 @@ export class RelayStats {
   pongsSent = 0;
   meshSent = 0;
   meshDelivered = 0;
+  policyRejected = 0;
   readonly drops: DropCounters = emptyDropCounters();
 
   drop(reason: DropReason): void {
@@ -47,7 +50,7 @@ export class RelayStats {
       framesForwarded: this.framesForwarded, bytesForwarded: this.bytesForwarded, framesReceived: this.framesReceived,
       authOk: this.authOk, challengesSent: this.challengesSent, reauthSent: this.reauthSent,
       unreachableSent: this.unreachableSent, pongsSent: this.pongsSent, meshSent: this.meshSent,
-      meshDelivered: this.meshDelivered, sessions,
+      meshDelivered: this.meshDelivered, policyRejected: this.policyRejected, sessions,
       drops: { ...this.drops }, dropped,
     };
   }

@@ -2,19 +2,13 @@ import type { CommandModule } from 'yargs';
 import { readFileSync, statSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { forComponent, type Logger } from '../../common';
-import { systemClock } from '../../common';
-import { parseAgentConfig, parseHostPort, ConfigError, DEFAULT_MTU, type AgentConfig } from '../../node-agent';
-import { Agent, RELAY_FAILOVER_TIMING, type AgentComponents } from '../../node-agent';
-import { isAddr, masked, parseAddr, parsePrefix, type Prefix } from '../../common';
-import { StateDir, DEFAULT_STATE_DIR } from '../../node-agent';
-import { detectOriginalIp } from '../../node-agent';
-import { MembershipClient } from '../../node-agent';
+import { forComponent, type Logger, systemClock, isAddr, masked, parseAddr, parsePrefix, type Prefix } from '../../common';
+import { parseAgentConfig, parseHostPort, ConfigError, DEFAULT_MTU, type AgentConfig, Agent, RELAY_FAILOVER_TIMING, type AgentComponents, StateDir, DEFAULT_STATE_DIR, detectOriginalIp, MembershipClient, serveControlSocket, registerAgentMetrics } from '../../node-agent';
 import { keyToBase64 } from '../../protocol';
 import { openTun, openUdpSocket } from '../../native-bindings';
 import { CliError, onShutdown } from '../shutdown';
-import { serveControlSocket } from '../../node-agent';
 import { join } from 'node:path';
+import { METRICS_OPTION, parseListenFlag, startMetrics } from '../metrics';
 
 interface AgentArgs {
   config?: string;
@@ -32,6 +26,16 @@ interface AgentArgs {
   'rekey-after-time'?: number;
   'control-socket'?: string;
   'relay-keepalive': number;
+  metrics?: string;
+}
+
+/** `--metrics`: the agent's metrics; ready while authenticated to its relay (when it has one). */
+async function serveAgentMetrics(args: AgentArgs, agent: Agent, log: Logger): Promise<void> {
+  if (!args.metrics) return;
+  const checks = { relay: () => !agent.relayClient || agent.relayClient.state === 'ready' };
+  await startMetrics(args.metrics, log, (r) => registerAgentMetrics(r, agent), checks).catch((err: NodeJS.ErrnoException) => {
+    throw new CliError(`cannot listen on --metrics ${args.metrics}: ${err.code ?? err.message}`);
+  });
 }
 
 /** The local status socket `isthmus status` reads; losing it never stops the data path. */
@@ -85,11 +89,12 @@ async function runStatic(args: AgentArgs, log: Logger): Promise<Agent> {
   return new Agent(config, components(log), agentOptions(args));
 }
 
-function agentOptions(args: AgentArgs) {
+function agentOptions(args: AgentArgs, localAddresses: number[] = []) {
   return {
     timers: args['rekey-after-time'] ? { rekeyAfterTimeMs: args['rekey-after-time'] * 1000 } : undefined,
     routeOriginal: parsePrefixFlag('route-original', args['route-original']),
     relayKeepaliveMs: args['relay-keepalive'],
+    localAddresses,
   };
 }
 
@@ -115,13 +120,16 @@ async function runJoined(args: AgentArgs, log: Logger): Promise<void> {
     privateKey: keyToBase64(membership.key), address: { addr: parseAddr(m.vip), bits: parsePrefix(m.cidr.trim()).bits },
     mtu: args.mtu, name: args.name, relay, peers: [],
   };
-  const agent = new Agent(config, components(log), agentOptions(args));
+  // Our original IP is ours too: a member in transparent mode dials it, and the packet arrives
+  // with it as destination (the kernel accepts it: it is this host's address).
+  const agent = new Agent(config, components(log), agentOptions(args, originalIp !== m.vip ? [parseAddr(originalIp)] : []));
   onShutdown(() => agent.stop());
   onShutdown(() => membership.stop());
   membership.applyFull(m.peers, agent);
   await agent.start();
   const peerMapStatus = () => ({ peerMap: { refusedEntries: membership.refusedPeerEntries } });
   await serveStatus(args, agent, log, peerMapStatus);
+  await serveAgentMetrics(args, agent, log);
   log.info({ vip: m.vip, originalIp, peers: agent.peerKeys().length }, 'joined');
   process.on('SIGUSR1', () => log.info({ status: { ...agent.status(), ...peerMapStatus() } }, 'status'));
   void membership.run(m, agent).catch((err: Error) => log.error({ err: err.message }, 'peer map loop stopped'));
@@ -153,7 +161,9 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     .option('name', { type: 'string', describe: 'TUN device name (default: kernel-chosen)' })
     .option('config', { type: 'string', describe: 'Static-peer config file instead of a coordinator (docs/CONFIG.md)', normalize: true, group: 'Static:' })
     .option('rekey-after-time', { type: 'number', hidden: true, describe: 'Testing: REKEY_AFTER_TIME in seconds (spec: 120)' })
+    .option('metrics', METRICS_OPTION)
     .check((a) => {
+      if (a.metrics) parseListenFlag(a.metrics, '--metrics');
       if (a.tag !== undefined) {
         throw new Error('--tag is no longer accepted: a member cannot choose its own tags. Put them on the join token '
           + '(isthmus token create --tag T) or have an admin set them (isthmus node tag <vip|hostname> --tag T)');
@@ -179,6 +189,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     onShutdown(() => agent.stop());
     await agent.start();
     await serveStatus(args, agent, log);
+    await serveAgentMetrics(args, agent, log);
     process.on('SIGUSR1', () => log.info({ status: agent.status() }, 'status'));
   },
 };

@@ -1,8 +1,9 @@
 import type { CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
-import { forComponent } from '../../common';
-import { createCoordinator, defaults, parseDuration, parseVipPool, redactUrl, type RedisSpec } from '../../coordinator';
+import { forComponent, redisReadiness } from '../../common';
+import { createCoordinator, defaults, parseDuration, parseVipPool, redactUrl, type RedisSpec, registerCoordinatorMetrics } from '../../coordinator';
 import { CliError, onShutdown } from '../shutdown';
+import { METRICS_OPTION, parseListenFlag, startMetrics } from '../metrics';
 
 interface CoordinatorArgs {
   redis?: unknown;
@@ -15,6 +16,7 @@ interface CoordinatorArgs {
   'original-ip-grace'?: string;
   'session-ttl': string;
   'trusted-proxy': string[];
+  metrics?: string;
 }
 
 /** "HOST:PORT" → parts; the message names `flag`. */
@@ -40,14 +42,14 @@ function duration(value: string, flag: string): number {
  */
 export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
   command: 'coordinator',
-  describe: 'Run a coordinator: join tokens, virtual-IP allocation and the peer map, all state in Redis',
+  describe: 'Run a coordinator: join tokens, virtual-IP allocation and policy-scoped peer maps (isthmus policy), all state in Redis',
   builder: (y) => y
     .config('config', 'JSON file with any of these options (Sentinel: "redis" as ioredis options)',
       (path: string) => JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>)
     .option('redis', { describe: 'Redis URL: redis://[:password@]host:port[/db] or rediss:// (TLS)' })
     .option('listen', { type: 'string', default: '0.0.0.0:7000', describe: 'HTTP address, HOST:PORT' })
     .option('cidr', { type: 'string', default: defaults.DEFAULT_CIDR, describe: 'Overlay CIDR virtual IPs come from' })
-    .option('admin-token', { type: 'string', describe: 'Bearer token for the admin API (token/node commands); without it admin routes are off' })
+    .option('admin-token', { type: 'string', describe: 'Bearer token for the admin API (token/node/policy commands); without it admin routes are off' })
     .option('prefix', { type: 'string', default: defaults.DEFAULT_PREFIX, describe: 'Redis key prefix' })
     .option('quarantine', { type: 'string', default: '1h', describe: 'A removed member\'s virtual IP is reused only after this long' })
     .option('ephemeral-timeout', { type: 'string', default: '5m', describe: 'Remove an ephemeral member whose relay session is gone this long' })
@@ -55,7 +57,9 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
     .option('trusted-proxy', { type: 'string', array: true, default: [] as string[],
       describe: 'Reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For names the address a join comes from (members may claim that address as their original IP). Default: none, the TCP peer address counts' })
     .option('session-ttl', { type: 'string', default: '24h', describe: 'Lifetime of the session token a member gets on join' })
+    .option('metrics', METRICS_OPTION)
     .check((a) => {
+      if (a.metrics) parseListenFlag(a.metrics, '--metrics');
       if (a.redis === undefined) throw new Error('Missing --redis URL (or ISTHMUS_REDIS, or "redis" in --config)');
       if (typeof a.redis === 'string') {
         if (!/^rediss?:\/\/.+/.test(a.redis)) throw new Error(`--redis must be a redis:// or rediss:// URL, got ${JSON.stringify(redactUrl(a.redis))}`);
@@ -97,6 +101,13 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       throw new CliError(`cannot listen on --listen ${a.listen}: ${e.code ?? e.message}`);
+    }
+    if (a.metrics) {
+      const coord = c;
+      const checks = { redis: redisReadiness(coord.redis), http: () => coord.app.server.listening };
+      await startMetrics(a.metrics, log, (r) => registerCoordinatorMetrics(r, coord), checks).catch((err: NodeJS.ErrnoException) => {
+        throw new CliError(`cannot listen on --metrics ${a.metrics}: ${err.code ?? err.message}`);
+      });
     }
     if (a['original-ip-grace'] !== undefined) {
       log.warn('--original-ip-grace is ignored: an original IP held by a member is never taken over by another join; free it with `isthmus node remove`');

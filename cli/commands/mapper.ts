@@ -1,9 +1,8 @@
 import type { CommandModule } from 'yargs';
-import { forComponent } from '../../common';
-import { parseRange } from '../../mapper';
-import { startMapperService, DEFAULT_OVERLAY_CIDR, type ListenAddress } from '../../mapper';
-import { DEFAULT_PREFIX } from '../../common';
+import { forComponent, DEFAULT_PREFIX } from '../../common';
+import { parseRange, startMapperService, DEFAULT_OVERLAY_CIDR, type ListenAddress, registerMapperMetrics, RedisDirectory } from '../../mapper';
 import { CliError, onShutdown } from '../shutdown';
+import { METRICS_OPTION, parseListenFlag, startMetrics } from '../metrics';
 
 interface MapperArgs {
   redis: string;
@@ -15,6 +14,7 @@ interface MapperArgs {
   prefix: string;
   'overlay-cidr': string;
   'original-cidr': string[];
+  metrics?: string;
 }
 
 /**
@@ -42,7 +42,9 @@ export const mapperCommand: CommandModule<object, MapperArgs> = {
     .option('prefix', { type: 'string', default: DEFAULT_PREFIX, describe: 'Redis key prefix' })
     .option('overlay-cidr', { type: 'string', default: DEFAULT_OVERLAY_CIDR, describe: 'virtual IP range, dialed as-is' })
     .option('original-cidr', { type: 'string', array: true, default: [] as string[], describe: 'if given, destinations outside these and the overlay are refused as not allowed (repeatable)' })
+    .option('metrics', METRICS_OPTION)
     .check((a) => {
+      if (a.metrics) parseListenFlag(a.metrics, '--metrics');
       if (!/^rediss?:\/\//.test(a.redis)) throw new Error(`--redis ${JSON.stringify(a.redis)}: want a redis:// or rediss:// URL`);
       if (!a.api && !a.socks && !a['http-proxy']) throw new Error('give at least one of --api, --socks, --http-proxy');
       if (Boolean(a['socks-user']) !== Boolean(a['socks-pass'])) throw new Error('--socks-user and --socks-pass go together');
@@ -78,6 +80,17 @@ export const mapperCommand: CommandModule<object, MapperArgs> = {
       throw new CliError(`mapper failed to start (--redis ${args.redis}): ${e.message}`);
     }
     onShutdown(() => svc.stop());
+    if (args.metrics) {
+      // Ready: listeners bound (they are, once started) and the cache subscribed to Redis's events.
+      let serving = true;
+      onShutdown(() => { serving = false; });
+      const dir = svc.directory;
+      const checks = { sockets: () => serving, redis: () => !(dir instanceof RedisDirectory) || dir.isLive };
+      const s = svc;
+      await startMetrics(args.metrics, log, (r) => registerMapperMetrics(r, s), checks).catch((err: NodeJS.ErrnoException) => {
+        throw new CliError(`cannot listen on --metrics ${args.metrics}: ${err.code ?? err.message}`);
+      });
+    }
     const a = svc.addresses;
     log.info({ api: a.api, socks: a.socks, httpProxy: a.httpProxy, auth: Boolean(credentials) }, 'mapper running');
     process.stdout.write(`isthmus mapper:${a.api ? ` api http://${a.api.host}:${a.api.port}` : ''}${a.socks ? ` socks5 ${a.socks.host}:${a.socks.port}` : ''}${a.httpProxy ? ` http-proxy ${a.httpProxy.host}:${a.httpProxy.port}` : ''}\n`);

@@ -1,17 +1,12 @@
 import type { CommandModule } from 'yargs';
 import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
-import { forComponent } from '../../common';
-import { systemClock } from '../../common';
+import { forComponent, systemClock, parseAddr, DEFAULT_PREFIX, redisReadiness, type ReadinessCheck } from '../../common';
 import { openBestDatagramSocket } from '../../native-bindings';
-import { parseAddr } from '../../common';
-import { DEFAULT_PREFIX } from '../../common';
 import Redis from 'ioredis';
-import {
-  createRelay, deriveMeshKey, followMemberRemovals, Mesh, MemberFileError, RedisMeshRegistry, RedisMemberDirectory, RedisSessionRecorder, StaticMemberDirectory,
-  type MemberDirectory, type SessionListener,
-} from '../../relay';
+import { createRelay, deriveMeshKey, followMemberRemovals, Mesh, MemberFileError, RedisMeshRegistry, RedisMemberDirectory, RedisPolicySource, RedisSessionRecorder, StaticMemberDirectory, type MemberDirectory, type SessionListener, registerRelayMetrics } from '../../relay';
 import { CliError, onShutdown } from '../shutdown';
+import { METRICS_OPTION, parseListenFlag, startHealthPort, startMetrics } from '../metrics';
 
 interface RelayArgs {
   listen?: string;
@@ -26,6 +21,8 @@ interface RelayArgs {
   'mesh-key'?: string;
   'mesh-advertise'?: string;
   'session-refresh'?: number;
+  metrics?: string;
+  'health-tcp'?: string;
 }
 
 /** "HOST:PORT" with an IPv4 host → parts; throws an Error naming `flag` otherwise. */
@@ -52,14 +49,18 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
     .option('id', { type: 'string', describe: 'Relay id sent to members and logged (default: hostname:port)' })
     .option('keepalive', { type: 'number', default: 10, describe: 'Keepalive interval advertised to members, seconds' })
     .option('stats-interval', { type: 'number', default: 60, describe: 'Log a stats line every N seconds (0: never)' })
-    .option('redis', { type: 'string', describe: 'Redis URL: members from P:key:<pub>, sessions recorded in P:session:<vip> (instead of --members)' })
+    .option('redis', { type: 'string', describe: 'Redis URL: members from P:key:<pub>, sessions recorded in P:session:<vip>, access policy from P:policy (instead of --members)' })
     .option('redis-prefix', { type: 'string', default: DEFAULT_PREFIX, describe: 'Redis key prefix' })
     .option('advertise', { type: 'string', describe: 'HOST:PORT members reach this relay at (the VIP), recorded in Redis (default: --listen)' })
     .option('mesh', { type: 'string', describe: 'UDP address for relay-to-relay forwarding, HOST:PORT (needs --redis and --id): the relays behind one VIP become one service' })
     .option('mesh-key', { type: 'string', normalize: true, describe: 'File holding the shared mesh secret (>= 16 bytes; default: P:mesh-key in Redis, created once)' })
     .option('mesh-advertise', { type: 'string', describe: 'HOST:PORT other relays reach the mesh socket at (default: --mesh; required when --mesh binds 0.0.0.0)' })
     .option('session-refresh', { type: 'number', default: 10, describe: 'Re-assert this relay\'s P:session records every N seconds (TTL refresh, re-created after a Redis restart)' })
+    .option('metrics', METRICS_OPTION)
+    .option('health-tcp', { type: 'string', describe: 'TCP HOST:PORT that accepts connections only while /readyz would answer 200, for connect-only load balancer checks' })
     .check((a) => {
+      if (a.metrics) parseListenFlag(a.metrics, '--metrics');
+      if (a['health-tcp']) parseListenFlag(a['health-tcp'], '--health-tcp');
       if (!a.listen) throw new Error('Missing --listen HOST:PORT');
       parseHostPort(a.listen, '--listen');
       if (!a.members && !a.redis) throw new Error('Missing --members FILE (or --redis URL)');
@@ -162,10 +163,22 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
         eventFields: registry?.eventFields(),
       });
     }
+    // The access policy and members' tags (P:policy, P:node:<vip>.tags, P:events): with Redis only.
+    let policy: RedisPolicySource | undefined;
+    if (redis) {
+      const p = new RedisPolicySource(redis, { prefix: args['redis-prefix'], logger: log });
+      onShutdown(() => p.stop());
+      try {
+        await p.start();
+      } catch (err) {
+        throw new CliError(`cannot subscribe to policy events in Redis: ${(err as Error).message}`);
+      }
+      policy = p;
+    }
     const relay = createRelay({
       id, keepaliveSeconds: args.keepalive, statsLogIntervalMs: (args['stats-interval'] ?? 0) * 1000,
       sessionRefreshMs: (args['session-refresh'] ?? 10) * 1000,
-    })({ logger: log, clock: systemClock, socket, directory, sessionListener, mesh });
+    })({ logger: log, clock: systemClock, socket, directory, sessionListener, mesh, policy });
     onShutdown(() => {
       relay.stop();
       socket.close();
@@ -193,6 +206,22 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
       }
     }
     relay.start();
-    log.info({ members, redis: redis ? true : undefined, socket: kind, mesh: mesh ? `${mesh.meshAddress.ip}:${mesh.meshAddress.port}` : undefined }, 'relay ready');
+    try {
+      await relay.policyReady();
+    } catch (err) {
+      throw new CliError(`cannot read the access policy (P:policy) from Redis: ${(err as Error).message}`);
+    }
+    // Ready: the member socket (and mesh socket) bound and serving, Redis reachable when used.
+    let serving = true;
+    onShutdown(() => { serving = false; });
+    const checks: Record<string, ReadinessCheck> = { socket: () => serving };
+    if (redis) checks.redis = redisReadiness(redis);
+    try {
+      if (args.metrics) await startMetrics(args.metrics, log, (r) => registerRelayMetrics(r, relay), checks);
+      if (args['health-tcp']) await startHealthPort(args['health-tcp'], log, checks);
+    } catch (err) {
+      throw new CliError(`cannot listen on --metrics/--health-tcp: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    log.info({ members, policyRules: policy ? relay.policyRules() : undefined, redis: redis ? true : undefined, socket: kind, mesh: mesh ? `${mesh.meshAddress.ip}:${mesh.meshAddress.port}` : undefined }, 'relay ready');
   },
 };

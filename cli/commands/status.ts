@@ -1,7 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { join } from 'node:path';
-import { readControlSocket } from '../../node-agent';
-import { DEFAULT_STATE_DIR } from '../../node-agent';
+import { readControlSocket, DEFAULT_STATE_DIR } from '../../node-agent';
 import { formatStatus, type AgentStatus } from '../status-format';
 import { CliError } from '../shutdown';
 

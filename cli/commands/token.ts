@@ -1,7 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
-import { CoordinatorClient, CoordinatorHttpError, parseDuration } from '../../coordinator';
+import { CoordinatorClient, CoordinatorHttpError, parseDuration, parseOriginalCidrs } from '../../coordinator';
 import { CliError } from '../shutdown';
-import { parseOriginalCidrs } from '../../coordinator';
 
 /** Flags shared by the admin commands (`token`, `node`; node.ts imports these). */
 export interface AdminArgs {
@@ -32,6 +31,7 @@ export async function adminCall<T>(a: AdminArgs, fn: () => Promise<T>): Promise<
   try {
     return await fn();
   } catch (err) {
+    if (err instanceof CliError) throw err;
     if (err instanceof CoordinatorHttpError) throw new CliError(`coordinator refused: ${err.message}`);
     const cause = (err as { cause?: { code?: string } }).cause;
     throw new CliError(`cannot reach --coordinator ${a.coordinator}: ${cause?.code ?? (err as Error).message}`);

@@ -1,7 +1,7 @@
 /**
  * One DatagramSocket suite (common/packet-io.ts), run against every implementation: the
  * memory fake (test/harness/memory-bind.ts) the in-process testnet stands on, node:dgram
- * (common/dgram-socket.ts) and, when the addon is built, the native batched socket. The
+ * (native-bindings/dgram-socket.ts) and, when the addon is built, the native batched socket. The
  * fake is only a fair stand-in if it keeps the same contract as the real sockets.
  */
 import test from 'ava';

@@ -1,4 +1,4 @@
-/** Minimal IPv4 packets for engine tests (UDP protocol number, no UDP header needed). */
+/** Minimal IPv4 packets for engine tests (protocol 253, experimental: no transport header needed). */
 import { parseAddr } from '../../common/ipv4';
 
 export function ipv4Packet(src: string, dst: string, payload = Buffer.from('hello overlay')): Buffer {
@@ -6,7 +6,7 @@ export function ipv4Packet(src: string, dst: string, payload = Buffer.from('hell
   p[0] = 0x45;
   p.writeUInt16BE(p.length, 2);
   p[8] = 64;
-  p[9] = 17;
+  p[9] = 253; // RFC 3692 experimental: no transport header to parse (the flow filter passes it under `*` only)
   p.writeUInt32BE(parseAddr(src), 12);
   p.writeUInt32BE(parseAddr(dst), 16);
   payload.copy(p, 20);

@@ -10,7 +10,12 @@
  * With one relay there is no VIP: agents talk to r1 directly. With more, a MemoryNetwork
  * balancer stands in for the VIP and the relays mesh through a MemoryMeshRegistry (what
  * Redis holds in production). Peers are configured statically, every agent with every other
- * through the relay; the relays know the members from a StaticMemberDirectory.
+ * through the relay; the relays know the members from a StaticMemberDirectory. Policy comes
+ * in as the coordinator hands it out: per receiver and peer, the `inbound` port specs
+ * (`inbound`, changed at run time with setInbound).
+ *
+ * With `tags` or `policy`, every relay enforces the access policy from one MemoryPolicySource
+ * (`testnet.policy`, what `P:policy` and the node records are in Redis).
  *
  * Timers are real but short (relay keepalive 100 ms), so failover takes well under a second.
  */
@@ -22,10 +27,12 @@ import { Mesh } from '../../relay/mesh';
 import { deriveMeshKey } from '../../relay/mesh-frame';
 import { Agent, type AgentComponents } from '../../node-agent/agent';
 import type { AgentConfig } from '../../node-agent/config';
+import { peerSpecFromEntry } from '../../node-agent/membership';
 import { generatePrivateKey, keyToBase64, publicKeyFromPrivate } from '../../protocol/keys';
 import type { TimerConfig } from '../../protocol/timers';
 import { MemoryNetwork, type MemoryDatagramSocket } from './memory-bind';
 import { MemoryMeshRegistry } from './memory-mesh-registry';
+import { MemoryPolicySource } from './memory-policy-source';
 import { MemoryTun } from './memory-tun';
 
 export const RELAY_PORT = 7000;
@@ -47,6 +54,21 @@ export interface TestnetOptions {
   mtu?: number;
   /** WireGuard timer durations, e.g. a short rekeyTimeoutMs to watch a retry. @default spec values */
   timers?: Partial<TimerConfig>;
+  /** Member tags by name (the node records' `tags`); with this or `policy` the relays enforce a policy. */
+  tags?: Record<string, string[]>;
+  /** The access policy text (`P:policy`); null or absent: none. */
+  policy?: string | null;
+  /** Which relays (0-based) get the policy source; the others forward between anyone, like a
+   *  relay that predates policies or one that does not check. @default every relay */
+  policyRelays?: number[];
+  /**
+   * Policy as the coordinator hands it out: `inbound[receiver][peer]` is what `peer` may open
+   * towards `receiver` (port specs as peer maps carry them: `tcp/22`, `udp/53`, `icmp`, `*`;
+   * `[]` for nothing). A pair not listed gets no field, which agents read as `*`.
+   */
+  inbound?: Record<string, Record<string, string[]>>;
+  /** Addresses member `name` owns besides its overlay address (its original IP in transparent mode). */
+  ownAddresses?: Record<string, string[]>;
 }
 
 export interface TestAgent {
@@ -77,6 +99,8 @@ const MESH_SECRET = Buffer.from('testnet mesh secret, not a real one');
 export class Testnet {
   readonly net = new MemoryNetwork();
   readonly registry = new MemoryMeshRegistry();
+  /** The relays' policy and tags, when the options asked for them. */
+  readonly policy: MemoryPolicySource | undefined;
   readonly relays: TestRelay[] = [];
   readonly agents: TestAgent[] = [];
   /** Where agents send relay traffic: the VIP, or the lone relay. */
@@ -90,6 +114,12 @@ export class Testnet {
       const priv = generatePrivateKey();
       return { name, priv, pub: keyToBase64(publicKeyFromPrivate(priv)), vip: `100.64.0.${i + 1}`, host: `10.1.0.${i + 1}` };
     });
+    if (o.tags !== undefined || o.policy !== undefined) {
+      const p = new MemoryPolicySource();
+      for (const k of this.keys) p.setTags(k.vip, o.tags?.[k.name] ?? [], true);
+      if (o.policy) p.setPolicy(o.policy);
+      this.policy = p;
+    }
     this.directory = new StaticMemberDirectory(this.keys.map((k) => ({ publicKey: k.pub, vip: parseAddr(k.vip) })));
     const n = o.relays ?? 1;
     this.relayAddress = n > 1 ? VIP_ADDRESS : { ip: relayHost(0), port: RELAY_PORT };
@@ -102,6 +132,7 @@ export class Testnet {
   async start(): Promise<this> {
     const n = this.o.relays ?? 1;
     for (let i = 0; i < n; i++) this.relays.push(this.startRelay(i));
+    for (const r of this.relays) await r.relay.policyReady();
     for (const k of this.keys) this.agents.push(await this.startAgent(k));
     return this;
   }
@@ -121,6 +152,7 @@ export class Testnet {
     }
     const relay = createRelay({ id, keepaliveSeconds: 1, tickMs: 100, replyIntervalMs: 100 })({
       logger, clock: systemClock, socket, directory: this.directory, mesh,
+      policy: this.o.policyRelays === undefined || this.o.policyRelays.includes(i) ? this.policy : undefined,
       sessionListener: meshed ? this.registry.recorder(id) : undefined,
     });
     relay.start();
@@ -135,6 +167,7 @@ export class Testnet {
       peers: this.keys.filter((p) => p !== k).map((p) => ({
         publicKey: p.pub, endpoint: 'relay' as const, overlayIp: p.vip,
         allowedIps: [p.vip + '/32', ...(extra[p.name] ?? [])].map((s) => parseNetwork(s)),
+        inbound: this.o.inbound?.[k.name]?.[p.name],
       })),
     };
     let tun: MemoryTun | undefined;
@@ -144,9 +177,24 @@ export class Testnet {
       openUdpSocket: (s) => this.net.bind(s.host === '0.0.0.0' ? k.host : s.host, s.port),
       ...(this.o.aead === 'node' ? { aead: null } : {}),
     };
-    const agent = new Agent(config, components, { relayKeepaliveMs: this.o.relayKeepaliveMs ?? 100, timers: this.o.timers });
+    const agent = new Agent(config, components, {
+      relayKeepaliveMs: this.o.relayKeepaliveMs ?? 100, timers: this.o.timers,
+      localAddresses: (this.o.ownAddresses?.[k.name] ?? []).map(parseAddr),
+    });
     await agent.start();
     return { name: k.name, vip: k.vip, host: k.host, publicKey: k.pub, agent, tun: tun!, net: this.net };
+  }
+
+  /**
+   * The coordinator changed what `peer` may open towards `receiver` (a policy change): the
+   * receiver gets a new peer-map entry for `peer` and applies it as `isthmus agent` does
+   * (peerSpecFromEntry). `undefined` sends an entry without the field (an older coordinator).
+   */
+  setInbound(receiver: string, peer: string, inbound: string[] | undefined): void {
+    const p = this.agent(peer);
+    const spec = peerSpecFromEntry({ vip: p.vip, originalIp: p.vip, publicKey: p.publicKey, hostname: p.name, tags: [], inbound });
+    const extra = (this.o.extraAllowedIps?.[peer] ?? []).map((s) => parseNetwork(s));
+    this.agent(receiver).agent.upsertPeer({ ...spec, allowedIps: [...spec.allowedIps, ...extra] });
   }
 
   /** Handshakes `name` completed with `peer` so far. */

@@ -14,8 +14,7 @@
  */
 import anyTest, { type TestFn } from 'ava';
 import { createTopology, testPrefix, type Topology } from '../harness/netns';
-import { startClusterOverlay, type ClusterOverlay } from '../../testbed';
-import { sleep } from '../../testbed';
+import { startClusterOverlay, type ClusterOverlay, sleep } from '../../testbed';
 import { startTransfer, stallMs, waitForProgress } from './chaos-transfer';
 import { forRoot } from '../harness/root';
 

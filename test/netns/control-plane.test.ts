@@ -9,9 +9,7 @@ import anyTest, { type TestFn } from 'ava';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createTopology, testPrefix, type Topology } from '../harness/netns';
-import { addMemberNamespace, type MemberNamespace } from '../../testbed';
-import { startJoinedOverlay, type JoinedOverlay } from '../../testbed';
-import { cliPath } from '../../testbed';
+import { addMemberNamespace, type MemberNamespace, startJoinedOverlay, type JoinedOverlay, cliPath } from '../../testbed';
 import { forRoot } from '../harness/root';
 
 interface Ctx { topo: Topology; overlay: JoinedOverlay; extra: MemberNamespace[]; token: string }

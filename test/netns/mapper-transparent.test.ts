@@ -14,8 +14,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createTopology, testPrefix, type Topology } from '../harness/netns';
-import { startJoinedOverlay, type JoinedOverlay, type JoinedMember } from '../../testbed';
-import { cliPath } from '../../testbed';
+import { startJoinedOverlay, type JoinedOverlay, type JoinedMember, cliPath } from '../../testbed';
 import type { ManagedProcess } from '../harness/procs';
 import { forRoot } from '../harness/root';
 

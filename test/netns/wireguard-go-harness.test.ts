@@ -10,10 +10,8 @@ import { existsSync } from 'node:fs';
 import { createTopology, destroyAllWithPrefix, testPrefix, listNamespaces } from '../harness/netns';
 import { pidAlive } from '../harness/procs';
 import { startWireguardGo, wgGenKey, wgPubKey, WG_RUN_DIR } from '../harness/wireguard-go';
-import { wireguardGoHubSubject } from '../../testbed';
+import { wireguardGoHubSubject, waitForPing, type SubjectFactory } from '../../testbed';
 import { nebulaRelaySubject } from '../harness/nebula';
-import { waitForPing } from '../../testbed';
-import type { SubjectFactory } from '../../testbed';
 import { forRoot } from '../harness/root';
 
 const rootTest = forRoot(test, __filename, { tools: ['ip', 'nft', 'ping', 'wireguard-go', 'wg', 'nebula'] });

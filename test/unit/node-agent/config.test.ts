@@ -72,3 +72,14 @@ test('errors name the line and the field', (t) => {
   t.regex(errorOf(GOOD.replace('AllowedIPs = 100.64.0.2/32, 10.1.0.0/16', 'AllowedIPs = 10.1.0.0/16')).message, /OverlayIP: a peer reached through the relay needs/);
   t.regex(errorOf('[Interface]\nthis is not a field\n').message, /line 2: .*expected "Key = Value"/);
 });
+
+test('Inbound: port specs per peer, `none`, default absent (= `*`); a bad spec names the line', (t) => {
+  t.is(parseAgentConfig(GOOD).peers[0].inbound, undefined, 'absent: the agent treats the peer as `*`');
+  const withInbound = (v: string) => parseAgentConfig(`${GOOD}Inbound = ${v}\n`).peers[0].inbound;
+  t.deepEqual(withInbound('tcp/22, tcp/8000-9000,udp/53 , icmp'), ['tcp/22', 'tcp/8000-9000', 'udp/53', 'icmp']);
+  t.deepEqual(withInbound('*'), ['*']);
+  t.deepEqual(withInbound('none'), []);
+  const e = t.throws(() => withInbound('tcp/22, tcp/70000'), { instanceOf: ConfigError });
+  t.regex(e!.message, /^line 14: Inbound: .*70000.*outside 1-65535/);
+  t.throws(() => withInbound(','), { instanceOf: ConfigError, message: /Inbound: name at least one/ });
+});

@@ -36,7 +36,7 @@ function pair(aeads: Record<Side, BatchAead>) {
     const send = (buf: Uint8Array, off: number, len: number) => wire.push({ from: self, bytes: Buffer.from(buf.subarray(off, off + len)) });
     const write = (buf: Uint8Array, off: number, len: number) => inbox[self].push(Buffer.from(buf.subarray(off, off + len)));
     const device = new Device({
-      clock, logger: silentLogger(), peers, local, timerConfig, aead: aeads[self],
+      clock, logger: silentLogger(), peers, local, timerConfig, localAddresses: [parseAddr(self === 'a' ? '100.64.0.1' : '100.64.0.2')], aead: aeads[self],
       outside: { send: (_ep, buf, off, len) => send(buf, off, len), sendInPlace: (_ep, buf, off, len) => send(buf, off, len) },
       inside: { write, writeInPlace: write },
     });

@@ -29,7 +29,7 @@ class FakeSink implements PeerSink {
 }
 
 const key = () => Buffer.from(nacl.box.keyPair().publicKey).toString('base64');
-const entry = (vip: string, originalIp: string, publicKey = key()): Peer => ({ vip, originalIp, publicKey, hostname: 'h' + vip, tags: [] });
+const entry = (vip: string, originalIp: string, publicKey = key()): Peer => ({ vip, originalIp, publicKey, hostname: 'h' + vip, tags: [], inbound: ['*'] });
 
 function client(t: import('ava').ExecutionContext): MembershipClient {
   const dir = mkdtempSync(join(tmpdir(), 'isthmus-claims-'));

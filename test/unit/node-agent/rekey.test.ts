@@ -17,7 +17,7 @@ import { DEFAULT_TIMER_CONFIG, type TimerConfig } from '../../../protocol/timers
 import { Device, DEVICE_HEADROOM, DEVICE_TAILROOM } from '../../../node-agent/device';
 import { PeerSet } from '../../../node-agent/peer-set';
 import { Endpoint, EndpointKind } from '../../../node-agent/endpoint';
-import { parseNetwork } from '../../../common/ipv4';
+import { parseNetwork, parseAddr } from '../../../common/ipv4';
 import type { BatchAead } from '../../../node-agent/batch-crypto';
 import { aead as nativeAead, nativeAvailable } from '../../../native-bindings';
 import { ipv4Packet } from '../../harness/packets';
@@ -45,7 +45,7 @@ function pair(timers: Partial<TimerConfig>, aead: BatchAead | undefined) {
     const local = createLocalIdentity(keys[self]);
     const peers = new PeerSet(local, clock, timerConfig);
     const device = new Device({
-      clock, logger: silentLogger(), peers, local, timerConfig, aead,
+      clock, logger: silentLogger(), peers, local, timerConfig, localAddresses: [parseAddr(self === 'a' ? '100.64.0.1' : '100.64.0.2')], aead,
       outside: { send: toWire, sendInPlace: toWire },
       inside: { write: toInbox, writeInPlace: toInbox },
     });

@@ -1,6 +1,6 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { parsePolicy, formatPolicy, unknownTags, PolicyError, type Policy } from '../../../policy';
+import { parsePolicy, parsePortSpec, formatPolicy, formatPortSpec, unknownTags, PolicyError, type Policy } from '../../../policy';
 import { arbPolicy } from './arbitraries';
 
 const ISSUE_EXAMPLE = `{ "rules": [ { "from": ["tag:controller"], "to": ["tag:agent"], "ports": ["tcp/22", "tcp/8000-9000", "icmp"] } ] }`;
@@ -127,4 +127,23 @@ test('unknownTags lists tags no member carries, for a warning', (t) => {
   const p = parsePolicy('{"rules":[{"from":["tag:s","*"],"to":["tag:b","tag:a","tag:b"],"ports":["*"]}]}');
   t.deepEqual(unknownTags(p, ['s', 'x']), ['a', 'b']);
   t.deepEqual(unknownTags(p, new Set(['a', 'b', 's'])), []);
+});
+
+test('parsePortSpec reads one spec as peer maps write it, the inverse of formatPortSpec', (t) => {
+  t.deepEqual(parsePortSpec('tcp/22'), { proto: 'tcp', first: 22, last: 22 });
+  t.deepEqual(parsePortSpec('tcp/8000-9000'), { proto: 'tcp', first: 8000, last: 9000 });
+  t.deepEqual(parsePortSpec('udp/53'), { proto: 'udp', first: 53, last: 53 });
+  t.deepEqual(parsePortSpec('icmp'), { proto: 'icmp' });
+  t.deepEqual(parsePortSpec('*'), { proto: 'any' });
+  fc.assert(fc.property(arbPolicy(), (p) => {
+    for (const r of p.rules) for (const s of r.ports) t.deepEqual(parsePortSpec(formatPortSpec(s)), s);
+  }), { numRuns: 50 });
+});
+
+test('parsePortSpec refuses anything else with a PolicyError naming the path', (t) => {
+  for (const bad of ['tcp/0', 'tcp/65536', 'tcp/9-1', 'tcp/022', 'icmp/8', 'sctp/1', 'tcp', ' tcp/22', '', 22, null]) {
+    const e = t.throws(() => parsePortSpec(bad, 'inbound[3]'), { instanceOf: PolicyError }, String(bad));
+    t.is(e?.path, 'inbound[3]');
+    t.true(e?.code === 'bad-port' || e?.code === 'wrong-type', String(bad));
+  }
 });

@@ -1,0 +1,62 @@
+/**
+ * prom-client metrics for a coordinator. Joins are counted into plain numbers by the API;
+ * the change feed keeps its own counts; members and Redis latency are read from Redis at
+ * scrape time (one SCARD and one PING per scrape, skipped while Redis is not connected).
+ */
+import type { Registry } from 'prom-client';
+import { byLabel, counterFrom, gaugeFrom, labelledFrom } from '../common';
+import type { Coordinator } from './server';
+
+/** How a `POST /v1/join` ended; also the `result` label of isthmus_coordinator_joins_total. */
+export const JOIN_RESULTS = [
+  /** a new member: a virtual IP was allocated */
+  'created',
+  /** a known key joined again and kept its virtual IP */
+  'rejoined',
+  /** answered 4xx: bad token, proof, claim or request */
+  'refused',
+  /** answered 5xx: Redis or another internal failure */
+  'failed',
+] as const;
+
+export type JoinResult = (typeof JOIN_RESULTS)[number];
+export type JoinCounters = Record<JoinResult, number>;
+
+export function newJoinCounters(): JoinCounters {
+  return { created: 0, rejoined: 0, refused: 0, failed: 0 };
+}
+
+/** A scrape never waits on Redis longer than this. */
+const REDIS_SCRAPE_TIMEOUT_MS = 1000;
+
+async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<undefined>((r) => { timer = setTimeout(() => r(undefined), ms); })]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function registerCoordinatorMetrics(registry: Registry, c: Pick<Coordinator, 'feed' | 'joins' | 'redis' | 'registry'>): void {
+  const redisUp = () => c.redis.status === 'ready';
+  labelledFrom(registry, 'counter', 'isthmus_coordinator_joins_total', 'Join requests answered by this coordinator, by result', ['result'],
+    () => byLabel('result', JOIN_RESULTS, c.joins));
+  gaugeFrom(registry, 'isthmus_coordinator_members', 'Members registered (all coordinators share them; read from Redis at scrape time)', async () => {
+    if (!redisUp()) return undefined;
+    return withTimeout(c.redis.scard(c.registry.keys.nodes), REDIS_SCRAPE_TIMEOUT_MS).catch(() => undefined);
+  });
+  gaugeFrom(registry, 'isthmus_coordinator_peer_map_watchers', 'Members long-polling this coordinator for peer map changes', () => c.feed.waiting);
+  counterFrom(registry, 'isthmus_coordinator_changes_total', 'Member change events this coordinator received on the events channel', () => c.feed.changes);
+  gaugeFrom(registry, 'isthmus_coordinator_peer_map_version', 'Newest peer map version seen on the events channel', () => c.feed.latest);
+  gaugeFrom(registry, 'isthmus_coordinator_redis_up', '1 when the Redis connection is ready and answered PING at scrape time', async () => {
+    if (!redisUp()) return 0;
+    return (await withTimeout(c.redis.ping(), REDIS_SCRAPE_TIMEOUT_MS).catch(() => undefined)) === 'PONG' ? 1 : 0;
+  });
+  gaugeFrom(registry, 'isthmus_coordinator_redis_ping_seconds', 'Round trip of a PING to Redis at scrape time (absent while Redis is unreachable)', async () => {
+    if (!redisUp()) return undefined;
+    const t0 = process.hrtime.bigint();
+    const ok = (await withTimeout(c.redis.ping(), REDIS_SCRAPE_TIMEOUT_MS).catch(() => undefined)) === 'PONG';
+    return ok ? Number(process.hrtime.bigint() - t0) / 1e9 : undefined;
+  });
+}
