@@ -34,7 +34,7 @@ export const KEY_PATTERNS = {
   /** string · written by C · read by C, M · TTL none — → vip (SOCKS5 domain names); the name is
    *  lower-cased (`CASE_INSENSITIVE_KEYS`), so one name has one holder. */
   host: 'host:<hostname>',
-  /** hash · written by R · read by C, M, R · TTL 30 s, refreshed on keepalive — the relay 4-tuple:
+  /** hash · written by R · read by C, M, R · TTL 30 s, refreshed by the owning relay every `--session-refresh` (10 s), one pipeline for all its sessions (never per PING) — the relay 4-tuple:
    *  `relayIp`, `relayPort`, `agentIp`, `agentPort`, `relayId`, `since` (ms). */
   session: 'session:<vip>',
   /** hash · written by R · read by R, C · TTL 3 s, re-written every 1 s (heartbeat) — `meshIp`,

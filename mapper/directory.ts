@@ -3,16 +3,25 @@
  * (keys and events in common/redis-schema.ts, written by the coordinator and relays) through a
  * local cache.
  *
- * Freshness: the cache subscribes to the events channel; any event naming a vip drops that
- * member's entries (and every negative entry, since a new member may own a name we cached as
- * unknown). Events arrive within milliseconds, so a re-join or relay move is seen well inside
- * 1 s. While the subscription is down nothing is cached (events could be missed), and when it
- * comes back the whole cache is flushed. A positive TTL bounds staleness of fields no event
- * announces (a session key expiring by TTL).
+ * Freshness: the cache subscribes to the events channel. An event naming vip V drops exactly
+ * V's entries, by key: its node entry and, through the reverse index of alias-cache.ts, the
+ * original IP and hostname that point at V; O(1) per event, whatever the cache holds (a relay
+ * failover of 10,000 members is 10,000 session-up events). A node event (node-up/-changed/
+ * -removed) also retires every negative entry at once, by bumping a generation (a new or
+ * re-registered member may own a name we cached as unknown); session events touch nothing
+ * else, and `policy-changed` (no mapping changed) touches nothing at all. Events arrive
+ * within milliseconds, so a re-join or relay move is seen well inside 1 s. While the
+ * subscription is down nothing is cached (events could be missed), and when it comes back
+ * the whole cache is flushed. A positive TTL bounds staleness of fields no event announces (a
+ * session key expiring by TTL).
+ *
+ * A fetch that was in flight when an event for its vip arrived does not store its result
+ * (it may predate the change); fetches for other vips still do.
  */
 import { Redis } from 'ioredis';
 import { type Logger, silentLogger, DEFAULT_PREFIX, EventType, decodeEvent, redisKeys, type RedisKeys } from '../common';
 import { DirectoryClosedError } from './errors';
+import { AliasCache, type AliasSlot } from './alias-cache';
 
 export interface Endpoint {
   ip: string;
@@ -56,12 +65,19 @@ export interface DirectoryOptions {
 export const DEFAULT_DIRECTORY_OPTIONS = { prefix: DEFAULT_PREFIX, ttlMs: 10_000, negativeTtlMs: 1_000, maxEntries: 100_000 } as const;
 
 interface NodeSlot { entry: MapEntry | null; at: number }
-interface AliasSlot { vip: string | null; at: number }
 
-export interface DirectoryStats { hits: number; misses: number; events: number; badEvents: number; flushes: number }
+export interface DirectoryStats {
+  hits: number;
+  misses: number;
+  events: number;
+  badEvents: number;
+  flushes: number;
+  /** cached entries (node and names) dropped by events */
+  invalidated: number;
+}
 
 export class RedisDirectory implements MemberDirectory {
-  readonly stats: DirectoryStats = { hits: 0, misses: 0, events: 0, badEvents: 0, flushes: 0 };
+  readonly stats: DirectoryStats = { hits: 0, misses: 0, events: 0, badEvents: 0, flushes: 0, invalidated: 0 };
   private readonly keys: RedisKeys;
   private readonly cmd: Redis;
   private readonly sub: Redis;
@@ -70,11 +86,17 @@ export class RedisDirectory implements MemberDirectory {
   private readonly maxEntries: number;
   private readonly log: Logger;
   private readonly nodes = new Map<string, NodeSlot>();
-  private readonly origs = new Map<string, AliasSlot>();
-  private readonly hosts = new Map<string, AliasSlot>();
+  private readonly origs: AliasCache;
+  private readonly hosts: AliasCache;
   private readonly inflight = new Map<string, Promise<MapEntry | null>>();
-  /** bumped by every invalidation; a fetch that started before one must not store its result */
-  private gen = 0;
+  /** Counts invalidations. A fetch notes it at its start and may store a result for vip V
+   *  only if V was not invalidated since (`changedAt`), nor everything (`flushedAt`). */
+  private seq = 0;
+  private flushedAt = 0;
+  /** vip → seq of its last invalidation; only needed while fetches are in flight */
+  private readonly changedAt = new Map<string, number>();
+  /** negative name entries are valid only under the generation they were cached in */
+  private negGen = 0;
   /** true while subscribed: only then may anything be cached */
   private live = false;
   private closed = false;
@@ -84,6 +106,8 @@ export class RedisDirectory implements MemberDirectory {
     this.ttlMs = opts.ttlMs ?? DEFAULT_DIRECTORY_OPTIONS.ttlMs;
     this.negTtlMs = opts.negativeTtlMs ?? DEFAULT_DIRECTORY_OPTIONS.negativeTtlMs;
     this.maxEntries = opts.maxEntries ?? DEFAULT_DIRECTORY_OPTIONS.maxEntries;
+    this.origs = new AliasCache(this.maxEntries);
+    this.hosts = new AliasCache(this.maxEntries);
     this.log = opts.logger ?? silentLogger();
     const common = { lazyConnect: true, maxRetriesPerRequest: 2, connectTimeout: 5000 };
     this.cmd = typeof opts.redis === 'string' ? new Redis(opts.redis, common) : opts.redis.duplicate(common);
@@ -131,25 +155,39 @@ export class RedisDirectory implements MemberDirectory {
 
   /** Drops everything cached. */
   flush(): void {
-    this.gen++;
+    this.flushedAt = ++this.seq;
+    this.changedAt.clear();
     this.stats.flushes++;
     this.nodes.clear();
     this.origs.clear();
     this.hosts.clear();
   }
 
-  /** Drops what is cached about one member, and all negative entries. */
+  /** Drops what is cached about one member (its entry, and the names pointing at it): O(1). */
   invalidate(vip: string): void {
-    this.gen++;
-    const slot = this.nodes.get(vip);
-    this.nodes.delete(vip);
-    if (slot?.entry) {
-      this.origs.delete(slot.entry.originalIp);
-      if (slot.entry.hostname) this.hosts.delete(slot.entry.hostname);
+    const n = ++this.seq;
+    if (this.inflight.size > 0) {
+      // Bounded by the number of members; past the cache's size, forgetting is cheaper.
+      if (this.changedAt.size >= this.maxEntries) {
+        this.flushedAt = n;
+        this.changedAt.clear();
+      } else {
+        this.changedAt.set(vip, n);
+      }
     }
-    for (const m of [this.origs, this.hosts]) {
-      for (const [k, v] of m) if (v.vip === null || v.vip === vip) m.delete(k);
-    }
+    let dropped = this.nodes.delete(vip) ? 1 : 0;
+    dropped += this.origs.dropVip(vip) + this.hosts.dropVip(vip);
+    this.stats.invalidated += dropped;
+  }
+
+  /** Retires every negative name entry (a new member may own a name cached as unknown): O(1). */
+  private forgetUnknown(): void {
+    this.negGen++;
+  }
+
+  /** May a fetch that started at `since` store what it read for `vip`? */
+  private fresh(vip: string, since: number): boolean {
+    return this.flushedAt <= since && (this.changedAt.get(vip) ?? 0) <= since;
   }
 
   private onEvent(msg: string): void {
@@ -162,6 +200,7 @@ export class RedisDirectory implements MemberDirectory {
       return;
     }
     if (e.type === EventType.PolicyChanged) return; // no mapping changed
+    if (e.type !== EventType.SessionUp && e.type !== EventType.SessionDown) this.forgetUnknown();
     this.invalidate(e.vip);
   }
 
@@ -188,35 +227,39 @@ export class RedisDirectory implements MemberDirectory {
     if (slot && now - slot.at < (slot.entry ? this.ttlMs : this.negTtlMs)) { this.stats.hits++; return slot.entry; }
     this.stats.misses++;
     return this.coalesce('v:' + vip, async () => {
-      const gen = this.gen;
+      const since = this.seq;
       const entry = await this.loadNode(vip);
-      if (gen === this.gen) this.put(this.nodes, vip, { entry, at: Date.now() });
+      if (this.fresh(vip, since)) this.putNode(vip, { entry, at: Date.now() });
       return entry;
     });
   }
 
-  private async viaAlias(map: Map<string, AliasSlot>, flightKey: string, name: string, redisKey: string,
+  private async viaAlias(map: AliasCache, flightKey: string, name: string, redisKey: string,
     matches: (e: MapEntry) => boolean): Promise<MapEntry | null> {
     if (this.closed) throw new DirectoryClosedError();
     const now = Date.now();
     const a = map.get(name);
-    if (a && now - a.at < (a.vip ? this.ttlMs : this.negTtlMs)) {
-      if (a.vip === null) { this.stats.hits++; return null; }
-      const slot = this.nodes.get(a.vip);
+    const owner = a?.vip;
+    if (a && owner === null) {
+      if (a.negGen === this.negGen && now - a.at < this.negTtlMs) { this.stats.hits++; return null; }
+    } else if (a && owner && now - a.at < this.ttlMs) {
+      const slot = this.nodes.get(owner);
       if (slot?.entry && now - slot.at < this.ttlMs && matches(slot.entry)) { this.stats.hits++; return slot.entry; }
     }
     this.stats.misses++;
     return this.coalesce(flightKey, async () => {
-      const gen = this.gen;
+      const since = this.seq;
+      const negGen = this.negGen;
       const vip = await this.cmd.get(redisKey);
+      // A negative entry keeps the generation it started under: a node event meanwhile retires it.
       if (!vip) {
-        if (gen === this.gen) this.put(map, name, { vip: null, at: Date.now() });
+        if (this.flushedAt <= since) this.putAlias(map, name, { vip: null, at: Date.now(), negGen });
         return null;
       }
       const entry = await this.loadNode(vip);
-      if (gen === this.gen) {
-        this.put(this.nodes, vip, { entry, at: Date.now() });
-        this.put(map, name, { vip: entry ? vip : null, at: Date.now() });
+      if (this.fresh(vip, since)) {
+        this.putNode(vip, { entry, at: Date.now() });
+        this.putAlias(map, name, entry ? { vip, at: Date.now(), negGen } : { vip: null, at: Date.now(), negGen });
       }
       return entry;
     });
@@ -225,19 +268,27 @@ export class RedisDirectory implements MemberDirectory {
   private coalesce(key: string, fn: () => Promise<MapEntry | null>): Promise<MapEntry | null> {
     const cur = this.inflight.get(key);
     if (cur) return cur;
-    const p = fn().finally(() => this.inflight.delete(key));
+    const p = fn().finally(() => {
+      this.inflight.delete(key);
+      // Nothing in flight: no fetch can ask about earlier invalidations any more.
+      if (this.inflight.size === 0) this.changedAt.clear();
+    });
     this.inflight.set(key, p);
     return p;
   }
 
-  private put<V>(map: Map<string, V>, key: string, v: V): void {
+  private putNode(vip: string, slot: NodeSlot): void {
     if (!this.live) return;
-    map.delete(key);
-    if (map.size >= this.maxEntries) {
-      const oldest = map.keys().next();
-      if (!oldest.done) map.delete(oldest.value);
+    this.nodes.delete(vip);
+    if (this.nodes.size >= this.maxEntries) {
+      const oldest = this.nodes.keys().next();
+      if (!oldest.done) this.nodes.delete(oldest.value);
     }
-    map.set(key, v);
+    this.nodes.set(vip, slot);
+  }
+
+  private putAlias(map: AliasCache, name: string, slot: AliasSlot): void {
+    if (this.live) map.set(name, slot);
   }
 
   private async loadNode(vip: string): Promise<MapEntry | null> {

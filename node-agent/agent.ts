@@ -12,7 +12,7 @@
 import { lookup } from 'node:dns/promises';
 import { type Clock, type Logger, IDEAL_BATCH_SIZE, type DatagramSocket, type DatagramBatch, type PacketBatch, type TunDevice, contains, formatAddr, formatPrefix, masked, parseAddr, type Prefix } from '../common';
 import { createLocalIdentity, type LocalIdentity, keyFromBase64, keyToBase64, DEFAULT_TIMER_CONFIG, type TimerConfig, RELAY_HEADER_LEN } from '../protocol';
-import { RelayClient } from './relay-client';
+import { DEFAULT_RELAY_CLIENT_TIMING, RelayClient } from './relay-client';
 import { Device, DEVICE_HEADROOM, DEVICE_TAILROOM } from './device';
 import { Endpoint, EndpointKind, type OutsideSender } from './endpoint';
 import { PeerSet, type PeerSpec } from './peer-set';
@@ -21,8 +21,14 @@ import type { AgentConfig } from './config';
 import { nodeCryptoAead, type BatchAead } from './batch-crypto';
 import { aead as nativeAead, nativeAvailable } from '../native-bindings';
 
-/** Relay keepalive and dead-relay detection (PINGs are 8-byte frames: cheap at the relay). */
-export const RELAY_FAILOVER_TIMING = { keepaliveMs: 250, deadAfterPings: 3, authRetryMinMs: 200 } as const;
+/**
+ * Relay keepalive and dead-relay detection (node-agent/relay-client.ts): an idle member PINGs
+ * once per 10 s; with traffic in flight a relay silent for 0.3 s is probed every 0.2 s and is
+ * dead after 3 unanswered probes (0.9 s after it was last heard). HELLO retries start at
+ * 0.2 s and back off, jittered, to 5 s: a failover of many members onto relays whose AUTH
+ * budget is full (300/s per relay) drains at that rate, each member retrying at least every 5 s.
+ */
+export const RELAY_FAILOVER_TIMING = { ...DEFAULT_RELAY_CLIENT_TIMING, authRetryMinMs: 200, authRetryMaxMs: 5_000 } as const;
 
 /** How often the engine's timers run. WireGuard's timers have a granularity of seconds. */
 const TICK_MS = 100;
@@ -43,7 +49,8 @@ export interface AgentOptions {
   timers?: Partial<TimerConfig>;
   /** Transparent mode: original prefixes routed into the TUN, so apps keep dialing original IPs. */
   routeOriginal?: Prefix[];
-  /** PING interval to the relay; a relay is dead after 3 unanswered. @default RELAY_FAILOVER_TIMING.keepaliveMs */
+  /** Idle keepalive PING interval to the relay (traffic in flight is probed faster, see
+   *  RELAY_FAILOVER_TIMING). @default RELAY_FAILOVER_TIMING.keepaliveMs */
   relayKeepaliveMs?: number;
   /**
    * This member's own addresses besides its overlay address: its original IP (a peer in
@@ -170,9 +177,10 @@ export class Agent {
     const relay = new RelayClient({
       staticPrivate: this.local.privateKey, staticPublic: this.local.publicKey, relayAddr: this.relayIp, relayPort: this.relayPort,
       vip: this.overlayAddress, socket, clock: this.c.clock, logger: log,
-      // Failover budget (issue 5): a dead relay is noticed after 3 unanswered PINGs 250 ms
-      // apart (0.75-1.1 s), a dead VIP backend after 3 unanswered HELLOs (~1.4 s), so a TCP
-      // flow's stall stays well under its 3rd retransmission (~3 s).
+      // Failover budget: with traffic in flight a dead relay is noticed 0.9-1.1 s after it was
+      // last heard (probe after 0.3 s of silence, 3 probes 0.2 s apart), a dead VIP backend
+      // after 3 unanswered HELLOs (~1.4 s), so a TCP flow's stall stays under its 4th
+      // retransmission (~3 s). An idle member costs one PING per 10 s.
       ...RELAY_FAILOVER_TIMING,
       ...(this.opts.relayKeepaliveMs ? { keepaliveMs: this.opts.relayKeepaliveMs } : {}),
     });

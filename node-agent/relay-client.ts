@@ -9,9 +9,29 @@
  * `buf[off .. off + 8 + wgLen]` to (relayAddr, relayPort).
  *
  * States: idle → authenticating (HELLO → CHALLENGE → AUTH → AUTH_OK, HELLO retried with
- * exponential backoff) → ready (PING every keepalive) → on REAUTH: authenticating at once.
- * `deadAfterPings` unanswered PINGs (or as many unanswered HELLOs) emit 'relay-dead' once;
- * the client keeps trying the same relay, failover is the agent's decision.
+ * jittered exponential backoff) → ready → on REAUTH: authenticating at once. `deadAfterPings`
+ * unanswered HELLOs, or the probe rule below, emit 'relay-dead' once; the client keeps trying
+ * the same relay, failover is the agent's decision.
+ *
+ * Liveness while ready (in the spirit of WireGuard's passive keepalive and its "sent data,
+ * heard nothing back" rule):
+ *
+ *   idle      nothing sent for `keepaliveMs` (10 s) → one PING. It keeps the relay session
+ *             (idle expiry 3 keepalives) and the NAT/LB UDP state alive; DATA does the same,
+ *             so a member that sends needs no keepalive PINGs at all.
+ *   awaiting  traffic is in flight: we sent DATA or a PING, or DATA arrived (its sender may be
+ *             waiting on us), and nothing has been heard from the relay since. PONG, or any
+ *             other frame from the relay, ends it; DATA arriving starts a new wait.
+ *   probing   awaiting for `probeAfterMs` (300 ms) → PING every `probeIntervalMs` (200 ms);
+ *             `deadAfterPings` (3) PINGs unanswered → 'relay-dead'. With traffic in flight a
+ *             dead relay is reported 0.9 s after the last frame heard from it (+ ≤ 2 ticks).
+ *
+ * Cost: a two-way flow (TCP and its ACKs, even a bulk upload whose peer only ACKs) hears the
+ * relay all the time and sends no PING; a flow that pauses costs one PING; a one-way flow that
+ * hears nothing back costs one PING per ~probeAfterMs; an idle member one PING per keepaliveMs.
+ *
+ * The hot path only sets a flag per DATA frame (`writeDataHeader`, `handleFrame`); `tick()`
+ * turns the flags into times, so timings have the tick's granularity.
  *
  * Timers: one coarse interval calls `tick()`, which reads the injected clock; with
  * `tickMs: 0` tests drive `tick()` themselves.
@@ -31,17 +51,41 @@ export interface RelayClientInit {
   socket: DatagramSocket;
   clock: Clock;
   logger: Logger;
-  /** Keepalive PING period; the relay's advertised interval wins when shorter. @default 10_000 */
+  /** Idle keepalive: a PING after this long without sending anything; the relay's advertised
+   *  interval wins when shorter. @default DEFAULT_RELAY_CLIENT_TIMING.keepaliveMs */
   keepaliveMs?: number;
-  /** Unanswered PINGs (or HELLOs) before 'relay-dead'. @default 3 */
+  /** Traffic in flight and nothing heard from the relay for this long → start probing.
+   *  @default DEFAULT_RELAY_CLIENT_TIMING.probeAfterMs */
+  probeAfterMs?: number;
+  /** PING period while probing. @default DEFAULT_RELAY_CLIENT_TIMING.probeIntervalMs */
+  probeIntervalMs?: number;
+  /** Unanswered PINGs (or HELLOs) before 'relay-dead'. @default DEFAULT_RELAY_CLIENT_TIMING.deadAfterPings */
   deadAfterPings?: number;
   /** First HELLO retry delay, doubled per retry up to authRetryMaxMs. @default 500 */
   authRetryMinMs?: number;
   /** @default 30_000 */
   authRetryMaxMs?: number;
+  /** Uniform [0, 1) source for the HELLO retry jitter (each delay is 50–100 % of the backoff,
+   *  so members that lost their relay together do not retry in lockstep). @default Math.random */
+  random?: () => number;
   /** Period of the internal timer calling tick(); 0 = no timer. @default 100 */
   tickMs?: number;
 }
+
+/** Liveness timing (see the file comment). */
+export const DEFAULT_RELAY_CLIENT_TIMING = {
+  /** 10 s: a third of the smallest common UDP state timeout on the path (Linux conntrack's
+   *  30 s for a flow it has not seen replied; its `udp_timeout_stream` is 120 s, cloud NLBs
+   *  120–350 s) and of the relay's idle expiry (3 × its advertised 10 s), so two lost PINGs
+   *  in a row still lose nothing. */
+  keepaliveMs: 10_000,
+  /** Above a relay round trip plus a delayed ACK (≤ 200 ms on Linux), so a live flow rarely probes. */
+  probeAfterMs: 300,
+  probeIntervalMs: 200,
+  deadAfterPings: 3,
+} as const;
+
+const NONE = -1;
 
 export type RelayClientState = 'idle' | 'authenticating' | 'ready' | 'stopped';
 
@@ -63,7 +107,10 @@ export interface RelayClientStats {
   authOk: number;
   authFailed: number;
   reauthReceived: number;
+  /** every PING: idle keepalives plus probes */
   pingsSent: number;
+  /** PINGs sent because traffic was in flight and the relay had gone quiet */
+  probesSent: number;
   pongsReceived: number;
   unreachable: number;
   dataReceived: number;
@@ -89,7 +136,7 @@ export class RelayClient extends EventEmitter {
   state: RelayClientState = 'idle';
   relayId = '';
   readonly stats: RelayClientStats = {
-    authAttempts: 0, authOk: 0, authFailed: 0, reauthReceived: 0, pingsSent: 0, pongsReceived: 0,
+    authAttempts: 0, authOk: 0, authFailed: 0, reauthReceived: 0, pingsSent: 0, probesSent: 0, pongsReceived: 0,
     unreachable: 0, dataReceived: 0, unknownFrames: 0, lastRttMs: NaN,
   };
 
@@ -101,7 +148,15 @@ export class RelayClient extends EventEmitter {
   private unansweredHellos = 0;
   private lastPingAt = 0;
   private pingSeq = 0;
+  /** PINGs sent since anything was last heard from the relay */
   private pingsOutstanding = 0;
+  /** a DATA frame was sent / received since the last tick (set per frame, no clock read) */
+  private dataSent = false;
+  private dataReceived = false;
+  /** last time anything was sent to the relay (DATA or PING), at tick granularity */
+  private lastSentAt = 0;
+  /** since when traffic has been in flight with nothing heard from the relay; NONE when not */
+  private awaitingSince = NONE;
   private deadReported = false;
   private timer: NodeJS.Timeout | undefined;
   private readonly data: RelayDataFrame = { srcVip: 0, offset: 0, length: 0 };
@@ -109,7 +164,7 @@ export class RelayClient extends EventEmitter {
   constructor(init: RelayClientInit) {
     super();
     this.i = {
-      keepaliveMs: 10_000, deadAfterPings: 3, authRetryMinMs: 500, authRetryMaxMs: 30_000, tickMs: 100,
+      ...DEFAULT_RELAY_CLIENT_TIMING, authRetryMinMs: 500, authRetryMaxMs: 30_000, tickMs: 100, random: Math.random,
       ...definedOnly(init),
     } as Required<Omit<RelayClientInit, 'logger'>>;
     this.relayAddr = init.relayAddr >>> 0;
@@ -142,6 +197,7 @@ export class RelayClient extends EventEmitter {
 
   /** Write a DATA header for `dstVip` at `buf[off .. off + 8]`; the WireGuard message follows. */
   writeDataHeader(buf: Uint8Array, off: number, dstVip: number): number {
+    this.dataSent = true;
     writeRelayHeader(buf, off, FrameType.DATA, dstVip);
     return RELAY_HEADER_LEN;
   }
@@ -160,6 +216,7 @@ export class RelayClient extends EventEmitter {
     if (type === FrameType.DATA) {
       if (len <= RELAY_HEADER_LEN) return undefined;
       this.stats.dataReceived++;
+      this.dataReceived = true;
       this.data.srcVip = readU32(buf, off + RELAY_OFFSET_VIP);
       this.data.offset = off + RELAY_OFFSET_PAYLOAD;
       this.data.length = len - RELAY_HEADER_LEN;
@@ -182,6 +239,7 @@ export class RelayClient extends EventEmitter {
         break;
       case FrameType.UNREACHABLE:
         this.stats.unreachable++;
+        if (this.state === 'ready') this.heard();
         this.emit('unreachable', readU32(buf, off + RELAY_OFFSET_VIP));
         break;
       default:
@@ -190,7 +248,7 @@ export class RelayClient extends EventEmitter {
     return undefined;
   }
 
-  /** Timers: HELLO retries, keepalive PINGs, dead-relay detection. Called by the internal interval. */
+  /** Timers: HELLO retries, keepalive and probe PINGs, dead-relay detection. Called by the internal interval. */
   tick(): void {
     const now = this.i.clock.now();
     if (this.state === 'authenticating') {
@@ -199,18 +257,44 @@ export class RelayClient extends EventEmitter {
       this.backoffMs = Math.min(this.backoffMs * 2, this.i.authRetryMaxMs);
       this.sendHello(now);
     } else if (this.state === 'ready') {
-      if (now - this.lastPingAt < this.keepaliveMs) return;
+      if (this.dataReceived) {
+        // The relay is alive, and the flow's other end may now be waiting on it.
+        this.dataReceived = false;
+        this.heard();
+        this.awaitingSince = now;
+      }
+      if (this.dataSent) {
+        this.dataSent = false;
+        this.lastSentAt = now;
+        if (this.awaitingSince === NONE) this.awaitingSince = now;
+      }
+      const probing = this.awaitingSince !== NONE && now - this.awaitingSince >= this.i.probeAfterMs;
+      const due = probing ? now - this.lastPingAt >= this.i.probeIntervalMs : now - this.lastSentAt >= this.keepaliveMs;
+      if (!due) return;
       if (this.pingsOutstanding >= this.i.deadAfterPings) {
         this.reportDead();
         this.reauthenticate();
         return;
       }
-      this.lastPingAt = now;
-      this.pingSeq = (this.pingSeq + 1) >>> 0;
-      this.pingsOutstanding++;
-      this.stats.pingsSent++;
-      this.sendControl(encodePing(FrameType.PING, this.pingSeq));
+      if (probing) this.stats.probesSent++;
+      this.sendPing(now);
     }
+  }
+
+  private sendPing(now: number): void {
+    this.lastPingAt = now;
+    this.lastSentAt = now;
+    if (this.awaitingSince === NONE) this.awaitingSince = now;
+    this.pingSeq = (this.pingSeq + 1) >>> 0;
+    this.pingsOutstanding++;
+    this.stats.pingsSent++;
+    this.sendControl(encodePing(FrameType.PING, this.pingSeq));
+  }
+
+  /** Something came from the relay: it is alive, nothing is awaited any more. */
+  private heard(): void {
+    this.awaitingSince = NONE;
+    this.pingsOutstanding = 0;
   }
 
   private reauthenticate(): void {
@@ -220,7 +304,7 @@ export class RelayClient extends EventEmitter {
   }
 
   private sendHello(now: number): void {
-    this.nextHelloAt = now + this.backoffMs;
+    this.nextHelloAt = now + this.backoffMs - Math.floor(this.backoffMs * 0.5 * this.i.random());
     this.unansweredHellos++;
     this.stats.authAttempts++;
     this.sendControl(encodeHello(RELAY_PROTOCOL_VERSION));
@@ -250,7 +334,11 @@ export class RelayClient extends EventEmitter {
     this.backoffMs = this.i.authRetryMinMs;
     this.keepaliveMs = ok.keepaliveSeconds > 0 ? Math.min(this.i.keepaliveMs, ok.keepaliveSeconds * 1000) : this.i.keepaliveMs;
     this.lastPingAt = now;
+    this.lastSentAt = now;
     this.pingsOutstanding = 0;
+    this.awaitingSince = NONE;
+    this.dataSent = false;
+    this.dataReceived = false;
     this.deadReported = false;
     if (wasReady) return;
     this.log.info({ relayId: ok.relayId, keepaliveMs: this.keepaliveMs }, 'authenticated to relay');
@@ -269,10 +357,8 @@ export class RelayClient extends EventEmitter {
     const seq = decodePingSeq(buf, off, len);
     if (seq === undefined || this.state !== 'ready') return;
     this.stats.pongsReceived++;
-    if (seq === this.pingSeq) {
-      this.pingsOutstanding = 0;
-      this.stats.lastRttMs = now - this.lastPingAt;
-    }
+    this.heard();
+    if (seq === this.pingSeq) this.stats.lastRttMs = now - this.lastPingAt;
   }
 
   private reportDead(): void {

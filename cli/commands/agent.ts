@@ -156,7 +156,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     .option('hostname', { type: 'string', describe: 'Name other members and SOCKS5 clients know this member by (default: hostname)', group: 'Join:' })
     .option('leave', { type: 'boolean', default: false, describe: 'Remove this member from the coordinator, delete its key, and exit', group: 'Join:' })
     .option('route-original', { type: 'string', array: true, default: [] as string[], describe: 'Transparent mode: route this original prefix into the overlay (repeatable)' })
-    .option('relay-keepalive', { type: 'number', default: RELAY_FAILOVER_TIMING.keepaliveMs, describe: 'Ping the relay every N ms; 3 unanswered = dead, rebind (failover time ≈ 3×N). Raise it for very large fleets' })
+    .option('relay-keepalive', { type: 'number', default: RELAY_FAILOVER_TIMING.keepaliveMs, describe: 'Idle keepalive: PING the relay after N ms without traffic (keeps the LB and NAT UDP state). While traffic is in flight the relay is probed after 0.3 s of silence and declared dead (rebind) after 0.9 s, whatever N is' })
     .option('mtu', { type: 'number', default: DEFAULT_MTU, describe: 'TUN MTU' })
     .option('name', { type: 'string', describe: 'TUN device name (default: kernel-chosen)' })
     .option('config', { type: 'string', describe: 'Static-peer config file instead of a coordinator (docs/CONFIG.md)', normalize: true, group: 'Static:' })

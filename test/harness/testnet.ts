@@ -17,7 +17,9 @@
  * With `tags` or `policy`, every relay enforces the access policy from one MemoryPolicySource
  * (`testnet.policy`, what `P:policy` and the node records are in Redis).
  *
- * Timers are real but short (relay keepalive 100 ms), so failover takes well under a second.
+ * Timers are real, with the agent's own failover timing (RELAY_FAILOVER_TIMING); the relays
+ * advertise a 1 s keepalive, so an idle member notices a dead relay within 1.7 s and one with
+ * traffic in flight within about 1 s.
  */
 import { systemClock } from '../../common/clock';
 import { silentLogger } from '../../common/logger';
@@ -44,7 +46,7 @@ export interface TestnetOptions {
   agents?: string[];
   /** Relays behind the VIP; more than one makes a meshed cluster. @default 1 */
   relays?: number;
-  /** Agent → relay PING interval; dead after 3 unanswered. @default 100 */
+  /** Agent → relay idle keepalive, ms (the relays advertise 1 s, which wins when shorter). @default the agent's */
   relayKeepaliveMs?: number;
   /** The data path's AEAD: the native batched one (when built), or node:crypto per packet. @default the agent's default */
   aead?: 'default' | 'node';
@@ -178,7 +180,7 @@ export class Testnet {
       ...(this.o.aead === 'node' ? { aead: null } : {}),
     };
     const agent = new Agent(config, components, {
-      relayKeepaliveMs: this.o.relayKeepaliveMs ?? 100, timers: this.o.timers,
+      relayKeepaliveMs: this.o.relayKeepaliveMs, timers: this.o.timers,
       localAddresses: (this.o.ownAddresses?.[k.name] ?? []).map(parseAddr),
     });
     await agent.start();

@@ -132,6 +132,31 @@ test.serial('failover: a\'s relay dies, a rebinds through the VIP to the other r
   assertContractKept(t, n);
 });
 
+test.serial('failover with traffic in flight: a keeps sending into a dead relay and rebinds within ~1 s', async (t) => {
+  const n = await net(t, { relays: 2 });
+  const a = n.agent('a');
+  const b = n.agent('b');
+  const [r1, r2] = n.relays;
+  await deliver(t, a, b, icmpEcho(a.vip, b.vip, { seq: 1 }), 'a → b across the mesh');
+  // Idle for a while first: a's keepalive phase must not matter, its traffic does.
+  await new Promise((res) => setTimeout(res, 1500));
+  n.killRelay(r1);
+  const killedAt = Date.now();
+  let seq = 10;
+  const pump = setInterval(() => a.tun.inject(icmpEcho(a.vip, b.vip, { seq: seq++ })), 20);
+  try {
+    await waitFor(() => n.homeOf('a') === r2, { timeoutMs: 3000, what: 'a bound at r2' });
+  } finally {
+    clearInterval(pump);
+  }
+  const ms = Date.now() - killedAt;
+  t.log(`a rebound ${ms} ms after its relay died`);
+  t.true(ms < 1500, `${ms} ms`);
+  await n.ready();
+  await deliver(t, a, b, icmpEcho(a.vip, b.vip, { seq: 2 }), 'a → b after failover');
+  assertContractKept(t, n);
+});
+
 test.serial('three agents: a ↔ b (across the mesh) and a ↔ c (same relay) at once', async (t) => {
   const n = await net(t, { agents: ['a', 'b', 'c'], relays: 2 });
   const [a, b, c] = ['a', 'b', 'c'].map((x) => n.agent(x));

@@ -2,7 +2,8 @@
  * Chaos on a 3-relay cluster behind the VIP (nft flow-hash DNAT + testbed/vip-health.ts), with a
  * paced TCP transfer a1 (vpc1) → s1 (vpc2) running through it:
  *
- *   1. kill -9 the relay carrying a1 → a1 notices (3 missed PINGs), rebinds on a new source
+ *   1. kill -9 the relay carrying a1 → a1 notices (its traffic goes unanswered: 0.3 s, then 3
+ *      unanswered probe PINGs 0.2 s apart), rebinds on a new source
  *      port, the LB (dead relay already removed) picks a live one, the other relays learn
  *      the new home from pub/sub; the transfer completes intact, stall < 3 s.
  *   2. the killed relay restarts and the health check puts it back.
