@@ -3,7 +3,8 @@
  * `a1` in vpc1 and member `s1` in vpc2, each reaching the other only through the relay.
  * Used by the demo, the netns tests and the benchmark, so all three run the same thing.
  */
-import { mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { generatePrivateKey, publicKeyFromPrivate, keyToBase64 } from '../../protocol';
@@ -54,6 +55,28 @@ export interface StaticOverlayOptions {
   agentArgs?: string[];
   logLevel?: string;
   mtu?: number;
+  /** The command that runs isthmus, e.g. an unpacked package's ['<root>/usr/bin/isthmus']. @default [node, dist/cli/main.js] */
+  cli?: readonly string[];
+  /**
+   * Members whose agent runs as `nobody` with CAP_NET_ADMIN and no other capability (ambient,
+   * via setpriv, with no-new-privs), the way isthmus-agent.service runs it. Their config file and
+   * state dir are handed to that user. Where the host's /dev/net/tun is root-only (containers;
+   * Debian's udev makes it 0666), the agent gets a private 0666 node for it in its own mount
+   * namespace: opening the device is then allowed, creating a TUN still takes CAP_NET_ADMIN.
+   */
+  unprivileged?: readonly ('a1' | 's1')[];
+}
+
+/** Runs "$@" as `nobody` with only CAP_NET_ADMIN; $1 is where a private tun node may go. */
+const UNPRIVILEGED_SH = `set -e
+node=$1; shift
+if [ "$(stat -c %a /dev/net/tun)" != 666 ]; then mknod -m 0666 "$node" c 10 200; mount --bind "$node" /dev/net/tun; fi
+exec setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups --no-new-privs \
+  --bounding-set=-all,+net_admin --inh-caps=-all,+net_admin --ambient-caps=+net_admin "$@"`;
+
+function nobody(): { uid: number; gid: number } {
+  const id = (flag: string) => Number(execFileSync('id', [flag, 'nobody'], { encoding: 'utf8' }).trim());
+  return { uid: id('-u'), gid: id('-g') };
 }
 
 function member(name: string, ns: string, vip: string): Member {
@@ -78,8 +101,10 @@ function agentConfig(self: Member, peer: Member, mtu: number, relay: string): st
 }
 
 export async function startStaticOverlay(topo: Topology, opts: StaticOverlayOptions = {}): Promise<StaticOverlay> {
-  const cli = cliPath();
+  const [cmd, ...cliArgs] = opts.cli ?? [process.execPath, cliPath()];
   const dir = mkdtempSync(join(tmpdir(), `${topo.prefix}-isthmus-`));
+  const unprivileged = new Set(opts.unprivileged ?? []);
+  if (unprivileged.size > 0) chmodSync(dir, 0o711);
   // Readiness is read from the info-level log lines, so never log less than info here.
   const env = { ...process.env, ISTHMUS_LOG_LEVEL: opts.logLevel ?? 'info' };
   const a1 = member('a1', topo.ns.vpc1, '100.64.0.1');
@@ -89,14 +114,23 @@ export async function startStaticOverlay(topo: Topology, opts: StaticOverlayOpti
 
   const membersFile = join(dir, 'members');
   writeFileSync(membersFile, `${a1.publicKey} ${a1.vip}\n${s1.publicKey} ${s1.vip}\n`, { mode: 0o600 });
-  const relay = topo.spawn(topo.ns.hub, process.execPath, [cli, 'relay', '--listen', relayAddr, '--members', membersFile], { name: 'relay', env });
+  const relay = topo.spawn(topo.ns.hub, cmd, [...cliArgs, 'relay', '--listen', relayAddr, '--members', membersFile], { name: 'relay', env });
   await topo.waitForListen(topo.ns.hub, RELAY_PORT, 'udp');
 
   for (const [self, peer] of [[a1, s1], [s1, a1]] as const) {
     const file = join(dir, `${self.name}.conf`);
     writeFileSync(file, agentConfig(self, peer, mtu, relayAddr), { mode: 0o600 });
-    self.process = topo.spawn(self.ns, process.execPath, [cli, 'agent', '--config', file, '--state-dir', join(dir, `state-${self.name}`),
-      ...(opts.agentArgs ?? [])], { name: `agent-${self.name}`, env });
+    const stateDir = join(dir, `state-${self.name}`);
+    const argv = [...cliArgs, 'agent', '--config', file, '--state-dir', stateDir, ...(opts.agentArgs ?? [])];
+    if (unprivileged.has(self.name as 'a1' | 's1')) {
+      const { uid, gid } = nobody();
+      mkdirSync(stateDir, { mode: 0o700 });
+      for (const f of [file, stateDir]) chownSync(f, uid, gid);
+      self.process = topo.spawn(self.ns, 'unshare', ['-m', '--', 'sh', '-c', UNPRIVILEGED_SH, 'sh', join(dir, `tun-${self.name}`), cmd, ...argv],
+        { name: `agent-${self.name}`, env });
+    } else {
+      self.process = topo.spawn(self.ns, cmd, argv, { name: `agent-${self.name}`, env });
+    }
   }
   // Both members hold a relay session before anyone sends: no first packet waits for a retry.
   for (const m of [a1, s1]) await m.process!.waitForLine(/authenticated to relay/, 15_000);
