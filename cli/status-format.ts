@@ -8,7 +8,7 @@ export interface AgentStatus {
   relay?: { address: string; relayId?: string; ready: boolean; rebinds: number };
   drops: Record<string, number>;
   /** Joined agents: the peer-map checks (entries whose addresses overlap another member's are refused). */
-  peerMap?: { refusedEntries: number };
+  peerMap?: { refusedEntries: number; refusedAnswers?: number };
   /** The inbound flow filter's reply table (flows this member opened) and the addresses it owns. */
   flows?: { tracked: number; capacity: number; evictions: number; localAddresses: string[] };
   peers: Array<{
@@ -69,6 +69,7 @@ export function formatStatus(s: AgentStatus, nowMs: number): string {
       + `own addresses ${s.flows.localAddresses.join(', ') || '-'}; reply flows ${s.flows.tracked}/${s.flows.capacity}`
       + (s.flows.evictions ? ` (${s.flows.evictions} evicted early: table too small)` : ''));
   }
+  if (s.peerMap?.refusedAnswers) lines.push(`coordinator answers refused: ${s.peerMap.refusedAnswers} (bad or missing signature, or another signing key; see the agent log and docs/SECURITY.md)`);
   if (s.peerMap?.refusedEntries) lines.push(`peer-map entries refused: ${s.peerMap.refusedEntries} (their addresses overlap another member's; see the agent log)`);
   return lines.join('\n') + '\n';
 }

@@ -2,8 +2,8 @@
  * @packageDocumentation
  * What every part shares and nothing else owns: the clock and the logger (injected, as in
  * wireguard-go and Tailscale), the batch-shaped packet I/O contracts between the data path and
- * the operating system, IPv4 addresses and prefixes (one strict parser), and the Redis schema
- * (every key, channel and event between our own processes). The leaf of the import graph: it
+ * the operating system, IPv4 addresses and prefixes (one strict parser), the Redis schema
+ * (every key, channel and event between our own processes) and the one way to connect to Redis. The leaf of the import graph: it
  * imports no other part.
  */
 export { ManualClock, type Clock, systemClock } from './clock';
@@ -22,4 +22,8 @@ export {
   DEFAULT_CHECK_TIMEOUT_MS, redisReadiness, runReadinessChecks, serveMetrics, serveReadinessPort,
   type MetricsServer, type MetricsServerOptions, type MetricsSource, type ReadinessCheck, type ReadinessPort, type ReadinessPortOptions, type ReadinessReport,
 } from './metrics-server';
+export {
+  RedisConfigError, connectRedis, describeRedis, parseRedisUrl, redactUrl, redisSecrets, redisSpecFrom, scrubSecrets,
+  type RedisConnectFlags, type RedisSpec,
+} from './redis-connect';
 export { byLabel, counterFrom, gaugeFrom, labelledFrom } from './prom';

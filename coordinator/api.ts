@@ -3,7 +3,7 @@
  * Every request is schema-checked (unknown fields rejected, no type coercion); every refusal
  * is `{ error: <code>, message: <reason> }` with a 4xx status.
  */
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { type Logger, redactKey } from '../common';
 import { verifyKeyProof } from '../protocol';
 import { BadRequestError, CoordinatorError, NotFoundError, UnauthorizedError } from './errors';
@@ -40,6 +40,16 @@ export interface ApiDeps {
   trustedProxies?: string[];
   /** Joins by result, for metrics. */
   joins?: JoinCounters;
+  /** Serve HTTPS with this certificate chain and key (PEM). */
+  https?: { cert: string | Buffer; key: string | Buffer };
+  /** Runs on every answer before it is sent (server.ts signs join and peer-map answers). */
+  onSend?: (req: FastifyRequest, reply: FastifyReply, payload: unknown) => Promise<unknown>;
+}
+
+/** The vip of the member whose session token authenticated `req` (peer-map routes). */
+const memberVip = new WeakMap<FastifyRequest, string>();
+export function sessionVipOf(req: FastifyRequest): string | undefined {
+  return memberVip.get(req);
 }
 
 function bearer(req: FastifyRequest): string | undefined {
@@ -50,6 +60,7 @@ function bearer(req: FastifyRequest): string | undefined {
 
 export function buildApi(d: ApiDeps): FastifyInstance {
   const app = Fastify({
+    ...(d.https ? { https: d.https } : {}),
     logger: false,
     bodyLimit: d.bodyLimit,
     // req.ip: the TCP peer, unless it is a trusted proxy (then its X-Forwarded-For).
@@ -69,13 +80,13 @@ export function buildApi(d: ApiDeps): FastifyInstance {
     if (status === 500) d.log.error({ err }, 'request failed');
     return reply.code(status).send({ error: status === 500 ? 'internal' : (err.code ?? 'bad-request'), message: status === 500 ? 'internal error' : err.message });
   });
+  if (d.onSend) app.addHook('onSend', d.onSend);
   // Only JSON bodies: text/plain would reach the schema as a string.
   app.removeContentTypeParser('text/plain');
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: 'no-route', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
 
   // Authentication runs before validation (preValidation), so a caller without a valid bearer
   // learns nothing about the request shape.
-  const memberVip = new WeakMap<FastifyRequest, string>();
   const member = async (req: FastifyRequest): Promise<void> => {
     const t = bearer(req);
     const vip = t ? await d.registry.authSession(hashSecret(t)) : undefined;

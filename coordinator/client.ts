@@ -5,7 +5,10 @@
  *   const j = await c.join({ privateKey, publicKey, token, originalIp, hostname });
  *   await c.watchPeers(j.sessionToken, j.version, (u) => apply(u.peers), signal);
  */
+import type { KeyObject } from 'node:crypto';
+import { Agent as UndiciAgent, fetch as undiciFetch } from 'undici';
 import { proveKey } from '../protocol';
+import { newNonce, NONCE_HEADER, parseSigningPublicKey, SIGNATURE_HEADER, SIGNING_KEY_HEADER, verifyAnswer, type SignedRoute } from './answer-signing';
 import { silentLogger, type Logger } from '../common';
 import type { ChallengeResponse, ErrorBody, JoinResponse, NodeTagsRequest, NodeTagsResponse, NodeView, Peer, PeersResponse,
   PolicyCheckRequest, PolicyCheckResponse, PolicySetResponse, PolicyView, RemovedKeyView, TokenCreateRequest, TokenView } from './types';
@@ -17,7 +20,47 @@ export interface CoordinatorClientOptions {
   fetch?: typeof fetch;
   /** Admin bearer for the admin helpers. */
   adminToken?: string;
+  /**
+   * CA certificates (PEM) an https:// coordinator's certificate must chain to, instead of
+   * Node's default store (its bundled roots plus NODE_EXTRA_CA_CERTS).
+   */
+  ca?: string | Buffer;
+  /** Check the signatures of join and peer-map answers (docs/SECURITY.md). */
+  answers?: AnswerVerification;
 }
+
+export interface AnswerVerification {
+  /** The pinned signing key (base64): every join and peer-map answer must be signed by it. */
+  pinned?: string;
+  /**
+   * No pin yet: the first signed join answer whose signature checks against the key it names
+   * pins that key (trust on first use); `onPin` is told, so the member can keep it.
+   */
+  onPin?: (key: string) => void;
+  /** No pin yet: accept unsigned answers (`--insecure-coordinator`). Never once a key is pinned. */
+  allowUnsigned?: boolean;
+}
+
+/**
+ * A join or peer-map answer failed its signature check (missing, wrong, or by a key other than
+ * the pinned one). The answer was not used.
+ */
+export class AnswerVerificationError extends Error {
+  override name = 'AnswerVerificationError';
+  constructor(readonly code: 'unsigned' | 'bad-signature' | 'other-signing-key', message: string) {
+    super(message);
+  }
+}
+
+/** The coordinator's TLS certificate did not verify (another CA, wrong name, expired). */
+export class CoordinatorTlsError extends Error {
+  override name = 'CoordinatorTlsError';
+  constructor(readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+const TLS_ERROR_CODES = /CERT|SELF_SIGNED|UNABLE_TO_|ERR_TLS|ERR_SSL/;
 
 export interface JoinOptions {
   privateKey: Uint8Array;
@@ -83,21 +126,98 @@ export class CoordinatorClient {
   private readonly base: string;
   private readonly log: Logger;
   private readonly f: typeof fetch;
+  private pinnedKey: KeyObject | undefined;
+  private pinnedText: string | undefined;
+  /** Our vip, from the last verified join answer: peer-map answers must be signed for it. */
+  private memberVip: string | undefined;
+  /** Join and peer-map answers refused by the signature check (each logged). */
+  refusedAnswers = 0;
 
   constructor(private readonly o: CoordinatorClientOptions) {
     this.base = o.url.replace(/\/+$/, '');
     this.log = o.logger ?? silentLogger();
-    this.f = o.fetch ?? fetch;
+    if (o.fetch) this.f = o.fetch;
+    else if (o.ca !== undefined) {
+      const dispatcher = new UndiciAgent({ connect: { ca: o.ca } });
+      this.f = ((url: string, init: RequestInit) => undiciFetch(url, { ...init, dispatcher } as never)) as unknown as typeof fetch;
+    } else this.f = fetch;
+    if (o.answers?.pinned) this.pin(o.answers.pinned);
+  }
+
+  /** The signing key answers are checked against (base64), once pinned. */
+  get signingKey(): string | undefined {
+    return this.pinnedText;
+  }
+
+  private pin(key: string): void {
+    try {
+      this.pinnedKey = parseSigningPublicKey(key);
+    } catch (err) {
+      throw new Error(`coordinator signing key ${JSON.stringify(key)}: ${(err as Error).message}`);
+    }
+    this.pinnedText = key.trim();
+  }
+
+  /** Check a join or peer-map answer's signature before its body is used; throws AnswerVerificationError. */
+  private verify(res: Response, text: string, route: SignedRoute, member: string | undefined, since: string, nonce: string): void {
+    const v = this.o.answers!;
+    const sig = res.headers.get(SIGNATURE_HEADER);
+    const named = res.headers.get(SIGNING_KEY_HEADER)?.trim();
+    const refuse = (code: AnswerVerificationError['code'], msg: string) => {
+      this.refusedAnswers++;
+      throw new AnswerVerificationError(code, `${route} answer refused: ${msg}`);
+    };
+    if (!sig) {
+      if (this.pinnedKey) refuse('unsigned', `not signed, and answers must be signed by the pinned coordinator key ${this.pinnedText}`);
+      if (!v.allowUnsigned) refuse('unsigned', 'the coordinator does not sign its answers (start it with --signing-key FILE), or something between us strips the signature');
+      return;
+    }
+    if (!member) refuse('bad-signature', 'no verified join yet to check the answer against: join first');
+    if (!this.pinnedKey) {
+      if (route !== 'join' || !named) refuse('unsigned', 'no pinned coordinator key to check against: join first, or give the key (--coordinator-pubkey)');
+      let k: KeyObject;
+      try {
+        k = parseSigningPublicKey(named!);
+      } catch {
+        return refuse('bad-signature', 'the signing key it names is not an Ed25519 key');
+      }
+      if (!verifyAnswer(k, { route, member: member!, since, nonce }, text, sig)) refuse('bad-signature', 'signature does not verify');
+      this.pin(named!);
+      this.log.warn({ signingKey: named }, 'coordinator signing key pinned on first join (trust on first use; see docs/SECURITY.md)');
+      v.onPin?.(named!);
+      return;
+    }
+    if (named && named !== this.pinnedText) {
+      refuse('other-signing-key', `signed by coordinator key ${named}, not the pinned ${this.pinnedText} (another deployment, or someone in between; `
+        + 'if this deployment rotated its key, see docs/SECURITY.md)');
+    }
+    if (!verifyAnswer(this.pinnedKey, { route, member: member!, since, nonce }, text, sig)) {
+      refuse('bad-signature', `signature by the pinned coordinator key ${this.pinnedText} does not verify (the answer was changed on the way)`);
+    }
   }
 
   private async call<T>(method: string, path: string,
-    opts: { body?: unknown; rawBody?: string; bearer?: string; signal?: AbortSignal } = {}): Promise<T> {
+    opts: { body?: unknown; rawBody?: string; bearer?: string; signal?: AbortSignal;
+      signed?: { route: SignedRoute; member: string | undefined; since: string } } = {}): Promise<T> {
     const headers: Record<string, string> = {};
     if (opts.bearer) headers.authorization = `Bearer ${opts.bearer}`;
     const body = opts.rawBody ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body));
     if (body !== undefined) headers['content-type'] = 'application/json';
-    const res = await this.f(this.base + path, { method, headers, body, signal: opts.signal });
+    const nonce = opts.signed && this.o.answers ? newNonce() : undefined;
+    if (nonce) headers[NONCE_HEADER] = nonce;
+    let res: Response;
+    try {
+      res = await this.f(this.base + path, { method, headers, body, signal: opts.signal });
+    } catch (err) {
+      const code = String((err as { cause?: { code?: string } }).cause?.code ?? '');
+      if (TLS_ERROR_CODES.test(code)) {
+        throw new CoordinatorTlsError(code, `${this.base}: TLS certificate refused (${code}): it does not chain to the trusted CA `
+          + '(--coordinator-ca FILE, else Node\'s CA store) or does not name this host');
+      }
+      throw err;
+    }
     const text = await res.text();
+    if (res.ok && nonce) this.verify(res, text, opts.signed!.route, opts.signed!.member, opts.signed!.since, nonce);
     let json: unknown;
     try {
       json = text ? JSON.parse(text) : undefined;
@@ -121,12 +241,16 @@ export class CoordinatorClient {
   async join(j: JoinOptions): Promise<JoinResponse> {
     const c = await this.challenge();
     const proof = proveKey(j.privateKey, j.publicKey, Buffer.from(c.ephemeralPublic, 'base64'), Buffer.from(c.nonce, 'base64'), 'join');
-    return this.call('POST', '/v1/join', {
+    const publicKey = Buffer.from(j.publicKey).toString('base64');
+    const r = await this.call<JoinResponse>('POST', '/v1/join', {
       body: {
-        publicKey: Buffer.from(j.publicKey).toString('base64'), challengeId: c.id, proof: Buffer.from(proof).toString('base64'),
+        publicKey, challengeId: c.id, proof: Buffer.from(proof).toString('base64'),
         ...(j.token ? { token: j.token } : {}), originalIp: j.originalIp, hostname: j.hostname,
       },
+      signed: { route: 'join', member: publicKey, since: '-' },
     });
+    this.memberVip = r.vip;
+    return r;
   }
 
   /** One long-poll; `since` undefined → the full map. */
@@ -135,7 +259,8 @@ export class CoordinatorClient {
     if (since !== undefined) q.set('since', String(since));
     if (waitMs !== undefined) q.set('wait', String(waitMs));
     const qs = q.toString();
-    return this.call('GET', `/v1/peers${qs ? '?' + qs : ''}`, { bearer: sessionToken, signal });
+    return this.call('GET', `/v1/peers${qs ? '?' + qs : ''}`,
+      { bearer: sessionToken, signal, signed: { route: 'peers', member: this.memberVip, since: since === undefined ? '-' : String(since) } });
   }
 
   /**
@@ -159,6 +284,11 @@ export class CoordinatorClient {
           if (signal.aborted) break;
           if (err instanceof SessionExpiredError) throw err;
           const wait = backoffDelay(attempt++, opts);
+          if (err instanceof AnswerVerificationError) {
+            this.log.warn({ err: err.message, code: err.code, refusedAnswers: this.refusedAnswers, retryMs: wait }, 'peer-map answer refused; keeping the last peer map');
+            await sleep(wait, signal);
+            continue;
+          }
           this.log.warn({ err: (err as Error).message, retryMs: wait }, 'coordinator unreachable; keeping the last peer map');
           await sleep(wait, signal);
           continue;

@@ -1,6 +1,7 @@
 /** The coordinator's import surface for other parts (agent, relay, mapper, cli). */
 export { createCoordinator, type Coordinator, type CoordinatorOptions } from './server';
-export { CoordinatorClient, CoordinatorHttpError, SessionExpiredError, backoffDelay, type CoordinatorClientOptions,
+export { CoordinatorClient, CoordinatorHttpError, SessionExpiredError, AnswerVerificationError, CoordinatorTlsError, backoffDelay,
+  type CoordinatorClientOptions, type AnswerVerification,
   type JoinOptions, type PeerMapUpdate, type BackoffOptions } from './client';
 export type * from './types';
 export { connectRedis, redactUrl, type RedisSpec } from './redis-connect';
@@ -11,3 +12,5 @@ export { RedisRegistry, peerFromHash, type NodeRecord } from './redis-store';
 export { TokenStore } from './token-store';
 export { parseOriginalCidrs } from './claim-rules';
 export { JOIN_RESULTS, registerCoordinatorMetrics, type JoinCounters, type JoinResult } from './metrics';
+export { generateSigningKey, loadSigningKey, parseSigningPublicKey, signingPublicKey, signAnswer, verifyAnswer, newNonce,
+  type AnswerContext } from './answer-signing';

@@ -6,10 +6,11 @@
  *   const { url } = await c.listen('0.0.0.0', 7000);
  */
 import type Redis from 'ioredis';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AddressInfo } from 'node:net';
+import type { KeyObject } from 'node:crypto';
 import { silentLogger, type Logger } from '../common';
-import { buildApi } from './api';
+import { buildApi, sessionVipOf } from './api';
 import * as D from './constants';
 import { parseVipPool } from './ipam';
 import { PeerFeed } from './peer-feed';
@@ -18,6 +19,8 @@ import { connectRedis, type RedisSpec } from './redis-connect';
 import { RedisRegistry } from './redis-store';
 import { TokenStore } from './token-store';
 import { newJoinCounters, type JoinCounters } from './metrics';
+import { isNonce, NONCE_HEADER, SIGNATURE_HEADER, SIGNING_KEY_HEADER, signAnswer, signingPublicKey } from './answer-signing';
+import type { JoinRequest } from './types';
 
 export interface CoordinatorOptions {
   /** URL, ioredis options (Sentinel), or a connected client (not closed by `close()`). */
@@ -46,6 +49,13 @@ export interface CoordinatorOptions {
   /** @default 16 KiB */
   bodyLimit?: number;
   logger?: Logger;
+  /** Serve HTTPS with this certificate chain and key (PEM); without it, plain HTTP. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /**
+   * Ed25519 private key (answer-signing.ts, loadSigningKey) shared by every coordinator of the
+   * deployment: join and peer-map answers to requests with a nonce are signed with it.
+   */
+  signingKey?: KeyObject;
   /** Unix ms; tests inject. @default Date.now */
   now?: () => number;
 }
@@ -87,7 +97,26 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
   if (policyText === null) log.warn(`${D.NO_POLICY_NOTE} (set one with: isthmus policy set FILE)`);
   else log.info({ policyBytes: policyText.length }, 'policy in force: peer maps are scoped by it (isthmus policy get)');
   const joins = newJoinCounters();
+  const signingKey = o.signingKey;
+  const signingPub = signingKey ? signingPublicKey(signingKey) : undefined;
+  if (signingKey) log.info({ signingKey: signingPub }, 'join and peer-map answers are signed (members pin this key)');
+  else log.warn('no --signing-key: join and peer-map answers are not signed; members refuse them unless run with --insecure-coordinator');
+  // Signs the exact bytes sent (answer-signing.ts): a 200 join or peer-map answer to a request with a nonce.
+  const onSend = async (req: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<unknown> => {
+    if (!signingKey || reply.statusCode !== 200 || typeof payload !== 'string') return payload;
+    const route = req.routeOptions.url;
+    if (route !== '/v1/join' && route !== '/v1/peers') return payload;
+    const nonce = req.headers[NONCE_HEADER];
+    if (typeof nonce !== 'string' || !isNonce(nonce)) return payload;
+    const member = route === '/v1/join' ? (req.body as JoinRequest).publicKey : sessionVipOf(req);
+    if (!member) return payload;
+    const since = route === '/v1/peers' ? (req.query as { since?: string }).since ?? '-' : '-';
+    reply.header(SIGNATURE_HEADER, signAnswer(signingKey, { route: route === '/v1/join' ? 'join' : 'peers', member, since, nonce }, payload));
+    reply.header(SIGNING_KEY_HEADER, signingPub);
+    return payload;
+  };
   const app = buildApi({
+    https: o.tls, onSend,
     joins, registry, tokens, feed, peerMap, log, cidr, adminToken: o.adminToken,
     bodyLimit: o.bodyLimit ?? D.DEFAULT_BODY_LIMIT, longPollMs: o.longPollMs ?? D.DEFAULT_LONG_POLL_MS,
     trustedProxies: o.trustedProxies ?? [],
@@ -112,8 +141,8 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
       await app.listen({ host, port });
       const a = app.server.address() as AddressInfo;
       const h = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-      log.info({ listen: `${h}:${a.port}`, cidr: cidr.text, prefix }, 'coordinator listening');
-      return { host: a.address, port: a.port, url: `http://${h}:${a.port}` };
+      log.info({ listen: `${h}:${a.port}`, tls: !!o.tls, cidr: cidr.text, prefix }, 'coordinator listening');
+      return { host: a.address, port: a.port, url: `${o.tls ? 'https' : 'http'}://${h}:${a.port}` };
     },
     sweep,
     async close() {

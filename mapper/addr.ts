@@ -2,7 +2,7 @@
  * Destination text the mapper is handed (pure). The overlay is IPv4-only; IPv6 destinations are
  * refused. IPv4 addresses and prefixes themselves are parsed by common/ipv4.ts.
  */
-import { masked, parsePrefix, type Prefix } from '../common';
+import { contains, masked, parsePrefix, tryParseAddr, type Prefix } from '../common';
 
 /** Loose IPv6 test: enough to answer "address type not supported" instead of "unknown host". */
 export function looksLikeIPv6(s: string): boolean {
@@ -30,4 +30,13 @@ export function parseRange(text: string): Prefix {
 /** Hostname as accepted for a member (RFC 1123 labels); lower-cased by the caller. */
 export function isHostname(s: string): boolean {
   return s.length > 0 && s.length <= 253 && /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*\.?$/.test(s);
+}
+
+const LOOPBACK = parsePrefix('127.0.0.0/8');
+
+/** 127.0.0.0/8, ::1 or `localhost`: a listen address only this host reaches. */
+export function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost' || host === '::1') return true;
+  const a = tryParseAddr(host);
+  return a !== undefined && contains(LOOPBACK, a);
 }

@@ -19,7 +19,7 @@
  * (it may predate the change); fetches for other vips still do.
  */
 import { Redis } from 'ioredis';
-import { type Logger, silentLogger, DEFAULT_PREFIX, EventType, decodeEvent, redisKeys, type RedisKeys } from '../common';
+import { connectRedis, type RedisSpec, type Logger, silentLogger, DEFAULT_PREFIX, EventType, decodeEvent, redisKeys, type RedisKeys } from '../common';
 import { DirectoryClosedError } from './errors';
 import { AliasCache, type AliasSlot } from './alias-cache';
 
@@ -49,8 +49,8 @@ export interface MemberDirectory {
 }
 
 export interface DirectoryOptions {
-  /** redis URL, or a connected client to duplicate */
-  redis: string | Redis;
+  /** redis URL or connection options (common/redis-connect.ts), or a connected client to duplicate */
+  redis: RedisSpec | Redis;
   /** Redis key prefix. @default DEFAULT_PREFIX (common/redis-schema.ts) */
   prefix?: string;
   /** positive entries live at most this long @default 10000 */
@@ -109,9 +109,10 @@ export class RedisDirectory implements MemberDirectory {
     this.origs = new AliasCache(this.maxEntries);
     this.hosts = new AliasCache(this.maxEntries);
     this.log = opts.logger ?? silentLogger();
-    const common = { lazyConnect: true, maxRetriesPerRequest: 2, connectTimeout: 5000 };
-    this.cmd = typeof opts.redis === 'string' ? new Redis(opts.redis, common) : opts.redis.duplicate(common);
-    this.sub = typeof opts.redis === 'string' ? new Redis(opts.redis, common) : opts.redis.duplicate(common);
+    const common = { lazyConnect: true, maxRetriesPerRequest: 2, connectTimeout: 5000, enableAutoPipelining: false };
+    const own = !(opts.redis instanceof Redis);
+    this.cmd = own ? connectRedis(opts.redis as RedisSpec, common) : (opts.redis as Redis).duplicate(common);
+    this.sub = own ? connectRedis(opts.redis as RedisSpec, common) : (opts.redis as Redis).duplicate(common);
     this.sub.on('message', (_ch: string, msg: string) => this.onEvent(msg));
     // A reconnect means events may have been missed: stop caching until resubscribed, then flush.
     this.sub.on('close', () => { if (this.live) this.log.warn('events subscription lost; cache disabled'); this.live = false; this.flush(); });
@@ -125,11 +126,13 @@ export class RedisDirectory implements MemberDirectory {
         this.log.info('events subscription restored; cache flushed');
       }, () => { /* the next 'ready' retries */ });
     });
-    this.cmd.on('error', (err: Error) => this.log.debug({ err: err.message }, 'redis error'));
-    this.sub.on('error', (err: Error) => this.log.debug({ err: err.message }, 'redis subscriber error'));
+    this.cmd.on('error', (err: Error) => { this.lastError = err; this.log.debug({ err: err.message }, 'redis error'); });
+    this.sub.on('error', (err: Error) => { this.lastError = err; this.log.debug({ err: err.message }, 'redis subscriber error'); });
   }
 
   private started = false;
+  /** the client's last error, to say why a start failed (the rejection itself only says the connection closed) */
+  private lastError: Error | undefined;
 
   /** Subscribed to events, so the cache is in use. */
   get isLive(): boolean {
@@ -137,8 +140,12 @@ export class RedisDirectory implements MemberDirectory {
   }
 
   async start(): Promise<void> {
-    await Promise.all([this.cmd.connect(), this.sub.connect()]);
-    await this.sub.subscribe(this.keys.events);
+    try {
+      await Promise.all([this.cmd.connect(), this.sub.connect()]);
+      await this.sub.subscribe(this.keys.events);
+    } catch (err) {
+      throw new Error(this.lastError?.message ?? (err as Error).message);
+    }
     this.started = true;
     this.flush();
     this.live = true;

@@ -29,6 +29,7 @@ function statusForRefusal(t: Extract<Target, { kind: 'refuse' }>): number {
     case 'unsupported': return 403;
     case 'invalid': return 400;
     case 'unavailable': return 502;
+    case 'bad-mapping': return 502;
   }
 }
 

@@ -9,6 +9,6 @@ export { RedisDirectory, DEFAULT_DIRECTORY_OPTIONS, type MemberDirectory, type M
 export { startMapperService, DEFAULT_OVERLAY_CIDR, type MapperService, type MapperServiceOptions, type ListenAddress } from './service';
 export { netDialer, type Dialer } from './dialer';
 export { UnknownOriginalIpError, InvalidIpError, MapperApiError, DirectoryClosedError } from './errors';
-export { InvalidCidrError, parseRange } from './addr';
+export { InvalidCidrError, isLoopbackHost, parseRange } from './addr';
 export { Command, encodeRequest } from './socks5/codec';
 export { registerMapperMetrics } from './metrics';

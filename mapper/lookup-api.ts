@@ -4,11 +4,13 @@
  *   POST /v1/map { ips: [...] }  → { found: MapResult[], unknown: string[] } (at most MAX_BATCH ips)
  *   GET  /v1/reverse/:virtualIp  → MapResult | 404 | 400
  *   GET  /healthz                → { ok, live }
- * Directory failures (Redis down) answer 503 { error: 'unavailable', reason }.
+ * Directory failures (Redis down) answer 503 { error: 'unavailable', reason }. With
+ * `credentials`, every route but /healthz wants them as HTTP Basic (401 otherwise).
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { MapEntry, MemberDirectory } from './directory';
 import { ADDR_PATTERN, MAX_ADDR_LEN } from '../common';
+import { credentialsMatch, type Credentials } from './context';
 
 /** Most IPs one batch request may ask about. */
 export const MAX_BATCH = 256;
@@ -45,6 +47,16 @@ export interface LookupApiOptions {
   directory: MemberDirectory;
   /** reports whether the cache is live (subscribed); for /healthz */
   live?: () => boolean;
+  /** required as HTTP Basic on every route but /healthz */
+  credentials?: Credentials;
+}
+
+function basicAuthOk(want: Credentials, header: string | undefined): boolean {
+  const m = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(header ?? '');
+  if (!m) return false;
+  const dec = Buffer.from(m[1]!, 'base64').toString('utf8');
+  const i = dec.indexOf(':');
+  return i > 0 && credentialsMatch(want, dec.slice(0, i), dec.slice(i + 1));
 }
 
 export function buildLookupApi(opts: LookupApiOptions): FastifyInstance {
@@ -56,6 +68,13 @@ export function buildLookupApi(opts: LookupApiOptions): FastifyInstance {
     if ((err.statusCode ?? 500) < 500) return reply.code(err.statusCode!).send({ error: 'bad-request', reason: err.message });
     return reply.code(503).send({ error: 'unavailable', reason: err.message });
   });
+  const want = opts.credentials;
+  if (want) {
+    app.addHook('onRequest', async (req, reply) => {
+      if (req.url === '/healthz' || basicAuthOk(want, req.headers.authorization)) return;
+      return reply.code(401).header('www-authenticate', 'Basic realm="isthmus-mapper"').send({ error: 'unauthorized', reason: 'this mapper wants its credentials (HTTP Basic)' });
+    });
+  }
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: 'not-found', reason: `no route ${req.method} ${req.url.slice(0, 100)}` }));
 
   app.get<{ Params: { originalIp: string } }>('/v1/map/:originalIp', {

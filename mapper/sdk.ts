@@ -26,6 +26,8 @@ export interface MapperOptions {
   maxEntries?: number;
   /** injectable for tests @default globalThis.fetch */
   fetch?: typeof fetch;
+  /** the mapper's credentials (`--socks-user` / `--socks-pass-file`), sent as HTTP Basic; required when it has them */
+  auth?: { username: string; password: string };
 }
 
 export const DEFAULT_MAPPER_OPTIONS = { ttlMs: 5000, negativeTtlMs: 1000, timeoutMs: 2000, maxEntries: 1024 } as const;
@@ -39,6 +41,7 @@ export class Mapper {
   private readonly timeoutMs: number;
   private readonly maxEntries: number;
   private readonly fetchFn: typeof fetch;
+  private readonly authHeader: Record<string, string>;
   private readonly cache = new Map<string, Slot>();
   private readonly inflight = new Map<string, Promise<MapResult | null>>();
 
@@ -49,6 +52,7 @@ export class Mapper {
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_MAPPER_OPTIONS.timeoutMs;
     this.maxEntries = opts.maxEntries ?? DEFAULT_MAPPER_OPTIONS.maxEntries;
     this.fetchFn = opts.fetch ?? globalThis.fetch;
+    this.authHeader = opts.auth ? { authorization: `Basic ${Buffer.from(`${opts.auth.username}:${opts.auth.password}`).toString('base64')}` } : {};
   }
 
   /** The mapping for an original IP. Throws UnknownOriginalIpError, InvalidIpError, MapperApiError. */
@@ -113,7 +117,7 @@ export class Mapper {
   private async request(path: string, init: RequestInit): Promise<unknown> {
     let res: Response;
     try {
-      res = await this.fetchFn(this.base + path, { ...init, signal: AbortSignal.timeout(this.timeoutMs) });
+      res = await this.fetchFn(this.base + path, { ...init, headers: { ...(init?.headers as Record<string, string> | undefined), ...this.authHeader }, signal: AbortSignal.timeout(this.timeoutMs) });
     } catch (err) {
       throw new MapperApiError(`mapper API unreachable at ${this.base}: ${(err as Error).message}`);
     }

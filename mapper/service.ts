@@ -6,8 +6,8 @@
 import type net from 'node:net';
 import type http from 'node:http';
 import type { FastifyInstance } from 'fastify';
-import { type Logger, silentLogger, type Prefix } from '../common';
-import { parseRange } from './addr';
+import { type Logger, silentLogger, type Prefix, type RedisSpec } from '../common';
+import { isLoopbackHost, parseRange } from './addr';
 import { RedisDirectory, type MemberDirectory } from './directory';
 import { buildLookupApi } from './lookup-api';
 import { DEFAULT_PROXY_TIMEOUTS, type Credentials, type ProxyContext, type ProxyTimeouts } from './context';
@@ -21,8 +21,8 @@ export interface ListenAddress {
 }
 
 export interface MapperServiceOptions {
-  /** redis URL; ignored when `directory` is given */
-  redis?: string;
+  /** redis URL or connection options (common/redis-connect.ts); ignored when `directory` is given */
+  redis?: RedisSpec;
   /** Redis key prefix. @default DEFAULT_PREFIX (common/redis-schema.ts) */
   prefix?: string;
   /** use this directory instead of one over Redis */
@@ -68,6 +68,12 @@ function listen(server: net.Server | http.Server, a: ListenAddress): Promise<Lis
 
 export async function startMapperService(opts: MapperServiceOptions): Promise<MapperService> {
   const log = opts.logger ?? silentLogger();
+  // Never an open service: beyond loopback only with credentials (the API wants them too).
+  for (const [name, at] of [['api', opts.api], ['socks', opts.socks], ['httpProxy', opts.httpProxy]] as const) {
+    if (at && !opts.credentials && !isLoopbackHost(at.host)) {
+      throw new Error(`startMapperService: ${name} on ${at.host} needs credentials (only loopback may go without)`);
+    }
+  }
   const overlay: Prefix = parseRange(opts.overlayCidr ?? DEFAULT_OVERLAY_CIDR);
   const originalCidrs = opts.originalCidrs?.map(parseRange);
   let redisDir: RedisDirectory | undefined;
@@ -94,7 +100,7 @@ export async function startMapperService(opts: MapperServiceOptions): Promise<Ma
   };
   try {
     if (opts.api) {
-      const app: FastifyInstance = buildLookupApi({ directory, live: redisDir ? () => redisDir!.isLive : undefined });
+      const app: FastifyInstance = buildLookupApi({ directory, live: redisDir ? () => redisDir!.isLive : undefined, credentials: opts.credentials });
       await app.listen({ host: opts.api.host, port: opts.api.port });
       const ad = app.server.address() as net.AddressInfo;
       addresses.api = { host: ad.address, port: ad.port };

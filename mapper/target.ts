@@ -4,8 +4,10 @@
  *   an address inside the overlay CIDR   → itself (already a virtual IP)
  *   a member's hostname                  → that member's virtual IP
  *   anything else                        → refused: the mapper is never an open proxy
+ * Whatever the directory (Redis) answers, only addresses inside the overlay are dialed: a
+ * mapping to a virtual IP outside it is refused as `bad-mapping`.
  */
-import { contains, isSpecialPurpose, tryParseAddr, type Prefix } from '../common';
+import { contains, formatPrefix, isSpecialPurpose, tryParseAddr, type Prefix } from '../common';
 import { isHostname, looksLikeIPv6 } from './addr';
 import type { MapEntry, MemberDirectory } from './directory';
 
@@ -20,6 +22,8 @@ export const RefuseWhy = {
   Invalid: 'invalid',
   /** the directory could not answer (Redis down) */
   Unavailable: 'unavailable',
+  /** the directory maps the name to a virtual IP outside the overlay: never dialed (Redis is not trusted to send us elsewhere) */
+  BadMapping: 'bad-mapping',
 } as const;
 export type RefuseWhy = (typeof RefuseWhy)[keyof typeof RefuseWhy];
 
@@ -43,7 +47,7 @@ export async function resolveTarget(rawHost: string, port: number, p: TargetPoli
     const addr = tryParseAddr(host);
     if (addr !== undefined) {
       const entry = await p.directory.byOriginalIp(host);
-      if (entry) return { kind: 'dial', ip: entry.virtualIp, port, via: 'original', entry };
+      if (entry) return dialMember(entry, port, 'original', p.overlay);
       if (contains(p.overlay, addr)) return { kind: 'dial', ip: host, port, via: 'virtual', entry: null };
       if (isSpecialPurpose(addr)) return refuse('not-allowed', `${host} is not a member address`);
       if (p.originalCidrs && !p.originalCidrs.some((c) => contains(c, addr))) {
@@ -53,11 +57,19 @@ export async function resolveTarget(rawHost: string, port: number, p: TargetPoli
     }
     if (!isHostname(host)) return refuse('invalid', 'not a hostname or IPv4 address');
     const entry = await p.directory.byHostname(host);
-    if (entry) return { kind: 'dial', ip: entry.virtualIp, port, via: 'hostname', entry };
+    if (entry) return dialMember(entry, port, 'hostname', p.overlay);
     return refuse('unknown', `no member is named ${host.slice(0, 64)}`);
   } catch (err) {
     return refuse('unavailable', `directory unavailable: ${(err as Error).message}`);
   }
+}
+
+function dialMember(entry: MapEntry, port: number, via: 'original' | 'hostname', overlay: Prefix): Target {
+  const vip = tryParseAddr(entry.virtualIp);
+  if (vip === undefined || !contains(overlay, vip)) {
+    return refuse('bad-mapping', `the directory maps this member to ${JSON.stringify(entry.virtualIp.slice(0, 64))}, outside the overlay ${formatPrefix(overlay)}: not dialed`);
+  }
+  return { kind: 'dial', ip: entry.virtualIp, port, via, entry };
 }
 
 function refuse(why: RefuseWhy, reason: string): Target {

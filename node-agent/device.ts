@@ -16,7 +16,7 @@
  * on network input: every drop is counted by reason.
  */
 import type { Clock, Logger, DatagramBatch, PacketBatch } from '../common';
-import type { LocalIdentity, TimerConfig } from '../protocol';
+import type { LocalIdentity, RateLimiterOptions, TimerConfig } from '../protocol';
 import { nodeCryptoAead, type BatchAead } from './batch-crypto';
 import { newDropCounters, type AgentDropReason, type DropCounters } from './drop-reason';
 import type { EndpointKind, InsideWriter, OutsideSender } from './endpoint';
@@ -44,6 +44,9 @@ export interface DeviceComponents {
   aead?: BatchAead;
   /** The member's own IPv4 addresses (host order): inbound packets to anything else are dropped. */
   localAddresses: readonly number[];
+  /** Per-source limit of handshake messages before X25519 (handshake-handler.ts); `false`
+   *  only for the bench's comparison. @default 20/s, burst 5 */
+  handshakeRateLimit?: RateLimiterOptions | false;
 }
 
 export class Device {

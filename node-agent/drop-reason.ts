@@ -8,6 +8,7 @@ export const AGENT_DROP_REASONS = [
   'outside-malformed', // a datagram that is no WireGuard message
   'bad-mac1', // handshake message not addressed to our key
   'cookie-required', // under load and the sender has no valid cookie: answered with a cookie reply
+  'handshake-ratelimited', // handshake messages from one source (relayed: its overlay address; direct: its IPv4) above 20/s: dropped before any X25519
   'handshake-failed', // initiation/response did not decrypt/verify, or unknown peer key
   'handshake-replay', // initiation timestamp not newer than the last one
   'handshake-flood', // initiations from one peer faster than the spec allows

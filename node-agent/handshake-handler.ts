@@ -3,9 +3,22 @@
  * initiations, consuming responses and cookie replies, and rotating keypairs exactly as
  * wireguard-go does (initiator: new keypair becomes current at once; responder: it waits in
  * `next` until the initiator's first transport message confirms it).
+ *
+ * An incoming initiation or response passes these checks, cheapest first, and only then
+ * costs X25519 (wireguard-go device/receive.go RoutineHandshake):
+ *   1. mac1       BLAKE2s keyed by our public key             else 'bad-mac1'
+ *   2. under load (> 512 handshake messages in the current second, and 1 s after):
+ *                 mac2 must carry the cookie of the source;     else a cookie reply (XChaCha,
+ *                 no DH) and 'cookie-required'. A spoofed source never sees its cookie.
+ *   3. rate       a token bucket per source (protocol/ratelimiter.ts, 20/s, burst 5), always
+ *                 on                                            else 'handshake-ratelimited'
+ *   4. X25519     consumeInitiation / consumeResponse (then replay, per-peer flood)
+ * "Source" is what the network lets a sender choose least: for a relayed message the
+ * sender's overlay address (the relay authenticated it), for a direct one its IPv4 address
+ * (not the port: a sender picks ports freely).
  */
 import { randomBytes } from 'node:crypto';
-import { createInitiation, consumeInitiation, createResponse, consumeResponse, type LocalIdentity, CookieChecker, Keypair, tai64nIsAfter, MSG_INITIATION_SIZE, MSG_RESPONSE_SIZE, MSG_COOKIE_REPLY_SIZE } from '../protocol';
+import { RateLimiter, type RateLimiterOptions, createInitiation, consumeInitiation, createResponse, consumeResponse, type LocalIdentity, CookieChecker, Keypair, tai64nIsAfter, MSG_INITIATION_SIZE, MSG_RESPONSE_SIZE, MSG_COOKIE_REPLY_SIZE } from '../protocol';
 import type { Clock, Logger } from '../common';
 import { Endpoint, EndpointKind, type OutsideSender } from './endpoint';
 import type { IndexTable } from './index-table';
@@ -30,7 +43,14 @@ export interface HandshakeComponents {
   drop(reason: AgentDropReason): void;
   sendStaged(peer: Peer): void;
   sendKeepalive(peer: Peer): void;
+  /** The per-source limit of handshake messages before X25519; `false` switches it off
+   *  (only for the bench's comparison). @default RateLimiter's (20/s, burst 5, 8192 sources) */
+  handshakeRateLimit?: RateLimiterOptions | false;
 }
+
+/** Relayed sources are keyed above 2^32, so an overlay address never shares a bucket with
+ *  the same number as a direct IPv4 source. */
+const RELAY_SOURCE_BASE = 2 ** 32;
 
 export class HandshakeHandler {
   private readonly cookieChecker: CookieChecker;
@@ -38,9 +58,16 @@ export class HandshakeHandler {
   private windowCount = 0;
   private underLoadUntil = -Infinity;
   private readonly srcBytes = Buffer.alloc(6);
+  private readonly limiter: RateLimiter | undefined;
 
   constructor(private readonly c: HandshakeComponents) {
     this.cookieChecker = new CookieChecker(c.local.publicKey, c.clock);
+    this.limiter = c.handshakeRateLimit === false ? undefined : new RateLimiter(c.clock, c.handshakeRateLimit);
+  }
+
+  /** Sources holding a rate-limit bucket now (metrics). */
+  get rateLimitSources(): number {
+    return this.limiter?.size ?? 0;
   }
 
   /**
@@ -102,8 +129,9 @@ export class HandshakeHandler {
     return now < this.underLoadUntil;
   }
 
-  /** mac1 and, under load, mac2; answers with a cookie reply when mac2 is missing. */
-  private checkMacs(msg: Buffer, kind: EndpointKind, ip: number, port: number, vip: number): boolean {
+  /** Checks 1-3 of the file comment: mac1; under load mac2 (else a cookie reply); the
+   *  source's rate. True if the message may cost X25519. */
+  private admit(msg: Buffer, kind: EndpointKind, ip: number, port: number, vip: number): boolean {
     if (!this.cookieChecker.checkMac1(msg)) {
       this.c.drop('bad-mac1');
       return false;
@@ -118,13 +146,17 @@ export class HandshakeHandler {
         return false;
       }
     }
+    if (this.limiter && !this.limiter.allow(kind === EndpointKind.Relay ? RELAY_SOURCE_BASE + vip : ip)) {
+      this.c.drop('handshake-ratelimited');
+      return false;
+    }
     return true;
   }
 
   receiveInitiation(buf: Buffer, off: number, len: number, kind: EndpointKind, ip: number, port: number, vip: number): void {
     if (len !== MSG_INITIATION_SIZE) return this.c.drop('outside-malformed');
     const msg = buf.subarray(off, off + len);
-    if (!this.checkMacs(msg, kind, ip, port, vip)) return;
+    if (!this.admit(msg, kind, ip, port, vip)) return;
     const r = consumeInitiation(this.c.local, msg, (pub) => this.c.peers.getByKey(pub)?.crypto);
     if (!r.ok) return this.c.drop('handshake-failed');
     const peer = this.c.peers.getByKey(r.peer.publicKey);
@@ -158,7 +190,7 @@ export class HandshakeHandler {
   receiveResponse(buf: Buffer, off: number, len: number, kind: EndpointKind, ip: number, port: number, vip: number): void {
     if (len !== MSG_RESPONSE_SIZE) return this.c.drop('outside-malformed');
     const msg = buf.subarray(off, off + len);
-    if (!this.checkMacs(msg, kind, ip, port, vip)) return;
+    if (!this.admit(msg, kind, ip, port, vip)) return;
     const receiver = msg.readUInt32LE(8);
     const entry = this.c.indices.get(receiver);
     const peer = entry?.peer;

@@ -8,8 +8,11 @@
 export { Agent, RELAY_FAILOVER_TIMING, type AgentComponents } from './agent';
 export { ConfigError, DEFAULT_MTU, parseAgentConfig, parseHostPort, type AgentConfig } from './config';
 export { readControlSocket, serveControlSocket } from './control-socket';
+export { Device, DEVICE_HEADROOM, DEVICE_TAILROOM, type DeviceComponents } from './device';
+export { Endpoint, EndpointKind } from './endpoint';
 export { FlowFilter } from './flow-filter';
 export { MembershipClient } from './membership';
 export { detectOriginalIp } from './original-ip';
+export { PeerSet } from './peer-set';
 export { DEFAULT_STATE_DIR, StateDir } from './state-dir';
 export { registerAgentMetrics } from './metrics';

@@ -20,6 +20,12 @@ import type { StateDir, Membership } from './state-dir';
 
 export interface JoinOptions {
   coordinatorUrl: string;
+  /** CA certificates (PEM) the coordinator's certificate must chain to (default: Node's store). */
+  coordinatorCa?: string | Buffer;
+  /** The coordinator signing key (base64), given up front; else the one pinned in the state dir, else pinned at first join. */
+  coordinatorPubkey?: string;
+  /** Accept unsigned join and peer-map answers while no signing key is pinned (plain-HTTP test setups). */
+  insecureCoordinator?: boolean;
   token?: string;
   originalIp: string;
   hostname?: string;
@@ -55,7 +61,16 @@ export class MembershipClient {
   private refused = 0;
 
   constructor(private readonly opts: JoinOptions, private readonly state: StateDir, private readonly log: Logger) {
-    this.client = new CoordinatorClient({ url: opts.coordinatorUrl, logger: log });
+    const saved = state.signingKey();
+    if (opts.coordinatorPubkey && saved && saved !== opts.coordinatorPubkey.trim()) {
+      log.warn({ pinned: saved, given: opts.coordinatorPubkey }, '--coordinator-pubkey replaces the coordinator signing key pinned in the state dir');
+    }
+    const pinned = opts.coordinatorPubkey?.trim() ?? saved;
+    if (opts.coordinatorPubkey && pinned !== saved) state.saveSigningKey(pinned!);
+    this.client = new CoordinatorClient({
+      url: opts.coordinatorUrl, logger: log, ca: opts.coordinatorCa,
+      answers: { pinned, allowUnsigned: opts.insecureCoordinator, onPin: (k) => state.saveSigningKey(k) },
+    });
     this.privateKey = state.privateKey();
     this.publicKey = keyToBase64(publicKeyFromPrivate(this.privateKey));
   }
@@ -81,7 +96,7 @@ export class MembershipClient {
       const saved = this.state.loadMembership();
       const status = (err as { status?: number }).status;
       if (saved && status === undefined) {
-        this.log.warn({ err: (err as Error).message }, 'coordinator unreachable: starting from the saved membership');
+        this.log.warn({ err: (err as Error).message }, 'coordinator unreachable or its answer refused: starting from the saved membership');
         this.setOverlay(saved.cidr);
         return saved;
       }

@@ -8,6 +8,7 @@
  */
 import type { Registry } from 'prom-client';
 import { byLabel, counterFrom, formatAddr, formatPrefix, gaugeFrom, labelledFrom } from '../common';
+import { x25519Operations } from '../protocol';
 import type { Agent } from './agent';
 import { AGENT_DROP_REASONS } from './drop-reason';
 import { EndpointKind } from './endpoint';
@@ -42,6 +43,9 @@ export function registerAgentMetrics(registry: Registry, agent: Pick<Agent, 'pee
   gaugeFrom(registry, 'isthmus_agent_peers', 'Peers this agent holds', () => agent.peers.size);
   labelledFrom(registry, 'counter', 'isthmus_agent_drops_total', 'Packets dropped by the agent, by reason', ['reason'],
     () => byLabel('reason', AGENT_DROP_REASONS, agent.device.drops));
+  counterFrom(registry, 'isthmus_agent_x25519_operations_total', 'X25519 scalar multiplications done by the agent (the handshake\'s expensive work)', () => x25519Operations());
+  gaugeFrom(registry, 'isthmus_agent_handshake_rate_limit_sources', 'Sources holding a handshake rate-limit bucket (seen in the last second)',
+    () => agent.device.handshakes.rateLimitSources);
   labelledFrom(registry, 'gauge', 'isthmus_agent_relay_state', 'The relay session\'s state: 1 for the current one (no series without a relay)', ['state'],
     function* () {
       const r = agent.relayClient;

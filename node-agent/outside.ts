@@ -6,7 +6,8 @@
  *   1. read       readOutsidePackets: one batch of bare WireGuard messages (relay framing
  *                 already removed) from one kind of source, message by message
  *   2. dispatch   on the message type (type byte + 3 zero bytes); anything else is counted
- *   3. handshake  initiation, response, cookie reply → the HandshakeHandler; transport
+ *   3. handshake  initiation, response, cookie reply → the HandshakeHandler (mac1, under
+ *                 load a cookie, a per-source rate limit, and only then X25519); transport
  *                 messages queued before it are opened first, so effects keep arrival order
  *   4. transport  queueTransport: receiver index → keypair (unknown: maybe start a
  *                 handshake), expiry, counter limit; the message joins the open batch

@@ -11,6 +11,8 @@ import type { Peer as PeerEntry } from '../coordinator';
 export const DEFAULT_STATE_DIR = '/var/lib/isthmus';
 const KEY_FILE = 'private.key';
 const MEMBERSHIP_FILE = 'membership.json';
+/** The coordinator signing key pinned at the first join (docs/SECURITY.md); survives leave. */
+export const SIGNING_KEY_FILE = 'coordinator-signing.pub';
 
 export interface Membership {
   vip: string;
@@ -73,6 +75,18 @@ export class StateDir {
   saveMembership(m: Membership): void {
     this.ensure();
     writePrivate(join(this.dir, MEMBERSHIP_FILE), JSON.stringify(m, null, 1) + '\n');
+  }
+
+  /** The pinned coordinator signing key (base64), if any. */
+  signingKey(): string | undefined {
+    const path = join(this.dir, SIGNING_KEY_FILE);
+    if (!existsSync(path)) return undefined;
+    return readFileSync(path, 'utf8').trim() || undefined;
+  }
+
+  saveSigningKey(key: string): void {
+    this.ensure();
+    writePrivate(join(this.dir, SIGNING_KEY_FILE), key.trim() + '\n');
   }
 
   /** After leaving: the key goes too, so a later start needs a token again. */

@@ -19,7 +19,7 @@ export {
 export { ICMP_UNREACHABLE_MAX_SIZE, UnreachableCode, buildIcmpUnreachable } from './icmp';
 export { IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP } from './ip-packet';
 export { type KeyChallenge, createKeyChallenge, proveKey, verifyKeyProof } from './key-proof';
-export { generatePrivateKey, keyFromBase64, keyToBase64, publicKeyFromPrivate } from './keys';
+export { generatePrivateKey, keyFromBase64, keyToBase64, publicKeyFromPrivate, x25519Operations } from './keys';
 export {
   AuthFailReason, CHALLENGE_NONCE_LEN, FrameType, RELAY_HEADER_LEN, RELAY_OFFSET_PAYLOAD, RELAY_OFFSET_VIP,
   RELAY_PROOF_CONTEXT, RELAY_PROTOCOL_VERSION, type Challenge,
@@ -27,6 +27,7 @@ export {
   encodeAuth, encodeAuthFail, encodeAuthOk, encodeChallenge, encodeHello, encodePing,
   isRelayFrameType, readU32, writeRelayHeader, writeU32,
 } from './relay-frame';
+export { RATE_LIMIT_BURST, RATE_LIMIT_PER_SECOND, RateLimiter, type RateLimiterOptions } from './ratelimiter';
 export { REJECT_AFTER_MESSAGES_NUM } from './replay';
 export { tai64nIsAfter } from './tai64n';
 export { DEFAULT_TIMER_CONFIG, TimerStateMachine, type TimerConfig } from './timers';

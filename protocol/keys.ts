@@ -28,8 +28,22 @@ export function generatePrivateKey(rng: Rng = defaultRng): Buffer {
   return clampPrivateKey(k) as Buffer;
 }
 
+let x25519Ops = 0;
+
+/** X25519 scalar multiplications done by this process so far (publicKeyFromPrivate and
+ *  noise.ts dh): the handshake's expensive work, for metrics, the flood test and the bench. */
+export function x25519Operations(): number {
+  return x25519Ops;
+}
+
+/** Counts one X25519 done elsewhere in protocol/ (noise.ts dh). */
+export function noteX25519(): void {
+  x25519Ops++;
+}
+
 export function publicKeyFromPrivate(privateKey: Uint8Array): Buffer {
   if (privateKey.length !== KEY_SIZE) throw new InvalidKeyError(`private key must be ${KEY_SIZE} bytes, got ${privateKey.length}`);
+  x25519Ops++;
   return Buffer.from(nacl.scalarMult.base(privateKey));
 }
 

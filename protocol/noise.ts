@@ -18,6 +18,7 @@ import { hmac } from '@noble/hashes/hmac';
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import nacl from 'tweetnacl';
 import { AEAD_TAG_SIZE, MAC_SIZE } from './constants';
+import { noteX25519 } from './keys';
 
 export const HASH_LEN = 32;
 const EMPTY = new Uint8Array(0);
@@ -166,6 +167,7 @@ export function xaeadOpen(key: Uint8Array, nonce24: Uint8Array, sealed: Uint8Arr
 /** X25519. Returns undefined for an all-zero result (low-order point), as wireguard-go does. */
 export function dh(privateKey: Uint8Array, publicKey: Uint8Array): Buffer | undefined {
   if (privateKey.length !== 32 || publicKey.length !== 32) return undefined;
+  noteX25519();
   const shared = toBuffer(nacl.scalarMult(privateKey, publicKey));
   let acc = 0;
   for (const b of shared) acc |= b;

@@ -27,3 +27,4 @@ export {
 export * from './peers/wireguard-go';
 export * from './peers/wireguard-go-hub';
 export * from './peers/nebula';
+export { makeCoordinatorTls, type CoordinatorTls } from './tls-certs';

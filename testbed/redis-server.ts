@@ -3,9 +3,12 @@
  * killed by PID when the test process ends. Never a mock.
  *
  *   const redis = await startRedis();   // { url, port, stop() }
+ *   // AUTH, ACL users and a TLS port (certificates made with openssl in its temp dir):
+ *   const r = await startRedis({ password: 'pw', users: ['mapper on >mp ~isthmus:* &isthmus:events -@all +get'], tls: true });
+ *   // r.tlsUrl = rediss://127.0.0.1:<tlsPort>, r.caFile = the CA that signed its certificate
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -13,6 +16,12 @@ import net from 'node:net';
 export interface RedisHandle {
   url: string;
   port: number;
+  /** with `tls`: the TLS port, `rediss://HOST:tlsPort`, and the PEM CA file that signed the server certificate */
+  tlsPort?: number;
+  tlsUrl?: string;
+  caFile?: string;
+  /** its temp dir (removed by stop()) */
+  dir: string;
   process: ChildProcess;
   stop(): Promise<void>;
 }
@@ -48,13 +57,52 @@ async function waitForPort(port: number, deadlineMs: number): Promise<void> {
   }
 }
 
-export async function startRedis(opts: { port?: number; bind?: string } = {}): Promise<RedisHandle> {
+export interface StartRedisOptions {
+  port?: number;
+  bind?: string;
+  /** `requirepass` (the password of the `default` user) */
+  password?: string;
+  /** ACL users, each a redis.conf `user` line without the word `user`: `NAME on >PASS ~KEYS ...` */
+  users?: string[];
+  /** also listen with TLS on a second port (certificate for 127.0.0.1 and localhost, signed by a fresh CA) */
+  tls?: boolean;
+}
+
+function openssl(dir: string, args: string[]): void {
+  const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr}`);
+}
+
+/** ca.pem, server.pem, server.key in `dir`; the server certificate names 127.0.0.1 and localhost. */
+export function makeTestCertificates(dir: string): { ca: string; cert: string; key: string } {
+  openssl(dir, ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=isthmus test CA']);
+  openssl(dir, ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost']);
+  writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  openssl(dir, ['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.ext']);
+  return { ca: join(dir, 'ca.pem'), cert: join(dir, 'server.pem'), key: join(dir, 'server.key') };
+}
+
+export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisHandle> {
   const bin = redisServerPath();
   if (!bin) throw new Error('redis-server not found: apt-get install -y --no-install-recommends redis-server');
   const port = opts.port ?? await freePort();
   const bind = opts.bind ?? '127.0.0.1';
   const dir = mkdtempSync(join(tmpdir(), 'isthmus-redis-'));
-  const child = spawn(bin, ['--port', String(port), '--bind', bind, '--save', '', '--appendonly', 'no',
+  // Secrets go into a config file, not the server's arguments.
+  const conf: string[] = [];
+  if (opts.password !== undefined) conf.push(`requirepass ${opts.password}`);
+  for (const u of opts.users ?? []) conf.push(`user ${u}`);
+  let tlsPort: number | undefined;
+  let caFile: string | undefined;
+  if (opts.tls) {
+    const c = makeTestCertificates(dir);
+    tlsPort = await freePort();
+    caFile = c.ca;
+    conf.push(`tls-port ${tlsPort}`, `tls-cert-file ${c.cert}`, `tls-key-file ${c.key}`, `tls-ca-cert-file ${c.ca}`, 'tls-auth-clients no');
+  }
+  const confFile = join(dir, 'redis.conf');
+  writeFileSync(confFile, conf.join('\n') + '\n', { mode: 0o600 });
+  const child = spawn(bin, [confFile, '--port', String(port), '--bind', bind, '--save', '', '--appendonly', 'no',
     '--dir', dir, '--protected-mode', 'no'], { stdio: 'ignore' });
   const onExit = () => { try { child.kill('SIGKILL'); } catch { /* already gone */ } };
   process.once('exit', onExit);
@@ -70,9 +118,14 @@ export async function startRedis(opts: { port?: number; bind?: string } = {}): P
   const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
   for (const sig of signals) process.on(sig, onSignal);
   await waitForPort(port, 5000);
+  if (tlsPort !== undefined) await waitForPort(tlsPort, 5000);
   return {
     url: `redis://${bind}:${port}`,
     port,
+    tlsPort,
+    tlsUrl: tlsPort !== undefined ? `rediss://${bind}:${tlsPort}` : undefined,
+    caFile,
+    dir,
     process: child,
     async stop() {
       process.removeListener('exit', onExit);

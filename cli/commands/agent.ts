@@ -7,13 +7,17 @@ import { parseAgentConfig, parseHostPort, ConfigError, DEFAULT_MTU, type AgentCo
 import { keyToBase64 } from '../../protocol';
 import { openTun, openUdpSocket } from '../../native-bindings';
 import { CliError, onShutdown } from '../shutdown';
+import { secretFrom } from '../secret-file';
 import { join } from 'node:path';
 import { METRICS_OPTION, parseListenFlag, startMetrics } from '../metrics';
+import { checkCoordinatorFlags, COORDINATOR_CA_OPTION, coordinatorCa, INSECURE_COORDINATOR_OPTION } from '../coordinator-flags';
+import { parseSigningPublicKey } from '../../coordinator';
 
 interface AgentArgs {
   config?: string;
   coordinator?: string;
   token?: string;
+  'token-file'?: string;
   relay?: string;
   'original-ip'?: string;
   'state-dir': string;
@@ -27,6 +31,9 @@ interface AgentArgs {
   'control-socket'?: string;
   'relay-keepalive': number;
   metrics?: string;
+  'coordinator-ca'?: string;
+  'coordinator-pubkey'?: string;
+  'insecure-coordinator': boolean;
 }
 
 /** `--metrics`: the agent's metrics; ready while authenticated to its relay (when it has one). */
@@ -100,12 +107,20 @@ function agentOptions(args: AgentArgs, localAddresses: number[] = []) {
 
 async function runJoined(args: AgentArgs, log: Logger): Promise<void> {
   const state = new StateDir(args['state-dir']);
-  if (!args.token && !state.hasKey()) {
-    throw new CliError(`first start: --token is required to join (no key in ${args['state-dir']} yet); an admin makes one with \`isthmus token create\``);
+  const token = secretFrom(args.token, args['token-file'], 'token');
+  if (!token && !state.hasKey()) {
+    throw new CliError(`first start: --token-file (or --token) is required to join (no key in ${args['state-dir']} yet); an admin makes one with \`isthmus token create\``);
   }
   const originalIp = args['original-ip'] ?? detectOriginalIp();
+  let coordinatorCaPem: Buffer | undefined;
+  try {
+    coordinatorCaPem = coordinatorCa(args, (msg) => log.warn(msg));
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
   const membership = new MembershipClient({
-    coordinatorUrl: args.coordinator!, token: args.token, originalIp, hostname: args.hostname,
+    coordinatorUrl: args.coordinator!, token, originalIp, hostname: args.hostname,
+    coordinatorCa: coordinatorCaPem, coordinatorPubkey: args['coordinator-pubkey'], insecureCoordinator: args['insecure-coordinator'],
   }, state, log);
   if (args.leave) {
     await membership.leave();
@@ -127,7 +142,7 @@ async function runJoined(args: AgentArgs, log: Logger): Promise<void> {
   onShutdown(() => membership.stop());
   membership.applyFull(m.peers, agent);
   await agent.start();
-  const peerMapStatus = () => ({ peerMap: { refusedEntries: membership.refusedPeerEntries } });
+  const peerMapStatus = () => ({ peerMap: { refusedEntries: membership.refusedPeerEntries, refusedAnswers: membership.client.refusedAnswers } });
   await serveStatus(args, agent, log, peerMapStatus);
   await serveAgentMetrics(args, agent, log);
   log.info({ vip: m.vip, originalIp, peers: agent.peerKeys().length }, 'joined');
@@ -145,8 +160,13 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
       + 'or runs from a static-peer file (docs/CONFIG.md).\n\n'
       + '--original-ip must be the address this host reaches the coordinator from, or inside a prefix its join token allows\n'
       + '(isthmus token create --original-cidr). Tags come from the join token (--tag there) or an admin (isthmus node tag).')
-    .option('coordinator', { type: 'string', describe: 'Coordinator URL, e.g. http://10.90.0.1:8080', group: 'Join:' })
-    .option('token', { type: 'string', describe: 'Join token (first start only)', group: 'Join:' })
+    .option('coordinator', { type: 'string', describe: 'Coordinator URL, e.g. https://10.90.0.1:8080', group: 'Join:' })
+    .option('coordinator-ca', { ...COORDINATOR_CA_OPTION, group: 'Join:' })
+    .option('coordinator-pubkey', { type: 'string', group: 'Join:', describe: 'The coordinator signing key (base64; `isthmus keygen --signing-key` prints it): '
+      + 'peer maps must be signed by it. Default: the key pinned in --state-dir, else the one the first join answer is signed with (trust on first use)' })
+    .option('insecure-coordinator', { ...INSECURE_COORDINATOR_OPTION, group: 'Join:' })
+    .option('token', { type: 'string', describe: 'Join token (first start only; shows in process listings: prefer --token-file)', group: 'Join:' })
+    .option('token-file', { type: 'string', describe: 'File holding the join token (first start only; mode 600/640)', group: 'Join:' })
     .option('relay', { type: 'string', describe: 'Relay (or the VIP in front of the relays), HOST:PORT', group: 'Join:' })
     .option('original-ip', { type: 'string', describe: 'This host\'s original IP (default: the address of the default-route interface); '
       + 'the coordinator accepts the address the join comes from or one inside the token\'s --original-cidr', group: 'Join:' })
@@ -168,10 +188,14 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
         throw new Error('--tag is no longer accepted: a member cannot choose its own tags. Put them on the join token '
           + '(isthmus token create --tag T) or have an admin set them (isthmus node tag <vip|hostname> --tag T)');
       }
+      if (a.token !== undefined && a['token-file'] !== undefined) throw new Error('give either --token or --token-file, not both');
       if (a.config && a.coordinator) throw new Error('Give either --config FILE or --coordinator URL, not both');
       if (!a.config && !a.coordinator) throw new Error('Missing --coordinator URL (or --config FILE for static peers)');
       if (a.coordinator) {
-        if (!/^https?:\/\/[^\s/]+/.test(a.coordinator)) throw new Error('--coordinator must be an http:// or https:// URL');
+        checkCoordinatorFlags(a);
+        if (a['coordinator-pubkey'] !== undefined) {
+          try { parseSigningPublicKey(a['coordinator-pubkey']); } catch (err) { throw new Error(`--coordinator-pubkey: ${(err as Error).message}`); }
+        }
         if (!a.leave && !a.relay) throw new Error('Missing --relay HOST:PORT');
         if (a.relay && !parseHostPort(a.relay)) throw new Error(`--relay: expected HOST:PORT, got "${a.relay}"`);
       }

@@ -1,15 +1,17 @@
 import type { CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
-import { forComponent, redisReadiness } from '../../common';
-import { createCoordinator, defaults, parseDuration, parseVipPool, redactUrl, type RedisSpec, registerCoordinatorMetrics } from '../../coordinator';
+import { connectRedis, describeRedis, forComponent, redisReadiness, redisSecrets, scrubSecrets } from '../../common';
+import { createCoordinator, defaults, loadSigningKey, parseDuration, parseVipPool, registerCoordinatorMetrics } from '../../coordinator';
 import { CliError, onShutdown } from '../shutdown';
+import { checkRedisArgs, redisGiven, redisOptions, redisSpecFromArgs, type RedisArgs } from '../redis-options';
+import { secretFrom } from '../secret-file';
 import { METRICS_OPTION, parseListenFlag, startMetrics } from '../metrics';
 
-interface CoordinatorArgs {
-  redis?: unknown;
+interface CoordinatorArgs extends RedisArgs {
   listen: string;
   cidr: string;
   'admin-token'?: string;
+  'admin-token-file'?: string;
   prefix: string;
   quarantine: string;
   'ephemeral-timeout': string;
@@ -17,6 +19,30 @@ interface CoordinatorArgs {
   'session-ttl': string;
   'trusted-proxy': string[];
   metrics?: string;
+  'tls-cert'?: string;
+  'tls-key'?: string;
+  'signing-key'?: string;
+}
+
+/** --tls-cert/--tls-key/--signing-key, read now; errors name the flag. */
+function tlsAndSigning(a: CoordinatorArgs) {
+  const read = (flag: 'tls-cert' | 'tls-key') => {
+    try {
+      return readFileSync(a[flag]!);
+    } catch (err) {
+      throw new CliError(`cannot read --${flag} ${a[flag]}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  const tls = a['tls-cert'] ? { cert: read('tls-cert'), key: read('tls-key') } : undefined;
+  let signingKey;
+  if (a['signing-key']) {
+    try {
+      signingKey = loadSigningKey(a['signing-key']);
+    } catch (err) {
+      throw new CliError(`--signing-key: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? `${a['signing-key']} does not exist (make one with isthmus keygen --signing-key FILE)` : (err as Error).message}`);
+    }
+  }
+  return { tls, signingKey };
 }
 
 /** "HOST:PORT" → parts; the message names `flag`. */
@@ -43,13 +69,13 @@ function duration(value: string, flag: string): number {
 export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
   command: 'coordinator',
   describe: 'Run a coordinator: join tokens, virtual-IP allocation and policy-scoped peer maps (isthmus policy), all state in Redis',
-  builder: (y) => y
-    .config('config', 'JSON file with any of these options (Sentinel: "redis" as ioredis options)',
-      (path: string) => JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>)
-    .option('redis', { describe: 'Redis URL: redis://[:password@]host:port[/db] or rediss:// (TLS)' })
+  builder: (y) => redisOptions(y
+    .config('config', 'JSON file with any of these options ("redis" may also be ioredis options)',
+      (path: string) => JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>))
     .option('listen', { type: 'string', default: '0.0.0.0:7000', describe: 'HTTP address, HOST:PORT' })
     .option('cidr', { type: 'string', default: defaults.DEFAULT_CIDR, describe: 'Overlay CIDR virtual IPs come from' })
-    .option('admin-token', { type: 'string', describe: 'Bearer token for the admin API (token/node/policy commands); without it admin routes are off' })
+    .option('admin-token', { type: 'string', describe: 'Bearer token for the admin API (token/node/policy commands); without it admin routes are off. Shows in process listings: prefer --admin-token-file' })
+    .option('admin-token-file', { type: 'string', describe: 'File holding the admin bearer token (mode 600/640)' })
     .option('prefix', { type: 'string', default: defaults.DEFAULT_PREFIX, describe: 'Redis key prefix' })
     .option('quarantine', { type: 'string', default: '1h', describe: 'A removed member\'s virtual IP is reused only after this long' })
     .option('ephemeral-timeout', { type: 'string', default: '5m', describe: 'Remove an ephemeral member whose relay session is gone this long' })
@@ -58,14 +84,16 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
       describe: 'Reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For names the address a join comes from (members may claim that address as their original IP). Default: none, the TCP peer address counts' })
     .option('session-ttl', { type: 'string', default: '24h', describe: 'Lifetime of the session token a member gets on join' })
     .option('metrics', METRICS_OPTION)
+    .option('tls-cert', { type: 'string', describe: 'Serve HTTPS with this certificate (PEM, chain included); with --tls-key' })
+    .option('tls-key', { type: 'string', describe: 'Private key (PEM) of --tls-cert' })
+    .option('signing-key', { type: 'string', describe: 'Ed25519 key file (0600; isthmus keygen --signing-key FILE) shared by every coordinator '
+      + 'of the deployment: join and peer-map answers are signed with it and members pin its public key (docs/SECURITY.md)' })
     .check((a) => {
+      if (!a['tls-cert'] !== !a['tls-key']) throw new Error('--tls-cert and --tls-key go together');
       if (a.metrics) parseListenFlag(a.metrics, '--metrics');
-      if (a.redis === undefined) throw new Error('Missing --redis URL (or ISTHMUS_REDIS, or "redis" in --config)');
-      if (typeof a.redis === 'string') {
-        if (!/^rediss?:\/\/.+/.test(a.redis)) throw new Error(`--redis must be a redis:// or rediss:// URL, got ${JSON.stringify(redactUrl(a.redis))}`);
-      } else if (typeof a.redis !== 'object' || a.redis === null || Array.isArray(a.redis)) {
-        throw new Error('--redis must be a URL (or, in --config, an ioredis options object)');
-      }
+      if (!redisGiven(a)) throw new Error('Missing --redis URL (or ISTHMUS_REDIS, --redis-sentinel, or "redis" in --config)');
+      checkRedisArgs(a);
+      if (a['admin-token'] !== undefined && a['admin-token-file'] !== undefined) throw new Error('give either --admin-token or --admin-token-file, not both');
       parseListen(a.listen, '--listen');
       try {
         parseVipPool(a.cidr);
@@ -84,16 +112,29 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
   handler: async (a) => {
     const log = forComponent('isthmus:coordinator');
     const { host, port } = parseListen(a.listen, '--listen');
+    const spec = redisSpecFromArgs(a, log);
+    const adminToken = secretFrom(a['admin-token'], a['admin-token-file'], 'admin-token');
+    if (adminToken !== undefined && adminToken.length < 16) throw new CliError('the admin token must be at least 16 characters');
+    // Our own client, so its errors are logged (scrubbed) from the first connection attempt on.
+    const secrets = redisSecrets(spec);
+    const redis = connectRedis(spec, { lazyConnect: true });
+    let lastError: Error | undefined;
+    redis.on('error', (e: Error) => { lastError = e; log.warn({ redis: describeRedis(spec), err: scrubSecrets(e.message, secrets) }, 'redis error'); });
+    onShutdown(() => redis.quit().catch(() => redis.disconnect()));
+    const { tls, signingKey } = tlsAndSigning(a);
+    if (!tls) log.warn('no --tls-cert/--tls-key: serving plain HTTP; members and admin commands refuse it unless given --insecure-coordinator');
     let c;
     try {
+      await redis.connect();
       c = await createCoordinator({
-        redis: a.redis as RedisSpec, cidr: a.cidr, prefix: a.prefix, adminToken: a['admin-token'], logger: log,
+        redis, cidr: a.cidr, prefix: a.prefix, adminToken, logger: log,
         quarantineMs: duration(a.quarantine, '--quarantine'), ephemeralTimeoutMs: duration(a['ephemeral-timeout'], '--ephemeral-timeout'),
         trustedProxies: a['trusted-proxy'].map(String), sessionTtlMs: duration(a['session-ttl'], '--session-ttl'),
+        tls, signingKey,
       });
     } catch (err) {
-      const where = typeof a.redis === 'string' ? redactUrl(a.redis) : 'the configured Redis';
-      throw new CliError(`cannot start on ${where}: ${(err as Error).message}`);
+      const why = redis.status === 'ready' ? (err as Error).message : (lastError ?? err as Error).message;
+      throw new CliError(`cannot start on ${describeRedis(spec)}: ${scrubSecrets(why, secrets)}`);
     }
     onShutdown(() => c.close());
     try {
@@ -112,6 +153,6 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
     if (a['original-ip-grace'] !== undefined) {
       log.warn('--original-ip-grace is ignored: an original IP held by a member is never taken over by another join; free it with `isthmus node remove`');
     }
-    if (!a['admin-token']) log.warn('no --admin-token: token and node admin routes are disabled');
+    if (!adminToken) log.warn('no --admin-token: token and node admin routes are disabled');
   },
 };

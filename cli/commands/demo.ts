@@ -88,6 +88,7 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
       overlay = await startJoinedOverlay(topo, { cluster: true });
       say(`\nhub: redis-server on the VIP; relays r1 ${topo.addr.relays[0]} and r2 ${topo.addr.relays[1]} behind VIP:7000/udp`);
       say(`  (nftables flow-hash DNAT, health-checked, meshed through Redis); a coordinator beside each behind VIP:8080/tcp`);
+      say(`  coordinators serve HTTPS (certificate from a throwaway CA) and sign peer maps with one key; members pin it: ${overlay.tls.signingPublicKey}`);
       // Tags come from the token (members never choose their own); each member claims the
       // address it joins from as its original IP.
       const agentToken = await overlay.createToken(['--uses', '1', '--ttl', '10m', '--tag', 'agent']);

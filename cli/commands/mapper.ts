@@ -1,16 +1,18 @@
 import type { CommandModule } from 'yargs';
-import { forComponent, DEFAULT_PREFIX } from '../../common';
-import { parseRange, startMapperService, DEFAULT_OVERLAY_CIDR, type ListenAddress, registerMapperMetrics, RedisDirectory } from '../../mapper';
+import { describeRedis, forComponent, DEFAULT_PREFIX, redisSecrets, scrubSecrets } from '../../common';
+import { isLoopbackHost, parseRange, startMapperService, DEFAULT_OVERLAY_CIDR, type ListenAddress, registerMapperMetrics, RedisDirectory } from '../../mapper';
 import { CliError, onShutdown } from '../shutdown';
+import { checkRedisArgs, redisGiven, redisOptions, redisSpecFromArgs, type RedisArgs } from '../redis-options';
+import { secretFrom } from '../secret-file';
 import { METRICS_OPTION, parseListenFlag, startMetrics } from '../metrics';
 
-interface MapperArgs {
-  redis: string;
+interface MapperArgs extends RedisArgs {
   api?: string;
   socks?: string;
   'http-proxy'?: string;
   'socks-user'?: string;
   'socks-pass'?: string;
+  'socks-pass-file'?: string;
   prefix: string;
   'overlay-cidr': string;
   'original-cidr': string[];
@@ -32,25 +34,36 @@ export function parseListen(flag: string, value: string, defaultHost: string): L
 export const mapperCommand: CommandModule<object, MapperArgs> = {
   command: 'mapper',
   describe: 'Answer "where is original IP X" (HTTP API) and proxy to members by original IP (SOCKS5 / HTTP); runs on a member host',
-  builder: (y) => y
-    .option('redis', { type: 'string', demandOption: true, describe: 'Redis URL holding the mapping (redis://host:port)' })
+  builder: (y) => redisOptions(y, 'Redis URL holding the mapping (redis://host:port or rediss://); the mapper only reads and subscribes')
     .option('api', { type: 'string', describe: 'lookup API listen address HOST:PORT' })
     .option('socks', { type: 'string', describe: 'SOCKS5 (and HTTP proxy) listen address HOST:PORT; loopback if only a port is given and no credentials' })
     .option('http-proxy', { type: 'string', describe: 'separate HTTP proxy listen address HOST:PORT (also accepts SOCKS5)' })
     .option('socks-user', { type: 'string', describe: 'require this username (RFC 1929; HTTP proxy: Basic)' })
-    .option('socks-pass', { type: 'string', describe: 'password for --socks-user (prefer ISTHMUS_SOCKS_PASS)' })
+    .option('socks-pass', { type: 'string', describe: 'password for --socks-user (shows in process listings: prefer --socks-pass-file or ISTHMUS_SOCKS_PASS)' })
+    .option('socks-pass-file', { type: 'string', describe: 'file holding the password for --socks-user (mode 600/640)' })
     .option('prefix', { type: 'string', default: DEFAULT_PREFIX, describe: 'Redis key prefix' })
     .option('overlay-cidr', { type: 'string', default: DEFAULT_OVERLAY_CIDR, describe: 'virtual IP range, dialed as-is' })
     .option('original-cidr', { type: 'string', array: true, default: [] as string[], describe: 'if given, destinations outside these and the overlay are refused as not allowed (repeatable)' })
     .option('metrics', METRICS_OPTION)
     .check((a) => {
       if (a.metrics) parseListenFlag(a.metrics, '--metrics');
-      if (!/^rediss?:\/\//.test(a.redis)) throw new Error(`--redis ${JSON.stringify(a.redis)}: want a redis:// or rediss:// URL`);
+      if (!redisGiven(a)) throw new Error('Missing --redis URL (or --redis-sentinel)');
+      if (typeof a.redis === 'object') throw new Error('--redis must be a redis:// or rediss:// URL');
+      checkRedisArgs(a);
       if (!a.api && !a.socks && !a['http-proxy']) throw new Error('give at least one of --api, --socks, --http-proxy');
-      if (Boolean(a['socks-user']) !== Boolean(a['socks-pass'])) throw new Error('--socks-user and --socks-pass go together');
+      if (a['socks-pass'] !== undefined && a['socks-pass-file'] !== undefined) throw new Error('give either --socks-pass or --socks-pass-file, not both');
+      const pass = a['socks-pass'] !== undefined || a['socks-pass-file'] !== undefined;
+      if (Boolean(a['socks-user']) !== pass) throw new Error('--socks-user and --socks-pass (or --socks-pass-file) go together');
       if (a['socks-user'] && Buffer.byteLength(a['socks-user']) > 255) throw new Error('--socks-user: at most 255 bytes (RFC 1929)');
       if (a['socks-pass'] && Buffer.byteLength(a['socks-pass']) > 255) throw new Error('--socks-pass: at most 255 bytes (RFC 1929)');
-      for (const f of ['api', 'socks', 'http-proxy'] as const) if (a[f]) parseListen(f, a[f]!, '127.0.0.1');
+      const proxyHost = a['socks-user'] ? '0.0.0.0' : '127.0.0.1';
+      for (const f of ['api', 'socks', 'http-proxy'] as const) {
+        if (!a[f]) continue;
+        const at = parseListen(f, a[f]!, f === 'api' ? '127.0.0.1' : proxyHost);
+        if (!a['socks-user'] && !isLoopbackHost(at.host)) {
+          throw new Error(`--${f} ${at.host}: the mapper listens beyond loopback only with credentials (--socks-user and --socks-pass-file); anyone who reaches it could use it otherwise`);
+        }
+      }
       try { parseRange(a['overlay-cidr']); } catch (err) { throw new Error(`--overlay-cidr: ${(err as Error).message}`); }
       for (const c of a['original-cidr']) {
         try { parseRange(c); } catch (err) { throw new Error(`--original-cidr: ${(err as Error).message}`); }
@@ -59,12 +72,15 @@ export const mapperCommand: CommandModule<object, MapperArgs> = {
     }),
   handler: async (args) => {
     const log = forComponent('isthmus:mapper');
-    const credentials = args['socks-user'] ? { username: args['socks-user'], password: args['socks-pass']! } : undefined;
+    const spec = redisSpecFromArgs(args, log);
+    const password = secretFrom(args['socks-pass'], args['socks-pass-file'], 'socks-pass');
+    if (password !== undefined && Buffer.byteLength(password) > 255) throw new CliError('--socks-pass-file: at most 255 bytes (RFC 1929)');
+    const credentials = args['socks-user'] && password !== undefined ? { username: args['socks-user'], password } : undefined;
     const proxyHost = credentials ? '0.0.0.0' : '127.0.0.1';
     let svc;
     try {
       svc = await startMapperService({
-        redis: args.redis,
+        redis: spec,
         prefix: args.prefix,
         api: args.api ? parseListen('api', args.api, '127.0.0.1') : undefined,
         socks: args.socks ? parseListen('socks', args.socks, proxyHost) : undefined,
@@ -77,7 +93,7 @@ export const mapperCommand: CommandModule<object, MapperArgs> = {
     } catch (err) {
       const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
       if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') throw new CliError(`cannot listen on ${e.address ?? ''}:${e.port ?? ''}: ${e.code}`);
-      throw new CliError(`mapper failed to start (--redis ${args.redis}): ${e.message}`);
+      throw new CliError(`mapper failed to start (Redis ${describeRedis(spec)}): ${scrubSecrets(e.message, [...redisSecrets(spec), password])}`);
     }
     onShutdown(() => svc.stop());
     if (args.metrics) {

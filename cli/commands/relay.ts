@@ -1,20 +1,21 @@
 import type { CommandModule } from 'yargs';
 import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
-import { forComponent, systemClock, parseAddr, DEFAULT_PREFIX, redisReadiness, type ReadinessCheck } from '../../common';
+import { connectRedis, describeRedis, forComponent, systemClock, parseAddr, DEFAULT_PREFIX, redisReadiness, redisSecrets, scrubSecrets, type ReadinessCheck } from '../../common';
 import { openBestDatagramSocket } from '../../native-bindings';
-import Redis from 'ioredis';
+import type Redis from 'ioredis';
 import { createRelay, deriveMeshKey, followMemberRemovals, Mesh, MemberFileError, RedisMeshRegistry, RedisMemberDirectory, RedisPolicySource, RedisSessionRecorder, StaticMemberDirectory, type MemberDirectory, type SessionListener, registerRelayMetrics } from '../../relay';
 import { CliError, onShutdown } from '../shutdown';
+import { worldAccess } from '../secret-file';
+import { checkRedisArgs, redisGiven, redisOptions, redisSpecFromArgs, type RedisArgs } from '../redis-options';
 import { METRICS_OPTION, parseListenFlag, startHealthPort, startMetrics } from '../metrics';
 
-interface RelayArgs {
+interface RelayArgs extends RedisArgs {
   listen?: string;
   members?: string;
   id?: string;
   keepalive?: number;
   'stats-interval'?: number;
-  redis?: string;
   'redis-prefix'?: string;
   advertise?: string;
   mesh?: string;
@@ -43,13 +44,12 @@ export function parseHostPort(value: string, flag: string): { host: string; port
 export const relayCommand: CommandModule<object, RelayArgs> = {
   command: 'relay',
   describe: 'Run a relay: authenticate members and forward their end-to-end encrypted packets by overlay address',
-  builder: (y) => y
+  builder: (y) => redisOptions(y, 'Redis URL: members from P:key:<pub>, sessions recorded in P:session:<vip>, access policy from P:policy (instead of --members)')
     .option('listen', { type: 'string', describe: 'UDP address to listen on, HOST:PORT (IPv4)' })
     .option('members', { type: 'string', normalize: true, describe: 'Static members file: lines "<base64 public key> <overlay IPv4>"' })
     .option('id', { type: 'string', describe: 'Relay id sent to members and logged (default: hostname:port)' })
     .option('keepalive', { type: 'number', default: 10, describe: 'Keepalive interval advertised to members, seconds' })
     .option('stats-interval', { type: 'number', default: 60, describe: 'Log a stats line every N seconds (0: never)' })
-    .option('redis', { type: 'string', describe: 'Redis URL: members from P:key:<pub>, sessions recorded in P:session:<vip>, access policy from P:policy (instead of --members)' })
     .option('redis-prefix', { type: 'string', default: DEFAULT_PREFIX, describe: 'Redis key prefix' })
     .option('advertise', { type: 'string', describe: 'HOST:PORT members reach this relay at (the VIP), recorded in Redis (default: --listen)' })
     .option('mesh', { type: 'string', describe: 'UDP address for relay-to-relay forwarding, HOST:PORT (needs --redis and --id): the relays behind one VIP become one service' })
@@ -63,13 +63,16 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
       if (a['health-tcp']) parseListenFlag(a['health-tcp'], '--health-tcp');
       if (!a.listen) throw new Error('Missing --listen HOST:PORT');
       parseHostPort(a.listen, '--listen');
-      if (!a.members && !a.redis) throw new Error('Missing --members FILE (or --redis URL)');
-      if (a.members && a.redis) throw new Error('Give either --members or --redis, not both');
-      if (a.redis && !/^rediss?:\/\//.test(a.redis)) throw new Error('--redis must be a redis:// or rediss:// URL');
+      if (!a.members && !redisGiven(a)) throw new Error('Missing --members FILE (or --redis URL)');
+      if (a.members && redisGiven(a)) throw new Error('Give either --members or --redis, not both');
+      if (redisGiven(a)) {
+        if (typeof a.redis === 'object') throw new Error('--redis must be a redis:// or rediss:// URL');
+        checkRedisArgs(a);
+      }
       if (a.advertise) parseHostPort(a.advertise, '--advertise');
       if (a.mesh) {
         parseHostPort(a.mesh, '--mesh');
-        if (!a.redis) throw new Error('--mesh needs --redis URL (routes and relay registry live in Redis)');
+        if (!redisGiven(a)) throw new Error('--mesh needs --redis URL (routes and relay registry live in Redis)');
         if (!a.id) throw new Error('--mesh needs --id ID (relays find each other by id)');
         const adv = parseHostPort(a['mesh-advertise'] ?? a.mesh, '--mesh-advertise');
         if (adv.host === '0.0.0.0') throw new Error('--mesh binds 0.0.0.0: give --mesh-advertise HOST:PORT');
@@ -103,8 +106,10 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
         throw new CliError(`cannot read --members ${args.members}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }
     } else {
-      redis = new Redis(args.redis!, { maxRetriesPerRequest: 3, enableAutoPipelining: true });
-      redis.on('error', (e: Error) => log.warn({ err: e.message }, 'redis error'));
+      const spec = redisSpecFromArgs(args, log);
+      const secrets = redisSecrets(spec);
+      redis = connectRedis(spec);
+      redis.on('error', (e: Error) => log.warn({ redis: describeRedis(spec), err: scrubSecrets(e.message, secrets) }, 'redis error'));
       // quit() (not disconnect()) so the session deletions queued by relay.stop() reach Redis.
       onShutdown(() => redis!.quit().catch(() => redis!.disconnect()));
       redisDirectory = new RedisMemberDirectory(redis, { prefix: args['redis-prefix'] });
@@ -145,6 +150,8 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
         } catch (err) {
           throw new CliError(`cannot read --mesh-key ${args['mesh-key']}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
         }
+        const exposed = worldAccess(args['mesh-key'], '--mesh-key');
+        if (exposed) log.warn(exposed);
         if (secret.length < 16) throw new CliError(`--mesh-key ${args['mesh-key']}: the secret must be at least 16 bytes`);
       } else {
         try {

@@ -1,29 +1,43 @@
 import type { Argv, CommandModule } from 'yargs';
-import { CoordinatorClient, CoordinatorHttpError, parseDuration, parseOriginalCidrs } from '../../coordinator';
+import { CoordinatorClient, CoordinatorHttpError, CoordinatorTlsError, parseDuration, parseOriginalCidrs } from '../../coordinator';
 import { CliError } from '../shutdown';
+import { secretFrom } from '../secret-file';
+import { checkCoordinatorFlags, COORDINATOR_CA_OPTION, coordinatorCa, INSECURE_COORDINATOR_OPTION, type CoordinatorTlsArgs } from '../coordinator-flags';
 
 /** Flags shared by the admin commands (`token`, `node`; node.ts imports these). */
-export interface AdminArgs {
+export interface AdminArgs extends CoordinatorTlsArgs {
   coordinator?: string;
   'admin-token'?: string;
+  'admin-token-file'?: string;
   json: boolean;
 }
 
 export function adminOptions<T>(y: Argv<T>): Argv<T & AdminArgs> {
   return y
-    .option('coordinator', { type: 'string', describe: 'Coordinator URL, e.g. http://10.0.0.1:7000' })
-    .option('admin-token', { type: 'string', describe: 'Admin bearer token of the coordinator' })
+    .option('coordinator', { type: 'string', describe: 'Coordinator URL, e.g. https://10.0.0.1:8080' })
+    .option('coordinator-ca', COORDINATOR_CA_OPTION)
+    .option('insecure-coordinator', INSECURE_COORDINATOR_OPTION)
+    .option('admin-token', { type: 'string', describe: 'Admin bearer token of the coordinator (shows in process listings: prefer --admin-token-file or ISTHMUS_ADMIN_TOKEN)' })
+    .option('admin-token-file', { type: 'string', describe: 'File holding the admin bearer token (mode 600/640)' })
     .option('json', { type: 'boolean', default: false, describe: 'Print JSON' })
     .check((a) => {
       if (!a.coordinator) throw new Error('Missing --coordinator URL');
-      if (!/^https?:\/\/[^/\s]+\/?$/.test(a.coordinator)) throw new Error(`--coordinator must be http(s)://HOST:PORT, got ${JSON.stringify(a.coordinator)}`);
-      if (!a['admin-token']) throw new Error('Missing --admin-token');
+      if (!/^https?:\/\/[^/\s]+\/?$/.test(a.coordinator)) throw new Error(`--coordinator must be https://HOST:PORT, got ${JSON.stringify(a.coordinator)}`);
+      checkCoordinatorFlags(a);
+      if (a['admin-token'] !== undefined && a['admin-token-file'] !== undefined) throw new Error('give either --admin-token or --admin-token-file, not both');
+      if (!a['admin-token'] && !a['admin-token-file']) throw new Error('Missing --admin-token-file (or --admin-token)');
       return true;
     }) as unknown as Argv<T & AdminArgs>;
 }
 
 export function adminClient(a: AdminArgs): CoordinatorClient {
-  return new CoordinatorClient({ url: a.coordinator!, adminToken: a['admin-token'] });
+  let ca: Buffer | undefined;
+  try {
+    ca = coordinatorCa(a, (msg) => process.stderr.write(`warning: ${msg}\n`));
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+  return new CoordinatorClient({ url: a.coordinator!, adminToken: secretFrom(a['admin-token'], a['admin-token-file'], 'admin-token'), ca });
 }
 
 /** Turn HTTP and network failures into one-line CLI errors (no secrets in them). */
@@ -33,6 +47,7 @@ export async function adminCall<T>(a: AdminArgs, fn: () => Promise<T>): Promise<
   } catch (err) {
     if (err instanceof CliError) throw err;
     if (err instanceof CoordinatorHttpError) throw new CliError(`coordinator refused: ${err.message}`);
+    if (err instanceof CoordinatorTlsError) throw new CliError(`--coordinator ${err.message}`);
     const cause = (err as { cause?: { code?: string } }).cause;
     throw new CliError(`cannot reach --coordinator ${a.coordinator}: ${cause?.code ?? (err as Error).message}`);
   }

@@ -28,6 +28,7 @@ export function replyForRefusal(t: Extract<Target, { kind: 'refuse' }>): ReplyCo
     case 'unsupported': return Reply.AddressTypeNotSupported;
     case 'invalid': return Reply.HostUnreachable;
     case 'unavailable': return Reply.GeneralFailure;
+    case 'bad-mapping': return Reply.NotAllowed;
   }
 }
 

@@ -62,7 +62,8 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...e, ...extra };
 }
 
-const admin = () => ['--coordinator', env.urls[0], '--admin-token', ADMIN];
+// In-process coordinators on plain HTTP: the flag says so (coordinator-tls.test.ts covers HTTPS).
+const admin = () => ['--coordinator', env.urls[0], '--insecure-coordinator', '--admin-token', ADMIN];
 
 test.serial('token create/list/revoke and node list/remove', async (t) => {
   const c = await run(['token', 'create', ...admin(), '--uses', '2', '--tag', 'a', '--tag', 'b', '--ttl', '1h', '--original-cidr', '10.20.0.0/16']);
@@ -84,7 +85,7 @@ test.serial('token create/list/revoke and node list/remove', async (t) => {
   t.is((await run(['node', 'remove', j.vip, ...admin()])).code, 0);
   t.is((await run(['node', 'remove', j.vip, ...admin()])).code, 1, 'second remove: not found');
 
-  const rv = await run(['token', 'revoke', tokens[0].id], { ISTHMUS_COORDINATOR: env.urls[0], ISTHMUS_ADMIN_TOKEN: ADMIN });
+  const rv = await run(['token', 'revoke', tokens[0].id], { ISTHMUS_COORDINATOR: env.urls[0], ISTHMUS_INSECURE_COORDINATOR: 'true', ISTHMUS_ADMIN_TOKEN: ADMIN });
   t.is(rv.code, 0, rv.err);
   t.deepEqual(JSON.parse((await run(['token', 'list', ...admin(), '--json'])).out), []);
 });
@@ -132,7 +133,7 @@ test.serial('bad flags name the flag (non-zero exit); wrong admin token is a cle
   const unknown = await run(['token', 'list', ...admin(), '--bogus', '1']);
   t.not(unknown.code, 0);
   t.regex(unknown.err, /bogus/);
-  const wrong = await run(['token', 'list', '--coordinator', env.urls[0], '--admin-token', 'wrong-admin-token-xyz']);
+  const wrong = await run(['token', 'list', '--coordinator', env.urls[0], '--insecure-coordinator', '--admin-token', 'wrong-admin-token-xyz']);
   t.is(wrong.code, 1);
   t.regex(wrong.err, /401/);
   t.false(wrong.err.includes('wrong-admin-token-xyz'));
@@ -166,7 +167,7 @@ test.serial('coordinator command: flags from env and --config, serves, stops on 
       if (i > 100 || child.exitCode !== null) throw new Error('coordinator did not come up: ' + logs);
       await new Promise((r) => setTimeout(r, 100));
     }
-    const tok = await run(['token', 'create', '--coordinator', url, '--admin-token', ADMIN]);
+    const tok = await run(['token', 'create', '--coordinator', url, '--insecure-coordinator', '--admin-token', ADMIN]);
     t.is(tok.code, 0, tok.err);
     t.truthy(await env.r.get('clitest:ipam:cidr'), 'the --config prefix is used');
     t.false(logs.includes(ADMIN), 'the admin token is never logged');

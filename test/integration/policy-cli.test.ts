@@ -45,7 +45,8 @@ function run(args: string[], stdin?: string): Promise<{ code: number | null; out
   });
 }
 
-const admin = () => ['--coordinator', env.urls[0], '--admin-token', ADMIN];
+// In-process coordinators on plain HTTP: the flag says so (coordinator-tls.test.ts covers HTTPS).
+const admin = () => ['--coordinator', env.urls[0], '--insecure-coordinator', '--admin-token', ADMIN];
 
 function file(name: string, text: string): string {
   const p = join(dir, name);
@@ -136,7 +137,7 @@ test.serial('bad flags name the flag; unknown members name the side; unreadable 
   const noCoord = await run(['policy', 'get', '--admin-token', ADMIN]);
   t.is(noCoord.code, 2);
   t.regex(noCoord.err, /--coordinator/);
-  const wrong = await run(['policy', 'get', '--coordinator', env.urls[0], '--admin-token', 'wrong-admin-token-xyz']);
+  const wrong = await run(['policy', 'get', '--coordinator', env.urls[0], '--insecure-coordinator', '--admin-token', 'wrong-admin-token-xyz']);
   t.is(wrong.code, 1);
   t.regex(wrong.err, /401/);
   t.false(wrong.err.includes('wrong-admin-token-xyz'));

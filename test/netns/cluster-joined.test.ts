@@ -33,7 +33,7 @@ rootTest('members join through coordinators behind the VIP and talk across the r
   t.true(homes.every((h) => /^r[12]$/.test(h)));
   // Both coordinators are up behind the VIP (checked from the hub, which routes to each).
   for (const ip of topo.addr.relays) {
-    const h = await topo.exec(topo.ns.hub, 'curl', ['-sS', '--max-time', '5', `http://${ip}:8080/v1/health`], { check: false });
-    t.regex(h.stdout, /ok/);
+    const h = await topo.exec(topo.ns.hub, 'curl', ['-sS', '--max-time', '5', '--cacert', overlay.tls.ca, `https://${ip}:8080/v1/health`], { check: false });
+    t.regex(h.stdout, /ok/, h.stderr);
   }
 });

@@ -104,7 +104,7 @@ rootTest('from its own VPC, a member cannot claim another member\'s original IP 
   const a1 = overlay.members.get('a1')!;
   const m3 = extra[2];
   const attempt = async (originalIp: string, tok: string, name: string) => {
-    const r = await topo.exec(m3.ns, process.execPath, [cliPath(), 'agent', '--coordinator', overlay.coordinatorUrl, '--relay', overlay.relayAddr,
+    const r = await topo.exec(m3.ns, process.execPath, [cliPath(), 'agent', ...overlay.coordinatorArgs, '--relay', overlay.relayAddr,
       '--token', tok, '--original-ip', originalIp, '--hostname', name, '--state-dir', join(overlay.dir, `state-${name}`)], { check: false, timeoutMs: 20_000 });
     return { code: r.code, err: r.stderr };
   };
@@ -128,7 +128,7 @@ rootTest('a member that leaves is gone from the map and from its peers', async (
   const { topo, overlay } = t.context;
   const a3 = overlay.members.get('a3')!;
   await a3.process.stop();
-  const r = await topo.exec(a3.ns, process.execPath, [cliPath(), 'agent', '--leave', '--coordinator', overlay.coordinatorUrl,
+  const r = await topo.exec(a3.ns, process.execPath, [cliPath(), 'agent', '--leave', ...overlay.coordinatorArgs,
     '--state-dir', a3.stateDir, '--original-ip', a3.originalIp]);
   t.regex(r.stdout, /left/);
   t.is(await redisCli(t.context, 'EXISTS', `isthmus:node:${a3.vip}`), '0');

@@ -296,7 +296,7 @@ rootTest('identity takeovers from member VPCs are refused through two coordinato
   const [, m2, m3] = extra;
   /** An agent started in `ns` that must be refused; its stderr says why. */
   const attempt = async (ns: string, name: string, stateName: string, args: string[]) => {
-    const r = await topo.exec(ns, process.execPath, [cliPath(), 'agent', '--coordinator', overlay.coordinatorUrl, '--relay', overlay.relayAddr,
+    const r = await topo.exec(ns, process.execPath, [cliPath(), 'agent', ...overlay.coordinatorArgs, '--relay', overlay.relayAddr,
       '--hostname', name, '--state-dir', join(overlay.dir, `state-${stateName}`), ...args], { check: false, timeoutMs: 20_000 });
     return { code: r.code, err: r.stderr };
   };

@@ -2,8 +2,12 @@
  * isthmus with its control plane on the shared topology: a private redis-server, a
  * coordinator and a relay (Redis-backed) on the hub's VIP; members join with a token.
  *
- *   hub:  redis-server 10.90.0.1:6379 · coordinator http://10.90.0.1:8080 · relay 10.90.0.1:7000
- *   vpc1, vpc2, m<i>:  isthmus agent --coordinator … --token … --relay 10.90.0.1:7000
+ *   hub:  redis-server 10.90.0.1:6379 · coordinator https://10.90.0.1:8080 · relay 10.90.0.1:7000
+ *   vpc1, vpc2, m<i>:  isthmus agent --coordinator … --coordinator-ca … --token … --relay 10.90.0.1:7000
+ *
+ * The coordinators serve HTTPS with a certificate from a throwaway CA made in the overlay's
+ * directory (tls-certs.ts) and sign peer maps with one shared key; members and admin commands
+ * verify the certificate against that CA (`coordinatorArgs`) and pin the signing key.
  *
  * With `cluster: true` (a topology made with `relays: N`, N ≥ 2), the relays run in their own
  * namespaces behind the VIP's health-checked load balancer and mesh through Redis instead
@@ -20,6 +24,7 @@ import type { Topology } from '../topology';
 import type { ManagedProcess, RunResult } from '../procs';
 import { cliPath } from './isthmus';
 import { relayCluster, type RelayCluster } from '../relay-cluster';
+import { makeCoordinatorTls, type CoordinatorTls } from '../tls-certs';
 
 export const COORDINATOR_PORT = 8080;
 export const JOINED_RELAY_PORT = 7000;
@@ -53,6 +58,10 @@ export interface JoinedOverlay {
   /** Set in cluster mode. */
   cluster: RelayCluster | undefined;
   coordinatorUrl: string;
+  /** How a CLI command reaches the coordinator: `--coordinator URL --coordinator-ca FILE`. */
+  coordinatorArgs: string[];
+  /** The coordinators' CA, certificate and signing key. */
+  tls: CoordinatorTls;
   redisUrl: string;
   relayAddr: string;
   adminToken: string;
@@ -60,7 +69,7 @@ export interface JoinedOverlay {
   /** `isthmus token create` from vpc1, as the admin; returns the token. */
   createToken(args?: string[]): Promise<string>;
   /**
-   * `isthmus <args…> --coordinator <VIP>` from vpc1 with the admin token (e.g. `['policy', 'set', file]`,
+   * `isthmus <args…> --coordinator <VIP> --coordinator-ca <CA>` from vpc1 with the admin token (e.g. `['policy', 'set', file]`,
    * `['node', 'list', '--json']`); `input` goes to its stdin. Resolves with its exit code and output, never throws on a refusal.
    */
   admin(args: string[], input?: string): Promise<RunResult>;
@@ -82,7 +91,7 @@ export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: stri
   const env = { ...process.env, ISTHMUS_LOG_LEVEL: opts.logLevel ?? 'info' };
   const vip = topo.addr.vip;
   const redisUrl = `redis://${vip}:${REDIS_PORT}`;
-  const coordinatorUrl = `http://${vip}:${COORDINATOR_PORT}`;
+  const coordinatorUrl = `https://${vip}:${COORDINATOR_PORT}`;
   const relayAddr = `${vip}:${JOINED_RELAY_PORT}`;
   const adminToken = randomBytes(24).toString('base64url');
   const hub = topo.ns.hub;
@@ -93,9 +102,11 @@ export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: stri
   // Stateless coordinators: on the hub's VIP, or (cluster) one beside each of r1, r2 behind the VIP.
   const coordinatorHosts = opts.cluster ? [0, 1].map((i) => ({ ns: topo.ns.relays[i], ip: topo.addr.relays[i] })) : [{ ns: hub, ip: vip }];
   if (opts.cluster && coordinatorHosts.some((h) => !h.ns)) throw new Error('cluster mode needs a topology with at least 2 relays');
+  const tls = makeCoordinatorTls(join(dir, 'tls'), [vip, ...coordinatorHosts.map((h) => h.ip)]);
+  const coordinatorArgs = ['--coordinator', coordinatorUrl, '--coordinator-ca', tls.ca];
   const startCoordinators = async () => {
     const procs = coordinatorHosts.map((h, i) => topo.spawn(h.ns, process.execPath, [cli, 'coordinator', '--redis', redisUrl,
-      '--listen', `${h.ip}:${COORDINATOR_PORT}`], { name: `coordinator${i + 1}`, env: { ...env, ISTHMUS_ADMIN_TOKEN: adminToken } }));
+      '--listen', `${h.ip}:${COORDINATOR_PORT}`, '--tls-cert', tls.cert, '--tls-key', tls.key, '--signing-key', tls.signingKey], { name: `coordinator${i + 1}`, env: { ...env, ISTHMUS_ADMIN_TOKEN: adminToken } }));
     for (const h of coordinatorHosts) await topo.waitForListen(h.ns, COORDINATOR_PORT, 'tcp');
     return procs;
   };
@@ -115,7 +126,7 @@ export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: stri
 
   const members = new Map<string, JoinedMember>();
   const overlay: JoinedOverlay = {
-    dir, redis, relay, cluster, coordinatorUrl, redisUrl, relayAddr, adminToken, members,
+    dir, redis, relay, cluster, coordinatorUrl, coordinatorArgs, tls, redisUrl, relayAddr, adminToken, members,
     get coordinator() {
       return coordinators[0];
     },
@@ -130,12 +141,12 @@ export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: stri
     },
     admin(args, input) {
       // From a VPC, like an admin: the VIP's load balancer only sees traffic that arrives at the hub.
-      return topo.exec(topo.ns.vpc1, process.execPath, [cli, ...args, '--coordinator', coordinatorUrl],
+      return topo.exec(topo.ns.vpc1, process.execPath, [cli, ...args, ...coordinatorArgs],
         { check: false, env: { ...env, ISTHMUS_ADMIN_TOKEN: adminToken }, ...(input === undefined ? {} : { input }) });
     },
     async join(name, ns, originalIp, jo = {}) {
       const stateDir = join(dir, `state-${name}`);
-      const args = [cli, 'agent', '--coordinator', coordinatorUrl, '--relay', relayAddr, '--original-ip', originalIp,
+      const args = [cli, 'agent', ...coordinatorArgs, '--relay', relayAddr, '--original-ip', originalIp,
         '--state-dir', stateDir, '--hostname', name];
       if (jo.token) args.push('--token', jo.token);
       args.push(...(jo.extraArgs ?? []));

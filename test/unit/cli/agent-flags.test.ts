@@ -10,7 +10,7 @@ async function failure(cmd: typeof agentCommand, argv: string[]): Promise<string
   return msg;
 }
 
-const join = ['agent', '--coordinator', 'http://10.0.0.1:7000', '--relay', '10.0.0.1:7000', '--token', 'isj_x'];
+const join = ['agent', '--coordinator', 'https://10.0.0.1:7000', '--relay', '10.0.0.1:7000', '--token', 'isj_x'];
 
 test('agent --tag is refused with a pointer to token and admin tags; without it the flags pass', async (t) => {
   const msg = await failure(agentCommand, [...join, '--tag', 'controller']);
@@ -18,4 +18,12 @@ test('agent --tag is refused with a pointer to token and admin tags; without it 
   t.regex(msg ?? '', /isthmus token create --tag/);
   t.regex(msg ?? '', /isthmus node tag/);
   t.is(await failure(agentCommand, join), undefined, 'positive control');
+});
+
+test('agent: a plain http:// coordinator is refused unless --insecure-coordinator; a bad --coordinator-pubkey is named', async (t) => {
+  const plain = ['agent', '--coordinator', 'http://10.0.0.1:7000', '--relay', '10.0.0.1:7000', '--token', 'isj_x'];
+  t.regex(await failure(agentCommand, plain) ?? '', /plain http:\/\/.*--insecure-coordinator/);
+  t.is(await failure(agentCommand, [...plain, '--insecure-coordinator']), undefined, 'positive control: allowed with the flag');
+  t.regex(await failure(agentCommand, [...join, '--coordinator-pubkey', 'not-a-key']) ?? '', /--coordinator-pubkey: not a base64 Ed25519 public key/);
+  t.is(await failure(agentCommand, [...join, '--coordinator-pubkey', Buffer.alloc(32, 7).toString('base64')]), undefined, 'positive control');
 });

@@ -46,6 +46,31 @@ test('never dials outside the overlay unless the directory mapped it (no open pr
   t.pass();
 });
 
+test('whatever the directory (Redis) says, only overlay addresses are dialed: other mappings are bad-mapping', async (t) => {
+  const hostile: TargetPolicy = { ...policy, directory: memDir([
+    { orig: '10.1.2.3', vip: '100.64.0.7', hostname: 'web-1' },
+    { orig: '10.6.6.6', vip: '192.0.2.66', hostname: 'evil' },
+    { orig: '10.6.6.7', vip: '127.0.0.1', hostname: 'lo' },
+    { orig: '10.6.6.8', vip: 'not-an-ip', hostname: 'junk' },
+  ]) };
+  t.like(await resolveTarget('10.1.2.3', 80, hostile), { kind: 'dial', ip: '100.64.0.7' }, 'positive control');
+  t.like(await resolveTarget('web-1', 80, hostile), { kind: 'dial', ip: '100.64.0.7' }, 'positive control');
+  for (const h of ['10.6.6.6', 'evil', '10.6.6.7', 'lo', '10.6.6.8', 'junk']) {
+    const r = await resolveTarget(h, 80, hostile);
+    t.like(r, { kind: 'refuse', why: 'bad-mapping' }, h);
+    if (r.kind === 'refuse') t.regex(r.reason, /outside the overlay 100\.64\.0\.0\/10: not dialed/);
+  }
+  await fc.assert(fc.asyncProperty(fc.oneof(fc.ipV4(), fc.string({ maxLength: 20 })), fc.oneof(fc.ipV4(), fc.domain()), async (vip, host) => {
+    const dir: MemberDirectory = {
+      byOriginalIp: async () => toEntry(vip, { orig: '10.0.0.1', hostname: 'x', tags: '[]' }, {}),
+      byVirtualIp: async () => null,
+      byHostname: async () => toEntry(vip, { orig: '10.0.0.1', hostname: 'x', tags: '[]' }, {}),
+    };
+    const r = await resolveTarget(host, 443, { ...policy, directory: dir });
+    return r.kind !== 'dial' || (isAddr(r.ip) && contains(policy.overlay, parseAddr(r.ip)));
+  }), { numRuns: 2000 });
+});
+
 test('ranges from options: InvalidCidrError on junk, host bits cleared (parser: test/unit/common/ipv4.test.ts)', async (t) => {
   for (const bad of ['10.0.0.0/33', '010.0.0.0/8', '10.0.0.0', '10.0.0.0/8 x', '']) t.throws(() => parseRange(bad), { code: 'ERR_INVALID_CIDR' }, bad);
   t.deepEqual(parseRange(' 100.64.0.1/10 '), parseRange('100.64.0.0/10'));
