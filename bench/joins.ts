@@ -57,7 +57,8 @@ export async function runJoinBench(o: JoinBenchOptions = {}): Promise<JoinBenchR
   const coords: Coordinator[] = [];
   try {
     for (let i = 0; i < n; i++) {
-      coords.push(await createCoordinator({ redis: url, prefix: 'isthmus-bench:', adminToken: admin, sweepIntervalMs: 0 }));
+      // Every client joins from 127.0.0.1: the per-source limits would measure themselves.
+      coords.push(await createCoordinator({ redis: url, prefix: 'isthmus-bench:', adminToken: admin, sweepIntervalMs: 0, rateLimits: false }));
     }
     if (o.redisUrl) {
       const keys = await coords[0].redis.keys('isthmus-bench:*');

@@ -50,8 +50,12 @@ export const KEY_PATTERNS = {
   /** string · written by C · read by C · TTL session TTL (default 24 h) — bearer session token by
    *  SHA-256: `"<vip> <pub>"`. */
   sessionToken: 'stoken:<sha256hex>',
-  /** string · written by C · read by C · TTL 60 s — join challenge JSON `{priv, pub, nonce}`. */
-  challenge: 'challenge:<id>',
+  /** string · written by C · read by C · TTL none — base64 secret the coordinators sign and derive
+   *  join challenges with (coordinator/challenge-token.ts), created with SET NX. */
+  challengeKey: 'challenge-key',
+  /** string · written by C · read by C · TTL until the challenge expired + 60 s — `1`: the join
+   *  challenge with this nonce (base64url) was used by a successful join (single use). */
+  challengeUsed: 'challenge-used:<nonce>',
   /** hash · written by C · read by C · TTL none — public key (base64) → JSON `{vip, hostname,
    *  removedAt}`: keys an admin removed; their joins are refused until an admin allows them. */
   removedKeys: 'removed-keys',

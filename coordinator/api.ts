@@ -4,9 +4,11 @@
  * is `{ error: <code>, message: <reason> }` with a 4xx status.
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import rateLimit from '@fastify/rate-limit';
 import { type Logger, redactKey } from '../common';
 import { verifyKeyProof } from '../protocol';
-import { BadRequestError, CoordinatorError, NotFoundError, UnauthorizedError } from './errors';
+import { BadRequestError, CoordinatorError, NotFoundError, RateLimitedError, UnauthorizedError } from './errors';
+import { DEFAULT_RATE_LIMITS, RATE_LIMIT_SOURCES, type RateLimits } from './constants';
 import { parseOriginalCidrs, sourceIpv4, staticOriginalIpRefusal } from './claim-rules';
 import type { VipPool } from './ipam';
 import type { PeerFeed } from './peer-feed';
@@ -17,7 +19,7 @@ import { hashSecret, newSecret, secretsEqual, SESSION_TOKEN_PREFIX } from './tok
 import type { TokenStore } from './token-store';
 import type { JoinRequest, JoinResponse, NodeTagsRequest, NodeTagsResponse, PeersResponse, TokenCreateRequest } from './types';
 import { parseDuration } from './duration';
-import type { JoinCounters } from './metrics';
+import type { JoinCounters, RateLimitCounters } from './metrics';
 import { InvalidPolicyError, registerPolicyRoutes } from './policy-routes';
 
 export interface ApiDeps {
@@ -40,6 +42,10 @@ export interface ApiDeps {
   trustedProxies?: string[];
   /** Joins by result, for metrics. */
   joins?: JoinCounters;
+  /** Per-source limits (constants.ts DEFAULT_RATE_LIMITS); a limit 0 or absent: off. */
+  rateLimits?: Partial<RateLimits>;
+  /** Requests refused by each limit, for metrics. */
+  rateLimited?: RateLimitCounters;
   /** Serve HTTPS with this certificate chain and key (PEM). */
   https?: { cert: string | Buffer; key: string | Buffer };
   /** Runs on every answer before it is sent (server.ts signs join and peer-map answers). */
@@ -58,7 +64,7 @@ function bearer(req: FastifyRequest): string | undefined {
   return h.slice(7).trim() || undefined;
 }
 
-export function buildApi(d: ApiDeps): FastifyInstance {
+export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   const app = Fastify({
     ...(d.https ? { https: d.https } : {}),
     logger: false,
@@ -69,6 +75,10 @@ export function buildApi(d: ApiDeps): FastifyInstance {
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown; validationContext?: string }, _req, reply) => {
+    if (err instanceof RateLimitedError) {
+      reply.header('retry-after', err.retryAfterSec);
+      if (d.rateLimited) d.rateLimited[err.limit]++;
+    }
     if (err instanceof InvalidPolicyError) {
       const p = err.policyError;
       return reply.code(400).send({ error: err.code, message: err.message, reason: p.reason, policyCode: p.code, path: p.path,
@@ -85,6 +95,21 @@ export function buildApi(d: ApiDeps): FastifyInstance {
   app.removeContentTypeParser('text/plain');
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: 'no-route', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
 
+  // Per-source limits (@fastify/rate-limit, in memory: see constants.ts DEFAULT_RATE_LIMITS).
+  // Challenge and join are counted on arrival (onRequest: before the body is read); the admin
+  // API in `admin` below, before the token is compared.
+  const lim = d.rateLimits ?? {};
+  const windowMs = lim.windowMs || DEFAULT_RATE_LIMITS.windowMs;
+  await app.register(rateLimit, { global: false, cache: RATE_LIMIT_SOURCES, timeWindow: windowMs,
+    errorResponseBuilder: (req, ctx) => {
+      const join = req.routeOptions.url === '/v1/join';
+      return new RateLimitedError(join ? 'join' : 'challenge', join ? 'joins' : 'challenges', Math.max(1, Math.ceil(ctx.ttl / 1000)));
+    } });
+  const limit = (max: number | undefined) => ({ rateLimit: max ? { max, timeWindow: windowMs } : false as const });
+  const adminRequests = lim.admin ? app.createRateLimit({ max: lim.admin, timeWindow: windowMs }) : undefined;
+  const adminFailures = lim.adminFailures ? app.createRateLimit({ max: lim.adminFailures, timeWindow: windowMs }) : undefined;
+  const retryAfter = (ttlMs: number) => Math.max(1, Math.ceil(ttlMs / 1000));
+
   // Authentication runs before validation (preValidation), so a caller without a valid bearer
   // learns nothing about the request shape.
   const member = async (req: FastifyRequest): Promise<void> => {
@@ -96,15 +121,33 @@ export function buildApi(d: ApiDeps): FastifyInstance {
   const vipOf = (req: FastifyRequest): string => memberVip.get(req)!;
   const admin = async (req: FastifyRequest): Promise<void> => {
     if (!d.adminToken) throw new CoordinatorError('admin-disabled', 'this coordinator has no --admin-token', 403);
+    if (adminRequests) {
+      const r = await adminRequests(req);
+      if (!r.isAllowed && r.isExceeded) throw new RateLimitedError('admin', 'admin requests', retryAfter(r.ttl));
+    }
+    // A source with too many failed checks gets 429 for every admin request, right token or
+    // wrong, until its window ends: guesses then teach nothing. Each check and its count happen
+    // in one synchronous step (the store counts when called), so concurrent or pipelined guesses
+    // cannot all slip in before the count catches up.
     const t = bearer(req);
-    if (!t || !secretsEqual(t, d.adminToken)) throw new UnauthorizedError('missing or wrong admin token');
+    const ok = t !== undefined && secretsEqual(t, d.adminToken);
+    if (adminFailures) {
+      const f = await adminFailures(req, { increment: !ok });
+      if (!f.isAllowed && (ok ? f.remaining === 0 : f.isExceeded)) {
+        throw new RateLimitedError('admin-auth', 'failed admin authentications', retryAfter(f.ttl));
+      }
+    }
+    if (!ok) {
+      d.log.warn({ source: req.ip, route: req.routeOptions.url }, 'admin request with a missing or wrong token');
+      throw new UnauthorizedError('missing or wrong admin token');
+    }
   };
 
   app.get('/v1/health', async () => ({ ok: true }));
 
-  app.get('/v1/challenge', async () => d.registry.createChallenge());
+  app.get('/v1/challenge', { config: limit(lim.challenge) }, async () => d.registry.createChallenge());
 
-  app.post<{ Body: JoinRequest }>('/v1/join', { schema: { body: S.joinBody } }, async (req): Promise<JoinResponse> => {
+  app.post<{ Body: JoinRequest }>('/v1/join', { schema: { body: S.joinBody }, config: limit(lim.join) }, async (req): Promise<JoinResponse> => {
     const b = req.body;
     if (b.tags && b.tags.length > 0) {
       throw new BadRequestError('tags-not-allowed', 'a member cannot choose its own tags: they come from its join token (isthmus token create --tag T) '

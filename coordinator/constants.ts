@@ -27,3 +27,19 @@ export const MAX_TAG_LEN = 64;
 export const MAX_POLICY_BYTES = 256 * 1024;
 /** What `policy get` and the coordinator's start say when no policy is set. */
 export const NO_POLICY_NOTE = 'no policy: every member reaches every member';
+
+/**
+ * Per-source request limits: requests per window (1 min) from one address, `req.ip` (the TCP
+ * peer, or a trusted proxy's X-Forwarded-For); 0 turns one off. Counted in memory by each
+ * coordinator, so N coordinators behind a VIP let one source through up to N times the limit.
+ *  - challenge/join: generous, because a NAT'd site (many members behind one address) re-joins
+ *    all at once after an outage; each join is one challenge + one join, and agents retry.
+ *    600/min lets 600 members behind one address in per minute per coordinator.
+ *  - admin: the admin API as a whole (scripts tagging many members still fit).
+ *  - adminFailures: failed admin bearer checks; past it, the source's admin requests are all
+ *    refused (429), right token or wrong, until its window is over.
+ */
+export const DEFAULT_RATE_LIMITS = { challenge: 600, join: 600, admin: 600, adminFailures: 10, windowMs: 60_000 } as const;
+export type RateLimits = { -readonly [K in keyof typeof DEFAULT_RATE_LIMITS]: number };
+/** Sources each limiter remembers (least recently seen forgotten first): bounds its memory. */
+export const RATE_LIMIT_SOURCES = 50_000;

@@ -1,3 +1,5 @@
+import type { RateLimitName } from './metrics';
+
 /**
  * One class per condition (libp2p style). `code` is the machine-readable reason the HTTP API
  * puts in `{ error: code, message }`; `statusCode` is what fastify answers with.
@@ -70,5 +72,13 @@ export class CidrMismatchError extends CoordinatorError {
   override name = 'CidrMismatchError';
   constructor(stored: string, wanted: string) {
     super('cidr-mismatch', `Redis holds state for CIDR ${stored}, not ${wanted}: use the same --cidr or another --prefix`, 500);
+  }
+}
+
+/** Too many requests from one source (per-source limits, api.ts); answered with `Retry-After`. */
+export class RateLimitedError extends CoordinatorError {
+  override name = 'RateLimitedError';
+  constructor(readonly limit: RateLimitName, what: string, readonly retryAfterSec: number) {
+    super('rate-limited', `too many ${what} from this address: retry in ${retryAfterSec} s`, 429);
   }
 }

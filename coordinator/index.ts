@@ -11,6 +11,7 @@ export * as defaults from './constants';
 export { RedisRegistry, peerFromHash, type NodeRecord } from './redis-store';
 export { TokenStore } from './token-store';
 export { parseOriginalCidrs } from './claim-rules';
-export { JOIN_RESULTS, registerCoordinatorMetrics, type JoinCounters, type JoinResult } from './metrics';
+export { JOIN_RESULTS, RATE_LIMITS, registerCoordinatorMetrics, type JoinCounters, type JoinResult, type RateLimitCounters,
+  type RateLimitName } from './metrics';
 export { generateSigningKey, loadSigningKey, parseSigningPublicKey, signingPublicKey, signAnswer, verifyAnswer, newNonce,
   type AnswerContext } from './answer-signing';

@@ -100,8 +100,10 @@ end
 /**
  * Join. ARGV after the head: [5] cidr base (uint32), [6] first offset, [7] last offset,
  * [8] public key, [9] original IP, [10] hostname, [11] original IP as uint32, [12] join-token
- * sha256 or '', [13] challenge id, [14] '1' when the original IP is the address the join
- * request comes from, else '0', [15] session-token sha256, [16] session TTL ms.
+ * sha256 or '', [13] the challenge's nonce (base64url; coordinator/challenge-token.ts), [14] '1'
+ * when the original IP is the address the join request comes from, else '0', [15] session-token
+ * sha256, [16] session TTL ms, [17] TTL ms of the challenge's used marker. The API checked the
+ * challenge id and the key proof; this script makes the challenge single-use.
  * Returns {'ok', vip, version, created(0|1)} or {'err', code, detail}. All checks run before
  * the first write, so a refused join changes nothing. The stateless checks (overlay CIDR,
  * special-purpose addresses, no self-asserted tags) ran in the API before this script.
@@ -115,11 +117,11 @@ end
 export const JOIN_LUA = COMMON + `
 local base, first, last = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local pub, orig, hostname, origNum = ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
-local tokenHash, challengeId, fromSource = ARGV[12], ARGV[13], ARGV[14] == '1'
-local sessionHash, sessionTtl = ARGV[15], ARGV[16]
+local tokenHash, challengeNonce, fromSource = ARGV[12], ARGV[13], ARGV[14] == '1'
+local sessionHash, sessionTtl, challengeUsedTtl = ARGV[15], ARGV[16], ARGV[17]
 local hostKey = K.host(hostname)
 
-if redis.call('EXISTS', K.challenge(challengeId)) == 0 then return { 'err', 'challenge-unknown', '' } end
+if redis.call('EXISTS', K.challengeUsed(challengeNonce)) == 1 then return { 'err', 'challenge-unknown', '' } end
 
 local removed = redis.call('HGET', K.removedKeys, pub)
 if removed then
@@ -217,7 +219,7 @@ redis.call('SET', K.orig(orig), vip)
 redis.call('SET', hostKey, vip)
 redis.call('SADD', K.nodes, vip)
 if ephemeral == '1' then redis.call('SADD', K.ephemeral, vip) end
-redis.call('DEL', K.challenge(challengeId))
+redis.call('SET', K.challengeUsed(challengeNonce), '1', 'PX', challengeUsedTtl)
 redis.call('SET', K.sessionToken(sessionHash), vip .. ' ' .. pub, 'PX', sessionTtl)
 local typ = EV.NodeChanged
 if created == 1 then typ = EV.NodeUp end

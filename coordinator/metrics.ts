@@ -26,6 +26,24 @@ export function newJoinCounters(): JoinCounters {
   return { created: 0, rejoined: 0, refused: 0, failed: 0 };
 }
 
+/** Per-source limits (api.ts); the `limit` label of isthmus_coordinator_rate_limited_total. */
+export const RATE_LIMITS = [
+  /** GET /v1/challenge */
+  'challenge',
+  /** POST /v1/join */
+  'join',
+  /** admin API requests */
+  'admin',
+  /** a source locked out after too many failed admin-token checks */
+  'admin-auth',
+] as const;
+export type RateLimitName = (typeof RATE_LIMITS)[number];
+export type RateLimitCounters = Record<RateLimitName, number>;
+
+export function newRateLimitCounters(): RateLimitCounters {
+  return { challenge: 0, join: 0, admin: 0, 'admin-auth': 0 };
+}
+
 /** A scrape never waits on Redis longer than this. */
 const REDIS_SCRAPE_TIMEOUT_MS = 1000;
 
@@ -38,10 +56,12 @@ async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined>
   }
 }
 
-export function registerCoordinatorMetrics(registry: Registry, c: Pick<Coordinator, 'feed' | 'joins' | 'redis' | 'registry'>): void {
+export function registerCoordinatorMetrics(registry: Registry, c: Pick<Coordinator, 'feed' | 'joins' | 'rateLimited' | 'redis' | 'registry'>): void {
   const redisUp = () => c.redis.status === 'ready';
   labelledFrom(registry, 'counter', 'isthmus_coordinator_joins_total', 'Join requests answered by this coordinator, by result', ['result'],
     () => byLabel('result', JOIN_RESULTS, c.joins));
+  labelledFrom(registry, 'counter', 'isthmus_coordinator_rate_limited_total', 'Requests answered 429 by a per-source limit, by limit', ['limit'],
+    () => byLabel('limit', RATE_LIMITS, c.rateLimited));
   gaugeFrom(registry, 'isthmus_coordinator_members', 'Members registered (all coordinators share them; read from Redis at scrape time)', async () => {
     if (!redisUp()) return undefined;
     return withTimeout(c.redis.scard(c.registry.keys.nodes), REDIS_SCRAPE_TIMEOUT_MS).catch(() => undefined);

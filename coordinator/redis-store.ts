@@ -5,7 +5,8 @@
 import type Redis from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import { EventType, redisKeys, type NodeEventType, type RedisKeys, isAddr, parseAddr } from '../common';
-import { type KeyChallenge, createKeyChallenge } from '../protocol';
+import type { KeyChallenge } from '../protocol';
+import { ChallengeSigner, type IssuedChallenge, type OpenedChallenge } from './challenge-token';
 import { CHALLENGE_TTL_SEC, CHANGE_FEED_MAXLEN } from './constants';
 import { CidrMismatchError, JoinRefusedError, type JoinRefusalCode } from './errors';
 import type { VipPool } from './ipam';
@@ -109,9 +110,14 @@ function pairsToObject(flat: string[]): Record<string, string> {
   return o;
 }
 
+/** A coordinator whose challenge check failed re-reads `P:challenge-key` at most this often. */
+const CHALLENGE_KEY_RELOAD_MS = 5_000;
+
 export class RedisRegistry {
   readonly keys: RedisKeys;
   private readonly s: Scripts;
+  private signer?: { secret: string; signer: ChallengeSigner };
+  private signerLoadedAt = -Infinity;
 
   constructor(readonly redis: Redis, private readonly opts: RegistryOptions) {
     this.keys = redisKeys(opts.prefix);
@@ -132,31 +138,57 @@ export class RedisRegistry {
     await this.redis.set(this.keys.ipamCidr, this.opts.cidr.text, 'NX');
     const stored = await this.redis.get(this.keys.ipamCidr);
     if (stored !== this.opts.cidr.text) throw new CidrMismatchError(String(stored), this.opts.cidr.text);
+    await this.loadChallengeKey();
   }
 
-  async createChallenge(): Promise<{ id: string; ephemeralPublic: string; nonce: string }> {
-    const c = createKeyChallenge();
-    const id = randomBytes(16).toString('base64url');
-    await this.redis.set(this.keys.challenge(id), JSON.stringify({
-      priv: Buffer.from(c.ephemeralPrivate).toString('base64'), pub: Buffer.from(c.ephemeralPublic).toString('base64'),
-      nonce: Buffer.from(c.nonce).toString('base64'),
-    }), 'EX', CHALLENGE_TTL_SEC);
-    return { id, ephemeralPublic: Buffer.from(c.ephemeralPublic).toString('base64'), nonce: Buffer.from(c.nonce).toString('base64') };
+  /** `P:challenge-key` (created if absent, SET NX: every coordinator ends up with the same one). */
+  private async loadChallengeKey(): Promise<boolean> {
+    const k = this.keys.challengeKey;
+    await this.redis.set(k, randomBytes(32).toString('base64'), 'NX');
+    const v = await this.redis.get(k);
+    if (!v) throw new Error(`${k} vanished`);
+    this.signerLoadedAt = this.opts.now();
+    if (this.signer?.secret === v) return false;
+    this.signer = { secret: v, signer: new ChallengeSigner(Buffer.from(v, 'base64'), CHALLENGE_TTL_SEC * 1000) };
+    return true;
   }
 
-  /** Read (not consume) a challenge; the join script consumes it only on success. */
+  private async challengeSigner(): Promise<ChallengeSigner> {
+    if (!this.signer) await this.loadChallengeKey();
+    return this.signer!.signer;
+  }
+
+  /** A fresh join challenge (challenge-token.ts): stateless, nothing is written to Redis. */
+  async createChallenge(): Promise<IssuedChallenge> {
+    return (await this.challengeSigner()).issue(this.opts.now());
+  }
+
+  /**
+   * The challenge behind an id if it is one of ours and not expired (used or not: the join
+   * script refuses a used one). A failed check re-reads `P:challenge-key` (rate-limited), in
+   * case it changed under this coordinator (Redis lost it and another coordinator made a new one).
+   */
+  private async openChallenge(id: string): Promise<OpenedChallenge | undefined> {
+    let r = (await this.challengeSigner()).open(id, this.opts.now());
+    if (r === 'invalid' && this.opts.now() - this.signerLoadedAt >= CHALLENGE_KEY_RELOAD_MS && await this.loadChallengeKey()) {
+      r = this.signer!.signer.open(id, this.opts.now());
+    }
+    return typeof r === 'string' ? undefined : r;
+  }
+
+  /** The challenge to check a join's key proof with; undefined: unknown or expired. */
   async getChallenge(id: string): Promise<KeyChallenge | undefined> {
-    const raw = await this.redis.get(this.keys.challenge(id));
-    if (!raw) return undefined;
-    const j = JSON.parse(raw) as { priv: string; pub: string; nonce: string };
-    return { ephemeralPrivate: Buffer.from(j.priv, 'base64'), ephemeralPublic: Buffer.from(j.pub, 'base64'), nonce: Buffer.from(j.nonce, 'base64') };
+    return (await this.openChallenge(id))?.challenge();
   }
 
+  /** Join with a challenge (single use: a successful join spends it). The caller checked the key proof. */
   async join(p: JoinParams): Promise<{ vip: string; version: number; created: boolean }> {
     const c = this.opts.cidr;
+    const ch = await this.openChallenge(p.challengeId);
+    if (!ch) throw new JoinRefusedError('challenge-unknown');
     const r = await this.s.isthmusJoin(...this.head(), c.prefix.addr, c.firstOffset, c.lastOffset, p.publicKey, p.originalIp,
-      p.hostname, parseAddr(p.originalIp), p.tokenHash ?? '', p.challengeId, p.originalIpIsSource ? '1' : '0',
-      p.sessionTokenHash, p.sessionTtlMs) as [string, string, string | number, number?];
+      p.hostname, parseAddr(p.originalIp), p.tokenHash ?? '', ch.usedId, p.originalIpIsSource ? '1' : '0',
+      p.sessionTokenHash, p.sessionTtlMs, ch.usedTtlMs) as [string, string, string | number, number?];
     if (r[0] !== 'ok') throw new JoinRefusedError(r[1] as JoinRefusalCode, r[2] ? String(r[2]) : undefined);
     return { vip: r[1], version: Number(r[2]), created: r[3] === 1 };
   }

@@ -18,7 +18,7 @@ import { PeerMapCache } from './peer-map-cache';
 import { connectRedis, type RedisSpec } from './redis-connect';
 import { RedisRegistry } from './redis-store';
 import { TokenStore } from './token-store';
-import { newJoinCounters, type JoinCounters } from './metrics';
+import { newJoinCounters, newRateLimitCounters, type JoinCounters, type RateLimitCounters } from './metrics';
 import { isNonce, NONCE_HEADER, SIGNATURE_HEADER, SIGNING_KEY_HEADER, signAnswer, signingPublicKey } from './answer-signing';
 import type { JoinRequest } from './types';
 
@@ -48,6 +48,12 @@ export interface CoordinatorOptions {
   longPollMs?: number;
   /** @default 16 KiB */
   bodyLimit?: number;
+  /**
+   * Per-source requests per window (1 min) on challenge, join and the admin API, and failed
+   * admin authentications (constants.ts DEFAULT_RATE_LIMITS); each 0 = off, `false` = all off.
+   * @default DEFAULT_RATE_LIMITS
+   */
+  rateLimits?: Partial<D.RateLimits> | false;
   logger?: Logger;
   /** Serve HTTPS with this certificate chain and key (PEM); without it, plain HTTP. */
   tls?: { cert: string | Buffer; key: string | Buffer };
@@ -68,6 +74,8 @@ export interface Coordinator {
   /** The change feed (long-poll waiters, events seen) and join counts: read by metrics. */
   readonly feed: PeerFeed;
   readonly joins: JoinCounters;
+  /** Requests answered 429 by each per-source limit: read by metrics. */
+  readonly rateLimited: RateLimitCounters;
   listen(host: string, port: number): Promise<{ host: string; port: number; url: string }>;
   /** Run one ephemeral sweep now (the timer does it every sweepIntervalMs). */
   sweep(): Promise<string[]>;
@@ -115,12 +123,14 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
     reply.header(SIGNING_KEY_HEADER, signingPub);
     return payload;
   };
-  const app = buildApi({
+  const rateLimited = newRateLimitCounters();
+  const app = await buildApi({
     https: o.tls, onSend,
-    joins, registry, tokens, feed, peerMap, log, cidr, adminToken: o.adminToken,
+    joins, rateLimited, registry, tokens, feed, peerMap, log, cidr, adminToken: o.adminToken,
     bodyLimit: o.bodyLimit ?? D.DEFAULT_BODY_LIMIT, longPollMs: o.longPollMs ?? D.DEFAULT_LONG_POLL_MS,
     trustedProxies: o.trustedProxies ?? [],
     sessionTtlMs: o.sessionTtlMs ?? D.DEFAULT_SESSION_TTL_MS,
+    rateLimits: o.rateLimits === false ? {} : { ...D.DEFAULT_RATE_LIMITS, ...o.rateLimits },
   });
 
   const ephemeralTimeoutMs = o.ephemeralTimeoutMs ?? D.DEFAULT_EPHEMERAL_TIMEOUT_MS;
@@ -136,7 +146,7 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
   timer?.unref();
 
   return {
-    app, registry, tokens, redis, feed, joins,
+    app, registry, tokens, redis, feed, joins, rateLimited,
     async listen(host, port) {
       await app.listen({ host, port });
       const a = app.server.address() as AddressInfo;

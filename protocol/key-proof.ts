@@ -57,6 +57,20 @@ export function createKeyChallenge(): KeyChallenge {
   };
 }
 
+/**
+ * The challenge whose ephemeral private key is `ephemeralPrivate` (32 bytes, any value: X25519
+ * clamps it). For verifiers that derive the key from a secret instead of storing it.
+ */
+export function keyChallengeFromPrivate(ephemeralPrivate: Uint8Array, nonce: Uint8Array): KeyChallenge {
+  if (ephemeralPrivate.length !== 32) throw new RangeError('key proof: an ephemeral private key is 32 bytes');
+  const pub = createPublicKey(createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, ephemeralPrivate]), format: 'der', type: 'pkcs8' }));
+  return {
+    ephemeralPrivate: new Uint8Array(ephemeralPrivate),
+    ephemeralPublic: new Uint8Array(pub.export({ format: 'der', type: 'spki' }).subarray(-32)),
+    nonce: new Uint8Array(nonce),
+  };
+}
+
 function proofFromShared(shared: Uint8Array, context: string, nonce: Uint8Array, staticPublic: Uint8Array): Uint8Array {
   const label = Buffer.from(KEY_PROOF_LABEL + '\0' + context + '\0');
   const msg = Buffer.concat([label, nonce, staticPublic]);

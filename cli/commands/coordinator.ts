@@ -22,6 +22,10 @@ interface CoordinatorArgs extends RedisArgs {
   'tls-cert'?: string;
   'tls-key'?: string;
   'signing-key'?: string;
+  'rate-limit-challenge': number;
+  'rate-limit-join': number;
+  'rate-limit-admin': number;
+  'admin-auth-failures': number;
 }
 
 /** --tls-cert/--tls-key/--signing-key, read now; errors name the flag. */
@@ -44,6 +48,11 @@ function tlsAndSigning(a: CoordinatorArgs) {
   }
   return { tls, signingKey };
 }
+
+/** The per-source limit flags (requests per minute; 0 = off) → createCoordinator's `rateLimits`. */
+const RATE_LIMIT_FLAGS = {
+  'rate-limit-challenge': 'challenge', 'rate-limit-join': 'join', 'rate-limit-admin': 'admin', 'admin-auth-failures': 'adminFailures',
+} as const;
 
 /** "HOST:PORT" → parts; the message names `flag`. */
 function parseListen(value: string, flag: string): { host: string; port: number } {
@@ -88,6 +97,14 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
     .option('tls-key', { type: 'string', describe: 'Private key (PEM) of --tls-cert' })
     .option('signing-key', { type: 'string', describe: 'Ed25519 key file (0600; isthmus keygen --signing-key FILE) shared by every coordinator '
       + 'of the deployment: join and peer-map answers are signed with it and members pin its public key (docs/SECURITY.md)' })
+    .option('rate-limit-challenge', { type: 'number', default: defaults.DEFAULT_RATE_LIMITS.challenge,
+      describe: 'GET /v1/challenge per minute from one source address (0 = no limit); over it: 429 + Retry-After. Per coordinator: N behind a VIP allow N times this' })
+    .option('rate-limit-join', { type: 'number', default: defaults.DEFAULT_RATE_LIMITS.join,
+      describe: 'POST /v1/join per minute from one source address (0 = no limit). Members behind one NAT share it: allow for the largest site re-joining at once (agents retry)' })
+    .option('rate-limit-admin', { type: 'number', default: defaults.DEFAULT_RATE_LIMITS.admin,
+      describe: 'Admin API requests per minute from one source address (0 = no limit)' })
+    .option('admin-auth-failures', { type: 'number', default: defaults.DEFAULT_RATE_LIMITS.adminFailures,
+      describe: 'Failed admin-token checks per minute from one source address before its admin requests get 429 without a check, until the minute ends (0 = no limit)' })
     .check((a) => {
       if (!a['tls-cert'] !== !a['tls-key']) throw new Error('--tls-cert and --tls-key go together');
       if (a.metrics) parseListenFlag(a.metrics, '--metrics');
@@ -104,6 +121,10 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
       for (const p of a['trusted-proxy']) {
         const s = String(p);
         if (!/^\d{1,3}(\.\d{1,3}){3}(\/\d{1,2})?$/.test(s)) throw new Error(`--trusted-proxy must be an IPv4 address or CIDR, got ${JSON.stringify(s)}`);
+      }
+      for (const f of Object.keys(RATE_LIMIT_FLAGS) as (keyof typeof RATE_LIMIT_FLAGS)[]) {
+        const v = a[f];
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new Error(`--${f} must be a whole number of requests per minute (0 = no limit), got ${JSON.stringify(v)}`);
       }
       if (a['admin-token'] !== undefined && a['admin-token'].length < 16) throw new Error('--admin-token must be at least 16 characters');
       if (!/^[A-Za-z0-9:_.-]{1,64}$/.test(a.prefix)) throw new Error('--prefix must be 1-64 characters of A-Z a-z 0-9 : _ . -');
@@ -131,6 +152,7 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
         quarantineMs: duration(a.quarantine, '--quarantine'), ephemeralTimeoutMs: duration(a['ephemeral-timeout'], '--ephemeral-timeout'),
         trustedProxies: a['trusted-proxy'].map(String), sessionTtlMs: duration(a['session-ttl'], '--session-ttl'),
         tls, signingKey,
+        rateLimits: Object.fromEntries(Object.entries(RATE_LIMIT_FLAGS).map(([flag, key]) => [key, a[flag as keyof typeof RATE_LIMIT_FLAGS]])),
       });
     } catch (err) {
       const why = redis.status === 'ready' ? (err as Error).message : (lastError ?? err as Error).message;

@@ -146,6 +146,11 @@ test.serial('bad flags name the flag (non-zero exit); wrong admin token is a cle
   const q = await run(['coordinator', '--redis', env.redis.url, '--quarantine', 'forever']);
   t.not(q.code, 0);
   t.regex(q.err, /--quarantine/);
+  for (const [flag, value] of [['--rate-limit-join', '-1'], ['--rate-limit-challenge', 'lots'], ['--admin-auth-failures', '2.5']]) {
+    const rl = await run(['coordinator', '--redis', env.redis.url, flag, value]);
+    t.not(rl.code, 0);
+    t.regex(rl.err, new RegExp(`${flag} must be a whole number`));
+  }
 });
 
 test.serial('coordinator command: flags from env and --config, serves, stops on SIGTERM', async (t) => {

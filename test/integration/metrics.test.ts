@@ -16,7 +16,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import Redis from 'ioredis';
-import { CoordinatorClient } from '../../coordinator';
+import { CoordinatorClient, RATE_LIMITS } from '../../coordinator';
 import { registerAgentMetrics } from '../../node-agent';
 import { daemonRegistry } from '../../cli/metrics';
 import { startRedis, type RedisHandle } from '../harness/redis';
@@ -182,7 +182,7 @@ test.serial('relay: --metrics is promtool-clean and its forwarded bytes move whe
 
 test.serial('coordinator: --metrics is promtool-clean and counts joins by result and members', async (t) => {
   coordinator = await startDaemon('coordinator', ['coordinator', '--redis', redis.url, '--prefix', P, '--listen', '127.0.0.1:0',
-    '--admin-token', ADMIN, '--metrics', '127.0.0.1:0']);
+    '--admin-token', ADMIN, '--metrics', '127.0.0.1:0', '--rate-limit-join', '100']);
   await until(() => coordinator.log().includes('"msg":"coordinator listening"'), 'coordinator listening', 10_000);
   const url = `http://${String(coordinator.line('coordinator listening').listen)}`;
   const admin = new CoordinatorClient({ url, adminToken: ADMIN });
@@ -197,6 +197,7 @@ test.serial('coordinator: --metrics is promtool-clean and counts joins by result
   t.is(sample(text, 'isthmus_coordinator_joins_total{result="created"}'), 1);
   t.is(sample(text, 'isthmus_coordinator_joins_total{result="refused"}'), 1);
   t.is(sample(text, 'isthmus_coordinator_joins_total{result="failed"}'), 0);
+  for (const limit of RATE_LIMITS) t.is(sample(text, `isthmus_coordinator_rate_limited_total{limit="${limit}"}`), 0, 'every limit is exposed, at 0');
   t.is(sample(text, 'isthmus_coordinator_members'), 1);
   t.is(sample(text, 'isthmus_coordinator_redis_up'), 1);
   t.true(sample(text, 'isthmus_coordinator_redis_ping_seconds')! > 0);
