@@ -8,9 +8,11 @@
  *     nonce = r(8 random bytes) || BLAKE2s-64(key = relay secret, gen id || E || r || src ip || src port)
  *
  * so an AUTH is accepted only from the 4-tuple the CHALLENGE was sent to, without the relay
- * remembering it. Single use: once an AUTH's proof verifies, its nonce goes into the
- * generation's used set (memory only for senders that proved a key; the set dies with its
- * generation, and a full set forces an early rotation).
+ * remembering it. Single use: once an AUTH's proof has been checked (passed or not), its nonce
+ * goes into the generation's used set (memory only for senders that received a challenge at
+ * their own address; the set dies with its generation, and a full set forces an early rotation).
+ * The MAC is checked first and costs one BLAKE2s; only then is the X25519 proof check worth
+ * spending the relay's AUTH work budget on (control.ts).
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { blake2s } from '@noble/hashes/blake2s';
@@ -27,6 +29,13 @@ interface Generation {
 }
 
 export type ChallengeVerdict = 'ok' | 'stale' | 'replayed' | 'bad-proof';
+
+/** A challenge whose MAC verified (opaque outside this file). */
+export interface CheckedChallenge {
+  readonly gen: unknown;
+  readonly id: string;
+  readonly nonce: Uint8Array;
+}
 
 export interface ChallengeIssuerOptions {
   /** @default 10_000 */
@@ -82,9 +91,13 @@ export class ChallengeIssuer {
     return { ephemeralPublic: gen.key.ephemeralPublic, nonce };
   }
 
-  /** Check an AUTH's echoed challenge and proof; on 'ok' the challenge is spent. */
-  verify(ephemeralPublic: Uint8Array, nonce: Uint8Array, staticPublic: Uint8Array, proof: Uint8Array,
-    addr: number, port: number, now: number): ChallengeVerdict {
+  /**
+   * The cheap half of an AUTH check (one BLAKE2s, no X25519): the echoed challenge is this
+   * relay's, current or previous, issued to this 4-tuple and not yet spent. Run it before any
+   * work budget is taken: garbage and foreign or stale challenges cost nothing more.
+   * Returns the challenge's generation to hand to `verifyProof`, or why it is refused.
+   */
+  checkChallenge(ephemeralPublic: Uint8Array, nonce: Uint8Array, addr: number, port: number, now: number): CheckedChallenge | 'stale' | 'replayed' {
     this.rotate(now);
     const gen = this.findGeneration(ephemeralPublic, now);
     if (!gen || nonce.length !== CHALLENGE_NONCE_LEN) return 'stale';
@@ -92,10 +105,28 @@ export class ChallengeIssuer {
     if (!timingSafeEqual(Buffer.from(expected), Buffer.from(nonce.subarray(RANDOM_LEN)))) return 'stale';
     const id = Buffer.from(nonce).toString('hex');
     if (gen.used.has(id)) return 'replayed';
-    if (!verifyKeyProof({ ...gen.key, nonce }, staticPublic, RELAY_PROOF_CONTEXT, proof)) return 'bad-proof';
-    gen.used.add(id);
+    return { gen, id, nonce };
+  }
+
+  /**
+   * The expensive half (one X25519): the key proof over a challenge `checkChallenge` passed.
+   * The challenge is spent whatever the outcome, so one challenge buys at most one proof check
+   * (a sender replaying its own valid challenge with bad proofs gets 'replayed' after the first).
+   */
+  verifyProof(c: CheckedChallenge, staticPublic: Uint8Array, proof: Uint8Array, now: number): 'ok' | 'bad-proof' | 'replayed' {
+    const gen = c.gen as Generation;
+    if (gen.used.has(c.id)) return 'replayed';
+    gen.used.add(c.id);
     if (gen === this.current && gen.used.size >= this.maxUsed) this.rotate(now, true);
-    return 'ok';
+    return verifyKeyProof({ ...gen.key, nonce: c.nonce }, staticPublic, RELAY_PROOF_CONTEXT, proof) ? 'ok' : 'bad-proof';
+  }
+
+  /** Both halves at once (tests, simple callers); on 'ok' the challenge is spent. */
+  verify(ephemeralPublic: Uint8Array, nonce: Uint8Array, staticPublic: Uint8Array, proof: Uint8Array,
+    addr: number, port: number, now: number): ChallengeVerdict {
+    const c = this.checkChallenge(ephemeralPublic, nonce, addr, port, now);
+    if (typeof c === 'string') return c;
+    return this.verifyProof(c, staticPublic, proof, now);
   }
 
   private findGeneration(ephemeralPublic: Uint8Array, now: number): Generation | undefined {

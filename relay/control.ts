@@ -2,6 +2,8 @@
  * Control frames at the relay: HELLO → CHALLENGE, AUTH → (directory) → bind + AUTH_OK,
  * PING → PONG. Everything unauthenticated is answered statelessly (challenge.ts) with a
  * reply no longer than the request; only an AUTH whose proof verified reaches the directory.
+ * AUTH order, cheapest first: length/version, challenge MAC + single use (one BLAKE2s; garbage
+ * stops here as 'auth-bad-challenge'), the X25519 work budget, the key proof, the directory.
  */
 import { type DatagramSocket, type Logger, formatAddr } from '../common';
 import {
@@ -9,11 +11,11 @@ import {
   encodeAuthOk, encodeChallenge, encodePing,
 } from '../protocol';
 import type { ChallengeIssuer } from './challenge';
-import type { WorkLimiter } from './rate-limit';
+import type { RateLimiter, WorkLimiter } from './rate-limit';
 import type { DropReason } from './drop-reason';
 import type { MemberDirectory } from './member-directory';
 import type { PolicyGate } from './policy-gate';
-import type { Session, SessionTable } from './session-table';
+import { tupleKey, type Session, type SessionTable } from './session-table';
 import type { RelayStats } from './stats';
 
 export interface SessionListener {
@@ -36,8 +38,10 @@ export interface ControlDeps {
   relayId: string;
   keepaliveSeconds: number;
   maxPendingAuth: number;
-  /** Budget for AUTH proof checks (one X25519 each), keyed by source IP. */
+  /** Budget for AUTH proof checks (one X25519 each), keyed by source IP; taken only after the challenge MAC verified. */
   authLimiter: WorkLimiter;
+  /** Limits AUTH_FAIL replies to AUTHs that failed the cheap checks (per 4-tuple and global). */
+  replyLimiter: RateLimiter;
   now: () => number;
   isClosed: () => boolean;
   sendReauth: (addr: number, port: number, now: number) => void;
@@ -78,10 +82,16 @@ export class ControlHandlerImpl {
     const a = decodeAuth(buf, off, len);
     if (!a) return this.d.stats.drop('too-short');
     if (a.version !== RELAY_PROTOCOL_VERSION) return this.fail('bad-version', AuthFailReason.BAD_VERSION, addr, port);
-    // Over budget: drop silently; the member retries with backoff.
+    // The challenge MAC first (one BLAKE2s): garbage, foreign, stale and spent challenges never
+    // reach the work budget, so a flood of them cannot starve genuine AUTHs. Their AUTH_FAIL is
+    // rate-limited per 4-tuple and globally (a member with a stale challenge re-HELLOs anyway).
+    const c = this.d.challenges.checkChallenge(a.ephemeralPublic, a.nonce, addr, port, now);
+    if (c === 'stale') return this.failLimited('auth-bad-challenge', AuthFailReason.STALE_CHALLENGE, addr, port, now);
+    if (c === 'replayed') return this.failLimited('auth-replayed', AuthFailReason.REPLAYED, addr, port, now);
+    // Over budget (per source IP, then global): drop silently; the member retries with backoff.
+    // Only senders that received a challenge at their own 4-tuple get here.
     if (!this.d.authLimiter.take(addr, now)) return this.d.stats.drop('auth-overload');
-    const verdict = this.d.challenges.verify(a.ephemeralPublic, a.nonce, a.staticPublic, a.proof, addr, port, now);
-    if (verdict === 'stale') return this.fail('auth-stale', AuthFailReason.STALE_CHALLENGE, addr, port);
+    const verdict = this.d.challenges.verifyProof(c, a.staticPublic, a.proof, now);
     if (verdict === 'replayed') return this.fail('auth-replayed', AuthFailReason.REPLAYED, addr, port);
     if (verdict === 'bad-proof') return this.fail('auth-failed', AuthFailReason.BAD_PROOF, addr, port);
     if (this.pendingAuth >= this.d.maxPendingAuth) return this.fail('auth-overload', AuthFailReason.UNAVAILABLE, addr, port);
@@ -135,6 +145,12 @@ export class ControlHandlerImpl {
     const pong = encodePing(FrameType.PONG, seq);
     this.d.socket.send(pong, 0, pong.length, addr, port);
     this.d.stats.pongsSent++;
+  }
+
+  /** `fail` for frames that cost nothing to send: the reply is rate-limited (never a reflector). */
+  private failLimited(reason: DropReason, code: number, addr: number, port: number, now: number): void {
+    if (!this.d.replyLimiter.allow(tupleKey(addr, port), now)) return this.d.stats.drop(reason);
+    this.fail(reason, code, addr, port);
   }
 
   private fail(reason: DropReason, code: number, addr: number, port: number, flush = false): void {

@@ -20,9 +20,10 @@ export const DROP_REASONS = [
   'bad-version',
   /** AUTH with a wrong key proof */
   'auth-failed',
-  /** AUTH echoing a challenge that is expired, foreign, or issued to another 4-tuple */
-  'auth-stale',
-  /** AUTH reusing a challenge that already authenticated */
+  /** AUTH echoing a challenge that is expired, foreign, forged or issued to another 4-tuple
+   *  (checked before any work budget is spent: a garbage-AUTH flood lands here) */
+  'auth-bad-challenge',
+  /** AUTH reusing a challenge whose key proof was already checked */
   'auth-replayed',
   /** AUTH from a key the directory does not know */
   'auth-unknown-key',
@@ -34,10 +35,17 @@ export const DROP_REASONS = [
   'auth-overload',
   /** MESH_DATA from an address that has not proved the mesh key (answered with MESH_REAUTH) */
   'mesh-untrusted',
+  /** MESH_DATA from a trusted address whose tag does not verify (forged, altered, or sealed with a key we no longer hold) */
+  'mesh-bad-mac',
+  /** MESH_DATA whose tag verified but whose counter was seen before or is older than the replay window */
+  'mesh-replayed',
   /** MESH_DATA for a vip with no session on this (home) relay: the member moved or left */
   'mesh-unknown-destination',
   /** DATA for a remote member while its home relay is being looked up or handshaken */
   'mesh-route-pending',
+  /** DATA for a vip with no cached route while the sender (or the relay) is over its route
+   *  lookup budget: a member sending to random vips cannot buy unbounded Redis lookups */
+  'mesh-lookup-limited',
   /** MESH_HELLO/ACK with a bad MAC, stale timestamp, reused nonce or unknown echo */
   'mesh-bad-hello',
   /** DATA or MESH_DATA between two members the access policy does not connect (policy/) */

@@ -104,6 +104,11 @@ export class Forwarder {
     if (!dst) {
       if (this.d.mesh) {
         if (gate !== undefined && gate.mode !== POLICY_OFF) {
+          // Route first: a destination known to be nowhere needs no tags lookup, and an unknown
+          // one is charged to the sender's lookup budget before any Redis work is started.
+          const pre = this.d.mesh.precheck(src.vip, dstVip, now);
+          if (pre === MeshForwardResult.LIMITED) return stats.drop('mesh-lookup-limited');
+          if (pre === MeshForwardResult.NONE) return this.unreachable(dstVip, addr, port, now);
           const c = gate.remoteClass(dstVip);
           if (c < 0) return gate.hold(dstVip, HeldPort.MEMBER, buf, off, len, addr, port, now);
           if (!gate.admit(src.policyClass, c, src.vip, dstVip, now)) return;
@@ -111,14 +116,9 @@ export class Forwarder {
         const r = this.d.mesh.forward(buf, off, len, src.vip, dstVip, now);
         if (r === MeshForwardResult.SENT || r === MeshForwardResult.HELD) return;
         if (r === MeshForwardResult.PENDING) return stats.drop('mesh-route-pending');
+        if (r === MeshForwardResult.LIMITED) return stats.drop('mesh-lookup-limited');
       }
-      stats.drop('unknown-destination');
-      if (this.d.replyLimiter.allow(-1 - dstVip, now)) {
-        writeU32(unreachableFrame, RELAY_OFFSET_VIP, dstVip);
-        this.d.socket.send(unreachableFrame, 0, RELAY_HEADER_LEN, addr, port);
-        stats.unreachableSent++;
-      }
-      return;
+      return this.unreachable(dstVip, addr, port, now);
     }
     if (gate !== undefined && gate.mode !== POLICY_OFF && !gate.admit(src.policyClass, dst.policyClass, src.vip, dstVip, now)) return;
     writeU32(buf, off + RELAY_OFFSET_VIP, src.vip);
@@ -126,6 +126,16 @@ export class Forwarder {
     this.d.socket.sendInPlace(buf, off, len, dst.addr, dst.port);
     stats.framesForwarded++;
     stats.bytesForwarded += len;
+  }
+
+  /** 'unknown-destination' and a rate-limited UNREACHABLE. */
+  private unreachable(dstVip: number, addr: number, port: number, now: number): void {
+    this.d.stats.drop('unknown-destination');
+    if (this.d.replyLimiter.allow(-1 - dstVip, now)) {
+      writeU32(unreachableFrame, RELAY_OFFSET_VIP, dstVip);
+      this.d.socket.send(unreachableFrame, 0, RELAY_HEADER_LEN, addr, port);
+      this.d.stats.unreachableSent++;
+    }
   }
 
   /** A held frame (policy-held.ts) through the hot path again, sent at once. */

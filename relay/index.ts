@@ -22,7 +22,10 @@ export { Mesh, MeshForwardResult } from './mesh';
 export type { MeshInit, MeshComponents, MeshHome, MeshRouteSource, MeshSessionEvent, MeshLocal } from './mesh';
 export { RedisMeshRegistry } from './mesh-registry';
 export type { MeshRegistryOptions } from './mesh-registry';
-export { MeshFrameType, deriveMeshKey, encodeMeshHello, decodeMeshHello, writeMeshDataHeader } from './mesh-frame';
+export {
+  MeshFrameType, deriveMeshKey, encodeMeshHello, decodeMeshHello, writeMeshDataHeader, sealMeshData, openMeshData, deriveMeshDataKey,
+  readMeshCounter, expandMeshCounter, ReplayWindow, MESH_DATA_HEADER_LEN,
+} from './mesh-frame';
 export type { PolicySource, PolicySourceEvent } from './policy-source';
 export { RedisPolicySource, policySourceEvent, parseStoredTags } from './redis-policy-source';
 export type { RedisPolicySourceOptions } from './redis-policy-source';

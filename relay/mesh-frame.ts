@@ -1,28 +1,38 @@
 /**
  * Relay ↔ relay (mesh) frames, on the mesh UDP port only (never the member port). Pure codec.
  *
- *   MESH_DATA (0x20), one hop from the sender's relay to the destination's home relay:
+ *   MESH_DATA (0x20), one hop from the sender's relay to the destination's home relay
+ *   (mesh frame version 2; version 1 had 3 reserved bytes where the counter and tag are):
  *
- *    0       1       2       3       4               8               12
- *   +-------+-------+-------+-------+---------------+---------------+----------------
- *   | 0x20  |    reserved (0)       | dst vip (BE)  | src vip (BE)  | WireGuard message
- *   +-------+-------+-------+-------+---------------+---------------+----------------
+ *    0      1            3                  8             12            16
+ *   +------+------------+------------------+-------------+-------------+-----------------
+ *   | 0x20 | ctr (2 BE) | tag (5)          | dst vip(BE) | src vip(BE) | WireGuard message
+ *   +------+------------+------------------+-------------+-------------+-----------------
  *
- *   Bytes 4.. are laid out so the home relay turns the frame into a member DATA frame in
- *   place: it writes `0x10 0 0 0` over bytes 4-7 (the dst vip) and sends bytes 4..end, whose
- *   bytes 8-11 already hold the source vip (docs/PROTOCOL.md §3).
- *
+ *   16 bytes, 4 more than version 1, so the largest WireGuard message of a 1420-byte tunnel
+ *   (1456 bytes: 16 + 1424 padded + 16) still fits a 1500-byte link: 16 + 1456 + 28 = 1500.
+ *   `ctr` is the low 16 bits of the frame's counter (from 0 per key; the receiver restores the
+ *   rest from the highest counter it accepted, like QUIC packet numbers), and
+ *   tag = HMAC-SHA256(k, counter (8 BE) || byte 0 || bytes 8..end), first 5 bytes (40 bits),
+ *   where k is the sending direction's session key (`deriveMeshDataKey`, from the mesh key and
+ *   both nonces of the HELLO / HELLO_ACK exchange that made the sender trust the receiver).
+ *   A frame is accepted once its tag verified, then its counter passes a 1024-frame replay
+ *   window (ReplayWindow). Bytes 8.. are laid out so the home relay turns the frame into a
+ *   member DATA frame in place: it writes `0x10 0 0 0` over bytes 8-11 (the dst vip) and sends
+ *   bytes 8..end, whose bytes 12-15 already hold the source vip (docs/PROTOCOL.md §3).
+
  *   MESH_HELLO (0x21) / MESH_HELLO_ACK (0x22), the mesh handshake:
  *
  *   type(1) reserved(3) timestamp ms(8, BE) nonce(16) echo(16) idLen(1) relay id(idLen ≤ 64) mac(16)
  *
  *   `echo` is zero in a HELLO and the HELLO's nonce in an ACK. `mac` is BLAKE2s-128 keyed by
- *   the mesh key over everything before it, after the label "isthmus-mesh-v1".
+ *   the mesh key over everything before it, after the label "isthmus-mesh-v2" ("-v1" before
+ *   MESH_DATA was authenticated: relays of the two versions do not handshake).
  *
  *   MESH_REAUTH (0x23): header only (4 bytes): "I do not trust your address, say HELLO again".
  */
 import { blake2s } from '@noble/hashes/blake2s';
-import { timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { writeAddr } from '../common';
 
 export const MeshFrameType = {
@@ -32,9 +42,16 @@ export const MeshFrameType = {
   REAUTH: 0x23,
 } as const;
 
-export const MESH_DATA_HEADER_LEN = 12;
-export const MESH_OFFSET_DST = 4;
-export const MESH_OFFSET_SRC = 8;
+/** MESH_DATA layout (mesh frame version 2). */
+export const MESH_OFFSET_COUNTER = 1;
+export const MESH_OFFSET_TAG = 3;
+export const MESH_TAG_LEN = 5;
+export const MESH_OFFSET_DST = 8;
+export const MESH_OFFSET_SRC = 12;
+export const MESH_DATA_HEADER_LEN = 16;
+/** A sender re-handshakes (new key, counter from 0) once its counter reaches this (2^48). */
+export const MESH_COUNTER_REKEY = 2 ** 48;
+const CTR_SPAN = 0x1_0000;
 export const MESH_NONCE_LEN = 16;
 export const MESH_MAC_LEN = 16;
 export const MESH_ID_MAX_LEN = 64;
@@ -44,6 +61,9 @@ export const MESH_HELLO_MIN_LEN = HELLO_FIXED_LEN + 1 + MESH_MAC_LEN;
 export const MESH_REAUTH_LEN = 4;
 
 const LABEL = Buffer.from('isthmus-mesh-v1');
+/** HELLO/ACK MAC label: v2 since MESH_DATA carries a tag, so v1 and v2 relays refuse each other's HELLO. */
+const HELLO_LABEL = Buffer.from('isthmus-mesh-v2');
+const DATA_KEY_LABEL = Buffer.from('isthmus-mesh-data-v2');
 
 export interface MeshHello {
   type: typeof MeshFrameType.HELLO | typeof MeshFrameType.HELLO_ACK;
@@ -59,7 +79,92 @@ export function deriveMeshKey(secret: Uint8Array): Uint8Array {
 }
 
 function mac(key: Uint8Array, body: Uint8Array): Uint8Array {
-  return blake2s(Buffer.concat([LABEL, body]), { key, dkLen: MESH_MAC_LEN });
+  return blake2s(Buffer.concat([HELLO_LABEL, body]), { key, dkLen: MESH_MAC_LEN });
+}
+
+/**
+ * The MESH_DATA key for frames from `senderId` to `receiverId`, from the HELLO (sent by the
+ * sender, `helloNonce`) and its HELLO_ACK (`ackNonce`). Both relays compute it; nobody without
+ * the mesh key can. Fresh per handshake, so counters restart at 0 with each key.
+ */
+export function deriveMeshDataKey(meshKey: Uint8Array, helloNonce: Uint8Array, ackNonce: Uint8Array, senderId: string, receiverId: string): KeyObject {
+  const s = Buffer.from(senderId, 'utf8');
+  const r = Buffer.from(receiverId, 'utf8');
+  const input = Buffer.concat([DATA_KEY_LABEL, helloNonce, ackNonce, Buffer.from([s.length]), s, Buffer.from([r.length]), r]);
+  return createSecretKey(blake2s(input, { key: meshKey, dkLen: 32 }));
+}
+
+const tagPrefix = Buffer.alloc(9);
+
+/** The tag of the MESH_DATA frame `buf[off..off+len]` with full counter `counter` under `key`. */
+function dataTag(key: KeyObject, buf: Uint8Array, off: number, len: number, counter: number): Buffer {
+  tagPrefix.writeUIntBE(Math.floor(counter / 0x1_0000_0000), 0, 4);
+  tagPrefix.writeUInt32BE(counter >>> 0, 4);
+  tagPrefix[8] = buf[off];
+  return createHmac('sha256', key).update(tagPrefix).update(buf.subarray(off + MESH_OFFSET_DST, off + len)).digest();
+}
+
+/** Write `counter`'s low bits and the tag into the MESH_DATA frame `buf[off..off+len]` (header already written). */
+export function sealMeshData(buf: Uint8Array, off: number, len: number, key: KeyObject, counter: number): void {
+  buf[off + MESH_OFFSET_COUNTER] = (counter >>> 8) & 0xff;
+  buf[off + MESH_OFFSET_COUNTER + 1] = counter & 0xff;
+  buf.set(dataTag(key, buf, off, len, counter).subarray(0, MESH_TAG_LEN), off + MESH_OFFSET_TAG);
+}
+
+/** True when the frame's tag verifies under `key` for the full `counter` (constant time). Never throws. */
+export function openMeshData(buf: Uint8Array, off: number, len: number, key: KeyObject, counter: number): boolean {
+  if (len < MESH_DATA_HEADER_LEN) return false;
+  const t = dataTag(key, buf, off, len, counter);
+  return timingSafeEqual(t.subarray(0, MESH_TAG_LEN), Buffer.from(buf.buffer, buf.byteOffset + off + MESH_OFFSET_TAG, MESH_TAG_LEN));
+}
+
+/** The low 16 bits of the frame's counter, as sent. */
+export function readMeshCounter(buf: Uint8Array, off: number): number {
+  return (buf[off + MESH_OFFSET_COUNTER] << 8) | buf[off + MESH_OFFSET_COUNTER + 1];
+}
+
+/** The full counter nearest to `highest + 1` whose low 16 bits are `low` (never negative). */
+export function expandMeshCounter(low: number, highest: number): number {
+  const expected = highest + 1;
+  let c = expected - (expected % CTR_SPAN) + low;
+  if (c <= expected - CTR_SPAN / 2) c += CTR_SPAN;
+  else if (c > expected + CTR_SPAN / 2 && c >= CTR_SPAN) c -= CTR_SPAN;
+  return c;
+}
+
+const WINDOW_WORDS = 32;
+/** Counters this far below the highest seen are refused as too old. */
+export const MESH_REPLAY_WINDOW = (WINDOW_WORDS - 1) * 32;
+
+/**
+ * Sliding replay window over frame counters (a 1024-bit ring, RFC 6479 style). Call `accept`
+ * only after the frame's tag verified, so forgeries cannot move it.
+ */
+export class ReplayWindow {
+  private readonly bits = new Uint32Array(WINDOW_WORDS);
+  private top = -1;
+
+  /** The highest counter accepted, -1 before the first. */
+  get highest(): number {
+    return this.top;
+  }
+
+  /** True, and recorded, if `n` was not seen and is not too old. */
+  accept(n: number): boolean {
+    if (n < 0 || n + MESH_REPLAY_WINDOW <= this.top) return false;
+    const idx = Math.floor(n / 32);
+    if (n > this.top) {
+      const cur = this.top < 0 ? -1 : Math.floor(this.top / 32);
+      const diff = Math.min(idx - cur, WINDOW_WORDS);
+      for (let i = 1; i <= diff; i++) this.bits[(cur + i + WINDOW_WORDS) % WINDOW_WORDS] = 0;
+      this.top = n;
+    }
+    const w = idx % WINDOW_WORDS;
+    const bit = (1 << (n % 32)) >>> 0;
+    if ((this.bits[w] & bit) !== 0) return false;
+    this.bits[w] |= bit;
+    return true;
+  }
 }
 
 export function encodeMeshHello(h: MeshHello, key: Uint8Array): Buffer {
@@ -95,12 +200,10 @@ export function decodeMeshHello(buf: Uint8Array, off: number, len: number, key: 
   };
 }
 
-/** Write a MESH_DATA header at `buf[off .. off + 12]`. */
+/** Write a MESH_DATA header at `buf[off .. off + 20]`, counter and tag zero (`sealMeshData` fills them). */
 export function writeMeshDataHeader(buf: Uint8Array, off: number, dstVip: number, srcVip: number): void {
+  buf.fill(0, off, off + MESH_OFFSET_DST);
   buf[off] = MeshFrameType.DATA;
-  buf[off + 1] = 0;
-  buf[off + 2] = 0;
-  buf[off + 3] = 0;
   writeAddr(buf, off + MESH_OFFSET_DST, dstVip);
   writeAddr(buf, off + MESH_OFFSET_SRC, srcVip);
 }

@@ -2,7 +2,7 @@
  * Frames held for destinations whose route is being looked up or whose home relay is being
  * handshaken (after WireGuard's staged packets). The first packet after a failover is often a
  * TCP retransmission; dropping it would double the flow's stall. Bounded per destination, in
- * total and in time; copies are stored already framed as MESH_DATA.
+ * total and in time; copies are stored already framed as MESH_DATA (sealed when sent).
  */
 import { RELAY_HEADER_LEN } from '../protocol';
 import { MESH_DATA_HEADER_LEN, writeMeshDataHeader } from './mesh-frame';
@@ -16,8 +16,8 @@ export interface HeldFramesOptions {
   ttlMs?: number;
 }
 
-/** Where held frames for a destination go: a mesh address, `null` = drop them, `undefined` = keep waiting. */
-export type HeldTarget = { addr: number; port: number } | null | undefined;
+/** Where held frames for a destination go: a peer, `null` = drop them, `undefined` = keep waiting. */
+export type HeldTarget<T> = T | null | undefined;
 
 export class HeldFrames {
   private readonly q = new Map<number, { until: number; frames: Buffer[] }>();
@@ -57,8 +57,8 @@ export class HeldFrames {
     return true;
   }
 
-  /** Hand every destination's frames to `send` once `target` names an address; drop expired ones. Returns frames sent. */
-  drain(now: number, target: (dstVip: number) => HeldTarget, send: (f: Buffer, addr: number, port: number) => void): number {
+  /** Hand every destination's frames to `send` once `target` names a peer; drop expired ones. Returns frames sent. */
+  drain<T>(now: number, target: (dstVip: number) => HeldTarget<T>, send: (f: Buffer, to: T) => void): number {
     let sent = 0;
     for (const [vip, e] of this.q) {
       const to = e.until <= now ? null : target(vip);
@@ -66,7 +66,7 @@ export class HeldFrames {
       this.q.delete(vip);
       this.count -= e.frames.length;
       if (to === null) continue;
-      for (const f of e.frames) send(f, to.addr, to.port);
+      for (const f of e.frames) send(f, to);
       sent += e.frames.length;
     }
     return sent;

@@ -1,28 +1,54 @@
 /**
- * Which source addresses proved the mesh key, which HELLO nonces were seen (single use), and
- * a once-per-tick limit on MESH_REAUTH replies. Pure bookkeeping, bounded maps.
+ * Which source addresses proved the mesh key and the MESH_DATA keys they send with (the
+ * current and the previous handshake's: frames sealed before the sender saw our newest ACK
+ * still verify), which HELLO nonces were seen (single use), and a once-per-tick limit on
+ * MESH_REAUTH replies. Pure bookkeeping, bounded maps.
  */
+import type { KeyObject } from 'node:crypto';
+import { ReplayWindow } from './mesh-frame';
 import { tupleKey } from './session-table';
+
+export interface RxKey {
+  key: KeyObject;
+  window: ReplayWindow;
+}
+
+/** A trusted sender: its relay id and the keys its MESH_DATA may be sealed with. */
+export interface TrustedSender {
+  relayId: string;
+  current: RxKey;
+  previous: RxKey | undefined;
+}
 
 const MAX_TRUSTED = 4096;
 const MAX_NONCES = 65_536;
 const MAX_REAUTH_PER_TICK = 1024;
 
 export class MeshTrust {
-  /** tupleKey(addr, port) → relay id */
-  private readonly trusted = new Map<number, string>();
+  /** tupleKey(addr, port) → sender */
+  private readonly trusted = new Map<number, TrustedSender>();
   private readonly nonces = new Map<string, number>();
   private readonly reauthed = new Set<number>();
 
   constructor(private readonly nonceWindowMs: number) {}
 
-  isTrusted(addr: number, port: number): boolean {
-    return this.trusted.has(tupleKey(addr, port));
+  /** The sender at this address if it proved the mesh key. */
+  sender(addr: number, port: number): TrustedSender | undefined {
+    return this.trusted.get(tupleKey(addr, port));
   }
 
-  trust(addr: number, port: number, relayId: string): void {
+  /** After a HELLO from `addr:port` was answered: `key` is what its MESH_DATA is sealed with from now on. */
+  trust(addr: number, port: number, relayId: string, key: KeyObject): void {
+    const k = tupleKey(addr, port);
+    const old = this.trusted.get(k);
+    const current = { key, window: new ReplayWindow() };
+    if (old && old.relayId === relayId) {
+      old.previous = old.current;
+      old.current = current;
+      return;
+    }
     if (this.trusted.size >= MAX_TRUSTED) this.trusted.clear();
-    this.trusted.set(tupleKey(addr, port), relayId);
+    this.trusted.set(k, { relayId, current, previous: undefined });
   }
 
   /** Record a HELLO nonce; false if it was seen before (a replay). */

@@ -7,34 +7,45 @@
  * Pieces:
  *   - routes: dst vip → home relay, from a MeshRouteSource (Redis: `P:session:<vip>`.relayId
  *     then `P:relay:<id>` mesh address), cached `routeTtlMs`, negative results `negativeTtlMs`,
- *     and invalidated at once by session-up/down events (pub/sub). While a route is being
+ *     and invalidated at once by session-up/down events (pub/sub). The cache is a bounded LRU
+ *     (`routeCacheSize`); every lookup a member's frame starts is charged to that member's
+ *     budget and a relay-wide one (`lookupsPerMemberPerSecond`, `lookupsPerSecond`, at most
+ *     `maxLookups` in flight), so DATA to random vips costs bounded memory and Redis work;
+ *     past the budget the frame is dropped ('mesh-lookup-limited'). While a route is being
  *     looked up (or its home handshaken), up to 16 frames for it are held and sent
  *     when the route is usable (the rest are dropped as 'mesh-route-pending'); the lookup is
  *     one Redis round trip.
  *   - trust: relays prove the shared mesh key with a HELLO / HELLO_ACK exchange (MAC,
- *     timestamp window, single-use nonce; mesh-frame.ts). MESH_DATA is accepted only from a
- *     source address that proved the key — the same trust-by-4-tuple the member port uses;
- *     the payload is end-to-end WireGuard either way. An untrusted sender gets MESH_REAUTH.
+ *     timestamp window, single-use nonce; mesh-frame.ts), which also yields a per-direction
+ *     MESH_DATA key. Every MESH_DATA frame carries a counter and an HMAC tag over its header
+ *     and payload: a frame is delivered only if it comes from an address that proved the key,
+ *     its tag verifies under that sender's key and its counter is new (replay window). So
+ *     nobody on the mesh network can forge a source vip (which the policy check and the
+ *     members' cryptokey routing rely on) or replay frames. An untrusted sender, or one whose
+ *     tags fail, gets MESH_REAUTH (rate-limited).
  *   - access policy: the home relay checks MESH_DATA again (policy-gate.ts), the sender's
  *     tags looked up like any remote member's; a frame from a sender whose tags are being
  *     looked up is held and run through `rerun` when they are known.
  *   - one hop only: a home relay delivers MESH_DATA to its own members or drops it; it never
  *     forwards again, so there are no loops.
  *
- * Hot path: no allocation, never throws; one copy into a scratch buffer on the sending side
- * (the 4 extra header bytes), none on the receiving side (the header is rewritten in place).
+ * Hot path: never throws; one copy into a scratch buffer on the sending side (the extra header
+ * bytes), none on the receiving side (the header is rewritten in place); one HMAC-SHA256 per
+ * frame on each side (node:crypto, the only allocation; bench/mesh-mac.ts).
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, type KeyObject } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import { type Clock, type Logger, type DatagramBatch, type DatagramSocket, formatAddr, EventType, type SessionEventType } from '../common';
 import { FrameType, RELAY_HEADER_LEN, readU32, MSG_TRANSPORT_MIN_SIZE } from '../protocol';
 import {
-  MESH_DATA_HEADER_LEN, MESH_NONCE_LEN, MESH_OFFSET_DST, MESH_OFFSET_SRC, MESH_REAUTH_LEN, MeshFrameType, decodeMeshHello,
-  encodeMeshHello, writeMeshDataHeader,
+  MESH_COUNTER_REKEY, MESH_DATA_HEADER_LEN, MESH_NONCE_LEN, MESH_OFFSET_DST, MESH_OFFSET_SRC, MESH_REAUTH_LEN, MeshFrameType, decodeMeshHello,
+  deriveMeshDataKey, encodeMeshHello, expandMeshCounter, openMeshData, readMeshCounter, sealMeshData, writeMeshDataHeader,
 } from './mesh-frame';
 import { HeldFrames } from './mesh-held';
 import { MeshTrust } from './mesh-trust';
 import { HeldPort } from './policy-held';
 import { POLICY_OFF, type PolicyGate } from './policy-gate';
+import { WorkLimiter } from './rate-limit';
 import type { SessionTable } from './session-table';
 import type { RelayStats } from './stats';
 
@@ -63,8 +74,9 @@ export interface MeshRouteSource {
 }
 
 /** SENT: on its way; HELD: kept until the route is usable; PENDING: route not usable, frame
- *  dropped (hold queue full); NONE: no other relay has this member. */
-export const MeshForwardResult = { SENT: 0, PENDING: 1, NONE: 2, HELD: 3 } as const;
+ *  dropped (hold queue full); NONE: no other relay has this member; LIMITED: the route is not
+ *  cached and the sender (or the relay) is over its route lookup budget, frame dropped. */
+export const MeshForwardResult = { SENT: 0, PENDING: 1, NONE: 2, HELD: 3, LIMITED: 4 } as const;
 export type MeshForwardResult = (typeof MeshForwardResult)[keyof typeof MeshForwardResult];
 
 export interface MeshInit {
@@ -75,6 +87,14 @@ export interface MeshInit {
   routeTtlMs?: number;
   /** @default 1000 */
   negativeTtlMs?: number;
+  /** Routes cached (positive and negative), least recently used evicted first. @default 65_536 */
+  routeCacheSize?: number;
+  /** Route lookups (Redis round trips) started per second for one sending member; burst 2×. @default 50 */
+  lookupsPerMemberPerSecond?: number;
+  /** Route lookups started per second by the whole relay (and its burst). @default 2000 */
+  lookupsPerSecond?: number;
+  /** Route lookups in flight at once. @default 256 */
+  maxLookups?: number;
   /** Minimum interval between HELLOs to one peer, ms. @default 250 */
   helloRetryMs?: number;
   /** Accepted |clock difference| between relays for HELLO timestamps, ms. @default 30_000 */
@@ -107,6 +127,9 @@ interface Peer {
   ready: boolean;
   lastHelloAt: number;
   nonce: Uint8Array;
+  /** MESH_DATA key towards this peer, from our last HELLO it ACKed; undefined until then. */
+  txKey: KeyObject | undefined;
+  txCounter: number;
 }
 
 interface Route {
@@ -114,6 +137,9 @@ interface Route {
   until: number;
 }
 
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
 
 export class Mesh {
   private readonly o: Required<MeshInit>;
@@ -121,7 +147,11 @@ export class Mesh {
   private readonly wallNow: () => number;
   private local: MeshLocal | undefined;
   private readonly peers = new Map<string, Peer>();
-  private readonly routes = new Map<number, Route>();
+  /** dst vip → home (or a negative entry): bounded LRU, so DATA to random vips cannot grow it. */
+  private readonly routes: LRUCache<number, Route>;
+  /** Route lookups per sending member and in all: a bound member cannot buy unbounded Redis work. */
+  private readonly lookupBudget: WorkLimiter;
+  private lookupCount = 0;
   private readonly pending = new Set<number>();
   /** Bumped on every invalidation; a lookup that started before one is not cached. */
   private epoch = 0;
@@ -134,8 +164,16 @@ export class Mesh {
   private dirty = false;
 
   constructor(init: MeshInit, private readonly c: MeshComponents) {
-    this.o = { routeTtlMs: 30_000, negativeTtlMs: 1000, helloRetryMs: 250, maxSkewMs: 30_000, refreshMs: 10_000, ...init };
+    this.o = {
+      routeTtlMs: 30_000, negativeTtlMs: 1000, helloRetryMs: 250, maxSkewMs: 30_000, refreshMs: 10_000, routeCacheSize: 65_536,
+      lookupsPerMemberPerSecond: 50, lookupsPerSecond: 2000, maxLookups: 256, ...stripUndefined(init), relayId: init.relayId, key: init.key,
+    };
     if (init.key.length !== 32) throw new RangeError('mesh key must be 32 bytes');
+    this.routes = new LRUCache<number, Route>({ max: this.o.routeCacheSize });
+    this.lookupBudget = new WorkLimiter(c.clock.now(), {
+      perKeyPerSecond: this.o.lookupsPerMemberPerSecond, perKeyBurst: 2 * this.o.lookupsPerMemberPerSecond,
+      globalPerSecond: this.o.lookupsPerSecond, globalBurst: this.o.lookupsPerSecond,
+    });
     this.trust = new MeshTrust(2 * this.o.maxSkewMs);
     this.log = c.logger.child({ relay: init.relayId, part: 'mesh' });
     // HELLO timestamps compare wall clocks across relays (monotonic clocks are per host).
@@ -175,7 +213,33 @@ export class Mesh {
 
   /** The cached home relay id of a vip, if any (tests, status). */
   cachedHome(vip: number): string | undefined {
-    return this.routes.get(vip >>> 0)?.peer?.id;
+    return this.routes.peek(vip >>> 0)?.peer?.id;
+  }
+
+  /** Route cache and lookup counters (tests, status). */
+  routeStats(): { cached: number; lookups: number; inflight: number; held: number } {
+    return { cached: this.routes.size, lookups: this.lookupCount, inflight: this.pending.size, held: this.held.size };
+  }
+
+  /**
+   * Before the access policy check of a frame for a remote destination (whose tags may need a
+   * lookup of their own): NONE when the destination is known to be nowhere (a fresh negative
+   * entry: no tags lookup is worth it), LIMITED when its route is unknown and the sender is over
+   * its lookup budget, SENT ("go on") otherwise, with the route lookup started.
+   */
+  precheck(srcVip: number, dstVip: number, now: number): MeshForwardResult {
+    const r = this.routes.get(dstVip);
+    if (r !== undefined) return r.peer === undefined && r.until > now ? MeshForwardResult.NONE : MeshForwardResult.SENT;
+    if (this.pending.has(dstVip)) return MeshForwardResult.SENT;
+    return this.budgetedLookup(srcVip, dstVip, now) ? MeshForwardResult.SENT : MeshForwardResult.LIMITED;
+  }
+
+  /** Start a lookup for `dstVip` on `srcVip`'s budget; false when over budget (or too many in flight). */
+  private budgetedLookup(srcVip: number, dstVip: number, now: number): boolean {
+    if (this.pending.has(dstVip)) return true;
+    if (this.pending.size >= this.o.maxLookups || !this.lookupBudget.take(srcVip, now)) return false;
+    this.lookup(dstVip);
+    return true;
   }
 
   /**
@@ -185,24 +249,36 @@ export class Mesh {
   forward(buf: Uint8Array, off: number, len: number, srcVip: number, dstVip: number, now: number): MeshForwardResult {
     const r = this.routes.get(dstVip);
     if (r === undefined || r.until <= now) {
-      this.lookup(dstVip);
+      // Every lookup a member's frame starts is on its budget (an expired negative entry too).
+      const started = this.budgetedLookup(srcVip, dstVip, now);
+      if (r === undefined) return started ? this.hold(buf, off, len, srcVip, dstVip, now) : MeshForwardResult.LIMITED;
       // Serve a stale route while it is revalidated; events keep routes fresh anyway.
-      if (r === undefined) return this.hold(buf, off, len, srcVip, dstVip, now);
     }
-    const peer = r!.peer;
+    const peer = r.peer;
     if (!peer) return MeshForwardResult.NONE;
+    if (peer.ready && peer.txCounter >= MESH_COUNTER_REKEY) {
+      // A fresh key long before the counter could lose precision (never in practice: the 10 s refresh re-keys).
+      peer.ready = false;
+      peer.lastHelloAt = -Infinity;
+    }
     if (!peer.ready) {
       this.sendHello(peer, now, MeshFrameType.HELLO);
       return this.hold(buf, off, len, srcVip, dstVip, now);
     }
-    const payloadLen = len - RELAY_HEADER_LEN;
+    const frameLen = MESH_DATA_HEADER_LEN + len - RELAY_HEADER_LEN;
     const s = this.scratch;
     writeMeshDataHeader(s, 0, dstVip, srcVip);
     s.set(buf.subarray(off + RELAY_HEADER_LEN, off + len), MESH_DATA_HEADER_LEN);
-    this.c.socket.send(s, 0, MESH_DATA_HEADER_LEN + payloadLen, peer.addr, peer.port);
+    this.seal(peer, s, frameLen);
+    this.c.socket.send(s, 0, frameLen, peer.addr, peer.port);
     this.dirty = true;
     if (this.local) this.local.stats.meshSent++;
     return MeshForwardResult.SENT;
+  }
+
+  /** Counter and tag for a MESH_DATA frame to a ready peer (one HMAC-SHA256 over the frame). */
+  private seal(peer: Peer, f: Uint8Array, len: number): void {
+    sealMeshData(f, 0, len, peer.txKey!, peer.txCounter++);
   }
 
   /** Keep a copy of the frame until the route is usable: HELD, or PENDING (dropped) when full. */
@@ -214,11 +290,14 @@ export class Mesh {
   private drainHeld(now: number): void {
     if (this.held.size === 0) return;
     const n = this.held.drain(now, (vip) => {
-      const r = this.routes.get(vip);
+      const r = this.routes.peek(vip);
       if (!r) return undefined;
       if (!r.peer) return null;
       return r.peer.ready ? r.peer : undefined;
-    }, (f, addr, port) => this.c.socket.send(f, 0, f.length, addr, port));
+    }, (f, peer) => {
+      this.seal(peer, f, f.length);
+      this.c.socket.send(f, 0, f.length, peer.addr, peer.port);
+    });
     if (n > 0) {
       if (this.local) this.local.stats.meshSent += n;
       this.c.socket.flush();
@@ -235,6 +314,7 @@ export class Mesh {
   private lookup(vip: number): void {
     if (this.pending.has(vip) || this.closed) return;
     this.pending.add(vip);
+    this.lookupCount++;
     const epoch = this.epoch;
     this.c.routes.lookupHome(vip, this.o.relayId).then((home) => {
       this.pending.delete(vip);
@@ -266,12 +346,16 @@ export class Mesh {
   private upsertPeer(h: MeshHome): Peer {
     let p = this.peers.get(h.relayId);
     if (!p) {
-      p = { id: h.relayId, addr: h.addr >>> 0, port: h.port, ready: false, lastHelloAt: -Infinity, nonce: new Uint8Array(MESH_NONCE_LEN) };
+      p = {
+        id: h.relayId, addr: h.addr >>> 0, port: h.port, ready: false, lastHelloAt: -Infinity, nonce: new Uint8Array(MESH_NONCE_LEN),
+        txKey: undefined, txCounter: 0,
+      };
       this.peers.set(h.relayId, p);
     } else if (p.addr !== h.addr >>> 0 || p.port !== h.port) {
       p.addr = h.addr >>> 0;
       p.port = h.port;
       p.ready = false;
+      p.txKey = undefined;
       p.lastHelloAt = -Infinity;
     }
     return p;
@@ -347,23 +431,43 @@ export class Mesh {
   /** A held MESH_DATA frame (policy-held.ts) through the mesh port's path again, sent at once. */
   rerun(buf: Buffer, addr: number, port: number): void {
     if (this.closed || !this.local) return;
-    this.meshFrame(buf, 0, buf.length, addr, port, this.c.clock.now());
+    // Its tag and counter were checked the first time (checking again would call it a replay).
+    this.meshFrame(buf, 0, buf.length, addr, port, this.c.clock.now(), true);
     this.local.memberSocket.flush();
     this.flush();
   }
 
-  private meshFrame(buf: Buffer, off: number, len: number, addr: number, port: number, now: number): void {
+  private meshFrame(buf: Buffer, off: number, len: number, addr: number, port: number, now: number, verified = false): void {
     const l = this.local!;
     if (len < MESH_REAUTH_LEN) return l.stats.drop('too-short');
     const type = buf[off];
     if (type === MeshFrameType.DATA) {
-      if (!this.trust.isTrusted(addr, port)) {
+      const sender = this.trust.sender(addr, port);
+      if (!sender) {
         l.stats.drop('mesh-untrusted');
         // At most one MESH_REAUTH per source per tick: never an amplifier.
         if (this.trust.mayReauth(addr, port)) this.c.socket.send(this.reauthFrame, 0, MESH_REAUTH_LEN, addr, port);
         return;
       }
       if (len < MESH_DATA_HEADER_LEN + MSG_TRANSPORT_MIN_SIZE) return l.stats.drop('too-short');
+      if (!verified) {
+        // The tag first (under the sender's newest key, then its previous one), then the counter.
+        const low = readMeshCounter(buf, off);
+        let rx = sender.current;
+        let n = expandMeshCounter(low, rx.window.highest);
+        if (!openMeshData(buf, off, len, rx.key, n)) {
+          const prev = sender.previous;
+          if (prev !== undefined) n = expandMeshCounter(low, prev.window.highest);
+          if (prev === undefined || !openMeshData(buf, off, len, prev.key, n)) {
+            l.stats.drop('mesh-bad-mac');
+            // A sender that lost our key (we restarted and it re-keyed elsewhere) handshakes again.
+            if (this.trust.mayReauth(addr, port)) this.c.socket.send(this.reauthFrame, 0, MESH_REAUTH_LEN, addr, port);
+            return;
+          }
+          rx = prev;
+        }
+        if (!rx.window.accept(n)) return l.stats.drop('mesh-replayed');
+      }
       const dst = l.sessions.byOverlay(readU32(buf, off + MESH_OFFSET_DST));
       if (!dst) return l.stats.drop('mesh-unknown-destination');
       const gate = l.policy;
@@ -408,14 +512,17 @@ export class Mesh {
     if (h.type === MeshFrameType.HELLO_ACK) {
       const p = this.peers.get(h.relayId);
       if (!p || !Buffer.from(p.nonce).equals(Buffer.from(h.echo))) return l.stats.drop('mesh-bad-hello');
-      this.trust.trust(addr, port, h.relayId);
+      // Our HELLO's nonce and its ACK's: the key our MESH_DATA to this peer is sealed with.
+      p.txKey = deriveMeshDataKey(this.o.key, p.nonce, h.nonce, this.o.relayId, h.relayId);
+      p.txCounter = 0;
       if (!p.ready) this.log.info({ peer: h.relayId, meshAddr: `${formatAddr(addr)}:${port}` }, 'mesh peer ready');
       p.ready = true;
       this.drainHeld(now);
       return;
     }
-    this.trust.trust(addr, port, h.relayId);
-    const ack = encodeMeshHello({ type: MeshFrameType.HELLO_ACK, timestampMs: wall, nonce: randomBytes(MESH_NONCE_LEN), echo: h.nonce, relayId: this.o.relayId }, this.o.key);
+    const ackNonce = randomBytes(MESH_NONCE_LEN);
+    this.trust.trust(addr, port, h.relayId, deriveMeshDataKey(this.o.key, h.nonce, ackNonce, h.relayId, this.o.relayId));
+    const ack = encodeMeshHello({ type: MeshFrameType.HELLO_ACK, timestampMs: wall, nonce: ackNonce, echo: h.nonce, relayId: this.o.relayId }, this.o.key);
     this.c.socket.send(ack, 0, ack.length, addr, port);
   }
 }

@@ -152,6 +152,8 @@ class RelayImpl implements Relay {
         perKeyPerSecond: this.opts.authPerIpPerSecond, perKeyBurst: 2 * this.opts.authPerIpPerSecond,
         globalPerSecond: this.opts.authPerSecond, globalBurst: this.opts.authPerSecond,
       }),
+      // Its own limiter: an AUTH_FAIL must not use up the REAUTH/UNREACHABLE allowance of a 4-tuple.
+      replyLimiter: new RateLimiter(now, { intervalMs: this.opts.replyIntervalMs, perSecond: this.opts.replyPerSecond }),
       isClosed: () => this.closed, sendReauth: (a, p, n) => forwarder!.sendReauth(a, p, n),
     });
     forwarder = new Forwarder({

@@ -22,6 +22,7 @@ interface RelayArgs extends RedisArgs {
   'mesh-key'?: string;
   'mesh-advertise'?: string;
   'session-refresh'?: number;
+  'mesh-route-cache'?: number;
   metrics?: string;
   'health-tcp'?: string;
 }
@@ -55,6 +56,7 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
     .option('mesh', { type: 'string', describe: 'UDP address for relay-to-relay forwarding, HOST:PORT (needs --redis and --id): the relays behind one VIP become one service' })
     .option('mesh-key', { type: 'string', normalize: true, describe: 'File holding the shared mesh secret (>= 16 bytes; default: P:mesh-key in Redis, created once)' })
     .option('mesh-advertise', { type: 'string', describe: 'HOST:PORT other relays reach the mesh socket at (default: --mesh; required when --mesh binds 0.0.0.0)' })
+    .option('mesh-route-cache', { type: 'number', default: 65_536, describe: 'Mesh routes (vip -> home relay, also "nowhere") cached, least recently used evicted first' })
     .option('session-refresh', { type: 'number', default: 10, describe: 'Re-assert this relay\'s P:session records every N seconds (TTL refresh, re-created after a Redis restart)' })
     .option('metrics', METRICS_OPTION)
     .option('health-tcp', { type: 'string', describe: 'TCP HOST:PORT that accepts connections only while /readyz would answer 200, for connect-only load balancer checks' })
@@ -78,6 +80,10 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
         if (adv.host === '0.0.0.0') throw new Error('--mesh binds 0.0.0.0: give --mesh-advertise HOST:PORT');
       } else if (a['mesh-key'] || a['mesh-advertise']) {
         throw new Error('--mesh-key and --mesh-advertise need --mesh HOST:PORT');
+      }
+      const rc = a['mesh-route-cache'];
+      if (rc === undefined || !Number.isInteger(rc) || rc < 1 || rc > 16_777_216) {
+        throw new Error('--mesh-route-cache must be a whole number of routes between 1 and 16777216');
       }
       const sr = a['session-refresh'];
       if (sr === undefined || !(sr > 0)) throw new Error('--session-refresh must be a number of seconds > 0');
@@ -160,7 +166,7 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
           throw new CliError(`cannot load the mesh key from Redis: ${(err as Error).message}`);
         }
       }
-      mesh = new Mesh({ relayId: id, key: deriveMeshKey(secret) }, { logger: log, clock: systemClock, socket: meshSocket, routes: registry });
+      mesh = new Mesh({ relayId: id, key: deriveMeshKey(secret), routeCacheSize: args['mesh-route-cache'] }, { logger: log, clock: systemClock, socket: meshSocket, routes: registry });
     }
     let sessionListener: SessionListener | undefined;
     if (redis) {

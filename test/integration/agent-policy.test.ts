@@ -16,7 +16,7 @@
  * were dropped, not lost or late.
  */
 import test, { type ExecutionContext } from 'ava';
-import { echoReply, echoRequest, tcp, TCP_FLAGS, udp } from '../harness/ip-packets';
+import { echoReply, echoRequest, tcp, TCP_FLAGS, udp } from '../harness/packets';
 import { startTestnet, type TestAgent, type Testnet, type TestnetOptions } from '../harness/testnet';
 
 const { SYN, ACK, PSH } = TCP_FLAGS;

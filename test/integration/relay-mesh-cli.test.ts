@@ -32,6 +32,8 @@ test('mesh flag validation messages', async (t) => {
   t.regex(await parseFailure([...base, '--redis', 'redis://x', '--id', 'a', '--mesh', '0.0.0.0:2']), /--mesh-advertise/);
   t.regex(await parseFailure([...base, '--redis', 'redis://x', '--mesh-key', 'k']), /need --mesh/);
   t.regex(await parseFailure([...base, '--redis', 'redis://x', '--session-refresh', '0']), /--session-refresh/);
+  t.regex(await parseFailure([...base, '--redis', 'redis://x', '--mesh-route-cache', '0']), /--mesh-route-cache must be a whole number/);
+  t.regex(await parseFailure([...base, '--redis', 'redis://x', '--mesh-route-cache', '1.5']), /--mesh-route-cache must be a whole number/);
 });
 
 test('relays started with --mesh register in Redis and leave on SIGTERM; the key never reaches the log', async (t) => {

@@ -129,7 +129,7 @@ test(`[${kind}] bad auth, replays, unbound sources, garbage and unknown destinat
   t.is(s.drops['auth-failed'], 1);
   t.is(s.drops['auth-vip-mismatch'], 1);
   t.is(s.drops['auth-replayed'], 1);
-  t.is(s.drops['auth-stale'], 1);
+  t.is(s.drops['auth-bad-challenge'], 1);
   t.true(s.drops['unbound-source'] >= 2);
   t.true(s.drops['unknown-destination'] >= 1);
   t.true(s.drops.malformed + s.drops['too-short'] + s.drops['unknown-type'] + s.drops['unexpected-type'] > 50);

@@ -147,7 +147,7 @@ rootTest('the unpacked coordinator and mapper run on Redis: health check, a join
   await topo.waitForListen(hub, 7070, 'tcp', 20_000).catch((err: Error) => { throw new Error(`${err.message}: ${mapper.output()}`); });
   const health = await topo.exec(hub, 'curl', ['-sS', 'http://127.0.0.1:8080/v1/health']);
   t.deepEqual(JSON.parse(health.stdout), { ok: true });
-  const token = await topo.exec(hub, isthmus, ['token', 'create', '--coordinator', 'http://127.0.0.1:8080', '--uses', '2', '--ttl', '10m'], { env });
+  const token = await topo.exec(hub, isthmus, ['token', 'create', '--coordinator', 'http://127.0.0.1:8080', '--insecure-coordinator', '--uses', '2', '--ttl', '10m'], { env });
   t.regex(token.stdout, /isj_/);
   const lookup = await topo.exec(hub, 'curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', 'http://127.0.0.1:7070/v1/map/10.91.1.2']);
   t.is(lookup.stdout, '404', 'nobody joined yet: not mapped');

@@ -5,7 +5,7 @@ import { parseAddr } from '../../../common/ipv4';
 import { FlowFilter, FLOW_DROP_REASONS, MIN_LATER_FRAGMENT_BLOCKS } from '../../../node-agent/flow-filter';
 import { DEFAULT_UDP_TIMEOUT_MS, DEFAULT_ICMP_TIMEOUT_MS } from '../../../node-agent/flow-table';
 import { compilePolicy, parsePolicy, PortSet } from '../../../policy';
-import { echoReply, echoRequest, icmp, icmpError, ipv4, tcp, TCP_FLAGS, udp } from '../../harness/ip-packets';
+import { echoReply, echoRequest, icmp, icmpError, ipv4, tcp, TCP_FLAGS, udp } from '../../harness/packets';
 
 const ME = '100.64.0.2'; // the local member's virtual IP
 const MY_ORIGINAL = '10.0.0.5'; // its original IP (transparent mode)

@@ -21,13 +21,27 @@ test('wrong proof, wrong context, forged nonce', (t) => {
   const ci = new ChallengeIssuer(0);
   const c = ci.issue(1, 2, 0);
   const other = nacl.box.keyPair();
-  t.is(ci.verify(c.ephemeralPublic, c.nonce, other.publicKey, prove(c.ephemeralPublic, c.nonce), 1, 2, 0), 'bad-proof');
-  t.is(ci.verify(c.ephemeralPublic, c.nonce, member.publicKey, prove(c.ephemeralPublic, c.nonce, 'join'), 1, 2, 0), 'bad-proof');
   const forged = Uint8Array.from(c.nonce);
   forged[15] ^= 1;
   t.is(ci.verify(c.ephemeralPublic, forged, member.publicKey, prove(c.ephemeralPublic, forged), 1, 2, 0), 'stale');
   t.is(ci.verify(new Uint8Array(32), c.nonce, member.publicKey, prove(c.ephemeralPublic, c.nonce), 1, 2, 0), 'stale');
-  t.is(ci.verify(c.ephemeralPublic, c.nonce, member.publicKey, prove(c.ephemeralPublic, c.nonce), 1, 2, 0), 'ok', 'failures did not spend it');
+  t.is(ci.verify(c.ephemeralPublic, c.nonce, other.publicKey, prove(c.ephemeralPublic, c.nonce), 1, 2, 0), 'bad-proof', 'MAC failures did not spend it');
+  t.is(ci.verify(c.ephemeralPublic, c.nonce, member.publicKey, prove(c.ephemeralPublic, c.nonce), 1, 2, 0), 'replayed', 'a checked proof spent it');
+  const d = ci.issue(1, 2, 0);
+  t.is(ci.verify(d.ephemeralPublic, d.nonce, member.publicKey, prove(d.ephemeralPublic, d.nonce, 'join'), 1, 2, 0), 'bad-proof');
+  const e = ci.issue(1, 2, 0);
+  t.is(ci.verify(e.ephemeralPublic, e.nonce, member.publicKey, prove(e.ephemeralPublic, e.nonce), 1, 2, 0), 'ok');
+});
+
+test('checkChallenge costs no proof check and does not spend the challenge', (t) => {
+  const ci = new ChallengeIssuer(0);
+  const c = ci.issue(1, 2, 0);
+  t.is(ci.checkChallenge(c.ephemeralPublic, c.nonce, 1, 3, 0), 'stale', 'other 4-tuple');
+  const ok = ci.checkChallenge(c.ephemeralPublic, c.nonce, 1, 2, 0);
+  t.is(typeof ok, 'object');
+  t.is(typeof ci.checkChallenge(c.ephemeralPublic, c.nonce, 1, 2, 0), 'object', 'still unspent');
+  t.is(ci.verifyProof(ok as Exclude<typeof ok, string>, member.publicKey, prove(c.ephemeralPublic, c.nonce), 0), 'ok');
+  t.is(ci.checkChallenge(c.ephemeralPublic, c.nonce, 1, 2, 0), 'replayed');
 });
 
 test('challenges live through one rotation and expire after two', (t) => {

@@ -104,12 +104,45 @@ test('random batches never throw and every frame is accounted for', async (t) =>
   t.true(s.dropped > 0);
 });
 
-test('AUTH proof checks are budgeted per source IP', async (t) => {
+test('garbage AUTHs are dropped on the challenge MAC before any work budget is spent', async (t) => {
   const { socket, relay } = await setup();
   const auth = encodeAuth({ version: 1, claimedVip: 1, staticPublic: new Uint8Array(32).fill(1), ephemeralPublic: new Uint8Array(32), nonce: new Uint8Array(16), proof: new Uint8Array(32) });
-  socket.inject(Array.from({ length: 150 }, (_, i) => ({ buf: auth, addr: 0x0d000001, port: 1000 + i })));
-  socket.inject([{ buf: auth, addr: 0x0d000002, port: 1 }]);
+  socket.inject(Array.from({ length: 1000 }, (_, i) => ({ buf: auth, addr: 0x0d000001, port: 1000 + i })));
   const s = relay.stats();
-  t.is(s.drops['auth-stale'], 101, 'burst of 100 for one IP, then another IP still gets through');
+  t.is(s.drops['auth-bad-challenge'], 1000);
+  t.is(s.drops['auth-overload'], 0, 'no garbage took budget');
+  // Positive control in the same relay, same moment: a genuine AUTH from the flooder's IP binds.
+  const M = { kp: nacl.box.keyPair(), addr: 0x0d000001, port: 4444 };
+  socket.inject([{ buf: encodeHello(), addr: M.addr, port: M.port }]);
+  socket.flush();
+  const hello = socket.sent.at(-1)!;
+  const ch = decodeChallenge(hello.buf, 0, hello.buf.length)!;
+  const proof = proveKey(B.kp.secretKey, B.kp.publicKey, ch.ephemeralPublic, ch.nonce, 'relay');
+  socket.inject([{ buf: encodeAuth({ version: 1, claimedVip: B.vip, staticPublic: B.kp.publicKey, ephemeralPublic: ch.ephemeralPublic, nonce: ch.nonce, proof }), addr: M.addr, port: M.port }]);
+  await new Promise((r) => setImmediate(r));
+  t.is(socket.sent.at(-1)!.buf[0], FrameType.AUTH_OK);
+});
+
+test('AUTH proof checks are budgeted per source IP; one challenge buys one proof check', async (t) => {
+  const { socket, relay } = await setup();
+  // Valid challenges (HELLO first), wrong proofs: each costs an X25519, so each takes budget.
+  const authFor = (addr: number, port: number): Buffer => {
+    socket.inject([{ buf: encodeHello(), addr, port }]);
+    socket.flush();
+    const f = socket.sent.at(-1)!;
+    const ch = decodeChallenge(f.buf, 0, f.buf.length)!;
+    return encodeAuth({ version: 1, claimedVip: 1, staticPublic: new Uint8Array(32).fill(1), ephemeralPublic: ch.ephemeralPublic, nonce: ch.nonce, proof: new Uint8Array(32).fill(7) });
+  };
+  const frames = Array.from({ length: 150 }, (_, i) => ({ buf: authFor(0x0d000001, 1000 + i), addr: 0x0d000001, port: 1000 + i }));
+  socket.inject(frames);
+  const other = authFor(0x0d000002, 1);
+  socket.inject([{ buf: other, addr: 0x0d000002, port: 1 }]);
+  let s = relay.stats();
+  t.is(s.drops['auth-failed'], 101, 'burst of 100 for one IP, then another IP still gets through');
   t.is(s.drops['auth-overload'], 50);
+  // Replaying a checked challenge (same 4-tuple, valid MAC) costs no second proof check.
+  socket.inject(Array.from({ length: 20 }, () => ({ buf: other, addr: 0x0d000002, port: 1 })));
+  s = relay.stats();
+  t.is(s.drops['auth-replayed'], 20);
+  t.is(s.drops['auth-failed'], 101);
 });
