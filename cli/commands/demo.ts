@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
-import { existsSync } from 'node:fs';
-import { createTopology, randomPrefix, startJoinedOverlay, cliPath, type Topology, type JoinedOverlay } from '../../testbed';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createTopology, randomPrefix, startJoinedOverlay, cliPath, run, type Topology, type JoinedOverlay } from '../../testbed';
 import { DEFAULT_PREFIX, redisKeys } from '../../common';
 import { CliError, onShutdown } from '../shutdown';
 
@@ -27,6 +28,23 @@ async function waitForPing(topo: Topology, ns: string, addr: string, timeoutMs: 
   }
 }
 
+/** The demo's ports: ping, iperf3, the HTTP server the mapper reaches. */
+const DEMO_PORTS = ['icmp', 'tcp/5201', 'tcp/8000'];
+/** The mission's policy: controllers reach agents, agents reach no one. */
+const MISSION_POLICY = { rules: [{ from: ['tag:controller'], to: ['tag:agent'], ports: DEMO_PORTS }] };
+
+/** A member's `policy` drop counter: `isthmus status --json` on its control socket. */
+async function policyDrops(stateDir: string): Promise<number> {
+  const r = await run(process.execPath, [cliPath(), 'status', '--state-dir', stateDir, '--json']);
+  return (JSON.parse(r.stdout) as { drops?: Record<string, number> }).drops?.policy ?? 0;
+}
+
+async function admin(overlay: JoinedOverlay, args: string[]): Promise<string> {
+  const r = await overlay.admin(args);
+  if (r.code !== 0) throw new CliError(`isthmus ${args.join(' ')}: ${r.stderr.trim()}`);
+  return r.stdout.trim();
+}
+
 async function hgetall(topo: Topology, key: string): Promise<Record<string, string>> {
   const out = (await topo.exec(topo.ns.hub, 'redis-cli', ['-h', topo.addr.vip, '-p', '6379', 'HGETALL', key])).stdout.trim().split('\n');
   const r: Record<string, string> = {};
@@ -37,7 +55,7 @@ async function hgetall(topo: Topology, key: string): Promise<Record<string, stri
 /** `isthmus demo`: the whole system on this machine, in network namespaces, then gone. */
 export const demoCommand: CommandModule<object, DemoArgs> = {
   command: 'demo',
-  describe: 'Build two isolated VPCs and a hub in network namespaces; start Redis, two coordinators and two relays behind a VIP, and two members that join with a token; show ping, a TCP transfer, a relay failover, the mapper (SOCKS5, HTTP proxy) and transparent mode; tear everything down (root)',
+  describe: 'Build two isolated VPCs and a hub in network namespaces; start Redis, two coordinators and two relays behind a VIP, and two members that join with tagged tokens under the policy "controllers reach agents"; show ping, a TCP transfer, a relay failover, the mapper (SOCKS5, HTTP proxy), transparent mode and the agent refused when it dials the controller; tear everything down (root)',
   builder: (y) => y.option('seconds', { type: 'number', default: 5, describe: 'Length of the TCP transfer' })
     .check((a) => {
       if (!(a.seconds >= 1 && a.seconds <= 600)) throw new Error('--seconds must be between 1 and 600');
@@ -76,6 +94,12 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
       const agentToken = await overlay.createToken(['--uses', '1', '--ttl', '10m', '--tag', 'agent']);
       const controllerToken = await overlay.createToken(['--uses', '1', '--ttl', '10m', '--tag', 'controller']);
       say(`admin: isthmus token create --uses 1 --ttl 10m --tag agent|controller  →  ${agentToken.slice(0, 6)}…, ${controllerToken.slice(0, 6)}… (stored hashed in Redis)`);
+      // The mission's policy, before anyone joins: each peer map holds only what it allows.
+      const policyFile = join(overlay.dir, 'policy.json');
+      writeFileSync(policyFile, JSON.stringify(MISSION_POLICY) + '\n');
+      await admin(overlay, ['policy', 'set', policyFile]);
+      say(`admin: isthmus policy set policy.json  →  ${JSON.stringify(MISSION_POLICY)}`);
+      say(`  controllers reach agents on ${DEMO_PORTS.join(', ')}; agents reach no one`);
       const a1 = await overlay.join('a1', vpc1, topo.addr.vpc1, { token: agentToken });
       // S routes vpc1's original prefix into the overlay: transparent mode.
       const s1 = await overlay.join('s1', vpc2, topo.addr.vpc2, { token: controllerToken, extraArgs: ['--route-original', '10.91.1.0/24'] });
@@ -133,6 +157,22 @@ a1 serves HTTP on :8000; s1 runs \`isthmus mapper\` (API 127.0.0.1:7070, SOCKS5 
       for (const [label, curlArgs] of ways) {
         const c = await topo.exec(vpc2, 'curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code} %{size_download}B %{time_total}s', '--max-time', '10', ...curlArgs], { check: false });
         say(`  curl ${curlArgs.join(' ').padEnd(60)} ${label.padEnd(25)} → ${c.code === 0 ? c.stdout : 'FAILED ' + c.stderr.trim()}`);
+      }
+
+      // The other way: the agent dials the controller, which serves HTTP too.
+      topo.spawn(vpc2, 'python3', ['-m', 'http.server', '8000', '--bind', '0.0.0.0', '--directory', '/usr/share/doc/iperf3'], { name: 'http-server-s1' });
+      await topo.waitForListen(vpc2, 8000, 'tcp');
+      const dropsBefore = await policyDrops(s1.stateDir);
+      const dial = await topo.exec(vpc1, 'curl', ['-sS', '-o', '/dev/null', '--connect-timeout', '2', `http://${s1.vip}:8000/`], { check: false });
+      const back = await topo.exec(vpc1, 'ping', ['-c', '2', '-i', '0.2', '-W', '1', s1.vip], { check: false });
+      const pong = Number(/(\d+) received/.exec(back.stdout)?.[1] ?? 0);
+      const dropped = (await policyDrops(s1.stateDir)) - dropsBefore;
+      say(`
+policy: a1 (tag:agent) dials s1 (tag:controller) ${s1.vip}: tcp/8000 ${dial.code === 0 ? 'CONNECTED (the policy is not enforced!)' : 'no connection in 2 s'}, ping ${pong}/2 answered`);
+      say(`  s1's agent dropped ${dropped} packets from a1 (drop reason policy, \`isthmus status\`); s1's own flows to a1 all worked above`);
+      for (const [from, to] of [['s1', 'a1'], ['a1', 's1']]) {
+        const check = await overlay.admin(['policy', 'check', '--from', from, '--to', to, '--port', 'tcp/8000']);
+        say(`  isthmus policy check --from ${from} --to ${to} --port tcp/8000  →  ${(check.stdout.trim() || check.stderr.trim()).split('\n')[0]}`);
       }
     } finally {
       await teardown();

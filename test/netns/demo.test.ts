@@ -84,12 +84,16 @@ async function descendantsGone(r: DemoRun): Promise<boolean> {
   return left.length === 0;
 }
 
-rootTest('the demo shows every way in and tears everything down', async (t) => {
+rootTest('the demo shows every way in, the agent refused by the policy, and tears everything down', async (t) => {
   const before = await leftovers();
   const r = await runDemo();
   t.is(r.code, 0, r.out);
   for (const re of [/joined: virtual IP 100\.64\./, /5\/5 answered/, /Mbit\/s/, /SOCKS5, original IP\s+→ 200/,
     /HTTP proxy, original IP\s+→ 200/, /transparent, original IP\s+→ 200/, /teardown/]) t.regex(r.out, re);
+  // The mission's policy: every flow above is the controller's; the agent dialing it is refused.
+  for (const re of [/policy set policy\.json/, /tcp\/8000 no connection in 2 s, ping 0\/2 answered/,
+    /s1's agent dropped [1-9]\d* packets from a1 \(drop reason policy/, /--from s1 --to a1 --port tcp\/8000 {2}→ {2}.*allowed/,
+    /--from a1 --to s1 --port tcp\/8000 {2}→ {2}.*denied/]) t.regex(r.out, re);
   t.deepEqual(await leftovers(), before);
   t.true(r.seen.size >= 5, `saw only ${r.seen.size} processes of the demo`);
   t.true(await descendantsGone(r));

@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Topology } from '../topology';
-import type { ManagedProcess } from '../procs';
+import type { ManagedProcess, RunResult } from '../procs';
 import { cliPath } from './isthmus';
 import { relayCluster, type RelayCluster } from '../relay-cluster';
 import { makeCoordinatorTls, type CoordinatorTls } from '../tls-certs';
@@ -66,8 +66,13 @@ export interface JoinedOverlay {
   relayAddr: string;
   adminToken: string;
   members: Map<string, JoinedMember>;
-  /** `isthmus token create` on the hub; returns the token. */
+  /** `isthmus token create` from vpc1, as the admin; returns the token. */
   createToken(args?: string[]): Promise<string>;
+  /**
+   * `isthmus <args…> --coordinator <VIP> --coordinator-ca <CA>` from vpc1 with the admin token (e.g. `['policy', 'set', file]`,
+   * `['node', 'list', '--json']`); `input` goes to its stdin. Resolves with its exit code and output, never throws on a refusal.
+   */
+  admin(args: string[], input?: string): Promise<RunResult>;
   /**
    * Start an agent in `ns` that joins as `name`; resolves once it holds a relay session.
    * `originalIp` must be the address `ns` reaches the coordinator from (the VIP's DNAT keeps
@@ -130,10 +135,14 @@ export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: stri
     },
     async createToken(args = []) {
       const uses = args.includes('--uses') ? [] : ['--uses', '100'];
-      // From a VPC, like an admin: the VIP's load balancer only sees traffic that arrives at the hub.
-      const r = await topo.exec(topo.ns.vpc1, process.execPath, [cli, 'token', 'create', ...coordinatorArgs, ...uses, ...args],
-        { env: { ...env, ISTHMUS_ADMIN_TOKEN: adminToken } });
+      const r = await overlay.admin(['token', 'create', ...uses, ...args]);
+      if (r.code !== 0) throw new Error(`token create: ${r.stderr.trim()}`);
       return r.stdout.trim().split('\n').pop()!.trim();
+    },
+    admin(args, input) {
+      // From a VPC, like an admin: the VIP's load balancer only sees traffic that arrives at the hub.
+      return topo.exec(topo.ns.vpc1, process.execPath, [cli, ...args, ...coordinatorArgs],
+        { check: false, env: { ...env, ISTHMUS_ADMIN_TOKEN: adminToken }, ...(input === undefined ? {} : { input }) });
     },
     async join(name, ns, originalIp, jo = {}) {
       const stateDir = join(dir, `state-${name}`);
