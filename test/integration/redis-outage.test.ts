@@ -3,7 +3,8 @@
  * on its Redis port stays up (`/healthz` 200, `/readyz` 503, API 503 `redis-unavailable` +
  * Retry-After), logs "redis unreachable, retrying" once (not once per retry), and once a
  * redis-server starts on that port becomes ready and issues a challenge; Redis stopped and
- * started again gives one more "unreachable" and one "reachable again" line.
+ * started again gives one more "unreachable" and one "reachable again" line. The same for the
+ * mapper (lookups 503 while down, answered once up).
  */
 import test from 'ava';
 import { spawn } from 'node:child_process';
@@ -95,6 +96,45 @@ test('coordinator: starts with Redis down, answers 503, becomes ready when Redis
   await untilAsync(async () => (await fetch(`${metrics}/readyz`)).status === 200, 'readyz 200 again', 15_000);
   t.is((await fetch(`${api}/v1/challenge`)).status, 200);
   t.is(count('redis reachable again'), 2, stderr);
+  t.is(child.exitCode, null);
+  t.false(/\n\s+at /.test(stderr), `no stack traces:\n${stderr}`);
+});
+
+test('mapper: starts with Redis down, lookups 503, answers once Redis comes up, one log line per change', async (t) => {
+  const redisPort = await freePort();
+  const apiPort = await freePort();
+  const child = spawn(process.execPath, [CLI, 'mapper', '--redis', `redis://127.0.0.1:${redisPort}`, '--api', `127.0.0.1:${apiPort}`,
+    '--metrics', '127.0.0.1:0', '--prefix', `isthmus-outage-m-${process.pid}:`], { cwd: root, env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  let redis: RedisHandle | undefined;
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await redis?.stop();
+  });
+  const count = (msg: string) => lines(stderr).filter((o) => o.msg === msg).length;
+  await until(() => stderr.includes('"msg":"metrics listening"') || child.exitCode !== null, 'metrics listening', 20_000)
+    .catch((e: Error) => { throw new Error(`${e.message}\n${stderr}`); });
+  t.is(child.exitCode, null, stderr);
+  const metrics = lines(stderr).find((o) => o.msg === 'metrics listening')!.metrics as string;
+  const api = `http://127.0.0.1:${apiPort}`;
+
+  await new Promise((r) => setTimeout(r, 2000));
+  t.is(child.exitCode, null, 'still running with Redis down');
+  t.is((await fetch(`${metrics}/healthz`)).status, 200);
+  t.is((await fetch(`${metrics}/readyz`)).status, 503);
+  t.is((await fetch(`${api}/v1/map/10.9.8.7`)).status, 503);
+  t.is(count('redis unreachable, retrying'), 1, stderr);
+
+  redis = await startRedis({ port: redisPort });
+  await untilAsync(async () => (await fetch(`${metrics}/readyz`)).status === 200, 'readyz 200', 15_000);
+  const r = await fetch(`${api}/v1/map/10.9.8.7`);
+  t.is(r.status, 404, 'answered from Redis: no such member');
+  t.is(((await r.json()) as { error: string }).error, 'unknown-original-ip');
+  t.is(count('redis reachable again'), 1, stderr);
   t.is(child.exitCode, null);
   t.false(/\n\s+at /.test(stderr), `no stack traces:\n${stderr}`);
 });
