@@ -138,3 +138,43 @@ test('mapper: starts with Redis down, lookups 503, answers once Redis comes up, 
   t.is(child.exitCode, null);
   t.false(/\n\s+at /.test(stderr), `no stack traces:\n${stderr}`);
 });
+
+test('relay: starts with Redis down (readyz 503), finishes its setup and turns ready when Redis comes up', async (t) => {
+  const redisPort = await freePort();
+  const child = spawn(process.execPath, [CLI, 'relay', '--listen', '127.0.0.1:0', '--redis', `redis://127.0.0.1:${redisPort}`,
+    '--redis-prefix', `isthmus-outage-r-${process.pid}:`, '--id', 'outage-relay', '--metrics', '127.0.0.1:0'],
+  { cwd: root, env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  let redis: RedisHandle | undefined;
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await redis?.stop();
+  });
+  const count = (msg: string) => lines(stderr).filter((o) => o.msg === msg).length;
+  await until(() => stderr.includes('"msg":"metrics listening"') || child.exitCode !== null, 'metrics listening', 20_000)
+    .catch((e: Error) => { throw new Error(`${e.message}\n${stderr}`); });
+  t.is(child.exitCode, null, stderr);
+  const metrics = lines(stderr).find((o) => o.msg === 'metrics listening')!.metrics as string;
+
+  await new Promise((r) => setTimeout(r, 2000));
+  t.is(child.exitCode, null, 'still running with Redis down');
+  t.is((await fetch(`${metrics}/healthz`)).status, 200);
+  const notReady = await fetch(`${metrics}/readyz`);
+  t.is(notReady.status, 503);
+  t.false(((await notReady.json()) as { checks: Record<string, boolean> }).checks.setup);
+  t.is(count('relay ready'), 0);
+  t.is(count('redis unreachable, retrying'), 1, stderr);
+
+  redis = await startRedis({ port: redisPort });
+  await untilAsync(async () => (await fetch(`${metrics}/readyz`)).status === 200, 'readyz 200', 15_000);
+  t.is(count('relay ready'), 1, stderr);
+  t.is(count('redis reachable again'), 1, stderr);
+  // its metrics are there once it is set up
+  t.regex(await (await fetch(`${metrics}/metrics`)).text(), /isthmus_relay_received_frames_total/);
+  t.is(child.exitCode, null);
+  t.false(/\n\s+at /.test(stderr), `no stack traces:\n${stderr}`);
+});
