@@ -139,9 +139,8 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
     let metricsRegistry;
     try {
       if (args.metrics) metricsRegistry = (await startMetrics(args.metrics, log, () => {}, checks)).registry;
-      if (args['health-tcp']) await startHealthPort(args['health-tcp'], log, checks);
     } catch (err) {
-      throw new CliError(`cannot listen on --metrics/--health-tcp: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new CliError(`cannot listen on --metrics: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
     /** Run a Redis step, waiting (however long) while Redis is unreachable; other errors throw. */
     const whenRedis = async <T>(step: () => Promise<T>): Promise<T> => {
@@ -258,6 +257,12 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
     // Ready: the member socket (and mesh socket) bound and serving, Redis reachable when used.
     if (metricsRegistry) registerRelayMetrics(metricsRegistry, relay);
     setupDone = true;
+    // The TCP health port (open only while ready) once set up: it opens at once.
+    try {
+      if (args['health-tcp']) await startHealthPort(args['health-tcp'], log, checks);
+    } catch (err) {
+      throw new CliError(`cannot listen on --health-tcp: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
     log.info({ members, policyRules: policy ? relay.policyRules() : undefined, redis: redis ? true : undefined, socket: kind, mesh: mesh ? `${mesh.meshAddress.ip}:${mesh.meshAddress.port}` : undefined }, 'relay ready');
   },
 };
