@@ -129,6 +129,7 @@ export class RedisDirectory implements MemberDirectory {
         if (this.closed) return;
         this.flush();
         this.live = true;
+        this.onLive?.();
         this.log.info('events subscription restored; cache flushed');
       }, () => { /* the next 'ready' retries */ });
     });
@@ -139,6 +140,7 @@ export class RedisDirectory implements MemberDirectory {
   }
 
   private readonly waitForRedis: boolean;
+  private onLive: (() => void) | undefined;
 
   private started = false;
   /** the client's last error, to say why a start failed (the rejection itself only says the connection closed) */
@@ -153,8 +155,13 @@ export class RedisDirectory implements MemberDirectory {
     if (this.waitForRedis) {
       // The 'ready' handler subscribes (and turns the cache on) once Redis answers.
       this.started = true;
+      // Redis answering: return once subscribed (the first lookups are cached). Down: at once.
+      const up = new Promise<void>((resolve) => { this.onLive = resolve; });
+      const down = new Promise<void>((resolve) => { this.sub.once('error', () => resolve()); });
       this.cmd.connect().catch(() => { /* retried by the client; logged by watchRedis */ });
       this.sub.connect().catch(() => { /* retried by the client */ });
+      await Promise.race([up, down]);
+      this.onLive = undefined;
       return;
     }
     try {

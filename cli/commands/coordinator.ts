@@ -158,6 +158,8 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
       },
     });
     onShutdown(() => c.close());
+    // Redis answering: listen once set up (no 503 to the first callers). Down: listen at once.
+    await Promise.race([c.whenReady, new Promise((r) => redis.once('error', r))]);
     try {
       await c.listen(host, port);
     } catch (err) {
