@@ -10,6 +10,8 @@ import test from 'ava';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { join } from 'node:path';
+import Redis from 'ioredis';
+import { redisKeys } from '../../common';
 import { startRedis, type RedisHandle } from '../harness/redis';
 import { until } from './relay-harness';
 
@@ -139,10 +141,11 @@ test('mapper: starts with Redis down, lookups 503, answers once Redis comes up, 
   t.false(/\n\s+at /.test(stderr), `no stack traces:\n${stderr}`);
 });
 
-test('relay: starts with Redis down (readyz 503), finishes its setup and turns ready when Redis comes up', async (t) => {
+test('relay: starts with Redis down (readyz 503), finishes its setup (mesh key, registration) and turns ready when Redis comes up', async (t) => {
   const redisPort = await freePort();
+  const prefix = `isthmus-outage-r-${process.pid}:`;
   const child = spawn(process.execPath, [CLI, 'relay', '--listen', '127.0.0.1:0', '--redis', `redis://127.0.0.1:${redisPort}`,
-    '--redis-prefix', `isthmus-outage-r-${process.pid}:`, '--id', 'outage-relay', '--metrics', '127.0.0.1:0'],
+    '--redis-prefix', prefix, '--id', 'outage-relay', '--mesh', '127.0.0.1:0', '--metrics', '127.0.0.1:0'],
   { cwd: root, env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
@@ -175,6 +178,13 @@ test('relay: starts with Redis down (readyz 503), finishes its setup and turns r
   t.is(count('redis reachable again'), 1, stderr);
   // its metrics are there once it is set up
   t.regex(await (await fetch(`${metrics}/metrics`)).text(), /isthmus_relay_received_frames_total/);
+  // it registered itself in Redis (its mesh record, with the mesh key it created there)
+  const client = new Redis(redis.url, { lazyConnect: true });
+  t.teardown(() => client.disconnect());
+  await client.connect();
+  const keys = redisKeys(prefix);
+  await untilAsync(async () => (await client.exists(keys.relay('outage-relay'))) === 1, 'relay record in Redis', 5000);
+  t.is(await client.exists(keys.meshKey), 1, 'the mesh key it created once Redis answered');
   t.is(child.exitCode, null);
   t.false(/\n\s+at /.test(stderr), `no stack traces:\n${stderr}`);
 });
