@@ -23,7 +23,8 @@ export {
   type MetricsServer, type MetricsServerOptions, type MetricsSource, type ReadinessCheck, type ReadinessPort, type ReadinessPortOptions, type ReadinessReport,
 } from './metrics-server';
 export {
-  RedisConfigError, connectRedis, describeRedis, parseRedisUrl, redactUrl, redisSecrets, redisSpecFrom, scrubSecrets,
+  RedisConfigError, connectRedis, describeRedis, isRedisUnavailableError, parseRedisUrl, redactUrl, redisRetryStrategy, redisSecrets, redisSpecFrom, scrubSecrets, watchRedis,
+  REDIS_RETRY_BASE_MS, REDIS_RETRY_CAP_MS, type RedisStateLogger,
   type RedisConnectFlags, type RedisSpec,
 } from './redis-connect';
 export { byLabel, counterFrom, gaugeFrom, labelledFrom } from './prom';

@@ -86,7 +86,7 @@ export function redisSpecFrom(f: RedisConnectFlags): RedisOptions {
 }
 
 export function connectRedis(spec: RedisSpec, extra: RedisOptions = {}): Redis {
-  const base: RedisOptions = { maxRetriesPerRequest: 3, enableAutoPipelining: true, ...extra };
+  const base: RedisOptions = { maxRetriesPerRequest: 3, enableAutoPipelining: true, retryStrategy: redisRetryStrategy(), ...extra };
   const opts = typeof spec === 'string' ? parseRedisUrl(spec) : spec;
   return new Redis({ ...base, ...opts });
 }
@@ -126,4 +126,60 @@ export function redisSecrets(spec: RedisSpec): string[] {
     }
   }
   return [spec.password, spec.sentinelPassword].filter((s): s is string => typeof s === 'string' && s.length > 0);
+}
+
+/** Reconnect delays: full jitter over a doubling window, from `REDIS_RETRY_BASE_MS` up to the cap. */
+export const REDIS_RETRY_BASE_MS = 100;
+export const REDIS_RETRY_CAP_MS = 5_000;
+
+/**
+ * An ioredis `retryStrategy`: never gives up (a daemon waits for Redis however long it is
+ * down), waits a random time in [base, min(cap, base·2^attempt)]. `random` for tests.
+ */
+export function redisRetryStrategy(random: () => number = Math.random, capMs = REDIS_RETRY_CAP_MS): (attempt: number) => number {
+  return (attempt: number) => {
+    const ceiling = Math.min(capMs, REDIS_RETRY_BASE_MS * 2 ** Math.min(Math.max(attempt - 1, 0), 20));
+    return Math.max(REDIS_RETRY_BASE_MS, Math.floor(random() * ceiling));
+  };
+}
+
+/** True for an error that means "Redis is not reachable now" (not a bad command or script). */
+export function isRedisUnavailableError(err: unknown): boolean {
+  const e = err as { name?: string; message?: string; code?: string } | undefined;
+  if (!e) return false;
+  if (e.name === 'MaxRetriesPerRequestError') return true;
+  if (e.code && /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EPIPE)$/.test(e.code)) return true;
+  return /^(Connection is closed|Stream isn't writeable|Reached the max retries per request limit)/.test(e.message ?? '')
+    || /^(LOADING|MASTERDOWN|CLUSTERDOWN|TRYAGAIN)\b/.test(e.message ?? '');
+}
+
+/** What `watchRedis` logs through: the daemons' pino loggers fit. */
+export interface RedisStateLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+/**
+ * Logs a client's reachability once per change of state, never once per retry and never a
+ * stack trace: `redis unreachable, retrying` (with the scrubbed reason) when it goes down (or
+ * is down at start), `redis reachable again` when it comes back. Swallows the client's
+ * `error` events (ioredis would print them otherwise). Returns `isUp()`.
+ */
+export function watchRedis(client: Redis, spec: RedisSpec, log: RedisStateLogger, what = 'redis'): { isUp(): boolean; everUp(): boolean } {
+  const secrets = redisSecrets(spec);
+  const where = describeRedis(spec);
+  let state: 'unknown' | 'up' | 'down' = 'unknown';
+  let ever = false;
+  client.on('error', (e: Error) => {
+    if (state === 'down') return;
+    state = 'down';
+    log.warn({ redis: where, client: what, err: scrubSecrets(e.message, secrets) }, 'redis unreachable, retrying');
+  });
+  client.on('ready', () => {
+    if (state === 'down') log.info({ redis: where, client: what }, 'redis reachable again');
+    state = 'up';
+    ever = true;
+  });
+  client.on('end', () => { state = 'unknown'; });
+  return { isUp: () => state === 'up', everUp: () => ever };
 }

@@ -5,10 +5,10 @@
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
-import { type Logger, redactKey } from '../common';
+import { isRedisUnavailableError, type Logger, redactKey } from '../common';
 import { verifyKeyProof } from '../protocol';
 import { BadRequestError, CoordinatorError, NotFoundError, RateLimitedError, UnauthorizedError } from './errors';
-import { DEFAULT_RATE_LIMITS, RATE_LIMIT_SOURCES, type RateLimits } from './constants';
+import { DEFAULT_RATE_LIMITS, RATE_LIMIT_SOURCES, REDIS_DOWN_RETRY_AFTER_SEC, type RateLimits } from './constants';
 import { parseOriginalCidrs, sourceIpv4, staticOriginalIpRefusal } from './claim-rules';
 import type { VipPool } from './ipam';
 import type { PeerFeed } from './peer-feed';
@@ -85,6 +85,10 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
         line: p.line ?? null, column: p.column ?? null });
     }
     if (err instanceof CoordinatorError) return reply.code(err.statusCode).send({ error: err.code, message: err.message });
+    if (isRedisUnavailableError(err)) {
+      return reply.code(503).header('retry-after', REDIS_DOWN_RETRY_AFTER_SEC)
+        .send({ error: 'redis-unavailable', message: 'the coordinator cannot reach Redis; retry later' });
+    }
     if (err.validation) return reply.code(400).send({ error: 'invalid-request', message: `${err.validationContext ?? 'request'}: ${err.message}` });
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
     if (status === 500) d.log.error({ err }, 'request failed');

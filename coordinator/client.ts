@@ -92,7 +92,9 @@ export interface PeerMapUpdate {
  */
 export class CoordinatorHttpError extends Error {
   override name = 'CoordinatorHttpError';
-  constructor(readonly status: number, readonly code: string, message: string, readonly body: Record<string, unknown> = {}) {
+  constructor(readonly status: number, readonly code: string, message: string, readonly body: Record<string, unknown> = {},
+    /** The answer's Retry-After header, raw (429, 503), if any */
+    readonly retryAfter?: string) {
     super(message);
   }
 }
@@ -243,7 +245,7 @@ export class CoordinatorClient {
       const e = (json ?? {}) as Partial<ErrorBody>;
       const msg = `${method} ${path}: ${res.status} ${e.error ?? ''} ${e.message ?? text.slice(0, 200)}`.trim();
       if (res.status === 401 && opts.bearer && path.startsWith('/v1/peers')) throw new SessionExpiredError(401, e.error ?? 'unauthorized', msg);
-      throw new CoordinatorHttpError(res.status, e.error ?? 'http-error', msg, (json ?? {}) as Record<string, unknown>);
+      throw new CoordinatorHttpError(res.status, e.error ?? 'http-error', msg, (json ?? {}) as Record<string, unknown>, res.headers.get('retry-after') ?? undefined);
     }
     return json as T;
   }

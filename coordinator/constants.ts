@@ -43,3 +43,6 @@ export const DEFAULT_RATE_LIMITS = { challenge: 600, join: 600, admin: 600, admi
 export type RateLimits = { -readonly [K in keyof typeof DEFAULT_RATE_LIMITS]: number };
 /** Sources each limiter remembers (least recently seen forgotten first): bounds its memory. */
 export const RATE_LIMIT_SOURCES = 50_000;
+
+/** Retry-After (seconds) of a 503 `redis-unavailable` answer: the coordinator cannot reach Redis. */
+export const REDIS_DOWN_RETRY_AFTER_SEC = 5;

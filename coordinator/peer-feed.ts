@@ -21,6 +21,8 @@ export class PeerFeed {
 
   async start(): Promise<void> {
     this.sub = this.redis.duplicate();
+    // Reachability is logged once per change on the main client (watchRedis); not per retry here.
+    this.sub.on('error', () => {});
     this.sub.on('message', (_ch: string, msg: string) => this.onMessage(msg));
     // After a reconnect ioredis re-subscribes; wake everyone so they re-read the feed. Redis may
     // have restarted with lower versions: forget the last one seen.

@@ -9,7 +9,7 @@ import type Redis from 'ioredis';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AddressInfo } from 'node:net';
 import type { KeyObject } from 'node:crypto';
-import { silentLogger, type Logger } from '../common';
+import { isRedisUnavailableError, silentLogger, type Logger } from '../common';
 import { buildApi, sessionVipOf } from './api';
 import * as D from './constants';
 import { parseVipPool } from './ipam';
@@ -64,6 +64,13 @@ export interface CoordinatorOptions {
   signingKey?: KeyObject;
   /** Unix ms; tests inject. @default Date.now */
   now?: () => number;
+  /**
+   * Start even while Redis is unreachable: setup (CIDR check, challenge key, event
+   * subscription) is retried in the background until Redis answers, and API calls meanwhile
+   * get 503 `redis-unavailable` + Retry-After. A setup error that is not about reachability
+   * (e.g. a CIDR mismatch) goes to `onSetupError`. @default false (setup failures throw)
+   */
+  waitForRedis?: { onSetupError(err: Error): void };
 }
 
 export interface Coordinator {
@@ -77,6 +84,10 @@ export interface Coordinator {
   /** Requests answered 429 by each per-source limit: read by metrics. */
   readonly rateLimited: RateLimitCounters;
   listen(host: string, port: number): Promise<{ host: string; port: number; url: string }>;
+  /** Setup done (Redis answered once): API calls are served. */
+  readonly ready: boolean;
+  /** Resolves when setup is done (at once unless `waitForRedis`). */
+  readonly whenReady: Promise<void>;
   /** Run one ephemeral sweep now (the timer does it every sweepIntervalMs). */
   sweep(): Promise<string[]>;
   close(): Promise<void>;
@@ -92,18 +103,48 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
   const registry = new RedisRegistry(redis, { prefix, cidr, quarantineMs: o.quarantineMs ?? D.DEFAULT_QUARANTINE_MS, now });
   const tokens = new TokenStore(redis, prefix, now);
   const feed = new PeerFeed(redis, registry.keys.events, log);
-  try {
+  let ready = false;
+  let closed = false;
+  const setup = async () => {
     await registry.init();
     await feed.start();
-  } catch (err) {
-    await feed.close();
-    if (ownRedis) redis.disconnect();
-    throw err;
+    const policyText = await registry.policyText().catch(() => null);
+    if (policyText === null) log.warn(`${D.NO_POLICY_NOTE} (set one with: isthmus policy set FILE)`);
+    else log.info({ policyBytes: policyText.length }, 'policy in force: peer maps are scoped by it (isthmus policy get)');
+    ready = true;
+  };
+  let whenReady: Promise<void>;
+  if (!o.waitForRedis) {
+    try {
+      await setup();
+    } catch (err) {
+      await feed.close();
+      if (ownRedis) redis.disconnect();
+      throw err;
+    }
+    whenReady = Promise.resolve();
+  } else {
+    const onSetupError = o.waitForRedis.onSetupError;
+    whenReady = (async () => {
+      while (!closed) {
+        if (redis.status !== 'ready') {
+          await new Promise<void>((r) => { const t = setTimeout(r, 1000); t.unref(); redis.once('ready', () => { clearTimeout(t); r(); }); });
+          continue;
+        }
+        try {
+          await setup();
+          log.info('coordinator ready: redis answered, scripts and subscription in place');
+          return;
+        } catch (err) {
+          if (!isRedisUnavailableError(err)) {
+            onSetupError(err as Error);
+            return;
+          }
+        }
+      }
+    })();
   }
   const peerMap = new PeerMapCache(registry, log);
-  const policyText = await registry.policyText().catch(() => null);
-  if (policyText === null) log.warn(`${D.NO_POLICY_NOTE} (set one with: isthmus policy set FILE)`);
-  else log.info({ policyBytes: policyText.length }, 'policy in force: peer maps are scoped by it (isthmus policy get)');
   const joins = newJoinCounters();
   const signingKey = o.signingKey;
   const signingPub = signingKey ? signingPublicKey(signingKey) : undefined;
@@ -133,8 +174,16 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
     rateLimits: o.rateLimits === false ? {} : { ...D.DEFAULT_RATE_LIMITS, ...o.rateLimits },
   });
 
+  // While Redis is unreachable (or setup has not run yet) every API call needs it: 503, not 500.
+  app.addHook('onRequest', async (_req, reply) => {
+    if (ready && redis.status === 'ready') return;
+    return reply.code(503).header('retry-after', D.REDIS_DOWN_RETRY_AFTER_SEC)
+      .send({ error: 'redis-unavailable', message: 'the coordinator cannot reach Redis; retry later' });
+  });
+
   const ephemeralTimeoutMs = o.ephemeralTimeoutMs ?? D.DEFAULT_EPHEMERAL_TIMEOUT_MS;
   const sweep = async () => {
+    if (!ready || redis.status !== 'ready') return [];
     const removed = await registry.sweepEphemeral(ephemeralTimeoutMs);
     for (const vip of removed) log.info({ vip }, 'ephemeral member removed: no relay session');
     return removed;
@@ -147,6 +196,8 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
 
   return {
     app, registry, tokens, redis, feed, joins, rateLimited,
+    get ready() { return ready; },
+    whenReady,
     async listen(host, port) {
       await app.listen({ host, port });
       const a = app.server.address() as AddressInfo;
@@ -156,6 +207,7 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
     },
     sweep,
     async close() {
+      closed = true;
       if (timer) clearInterval(timer);
       await feed.close();
       await app.close();

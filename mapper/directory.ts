@@ -19,7 +19,7 @@
  * (it may predate the change); fetches for other vips still do.
  */
 import { Redis } from 'ioredis';
-import { connectRedis, type RedisSpec, type Logger, silentLogger, DEFAULT_PREFIX, EventType, decodeEvent, redisKeys, type RedisKeys } from '../common';
+import { connectRedis, watchRedis, type RedisSpec, type Logger, silentLogger, DEFAULT_PREFIX, EventType, decodeEvent, redisKeys, type RedisKeys } from '../common';
 import { DirectoryClosedError } from './errors';
 import { AliasCache, type AliasSlot } from './alias-cache';
 
@@ -60,6 +60,12 @@ export interface DirectoryOptions {
   /** @default 100000 */
   maxEntries?: number;
   logger?: Logger;
+  /**
+   * `start()` returns at once even if Redis does not answer yet: the clients keep retrying,
+   * the subscription is made when Redis answers (`isLive` turns true), and reachability is
+   * logged once per change of state. @default false (start() fails if Redis is down)
+   */
+  waitForRedis?: boolean;
 }
 
 export const DEFAULT_DIRECTORY_OPTIONS = { prefix: DEFAULT_PREFIX, ttlMs: 10_000, negativeTtlMs: 1_000, maxEntries: 100_000 } as const;
@@ -123,12 +129,18 @@ export class RedisDirectory implements MemberDirectory {
         if (this.closed) return;
         this.flush();
         this.live = true;
+        this.onLive?.();
         this.log.info('events subscription restored; cache flushed');
       }, () => { /* the next 'ready' retries */ });
     });
     this.cmd.on('error', (err: Error) => { this.lastError = err; this.log.debug({ err: err.message }, 'redis error'); });
     this.sub.on('error', (err: Error) => { this.lastError = err; this.log.debug({ err: err.message }, 'redis subscriber error'); });
+    this.waitForRedis = !!opts.waitForRedis;
+    if (this.waitForRedis && own) watchRedis(this.cmd, opts.redis as RedisSpec, this.log);
   }
+
+  private readonly waitForRedis: boolean;
+  private onLive: (() => void) | undefined;
 
   private started = false;
   /** the client's last error, to say why a start failed (the rejection itself only says the connection closed) */
@@ -140,6 +152,18 @@ export class RedisDirectory implements MemberDirectory {
   }
 
   async start(): Promise<void> {
+    if (this.waitForRedis) {
+      // The 'ready' handler subscribes (and turns the cache on) once Redis answers.
+      this.started = true;
+      // Redis answering: return once subscribed (the first lookups are cached). Down: at once.
+      const up = new Promise<void>((resolve) => { this.onLive = resolve; });
+      const down = new Promise<void>((resolve) => { this.sub.once('error', () => resolve()); });
+      this.cmd.connect().catch(() => { /* retried by the client; logged by watchRedis */ });
+      this.sub.connect().catch(() => { /* retried by the client */ });
+      await Promise.race([up, down]);
+      this.onLive = undefined;
+      return;
+    }
     try {
       await Promise.all([this.cmd.connect(), this.sub.connect()]);
       await this.sub.subscribe(this.keys.events);

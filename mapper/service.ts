@@ -25,6 +25,8 @@ export interface MapperServiceOptions {
   redis?: RedisSpec;
   /** Redis key prefix. @default DEFAULT_PREFIX (common/redis-schema.ts) */
   prefix?: string;
+  /** Start (listeners up) while Redis is down; the directory waits for it (DirectoryOptions.waitForRedis). */
+  waitForRedis?: boolean;
   /** use this directory instead of one over Redis */
   directory?: MemberDirectory;
   /** lookup API listen address; omitted = no API */
@@ -80,7 +82,7 @@ export async function startMapperService(opts: MapperServiceOptions): Promise<Ma
   let directory = opts.directory;
   if (!directory) {
     if (!opts.redis) throw new Error('startMapperService: need redis or directory');
-    redisDir = new RedisDirectory({ redis: opts.redis, prefix: opts.prefix, logger: log });
+    redisDir = new RedisDirectory({ redis: opts.redis, prefix: opts.prefix, logger: log, waitForRedis: opts.waitForRedis });
     await redisDir.start();
     directory = redisDir;
   }

@@ -10,6 +10,7 @@ export { ConfigError, DEFAULT_MTU, parseAgentConfig, parseHostPort, type AgentCo
 export { readControlSocket, serveControlSocket } from './control-socket';
 export { Device, DEVICE_HEADROOM, DEVICE_TAILROOM, type DeviceComponents } from './device';
 export { Endpoint, EndpointKind } from './endpoint';
+export { JoinBackoff, JOIN_BACKOFF_BASE_MS, JOIN_BACKOFF_CAP_MS, JOIN_RETRY_AFTER_MAX_MS, parseRetryAfter, type JoinBackoffOptions, type JoinFailure } from './join-backoff';
 export { FlowFilter } from './flow-filter';
 export { MembershipClient } from './membership';
 export { detectOriginalIp } from './original-ip';

@@ -13,6 +13,7 @@ import { CoordinatorClient, SessionExpiredError, type PeerMapUpdate, type Peer a
 import { publicKeyFromPrivate, keyToBase64 } from '../protocol';
 import { contains, parseAddr, parseNetwork, type Prefix, type Logger, redactKey } from '../common';
 import { PeerClaims } from './peer-claims';
+import { JoinBackoff, parseRetryAfter } from './join-backoff';
 import { compileInbound } from './inbound-ports';
 import { Endpoint } from './endpoint';
 import type { PeerSpec } from './peer-set';
@@ -186,6 +187,7 @@ export class MembershipClient {
     let since: number | undefined = initial.version;
     let seed = initial.peers;
     const signal = this.abort.signal;
+    const backoff = new JoinBackoff();
     while (!signal.aborted) {
       if (!this.sessionToken) {
         try {
@@ -194,9 +196,12 @@ export class MembershipClient {
           this.applyFull(m.peers, sink);
           since = m.version;
           seed = m.peers;
+          backoff.reset();
         } catch (err) {
-          this.log.warn({ err: (err as Error).message }, 'join failed; retrying');
-          await new Promise((r) => setTimeout(r, 2000));
+          const e = err as { status?: number; retryAfter?: string; message?: string };
+          const waitMs = backoff.next({ status: e.status, retryAfterSec: parseRetryAfter(e.retryAfter) });
+          this.log.warn({ err: e.message, status: e.status, attempt: backoff.attempts, retryInMs: waitMs }, 'join failed; retrying');
+          await abortableSleep(waitMs, signal);
           continue;
         }
       }
@@ -239,4 +244,18 @@ export class MembershipClient {
     await this.client.leave(this.sessionToken);
     this.state.clear();
   }
+}
+
+/** Wait `ms`, or less if `signal` aborts first. */
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
 }

@@ -146,6 +146,9 @@ export class RedisSessionRecorder implements SessionListener {
    * every sessionRefreshMs). Never overwrites a record another relay owns.
    */
   refresh(sessions: Iterable<Session>): void {
+    // Redis unreachable: skip (no failed command queued, no log line per refresh); the first
+    // refresh once it is back re-asserts every record.
+    if (this.redis.status !== 'ready') return;
     const p = this.redis.pipeline();
     let n = 0;
     const now = String(Date.now());

@@ -1,8 +1,8 @@
 import type { CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
-import { connectRedis, describeRedis, forComponent, redisReadiness, redisSecrets, scrubSecrets } from '../../common';
+import { connectRedis, describeRedis, forComponent, redisReadiness, redisSecrets, scrubSecrets, watchRedis } from '../../common';
 import { createCoordinator, defaults, loadSigningKey, parseDuration, parseVipPool, registerCoordinatorMetrics } from '../../coordinator';
-import { CliError, onShutdown } from '../shutdown';
+import { CliError, onShutdown, shutdown } from '../shutdown';
 import { checkRedisArgs, redisGiven, redisOptions, redisSpecFromArgs, type RedisArgs } from '../redis-options';
 import { secretFrom } from '../secret-file';
 import { METRICS_OPTION, parseListenFlag, startMetrics } from '../metrics';
@@ -136,29 +136,30 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
     const spec = redisSpecFromArgs(a, log);
     const adminToken = secretFrom(a['admin-token'], a['admin-token-file'], 'admin-token');
     if (adminToken !== undefined && adminToken.length < 16) throw new CliError('the admin token must be at least 16 characters');
-    // Our own client, so its errors are logged (scrubbed) from the first connection attempt on.
+    // Our own client: it is watched from the first attempt on (one log line per change of
+    // state, scrubbed), and the daemon starts whether Redis answers yet or not.
     const secrets = redisSecrets(spec);
-    const redis = connectRedis(spec, { lazyConnect: true });
-    let lastError: Error | undefined;
-    redis.on('error', (e: Error) => { lastError = e; log.warn({ redis: describeRedis(spec), err: scrubSecrets(e.message, secrets) }, 'redis error'); });
+    const redis = connectRedis(spec);
+    watchRedis(redis, spec, log);
     onShutdown(() => redis.quit().catch(() => redis.disconnect()));
     const { tls, signingKey } = tlsAndSigning(a);
     if (!tls) log.warn('no --tls-cert/--tls-key: serving plain HTTP; members and admin commands refuse it unless given --insecure-coordinator');
-    let c;
-    try {
-      await redis.connect();
-      c = await createCoordinator({
-        redis, cidr: a.cidr, prefix: a.prefix, adminToken, logger: log,
-        quarantineMs: duration(a.quarantine, '--quarantine'), ephemeralTimeoutMs: duration(a['ephemeral-timeout'], '--ephemeral-timeout'),
-        trustedProxies: a['trusted-proxy'].map(String), sessionTtlMs: duration(a['session-ttl'], '--session-ttl'),
-        tls, signingKey,
-        rateLimits: Object.fromEntries(Object.entries(RATE_LIMIT_FLAGS).map(([flag, key]) => [key, a[flag as keyof typeof RATE_LIMIT_FLAGS]])),
-      });
-    } catch (err) {
-      const why = redis.status === 'ready' ? (err as Error).message : (lastError ?? err as Error).message;
-      throw new CliError(`cannot start on ${describeRedis(spec)}: ${scrubSecrets(why, secrets)}`);
-    }
+    const c = await createCoordinator({
+      redis, cidr: a.cidr, prefix: a.prefix, adminToken, logger: log,
+      quarantineMs: duration(a.quarantine, '--quarantine'), ephemeralTimeoutMs: duration(a['ephemeral-timeout'], '--ephemeral-timeout'),
+      trustedProxies: a['trusted-proxy'].map(String), sessionTtlMs: duration(a['session-ttl'], '--session-ttl'),
+      tls, signingKey,
+      rateLimits: Object.fromEntries(Object.entries(RATE_LIMIT_FLAGS).map(([flag, key]) => [key, a[flag as keyof typeof RATE_LIMIT_FLAGS]])),
+      waitForRedis: {
+        onSetupError: (err) => {
+          process.stderr.write(`isthmus: cannot start on ${describeRedis(spec)}: ${scrubSecrets(err.message, secrets)}\n`);
+          void shutdown(1);
+        },
+      },
+    });
     onShutdown(() => c.close());
+    // Redis answering: listen once set up (no 503 to the first callers). Down: listen at once.
+    await Promise.race([c.whenReady, new Promise((r) => redis.once('error', r))]);
     try {
       await c.listen(host, port);
     } catch (err) {
@@ -167,7 +168,7 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
     }
     if (a.metrics) {
       const coord = c;
-      const checks = { redis: redisReadiness(coord.redis), http: () => coord.app.server.listening };
+      const checks = { redis: redisReadiness(coord.redis), setup: () => coord.ready, http: () => coord.app.server.listening };
       await startMetrics(a.metrics, log, (r) => registerCoordinatorMetrics(r, coord), checks).catch((err: NodeJS.ErrnoException) => {
         throw new CliError(`cannot listen on --metrics ${a.metrics}: ${err.code ?? err.message}`);
       });

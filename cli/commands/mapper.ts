@@ -81,6 +81,7 @@ export const mapperCommand: CommandModule<object, MapperArgs> = {
     try {
       svc = await startMapperService({
         redis: spec,
+        waitForRedis: true,
         prefix: args.prefix,
         api: args.api ? parseListen('api', args.api, '127.0.0.1') : undefined,
         socks: args.socks ? parseListen('socks', args.socks, proxyHost) : undefined,

@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
-import { connectRedis, describeRedis, forComponent, systemClock, parseAddr, DEFAULT_PREFIX, redisReadiness, redisSecrets, scrubSecrets, type ReadinessCheck } from '../../common';
+import { connectRedis, forComponent, isRedisUnavailableError, watchRedis, systemClock, parseAddr, DEFAULT_PREFIX, redisReadiness, type ReadinessCheck } from '../../common';
 import { openBestDatagramSocket } from '../../native-bindings';
 import type Redis from 'ioredis';
 import { createRelay, deriveMeshKey, followMemberRemovals, Mesh, MemberFileError, RedisMeshRegistry, RedisMemberDirectory, RedisPolicySource, RedisSessionRecorder, StaticMemberDirectory, type MemberDirectory, type SessionListener, registerRelayMetrics } from '../../relay';
@@ -113,9 +113,9 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
       }
     } else {
       const spec = redisSpecFromArgs(args, log);
-      const secrets = redisSecrets(spec);
       redis = connectRedis(spec);
-      redis.on('error', (e: Error) => log.warn({ redis: describeRedis(spec), err: scrubSecrets(e.message, secrets) }, 'redis error'));
+      // One log line per change of reachability (scrubbed); the relay starts whether Redis answers yet or not.
+      watchRedis(redis, spec, log);
       // quit() (not disconnect()) so the session deletions queued by relay.stop() reach Redis.
       onShutdown(() => redis!.quit().catch(() => redis!.disconnect()));
       redisDirectory = new RedisMemberDirectory(redis, { prefix: args['redis-prefix'] });
@@ -129,6 +129,34 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
       throw new CliError(`cannot listen on --listen ${args.listen}: ${e.code ?? e.message}`);
     }
     const { socket, kind } = opened;
+    // Listeners first, so /readyz answers (503) while the Redis-dependent setup below waits for
+    // Redis; the relay's own metrics are registered once it exists.
+    let serving = true;
+    let setupDone = false;
+    onShutdown(() => { serving = false; });
+    const checks: Record<string, ReadinessCheck> = { socket: () => serving, setup: () => setupDone };
+    if (redis) checks.redis = redisReadiness(redis);
+    let metricsRegistry;
+    try {
+      if (args.metrics) metricsRegistry = (await startMetrics(args.metrics, log, () => {}, checks)).registry;
+    } catch (err) {
+      throw new CliError(`cannot listen on --metrics: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    /** Run a Redis step, waiting (however long) while Redis is unreachable; other errors throw. */
+    const whenRedis = async <T>(step: () => Promise<T>): Promise<T> => {
+      for (;;) {
+        if (redis && redis.status !== 'ready') {
+          const r = redis;
+          await new Promise<void>((ok) => { const t = setTimeout(ok, 1000); r.once('ready', () => { clearTimeout(t); ok(); }); });
+          continue;
+        }
+        try {
+          return await step();
+        } catch (err) {
+          if (!isRedisUnavailableError(err)) throw err;
+        }
+      }
+    };
     const id = args.id ?? `${hostname()}:${socket.localAddress.port}`;
     let mesh: Mesh | undefined;
     let registry: RedisMeshRegistry | undefined;
@@ -161,7 +189,8 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
         if (secret.length < 16) throw new CliError(`--mesh-key ${args['mesh-key']}: the secret must be at least 16 bytes`);
       } else {
         try {
-          secret = await registry.loadSharedKey();
+          const reg = registry;
+          secret = await whenRedis(() => reg.loadSharedKey());
         } catch (err) {
           throw new CliError(`cannot load the mesh key from Redis: ${(err as Error).message}`);
         }
@@ -182,7 +211,7 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
       const p = new RedisPolicySource(redis, { prefix: args['redis-prefix'], logger: log });
       onShutdown(() => p.stop());
       try {
-        await p.start();
+        await whenRedis(() => p.start());
       } catch (err) {
         throw new CliError(`cannot subscribe to policy events in Redis: ${(err as Error).message}`);
       }
@@ -201,7 +230,7 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
       // Hooks run in reverse: this leaves the registry before the relay stops and Redis quits.
       onShutdown(() => reg.stop());
       try {
-        await reg.start();
+        await whenRedis(() => reg.start());
       } catch (err) {
         throw new CliError(`cannot register the relay in Redis: ${(err as Error).message}`);
       }
@@ -209,10 +238,11 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
     if (redis && redisDirectory) {
       const d = redisDirectory;
       try {
-        const stop = await followMemberRemovals(redis, args['redis-prefix'] ?? DEFAULT_PREFIX, (vip) => {
+        const r = redis;
+        const stop = await whenRedis(() => followMemberRemovals(r, args['redis-prefix'] ?? DEFAULT_PREFIX, (vip) => {
           d.forgetVip(vip);
           relay.removeMember(vip);
-        }, log);
+        }, log));
         onShutdown(stop);
       } catch (err) {
         throw new CliError(`cannot subscribe to member events in Redis: ${(err as Error).message}`);
@@ -225,15 +255,13 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
       throw new CliError(`cannot read the access policy (P:policy) from Redis: ${(err as Error).message}`);
     }
     // Ready: the member socket (and mesh socket) bound and serving, Redis reachable when used.
-    let serving = true;
-    onShutdown(() => { serving = false; });
-    const checks: Record<string, ReadinessCheck> = { socket: () => serving };
-    if (redis) checks.redis = redisReadiness(redis);
+    if (metricsRegistry) registerRelayMetrics(metricsRegistry, relay);
+    setupDone = true;
+    // The TCP health port (open only while ready) once set up: it opens at once.
     try {
-      if (args.metrics) await startMetrics(args.metrics, log, (r) => registerRelayMetrics(r, relay), checks);
       if (args['health-tcp']) await startHealthPort(args['health-tcp'], log, checks);
     } catch (err) {
-      throw new CliError(`cannot listen on --metrics/--health-tcp: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new CliError(`cannot listen on --health-tcp: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
     log.info({ members, policyRules: policy ? relay.policyRules() : undefined, redis: redis ? true : undefined, socket: kind, mesh: mesh ? `${mesh.meshAddress.ip}:${mesh.meshAddress.port}` : undefined }, 'relay ready');
   },

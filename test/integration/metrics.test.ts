@@ -232,7 +232,7 @@ test.serial('readyz is 503 on relay, coordinator and mapper while Redis is down 
   for (const d of all) await waitStatus(`${d.url}/readyz`, 503, `${d.name} readyz with Redis stopped`);
   for (const d of all) t.is(await status(`${d.url}/healthz`), 200, `${d.name} alive`);
   const body = await (await fetch(`${relay.url}/readyz`)).json() as { ready: boolean; checks: Record<string, boolean> };
-  t.deepEqual(body, { ready: false, checks: { socket: true, redis: false } });
+  t.deepEqual(body, { ready: false, checks: { socket: true, setup: true, redis: false } });
   await until(() => relay.log().includes('"msg":"health port closed"'), 'health port closed', 5000);
   t.false(await tcpConnects(h[0]!, Number(h[1])), 'the TCP health port refuses while not ready');
   const down = await scrape(coordinator);

@@ -1,0 +1,29 @@
+import test from 'ava';
+import { isRedisUnavailableError, redisRetryStrategy, REDIS_RETRY_BASE_MS as BASE, REDIS_RETRY_CAP_MS as CAP } from '../../../common';
+
+test('redisRetryStrategy: never gives up, jittered within [base, min(cap, base·2^(n-1))], capped', (t) => {
+  const hi = redisRetryStrategy(() => 0.999999);
+  const lo = redisRetryStrategy(() => 0);
+  for (let n = 1; n <= 40; n++) {
+    const ceiling = Math.min(CAP, BASE * 2 ** (n - 1));
+    t.is(lo(n), BASE);
+    const w = hi(n);
+    t.true(typeof w === 'number' && w <= ceiling && w >= Math.max(BASE, ceiling - 1), `attempt ${n}: ${w}`);
+  }
+  const r = redisRetryStrategy();
+  const draws = Array.from({ length: 100 }, () => r(30));
+  t.true(draws.every((w) => w >= BASE && w <= CAP));
+  t.true(new Set(draws).size > 20, 'jittered');
+});
+
+test('isRedisUnavailableError: connection trouble yes, command errors no', (t) => {
+  t.true(isRedisUnavailableError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' })));
+  t.true(isRedisUnavailableError(new Error('Connection is closed.')));
+  t.true(isRedisUnavailableError(Object.assign(new Error('Reached the max retries per request limit (which is 3).'), { name: 'MaxRetriesPerRequestError' })));
+  t.true(isRedisUnavailableError(new Error('LOADING Redis is loading the dataset in memory')));
+  // positive controls the other way: errors that retrying the connection cannot fix
+  t.false(isRedisUnavailableError(new Error('WRONGTYPE Operation against a key holding the wrong kind of value')));
+  t.false(isRedisUnavailableError(new Error('NOPERM this user has no permissions')));
+  t.false(isRedisUnavailableError(new Error('overlay CIDR mismatch')));
+  t.false(isRedisUnavailableError(undefined));
+});
