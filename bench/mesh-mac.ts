@@ -1,7 +1,9 @@
 /**
- * Cost per MESH_DATA frame of its authentication (relay/mesh-frame.ts, mesh frame version 2):
+ * Cost per MESH_DATA frame of its authentication (relay/mesh-frame.ts, mesh frame version 3):
  * `sealMeshData` on the sending relay and `openMeshData` + the replay window on the home relay,
- * one HMAC-SHA256 (node:crypto) each, against a plain copy of the same frame as the baseline.
+ * one SipHash-2-4 over the 17-byte header input each (relay/siphash.ts), against a plain copy
+ * of the same frame as the baseline. Version 2 (HMAC-SHA256 over the frame, node:crypto):
+ * about 2.0 µs for 32 bytes, 2.9 µs for 1456.
  *
  *   npm run bench:mesh-mac   (or: node dist/bench/mesh-mac.js [--frames 200000])
  *

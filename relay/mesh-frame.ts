@@ -2,7 +2,8 @@
  * Relay ↔ relay (mesh) frames, on the mesh UDP port only (never the member port). Pure codec.
  *
  *   MESH_DATA (0x20), one hop from the sender's relay to the destination's home relay
- *   (mesh frame version 2; version 1 had 3 reserved bytes where the counter and tag are):
+ *   (mesh frame version 3; version 1 had 3 reserved bytes where the counter and tag are;
+ *   version 2 had the same layout with an HMAC-SHA256 tag over the whole frame):
  *
  *    0      1            3                  8             12            16
  *   +------+------------+------------------+-------------+-------------+-----------------
@@ -13,9 +14,11 @@
  *   (1456 bytes: 16 + 1424 padded + 16) still fits a 1500-byte link: 16 + 1456 + 28 = 1500.
  *   `ctr` is the low 16 bits of the frame's counter (from 0 per key; the receiver restores the
  *   rest from the highest counter it accepted, like QUIC packet numbers), and
- *   tag = HMAC-SHA256(k, counter (8 BE) || byte 0 || bytes 8..end), first 5 bytes (40 bits),
- *   where k is the sending direction's session key (`deriveMeshDataKey`, from the mesh key and
- *   both nonces of the HELLO / HELLO_ACK exchange that made the sender trust the receiver).
+ *   tag = SipHash-2-4(k, counter (8 BE) || byte 0 || bytes 8..15), first 5 bytes (40 bits) of its
+ *   little-endian output, where k is the sending direction's 16-byte session key
+ *   (`deriveMeshDataKey`, from the mesh key and both nonces of the HELLO / HELLO_ACK exchange
+ *   that made the sender trust the receiver). The tag covers type, full counter, dst and src
+ *   vip, not the WireGuard message: its members authenticate that end to end (PROTOCOL.md §3).
  *   A frame is accepted once its tag verified, then its counter passes a 1024-frame replay
  *   window (ReplayWindow). Bytes 8.. are laid out so the home relay turns the frame into a
  *   member DATA frame in place: it writes `0x10 0 0 0` over bytes 8-11 (the dst vip) and sends
@@ -26,14 +29,16 @@
  *   type(1) reserved(3) timestamp ms(8, BE) nonce(16) echo(16) idLen(1) relay id(idLen ≤ 64) mac(16)
  *
  *   `echo` is zero in a HELLO and the HELLO's nonce in an ACK. `mac` is BLAKE2s-128 keyed by
- *   the mesh key over everything before it, after the label "isthmus-mesh-v2" ("-v1" before
- *   MESH_DATA was authenticated: relays of the two versions do not handshake).
+ *   the mesh key over everything before it, after the label "isthmus-mesh-v3" ("-v1" before
+ *   MESH_DATA was authenticated, "-v2" with the HMAC tag: relays of different versions do not
+ *   handshake).
  *
  *   MESH_REAUTH (0x23): header only (4 bytes): "I do not trust your address, say HELLO again".
  */
 import { blake2s } from '@noble/hashes/blake2s';
-import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { writeAddr } from '../common';
+import { siphash24 } from './siphash';
 
 export const MeshFrameType = {
   DATA: 0x20,
@@ -42,13 +47,15 @@ export const MeshFrameType = {
   REAUTH: 0x23,
 } as const;
 
-/** MESH_DATA layout (mesh frame version 2). */
+/** MESH_DATA layout (mesh frame version 3; same bytes as version 2, another tag). */
 export const MESH_OFFSET_COUNTER = 1;
 export const MESH_OFFSET_TAG = 3;
 export const MESH_TAG_LEN = 5;
 export const MESH_OFFSET_DST = 8;
 export const MESH_OFFSET_SRC = 12;
 export const MESH_DATA_HEADER_LEN = 16;
+/** The per-direction SipHash-2-4 key. */
+export const MESH_DATA_KEY_LEN = 16;
 /** A sender re-handshakes (new key, counter from 0) once its counter reaches this (2^48). */
 export const MESH_COUNTER_REKEY = 2 ** 48;
 const CTR_SPAN = 0x1_0000;
@@ -61,9 +68,12 @@ export const MESH_HELLO_MIN_LEN = HELLO_FIXED_LEN + 1 + MESH_MAC_LEN;
 export const MESH_REAUTH_LEN = 4;
 
 const LABEL = Buffer.from('isthmus-mesh-v1');
-/** HELLO/ACK MAC label: v2 since MESH_DATA carries a tag, so v1 and v2 relays refuse each other's HELLO. */
-const HELLO_LABEL = Buffer.from('isthmus-mesh-v2');
-const DATA_KEY_LABEL = Buffer.from('isthmus-mesh-data-v2');
+/**
+ * HELLO/ACK MAC label: v2 since MESH_DATA carries a tag, v3 since the tag is SipHash over the
+ * header, so relays of different versions refuse each other's HELLO.
+ */
+const HELLO_LABEL = Buffer.from('isthmus-mesh-v3');
+const DATA_KEY_LABEL = Buffer.from('isthmus-mesh-data-v3');
 
 export interface MeshHello {
   type: typeof MeshFrameType.HELLO | typeof MeshFrameType.HELLO_ACK;
@@ -83,39 +93,55 @@ function mac(key: Uint8Array, body: Uint8Array): Uint8Array {
 }
 
 /**
- * The MESH_DATA key for frames from `senderId` to `receiverId`, from the HELLO (sent by the
+ * The 16-byte MESH_DATA (SipHash-2-4) key for frames from `senderId` to `receiverId`, from the HELLO (sent by the
  * sender, `helloNonce`) and its HELLO_ACK (`ackNonce`). Both relays compute it; nobody without
  * the mesh key can. Fresh per handshake, so counters restart at 0 with each key.
  */
-export function deriveMeshDataKey(meshKey: Uint8Array, helloNonce: Uint8Array, ackNonce: Uint8Array, senderId: string, receiverId: string): KeyObject {
+export function deriveMeshDataKey(meshKey: Uint8Array, helloNonce: Uint8Array, ackNonce: Uint8Array, senderId: string, receiverId: string): Uint8Array {
   const s = Buffer.from(senderId, 'utf8');
   const r = Buffer.from(receiverId, 'utf8');
   const input = Buffer.concat([DATA_KEY_LABEL, helloNonce, ackNonce, Buffer.from([s.length]), s, Buffer.from([r.length]), r]);
-  return createSecretKey(blake2s(input, { key: meshKey, dkLen: 32 }));
+  return blake2s(input, { key: meshKey, dkLen: MESH_DATA_KEY_LEN });
 }
 
-const tagPrefix = Buffer.alloc(9);
+/** SipHash input: counter (8, BE) ‖ type ‖ dst vip ‖ src vip (17 bytes); and its 8-byte output. */
+const TAG_INPUT_LEN = 17;
+const tagInput = new Uint8Array(TAG_INPUT_LEN);
+const tagOut = new Uint8Array(8);
 
-/** The tag of the MESH_DATA frame `buf[off..off+len]` with full counter `counter` under `key`. */
-function dataTag(key: KeyObject, buf: Uint8Array, off: number, len: number, counter: number): Buffer {
-  tagPrefix.writeUIntBE(Math.floor(counter / 0x1_0000_0000), 0, 4);
-  tagPrefix.writeUInt32BE(counter >>> 0, 4);
-  tagPrefix[8] = buf[off];
-  return createHmac('sha256', key).update(tagPrefix).update(buf.subarray(off + MESH_OFFSET_DST, off + len)).digest();
+/**
+ * The tag of the MESH_DATA frame at `buf[off..]` with full counter `counter` under `key`,
+ * left in `tagOut[0..5]`: SipHash-2-4 over the header fields, not the WireGuard message (which
+ * its members authenticate end to end; docs/PROTOCOL.md §3). Allocates nothing.
+ */
+function dataTag(key: Uint8Array, buf: Uint8Array, off: number, counter: number): void {
+  const hi = Math.floor(counter / 0x1_0000_0000);
+  const lo = counter >>> 0;
+  tagInput[0] = hi >>> 24; tagInput[1] = (hi >>> 16) & 0xff; tagInput[2] = (hi >>> 8) & 0xff; tagInput[3] = hi & 0xff;
+  tagInput[4] = lo >>> 24; tagInput[5] = (lo >>> 16) & 0xff; tagInput[6] = (lo >>> 8) & 0xff; tagInput[7] = lo & 0xff;
+  tagInput[8] = buf[off];
+  for (let i = 0; i < 8; i++) tagInput[9 + i] = buf[off + MESH_OFFSET_DST + i];
+  siphash24(key, tagInput, 0, TAG_INPUT_LEN, tagOut, 0);
 }
 
 /** Write `counter`'s low bits and the tag into the MESH_DATA frame `buf[off..off+len]` (header already written). */
-export function sealMeshData(buf: Uint8Array, off: number, len: number, key: KeyObject, counter: number): void {
+export function sealMeshData(buf: Uint8Array, off: number, len: number, key: Uint8Array, counter: number): void {
   buf[off + MESH_OFFSET_COUNTER] = (counter >>> 8) & 0xff;
   buf[off + MESH_OFFSET_COUNTER + 1] = counter & 0xff;
-  buf.set(dataTag(key, buf, off, len, counter).subarray(0, MESH_TAG_LEN), off + MESH_OFFSET_TAG);
+  dataTag(key, buf, off, counter);
+  for (let i = 0; i < MESH_TAG_LEN; i++) buf[off + MESH_OFFSET_TAG + i] = tagOut[i];
 }
 
-/** True when the frame's tag verifies under `key` for the full `counter` (constant time). Never throws. */
-export function openMeshData(buf: Uint8Array, off: number, len: number, key: KeyObject, counter: number): boolean {
-  if (len < MESH_DATA_HEADER_LEN) return false;
-  const t = dataTag(key, buf, off, len, counter);
-  return timingSafeEqual(t.subarray(0, MESH_TAG_LEN), Buffer.from(buf.buffer, buf.byteOffset + off + MESH_OFFSET_TAG, MESH_TAG_LEN));
+/**
+ * True when the frame's header tag verifies under `key` for the full `counter` (constant time
+ * in the tag bytes). The WireGuard message after the header is not covered. Never throws.
+ */
+export function openMeshData(buf: Uint8Array, off: number, len: number, key: Uint8Array, counter: number): boolean {
+  if (len < MESH_DATA_HEADER_LEN || off < 0 || off + len > buf.length) return false;
+  dataTag(key, buf, off, counter);
+  let d = 0;
+  for (let i = 0; i < MESH_TAG_LEN; i++) d |= tagOut[i] ^ buf[off + MESH_OFFSET_TAG + i];
+  return d === 0;
 }
 
 /** The low 16 bits of the frame's counter, as sent. */

@@ -4,12 +4,11 @@
  * still verify), which HELLO nonces were seen (single use), and a once-per-tick limit on
  * MESH_REAUTH replies. Pure bookkeeping, bounded maps.
  */
-import type { KeyObject } from 'node:crypto';
 import { ReplayWindow } from './mesh-frame';
 import { tupleKey } from './session-table';
 
 export interface RxKey {
-  key: KeyObject;
+  key: Uint8Array;
   window: ReplayWindow;
 }
 
@@ -38,7 +37,7 @@ export class MeshTrust {
   }
 
   /** After a HELLO from `addr:port` was answered: `key` is what its MESH_DATA is sealed with from now on. */
-  trust(addr: number, port: number, relayId: string, key: KeyObject): void {
+  trust(addr: number, port: number, relayId: string, key: Uint8Array): void {
     const k = tupleKey(addr, port);
     const old = this.trusted.get(k);
     const current = { key, window: new ReplayWindow() };

@@ -17,8 +17,9 @@
  *     one Redis round trip.
  *   - trust: relays prove the shared mesh key with a HELLO / HELLO_ACK exchange (MAC,
  *     timestamp window, single-use nonce; mesh-frame.ts), which also yields a per-direction
- *     MESH_DATA key. Every MESH_DATA frame carries a counter and an HMAC tag over its header
- *     and payload: a frame is delivered only if it comes from an address that proved the key,
+ *     MESH_DATA key. Every MESH_DATA frame carries a counter and a SipHash-2-4 tag over its
+ *     header (type, full counter, dst and src vip; the WireGuard payload is authenticated end
+ *     to end by the members): a frame is delivered only if it comes from an address that proved the key,
  *     its tag verifies under that sender's key and its counter is new (replay window). So
  *     nobody on the mesh network can forge a source vip (which the policy check and the
  *     members' cryptokey routing rely on) or replay frames. An untrusted sender, or one whose
@@ -30,10 +31,10 @@
  *     forwards again, so there are no loops.
  *
  * Hot path: never throws; one copy into a scratch buffer on the sending side (the extra header
- * bytes), none on the receiving side (the header is rewritten in place); one HMAC-SHA256 per
- * frame on each side (node:crypto, the only allocation; bench/mesh-mac.ts).
+ * bytes), none on the receiving side (the header is rewritten in place); one SipHash-2-4 of
+ * 17 bytes per frame on each side (relay/siphash.ts, no allocation; bench/mesh-mac.ts).
  */
-import { randomBytes, type KeyObject } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { type Clock, type Logger, type DatagramBatch, type DatagramSocket, formatAddr, EventType, type SessionEventType } from '../common';
 import { FrameType, RELAY_HEADER_LEN, readU32, MSG_TRANSPORT_MIN_SIZE } from '../protocol';
@@ -128,7 +129,7 @@ interface Peer {
   lastHelloAt: number;
   nonce: Uint8Array;
   /** MESH_DATA key towards this peer, from our last HELLO it ACKed; undefined until then. */
-  txKey: KeyObject | undefined;
+  txKey: Uint8Array | undefined;
   txCounter: number;
 }
 
@@ -276,7 +277,7 @@ export class Mesh {
     return MeshForwardResult.SENT;
   }
 
-  /** Counter and tag for a MESH_DATA frame to a ready peer (one HMAC-SHA256 over the frame). */
+  /** Counter and tag for a MESH_DATA frame to a ready peer (one SipHash-2-4 over its header). */
   private seal(peer: Peer, f: Uint8Array, len: number): void {
     sealMeshData(f, 0, len, peer.txKey!, peer.txCounter++);
   }
