@@ -64,6 +64,12 @@ function bearer(req: FastifyRequest): string | undefined {
   return h.slice(7).trim() || undefined;
 }
 
+/** 503 `redis-unavailable` with Retry-After: what every call that needs Redis answers while it is unreachable. */
+export function replyRedisUnavailable(reply: FastifyReply): FastifyReply {
+  return reply.code(503).header('retry-after', REDIS_DOWN_RETRY_AFTER_SEC)
+    .send({ error: 'redis-unavailable', message: 'the coordinator cannot reach Redis; retry later' });
+}
+
 export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   const app = Fastify({
     ...(d.https ? { https: d.https } : {}),
@@ -85,10 +91,7 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
         line: p.line ?? null, column: p.column ?? null });
     }
     if (err instanceof CoordinatorError) return reply.code(err.statusCode).send({ error: err.code, message: err.message });
-    if (isRedisUnavailableError(err)) {
-      return reply.code(503).header('retry-after', REDIS_DOWN_RETRY_AFTER_SEC)
-        .send({ error: 'redis-unavailable', message: 'the coordinator cannot reach Redis; retry later' });
-    }
+    if (isRedisUnavailableError(err)) return replyRedisUnavailable(reply);
     if (err.validation) return reply.code(400).send({ error: 'invalid-request', message: `${err.validationContext ?? 'request'}: ${err.message}` });
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
     if (status === 500) d.log.error({ err }, 'request failed');

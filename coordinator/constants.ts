@@ -6,7 +6,8 @@ export const DEFAULT_CIDR = '100.64.0.0/10';
 export { DEFAULT_PREFIX } from '../common';
 /** A removed member's vip is reused only after this long. @default 1 h */
 export const DEFAULT_QUARANTINE_MS = 60 * 60 * 1000;
-/** A join challenge lives this long in Redis, and is single use. @default 60 s */
+/** A join challenge id is valid this long (stateless: challenge-token.ts; single use through a
+ *  marker written by the join that uses it). @default 60 s */
 export const CHALLENGE_TTL_SEC = 60;
 /** Bearer session tokens handed out on join expire after this long (re-join to renew). @default 24 h */
 export const DEFAULT_SESSION_TTL_MS = 24 * 60 * 60 * 1000;

@@ -3,6 +3,7 @@
  * rejected, types are never coerced — see api.ts for the ajv options).
  */
 import { ADDR_PATTERN, MAX_ADDR_LEN } from '../common';
+import { TAG_NAME } from '../policy';
 import { MAX_TAG_LEN, MAX_TAGS } from './constants';
 import { MAX_ORIGINAL_CIDRS } from './claim-rules';
 
@@ -13,10 +14,11 @@ const b64 = (bytes: number) => {
   return { type: 'string', pattern: `^[A-Za-z0-9+/]{${full}}${tail}$` } as const;
 };
 const ipv4 = { type: 'string', maxLength: MAX_ADDR_LEN, pattern: ADDR_PATTERN } as const;
-const tag = { type: 'string', minLength: 1, maxLength: MAX_TAG_LEN, pattern: '^[A-Za-z0-9_.:/=-]+$' } as const;
+const tag = { type: 'string', minLength: 1, maxLength: MAX_TAG_LEN, pattern: TAG_NAME.source } as const;
 const tags = { type: 'array', items: tag, maxItems: MAX_TAGS, uniqueItems: true } as const;
 /** Shape only; api.ts parses strictly (host bits set → 400 invalid-original-cidr). */
-const cidr = { type: 'string', maxLength: 18, pattern: '^\\d{1,3}(\\.\\d{1,3}){3}/\\d{1,2}$' } as const;
+/** Parsed (strictly) by claim-rules.ts parseOriginalCidrs: 400 invalid-original-cidr names the value. */
+const cidr = { type: 'string', maxLength: 18 } as const;
 const hostname = { type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$' } as const;
 const secret = { type: 'string', minLength: 8, maxLength: 128, pattern: '^[A-Za-z0-9_-]+$' } as const;
 

@@ -10,7 +10,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AddressInfo } from 'node:net';
 import type { KeyObject } from 'node:crypto';
 import { isRedisUnavailableError, silentLogger, type Logger } from '../common';
-import { buildApi, sessionVipOf } from './api';
+import { buildApi, replyRedisUnavailable, sessionVipOf } from './api';
 import * as D from './constants';
 import { parseVipPool } from './ipam';
 import { PeerFeed } from './peer-feed';
@@ -108,7 +108,7 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
   const setup = async () => {
     await registry.init();
     await feed.start();
-    const policyText = await registry.policyText().catch(() => null);
+    const policyText = await registry.policyText();
     if (policyText === null) log.warn(`${D.NO_POLICY_NOTE} (set one with: isthmus policy set FILE)`);
     else log.info({ policyBytes: policyText.length }, 'policy in force: peer maps are scoped by it (isthmus policy get)');
     ready = true;
@@ -177,8 +177,7 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
   // While Redis is unreachable (or setup has not run yet) every API call needs it: 503, not 500.
   app.addHook('onRequest', async (_req, reply) => {
     if (ready && redis.status === 'ready') return;
-    return reply.code(503).header('retry-after', D.REDIS_DOWN_RETRY_AFTER_SEC)
-      .send({ error: 'redis-unavailable', message: 'the coordinator cannot reach Redis; retry later' });
+    return replyRedisUnavailable(reply);
   });
 
   const ephemeralTimeoutMs = o.ephemeralTimeoutMs ?? D.DEFAULT_EPHEMERAL_TIMEOUT_MS;

@@ -23,7 +23,8 @@ const memo = new Map<string, PortSet>();
  */
 export function compileInbound(specs: readonly string[] | undefined, onBad?: (spec: string, reason: string) => void): PortSet {
   if (specs === undefined) return PortSet.ALL;
-  const key = specs.join(',');
+  // JSON, not join(','): a malformed spec holding a comma must not share a key with a valid list.
+  const key = JSON.stringify(specs);
   const hit = memo.get(key);
   if (hit) return hit;
   const parsed: PortSpec[] = [];

@@ -72,6 +72,7 @@ export class OutsidePath {
    */
   readOutsidePackets(b: DatagramBatch, kind: EndpointKind): void {
     const data = b.data;
+    const now = this.c.clock.now(); // one clock read per batch
     const hs = this.c.handshakes;
     for (let i = 0; i < b.count; i++) {
       const off = b.offsets[i];
@@ -83,7 +84,7 @@ export class OutsidePath {
       }
       const type = data[off];
       if (type === MSG_TRANSPORT) {
-        this.queueTransport(b, i, kind);
+        this.queueTransport(b, i, kind, now);
         continue;
       }
       // 3. handshake: it may change keypairs, so what was queued before it goes first.
@@ -110,7 +111,7 @@ export class OutsidePath {
   }
 
   /** Stage 4 for message i of `b`: everything checked before decrypting, then queued. */
-  private queueTransport(b: DatagramBatch, i: number, kind: EndpointKind): void {
+  private queueTransport(b: DatagramBatch, i: number, kind: EndpointKind, now: number): void {
     const off = b.offsets[i];
     const len = b.lengths[i];
     const h = this.header;
@@ -121,7 +122,7 @@ export class OutsidePath {
     const entry = this.c.indices.get(h.receiver);
     if (!entry || !entry.keypair) return this.unknownIndex(kind, b.addrs[i]);
     const { peer, keypair } = entry;
-    if (!peer.timers.canReceiveWith(keypair, this.c.clock.now())) {
+    if (!peer.timers.canReceiveWith(keypair, now)) {
       this.c.drops['keypair-expired']++;
       return;
     }

@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { adminCall, adminClient, adminOptions, table, type AdminArgs } from './token';
+import { TAG_NAME } from '../../policy';
 
 function ago(ms: number): string {
   const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
@@ -21,7 +22,6 @@ const list: CommandModule<object, AdminArgs> = {
   },
 };
 
-const TAG_RE = /^[A-Za-z0-9_.:/=-]{1,64}$/;
 
 const remove: CommandModule<object, AdminArgs & { vip: string; 'allow-rejoin': boolean }> = {
   command: 'remove <vip>',
@@ -48,7 +48,7 @@ const tag: CommandModule<object, TagArgs> = {
     .option('remove-tag', { type: 'string', array: true, default: [] as string[], describe: 'Tag to remove (repeatable)' })
     .check((a) => {
       if (a.tag.length === 0 && a['remove-tag'].length === 0) throw new Error('Give --tag T and/or --remove-tag T');
-      for (const t of [...a.tag, ...a['remove-tag']]) if (!TAG_RE.test(String(t))) throw new Error(`tag ${JSON.stringify(t)}: 1-64 characters of A-Z a-z 0-9 _ . : / = -`);
+      for (const t of [...a.tag, ...a['remove-tag']]) if (!TAG_NAME.test(String(t))) throw new Error(`tag ${JSON.stringify(t)}: 1-64 characters of A-Z a-z 0-9 _ . : / = -`);
       return true;
     }) as Argv<TagArgs>,
   handler: async (a) => {

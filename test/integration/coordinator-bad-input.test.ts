@@ -86,7 +86,7 @@ const cases: Case[] = [
   { name: 'special-purpose original IP', prepare: async () => ({ body: JSON.stringify(await joinBody(member('169.254.169.254'))) }), status: 400, error: 'original-ip-special' },
   { name: 'original IP neither the source nor in the token\'s prefixes', prepare: async () => ({ body: JSON.stringify(await joinBody(member('203.0.113.5'))) }), status: 403, error: 'original-ip-not-allowed' },
   { name: 'token create with host bits in --original-cidr', path: '/v1/tokens', body: '{"originalCidrs":["10.1.0.1/16"]}', headers: { ...json, ...admin }, status: 400, error: 'invalid-original-cidr' },
-  { name: 'token create with a non-CIDR original prefix', path: '/v1/tokens', body: '{"originalCidrs":["10.1.0.0"]}', headers: { ...json, ...admin }, status: 400, error: 'invalid-request' },
+  { name: 'token create with a non-CIDR original prefix', path: '/v1/tokens', body: '{"originalCidrs":["10.1.0.0"]}', headers: { ...json, ...admin }, status: 400, error: 'invalid-original-cidr' },
   { name: 'tag without admin', path: '/v1/nodes/100.64.0.1/tags', body: '{"add":["x"]}', headers: json, status: 401, error: 'unauthorized' },
   { name: 'tag an unknown member', path: '/v1/nodes/100.64.9.9/tags', body: '{"add":["x"]}', headers: { ...json, ...admin }, status: 404, error: 'not-found' },
   { name: 'tag with a bad tag', path: '/v1/nodes/100.64.0.1/tags', body: '{"add":["a b"]}', headers: { ...json, ...admin }, status: 400, error: 'invalid-request' },
