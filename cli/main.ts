@@ -37,9 +37,6 @@ async function main(): Promise<void> {
     .command(pubkeyCommand)
     .command(demoCommand)
     .demandCommand(1, 'Name a command: see `isthmus --help`')
-    // A flag given twice: the last one wins (as in most CLIs), rather than becoming an array that
-    // a single-value option cannot read. Options declared `array: true` still collect every value.
-    .parserConfiguration({ 'duplicate-arguments-array': false })
     .strict()
     .recommendCommands()
     .help()

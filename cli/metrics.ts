@@ -15,6 +15,8 @@ export const METRICS_OPTION = {
 
 /** "HOST:PORT" ("[v6]:PORT" too) → parts; the message names the flag. */
 export function parseListenFlag(value: string, flag: string): { host: string; port: number } {
+  // yargs makes a flag given twice an array: name the mistake instead of failing on it.
+  if (typeof value !== 'string') throw new Error(`${flag} takes one HOST:PORT, got ${JSON.stringify(value)}`);
   const m = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(value.trim());
   if (!m || !m[1] || Number(m[2]) > 65535) throw new Error(`${flag} must be HOST:PORT (e.g. 0.0.0.0:9100), got ${JSON.stringify(value)}`);
   return { host: m[1], port: Number(m[2]) };

@@ -146,8 +146,13 @@ rootTest('a member that leaves is gone from the map and from its peers', async (
   for (let i = 0; i < 20; i++) {
     const before = s1.process.output().length;
     process.kill(s1.process.pid, 'SIGUSR1');
-    const line = await s1.process.waitForLine(/"msg":"status"/, 2000);
-    const last = s1.process.output().slice(before).split('\n').find((l) => l.includes('"msg":"status"')) ?? line;
+    // The status line this signal printed (waitForLine would also match an earlier one).
+    let last: string | undefined;
+    for (let w = 0; w < 40 && !last; w++) {
+      last = s1.process.output().slice(before).split('\n').find((l) => l.includes('"msg":"status"'));
+      if (!last) await new Promise((res) => setTimeout(res, 50));
+    }
+    if (!last) continue;
     peers = (JSON.parse(last) as { status: { peers: { allowedIps: string[] }[] } }).status.peers.flatMap((p) => p.allowedIps);
     if (!peers.includes(`${a3.vip}/32`)) break;
     await new Promise((res) => setTimeout(res, 100));
