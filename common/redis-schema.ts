@@ -40,6 +40,13 @@ export const KEY_PATTERNS = {
   /** hash · written by R · read by R, C · TTL 3 s, re-written every 1 s (heartbeat) — `meshIp`,
    *  `meshPort`, `listenIp`, `listenPort`, `since` (ms, first heartbeat). */
   relay: 'relay:<id>',
+  /** hash · written by R · read by C · TTL 3 × the publish interval (15 s), re-written every 5 s — relay counters for the
+   *  dashboard: `sessions`, `framesForwarded`, `bytesForwarded`, `dropped` (totals since start), `framesPerSec`,
+   *  `bytesPerSec`, `dropsPerSec` (over the last interval), `at`, `since` (ms). */
+  relayStats: 'relay-stats:<id>',
+  /** sorted set · written by R · read by C · TTL none — relay id → Unix ms of its last `relay-stats:` write
+   *  (the dashboard lists the relays from it; entries older than an hour are dropped by the relays). */
+  relayStatsIds: 'relay-stats-ids',
   /** string · written by R · read by R · TTL none — base64 shared mesh secret, created with SET NX. */
   meshKey: 'mesh-key',
   /** hash · written by C · read by C · TTL expiry + 1 day (none if no expiry) — join token, by

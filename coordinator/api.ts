@@ -5,6 +5,7 @@
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
+import type Redis from 'ioredis';
 import { isRedisUnavailableError, type Logger, redactKey } from '../common';
 import { verifyKeyProof } from '../protocol';
 import { BadRequestError, CoordinatorError, NotFoundError, RateLimitedError, UnauthorizedError } from './errors';
@@ -21,6 +22,7 @@ import type { JoinRequest, JoinResponse, NodeTagsRequest, NodeTagsResponse, Peer
 import { parseDuration } from './duration';
 import type { JoinCounters, RateLimitCounters } from './metrics';
 import { InvalidPolicyError, registerPolicyRoutes } from './policy-routes';
+import { registerDashboard } from './dashboard';
 
 export interface ApiDeps {
   registry: RedisRegistry;
@@ -48,6 +50,8 @@ export interface ApiDeps {
   rateLimited?: RateLimitCounters;
   /** Serve HTTPS with this certificate chain and key (PEM). */
   https?: { cert: string | Buffer; key: string | Buffer };
+  /** Serve the read-only dashboard at /ui (dashboard.ts) from this Redis client and key prefix. */
+  dashboard?: { redis: Redis; prefix: string };
   /** Runs on every answer before it is sent (server.ts signs join and peer-map answers). */
   onSend?: (req: FastifyRequest, reply: FastifyReply, payload: unknown) => Promise<unknown>;
 }
@@ -128,6 +132,11 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   const vipOf = (req: FastifyRequest): string => memberVip.get(req)!;
   const admin = async (req: FastifyRequest): Promise<void> => {
     if (!d.adminToken) throw new CoordinatorError('admin-disabled', 'this coordinator has no --admin-token', 403);
+    const t = bearer(req);
+    await adminAuth(req, t !== undefined && secretsEqual(t, d.adminToken));
+  };
+  /** The admin limits for one credential check (bearer, dashboard login or cookie): throws when refused. */
+  const adminAuth = async (req: FastifyRequest, ok: boolean): Promise<void> => {
     if (adminRequests) {
       const r = await adminRequests(req);
       if (!r.isAllowed && r.isExceeded) throw new RateLimitedError('admin', 'admin requests', retryAfter(r.ttl));
@@ -136,8 +145,6 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
     // wrong, until its window ends: guesses then teach nothing. Each check and its count happen
     // in one synchronous step (the store counts when called), so concurrent or pipelined guesses
     // cannot all slip in before the count catches up.
-    const t = bearer(req);
-    const ok = t !== undefined && secretsEqual(t, d.adminToken);
     if (adminFailures) {
       const f = await adminFailures(req, { increment: !ok });
       if (!f.isAllowed && (ok ? f.remaining === 0 : f.isExceeded)) {
@@ -287,6 +294,11 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   });
 
   registerPolicyRoutes(app, { registry: d.registry, tokens: d.tokens, peerMap: d.peerMap, log: d.log, admin });
+
+  if (d.dashboard) {
+    await registerDashboard(app, { ...d.dashboard, registry: d.registry, tokens: d.tokens, feed: d.feed, log: d.log, adminToken: d.adminToken,
+      tls: !!d.https, bearer, adminAuth });
+  }
 
   return app;
 }

@@ -4,12 +4,14 @@
  * waiters, which then read the change feed (`P:changes`) from Redis.
  */
 import type Redis from 'ioredis';
-import { type Logger, EventType, decodeEvent, isNodeEvent } from '../common';
+import { type Logger, type ClusterEvent, EventType, decodeEvent, isNodeEvent } from '../common';
 
 type Waiter = { since: number; wake: () => void };
 
 export class PeerFeed {
   private readonly waiters = new Set<Waiter>();
+  /** Every well-formed event, and `undefined` after a resubscribe (events may have been missed): the dashboard. */
+  private readonly listeners = new Set<(e: ClusterEvent | undefined) => void>();
   private sub?: Redis;
   private closed = false;
   /** Version of the last change event seen on the channel. */
@@ -26,12 +28,13 @@ export class PeerFeed {
     this.sub.on('message', (_ch: string, msg: string) => this.onMessage(msg));
     // After a reconnect ioredis re-subscribes; wake everyone so they re-read the feed. Redis may
     // have restarted with lower versions: forget the last one seen.
-    this.sub.on('ready', () => { this.latest = 0; this.wakeAll(); });
+    this.sub.on('ready', () => { this.latest = 0; this.wakeAll(); this.tell(undefined); });
     await this.sub.subscribe(this.channel);
   }
 
   private onMessage(msg: string): void {
     const e = decodeEvent(msg);
+    if (e) this.tell(e);
     // Session events carry no version (peer maps do not change); junk is not ours to judge.
     // A policy change may change every map: it wakes every waiter behind it too.
     if (!e || !(isNodeEvent(e) || e.type === EventType.PolicyChanged)) return;
@@ -40,6 +43,22 @@ export class PeerFeed {
     // The last event's version (events come in order from one Redis; lower: Redis went back).
     this.latest = version;
     for (const w of this.waiters) if (version > w.since) w.wake();
+  }
+
+  /** Call `listener` with every event seen from now on; returns the unsubscribe function. */
+  onEvent(listener: (e: ClusterEvent | undefined) => void): () => void {
+    this.listeners.add(listener);
+    return () => { this.listeners.delete(listener); };
+  }
+
+  private tell(e: ClusterEvent | undefined): void {
+    for (const l of this.listeners) {
+      try {
+        l(e);
+      } catch (err) {
+        this.log.warn({ err }, 'change-feed listener failed');
+      }
+    }
   }
 
   /** Long-polls waiting for a change (metrics). */
@@ -83,6 +102,7 @@ export class PeerFeed {
     this.closed = true;
     this.wakeAll();
     this.waiters.clear();
+    this.listeners.clear();
     if (this.sub) {
       this.sub.disconnect();
       this.log.debug('peer feed closed');

@@ -170,6 +170,7 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
     joins, rateLimited, registry, tokens, feed, peerMap, log, cidr, adminToken: o.adminToken,
     bodyLimit: o.bodyLimit ?? D.DEFAULT_BODY_LIMIT, longPollMs: o.longPollMs ?? D.DEFAULT_LONG_POLL_MS,
     trustedProxies: o.trustedProxies ?? [],
+    dashboard: { redis, prefix },
     sessionTtlMs: o.sessionTtlMs ?? D.DEFAULT_SESSION_TTL_MS,
     rateLimits: o.rateLimits === false ? {} : { ...D.DEFAULT_RATE_LIMITS, ...o.rateLimits },
   });

@@ -17,6 +17,7 @@ export { ChallengeIssuer } from './challenge';
 export { RedisMemberDirectory, RedisSessionRecorder } from './redis-directory';
 export { followMemberRemovals, removedVip } from './member-events';
 export type { RedisDirectoryOptions, SessionRecorderOptions } from './redis-directory';
+export { RedisRelayStatsPublisher, RELAY_STATS_INTERVAL_MS, type RelayStatsPublisherOptions } from './redis-stats';
 export { registerRelayMetrics } from './metrics';
 export { Mesh, MeshForwardResult } from './mesh';
 export type { MeshInit, MeshComponents, MeshHome, MeshRouteSource, MeshSessionEvent, MeshLocal } from './mesh';

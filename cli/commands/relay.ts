@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { connectRedis, forComponent, isRedisUnavailableError, watchRedis, systemClock, parseAddr, DEFAULT_PREFIX, redisReadiness, type ReadinessCheck } from '../../common';
 import { openBestDatagramSocket } from '../../native-bindings';
 import type Redis from 'ioredis';
-import { createRelay, deriveMeshKey, followMemberRemovals, Mesh, MemberFileError, RedisMeshRegistry, RedisMemberDirectory, RedisPolicySource, RedisSessionRecorder, StaticMemberDirectory, type MemberDirectory, type SessionListener, registerRelayMetrics } from '../../relay';
+import { createRelay, deriveMeshKey, followMemberRemovals, Mesh, MemberFileError, RedisMeshRegistry, RedisMemberDirectory, RedisPolicySource, RedisRelayStatsPublisher, RedisSessionRecorder, StaticMemberDirectory, type MemberDirectory, type SessionListener, registerRelayMetrics } from '../../relay';
 import { CliError, onShutdown } from '../shutdown';
 import { worldAccess } from '../secret-file';
 import { checkRedisArgs, redisGiven, redisOptions, redisSpecFromArgs, type RedisArgs } from '../redis-options';
@@ -249,6 +249,13 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
       }
     }
     relay.start();
+    if (redis) {
+      // Counters for the coordinator's dashboard (P:relay-stats:<id>); hooks run in reverse, so
+      // the record is deleted before Redis quits.
+      const statsPublisher = new RedisRelayStatsPublisher(redis, { relayId: id, stats: () => relay.stats(), prefix: args['redis-prefix'], logger: log });
+      statsPublisher.start();
+      onShutdown(() => statsPublisher.stop());
+    }
     try {
       await relay.policyReady();
     } catch (err) {
