@@ -80,6 +80,8 @@ async function openStream(url: string, auth: { cookie?: string; bearer?: string 
     headers: r.headers,
     events,
     get raw() { return raw; },
+    /** Resolves when the stream ends (either side). */
+    ended: pump,
     /** Waits for an event matching `pred` (seen before or later). */
     async until(pred: (e: { event: string; data: string }) => boolean, ms = 10_000): Promise<{ event: string; data: string }> {
       const deadline = Date.now() + ms;
@@ -324,5 +326,24 @@ test('without --admin-token the dashboard is off (403); with TLS the cookie is S
     t.regex(set, /HttpOnly/i);
   } finally {
     await tls.close();
+  }
+});
+
+test('a coordinator that closes ends its open streams (close does not hang on them)', async (t) => {
+  const c = await createCoordinator({ redis: env.redis.url, adminToken: ADMIN, sweepIntervalMs: 0 });
+  const { url } = await c.listen('127.0.0.1', 0);
+  const stream = await openStream(url, { bearer: ADMIN });
+  let closed = false;
+  try {
+    t.is(stream.status, 200);
+    await stream.until((e) => e.event === 'snapshot');
+    const closing = c.close();
+    closed = await Promise.race([closing.then(() => true), new Promise<boolean>((ok) => setTimeout(() => ok(false), 5000))]);
+    t.true(closed, 'close() finished while the stream was open');
+    t.true(await Promise.race([stream.ended.then(() => true), new Promise<boolean>((ok) => setTimeout(() => ok(false), 5000))]),
+      'the server ended the stream');
+  } finally {
+    await stream.close();
+    if (!closed) await c.close().catch(() => undefined);
   }
 });
