@@ -6,6 +6,8 @@
 # What goes where (the package's whole contents):
 #   /usr/lib/isthmus/dist/…                 the compiled JavaScript, the dist/ entries of
 #                                           package.json "files" (what `npm pack` ships, less .d.ts)
+#   /usr/lib/isthmus/coordinator/ui/…       the dashboard's page, script and style sheet (found
+#                                           from dist/coordinator/ as in a checkout)
 #   /usr/lib/isthmus/node_modules/…         production dependencies only (npm ci --omit=dev)
 #   /usr/lib/isthmus/native-bindings/build/Release/isthmus_native.node   the addon (stripped)
 #   /usr/lib/isthmus/package.json           version and the dependency list
@@ -60,10 +62,11 @@ lib=$stage/usr/lib/isthmus
 doc=$stage/usr/share/doc/isthmus
 install -d -m 0755 "$lib" "$doc" "$stage/usr/bin" "$stage/etc/isthmus" "$stage/lib/systemd/system" "$stage/DEBIAN"
 
-# 1. The JavaScript: the package.json "files" list decides, as for npm pack (no tests, bench, maps).
+# 1. The JavaScript and the dashboard's files: the package.json "files" list decides, as for npm
+#    pack (no tests, bench, maps).
 npm pack --dry-run --json --ignore-scripts 2>/dev/null \
   | node -e 'for (const f of JSON.parse(require("fs").readFileSync(0, "utf8"))[0].files) console.log(f.path)' \
-  | grep '^dist/' | grep -v '\.d\.ts$' > "$stage/files"
+  | grep -E '^(dist/|coordinator/ui/)' | grep -v '\.d\.ts$' > "$stage/files"
 [ -s "$stage/files" ] || { echo "package: npm pack listed no dist/ files" >&2; exit 1; }
 tar -cf - -T "$stage/files" | tar -xf - -C "$lib"
 rm "$stage/files"

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # prometheus: its promtool checks the daemons' --metrics output in test/integration/metrics.test.ts.
-packages=(redis-server iperf3 wireguard-go wireguard-tools nebula curl nftables iproute2 iputils-ping procps python3 make g++ prometheus ethtool)
+# chromium: the headless browser test/integration/dashboard-browser.test.ts drives (puppeteer-core).
+packages=(redis-server iperf3 wireguard-go wireguard-tools nebula curl nftables iproute2 iputils-ping procps python3 make g++ prometheus ethtool chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

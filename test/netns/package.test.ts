@@ -58,6 +58,7 @@ rootTest('the package is isthmus_<version>_amd64.deb with the addon, the JavaScr
   t.is(deb, join(t.context.dir, `isthmus_${version}_amd64.deb`));
   const lib = join(root, 'usr/lib/isthmus');
   for (const f of ['dist/cli/main.js', 'dist/policy/index.js', 'native-bindings/build/Release/isthmus_native.node',
+    'coordinator/ui/dashboard.html', 'coordinator/ui/login.html', 'coordinator/ui/dashboard.js', 'coordinator/ui/dashboard.css',
     'node_modules/ioredis/package.json', 'node_modules/fastify/package.json', 'package.json']) {
     t.true(existsSync(join(lib, f)), f);
   }
@@ -147,6 +148,11 @@ rootTest('the unpacked coordinator and mapper run on Redis: health check, a join
   await topo.waitForListen(hub, 7070, 'tcp', 20_000).catch((err: Error) => { throw new Error(`${err.message}: ${mapper.output()}`); });
   const health = await topo.exec(hub, 'curl', ['-sS', 'http://127.0.0.1:8080/v1/health']);
   t.deepEqual(JSON.parse(health.stdout), { ok: true });
+  // The dashboard's files came with the package: its login page and script are served.
+  const ui = await topo.exec(hub, 'curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', 'http://127.0.0.1:8080/ui/login']);
+  t.is(ui.stdout, '200');
+  const uiScript = await topo.exec(hub, 'curl', ['-sS', 'http://127.0.0.1:8080/ui/assets/dashboard.js']);
+  t.regex(uiScript.stdout, /EventSource\('\/ui\/events'\)/);
   const token = await topo.exec(hub, isthmus, ['token', 'create', '--coordinator', 'http://127.0.0.1:8080', '--insecure-coordinator', '--uses', '2', '--ttl', '10m'], { env });
   t.regex(token.stdout, /isj_/);
   const lookup = await topo.exec(hub, 'curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', 'http://127.0.0.1:7070/v1/map/10.91.1.2']);
