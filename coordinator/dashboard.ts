@@ -18,9 +18,11 @@
  *
  * Live updates come from the coordinator's one `P:events` subscription (peer-feed.ts): an
  * event goes to every open stream at once as `change`, and a fresh snapshot (one set of Redis
- * reads, shared by all streams) follows, at most one per SNAPSHOT_GAP_MS. Relay counters do not
- * come with events: while a stream is open the relays alone (`P:relay-stats-ids`, one hash per
- * relay) are re-read every RELAY_REFRESH_MS. Browsers never poll.
+ * reads, shared by all streams) follows, at most one per SNAPSHOT_GAP_MS, or per four times the
+ * last one's read time when that is longer (a big registry is not re-read back to back). Relay
+ * counters do not come with events: while a stream is open the relays alone
+ * (`P:relay-stats-ids`, one hash per relay) are re-read every RELAY_REFRESH_MS. Browsers never
+ * poll.
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync, existsSync } from 'node:fs';
@@ -208,6 +210,8 @@ class StreamHub {
   private keepaliveTimer?: NodeJS.Timeout;
   private snapshotTimer?: NodeJS.Timeout;
   private lastSnapshot = 0;
+  /** Wait between snapshots: SNAPSHOT_GAP_MS, or four times the last build's time when longer (big registries). */
+  private gap = SNAPSHOT_GAP_MS;
   private building = false;
   private again = false;
 
@@ -273,7 +277,7 @@ class StreamHub {
 
   private scheduleSnapshot(): void {
     if (this.snapshotTimer) return;
-    const wait = Math.max(0, this.lastSnapshot + SNAPSHOT_GAP_MS - Date.now());
+    const wait = Math.max(0, this.lastSnapshot + this.gap - Date.now());
     this.snapshotTimer = setTimeout(() => {
       this.snapshotTimer = undefined;
       void this.pushSnapshot();
@@ -290,6 +294,7 @@ class StreamHub {
     this.lastSnapshot = Date.now();
     try {
       const snap = await this.snapshot();
+      this.gap = Math.max(SNAPSHOT_GAP_MS, 4 * (Date.now() - this.lastSnapshot));
       this.broadcast('snapshot', snap);
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'dashboard snapshot failed');

@@ -279,10 +279,14 @@ test('relays: what a relay publishes (P:relay-stats) is in the snapshot with its
   t.false(gone.relays.some((x) => x.id === 'relay-a'), 'a stopped relay is gone');
 });
 
-test('guessing the admin token at the login locks the source out, right token or wrong', async (t) => {
+test('a login works at every coordinator sharing the token; guessing it at the login locks the source out, right token or wrong', async (t) => {
   const c = await createCoordinator({ redis: env.redis.url, adminToken: ADMIN, sweepIntervalMs: 0, rateLimits: { adminFailures: 3 } });
   try {
     const { url } = await c.listen('127.0.0.1', 0);
+    // Another coordinator with the same admin token accepts a login made at the first (the load
+    // balancer may send the browser to either).
+    const elsewhere = await login(env.urls[0], ADMIN);
+    t.is((await req(url, '/ui/state', { cookie: elsewhere.cookie })).status, 200);
     t.is((await login(url, ADMIN)).res.status, 303, 'positive control: the right token logs in');
     for (let i = 0; i < 3; i++) t.is((await login(url, `guess-${i}`)).res.status, 401);
     const locked = await login(url, ADMIN);
