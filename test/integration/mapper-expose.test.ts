@@ -14,7 +14,7 @@
 import anyTest, { type TestFn } from 'ava';
 import net from 'node:net';
 import { createHash, randomInt } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -395,6 +395,42 @@ test.serial('a restarted gateway removes the records its previous run left (no r
   t.is(await r.exists(`isthmus:expose:${ORIG}:${ports.gwdenied}`), 1);
   await r.del(`isthmus:expose:${ORIG}:${ports.gwdenied}`);
   await stopGateway(again);
+});
+
+/** The mapper's ACL line of docs/SECURITY.md, plus (with `gateway`) the addition it documents for exposing gateways, as ACL SETUSER words. */
+function aclWords(gateway: boolean, password: string): string[] {
+  const doc = readFileSync(join(__dirname, '../../docs/SECURITY.md'), 'utf8');
+  const line = doc.split('\n').find((l) => l.startsWith('ACL SETUSER isthmus-mapper '))!;
+  const extra = /`(%R~isthmus:policy [^`]+)`/.exec(doc)![1]!;
+  const words = line.slice('ACL SETUSER isthmus-mapper '.length).split(' ').map((w) => (w.startsWith('>') ? `>${password}` : w));
+  return gateway ? [...words, ...extra.split(' ')] : words;
+}
+
+test.serial('the ACL of docs/SECURITY.md: a gateway user with the documented addition exposes, refreshes and deletes; the plain mapper user cannot', async (t) => {
+  const url = (user: string, pw: string) => { const u = new URL(redis.url); u.username = user; u.password = pw; return u.toString(); };
+  await r.call('ACL', 'SETUSER', 'isthmus-gw', ...aclWords(true, 'gw-pw'));
+  await r.call('ACL', 'SETUSER', 'isthmus-mapper-only', ...aclWords(false, 'm-pw'));
+  const mk = async (user: string, pw: string) => {
+    const svc = await startMapperService({ redis: url(user, pw), api: { host: '127.0.0.1', port: 0 }, overlayCidr: '127.0.0.0/8', users: verifier,
+      gatewayVip: GW_C, expose: { range: range(64), listenHost: '127.0.0.1', sweepMs: 100 } });
+    started.push(svc);
+    return svc;
+  };
+  const gw = await mk('isthmus-gw', 'gw-pw');
+  const a = await expose(gw, 'ops', ports.extra);
+  t.is(a.status, 201, JSON.stringify(a.body));
+  await new Promise((res) => setTimeout(res, 500));
+  t.is(gw.expose!.size, 1, 'the record refresh (several sweeps) kept it: the scripts ran under the ACL');
+  t.is((await call(api(gw), 'GET', `/v1/expose?originalIp=${ORIG}&port=${ports.extra}`, 'ops')).status, 200);
+  t.is((await call(api(gw), 'DELETE', `/v1/expose/${a.body.gatewayPort as number}`, 'ops')).status, 200);
+  t.is(await r.exists(`isthmus:expose:${ORIG}:${ports.extra}`), 0);
+  await stopGateway(gw);
+  const plain = await mk('isthmus-mapper-only', 'm-pw');
+  const no = await expose(plain, 'ops', ports.extra);
+  t.is(no.status, 503, 'the read-only mapper user may not write exposure records');
+  t.regex(String(no.body.reason), /NOPERM/);
+  t.is(await r.exists(`isthmus:expose:${ORIG}:${ports.extra}`), 0);
+  await stopGateway(plain);
 });
 
 test('isthmus mapper refuses bad exposure flags, naming them', async (t) => {
