@@ -117,6 +117,8 @@ export function localOverlayAddress(overlay: Prefix): string | undefined {
 export class ExposureManager {
   private readonly byPort = new Map<number, Exposure>();
   private readonly byTarget = new Map<string, Exposure>();
+  /** user → creations in flight */
+  private readonly pending = new Map<string, number>();
   private readonly policy: PolicyCache;
   private readonly idleMs: number;
   private readonly maxPerUser: number;
@@ -223,15 +225,28 @@ export class ExposureManager {
     const target = targetOf(originalIp, port);
     const local = this.byTarget.get(target);
     if (local) return { created: false, exposure: viewOf(local.rec) };
-    let mine = 0;
+    // Counting the user's creations still in flight too, so parallel POSTs cannot pass the limit.
+    let mine = this.pending.get(user.name) ?? 0;
     for (const x of this.byPort.values()) if (x.rec.user === user.name) mine++;
     if (mine >= this.maxPerUser) {
       throw new ExposeRefusedError(429, 'too-many-exposures', `user ${user.name} holds ${mine} exposures on this gateway, the most allowed (--expose-max-per-user)`);
     }
+    this.pending.set(user.name, (this.pending.get(user.name) ?? 0) + 1);
+    try {
+      return await this.allocate(o, user, self.vip, originalIp, port);
+    } finally {
+      const n = (this.pending.get(user.name) ?? 1) - 1;
+      if (n > 0) this.pending.set(user.name, n); else this.pending.delete(user.name);
+    }
+  }
+
+  /** A port, then the record (or the existing one's answer, if another creation won the target). */
+  private async allocate(o: ExposeOptions, user: ProxyUser, gatewayId: string, originalIp: string, port: number): Promise<{ created: boolean; exposure: ExposureView }> {
+    const target = targetOf(originalIp, port);
     const { server, gatewayPort } = await this.listen(o);
     const now = Date.now();
     const rec: ExposureRecord = {
-      gatewayId: self.vip, gatewayIp: o.advertiseIp ?? o.listenHost, gatewayPort, originalIp, port, user: user.name,
+      gatewayId, gatewayIp: o.advertiseIp ?? o.listenHost, gatewayPort, originalIp, port, user: user.name,
       createdAt: now, expiresAt: now + this.idleMs,
     };
     let existing: ExposureRecord | null;
@@ -243,6 +258,7 @@ export class ExposureManager {
     }
     if (existing || this.stopped || this.byTarget.has(target)) {
       server.close();
+      if (!existing && this.stopped) await this.store.remove(originalIp, port, '', gatewayId).catch(() => undefined);
       const other = existing ?? this.byTarget.get(target)?.rec;
       if (other) return { created: false, exposure: viewOf(other) };
       throw new ExposeRefusedError(503, 'stopping', 'this gateway is shutting down');
