@@ -80,13 +80,13 @@ test.after.always(async (t) => {
   if (t.context.dir) rmSync(t.context.dir, { recursive: true, force: true });
 });
 
-/** curl from the caller's namespace; `-u gw:PASS` for the API. */
-function curl(c: Ctx, args: string[], timeoutMs = 30_000) {
-  return c.topo.exec(c.caller, 'curl', ['-sS', '--max-time', String(Math.floor(timeoutMs / 1000) - 5), ...args], { check: false, timeoutMs });
+/** curl from the caller's namespace; `input` is a curl config on stdin (credentials stay off the command line). */
+function curl(c: Ctx, args: string[], timeoutMs = 30_000, input?: string) {
+  return c.topo.exec(c.caller, 'curl', ['-sS', '--max-time', String(Math.floor(timeoutMs / 1000) - 5), ...args], { check: false, timeoutMs, ...(input === undefined ? {} : { input }) });
 }
 
 async function api(c: Ctx, method: string, path: string, body?: object): Promise<{ status: number; body: Record<string, unknown> }> {
-  const out = await curl(c, ['-u', `gw:${PASS}`, '-X', method, '-w', '\n%{http_code}', ...(body ? ['-H', 'content-type: application/json', '-d', JSON.stringify(body)] : []), `${API}${path}`]);
+  const out = await curl(c, ['-K', '-', '-X', method, '-w', '\n%{http_code}', ...(body ? ['-H', 'content-type: application/json', '-d', JSON.stringify(body)] : []), `${API}${path}`], 30_000, `user = "gw:${PASS}"\n`);
   const lines = out.stdout.trimEnd().split('\n');
   const status = Number(lines.pop());
   return { status, body: JSON.parse(lines.join('\n') || '{}') as Record<string, unknown> };
