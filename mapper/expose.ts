@@ -175,14 +175,14 @@ export class ExposureManager {
     let entry;
     try { entry = await this.directory.byVirtualIp(vip); } catch (err) { throw redisDown(err); }
     if (!entry) throw new ExposeRefusedError(503, 'gateway-not-member', `this gateway's virtual IP ${vip} is not a registered member`);
-    if (!this.cleanup) {
+    if (!this.cleanup && this.opts) {
       // Once, before this run's first record: the previous run's listeners died with it.
       this.cleanup = this.store.removeGateway(vip).then((n) => {
         if (n > 0) this.ctx.log.info({ records: n }, 'exposure: removed the records of the previous run');
       });
       this.cleanup.catch(() => { this.cleanup = undefined; });
     }
-    try { await this.cleanup; } catch (err) { throw redisDown(err); }
+    try { await this.cleanup; } catch (err) { throw redisDown(err); } // (a mapper that does not expose writes nothing)
     this.gatewayVip = vip;
     return { vip, tags: entry.tags };
   }

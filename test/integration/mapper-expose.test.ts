@@ -321,8 +321,26 @@ test.serial('policy: the user\'s tags and the gateway\'s tags must both reach th
   t.is(await r.exists(`isthmus:expose:${ORIG}:${ports.gwdenied}`), 0, 'nothing recorded for a refusal');
   // Positive control: ops through the same gateway to a port both may reach.
   t.true([200, 201].includes((await expose(gwA, 'ops', ports.extra)).status));
-  // A policy in Redis that does not parse refuses everything (fail closed), and the valid one is back after.
+  // Every connection checks the policy again: with the gateway's rule gone, a connection to the
+  // exposed port is closed without reaching the member; with it back, the member answers.
+  const open = await expose(gwA, 'ops', ports.extra);
+  const read = async () => {
+    const s = await connect(open.body.gatewayPort as number);
+    let got = '';
+    s.on('data', (d: Buffer) => { got += d.toString(); });
+    await new Promise((res) => s.once('close', res));
+    return got;
+  };
+  t.is(await read(), 'extra\n', 'positive control: the exposed port reaches the member');
   const good = await r.get('isthmus:policy');
+  const policy = JSON.parse(good!) as { rules: Array<{ from: string[] }> };
+  await r.set('isthmus:policy', JSON.stringify({ rules: policy.rules.filter((x) => x.from[0] !== 'tag:gateway') }));
+  await new Promise((res) => setTimeout(res, 1100));
+  t.is(await read(), '', 'policy changed: the connection is closed at the gateway');
+  await r.set('isthmus:policy', good!);
+  await new Promise((res) => setTimeout(res, 1100));
+  t.is(await read(), 'extra\n');
+  // A policy in Redis that does not parse refuses everything (fail closed), and the valid one is back after.
   await r.set('isthmus:policy', '{ not json');
   await new Promise((res) => setTimeout(res, 1100));
   const broken = await expose(gwA, 'ops', ports.sink);
