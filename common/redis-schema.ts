@@ -81,6 +81,13 @@ export const KEY_PATTERNS = {
    *  fields `type`, `vip`, `tags` (node-changed/node-removed: the tags before); policy-changed:
    *  `type`, `prev` (the policy text before, '' for none). */
   changes: 'changes',
+  /** hash · written by M · read by M · TTL 30 s, refreshed every 1 s by the owning gateway (mapper) — an exposed port
+   *  (mapper/expose.ts), one per target `<originalIp>:<port>`: `gatewayId` (the owner's vip), `gatewayIp`,
+   *  `gatewayPort`, `originalIp`, `port`, `user` (the proxy user who created it), `createdAt`, `expiresAt` (ms). */
+  expose: 'expose:<target>',
+  /** set · written by M · read by M · TTL 30 s, refreshed with its records — the targets (`<originalIp>:<port>`) one
+   *  gateway exposes, so a restarted gateway removes the records of its dead listeners. */
+  exposeGateway: 'expose-gateway:<gatewayId>',
   /** pub/sub channel · written by C, R · read by C, R, M · TTL – — JSON events: `EVENT_TYPES`,
    *  `encodeEvent`, `decodeEvent`. */
   events: 'events',

@@ -12,3 +12,6 @@ export { UnknownOriginalIpError, InvalidIpError, MapperApiError, DirectoryClosed
 export { InvalidCidrError, isLoopbackHost, parseRange } from './addr';
 export { Command, encodeRequest } from './socks5/codec';
 export { registerMapperMetrics } from './metrics';
+export { ExposureManager, ExposeRefusedError, parsePortRange, DEFAULT_EXPOSE_OPTIONS, type ExposeOptions, type ExposureView, type PortRange } from './expose';
+export { EXPOSE_RECORD_TTL_MS, type ExposureRecord } from './expose-store';
+export type { ProxyUser, ProxyUserVerifier } from './proxy-users';

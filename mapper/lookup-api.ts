@@ -6,11 +6,15 @@
  *   GET  /healthz                → { ok, live }
  * Directory failures (Redis down) answer 503 { error: 'unavailable', reason }. With
  * `credentials`, every route but /healthz wants them as HTTP Basic (401 otherwise).
+ * With `expose`, the /v1/expose routes of expose-api.ts too (authenticated by proxy users).
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { MapEntry, MemberDirectory } from './directory';
 import { ADDR_PATTERN, MAX_ADDR_LEN } from '../common';
 import { credentialsMatch, type Credentials } from './context';
+import type { ProxyUserVerifier } from './proxy-users';
+import type { ExposureManager } from './expose';
+import { EXPOSE_ROUTE_PREFIX, registerExposeRoutes } from './expose-api';
 
 /** Most IPs one batch request may ask about. */
 export const MAX_BATCH = 256;
@@ -49,6 +53,10 @@ export interface LookupApiOptions {
   live?: () => boolean;
   /** required as HTTP Basic on every route but /healthz */
   credentials?: Credentials;
+  /** port exposure (POST/GET/DELETE /v1/expose) */
+  expose?: ExposureManager;
+  /** who may use /v1/expose (HTTP Basic) */
+  users?: ProxyUserVerifier;
 }
 
 function basicAuthOk(want: Credentials, header: string | undefined): boolean {
@@ -72,6 +80,8 @@ export function buildLookupApi(opts: LookupApiOptions): FastifyInstance {
   if (want) {
     app.addHook('onRequest', async (req, reply) => {
       if (req.url === '/healthz' || basicAuthOk(want, req.headers.authorization)) return;
+      // Exposure authenticates proxy users itself (expose-api.ts).
+      if (opts.expose && req.routeOptions.url?.startsWith(EXPOSE_ROUTE_PREFIX)) return;
       return reply.code(401).header('www-authenticate', 'Basic realm="isthmus-mapper"').send({ error: 'unauthorized', reason: 'this mapper wants its credentials (HTTP Basic)' });
     });
   }
@@ -106,6 +116,8 @@ export function buildLookupApi(opts: LookupApiOptions): FastifyInstance {
     entries.forEach((e, i) => (e ? found.push(toResult(e)) : unknown.push(ips[i]!)));
     return { found, unknown };
   });
+
+  if (opts.expose) registerExposeRoutes(app, opts.expose, opts.users);
 
   app.get('/healthz', async () => ({ ok: true, live: opts.live ? opts.live() : true }));
   return app;

@@ -20,7 +20,7 @@ function* outcomes(counters: Map<string, number>, prefix: string, label: string,
   }
 }
 
-export function registerMapperMetrics(registry: Registry, svc: Pick<MapperService, 'context' | 'directory'>): void {
+export function registerMapperMetrics(registry: Registry, svc: Pick<MapperService, 'context' | 'directory'> & Partial<Pick<MapperService, 'expose'>>): void {
   const counters = svc.context.counters;
   const dir = svc.directory instanceof RedisDirectory ? svc.directory : undefined;
   if (dir) {
@@ -42,6 +42,14 @@ export function registerMapperMetrics(registry: Registry, svc: Pick<MapperServic
     });
   labelledFrom(registry, 'counter', 'isthmus_mapper_socks_udp_drops_total', 'SOCKS5 UDP datagrams dropped, by reason', ['reason'],
     () => outcomes(counters, 'socks.udp.drop.', 'reason'));
+  const expose = svc.expose;
+  if (expose?.enabled) {
+    gaugeFrom(registry, 'isthmus_mapper_exposures_open', 'Ports exposed on this gateway now (POST /v1/expose)', () => expose.size);
+    labelledFrom(registry, 'counter', 'isthmus_mapper_exposures_total', 'Exposure outcomes: created, deleted, closed.<idle|deleted|record-gone|stopped>, refused.<error>', ['result'],
+      () => outcomes(counters, 'expose.', 'result', ['expose.conn.']));
+    labelledFrom(registry, 'counter', 'isthmus_mapper_expose_connections_total', 'Connections to exposed ports by result (ok, policy-denied, unknown-original-ip, dial-failed, ...)', ['result'],
+      () => outcomes(counters, 'expose.conn.', 'result'));
+  }
   labelledFrom(registry, 'counter', 'isthmus_mapper_front_rejected_total', 'Proxy connections closed before a protocol was recognised, by reason', ['reason'],
     () => outcomes(counters, 'front.', 'reason'));
 }

@@ -6,11 +6,14 @@
 import type net from 'node:net';
 import type http from 'node:http';
 import type { FastifyInstance } from 'fastify';
-import { type Logger, silentLogger, type Prefix, type RedisSpec } from '../common';
+import { type Logger, silentLogger, type Prefix, type RedisSpec, DEFAULT_PREFIX, connectRedis } from '../common';
 import { isLoopbackHost, parseRange } from './addr';
 import { RedisDirectory, type MemberDirectory } from './directory';
 import { buildLookupApi } from './lookup-api';
-import { DEFAULT_PROXY_TIMEOUTS, type Credentials, type ProxyContext, type ProxyTimeouts } from './context';
+import { DEFAULT_PROXY_TIMEOUTS, credentialsMatch, type Credentials, type ProxyContext, type ProxyTimeouts } from './context';
+import { ExposeStore } from './expose-store';
+import { ExposureManager, type ExposeOptions } from './expose';
+import type { ProxyUserVerifier } from './proxy-users';
 import { netDialer, type Dialer } from './dialer';
 import { createHttpProxy, DEFAULT_MAX_HEADER_BYTES } from './http-proxy';
 import { createProxyFront } from './front';
@@ -45,6 +48,12 @@ export interface MapperServiceOptions {
   /** @default 16384 */
   maxHeaderBytes?: number;
   logger?: Logger;
+  /** port exposure on this gateway (POST /v1/expose); GET and DELETE work on every mapper with an API over Redis */
+  expose?: ExposeOptions;
+  /** this gateway's own virtual IP (its tags for the policy, its id on exposure records) @default the local address inside the overlay */
+  gatewayVip?: string;
+  /** proxy users for /v1/expose; @default the `credentials` user, acting with this gateway's own tags */
+  users?: ProxyUserVerifier;
 }
 
 export const DEFAULT_OVERLAY_CIDR = '100.64.0.0/10';
@@ -54,6 +63,8 @@ export interface MapperService {
   readonly directory: MemberDirectory;
   /** actual bound addresses (port 0 resolved) */
   readonly addresses: { api?: ListenAddress; socks?: ListenAddress; httpProxy?: ListenAddress };
+  /** port exposure (present with an API over Redis) */
+  readonly expose?: ExposureManager;
   stop(): Promise<void>;
 }
 
@@ -100,9 +111,24 @@ export async function startMapperService(opts: MapperServiceOptions): Promise<Ma
     for (const c of closers.reverse()) await c().catch(() => undefined);
     await redisDir?.close();
   };
+  let expose: ExposureManager | undefined;
   try {
+    if (opts.api && opts.redis) {
+      const r = connectRedis(opts.redis, { maxRetriesPerRequest: 2, connectTimeout: 5000, enableAutoPipelining: false });
+      r.on('error', (err: Error) => log.debug({ err: err.message }, 'exposure redis error'));
+      closers.push(async () => { r.disconnect(); });
+      const mgr = new ExposureManager(new ExposeStore(r, opts.prefix ?? DEFAULT_PREFIX), directory, context, opts.expose ?? null, opts.gatewayVip);
+      closers.push(() => mgr.stop());
+      await mgr.start();
+      expose = mgr;
+    }
     if (opts.api) {
-      const app: FastifyInstance = buildLookupApi({ directory, live: redisDir ? () => redisDir!.isLive : undefined, credentials: opts.credentials });
+      const creds = opts.credentials;
+      const mgr = expose;
+      const users: ProxyUserVerifier | undefined = opts.users ?? (creds && mgr
+        ? { verify: async (name, password) => (credentialsMatch(creds, name, password) ? { name, tags: await mgr.gatewayTags() } : null) }
+        : undefined);
+      const app: FastifyInstance = buildLookupApi({ directory, live: redisDir ? () => redisDir!.isLive : undefined, credentials: opts.credentials, expose, users });
       await app.listen({ host: opts.api.host, port: opts.api.port });
       const ad = app.server.address() as net.AddressInfo;
       addresses.api = { host: ad.address, port: ad.port };
@@ -126,5 +152,5 @@ export async function startMapperService(opts: MapperServiceOptions): Promise<Ma
     await stop();
     throw err;
   }
-  return { context, directory, addresses, stop };
+  return { context, directory, addresses, expose, stop };
 }

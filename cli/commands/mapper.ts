@@ -5,8 +5,9 @@ import { CliError, onShutdown } from '../shutdown';
 import { checkRedisArgs, redisGiven, redisOptions, redisSpecFromArgs, type RedisArgs } from '../redis-options';
 import { secretFrom } from '../secret-file';
 import { METRICS_OPTION, parseListenFlag, startMetrics } from '../metrics';
+import { checkExposeArgs, exposeFromArgs, exposeOptions, type ExposeArgs } from '../expose-flags';
 
-interface MapperArgs extends RedisArgs {
+interface MapperArgs extends RedisArgs, ExposeArgs {
   api?: string;
   socks?: string;
   'http-proxy'?: string;
@@ -34,7 +35,7 @@ export function parseListen(flag: string, value: string, defaultHost: string): L
 export const mapperCommand: CommandModule<object, MapperArgs> = {
   command: 'mapper',
   describe: 'Answer "where is original IP X" (HTTP API) and proxy to members by original IP (SOCKS5 / HTTP); runs on a member host',
-  builder: (y) => redisOptions(y, 'Redis URL holding the mapping (redis://host:port or rediss://); the mapper only reads and subscribes')
+  builder: (y) => exposeOptions(redisOptions(y, 'Redis URL holding the mapping (redis://host:port or rediss://); the mapper only reads and subscribes (and, with --expose-range, writes its exposure records)'))
     .option('api', { type: 'string', describe: 'lookup API listen address HOST:PORT' })
     .option('socks', { type: 'string', describe: 'SOCKS5 (and HTTP proxy) listen address HOST:PORT; loopback if only a port is given and no credentials' })
     .option('http-proxy', { type: 'string', describe: 'separate HTTP proxy listen address HOST:PORT (also accepts SOCKS5)' })
@@ -64,6 +65,10 @@ export const mapperCommand: CommandModule<object, MapperArgs> = {
           throw new Error(`--${f} ${at.host}: the mapper listens beyond loopback only with credentials (--socks-user and --socks-pass-file); anyone who reaches it could use it otherwise`);
         }
       }
+      const ports: Array<[string, number]> = [];
+      for (const f of ['api', 'socks', 'http-proxy'] as const) if (a[f]) ports.push([`--${f}`, parseListen(f, a[f]!, '127.0.0.1').port]);
+      if (a.metrics) ports.push(['--metrics', parseListenFlag(a.metrics, '--metrics').port]);
+      checkExposeArgs(a, { api: a.api ? parseListen('api', a.api, '127.0.0.1') : undefined, credentials: Boolean(a['socks-user']), ports });
       try { parseRange(a['overlay-cidr']); } catch (err) { throw new Error(`--overlay-cidr: ${(err as Error).message}`); }
       for (const c of a['original-cidr']) {
         try { parseRange(c); } catch (err) { throw new Error(`--original-cidr: ${(err as Error).message}`); }
@@ -89,6 +94,8 @@ export const mapperCommand: CommandModule<object, MapperArgs> = {
         credentials,
         overlayCidr: args['overlay-cidr'],
         originalCidrs: args['original-cidr'].length ? args['original-cidr'] : undefined,
+        gatewayVip: args['gateway-vip']?.trim(),
+        expose: exposeFromArgs(args, args.api ? parseListen('api', args.api, '127.0.0.1').host : '127.0.0.1'),
         logger: log,
       });
     } catch (err) {
@@ -110,6 +117,7 @@ export const mapperCommand: CommandModule<object, MapperArgs> = {
     }
     const a = svc.addresses;
     log.info({ api: a.api, socks: a.socks, httpProxy: a.httpProxy, auth: Boolean(credentials) }, 'mapper running');
-    process.stdout.write(`isthmus mapper:${a.api ? ` api http://${a.api.host}:${a.api.port}` : ''}${a.socks ? ` socks5 ${a.socks.host}:${a.socks.port}` : ''}${a.httpProxy ? ` http-proxy ${a.httpProxy.host}:${a.httpProxy.port}` : ''}\n`);
+    const ex = exposeFromArgs(args, '');
+    process.stdout.write(`isthmus mapper:${a.api ? ` api http://${a.api.host}:${a.api.port}` : ''}${a.socks ? ` socks5 ${a.socks.host}:${a.socks.port}` : ''}${a.httpProxy ? ` http-proxy ${a.httpProxy.host}:${a.httpProxy.port}` : ''}${ex ? ` expose ${ex.range.first}-${ex.range.last}` : ''}\n`);
   },
 };
