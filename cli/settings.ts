@@ -25,7 +25,7 @@ import { ENV_PREFIX, envName, fromEnv } from './env-options';
 
 export { ENV_PREFIX, envName };
 
-interface Declared {
+export interface Declared {
   key: Record<string, unknown>;
   boolean: string[];
   number: string[];
