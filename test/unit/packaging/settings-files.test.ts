@@ -51,3 +51,14 @@ test('the Sentinel example is a valid coordinator settings file without a passwo
   t.like(values, { redis: { name: 'isthmus' }, 'redis-password-file': '/run/credentials/isthmus-coordinator.service/redis-password' });
   t.notRegex(text, /^\s*(password|sentinelPassword):/m);
 });
+
+test('the README\'s "Running it" settings files are valid for their daemons', (t) => {
+  const readme = readFileSync(join(__dirname, '../../../README.md'), 'utf8');
+  const blocks = [...readme.matchAll(/```yaml\n# \/etc\/isthmus\/(\w+)\.yaml[^\n]*\n([\s\S]*?)```/g)];
+  t.deepEqual(blocks.map((b) => b[1]).sort(), ['agent', 'coordinator', 'mapper', 'relay']);
+  for (const [, daemon, text] of blocks) {
+    const cmd = DAEMONS.find(([n]) => n === daemon)![1];
+    const { values } = readSettingsFile(declared(cmd), `README ${daemon}.yaml`, text);
+    t.true(Object.keys(values).length >= 4, daemon);
+  }
+});
