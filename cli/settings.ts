@@ -113,7 +113,7 @@ export function readSettingsFile(d: Declared, file: string, text: string): { val
   try {
     doc = parseYaml(text);
   } catch (err) {
-    throw new SettingsError(`--config ${file}: not YAML: ${(err as Error).message.split('\n')[0]} (quote a value that ends in ":" or holds ": ", e.g. redis-prefix: "isthmus:")`);
+    throw new SettingsError(`--config ${file}: not YAML: ${(err as Error).message.split('\n')[0]} (quote a value that ends in ":" or holds ": ", e.g. redis-prefix: "myapp:")`);
   }
   if (doc === null || doc === undefined) doc = {};
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new SettingsError(`--config ${file}: want "key: value" lines (the long flag names), got ${Array.isArray(doc) ? 'a list' : typeof doc}`);
