@@ -309,6 +309,7 @@ export const LOG_LEVEL_APPLIER: Applier = (value) => {
  * what changed. A daemon without --config logs that there is nothing to reload.
  */
 export function onReload(log: Logger, appliers: Record<string, Applier> = {}): void {
+  log.debug({ settings: settingsInForce() }, 'settings in force');
   process.on('SIGHUP', () => {
     if (!layers?.file) {
       log.info('SIGHUP: no --config file, nothing to reload');

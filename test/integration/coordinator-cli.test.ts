@@ -1,6 +1,6 @@
 /**
  * The CLI modules (coordinator, token, node) run as real processes through a tiny entry that
- * wires them like cli/main.ts does (.env('ISTHMUS'), strict, fail → exit 2).
+ * wires them like cli/main.ts does (the settings middleware: ISTHMUS_* and --config; strict, fail → exit 2).
  */
 import test from 'ava';
 import { spawn } from 'node:child_process';
