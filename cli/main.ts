@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * The one `isthmus` command. Wiring only: every subcommand lives in cli/commands/.
- * Every flag can also come from the environment as ISTHMUS_<FLAG> (e.g. ISTHMUS_REDIS).
+ * Every flag can also come from the environment as ISTHMUS_<FLAG> (e.g. ISTHMUS_REDIS), and a
+ * daemon's from its --config FILE (cli/settings.ts); --help shows each flag's variable.
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
@@ -16,7 +17,7 @@ import { statusCommand } from './commands/status';
 import { keygenCommand, pubkeyCommand } from './commands/keygen';
 import { demoCommand } from './commands/demo';
 import { CliError, installSignalHandlers, shutdown } from './shutdown';
-import { envToFlags } from './env-options';
+import { LOG_LEVEL_OPTION, SettingsError, settingsMiddleware, withEnvHelp } from './settings';
 
 async function main(): Promise<void> {
   installSignalHandlers();
@@ -24,18 +25,19 @@ async function main(): Promise<void> {
   await yargs(args)
     .scriptName('isthmus')
     .usage('$0 <command> [options]\n\nIP reachability across isolated VPCs for the members of one system.')
-    .middleware(envToFlags(args), true)
-    .command(agentCommand)
-    .command(relayCommand)
-    .command(coordinatorCommand)
-    .command(tokenCommand)
-    .command(nodeCommand)
-    .command(policyCommand)
-    .command(mapperCommand)
-    .command(statusCommand)
-    .command(keygenCommand)
-    .command(pubkeyCommand)
-    .command(demoCommand)
+    .option('log-level', { ...LOG_LEVEL_OPTION, global: true })
+    .middleware(settingsMiddleware(args), true)
+    .command(withEnvHelp(agentCommand))
+    .command(withEnvHelp(relayCommand))
+    .command(withEnvHelp(coordinatorCommand))
+    .command(withEnvHelp(tokenCommand))
+    .command(withEnvHelp(nodeCommand))
+    .command(withEnvHelp(policyCommand))
+    .command(withEnvHelp(mapperCommand))
+    .command(withEnvHelp(statusCommand))
+    .command(withEnvHelp(keygenCommand))
+    .command(withEnvHelp(pubkeyCommand))
+    .command(withEnvHelp(demoCommand))
     .demandCommand(1, 'Name a command: see `isthmus --help`')
     .strict()
     .recommendCommands()
@@ -45,7 +47,8 @@ async function main(): Promise<void> {
     .fail((msg, err) => {
       // Errors thrown by a handler go to main()'s catch; usage errors (bad or missing flags,
       // failed checks) are printed here with exit code 2.
-      if (err && !msg) throw err;
+      if (err instanceof SettingsError) msg = err.message;
+      else if (err && !msg) throw err;
       process.stderr.write(`isthmus: ${msg}\nRun \`isthmus <command> --help\` for usage.\n`);
       process.exit(2);
     })
@@ -53,6 +56,12 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
+  if (err instanceof SettingsError) {
+    // A bad --config file is a usage error, as a bad flag is.
+    process.stderr.write(`isthmus: ${err.message}\n`);
+    void shutdown(2);
+    return;
+  }
   if (err instanceof CliError) {
     process.stderr.write(`isthmus: ${err.message}\n`);
     void shutdown(err.exitCode);

@@ -7,6 +7,7 @@
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { serveMetrics, serveReadinessPort, runReadinessChecks, type Logger, type MetricsServer, type ReadinessCheck } from '../common';
 import { onShutdown } from './shutdown';
+import { parseHostPort } from './flag-values';
 
 export const METRICS_OPTION = {
   type: 'string',
@@ -15,11 +16,7 @@ export const METRICS_OPTION = {
 
 /** "HOST:PORT" ("[v6]:PORT" too) → parts; the message names the flag. */
 export function parseListenFlag(value: string, flag: string): { host: string; port: number } {
-  // yargs makes a flag given twice an array: name the mistake instead of failing on it.
-  if (typeof value !== 'string') throw new Error(`${flag} takes one HOST:PORT, got ${JSON.stringify(value)}`);
-  const m = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(value.trim());
-  if (!m || !m[1] || Number(m[2]) > 65535) throw new Error(`${flag} must be HOST:PORT (e.g. 0.0.0.0:9100), got ${JSON.stringify(value)}`);
-  return { host: m[1], port: Number(m[2]) };
+  return parseHostPort(value, flag, { example: '127.0.0.1:9100' });
 }
 
 /** prom-client defaults that are gauges named `_total`, which the Prometheus naming rules (promtool) refuse. */

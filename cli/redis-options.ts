@@ -7,11 +7,12 @@
  *   --redis-sentinel HOST:PORT       repeatable; instead of --redis
  *   --redis-sentinel-name NAME       the master the sentinels watch
  *   --redis-sentinel-password-file FILE
+ *   --redis-prefix P                 key prefix, the same on every daemon of a deployment
  * The connection itself is common/redis-connect.ts.
  */
 import type { Argv } from 'yargs';
 import { readFileSync } from 'node:fs';
-import { type Logger, type RedisSpec, RedisConfigError, redisSpecFrom, parseRedisUrl } from '../common';
+import { DEFAULT_PREFIX, type Logger, type RedisSpec, RedisConfigError, redisSpecFrom, parseRedisUrl } from '../common';
 import { readSecretFile } from './secret-file';
 import { CliError } from './shutdown';
 
@@ -23,6 +24,7 @@ export interface RedisArgs {
   'redis-sentinel'?: string[];
   'redis-sentinel-name'?: string;
   'redis-sentinel-password-file'?: string;
+  'redis-prefix': string;
 }
 
 const GROUP = 'Redis:';
@@ -36,7 +38,13 @@ export function redisOptions<T>(y: Argv<T>, redisDescribe = 'Redis URL: redis://
     .option('redis-ca', { type: 'string', describe: 'PEM CA file that signs the Redis server certificate (TLS; with a redis:// URL it switches TLS on)', group: GROUP })
     .option('redis-sentinel', { type: 'string', array: true, describe: 'Sentinel HOST:PORT (repeatable), instead of --redis', group: GROUP })
     .option('redis-sentinel-name', { type: 'string', describe: 'Master name the sentinels watch', group: GROUP })
-    .option('redis-sentinel-password-file', { type: 'string', describe: 'File holding the sentinels\' password', group: GROUP }) as unknown as Argv<T & RedisArgs>;
+    .option('redis-sentinel-password-file', { type: 'string', describe: 'File holding the sentinels\' password', group: GROUP })
+    .option('redis-prefix', { type: 'string', default: DEFAULT_PREFIX, describe: 'Redis key prefix, the same on every coordinator, relay and mapper of a deployment', group: GROUP }) as unknown as Argv<T & RedisArgs>;
+}
+
+/** --redis-prefix's shape (for `.check()`). */
+export function checkRedisPrefix(prefix: unknown): void {
+  if (typeof prefix !== 'string' || !/^[A-Za-z0-9:_.-]{1,64}$/.test(prefix)) throw new Error('--redis-prefix must be 1-64 characters of A-Z a-z 0-9 : _ . -');
 }
 
 /** True when any Redis connection flag is given. */
@@ -48,6 +56,9 @@ export function redisGiven(a: RedisArgs): boolean {
 export function checkRedisArgs(a: RedisArgs): void {
   if (a.redis !== undefined && typeof a.redis !== 'string') {
     if (typeof a.redis !== 'object' || a.redis === null || Array.isArray(a.redis)) throw new Error('--redis must be a URL (or, in a coordinator --config, an ioredis options object)');
+    // Secrets stay in files: the flags add them to the object (redisSpecFromArgs).
+    if ('password' in a.redis) throw new Error('--config: "redis" holds a password: put it in a file (mode 600) and give redis-password-file');
+    if ('sentinelPassword' in a.redis) throw new Error('--config: "redis" holds a sentinelPassword: put it in a file (mode 600) and give redis-sentinel-password-file');
     return;
   }
   try {

@@ -102,6 +102,12 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
     return reply.code(status).send({ error: status === 500 ? 'internal' : (err.code ?? 'bad-request'), message: status === 500 ? 'internal error' : err.message });
   });
   if (d.onSend) app.addHook('onSend', d.onSend);
+  // One debug line per answered request (--log-level debug; no bodies, no query: tokens stay out).
+  app.addHook('onResponse', async (req, reply) => {
+    if (d.log.isLevelEnabled('debug')) {
+      d.log.debug({ method: req.method, route: req.routeOptions.url ?? req.url.split('?')[0], status: reply.statusCode, source: req.ip }, 'request');
+    }
+  });
   // Only JSON bodies: text/plain would reach the schema as a string.
   app.removeContentTypeParser('text/plain');
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: 'no-route', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
@@ -116,9 +122,13 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
       const join = req.routeOptions.url === '/v1/join';
       return new RateLimitedError(join ? 'join' : 'challenge', join ? 'joins' : 'challenges', Math.max(1, Math.ceil(ctx.ttl / 1000)));
     } });
-  const limit = (max: number | undefined) => ({ rateLimit: max ? { max, timeWindow: windowMs } : false as const });
-  const adminRequests = lim.admin ? app.createRateLimit({ max: lim.admin, timeWindow: windowMs }) : undefined;
-  const adminFailures = lim.adminFailures ? app.createRateLimit({ max: lim.adminFailures, timeWindow: windowMs }) : undefined;
+  // Each limit is read per request from `lim` (0 = off: not counted), so the coordinator's
+  // setRateLimits (SIGHUP) changes them live.
+  type Limit = 'challenge' | 'join' | 'admin' | 'adminFailures';
+  const live = (which: Limit) => ({ max: () => lim[which] ?? 0, allowList: () => !lim[which], timeWindow: windowMs });
+  const limit = (which: Limit) => ({ rateLimit: live(which) });
+  const adminRequests = app.createRateLimit(live('admin'));
+  const adminFailures = app.createRateLimit(live('adminFailures'));
   const retryAfter = (ttlMs: number) => Math.max(1, Math.ceil(ttlMs / 1000));
 
   // Authentication runs before validation (preValidation), so a caller without a valid bearer
@@ -137,19 +147,15 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   };
   /** The admin limits for one credential check (bearer, dashboard login or cookie): throws when refused. */
   const adminAuth = async (req: FastifyRequest, ok: boolean): Promise<void> => {
-    if (adminRequests) {
-      const r = await adminRequests(req);
-      if (!r.isAllowed && r.isExceeded) throw new RateLimitedError('admin', 'admin requests', retryAfter(r.ttl));
-    }
+    const r = await adminRequests(req);
+    if (!r.isAllowed && r.isExceeded) throw new RateLimitedError('admin', 'admin requests', retryAfter(r.ttl));
     // A source with too many failed checks gets 429 for every admin request, right token or
     // wrong, until its window ends: guesses then teach nothing. Each check and its count happen
     // in one synchronous step (the store counts when called), so concurrent or pipelined guesses
     // cannot all slip in before the count catches up.
-    if (adminFailures) {
-      const f = await adminFailures(req, { increment: !ok });
-      if (!f.isAllowed && (ok ? f.remaining === 0 : f.isExceeded)) {
-        throw new RateLimitedError('admin-auth', 'failed admin authentications', retryAfter(f.ttl));
-      }
+    const f = await adminFailures(req, { increment: !ok });
+    if (!f.isAllowed && (ok ? f.remaining === 0 : f.isExceeded)) {
+      throw new RateLimitedError('admin-auth', 'failed admin authentications', retryAfter(f.ttl));
     }
     if (!ok) {
       d.log.warn({ source: req.ip, route: req.routeOptions.url }, 'admin request with a missing or wrong token');
@@ -159,9 +165,9 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
 
   app.get('/v1/health', async () => ({ ok: true }));
 
-  app.get('/v1/challenge', { config: limit(lim.challenge) }, async () => d.registry.createChallenge());
+  app.get('/v1/challenge', { config: limit('challenge') }, async () => d.registry.createChallenge());
 
-  app.post<{ Body: JoinRequest }>('/v1/join', { schema: { body: S.joinBody }, config: limit(lim.join) }, async (req): Promise<JoinResponse> => {
+  app.post<{ Body: JoinRequest }>('/v1/join', { schema: { body: S.joinBody }, config: limit('join') }, async (req): Promise<JoinResponse> => {
     const b = req.body;
     if (b.tags && b.tags.length > 0) {
       throw new BadRequestError('tags-not-allowed', 'a member cannot choose its own tags: they come from its join token (isthmus token create --tag T) '

@@ -1,7 +1,7 @@
 /**
  * The library agents and the CLI use to talk to a coordinator (global fetch, Node 20).
  *
- *   const c = new CoordinatorClient({ url: 'http://coord:7000' });
+ *   const c = new CoordinatorClient({ url: 'https://coord:8080' });
  *   const j = await c.join({ privateKey, publicKey, token, originalIp, hostname });
  *   await c.watchPeers(j.sessionToken, j.version, (u) => apply(u.peers), signal);
  */
@@ -14,7 +14,7 @@ import type { ChallengeResponse, ErrorBody, JoinResponse, NodeTagsRequest, NodeT
   PolicyCheckRequest, PolicyCheckResponse, PolicySetResponse, PolicyView, RemovedKeyView, TokenCreateRequest, TokenView } from './types';
 
 export interface CoordinatorClientOptions {
-  /** e.g. http://10.0.0.1:7000 (no trailing path) */
+  /** e.g. https://10.0.0.1:8080 (no trailing path) */
   url: string;
   logger?: Logger;
   fetch?: typeof fetch;

@@ -90,6 +90,8 @@ export interface Coordinator {
   readonly whenReady: Promise<void>;
   /** Run one ephemeral sweep now (the timer does it every sweepIntervalMs). */
   sweep(): Promise<string[]>;
+  /** Change per-source limits live (requests per minute; 0 = off), e.g. on SIGHUP. */
+  setRateLimits(limits: Partial<Omit<D.RateLimits, 'windowMs'>>): void;
   close(): Promise<void>;
 }
 
@@ -165,6 +167,8 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
     return payload;
   };
   const rateLimited = newRateLimitCounters();
+  // Read by the API per request: setRateLimits changes it in place.
+  const rateLimits: Partial<D.RateLimits> = o.rateLimits === false ? {} : { ...D.DEFAULT_RATE_LIMITS, ...o.rateLimits };
   const app = await buildApi({
     https: o.tls, onSend,
     joins, rateLimited, registry, tokens, feed, peerMap, log, cidr, adminToken: o.adminToken,
@@ -172,7 +176,7 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
     trustedProxies: o.trustedProxies ?? [],
     dashboard: { redis, prefix },
     sessionTtlMs: o.sessionTtlMs ?? D.DEFAULT_SESSION_TTL_MS,
-    rateLimits: o.rateLimits === false ? {} : { ...D.DEFAULT_RATE_LIMITS, ...o.rateLimits },
+    rateLimits,
   });
 
   // While Redis is unreachable (or setup has not run yet) every API call needs it: 503, not 500.
@@ -206,6 +210,9 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
       return { host: a.address, port: a.port, url: `${o.tls ? 'https' : 'http'}://${h}:${a.port}` };
     },
     sweep,
+    setRateLimits(l) {
+      Object.assign(rateLimits, l);
+    },
     async close() {
       closed = true;
       if (timer) clearInterval(timer);

@@ -12,7 +12,7 @@
 #   /usr/lib/isthmus/native-bindings/build/Release/isthmus_native.node   the addon (stripped)
 #   /usr/lib/isthmus/package.json           version and the dependency list
 #   /usr/bin/isthmus                        finds a Node.js >= 20 and runs dist/cli/main.js
-#   /etc/isthmus/<daemon>.env               settings, every one commented (conffiles, 0600)
+#   /etc/isthmus/<daemon>.yaml              settings (--config), every one commented (conffiles, 0644: no secrets)
 #   /lib/systemd/system/isthmus-*.service   agent, relay, coordinator, mapper (not enabled)
 #   /usr/share/doc/isthmus/…                README, docs/, the example Sentinel config
 #
@@ -92,7 +92,7 @@ strip --strip-unneeded "$lib/native-bindings/build/Release/isthmus_native.node"
 pkg=packaging/debian
 install -m 0755 "$pkg/isthmus" "$stage/usr/bin/isthmus"
 for d in agent relay coordinator mapper; do
-  install -m 0600 "$pkg/etc/$d.env" "$stage/etc/isthmus/$d.env"
+  install -m 0644 "$pkg/etc/$d.yaml" "$stage/etc/isthmus/$d.yaml"
   install -m 0644 "$pkg/systemd/isthmus-$d.service" "$stage/lib/systemd/system/"
 done
 install -m 0644 README.md "$doc/"
@@ -101,7 +101,7 @@ install -d -m 0755 "$doc/examples"
 install -m 0644 "$pkg/examples/"* "$doc/examples/"
 
 # 5. Control files. Owner and group in the archive are root (dpkg-deb --root-owner-group).
-(cd "$stage/etc/isthmus" && for f in *.env; do echo "/etc/isthmus/$f"; done) > "$stage/DEBIAN/conffiles"
+(cd "$stage/etc/isthmus" && for f in *.yaml; do echo "/etc/isthmus/$f"; done) > "$stage/DEBIAN/conffiles"
 for s in postinst prerm postrm; do install -m 0755 "$pkg/$s" "$stage/DEBIAN/$s"; done
 size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" "$pkg/control" > "$stage/DEBIAN/control"

@@ -56,8 +56,8 @@ export function relayCluster(topo: Topology, o: RelayClusterOptions): RelayClust
       const addr = topo.addr.relays[i - 1];
       cluster.relays[i] = topo.spawn(topo.ns.relays[i - 1], process.execPath, [o.cli, 'relay', '--id', relayId(i),
         '--listen', `${addr}:${CLUSTER_RELAY_PORT}`, '--advertise', `${vip}:${CLUSTER_RELAY_PORT}`, '--redis', o.redisUrl,
-        '--mesh', `${addr}:${MESH_PORT}`, '--mesh-key', keyFile, '--keepalive', '2', '--session-refresh', '2',
-        '--stats-interval', '0'], { name: `relay-r${i}`, env: o.env });
+        '--mesh', `${addr}:${MESH_PORT}`, '--mesh-key', keyFile, '--keepalive', '2s', '--session-refresh', '2s',
+        '--stats-interval', '0s'], { name: `relay-r${i}`, env: o.env });
       await cluster.relays[i]!.waitForLine(/relay ready/, 15_000);
     },
     async killRelay(i) {

@@ -2,7 +2,7 @@ import type { CommandModule } from 'yargs';
 import { readFileSync, statSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { forComponent, type Logger, systemClock, isAddr, masked, parseAddr, parsePrefix, type Prefix } from '../../common';
+import { forComponent, formatDuration, type Logger, systemClock, isAddr, masked, parseAddr, parsePrefix, type Prefix } from '../../common';
 import { parseAgentConfig, parseHostPort, ConfigError, DEFAULT_MTU, type AgentConfig, Agent, RELAY_FAILOVER_TIMING, type AgentComponents, StateDir, DEFAULT_STATE_DIR, detectOriginalIp, MembershipClient, serveControlSocket, registerAgentMetrics } from '../../node-agent';
 import { keyToBase64 } from '../../protocol';
 import { openTun, openUdpSocket } from '../../native-bindings';
@@ -12,9 +12,12 @@ import { join } from 'node:path';
 import { METRICS_OPTION, parseListenFlag, startMetrics } from '../metrics';
 import { checkCoordinatorFlags, COORDINATOR_CA_OPTION, coordinatorCa, INSECURE_COORDINATOR_OPTION } from '../coordinator-flags';
 import { parseSigningPublicKey } from '../../coordinator';
+import { durationFlag } from '../flag-values';
+import { CONFIG_OPTION, onReload } from '../settings';
 
 interface AgentArgs {
   config?: string;
+  peers?: string;
   coordinator?: string;
   token?: string;
   'token-file'?: string;
@@ -27,9 +30,9 @@ interface AgentArgs {
   name?: string;
   'route-original': string[];
   leave: boolean;
-  'rekey-after-time'?: number;
+  'rekey-after-time'?: string;
   'control-socket'?: string;
-  'relay-keepalive': number;
+  'relay-keepalive': string;
   metrics?: string;
   'coordinator-ca'?: string;
   'coordinator-pubkey'?: string;
@@ -79,28 +82,28 @@ function parsePrefixFlag(flag: string, values: string[]): Prefix[] {
 async function runStatic(args: AgentArgs, log: Logger): Promise<Agent> {
   let text: string;
   try {
-    text = readFileSync(args.config!, 'utf8');
+    text = readFileSync(args.peers!, 'utf8');
   } catch (err) {
-    throw new CliError(`cannot read --config ${args.config}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new CliError(`cannot read --peers ${args.peers}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   let config: AgentConfig;
   try {
     config = parseAgentConfig(text);
   } catch (err) {
-    if (err instanceof ConfigError) throw new CliError(`${args.config}: ${err.message}`);
+    if (err instanceof ConfigError) throw new CliError(`${args.peers}: ${err.message}`);
     throw err;
   }
   // The file holds a private key: say so when others can read it (wg-quick does the same).
-  const mode = statSync(args.config!).mode & 0o777;
-  if (mode & 0o077) log.warn({ file: args.config, mode: mode.toString(8) }, 'config file holding a private key is readable by other users: chmod 600 it');
+  const mode = statSync(args.peers!).mode & 0o777;
+  if (mode & 0o077) log.warn({ file: args.peers, mode: mode.toString(8) }, 'static-peer file holding a private key is readable by other users: chmod 600 it');
   return new Agent(config, components(log), agentOptions(args));
 }
 
 function agentOptions(args: AgentArgs, localAddresses: number[] = []) {
   return {
-    timers: args['rekey-after-time'] ? { rekeyAfterTimeMs: args['rekey-after-time'] * 1000 } : undefined,
+    timers: args['rekey-after-time'] ? { rekeyAfterTimeMs: durationFlag(args['rekey-after-time'], '--rekey-after-time', { bare: 's', min: 1 }) } : undefined,
     routeOriginal: parsePrefixFlag('route-original', args['route-original']),
-    relayKeepaliveMs: args['relay-keepalive'],
+    relayKeepaliveMs: relayKeepaliveMs(args),
     localAddresses,
   };
 }
@@ -150,16 +153,22 @@ async function runJoined(args: AgentArgs, log: Logger): Promise<void> {
   void membership.run(m, agent).catch((err: Error) => log.error({ err: err.message }, 'peer map loop stopped'));
 }
 
+/** --relay-keepalive in ms (a bare number: ms, as before it took a unit). */
+function relayKeepaliveMs(a: AgentArgs): number {
+  return durationFlag(a['relay-keepalive'], '--relay-keepalive', { bare: 'ms', min: 50, max: 60_000 });
+}
+
 /** `isthmus agent`: the member daemon (root: it creates a TUN device). */
 export const agentCommand: CommandModule<object, AgentArgs> = {
   command: 'agent',
   describe: 'Run the member daemon: a TUN device and end-to-end encrypted sessions to the other members through the relay (root)',
   builder: (y) => y
-    .usage('$0 agent --coordinator URL --token T --relay HOST:PORT [options]\n$0 agent --config FILE\n\n'
+    .usage('$0 agent --coordinator URL --token-file F --relay HOST:PORT [options]\n$0 agent --config /etc/isthmus/agent.yaml\n$0 agent --peers FILE\n\n'
       + 'Joins the overlay through the coordinator (first start needs a join token; the key is kept in --state-dir),\n'
-      + 'or runs from a static-peer file (docs/CONFIG.md).\n\n'
+      + 'or runs from a static-peer file (--peers; docs/CONFIG.md).\n\n'
       + '--original-ip must be the address this host reaches the coordinator from, or inside a prefix its join token allows\n'
       + '(isthmus token create --original-cidr). Tags come from the join token (--tag there) or an admin (isthmus node tag).')
+    .option('config', CONFIG_OPTION)
     .option('coordinator', { type: 'string', describe: 'Coordinator URL, e.g. https://10.90.0.1:8080', group: 'Join:' })
     .option('coordinator-ca', { ...COORDINATOR_CA_OPTION, group: 'Join:' })
     .option('coordinator-pubkey', { type: 'string', group: 'Join:', describe: 'The coordinator signing key (base64; `isthmus keygen --signing-key` prints it): '
@@ -176,11 +185,11 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     .option('hostname', { type: 'string', describe: 'Name other members and SOCKS5 clients know this member by (default: hostname)', group: 'Join:' })
     .option('leave', { type: 'boolean', default: false, describe: 'Remove this member from the coordinator, delete its key, and exit', group: 'Join:' })
     .option('route-original', { type: 'string', array: true, default: [] as string[], describe: 'Transparent mode: route this original prefix into the overlay (repeatable)' })
-    .option('relay-keepalive', { type: 'number', default: RELAY_FAILOVER_TIMING.keepaliveMs, describe: 'Idle keepalive: PING the relay after N ms without traffic (keeps the LB and NAT UDP state). While traffic is in flight the relay is probed after 0.3 s of silence and declared dead (rebind) after 0.9 s, whatever N is' })
+    .option('relay-keepalive', { type: 'string', default: formatDuration(RELAY_FAILOVER_TIMING.keepaliveMs), describe: 'Idle keepalive: PING the relay after this long without traffic (50ms-60s; keeps the LB and NAT UDP state). While traffic is in flight the relay is probed after 300ms of silence and declared dead (rebind) after 900ms, whatever this is' })
     .option('mtu', { type: 'number', default: DEFAULT_MTU, describe: 'TUN MTU' })
     .option('name', { type: 'string', describe: 'TUN device name (default: kernel-chosen)' })
-    .option('config', { type: 'string', describe: 'Static-peer config file instead of a coordinator (docs/CONFIG.md)', normalize: true, group: 'Static:' })
-    .option('rekey-after-time', { type: 'number', hidden: true, describe: 'Testing: REKEY_AFTER_TIME in seconds (spec: 120)' })
+    .option('peers', { type: 'string', describe: 'Static-peer file (wg-quick style, [Interface]/[Peer]) instead of a coordinator (docs/CONFIG.md). Before 0.2 this was --config, which still reads such a file, with a warning', normalize: true, group: 'Static:' })
+    .option('rekey-after-time', { type: 'string', hidden: true, describe: 'Testing: REKEY_AFTER_TIME (spec: 120s)' })
     .option('metrics', METRICS_OPTION)
     .check((a) => {
       if (a.metrics) parseListenFlag(a.metrics, '--metrics');
@@ -189,8 +198,8 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
           + '(isthmus token create --tag T) or have an admin set them (isthmus node tag <vip|hostname> --tag T)');
       }
       if (a.token !== undefined && a['token-file'] !== undefined) throw new Error('give either --token or --token-file, not both');
-      if (a.config && a.coordinator) throw new Error('Give either --config FILE or --coordinator URL, not both');
-      if (!a.config && !a.coordinator) throw new Error('Missing --coordinator URL (or --config FILE for static peers)');
+      if (a.peers && a.coordinator) throw new Error('Give either --peers FILE or --coordinator URL, not both');
+      if (!a.peers && !a.coordinator) throw new Error('Missing --coordinator URL (or --peers FILE for static peers)');
       if (a.coordinator) {
         checkCoordinatorFlags(a);
         if (a['coordinator-pubkey'] !== undefined) {
@@ -201,13 +210,15 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
       }
       if (a['original-ip'] !== undefined && !isAddr(a['original-ip'])) throw new Error('--original-ip must be an IPv4 address');
       if (!(a.mtu >= 576 && a.mtu <= 9000)) throw new Error('--mtu must be between 576 and 9000');
-      if (!(a['relay-keepalive'] >= 50 && a['relay-keepalive'] <= 60_000)) throw new Error('--relay-keepalive must be between 50 and 60000 ms');
-      if (a['rekey-after-time'] !== undefined && !(a['rekey-after-time'] > 0)) throw new Error('--rekey-after-time must be a positive number of seconds');
+      relayKeepaliveMs(a);
+      if (a['rekey-after-time'] !== undefined) durationFlag(a['rekey-after-time'], '--rekey-after-time', { bare: 's', min: 1 });
       parsePrefixFlag('route-original', a['route-original']);
       return true;
     }),
   handler: async (args) => {
     const log = forComponent('isthmus:agent');
+    // SIGHUP: a new log level from --config (the rest: restart).
+    onReload(log);
     if (args.coordinator) return runJoined(args, log);
     const agent = await runStatic(args, log);
     onShutdown(() => agent.stop());

@@ -1,18 +1,21 @@
 import type { CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
 import { connectRedis, describeRedis, forComponent, redisReadiness, redisSecrets, scrubSecrets, watchRedis } from '../../common';
-import { createCoordinator, defaults, loadSigningKey, parseDuration, parseVipPool, registerCoordinatorMetrics } from '../../coordinator';
+import { type Coordinator, createCoordinator, defaults, loadSigningKey, parseVipPool, registerCoordinatorMetrics } from '../../coordinator';
 import { CliError, onShutdown, shutdown } from '../shutdown';
-import { checkRedisArgs, redisGiven, redisOptions, redisSpecFromArgs, type RedisArgs } from '../redis-options';
+import { checkRedisArgs, checkRedisPrefix, redisGiven, redisOptions, redisSpecFromArgs, type RedisArgs } from '../redis-options';
 import { secretFrom } from '../secret-file';
 import { METRICS_OPTION, parseListenFlag, startMetrics } from '../metrics';
+import { durationFlag, parseHostPort } from '../flag-values';
+import { CONFIG_OPTION, deprecatedFlag, onReload } from '../settings';
 
 interface CoordinatorArgs extends RedisArgs {
+  config?: string;
   listen: string;
   cidr: string;
   'admin-token'?: string;
   'admin-token-file'?: string;
-  prefix: string;
+  prefix?: string;
   quarantine: string;
   'ephemeral-timeout': string;
   'original-ip-grace'?: string;
@@ -54,38 +57,40 @@ const RATE_LIMIT_FLAGS = {
   'rate-limit-challenge': 'challenge', 'rate-limit-join': 'join', 'rate-limit-admin': 'admin', 'admin-auth-failures': 'adminFailures',
 } as const;
 
+/** The one default coordinator port: every example and doc uses it (relays: 7000/udp). */
+export const DEFAULT_COORDINATOR_PORT = 8080;
+
 /** "HOST:PORT" → parts; the message names `flag`. */
 function parseListen(value: string, flag: string): { host: string; port: number } {
-  const m = /^\[?([^\]]*)\]?:(\d{1,5})$/.exec(value);
-  if (!m || !m[1] || Number(m[2]) > 65535) throw new Error(`${flag} must be HOST:PORT (e.g. 0.0.0.0:7000), got ${JSON.stringify(value)}`);
-  return { host: m[1], port: Number(m[2]) };
+  return parseHostPort(value, flag, { example: `0.0.0.0:${DEFAULT_COORDINATOR_PORT}` });
 }
 
+/** A duration flag (bare numbers: seconds, as the API's ttl). */
 function duration(value: string, flag: string): number {
-  try {
-    return parseDuration(value);
-  } catch {
-    throw new Error(`${flag} must be a duration like 30s, 15m, 1h, 7d; got ${JSON.stringify(value)}`);
-  }
+  return durationFlag(value, flag, { bare: 's' });
+}
+
+/** Whole requests per minute, 0 = no limit: for .check and for SIGHUP. */
+function rateLimitValue(flag: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new Error(`--${flag} must be a whole number of requests per minute (0 = no limit), got ${JSON.stringify(v)}`);
+  return v;
 }
 
 /**
  * `isthmus coordinator`: the control plane. Stateless; run several behind the VIP on one Redis.
- * `--config FILE` is JSON with the same keys as the flags; there `redis` may also be an
- * ioredis options object, which is how Sentinel is configured:
- *   { "redis": { "sentinels": [{ "host": "10.0.0.5", "port": 26379 }], "name": "mymaster" } }
+ * `--config FILE` is YAML (or JSON) with the flags' long names as keys; there `redis` may also
+ * be an ioredis options object. SIGHUP applies new rate limits and log level from it.
  */
 export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
   command: 'coordinator',
   describe: 'Run a coordinator: join tokens, virtual-IP allocation and policy-scoped peer maps (isthmus policy), all state in Redis',
   builder: (y) => redisOptions(y
-    .config('config', 'JSON file with any of these options ("redis" may also be ioredis options)',
-      (path: string) => JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>))
-    .option('listen', { type: 'string', default: '0.0.0.0:7000', describe: 'HTTP address, HOST:PORT' })
+    .option('config', { ...CONFIG_OPTION, describe: `${CONFIG_OPTION.describe}; here "redis" may also be ioredis options (Sentinel)` }))
+    .option('listen', { type: 'string', default: `0.0.0.0:${DEFAULT_COORDINATOR_PORT}`, describe: 'HTTP address, HOST:PORT' })
     .option('cidr', { type: 'string', default: defaults.DEFAULT_CIDR, describe: 'Overlay CIDR virtual IPs come from' })
     .option('admin-token', { type: 'string', describe: 'Bearer token for the admin API (token/node/policy commands); without it admin routes are off. Shows in process listings: prefer --admin-token-file' })
     .option('admin-token-file', { type: 'string', describe: 'File holding the admin bearer token (mode 600/640)' })
-    .option('prefix', { type: 'string', default: defaults.DEFAULT_PREFIX, describe: 'Redis key prefix' })
+    .option('prefix', deprecatedFlag('redis-prefix'))
     .option('quarantine', { type: 'string', default: '1h', describe: 'A removed member\'s virtual IP is reused only after this long' })
     .option('ephemeral-timeout', { type: 'string', default: '5m', describe: 'Remove an ephemeral member whose relay session is gone this long' })
     .option('original-ip-grace', { type: 'string', hidden: true, describe: 'Removed (ignored, with a warning): original IPs are never taken over; an admin frees one with `isthmus node remove`' })
@@ -122,16 +127,21 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
         const s = String(p);
         if (!/^\d{1,3}(\.\d{1,3}){3}(\/\d{1,2})?$/.test(s)) throw new Error(`--trusted-proxy must be an IPv4 address or CIDR, got ${JSON.stringify(s)}`);
       }
-      for (const f of Object.keys(RATE_LIMIT_FLAGS) as (keyof typeof RATE_LIMIT_FLAGS)[]) {
-        const v = a[f];
-        if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new Error(`--${f} must be a whole number of requests per minute (0 = no limit), got ${JSON.stringify(v)}`);
-      }
+      for (const f of Object.keys(RATE_LIMIT_FLAGS) as (keyof typeof RATE_LIMIT_FLAGS)[]) rateLimitValue(f, a[f]);
       if (a['admin-token'] !== undefined && a['admin-token'].length < 16) throw new Error('--admin-token must be at least 16 characters');
-      if (!/^[A-Za-z0-9:_.-]{1,64}$/.test(a.prefix)) throw new Error('--prefix must be 1-64 characters of A-Z a-z 0-9 : _ . -');
+      checkRedisPrefix(a['redis-prefix']);
       return true;
     }),
   handler: async (a) => {
     const log = forComponent('isthmus:coordinator');
+    // SIGHUP: the log level and the rate limits change live (a change before the coordinator
+    // exists is read from the arguments when it is made); the rest needs a restart.
+    let live: Coordinator | undefined;
+    onReload(log, Object.fromEntries(Object.entries(RATE_LIMIT_FLAGS).map(([flag, key]) => [flag, (v: unknown) => {
+      const value = rateLimitValue(flag, v === undefined ? defaults.DEFAULT_RATE_LIMITS[key] : v);
+      live?.setRateLimits({ [key]: value });
+      return value;
+    }])));
     const { host, port } = parseListen(a.listen, '--listen');
     const spec = redisSpecFromArgs(a, log);
     const adminToken = secretFrom(a['admin-token'], a['admin-token-file'], 'admin-token');
@@ -145,7 +155,7 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
     const { tls, signingKey } = tlsAndSigning(a);
     if (!tls) log.warn('no --tls-cert/--tls-key: serving plain HTTP; members and admin commands refuse it unless given --insecure-coordinator');
     const c = await createCoordinator({
-      redis, cidr: a.cidr, prefix: a.prefix, adminToken, logger: log,
+      redis, cidr: a.cidr, prefix: a['redis-prefix'], adminToken, logger: log,
       quarantineMs: duration(a.quarantine, '--quarantine'), ephemeralTimeoutMs: duration(a['ephemeral-timeout'], '--ephemeral-timeout'),
       trustedProxies: a['trusted-proxy'].map(String), sessionTtlMs: duration(a['session-ttl'], '--session-ttl'),
       tls, signingKey,
@@ -177,5 +187,6 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
       log.warn('--original-ip-grace is ignored: an original IP held by a member is never taken over by another join; free it with `isthmus node remove`');
     }
     if (!adminToken) log.warn('no --admin-token: token and node admin routes are disabled');
+    live = c;
   },
 };

@@ -1,20 +1,23 @@
 import type { CommandModule } from 'yargs';
-import { describeRedis, forComponent, DEFAULT_PREFIX, redisSecrets, scrubSecrets } from '../../common';
+import { describeRedis, forComponent, redisSecrets, scrubSecrets } from '../../common';
 import { isLoopbackHost, parseRange, startMapperService, DEFAULT_OVERLAY_CIDR, type ListenAddress, registerMapperMetrics, RedisDirectory } from '../../mapper';
 import { CliError, onShutdown } from '../shutdown';
-import { checkRedisArgs, redisGiven, redisOptions, redisSpecFromArgs, type RedisArgs } from '../redis-options';
+import { checkRedisArgs, checkRedisPrefix, redisGiven, redisOptions, redisSpecFromArgs, type RedisArgs } from '../redis-options';
 import { secretFrom } from '../secret-file';
 import { METRICS_OPTION, parseListenFlag, startMetrics } from '../metrics';
 import { checkExposeArgs, exposeFromArgs, exposeOptions, type ExposeArgs } from '../expose-flags';
+import { parseHostPort } from '../flag-values';
+import { CONFIG_OPTION, deprecatedFlag, onReload } from '../settings';
 
 interface MapperArgs extends RedisArgs, ExposeArgs {
+  config?: string;
   api?: string;
   socks?: string;
   'http-proxy'?: string;
   'socks-user'?: string;
   'socks-pass'?: string;
   'socks-pass-file'?: string;
-  prefix: string;
+  prefix?: string;
   'overlay-cidr': string;
   'original-cidr': string[];
   metrics?: string;
@@ -25,24 +28,20 @@ interface MapperArgs extends RedisArgs, ExposeArgs {
  * credentials are configured (then the wildcard): the mapper is never an open proxy by default.
  */
 export function parseListen(flag: string, value: string, defaultHost: string): ListenAddress {
-  const m = /^(?:(\[[^\]]+\]|[^:]*):)?(\d{1,5})$/.exec(value.trim());
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new Error(`--${flag} ${JSON.stringify(value)}: want HOST:PORT, :PORT or PORT (port 0-65535)`);
-  const host = m[1] ? m[1].replace(/^\[|\]$/g, '') : defaultHost;
-  return { host, port };
+  return parseHostPort(value, `--${flag}`, { defaultHost, example: '127.0.0.1:1080' });
 }
 
 export const mapperCommand: CommandModule<object, MapperArgs> = {
   command: 'mapper',
   describe: 'Answer "where is original IP X" (HTTP API) and proxy to members by original IP (SOCKS5 / HTTP); runs on a member host',
-  builder: (y) => exposeOptions(redisOptions(y, 'Redis URL holding the mapping (redis://host:port or rediss://); the mapper only reads and subscribes (and, with --expose-range, writes its exposure records)'))
+  builder: (y) => exposeOptions(redisOptions(y.option('config', CONFIG_OPTION), 'Redis URL holding the mapping (redis://host:port or rediss://); the mapper only reads and subscribes (and, with --expose-range, writes its exposure records)'))
     .option('api', { type: 'string', describe: 'lookup API listen address HOST:PORT' })
     .option('socks', { type: 'string', describe: 'SOCKS5 (and HTTP proxy) listen address HOST:PORT; loopback if only a port is given and no credentials' })
     .option('http-proxy', { type: 'string', describe: 'separate HTTP proxy listen address HOST:PORT (also accepts SOCKS5)' })
     .option('socks-user', { type: 'string', describe: 'require this username (RFC 1929; HTTP proxy: Basic)' })
     .option('socks-pass', { type: 'string', describe: 'password for --socks-user (shows in process listings: prefer --socks-pass-file or ISTHMUS_SOCKS_PASS)' })
     .option('socks-pass-file', { type: 'string', describe: 'file holding the password for --socks-user (mode 600/640)' })
-    .option('prefix', { type: 'string', default: DEFAULT_PREFIX, describe: 'Redis key prefix' })
+    .option('prefix', deprecatedFlag('redis-prefix'))
     .option('overlay-cidr', { type: 'string', default: DEFAULT_OVERLAY_CIDR, describe: 'virtual IP range, dialed as-is' })
     .option('original-cidr', { type: 'string', array: true, default: [] as string[], describe: 'if given, destinations outside these and the overlay are refused as not allowed (repeatable)' })
     .option('metrics', METRICS_OPTION)
@@ -51,6 +50,7 @@ export const mapperCommand: CommandModule<object, MapperArgs> = {
       if (!redisGiven(a)) throw new Error('Missing --redis URL (or --redis-sentinel)');
       if (typeof a.redis === 'object') throw new Error('--redis must be a redis:// or rediss:// URL');
       checkRedisArgs(a);
+      checkRedisPrefix(a['redis-prefix']);
       if (!a.api && !a.socks && !a['http-proxy']) throw new Error('give at least one of --api, --socks, --http-proxy');
       if (a['socks-pass'] !== undefined && a['socks-pass-file'] !== undefined) throw new Error('give either --socks-pass or --socks-pass-file, not both');
       const pass = a['socks-pass'] !== undefined || a['socks-pass-file'] !== undefined;
@@ -77,6 +77,8 @@ export const mapperCommand: CommandModule<object, MapperArgs> = {
     }),
   handler: async (args) => {
     const log = forComponent('isthmus:mapper');
+    // The mapping follows Redis live; SIGHUP applies a new log level (the rest: restart).
+    onReload(log);
     const spec = redisSpecFromArgs(args, log);
     const password = secretFrom(args['socks-pass'], args['socks-pass-file'], 'socks-pass');
     if (password !== undefined && Buffer.byteLength(password) > 255) throw new CliError('--socks-pass-file: at most 255 bytes (RFC 1929)');
@@ -87,7 +89,7 @@ export const mapperCommand: CommandModule<object, MapperArgs> = {
       svc = await startMapperService({
         redis: spec,
         waitForRedis: true,
-        prefix: args.prefix,
+        prefix: args['redis-prefix'],
         api: args.api ? parseListen('api', args.api, '127.0.0.1') : undefined,
         socks: args.socks ? parseListen('socks', args.socks, proxyHost) : undefined,
         httpProxy: args['http-proxy'] ? parseListen('http-proxy', args['http-proxy'], proxyHost) : undefined,

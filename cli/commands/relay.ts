@@ -1,27 +1,29 @@
 import type { CommandModule } from 'yargs';
 import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
-import { connectRedis, forComponent, isRedisUnavailableError, watchRedis, systemClock, parseAddr, DEFAULT_PREFIX, redisReadiness, type ReadinessCheck } from '../../common';
+import { connectRedis, forComponent, isRedisUnavailableError, watchRedis, systemClock, DEFAULT_PREFIX, redisReadiness, type ReadinessCheck } from '../../common';
 import { openBestDatagramSocket } from '../../native-bindings';
 import type Redis from 'ioredis';
 import { createRelay, deriveMeshKey, followMemberRemovals, Mesh, MemberFileError, RedisMeshRegistry, RedisMemberDirectory, RedisPolicySource, RedisRelayStatsPublisher, RedisSessionRecorder, StaticMemberDirectory, type MemberDirectory, type SessionListener, registerRelayMetrics } from '../../relay';
 import { CliError, onShutdown } from '../shutdown';
 import { worldAccess } from '../secret-file';
-import { checkRedisArgs, redisGiven, redisOptions, redisSpecFromArgs, type RedisArgs } from '../redis-options';
+import { checkRedisArgs, checkRedisPrefix, redisGiven, redisOptions, redisSpecFromArgs, type RedisArgs } from '../redis-options';
 import { METRICS_OPTION, parseListenFlag, startHealthPort, startMetrics } from '../metrics';
+import { durationFlag, parseHostPort as parseAddress } from '../flag-values';
+import { CONFIG_OPTION, onReload } from '../settings';
 
 interface RelayArgs extends RedisArgs {
   listen?: string;
   members?: string;
   id?: string;
-  keepalive?: number;
-  'stats-interval'?: number;
-  'redis-prefix'?: string;
+  config?: string;
+  keepalive: string;
+  'stats-interval': string;
   advertise?: string;
   mesh?: string;
   'mesh-key'?: string;
   'mesh-advertise'?: string;
-  'session-refresh'?: number;
+  'session-refresh': string;
   'mesh-route-cache'?: number;
   metrics?: string;
   'health-tcp'?: string;
@@ -29,35 +31,34 @@ interface RelayArgs extends RedisArgs {
 
 /** "HOST:PORT" with an IPv4 host → parts; throws an Error naming `flag` otherwise. */
 export function parseHostPort(value: string, flag: string): { host: string; port: number } {
-  const m = /^(.*):(\d{1,5})$/.exec(value);
-  if (!m) throw new Error(`${flag} must be HOST:PORT (e.g. 0.0.0.0:51820), got ${JSON.stringify(value)}`);
-  const port = Number(m[2]);
-  if (port > 65535) throw new Error(`${flag}: port ${port} is out of range 0-65535`);
-  try {
-    parseAddr(m[1]);
-  } catch {
-    throw new Error(`${flag}: host must be an IPv4 address, got ${JSON.stringify(m[1])}`);
-  }
-  return { host: m[1], port };
+  return parseAddress(value, flag, { ipv4: true, example: '0.0.0.0:7000' });
 }
+
+/** The relay's durations (a bare number: seconds, as before they took a unit). */
+const DURATIONS = {
+  keepalive: { bare: 's', min: 1000, max: 3_600_000 },
+  'stats-interval': { bare: 's', min: 0 },
+  'session-refresh': { bare: 's', min: 1 },
+} as const;
+const ms = (a: RelayArgs, f: keyof typeof DURATIONS) => durationFlag(a[f], `--${f}`, DURATIONS[f]);
 
 /** `isthmus relay`: the UDP relay members authenticate to and send framed WireGuard messages through. */
 export const relayCommand: CommandModule<object, RelayArgs> = {
   command: 'relay',
   describe: 'Run a relay: authenticate members and forward their end-to-end encrypted packets by overlay address',
   builder: (y) => redisOptions(y, 'Redis URL: members from P:key:<pub>, sessions recorded in P:session:<vip>, access policy from P:policy (instead of --members)')
+    .option('config', CONFIG_OPTION)
     .option('listen', { type: 'string', describe: 'UDP address to listen on, HOST:PORT (IPv4)' })
     .option('members', { type: 'string', normalize: true, describe: 'Static members file: lines "<base64 public key> <overlay IPv4>"' })
     .option('id', { type: 'string', describe: 'Relay id sent to members and logged (default: hostname:port)' })
-    .option('keepalive', { type: 'number', default: 10, describe: 'Keepalive interval advertised to members, seconds' })
-    .option('stats-interval', { type: 'number', default: 60, describe: 'Log a stats line every N seconds (0: never)' })
-    .option('redis-prefix', { type: 'string', default: DEFAULT_PREFIX, describe: 'Redis key prefix' })
+    .option('keepalive', { type: 'string', default: '10s', describe: 'Keepalive interval advertised to members, whole seconds (1s-1h)' })
+    .option('stats-interval', { type: 'string', default: '60s', describe: 'Log a stats line this often (0s: never)' })
     .option('advertise', { type: 'string', describe: 'HOST:PORT members reach this relay at (the VIP), recorded in Redis (default: --listen)' })
     .option('mesh', { type: 'string', describe: 'UDP address for relay-to-relay forwarding, HOST:PORT (needs --redis and --id): the relays behind one VIP become one service' })
     .option('mesh-key', { type: 'string', normalize: true, describe: 'File holding the shared mesh secret (>= 16 bytes; default: P:mesh-key in Redis, created once)' })
     .option('mesh-advertise', { type: 'string', describe: 'HOST:PORT other relays reach the mesh socket at (default: --mesh; required when --mesh binds 0.0.0.0)' })
     .option('mesh-route-cache', { type: 'number', default: 65_536, describe: 'Mesh routes (vip -> home relay, also "nowhere") cached, least recently used evicted first' })
-    .option('session-refresh', { type: 'number', default: 10, describe: 'Re-assert this relay\'s P:session records every N seconds (TTL refresh, re-created after a Redis restart)' })
+    .option('session-refresh', { type: 'string', default: '10s', describe: 'Re-assert this relay\'s P:session records this often (TTL refresh, re-created after a Redis restart)' })
     .option('metrics', METRICS_OPTION)
     .option('health-tcp', { type: 'string', describe: 'TCP HOST:PORT that accepts connections only while /readyz would answer 200, for connect-only load balancer checks' })
     .check((a) => {
@@ -85,18 +86,16 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
       if (rc === undefined || !Number.isInteger(rc) || rc < 1 || rc > 16_777_216) {
         throw new Error('--mesh-route-cache must be a whole number of routes between 1 and 16777216');
       }
-      const sr = a['session-refresh'];
-      if (sr === undefined || !(sr > 0)) throw new Error('--session-refresh must be a number of seconds > 0');
-      if (a.keepalive === undefined || !Number.isInteger(a.keepalive) || a.keepalive < 1 || a.keepalive > 3600) {
-        throw new Error('--keepalive must be a whole number of seconds between 1 and 3600');
-      }
-      const si = a['stats-interval'];
-      if (si === undefined || !(si >= 0)) throw new Error('--stats-interval must be a number of seconds >= 0');
+      for (const f of Object.keys(DURATIONS) as (keyof typeof DURATIONS)[]) ms(a, f);
+      if (ms(a, 'keepalive') % 1000 !== 0) throw new Error(`--keepalive must be whole seconds (members are told it in seconds), got ${JSON.stringify(a.keepalive)}`);
+      checkRedisPrefix(a['redis-prefix']);
       if (a.id !== undefined && (a.id.length === 0 || Buffer.byteLength(a.id) > 64)) throw new Error('--id must be 1-64 bytes');
       return true;
     }),
   handler: async (args) => {
     const log = forComponent('isthmus:relay');
+    // The access policy follows Redis live (isthmus policy set); the log level follows SIGHUP.
+    onReload(log);
     const { host, port } = parseHostPort(args.listen!, '--listen');
     let directory: MemberDirectory;
     let redisDirectory: RedisMemberDirectory | undefined;
@@ -218,8 +217,8 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
       policy = p;
     }
     const relay = createRelay({
-      id, keepaliveSeconds: args.keepalive, statsLogIntervalMs: (args['stats-interval'] ?? 0) * 1000,
-      sessionRefreshMs: (args['session-refresh'] ?? 10) * 1000,
+      id, keepaliveSeconds: ms(args, 'keepalive') / 1000, statsLogIntervalMs: ms(args, 'stats-interval'),
+      sessionRefreshMs: ms(args, 'session-refresh'),
     })({ logger: log, clock: systemClock, socket, directory, sessionListener, mesh, policy });
     onShutdown(() => {
       relay.stop();

@@ -1,6 +1,6 @@
 /**
  * The CLI modules (coordinator, token, node) run as real processes through a tiny entry that
- * wires them like cli/main.ts does (.env('ISTHMUS'), strict, fail → exit 2).
+ * wires them like cli/main.ts does (the settings middleware: ISTHMUS_* and --config; strict, fail → exit 2).
  */
 import test from 'ava';
 import { spawn } from 'node:child_process';
@@ -25,9 +25,10 @@ import { coordinatorCommand } from ${JSON.stringify(join(root, 'cli/commands/coo
 import { tokenCommand } from ${JSON.stringify(join(root, 'cli/commands/token'))};
 import { nodeCommand } from ${JSON.stringify(join(root, 'cli/commands/node'))};
 import { CliError, installSignalHandlers, shutdown } from ${JSON.stringify(join(root, 'cli/shutdown'))};
+import { settingsMiddleware } from ${JSON.stringify(join(root, 'cli/settings'))};
 installSignalHandlers();
 async function main() {
-  await yargs(process.argv.slice(2)).scriptName('isthmus').env('ISTHMUS').command(coordinatorCommand).command(tokenCommand)
+  await yargs(process.argv.slice(2)).scriptName('isthmus').middleware(settingsMiddleware(process.argv.slice(2)), true).command(coordinatorCommand).command(tokenCommand)
     .command(nodeCommand).demandCommand(1).strict().help()
     .fail((msg, err) => { if (err) throw err; process.stderr.write('isthmus: ' + msg + '\\n'); process.exit(2); })
     .parseAsync();

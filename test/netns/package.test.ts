@@ -3,7 +3,8 @@
  * dir, `dpkg-deb -x` unpacks it into a temp root, and only that root's /usr/bin/isthmus runs.
  *
  *   vpc1: a1 100.64.0.1 (root) ──► hub: relay 10.90.0.1:7000 ──► vpc2: s1 100.64.0.2 (nobody + CAP_NET_ADMIN)
- *   hub:  redis-server, coordinator 127.0.0.1:8080, mapper API 127.0.0.1:7070 (all from the package)
+ *   hub:  redis-server, coordinator 127.0.0.1:8080, mapper API 127.0.0.1:7070 (all from the package,
+ *         the coordinator and mapper from the packaged settings files filled in)
  *
  * s1's agent runs as isthmus-agent.service runs it: not root, CAP_NET_ADMIN and no other
  * capability, no new privileges. The units are checked with `systemd-analyze verify`.
@@ -68,7 +69,8 @@ rootTest('the package is isthmus_<version>_amd64.deb with the addon, the JavaScr
   }
   t.is(statSync(join(root, 'usr/bin/isthmus')).mode & 0o777, 0o755);
   for (const d of ['agent', 'relay', 'coordinator', 'mapper']) {
-    t.is(statSync(join(root, `etc/isthmus/${d}.env`)).mode & 0o777, 0o600, `${d}.env holds secrets`);
+    // No secrets in it (they are credential files), and the dynamic user of the unit must read it.
+    t.is(statSync(join(root, `etc/isthmus/${d}.yaml`)).mode & 0o777, 0o644, `${d}.yaml`);
   }
   t.deepEqual(readdirSync(join(root, 'lib/systemd/system')).sort(), [...UNITS].sort());
 });
@@ -85,7 +87,7 @@ rootTest('dpkg-deb -I: it depends on nodejs (>= 20), libc6 and iproute2, nothing
   t.regex((await run('dpkg-deb', ['-f', t.context.deb, 'Architecture'])).stdout, /^amd64$/m);
   // The settings files survive upgrades and removal (dpkg asks before replacing an edited one).
   const conffiles = (await run('dpkg-deb', ['-I', t.context.deb, 'conffiles'])).stdout.trim().split('\n').sort();
-  t.deepEqual(conffiles, ['agent', 'coordinator', 'mapper', 'relay'].map((d) => `/etc/isthmus/${d}.env`));
+  t.deepEqual(conffiles, ['agent', 'coordinator', 'mapper', 'relay'].map((d) => `/etc/isthmus/${d}.yaml`));
 });
 
 rootTest('the units pass systemd-analyze verify, hardened (offline security exposure below 3)', async (t) => {
@@ -96,7 +98,9 @@ rootTest('the units pass systemd-analyze verify, hardened (offline security expo
   await run('mkdir', ['-p', units]);
   for (const u of UNITS) {
     const text = readFileSync(join(root, 'lib/systemd/system', u), 'utf8');
-    t.regex(text, /^ExecStart=\/usr\/bin\/isthmus /m);
+    const d = /^isthmus-(\w+)\.service$/.exec(u)![1];
+    t.regex(text, new RegExp(`^ExecStart=/usr/bin/isthmus ${d} --config /etc/isthmus/${d}\\.yaml$`, 'm'));
+    t.regex(text, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
     t.regex(text, /^Restart=always$/m);
     t.regex(text, /^DynamicUser=yes$/m);
     writeFileSync(join(units, u), text.replaceAll('/usr/bin/isthmus', join(root, 'usr/bin/isthmus'))
@@ -140,10 +144,17 @@ rootTest('the unpacked coordinator and mapper run on Redis: health check, a join
   await run('mkdir', ['-p', redisDir]);
   topo.spawn(hub, 'redis-server', ['--port', '6379', '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', redisDir], { name: 'redis' });
   await topo.waitForListen(hub, 6379, 'tcp');
-  const env = { ...process.env, ISTHMUS_REDIS: 'redis://127.0.0.1:6379', ISTHMUS_ADMIN_TOKEN: ADMIN_TOKEN };
-  const { isthmus } = t.context;
-  const coordinator = topo.spawn(hub, isthmus, ['coordinator', '--listen', '127.0.0.1:8080'], { name: 'coordinator', env });
-  const mapper = topo.spawn(hub, isthmus, ['mapper', '--api', '127.0.0.1:7070'], { name: 'mapper', env });
+  const env = { ...process.env, ISTHMUS_ADMIN_TOKEN: ADMIN_TOKEN };
+  const { isthmus, root } = t.context;
+  // The packaged settings files as an operator fills them in: the shipped text plus the keys set.
+  const settings = (d: string, lines: string[]) => {
+    const f = join(t.context.dir, `${d}.yaml`);
+    writeFileSync(f, `${readFileSync(join(root, `etc/isthmus/${d}.yaml`), 'utf8')}\n${lines.join('\n')}\n`);
+    return f;
+  };
+  const coordinator = topo.spawn(hub, isthmus, ['coordinator', '--config', settings('coordinator', ['listen: 127.0.0.1:8080', 'redis: redis://127.0.0.1:6379'])],
+    { name: 'coordinator', env });
+  const mapper = topo.spawn(hub, isthmus, ['mapper', '--config', settings('mapper', ['api: 127.0.0.1:7070', 'redis: redis://127.0.0.1:6379'])], { name: 'mapper', env });
   await topo.waitForListen(hub, 8080, 'tcp', 20_000).catch((err: Error) => { throw new Error(`${err.message}: ${coordinator.output()}`); });
   await topo.waitForListen(hub, 7070, 'tcp', 20_000).catch((err: Error) => { throw new Error(`${err.message}: ${mapper.output()}`); });
   const health = await topo.exec(hub, 'curl', ['-sS', 'http://127.0.0.1:8080/v1/health']);

@@ -42,7 +42,7 @@ test.before(async (t) => {
     '[Interface]', `PrivateKey = ${keyToBase64(priv)}`, `Address = ${OURS}/24`, 'ListenPort = 51820',
     '[Peer]', `PublicKey = ${wg.publicKey}`, `AllowedIPs = ${THEIRS}/32`, `Endpoint = ${topo.addr.hubVpc1}:51820`, '',
   ].join('\n'), { mode: 0o600 });
-  t.context.agent = topo.spawn(topo.ns.vpc1, process.execPath, [cliPath(), 'agent', '--config', conf, '--rekey-after-time', '3', '--state-dir', join(t.context.dir, 'state')],
+  t.context.agent = topo.spawn(topo.ns.vpc1, process.execPath, [cliPath(), 'agent', '--peers', conf, '--rekey-after-time', '3s', '--state-dir', join(t.context.dir, 'state')],
     { name: 'isthmus-agent', env: { ...process.env, ISTHMUS_LOG_LEVEL: 'info' } });
   await t.context.agent.waitForLine(/agent started/, 15_000);
 });

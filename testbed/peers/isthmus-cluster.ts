@@ -162,7 +162,7 @@ export async function startClusterOverlay(topo: Topology, opts: ClusterOverlayOp
       }
       const file = join(dir, `${self.name}.conf`);
       writeFileSync(file, agentConfig(self, peer, mtu, target(t)), { mode: 0o600 });
-      self.process = topo.spawn(self.ns, process.execPath, [cli, 'agent', '--config', file, '--state-dir', join(dir, `state-${self.name}`)],
+      self.process = topo.spawn(self.ns, process.execPath, [cli, 'agent', '--peers', file, '--state-dir', join(dir, `state-${self.name}`)],
         { name: `agent-${self.name}`, env });
     }
     for (const m of [a1, s1]) await m.process!.waitForLine(/authenticated to relay/, 15_000);

@@ -51,7 +51,7 @@ export interface StaticOverlay {
 }
 
 export interface StaticOverlayOptions {
-  /** Extra agent flags, e.g. ['--rekey-after-time', '5']. */
+  /** Extra agent flags, e.g. ['--rekey-after-time', '5s']. */
   agentArgs?: string[];
   logLevel?: string;
   mtu?: number;
@@ -121,7 +121,7 @@ export async function startStaticOverlay(topo: Topology, opts: StaticOverlayOpti
     const file = join(dir, `${self.name}.conf`);
     writeFileSync(file, agentConfig(self, peer, mtu, relayAddr), { mode: 0o600 });
     const stateDir = join(dir, `state-${self.name}`);
-    const argv = [...cliArgs, 'agent', '--config', file, '--state-dir', stateDir, ...(opts.agentArgs ?? [])];
+    const argv = [...cliArgs, 'agent', '--peers', file, '--state-dir', stateDir, ...(opts.agentArgs ?? [])];
     if (unprivileged.has(self.name as 'a1' | 's1')) {
       const { uid, gid } = nobody();
       mkdirSync(stateDir, { mode: 0o700 });

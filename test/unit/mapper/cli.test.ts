@@ -12,7 +12,7 @@ async function failure(argv: string[]): Promise<string | undefined> {
 test('validation messages name the flag', async (t) => {
   t.regex((await failure(['mapper', '--redis', 'x', '--api', '1']))!, /--redis/);
   t.regex((await failure(['mapper', '--redis', 'redis://h:1']))!, /--api, --socks, --http-proxy/);
-  t.regex((await failure(['mapper', '--redis', 'redis://h:1', '--socks', 'a:b']))!, /--socks "a:b"/);
+  t.regex((await failure(['mapper', '--redis', 'redis://h:1', '--socks', 'a:b']))!, /--socks must be HOST:PORT .*got "a:b"/);
   t.regex((await failure(['mapper', '--redis', 'redis://h:1', '--socks', '1080', '--socks-user', 'u']))!, /--socks-user and --socks-pass/);
   t.regex((await failure(['mapper', '--redis', 'redis://h:1', '--socks', '1080', '--overlay-cidr', '1.2.3/40']))!, /--overlay-cidr/);
   t.regex((await failure(['mapper', '--redis', 'redis://h:1', '--socks', '1080', '--original-cidr', 'nope']))!, /--original-cidr/);
