@@ -13,6 +13,7 @@ import { nodeCommand } from './commands/node';
 import { policyCommand } from './commands/policy';
 import { mapperCommand } from './commands/mapper';
 import { statusCommand } from './commands/status';
+import { pingCommand } from './commands/ping';
 import { keygenCommand, pubkeyCommand } from './commands/keygen';
 import { demoCommand } from './commands/demo';
 import { CliError, installSignalHandlers, shutdown } from './shutdown';
@@ -33,6 +34,7 @@ async function main(): Promise<void> {
     .command(policyCommand)
     .command(mapperCommand)
     .command(statusCommand)
+    .command(pingCommand)
     .command(keygenCommand)
     .command(pubkeyCommand)
     .command(demoCommand)

@@ -122,6 +122,8 @@ export interface WatchOptions extends BackoffOptions {
   repollJitterMs?: number;
   /** Random source in [0, 1) for the jitter (tests). @default Math.random */
   random?: () => number;
+  /** Told of every poll's outcome: an answer (no argument) or the error (`isthmus status`). */
+  onContact?: (err?: Error) => void;
 }
 
 /** Full jitter: a random wait in [0, min(max, min·2^attempt)], at least 50 ms. */
@@ -299,6 +301,7 @@ export class CoordinatorClient {
           r = await this.peers(sessionToken, version, signal);
         } catch (err) {
           if (signal.aborted) break;
+          opts.onContact?.(err as Error);
           if (err instanceof SessionExpiredError) throw err;
           const wait = backoffDelay(attempt++, opts);
           if (err instanceof AnswerVerificationError) {
@@ -311,6 +314,7 @@ export class CoordinatorClient {
           continue;
         }
         attempt = 0;
+        opts.onContact?.();
         if (r.full) {
           map.clear();
           for (const p of r.peers) map.set(p.vip, p);
