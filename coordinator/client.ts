@@ -10,6 +10,7 @@ import { Agent as UndiciAgent, fetch as undiciFetch } from 'undici';
 import { proveKey } from '../protocol';
 import { newNonce, NONCE_HEADER, parseSigningPublicKey, SIGNATURE_HEADER, SIGNING_KEY_HEADER, verifyAnswer, type SignedRoute } from './answer-signing';
 import { silentLogger, type Logger } from '../common';
+import { nodeFilterQuery, type NodeFilterInput } from './node-filter';
 import type { ChallengeResponse, ErrorBody, JoinResponse, NodeTagsRequest, NodeTagsResponse, NodeView, Peer, PeersResponse,
   PolicyCheckRequest, PolicyCheckResponse, PolicySetResponse, PolicyView, RemovedKeyView, TokenCreateRequest, TokenView } from './types';
 
@@ -357,8 +358,9 @@ export class CoordinatorClient {
     await this.call('DELETE', `/v1/tokens/${encodeURIComponent(id)}`, { bearer: this.adminBearer() });
   }
 
-  async listNodes(): Promise<NodeView[]> {
-    return (await this.call<{ nodes: NodeView[] }>('GET', '/v1/nodes', { bearer: this.adminBearer() })).nodes;
+  /** Members, optionally filtered by the server (node-filter.ts). */
+  async listNodes(filter: NodeFilterInput = {}): Promise<NodeView[]> {
+    return (await this.call<{ nodes: NodeView[] }>('GET', `/v1/nodes${nodeFilterQuery(filter)}`, { bearer: this.adminBearer() })).nodes;
   }
 
   /**

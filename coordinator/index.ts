@@ -15,3 +15,4 @@ export { JOIN_RESULTS, RATE_LIMITS, registerCoordinatorMetrics, type JoinCounter
   type RateLimitName } from './metrics';
 export { generateSigningKey, loadSigningKey, parseSigningPublicKey, signingPublicKey, signAnswer, verifyAnswer, newNonce,
   type AnswerContext } from './answer-signing';
+export { nodeFilterQuery, nodeMatches, parseNodeFilter, type NodeFilter, type NodeFilterInput, type NodeFilterQuery } from './node-filter';
