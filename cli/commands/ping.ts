@@ -63,6 +63,7 @@ export const pingCommand: CommandModule<object, PingArgs> = {
         if (args.json) process.stdout.write(JSON.stringify(line) + '\n');
         if (line.type === 'done') ok = line.ok;
         else if (line.type === 'error') throw new CliError(`agent: ${line.message}`);
+        else if (line.type !== 'probe') throw new CliError('the agent does not answer ping requests (an older version? restart it after the upgrade)');
         else {
           if (!line.ok) {
             failures++;
