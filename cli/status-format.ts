@@ -80,7 +80,7 @@ export function formatStatus(s: AgentStatus, nowMs: number): string {
       : p.allowedIps.length > 1 ? p.allowedIps.slice(1).join(',') : '-';
     rows.push([
       fit(p.hostname ?? p.publicKey.slice(0, 8) + '…', 20), vip, fit(original, 18),
-      !p.endpoint ? '-' : p.endpoint.startsWith('relay:') ? 'relay' : p.endpoint,
+      !p.endpoint ? '-' : p.endpoint.split(':')[0] === 'relay' ? 'relay' : p.endpoint,
       p.lastHandshakeWallMs ? formatAge(nowMs - p.lastHandshakeWallMs) : 'never',
       formatBytes(p.rxBytes), formatBytes(p.txBytes), fit(p.inbound ?? '*', 18),
     ]);

@@ -18,7 +18,7 @@
  *                 rekey; a keepalive stops here
  *   8. cryptokey routing: the inner packet must be IPv4 and its source an address the
  *                 sending peer owns
- *   8b. probes    an `isthmus ping` probe (protocol/probe.ts, IP protocol 253) goes to the
+ *   8b. probes    an `isthmus ping` probe (protocol/probe.ts, IP protocol 253 and its magic) goes to the
  *                 prober (ping.ts), which answers it; it never reaches the filter or the TUN
  *   9. filter     flow-filter.ts: the destination must be one of our own addresses, and a
  *                 packet that opens a flow needs the peer's `inbound` ports (Peer.inbound);
@@ -224,7 +224,7 @@ export class OutsidePath {
       return;
     }
     // 8b. probes
-    if (isProbePacket(buf, plainOff)) {
+    if (isProbePacket(buf, plainOff, totalLen)) {
       this.c.probes.receive(peer, buf, plainOff, totalLen);
       return;
     }

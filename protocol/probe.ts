@@ -24,6 +24,7 @@
  *   +-+-+-+-+-+-+-+-+  `isthmus status` writes it: `*`, `none`, `tcp/22,icmp`; reply only)
  *   | zero padding to PROBE_REQUEST_SIZE (request)
  *
+ * Only packets with the magic are probes: other protocol-253 packets are ordinary traffic.
  * A request is always PROBE_REQUEST_SIZE bytes and a reply never longer, so answering
  * amplifies nothing.
  */
@@ -77,9 +78,14 @@ export function encodeProbe(buf: Buffer, off: number, m: ProbeMessage): number {
   return len;
 }
 
-/** Is the IPv4 packet at `buf[off..]` a probe (by protocol number)? One byte read. */
-export function isProbePacket(buf: Uint8Array, off: number): boolean {
-  return buf[off + 9] === PROBE_IP_PROTO;
+/**
+ * Is the IPv4 packet of `len` bytes at `buf[off..]` a probe? Protocol 253 with a 20-byte header
+ * and the magic: other protocol-253 traffic (an experiment of the member's own) passes on as
+ * any packet does. One byte read for everything else.
+ */
+export function isProbePacket(buf: Uint8Array, off: number, len: number): boolean {
+  return buf[off + 9] === PROBE_IP_PROTO && len >= OFF_TEXT + 2 && buf[off] === 0x45
+    && buf[off + 20] === 0x49 && buf[off + 21] === 0x53 && buf[off + 22] === 0x50 && buf[off + 23] === 0x42;
 }
 
 /** Parse a probe packet of `len` bytes (a whole IPv4 packet); undefined when malformed. */

@@ -13,7 +13,7 @@ test('a request is PROBE_REQUEST_SIZE bytes of valid IPv4 (protocol 253) and rou
   t.is(buf.readUInt16BE(8 + 2), n);
   t.is(buf[8 + 9], PROBE_IP_PROTO);
   t.true(ipv4HeaderChecksumValid(buf, 8, 20));
-  t.true(isProbePacket(buf, 8));
+  t.true(isProbePacket(buf, 8, n));
   t.deepEqual(decodeProbe(buf, 8, n), { kind: PROBE_KIND_REQUEST, id: 0xdeadbeef, src: SRC, dst: DST, relayId: '', allowed: '' });
 });
 
@@ -34,14 +34,17 @@ test('malformed probes decode to undefined (never throw)', (t) => {
   t.truthy(decodeProbe(buf, 0, n), 'positive control');
   t.is(decodeProbe(buf, 0, 30), undefined, 'cut short');
   t.is(decodeProbe(buf, 0, n - 1), undefined, 'text runs past the end');
+  t.true(isProbePacket(buf, 0, n), 'positive control');
   const badMagic = Buffer.from(buf);
   badMagic[20] ^= 1;
   t.is(decodeProbe(badMagic, 0, n), undefined);
+  t.false(isProbePacket(badMagic, 0, n), 'protocol 253 without the magic is ordinary traffic');
+  t.false(isProbePacket(buf, 0, 25), 'too short to hold the magic and header');
   const badKind = Buffer.from(buf);
   badKind[24] = 9;
   t.is(decodeProbe(badKind, 0, n), undefined);
   const otherProto = Buffer.from(buf);
   otherProto[9] = 1;
-  t.false(isProbePacket(otherProto, 0));
+  t.false(isProbePacket(otherProto, 0, n));
   t.is(decodeProbe(otherProto, 0, n), undefined);
 });
