@@ -68,7 +68,7 @@ export function formatStatus(s: AgentStatus, nowMs: number): string {
   if (s.coordinator) {
     const c = s.coordinator;
     const last = c.lastContactWallMs ? `last answer ${formatAge(nowMs - c.lastContactWallMs)}` : 'never answered';
-    lines.push(`coordinator ${c.url}  ${c.connected ? 'connected' : 'NOT connected'}, ${last}${c.error ? `; error: ${fit(c.error, 80)}` : ''}`);
+    lines.push(`coordinator ${c.url}  ${c.connected ? 'connected (peer-map long-poll open)' : 'NOT connected'}, ${last}${c.error ? `; error: ${fit(c.error, 80)}` : ''}`);
   }
   if (s.peerMap && s.peerMap.version !== undefined) lines.push(`peer map version ${s.peerMap.version}, ${s.peerMap.entries ?? s.peers.length} entries (this member's included)`);
   if (s.listen) lines.push(`listen ${s.listen.ip}:${s.listen.port}`);

@@ -162,7 +162,7 @@ rootTest('`isthmus status --json`: peers with hostname and original IP, the rela
     t.true(p!.lastHandshakeWallMs > 0, 'pinged before: a session');
   }
   const human = await topo.exec(s1.ns, process.execPath, [cliPath(), 'status', '--state-dir', s1.stateDir]);
-  t.regex(human.stdout, /^coordinator https:\/\/\S+  connected, last answer \d+s ago$/m);
+  t.regex(human.stdout, /^coordinator https:\/\/\S+  connected \(peer-map long-poll open\), last answer \d+s ago$/m);
   t.regex(human.stdout, /^peer map version \d+, 3 entries/m);
   t.regex(human.stdout, new RegExp(`^a1\\s+${a1.vip.replace(/\./g, '\\.')}\\s+${a1.originalIp.replace(/\./g, '\\.')}\\s+relay\\s`, 'm'));
   for (const line of human.stdout.split('\n')) t.true(line.length <= 120, line);
