@@ -109,7 +109,7 @@ export class Agent {
     this.overlayAddress = config.address.addr;
     this.peers = new PeerSet(this.local, c.clock, this.timerConfig, (p) => this.device.forgetPeer(p));
     this.prober = new Prober({
-      clock: c.clock, logger: c.logger, peers: this.peers, localVip: this.overlayAddress,
+      clock: c.clock, peers: this.peers, localVip: this.overlayAddress,
       sendInside: (buf, off, len) => this.injectInside(buf, off, len),
       relay: () => this.relay && {
         address: `${formatAddr(this.relayIp)}:${this.relayPort}`, relayId: this.relay.relayId, ready: this.relay.isReady,

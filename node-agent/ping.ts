@@ -15,7 +15,7 @@
  * peer has no session: UNREACHABLE; or the session is up and nothing came back), `no-session`
  * (the handshake never completed), and `policy` when the peer answered but allows us nothing.
  */
-import { type Clock, type Logger, formatAddr, isAddr, parseAddr } from '../common';
+import { type Clock, formatAddr, isAddr, parseAddr } from '../common';
 import { decodeProbe, encodeProbe, PROBE_KIND_REPLY, PROBE_KIND_REQUEST, PROBE_REQUEST_SIZE } from '../protocol';
 import { DEVICE_HEADROOM, DEVICE_TAILROOM } from './inside';
 import { EndpointKind } from './endpoint';
@@ -74,7 +74,6 @@ export interface PingRequest {
 /** What the prober needs of the agent. */
 export interface PingHost {
   clock: Clock;
-  logger: Logger;
   peers: PeerSet;
   localVip: number;
   /** Inject one plaintext packet into the inside path (headroom and tailroom as a TUN slot). */
