@@ -32,10 +32,11 @@ export const pingCommand: CommandModule<object, PingArgs> = {
   describe: 'Probe a peer through the overlay from the local agent: the path (relay, mesh hop), the RTT, or why it fails',
   builder: (y) => y
     .usage('$0 ping <target> [options]\n\n'
-      + 'TARGET is a virtual IP, an original IP or a hostname from this member\'s peer map. The local agent sends each\n'
-      + 'probe through its session with the peer (handshake, relay, relay mesh); the peer\'s agent answers it, naming\n'
-      + 'its relay and whether the policy lets this member open flows to it. Exit code 0 only when every probe is\n'
-      + 'answered and allowed; failures say why: unknown-target, relay-down, no-session, peer-offline, policy.')
+      + 'TARGET is a virtual IP, an original IP or a hostname from this member\'s peer map. The local agent sends each '
+      + 'probe through its session with the peer (handshake, relay, relay mesh); the peer\'s agent answers it, naming '
+      + 'its relay and whether the policy lets this member open flows to it.\n\n'
+      + 'Exit code 0 only when every probe is answered and allowed; failures say why: unknown-target, relay-down, '
+      + 'no-session, peer-offline, policy (docs/OPERATIONS.md).')
     .positional('target', { type: 'string', demandOption: true, describe: 'Virtual IP, original IP or hostname of the peer' })
     .option('count', { alias: 'c', type: 'number', default: 3, describe: 'Number of probes (1-1000)' })
     .option('timeout', { type: 'string', default: '2s', describe: 'How long to wait for each answer (e.g. 500ms, 1s; 10ms-60s)' })
