@@ -3,8 +3,7 @@
  * ExposeOptions here, so the mapper command only wires them.
  */
 import type { Argv } from 'yargs';
-import { tryParseAddr } from '../common';
-import { parseDuration } from '../coordinator';
+import { tryParseAddr, parseDuration } from '../common';
 import { DEFAULT_EXPOSE_OPTIONS, parsePortRange, type ExposeOptions } from '../mapper';
 
 export interface ExposeArgs {

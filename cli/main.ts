@@ -14,6 +14,7 @@ import { nodeCommand } from './commands/node';
 import { policyCommand } from './commands/policy';
 import { mapperCommand } from './commands/mapper';
 import { statusCommand } from './commands/status';
+import { pingCommand } from './commands/ping';
 import { keygenCommand, pubkeyCommand } from './commands/keygen';
 import { demoCommand } from './commands/demo';
 import { CliError, installSignalHandlers, shutdown } from './shutdown';
@@ -35,6 +36,7 @@ async function main(): Promise<void> {
     .command(withEnvHelp(policyCommand))
     .command(withEnvHelp(mapperCommand))
     .command(withEnvHelp(statusCommand))
+    .command(withEnvHelp(pingCommand))
     .command(withEnvHelp(keygenCommand))
     .command(withEnvHelp(pubkeyCommand))
     .command(withEnvHelp(demoCommand))

@@ -1,4 +1,9 @@
-/** `isthmus status` output: pure formatting of the agent's status document. */
+/**
+ * `isthmus status` and `isthmus ping` output: pure formatting of the agent's answers. The
+ * status document's fields are documented in docs/OPERATIONS.md ("`isthmus status --json`");
+ * the table keeps to 120 columns (long hostnames and port lists are cut with …).
+ */
+import type { ProbeResult } from '../node-agent';
 
 export interface AgentStatus {
   publicKey: string;
@@ -6,12 +11,19 @@ export interface AgentStatus {
   tun?: string;
   listen?: { ip: string; port: number };
   relay?: { address: string; relayId?: string; ready: boolean; rebinds: number };
+  /** Joined agents: the coordinator connection (the last peer-map poll's outcome). */
+  coordinator?: { url: string; connected: boolean; lastContactWallMs: number; error?: string };
   drops: Record<string, number>;
   /** Joined agents: the peer-map checks (entries whose addresses overlap another member's are refused). */
-  peerMap?: { refusedEntries: number; refusedAnswers?: number };
+  peerMap?: { version?: number; entries?: number; refusedEntries: number; refusedAnswers?: number };
   /** The inbound flow filter's reply table (flows this member opened) and the addresses it owns. */
   flows?: { tracked: number; capacity: number; evictions: number; localAddresses: string[] };
   peers: Array<{
+    /** From the peer map (joined agents only). */
+    vip?: string;
+    hostname?: string;
+    originalIp?: string;
+    tags?: string[];
     publicKey: string;
     allowedIps: string[];
     endpoint?: string;
@@ -42,20 +54,35 @@ export function formatAge(ms: number): string {
   return `${Math.round(s / 3600)}h ago`;
 }
 
+/** Cut `v` to `max` characters, marking the cut. */
+function fit(v: string, max: number): string {
+  return v.length <= max ? v : v.slice(0, max - 1) + '…';
+}
+
 export function formatStatus(s: AgentStatus, nowMs: number): string {
   const lines: string[] = [];
   lines.push(`member ${s.vip}  key ${s.publicKey.slice(0, 8)}…  tun ${s.tun ?? '-'}`);
   if (s.relay) {
     lines.push(`relay  ${s.relay.address}  ${s.relay.ready ? `authenticated${s.relay.relayId ? ` to ${s.relay.relayId}` : ''}` : 'NOT authenticated'}${s.relay.rebinds ? `  (${s.relay.rebinds} failovers)` : ''}`);
   }
+  if (s.coordinator) {
+    const c = s.coordinator;
+    const last = c.lastContactWallMs ? `last answer ${formatAge(nowMs - c.lastContactWallMs)}` : 'never answered';
+    lines.push(`coordinator ${c.url}  ${c.connected ? 'connected (peer-map long-poll open)' : 'NOT connected'}, ${last}${c.error ? `; error: ${fit(c.error, 80)}` : ''}`);
+  }
+  if (s.peerMap && s.peerMap.version !== undefined) lines.push(`peer map version ${s.peerMap.version}, ${s.peerMap.entries ?? s.peers.length} entries (this member's included)`);
   if (s.listen) lines.push(`listen ${s.listen.ip}:${s.listen.port}`);
   lines.push('');
-  const rows = [['peer', 'key', 'endpoint', 'handshake', 'rx', 'tx', 'may open']];
+  const rows = [['PEER', 'VIP', 'ORIGINAL IP', 'PATH', 'HANDSHAKE', 'RX', 'TX', 'MAY OPEN']];
   for (const p of s.peers) {
+    const vip = p.vip ?? p.allowedIps[0]?.replace(/\/32$/, '') ?? '-';
+    const original = p.originalIp && p.originalIp !== vip ? p.originalIp
+      : p.allowedIps.length > 1 ? p.allowedIps.slice(1).join(',') : '-';
     rows.push([
-      p.allowedIps.join(','), p.publicKey.slice(0, 8) + '…', p.endpoint ?? '-',
+      fit(p.hostname ?? p.publicKey.slice(0, 8) + '…', 20), vip, fit(original, 18),
+      !p.endpoint ? '-' : p.endpoint.split(':')[0] === 'relay' ? 'relay' : p.endpoint,
       p.lastHandshakeWallMs ? formatAge(nowMs - p.lastHandshakeWallMs) : 'never',
-      formatBytes(p.rxBytes), formatBytes(p.txBytes), p.inbound ?? '*',
+      formatBytes(p.rxBytes), formatBytes(p.txBytes), fit(p.inbound ?? '*', 18),
     ]);
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
@@ -72,4 +99,20 @@ export function formatStatus(s: AgentStatus, nowMs: number): string {
   if (s.peerMap?.refusedAnswers) lines.push(`coordinator answers refused: ${s.peerMap.refusedAnswers} (bad or missing signature, or another signing key; see the agent log and docs/SECURITY.md)`);
   if (s.peerMap?.refusedEntries) lines.push(`peer-map entries refused: ${s.peerMap.refusedEntries} (their addresses overlap another member's; see the agent log)`);
   return lines.join('\n') + '\n';
+}
+
+/** One `isthmus ping` probe, as a line. */
+export function formatProbe(r: ProbeResult): string {
+  const who = r.peer.hostname ? `${r.peer.hostname} (${r.peer.vip})` : r.peer.vip;
+  let path = '';
+  if (r.path?.kind === 'direct') path = ` direct ${r.path.address}`;
+  else if (r.path) {
+    const mine = `relay ${r.path.relayId || '?'} at ${r.path.address}`;
+    path = r.path.meshHop ? ` via ${mine} → mesh → relay ${r.path.peerRelayId}` : ` via ${mine}${r.path.peerRelayId ? ' (same relay)' : ''}`;
+  }
+  if (r.rttMs !== undefined) {
+    const head = `pong from ${who}${path} in ${r.rttMs.toFixed(2)} ms`;
+    return r.ok ? head : `${head}, but ${r.message}`;
+  }
+  return `probe ${r.seq} to ${who}: ${r.message ?? r.reason}`;
 }

@@ -6,7 +6,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
 import type Redis from 'ioredis';
-import { isRedisUnavailableError, type Logger, redactKey } from '../common';
+import { isRedisUnavailableError, type Logger, redactKey, parseDuration } from '../common';
 import { verifyKeyProof } from '../protocol';
 import { BadRequestError, CoordinatorError, NotFoundError, RateLimitedError, UnauthorizedError } from './errors';
 import { DEFAULT_RATE_LIMITS, RATE_LIMIT_SOURCES, REDIS_DOWN_RETRY_AFTER_SEC, type RateLimits } from './constants';
@@ -19,7 +19,7 @@ import * as S from './schemas';
 import { hashSecret, newSecret, secretsEqual, SESSION_TOKEN_PREFIX } from './token-rules';
 import type { TokenStore } from './token-store';
 import type { JoinRequest, JoinResponse, NodeTagsRequest, NodeTagsResponse, PeersResponse, TokenCreateRequest } from './types';
-import { parseDuration } from './duration';
+import { nodeMatches, parseNodeFilter, type NodeFilterQuery } from './node-filter';
 import type { JoinCounters, RateLimitCounters } from './metrics';
 import { InvalidPolicyError, registerPolicyRoutes } from './policy-routes';
 import { registerDashboard } from './dashboard';
@@ -262,8 +262,10 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
     return { ok: true, id: req.params.id };
   });
 
-  app.get('/v1/nodes', { preValidation: admin }, async () => {
-    return { nodes: await d.registry.listNodes() };
+  // Filters (node-filter.ts): ?tag=T (repeatable, all must match), online=true|false, relay=ID|ADDR, original=CIDR.
+  app.get<{ Querystring: NodeFilterQuery }>('/v1/nodes', { schema: { querystring: S.nodeListQuery }, preValidation: admin }, async (req) => {
+    const f = parseNodeFilter(req.query);
+    return { nodes: (await d.registry.listNodes()).filter((n) => nodeMatches(n, f)) };
   });
 
   // Admin removal refuses the key's later joins unless ?allowRejoin=true (leave and the

@@ -10,6 +10,7 @@ import { Agent as UndiciAgent, fetch as undiciFetch } from 'undici';
 import { proveKey } from '../protocol';
 import { newNonce, NONCE_HEADER, parseSigningPublicKey, SIGNATURE_HEADER, SIGNING_KEY_HEADER, verifyAnswer, type SignedRoute } from './answer-signing';
 import { silentLogger, type Logger } from '../common';
+import { nodeFilterQuery, type NodeFilterInput } from './node-filter';
 import type { ChallengeResponse, ErrorBody, JoinResponse, NodeTagsRequest, NodeTagsResponse, NodeView, Peer, PeersResponse,
   PolicyCheckRequest, PolicyCheckResponse, PolicySetResponse, PolicyView, RemovedKeyView, TokenCreateRequest, TokenView } from './types';
 
@@ -122,6 +123,8 @@ export interface WatchOptions extends BackoffOptions {
   repollJitterMs?: number;
   /** Random source in [0, 1) for the jitter (tests). @default Math.random */
   random?: () => number;
+  /** Told of every poll's outcome: an answer (no argument) or the error (`isthmus status`). */
+  onContact?: (err?: Error) => void;
 }
 
 /** Full jitter: a random wait in [0, min(max, min·2^attempt)], at least 50 ms. */
@@ -299,6 +302,7 @@ export class CoordinatorClient {
           r = await this.peers(sessionToken, version, signal);
         } catch (err) {
           if (signal.aborted) break;
+          opts.onContact?.(err as Error);
           if (err instanceof SessionExpiredError) throw err;
           const wait = backoffDelay(attempt++, opts);
           if (err instanceof AnswerVerificationError) {
@@ -311,6 +315,7 @@ export class CoordinatorClient {
           continue;
         }
         attempt = 0;
+        opts.onContact?.();
         if (r.full) {
           map.clear();
           for (const p of r.peers) map.set(p.vip, p);
@@ -353,8 +358,9 @@ export class CoordinatorClient {
     await this.call('DELETE', `/v1/tokens/${encodeURIComponent(id)}`, { bearer: this.adminBearer() });
   }
 
-  async listNodes(): Promise<NodeView[]> {
-    return (await this.call<{ nodes: NodeView[] }>('GET', '/v1/nodes', { bearer: this.adminBearer() })).nodes;
+  /** Members, optionally filtered by the server (node-filter.ts). */
+  async listNodes(filter: NodeFilterInput = {}): Promise<NodeView[]> {
+    return (await this.call<{ nodes: NodeView[] }>('GET', `/v1/nodes${nodeFilterQuery(filter)}`, { bearer: this.adminBearer() })).nodes;
   }
 
   /**

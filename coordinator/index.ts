@@ -6,7 +6,6 @@ export { CoordinatorClient, CoordinatorHttpError, SessionExpiredError, AnswerVer
 export type * from './types';
 export { connectRedis, redactUrl, type RedisSpec } from './redis-connect';
 export { parseVipPool, vipAt, offsetOf, type VipPool } from './ipam';
-export { parseDuration } from './duration';
 export * as defaults from './constants';
 export { RedisRegistry, peerFromHash, type NodeRecord } from './redis-store';
 export { TokenStore } from './token-store';
@@ -15,3 +14,4 @@ export { JOIN_RESULTS, RATE_LIMITS, registerCoordinatorMetrics, type JoinCounter
   type RateLimitName } from './metrics';
 export { generateSigningKey, loadSigningKey, parseSigningPublicKey, signingPublicKey, signAnswer, verifyAnswer, newNonce,
   type AnswerContext } from './answer-signing';
+export { nodeFilterQuery, nodeMatches, parseNodeFilter, type NodeFilter, type NodeFilterInput, type NodeFilterQuery } from './node-filter';

@@ -88,6 +88,14 @@ export const removeQuery = {
   properties: { allowRejoin: { type: 'string', enum: ['true', 'false'] } },
 } as const;
 
+/** `GET /v1/nodes` filters; values are checked by node-filter.ts (400 invalid-filter naming the parameter). */
+const filterValue = { anyOf: [{ type: 'string', maxLength: 64 }, { type: 'array', maxItems: 32, items: { type: 'string', maxLength: 64 } }] } as const;
+export const nodeListQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { tag: filterValue, online: filterValue, relay: filterValue, original: filterValue },
+} as const;
+
 export const nodeTagsBody = {
   type: 'object',
   additionalProperties: false,

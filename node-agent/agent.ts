@@ -20,6 +20,7 @@ import { compileInbound, describeInbound } from './inbound-ports';
 import type { AgentConfig } from './config';
 import { nodeCryptoAead, type BatchAead } from './batch-crypto';
 import { aead as nativeAead, nativeAvailable } from '../native-bindings';
+import { Prober, type DirectoryEntry, type PingRequest, type ProbeResult } from './ping';
 
 /**
  * Relay keepalive and dead-relay detection (node-agent/relay-client.ts): an idle member PINGs
@@ -95,6 +96,10 @@ export class Agent {
   private ticker: NodeJS.Timeout | undefined;
   private readonly timerConfig: TimerConfig;
   private readonly relayScratch = Buffer.alloc(RELAY_HEADER_LEN + 65536);
+  /** `isthmus ping`: sends probes and answers the peers' (ping.ts). */
+  readonly prober: Prober;
+  /** The peer map's entries (joined agents): hostnames, original IPs, tags. */
+  private directory: () => readonly DirectoryEntry[] = () => [];
   /** The DATA frames of one relay socket batch, as views of its slab (sources: overlay addresses). */
   private relayMessages: DatagramBatch = newMessageBatch(IDEAL_BATCH_SIZE);
 
@@ -103,6 +108,15 @@ export class Agent {
     this.local = createLocalIdentity(keyFromBase64(config.privateKey));
     this.overlayAddress = config.address.addr;
     this.peers = new PeerSet(this.local, c.clock, this.timerConfig, (p) => this.device.forgetPeer(p));
+    this.prober = new Prober({
+      clock: c.clock, peers: this.peers, localVip: this.overlayAddress,
+      sendInside: (buf, off, len) => this.injectInside(buf, off, len),
+      relay: () => this.relay && {
+        address: `${formatAddr(this.relayIp)}:${this.relayPort}`, relayId: this.relay.relayId, ready: this.relay.isReady,
+        state: this.relay.state, rebinds: this.relayRebinds,
+      },
+      directory: () => this.directory(),
+    });
     const outside: OutsideSender = {
       send: (ep, buf, off, len) => this.sendOutside(ep, buf, off, len, false),
       // flushAll() runs before the slab of the batch being processed is reused.
@@ -116,7 +130,25 @@ export class Agent {
       },
       aead: c.aead === null ? nodeCryptoAead : (c.aead ?? (nativeAvailable() ? nativeAead : nodeCryptoAead)),
       localAddresses: [config.address.addr, ...(opts.localAddresses ?? [])],
+      probes: this.prober,
     });
+  }
+
+  /** Where the peer map's entries come from (joined agents); status and ping name peers by them. */
+  setDirectory(directory: () => readonly DirectoryEntry[]): void {
+    this.directory = directory;
+  }
+
+  /** `isthmus ping`: probe a peer `req.count` times; true when every probe was answered and allowed. */
+  ping(req: PingRequest, emit: (r: ProbeResult) => void, signal?: AbortSignal): Promise<boolean> {
+    return this.prober.ping(req, emit, signal);
+  }
+
+  /** One plaintext packet into the inside path, as if the TUN had read it (probes). */
+  private injectInside(buf: Buffer, off: number, len: number): void {
+    if (!this.tun) return;
+    this.device.readInsidePackets({ count: 1, data: buf, offsets: Uint32Array.of(off), lengths: Uint32Array.of(len) }, this.tun.mtu);
+    this.flushAll();
   }
 
   get publicKey(): string {
@@ -186,6 +218,7 @@ export class Agent {
     });
     // Packets that queued while the relay session was down need not wait for the 5 s retry.
     relay.on('ready', () => this.device.retryPendingHandshakes());
+    relay.on('unreachable', (vip) => this.prober.onUnreachable(vip));
     relay.on('relay-dead', () => {
       this.relayRebinds++;
       log.warn({ relay: `${formatAddr(this.relayIp)}:${this.relayPort}`, rebinds: this.relayRebinds }, 'relay not answering: rebinding on a new source port');
@@ -295,6 +328,7 @@ export class Agent {
       drops: this.device.drops,
       flows: this.flowStatus(),
       peers: [...this.peers.all()].map((p) => ({
+        ...this.describePeer(p.publicKeyBase64),
         publicKey: p.publicKeyBase64,
         allowedIps: p.allowedIps.map((c) => formatPrefix(masked(c))),
         inbound: describeInbound(p.inbound),
@@ -302,6 +336,12 @@ export class Agent {
         ...p.stats,
       })),
     };
+  }
+
+  /** What the peer map says of a peer: hostname, original IP, tags (joined agents). */
+  private describePeer(publicKey: string): { vip?: string; hostname?: string; originalIp?: string; tags?: string[] } {
+    const e = this.directory().find((d) => d.publicKey === publicKey);
+    return e ? { vip: e.vip, hostname: e.hostname, originalIp: e.originalIp, tags: e.tags } : {};
   }
 
   /** The inbound filter's reply table: flows we opened that are alive, its size, evictions. */

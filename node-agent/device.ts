@@ -24,7 +24,7 @@ import { HandshakeHandler } from './handshake-handler';
 import { IndexTable } from './index-table';
 import { FlowFilter } from './flow-filter';
 import { InsidePath } from './inside';
-import { OutsidePath } from './outside';
+import { OutsidePath, type ProbeSink } from './outside';
 import type { Peer } from './peer';
 import type { PeerSet } from './peer-set';
 
@@ -47,6 +47,8 @@ export interface DeviceComponents {
   /** Per-source limit of handshake messages before X25519 (handshake-handler.ts); `false`
    *  only for the bench's comparison. @default 20/s, burst 5 */
   handshakeRateLimit?: RateLimiterOptions | false;
+  /** Where decrypted `isthmus ping` probes go (the agent's Prober). @default ignored */
+  probes?: ProbeSink;
 }
 
 export class Device {
@@ -75,7 +77,7 @@ export class Device {
       clock: c.clock, peers: c.peers, drops: this.drops, handshakes: this.handshakes, aead: c.aead ?? nodeCryptoAead, filter: this.filter,
     };
     this.inside = new InsidePath({ ...shared, outside: c.outside, inside: c.inside });
-    this.outside = new OutsidePath({ ...shared, indices: this.indices, inside: c.inside });
+    this.outside = new OutsidePath({ ...shared, indices: this.indices, inside: c.inside, probes: c.probes ?? { receive: () => {} } });
   }
 
   drop(reason: AgentDropReason): void {

@@ -7,7 +7,8 @@
  */
 export { Agent, RELAY_FAILOVER_TIMING, type AgentComponents } from './agent';
 export { ConfigError, DEFAULT_MTU, parseAgentConfig, parseHostPort, type AgentConfig } from './config';
-export { readControlSocket, serveControlSocket } from './control-socket';
+export { readControlSocket, requestControlSocket, serveControlSocket, type ControlHandlers } from './control-socket';
+export { Prober, PROBE_REPLIES_PER_SECOND, type DirectoryEntry, type PingFailure, type PingPath, type PingRequest, type ProbeResult } from './ping';
 export { Device, DEVICE_HEADROOM, DEVICE_TAILROOM, type DeviceComponents } from './device';
 export { Endpoint, EndpointKind } from './endpoint';
 export { JoinBackoff, JOIN_BACKOFF_BASE_MS, JOIN_BACKOFF_CAP_MS, JOIN_RETRY_AFTER_MAX_MS, parseRetryAfter, type JoinBackoffOptions, type JoinFailure } from './join-backoff';

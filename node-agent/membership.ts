@@ -60,6 +60,12 @@ export class MembershipClient {
   private readonly claims = new PeerClaims();
   private overlay: Prefix | undefined;
   private refused = 0;
+  /** The peer map as last received (or loaded from the state dir), our own entry included. */
+  entries: readonly PeerEntry[] = [];
+  /** Its version (the cursor the next long-poll sends). */
+  mapVersion: number | undefined;
+  /** The coordinator connection, for `isthmus status`. */
+  readonly contact: { url: string; connected: boolean; lastContactWallMs: number; error?: string };
 
   constructor(private readonly opts: JoinOptions, private readonly state: StateDir, private readonly log: Logger) {
     const saved = state.signingKey();
@@ -74,6 +80,17 @@ export class MembershipClient {
     });
     this.privateKey = state.privateKey();
     this.publicKey = keyToBase64(publicKeyFromPrivate(this.privateKey));
+    this.contact = { url: opts.coordinatorUrl, connected: false, lastContactWallMs: 0 };
+  }
+
+  /** One exchange with the coordinator ended: an answer, or `err`. */
+  private contacted(err?: Error): void {
+    this.contact.connected = !err;
+    if (err) this.contact.error = err.message;
+    else {
+      this.contact.lastContactWallMs = Date.now();
+      delete this.contact.error;
+    }
   }
 
   get key(): Buffer {
@@ -90,13 +107,19 @@ export class MembershipClient {
       });
       this.sessionToken = r.sessionToken;
       const m: Membership = { vip: r.vip, cidr: r.cidr, version: r.version, peers: r.peers };
+      this.contacted();
+      this.entries = r.peers;
+      this.mapVersion = r.version;
       this.setOverlay(r.cidr);
       this.state.saveMembership(m);
       return m;
     } catch (err) {
       const saved = this.state.loadMembership();
       const status = (err as { status?: number }).status;
+      this.contacted(err as Error);
       if (saved && status === undefined) {
+        this.entries = saved.peers;
+        this.mapVersion = saved.version;
         this.log.warn({ err: (err as Error).message }, 'coordinator unreachable or its answer refused: starting from the saved membership');
         this.setOverlay(saved.cidr);
         return saved;
@@ -219,9 +242,11 @@ export class MembershipClient {
           }
           since = u.version;
           seed = [...u.peers.values()];
+          this.entries = seed;
+          this.mapVersion = u.version;
           this.state.saveMembership({ vip: initial.vip, cidr: initial.cidr, version: u.version, peers: seed });
           this.log.info({ peers: u.peers.size, version: u.version, full: u.full }, 'peer map updated');
-        }, signal, { initial: seed });
+        }, signal, { initial: seed, onContact: (err) => this.contacted(err) });
       } catch (err) {
         if (err instanceof SessionExpiredError) {
           this.log.warn('coordinator session expired: re-joining');

@@ -18,6 +18,8 @@
  *                 rekey; a keepalive stops here
  *   8. cryptokey routing: the inner packet must be IPv4 and its source an address the
  *                 sending peer owns
+ *   8b. probes    an `isthmus ping` probe (protocol/probe.ts, IP protocol 253 and its magic) goes to the
+ *                 prober (ping.ts), which answers it; it never reaches the filter or the TUN
  *   9. filter     flow-filter.ts: the destination must be one of our own addresses, and a
  *                 packet that opens a flow needs the peer's `inbound` ports (Peer.inbound);
  *                 replies to flows we opened pass. The batch's `now`, no clock read per packet
@@ -26,7 +28,7 @@
  *
  * Nothing here throws on network input: every drop is counted by reason.
  */
-import { parseTransportHeader, TransportDrop, type Keypair, REJECT_AFTER_MESSAGES_NUM, AEAD_TAG_SIZE, MSG_COOKIE_REPLY, MSG_INITIATION, MSG_RESPONSE, MSG_TRANSPORT, MSG_TRANSPORT_HEADER_SIZE } from '../protocol';
+import { isProbePacket, parseTransportHeader, TransportDrop, type Keypair, REJECT_AFTER_MESSAGES_NUM, AEAD_TAG_SIZE, MSG_COOKIE_REPLY, MSG_INITIATION, MSG_RESPONSE, MSG_TRANSPORT, MSG_TRANSPORT_HEADER_SIZE } from '../protocol';
 import type { Clock, DatagramBatch } from '../common';
 import { CryptoBatch, type BatchAead } from './batch-crypto';
 import type { DropCounters } from './drop-reason';
@@ -51,6 +53,13 @@ export interface OutsideComponents {
   filter: FlowFilter;
   /** Where opened packets go. */
   inside: InsideWriter;
+  /** Where `isthmus ping` probes go (stage 8b). */
+  probes: ProbeSink;
+}
+
+/** Receives decrypted probes whose source the sending peer owns (node-agent/ping.ts). */
+export interface ProbeSink {
+  receive(peer: Peer, buf: Buffer, off: number, len: number): void;
 }
 
 export class OutsidePath {
@@ -212,6 +221,11 @@ export class OutsidePath {
     }
     if (this.c.peers.routes.lookup(buf.readUInt32BE(plainOff + 12)) !== peer) {
       this.c.drops['source-not-allowed']++;
+      return;
+    }
+    // 8b. probes
+    if (isProbePacket(buf, plainOff, totalLen)) {
+      this.c.probes.receive(peer, buf, plainOff, totalLen);
       return;
     }
     // 9. filter

@@ -27,6 +27,9 @@ export {
   encodeAuth, encodeAuthFail, encodeAuthOk, encodeChallenge, encodeHello, encodePing,
   isRelayFrameType, readU32, writeRelayHeader, writeU32,
 } from './relay-frame';
+export {
+  PROBE_IP_PROTO, PROBE_KIND_REPLY, PROBE_KIND_REQUEST, PROBE_REQUEST_SIZE, type ProbeMessage, decodeProbe, encodeProbe, isProbePacket,
+} from './probe';
 export { RATE_LIMIT_BURST, RATE_LIMIT_PER_SECOND, RateLimiter, type RateLimiterOptions } from './ratelimiter';
 export { REJECT_AFTER_MESSAGES_NUM } from './replay';
 export { tai64nIsAfter } from './tai64n';

@@ -3,7 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { forComponent, formatDuration, type Logger, systemClock, isAddr, masked, parseAddr, parsePrefix, type Prefix } from '../../common';
-import { parseAgentConfig, parseHostPort, ConfigError, DEFAULT_MTU, type AgentConfig, Agent, RELAY_FAILOVER_TIMING, type AgentComponents, StateDir, DEFAULT_STATE_DIR, detectOriginalIp, MembershipClient, serveControlSocket, registerAgentMetrics } from '../../node-agent';
+import { parseAgentConfig, parseHostPort, ConfigError, DEFAULT_MTU, type AgentConfig, Agent, RELAY_FAILOVER_TIMING, type AgentComponents, StateDir, DEFAULT_STATE_DIR, detectOriginalIp, MembershipClient, serveControlSocket, registerAgentMetrics, type ControlHandlers } from '../../node-agent';
 import { keyToBase64 } from '../../protocol';
 import { openTun, openUdpSocket } from '../../native-bindings';
 import { CliError, onShutdown } from '../shutdown';
@@ -52,11 +52,23 @@ async function serveAgentMetrics(args: AgentArgs, agent: Agent, log: Logger): Pr
 async function serveStatus(args: AgentArgs, agent: Agent, log: Logger, extra: () => object = () => ({})): Promise<void> {
   const path = args['control-socket'] ?? join(args['state-dir'], 'agent.sock');
   try {
-    const server = await serveControlSocket(path, () => ({ ...agent.status(), ...extra() }));
+    const server = await serveControlSocket(path, () => ({ ...agent.status(), ...extra() }), { ping: pingHandler(agent) });
     onShutdown(() => new Promise<void>((r) => server.close(() => r())));
   } catch (err) {
     log.warn({ err: (err as Error).message }, '`isthmus status` will not work: no control socket');
   }
+}
+
+/** `isthmus ping` requests on the control socket: bounds checked here, the probing in node-agent/ping.ts. */
+function pingHandler(agent: Agent): NonNullable<ControlHandlers['ping']> {
+  return async (req, write, signal) => {
+    const num = (v: unknown, d: number, lo: number, hi: number) => (typeof v === 'number' && v >= lo && v <= hi ? v : d);
+    if (typeof req.target !== 'string' || req.target === '') return void write({ type: 'error', message: 'ping: no target' });
+    const ok = await agent.ping({
+      target: req.target, count: num(req.count, 3, 1, 1000), timeoutMs: num(req.timeoutMs, 2000, 10, 60_000), intervalMs: num(req.intervalMs, 1000, 0, 60_000),
+    }, write, signal);
+    write({ type: 'done', ok });
+  };
 }
 
 const run = promisify(execFile);
@@ -145,7 +157,11 @@ async function runJoined(args: AgentArgs, log: Logger): Promise<void> {
   onShutdown(() => membership.stop());
   membership.applyFull(m.peers, agent);
   await agent.start();
-  const peerMapStatus = () => ({ peerMap: { refusedEntries: membership.refusedPeerEntries, refusedAnswers: membership.client.refusedAnswers } });
+  agent.setDirectory(() => membership.entries);
+  const peerMapStatus = () => ({
+    coordinator: { ...membership.contact },
+    peerMap: { version: membership.mapVersion, entries: membership.entries.length, refusedEntries: membership.refusedPeerEntries, refusedAnswers: membership.client.refusedAnswers },
+  });
   await serveStatus(args, agent, log, peerMapStatus);
   await serveAgentMetrics(args, agent, log);
   log.info({ vip: m.vip, originalIp, peers: agent.peerKeys().length }, 'joined');

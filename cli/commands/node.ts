@@ -7,12 +7,25 @@ function ago(ms: number): string {
   return s < 120 ? `${s}s ago` : s < 7200 ? `${Math.round(s / 60)}m ago` : `${Math.round(s / 3600)}h ago`;
 }
 
-const list: CommandModule<object, AdminArgs> = {
+interface ListArgs extends AdminArgs { tag: string[]; online?: boolean; offline?: boolean; relay?: string; original?: string }
+
+const list: CommandModule<object, ListArgs> = {
   command: 'list',
-  describe: 'List members: virtual IP, original IP, hostname, tags, relay session',
-  builder: (y) => adminOptions(y),
+  describe: 'List members: virtual IP, original IP, hostname, tags, relay session; filtered by the coordinator',
+  builder: (y) => adminOptions(y)
+    .option('tag', { type: 'string', array: true, default: [] as string[], describe: 'Only members carrying tag T (repeatable: all must match)' })
+    .option('online', { type: 'boolean', describe: 'Only members holding a relay session now' })
+    .option('offline', { type: 'boolean', describe: 'Only members without a relay session' })
+    .option('relay', { type: 'string', describe: 'Only members whose session is on this relay: its id (r1) or address (IP or IP:PORT)' })
+    .option('original', { type: 'string', describe: 'Only members whose original IP lies in this network (CIDR, e.g. 10.1.0.0/16; an IP means /32)' })
+    .check((a) => {
+      if (a.online && a.offline) throw new Error('give --online or --offline, not both');
+      for (const f of ['relay', 'original'] as const) if (Array.isArray(a[f])) throw new Error(`--${f}: give it once`);
+      return true;
+    }) as Argv<ListArgs>,
   handler: async (a) => {
-    const nodes = await adminCall(a, () => adminClient(a).listNodes());
+    const online = a.online ? true : a.offline ? false : undefined;
+    const nodes = await adminCall(a, () => adminClient(a).listNodes({ tags: a.tag.map(String), online, relay: a.relay, original: a.original }));
     if (a.json) return void process.stdout.write(JSON.stringify(nodes) + '\n');
     const rows = [['VIP', 'ORIGINAL IP', 'HOSTNAME', 'TAGS', 'RELAY', 'LAST SEEN', 'KEY'],
       ...nodes.map((n) => [n.vip, n.originalIp, n.hostname, n.tags.join(',') || '-',

@@ -13,11 +13,11 @@ interface StatusArgs {
 /** `isthmus status`: what the local agent is doing, from its control socket. */
 export const statusCommand: CommandModule<object, StatusArgs> = {
   command: 'status',
-  describe: 'Show the local agent: its relay session, peers, endpoints, handshakes, traffic and drops',
+  describe: 'Show the local agent: its relay, the coordinator connection, the peer-map version, each peer (hostname, original IP, path, handshake, traffic, what it may open) and drops',
   builder: (y) => y
     .option('state-dir', { type: 'string', default: DEFAULT_STATE_DIR, describe: 'The agent\'s --state-dir (its control socket is agent.sock there)' })
     .option('socket', { type: 'string', describe: 'Control socket path (default: <state-dir>/agent.sock)' })
-    .option('json', { type: 'boolean', default: false, describe: 'Print the raw status document' }),
+    .option('json', { type: 'boolean', default: false, describe: 'Print the status document (fields: docs/OPERATIONS.md, "isthmus status --json")' }),
   handler: async (args) => {
     const path = args.socket ?? join(args['state-dir'], 'agent.sock');
     let status: unknown;

@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
-import { CoordinatorClient, CoordinatorHttpError, CoordinatorTlsError, parseDuration, parseOriginalCidrs } from '../../coordinator';
+import { CoordinatorClient, CoordinatorHttpError, CoordinatorTlsError, parseOriginalCidrs } from '../../coordinator';
+import { parseDuration } from '../../common';
 import { CliError } from '../shutdown';
 import { secretFrom } from '../secret-file';
 import { checkCoordinatorFlags, COORDINATOR_CA_OPTION, coordinatorCa, INSECURE_COORDINATOR_OPTION, type CoordinatorTlsArgs } from '../coordinator-flags';

@@ -44,6 +44,8 @@ export interface JoinedMember {
 export interface JoinOptions {
   /** Tags and the original-IP prefixes a member may claim come from the token (createToken's --tag, --original-cidr). */
   token?: string;
+  /** The relay (HOST:PORT) it binds to, e.g. one relay of the cluster directly. @default the VIP */
+  relay?: string;
   extraArgs?: string[];
 }
 
@@ -146,7 +148,7 @@ export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: stri
     },
     async join(name, ns, originalIp, jo = {}) {
       const stateDir = join(dir, `state-${name}`);
-      const args = [cli, 'agent', ...coordinatorArgs, '--relay', relayAddr, '--original-ip', originalIp,
+      const args = [cli, 'agent', ...coordinatorArgs, '--relay', jo.relay ?? relayAddr, '--original-ip', originalIp,
         '--state-dir', stateDir, '--hostname', name];
       if (jo.token) args.push('--token', jo.token);
       args.push(...(jo.extraArgs ?? []));

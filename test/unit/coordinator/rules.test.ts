@@ -1,7 +1,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import Ajv from 'ajv';
-import { parseDuration, InvalidDurationError } from '../../../coordinator/duration';
+import { parseDuration, InvalidDurationError } from '../../../common';
 import { hashSecret, memberTags, newSecret, secretsEqual, tokenState, JOIN_TOKEN_PREFIX } from '../../../coordinator/token-rules';
 import { joinBody, tokenCreateBody } from '../../../coordinator/schemas';
 import { isAddr } from '../../../common/ipv4';
