@@ -7,7 +7,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import rateLimit from '@fastify/rate-limit';
 import { isRedisUnavailableError, type Logger, redactKey } from '../common';
 import { verifyKeyProof } from '../protocol';
-import { BadRequestError, CoordinatorError, NotFoundError, RateLimitedError, UnauthorizedError } from './errors';
+import { BadRequestError, CoordinatorError, JoinRefusedError, NotFoundError, RateLimitedError, UnauthorizedError } from './errors';
 import { DEFAULT_RATE_LIMITS, RATE_LIMIT_SOURCES, REDIS_DOWN_RETRY_AFTER_SEC, type RateLimits } from './constants';
 import { parseOriginalCidrs, sourceIpv4, staticOriginalIpRefusal } from './claim-rules';
 import type { VipPool } from './ipam';
@@ -21,6 +21,7 @@ import type { JoinRequest, JoinResponse, NodeTagsRequest, NodeTagsResponse, Peer
 import { parseDuration } from './duration';
 import type { JoinCounters, RateLimitCounters } from './metrics';
 import { InvalidPolicyError, registerPolicyRoutes } from './policy-routes';
+import { registerReassertRoutes, type RecordIssuer } from './reassert-routes';
 
 export interface ApiDeps {
   registry: RedisRegistry;
@@ -48,6 +49,8 @@ export interface ApiDeps {
   rateLimited?: RateLimitCounters;
   /** Serve HTTPS with this certificate chain and key (PEM). */
   https?: { cert: string | Buffer; key: string | Buffer };
+  /** Membership records (reassert-routes.ts); undefined without a signing key: joins carry no record. */
+  records?: RecordIssuer;
   /** Runs on every answer before it is sent (server.ts signs join and peer-map answers). */
   onSend?: (req: FastifyRequest, reply: FastifyReply, payload: unknown) => Promise<unknown>;
 }
@@ -90,6 +93,7 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
       return reply.code(400).send({ error: err.code, message: err.message, reason: p.reason, policyCode: p.code, path: p.path,
         line: p.line ?? null, column: p.column ?? null });
     }
+    if (err instanceof JoinRefusedError && err.retryAfterSec !== undefined) reply.header('retry-after', err.retryAfterSec);
     if (err instanceof CoordinatorError) return reply.code(err.statusCode).send({ error: err.code, message: err.message });
     if (isRedisUnavailableError(err)) return replyRedisUnavailable(reply);
     if (err.validation) return reply.code(400).send({ error: 'invalid-request', message: `${err.validationContext ?? 'request'}: ${err.message}` });
@@ -109,7 +113,7 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   const windowMs = lim.windowMs || DEFAULT_RATE_LIMITS.windowMs;
   await app.register(rateLimit, { global: false, cache: RATE_LIMIT_SOURCES, timeWindow: windowMs,
     errorResponseBuilder: (req, ctx) => {
-      const join = req.routeOptions.url === '/v1/join';
+      const join = req.routeOptions.url === '/v1/join' || req.routeOptions.url === '/v1/reassert';
       return new RateLimitedError(join ? 'join' : 'challenge', join ? 'joins' : 'challenges', Math.max(1, Math.ceil(ctx.ttl / 1000)));
     } });
   const limit = (max: number | undefined) => ({ rateLimit: max ? { max, timeWindow: windowMs } : false as const });
@@ -179,11 +183,12 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
       r.created ? 'member joined' : 'member re-joined');
     const snap = await d.peerMap.full(r.vip, r.version);
     if (d.joins) d.joins[r.created ? 'created' : 'rejoined']++;
-    return { vip: r.vip, cidr: d.cidr.text, sessionToken, peers: snap.peers, version: snap.version };
+    const record = d.records ? await d.records.issue(r.vip) : undefined;
+    return { vip: r.vip, cidr: d.cidr.text, sessionToken, peers: snap.peers, version: snap.version, ...record };
   });
   // Refused (4xx) and failed (5xx) joins, whichever check answered.
   app.addHook('onResponse', async (req, reply) => {
-    if (d.joins && req.routeOptions.url === '/v1/join' && reply.statusCode >= 400) d.joins[reply.statusCode >= 500 ? 'failed' : 'refused']++;
+    if (d.joins && (req.routeOptions.url === '/v1/join' || req.routeOptions.url === '/v1/reassert') && reply.statusCode >= 400) d.joins[reply.statusCode >= 500 ? 'failed' : 'refused']++;
   });
 
   // The member's own scoped map (peer-map-cache.ts). A long-poll whose member's view did not
@@ -287,6 +292,8 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   });
 
   registerPolicyRoutes(app, { registry: d.registry, tokens: d.tokens, peerMap: d.peerMap, log: d.log, admin });
+  registerReassertRoutes(app, { registry: d.registry, peerMap: d.peerMap, log: d.log, cidr: d.cidr, sessionTtlMs: d.sessionTtlMs,
+    records: d.records, joins: d.joins, limit: limit(lim.join), member, vipOf });
 
   return app;
 }

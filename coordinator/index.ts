@@ -15,3 +15,5 @@ export { JOIN_RESULTS, RATE_LIMITS, registerCoordinatorMetrics, type JoinCounter
   type RateLimitName } from './metrics';
 export { generateSigningKey, loadSigningKey, parseSigningPublicKey, signingPublicKey, signAnswer, verifyAnswer, newNonce,
   type AnswerContext } from './answer-signing';
+export { issueMembershipRecord, verifyMembershipRecord, readMembershipRecordUnverified, type MembershipRecord,
+  type RecordCheck } from './membership-record';
