@@ -197,7 +197,13 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   app.get<{ Querystring: { since?: string; wait?: string } }>('/v1/peers', { schema: { querystring: S.peersQuery }, preValidation: member },
     async (req, reply): Promise<PeersResponse> => {
       const vip = vipOf(req);
-      const full = async (): Promise<PeersResponse> => ({ full: true, ...await d.peerMap.full(vip, await d.registry.version()) });
+      // A member the registry no longer holds (Redis lost it) gets 401, never an empty map: it
+      // re-asserts its record (or joins again) and keeps its cached peers meanwhile.
+      const full = async (): Promise<PeersResponse> => {
+        const snap = await d.peerMap.full(vip, await d.registry.version());
+        if (!d.peerMap.member(vip)) throw new UnauthorizedError('this member is not in the registry (removed, or Redis lost it): join again');
+        return { full: true, ...snap };
+      };
       if (req.query.since === undefined) return full();
       let since = Number(req.query.since);
       const waitMs = Math.min(d.longPollMs, req.query.wait !== undefined ? Number(req.query.wait) : d.longPollMs);

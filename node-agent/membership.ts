@@ -28,6 +28,11 @@ export interface JoinOptions {
   coordinatorPubkey?: string;
   /** Accept unsigned join and peer-map answers while no signing key is pinned (plain-HTTP test setups). */
   insecureCoordinator?: boolean;
+  /**
+   * After re-asserting its record, keep the peers the rebuilt registry does not list yet for
+   * this long (they re-assert too), then take the coordinator's full map. @default 90 s (REASSERT_SETTLE_MS)
+   */
+  reassertSettleMs?: number;
   token?: string;
   originalIp: string;
   hostname?: string;
@@ -63,6 +68,12 @@ interface FollowState {
   seed: PeerEntry[];
 }
 
+/**
+ * After a re-assert the rebuilt registry lists only the members that re-asserted so far: the
+ * agent keeps its other cached peers this long (beyond the coordinators' default 60 s
+ * --reassert-grace plus a 25 s long-poll), adding what comes back, then takes the full map.
+ */
+export const REASSERT_SETTLE_MS = 90_000;
 /** How often the agent checks whether its membership record needs refreshing. */
 export const RECORD_CHECK_MS = 60_000;
 
@@ -77,6 +88,8 @@ export class MembershipClient {
   private refused = 0;
   private record: string | undefined;
   private recordRefreshing = false;
+  /** Set by a successful re-assert, taken by the peer-map loop (it then keeps cached peers a while). */
+  private reasserted = false;
 
   constructor(private readonly opts: JoinOptions, private readonly state: StateDir, private readonly log: Logger) {
     const saved = state.signingKey();
@@ -122,6 +135,7 @@ export class MembershipClient {
     this.log.warn({ code: why.code }, 'the coordinator does not know this member: re-asserting its signed membership record');
     const r = await this.client.reassert({ privateKey: this.privateKey, publicKey: publicKeyFromPrivate(this.privateKey), record: this.record! });
     this.log.info({ vip: r.vip }, 'membership record re-asserted: identity restored');
+    this.reasserted = true;
     return this.accepted(r);
   }
 
@@ -271,17 +285,35 @@ export class MembershipClient {
     }
   }
 
+  /** Add `peers` to the data path and to the seed, keeping seed entries they do not replace. */
+  private merge(st: FollowState, peers: Iterable<PeerEntry>, sink: PeerSink): void {
+    const list = [...peers];
+    this.applyUpserts(list, sink);
+    const byVip = new Map(st.seed.map((p) => [p.vip, p]));
+    for (const p of list) byVip.set(p.vip, p);
+    st.seed = [...byVip.values()];
+  }
+
   private async follow(initial: Membership, sink: PeerSink, st: FollowState): Promise<void> {
     const signal = this.abort.signal;
     const backoff = new JoinBackoff();
+    /** Until when cached peers are kept after a re-assert (full maps merged, not applied). */
+    let settleUntil = 0;
     while (!signal.aborted) {
       if (!this.sessionToken) {
         try {
           const m = await this.join();
           if (!this.sessionToken) throw new Error('coordinator still unreachable');
-          this.applyFull(m.peers, sink);
+          if (this.reasserted) {
+            this.reasserted = false;
+            settleUntil = Date.now() + (this.opts.reassertSettleMs ?? REASSERT_SETTLE_MS);
+            this.merge(st, m.peers, sink);
+            this.log.info({ peers: st.seed.length, settleMs: settleUntil - Date.now() }, 'keeping cached peers while the others re-assert');
+          } else {
+            this.applyFull(m.peers, sink);
+            st.seed = m.peers;
+          }
           st.since = m.version;
-          st.seed = m.peers;
           backoff.reset();
         } catch (err) {
           const e = err as { status?: number; retryAfter?: string; message?: string };
@@ -291,9 +323,14 @@ export class MembershipClient {
           continue;
         }
       }
+      // While settling, the watch ends when the window does; the next one asks for a full map.
+      const settling = settleUntil > Date.now();
+      const watch = new AbortController();
+      const settleTimer = settling ? setTimeout(() => watch.abort(), settleUntil - Date.now()) : undefined;
       try {
         await this.client.watchPeers(this.sessionToken!, st.since, (u: PeerMapUpdate) => {
-          if (u.full) this.applyFull(u.peers.values(), sink);
+          if (u.full && settleUntil > Date.now()) this.merge(st, u.peers.values(), sink);
+          else if (u.full) this.applyFull(u.peers.values(), sink);
           else {
             // Removals first: an address a removed member held may be claimed in the same update.
             const byVip = new Map(st.seed.map((p) => [p.vip, p.publicKey]));
@@ -304,11 +341,16 @@ export class MembershipClient {
             this.applyUpserts(u.upserts, sink);
           }
           st.since = u.version;
-          st.seed = [...u.peers.values()];
+          if (!(u.full && settleUntil > Date.now())) st.seed = [...u.peers.values()];
           this.state.saveMembership({ vip: initial.vip, cidr: initial.cidr, version: u.version, peers: st.seed });
           this.log.info({ peers: u.peers.size, version: u.version, full: u.full }, 'peer map updated');
           void this.refreshRecord(u.peers.get(initial.vip));
-        }, signal, { initial: st.seed });
+        }, AbortSignal.any([signal, watch.signal]), { initial: st.seed });
+        if (settling && watch.signal.aborted && !signal.aborted) {
+          settleUntil = 0;
+          st.since = undefined;
+          this.log.info('re-assert window over: taking the coordinator\'s full peer map');
+        }
       } catch (err) {
         if (err instanceof SessionExpiredError) {
           this.log.warn('coordinator session expired: re-joining');
@@ -316,6 +358,8 @@ export class MembershipClient {
           continue;
         }
         throw err;
+      } finally {
+        clearTimeout(settleTimer);
       }
     }
   }
