@@ -21,7 +21,7 @@ export const DEFAULT_PREFIX = 'isthmus:';
  */
 export const KEY_PATTERNS = {
   /** hash · written by C · read by C, R, M · TTL none — `pub` (base64 X25519), `orig`, `hostname`,
-   *  `tags` (JSON array), `granted` (JSON array), `ephemeral` (`1`/`0`), `created`, `lastSeen` (ms). */
+   *  `tags` (JSON array), `granted` (JSON array), `ephemeral` (`1`/`0`), `created`, `restored`, `lastSeen` (ms). */
   node: 'node:<vip>',
   /** set · written by C · read by C, M · TTL none — all member vips. */
   nodes: 'nodes',
