@@ -477,7 +477,7 @@ if cur and redis.call('HGET', K.node(cur), 'pub') == pub then
   return { 'ok', vip, tonumber(redis.call('GET', K.version) or '0'), 0 }
 end
 local h = redis.call('HMGET', K.node(vip), 'pub', 'hostname')
-if h[1] then return { 'err', 'vip-taken', vip .. ' is held by another key (' .. (h[2] or '') .. ')' } end
+if h[1] and h[1] ~= pub then return { 'err', 'vip-taken', vip .. ' is held by another key (' .. (h[2] or '') .. ')' } end
 local holder = redis.call('GET', K.orig(orig))
 if holder and holder ~= vip then
   local o = redis.call('HMGET', K.node(holder), 'pub', 'hostname')
