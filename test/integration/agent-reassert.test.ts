@@ -43,7 +43,7 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, timeo
   return Date.now() - start;
 }
 
-test('after FLUSHALL members re-assert by themselves, lookups answer again within a minute, no peer is dropped, a newcomer gets a free vip', async (t) => {
+test('after FLUSHALL members re-assert by themselves, lookups answer again within a minute, no peer is dropped, a newcomer gets a free vip; records follow tag changes', async (t) => {
   const redis = await startRedis();
   const r = new Redis(redis.url);
   const dir = mkdtempSync(join(tmpdir(), 'isthmus-reassert-'));
@@ -84,6 +84,11 @@ test('after FLUSHALL members re-assert by themselves, lookups answer again withi
   await until(() => a.sink.peers.has(b.m.publicKey) && b.sink.peers.has(a.m.publicKey), 'a and b to see each other', 10_000);
   t.like((await lookup('10.30.0.1')).body, { virtualIp: a.vip, hostname: 'alpha' });
   t.true(existsSync(join(a.state.dir, RECORD_FILE)), 'the record is kept in the state dir');
+
+  // An admin tag change reaches the member's own map entry; the agent fetches a fresh record with it.
+  await admin.setNodeTags(a.vip, { add: ['db'] });
+  const recorded = () => readMembershipRecordUnverified(readFileSync(join(a.state.dir, RECORD_FILE), 'utf8').trim())?.tags.join(',');
+  await until(() => recorded() === 'app,db', 'a record with the new tags on disk', 10_000);
   const recordBefore = readFileSync(join(a.state.dir, RECORD_FILE), 'utf8');
 
   await r.flushall();
@@ -95,6 +100,7 @@ test('after FLUSHALL members re-assert by themselves, lookups answer again withi
   }, 'both mappings to come back', 60_000);
   t.log(`mappings back ${took} ms after FLUSHALL`);
   t.like((await lookup('10.30.0.2')).body, { virtualIp: b.vip, hostname: 'beta', tags: ['app'] });
+  t.like((await lookup('10.30.0.1')).body, { virtualIp: a.vip, tags: ['app', 'db'] }, 'a came back with the tags of its refreshed record');
   t.deepEqual(a.sink.removed, [], 'a never dropped a peer');
   t.deepEqual(b.sink.removed, [], 'b never dropped a peer');
   t.true(a.sink.peers.has(b.m.publicKey) && b.sink.peers.has(a.m.publicKey));
