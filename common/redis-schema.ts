@@ -21,7 +21,7 @@ export const DEFAULT_PREFIX = 'isthmus:';
  */
 export const KEY_PATTERNS = {
   /** hash · written by C · read by C, R, M · TTL none — `pub` (base64 X25519), `orig`, `hostname`,
-   *  `tags` (JSON array), `granted` (JSON array), `ephemeral` (`1`/`0`), `created`, `lastSeen` (ms). */
+   *  `tags` (JSON array), `granted` (JSON array), `ephemeral` (`1`/`0`), `created`, `restored`, `lastSeen` (ms). */
   node: 'node:<vip>',
   /** set · written by C · read by C, M · TTL none — all member vips. */
   nodes: 'nodes',
@@ -75,6 +75,16 @@ export const KEY_PATTERNS = {
   ipamCursor: 'ipam:cursor',
   /** sorted set · written by C · read by C · TTL none — removed vips, score = Unix ms when reusable. */
   ipamQuarantine: 'ipam:quarantine',
+  /** hash · written by C · read by C · TTL none — the state generation: `generation` (random id, new
+   *  whenever a coordinator finds the state gone), `createdAt` (ms), `rebuiltAt` (ms, when the state
+   *  was found gone; absent on a first start), `holdStarted` (`1` once new allocations were held). */
+  deployment: 'deployment',
+  /** string · written by C · read by C · TTL `--reassert-grace` (60 s) — `1`: new vip allocations are
+   *  held (join 503 `allocations-held`) so members re-assert their records first. */
+  allocationHold: 'allocation-hold',
+  /** string · written by C · read by C · TTL 30 days (the longest record life) — Unix ms the member
+   *  with this key was removed: its membership records issued before then cannot re-assert it. */
+  departed: 'departed:<pubBase64>',
   /** string · written by C · read by C · TTL none — change-feed version, `INCR`ed per member or policy change. */
   version: 'version',
   /** stream · written by C · read by C · TTL `MAXLEN ~ 10000` — change feed: id `<version>-0`,

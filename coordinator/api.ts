@@ -8,7 +8,7 @@ import rateLimit from '@fastify/rate-limit';
 import type Redis from 'ioredis';
 import { isRedisUnavailableError, type Logger, redactKey, parseDuration } from '../common';
 import { verifyKeyProof } from '../protocol';
-import { BadRequestError, CoordinatorError, NotFoundError, RateLimitedError, UnauthorizedError } from './errors';
+import { BadRequestError, CoordinatorError, JoinRefusedError, NotFoundError, RateLimitedError, UnauthorizedError } from './errors';
 import { DEFAULT_RATE_LIMITS, RATE_LIMIT_SOURCES, REDIS_DOWN_RETRY_AFTER_SEC, type RateLimits } from './constants';
 import { parseOriginalCidrs, sourceIpv4, staticOriginalIpRefusal } from './claim-rules';
 import type { VipPool } from './ipam';
@@ -23,6 +23,7 @@ import { nodeMatches, parseNodeFilter, type NodeFilterQuery } from './node-filte
 import type { JoinCounters, RateLimitCounters } from './metrics';
 import { InvalidPolicyError, registerPolicyRoutes } from './policy-routes';
 import { registerDashboard } from './dashboard';
+import { registerReassertRoutes, type RecordIssuer } from './reassert-routes';
 
 export interface ApiDeps {
   registry: RedisRegistry;
@@ -52,6 +53,8 @@ export interface ApiDeps {
   https?: { cert: string | Buffer; key: string | Buffer };
   /** Serve the read-only dashboard at /ui (dashboard.ts) from this Redis client and key prefix. */
   dashboard?: { redis: Redis; prefix: string };
+  /** Membership records (reassert-routes.ts); undefined without a signing key: joins carry no record. */
+  records?: RecordIssuer;
   /** Runs on every answer before it is sent (server.ts signs join and peer-map answers). */
   onSend?: (req: FastifyRequest, reply: FastifyReply, payload: unknown) => Promise<unknown>;
 }
@@ -94,6 +97,7 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
       return reply.code(400).send({ error: err.code, message: err.message, reason: p.reason, policyCode: p.code, path: p.path,
         line: p.line ?? null, column: p.column ?? null });
     }
+    if (err instanceof JoinRefusedError && err.retryAfterSec !== undefined) reply.header('retry-after', err.retryAfterSec);
     if (err instanceof CoordinatorError) return reply.code(err.statusCode).send({ error: err.code, message: err.message });
     if (isRedisUnavailableError(err)) return replyRedisUnavailable(reply);
     if (err.validation) return reply.code(400).send({ error: 'invalid-request', message: `${err.validationContext ?? 'request'}: ${err.message}` });
@@ -119,7 +123,7 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   const windowMs = lim.windowMs || DEFAULT_RATE_LIMITS.windowMs;
   await app.register(rateLimit, { global: false, cache: RATE_LIMIT_SOURCES, timeWindow: windowMs,
     errorResponseBuilder: (req, ctx) => {
-      const join = req.routeOptions.url === '/v1/join';
+      const join = req.routeOptions.url === '/v1/join' || req.routeOptions.url === '/v1/reassert';
       return new RateLimitedError(join ? 'join' : 'challenge', join ? 'joins' : 'challenges', Math.max(1, Math.ceil(ctx.ttl / 1000)));
     } });
   // Each limit is read per request from `lim` (0 = off: not counted), so the coordinator's
@@ -192,11 +196,12 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
       r.created ? 'member joined' : 'member re-joined');
     const snap = await d.peerMap.full(r.vip, r.version);
     if (d.joins) d.joins[r.created ? 'created' : 'rejoined']++;
-    return { vip: r.vip, cidr: d.cidr.text, sessionToken, peers: snap.peers, version: snap.version };
+    const record = d.records ? await d.records.issue(r.vip) : undefined;
+    return { vip: r.vip, cidr: d.cidr.text, sessionToken, peers: snap.peers, version: snap.version, ...record };
   });
   // Refused (4xx) and failed (5xx) joins, whichever check answered.
   app.addHook('onResponse', async (req, reply) => {
-    if (d.joins && req.routeOptions.url === '/v1/join' && reply.statusCode >= 400) d.joins[reply.statusCode >= 500 ? 'failed' : 'refused']++;
+    if (d.joins && (req.routeOptions.url === '/v1/join' || req.routeOptions.url === '/v1/reassert') && reply.statusCode >= 400) d.joins[reply.statusCode >= 500 ? 'failed' : 'refused']++;
   });
 
   // The member's own scoped map (peer-map-cache.ts). A long-poll whose member's view did not
@@ -205,7 +210,13 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   app.get<{ Querystring: { since?: string; wait?: string } }>('/v1/peers', { schema: { querystring: S.peersQuery }, preValidation: member },
     async (req, reply): Promise<PeersResponse> => {
       const vip = vipOf(req);
-      const full = async (): Promise<PeersResponse> => ({ full: true, ...await d.peerMap.full(vip, await d.registry.version()) });
+      // A member the registry no longer holds (Redis lost it) gets 401, never an empty map: it
+      // re-asserts its record (or joins again) and keeps its cached peers meanwhile.
+      const full = async (): Promise<PeersResponse> => {
+        const snap = await d.peerMap.full(vip, await d.registry.version());
+        if (!d.peerMap.member(vip)) throw new UnauthorizedError('this member is not in the registry (removed, or Redis lost it): join again');
+        return { full: true, ...snap };
+      };
       if (req.query.since === undefined) return full();
       let since = Number(req.query.since);
       const waitMs = Math.min(d.longPollMs, req.query.wait !== undefined ? Number(req.query.wait) : d.longPollMs);
@@ -302,6 +313,8 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   });
 
   registerPolicyRoutes(app, { registry: d.registry, tokens: d.tokens, peerMap: d.peerMap, log: d.log, admin });
+  registerReassertRoutes(app, { registry: d.registry, peerMap: d.peerMap, log: d.log, cidr: d.cidr, sessionTtlMs: d.sessionTtlMs,
+    records: d.records, joins: d.joins, limit: limit('join'), member, vipOf });
 
   if (d.dashboard) {
     await registerDashboard(app, { ...d.dashboard, registry: d.registry, tokens: d.tokens, feed: d.feed, log: d.log, adminToken: d.adminToken,

@@ -12,7 +12,7 @@ import { newNonce, NONCE_HEADER, parseSigningPublicKey, SIGNATURE_HEADER, SIGNIN
 import { silentLogger, type Logger } from '../common';
 import { nodeFilterQuery, type NodeFilterInput } from './node-filter';
 import type { ChallengeResponse, ErrorBody, JoinResponse, NodeTagsRequest, NodeTagsResponse, NodeView, Peer, PeersResponse,
-  PolicyCheckRequest, PolicyCheckResponse, PolicySetResponse, PolicyView, RemovedKeyView, TokenCreateRequest, TokenView } from './types';
+  PolicyCheckRequest, PolicyCheckResponse, PolicySetResponse, PolicyView, RecordResponse, RemovedKeyView, TokenCreateRequest, TokenView } from './types';
 
 export interface CoordinatorClientOptions {
   /** e.g. https://10.0.0.1:8080 (no trailing path) */
@@ -271,6 +271,27 @@ export class CoordinatorClient {
     });
     this.memberVip = r.vip;
     return r;
+  }
+
+  /**
+   * Re-assert a signed membership record (Redis lost this member): proves key possession over
+   * a fresh challenge (context 'reassert'); answered like a join, with a fresh record.
+   */
+  async reassert(j: { privateKey: Uint8Array; publicKey: Uint8Array; record: string }): Promise<JoinResponse> {
+    const c = await this.challenge();
+    const proof = proveKey(j.privateKey, j.publicKey, Buffer.from(c.ephemeralPublic, 'base64'), Buffer.from(c.nonce, 'base64'), 'reassert');
+    const publicKey = Buffer.from(j.publicKey).toString('base64');
+    const r = await this.call<JoinResponse>('POST', '/v1/reassert', {
+      body: { publicKey, challengeId: c.id, proof: Buffer.from(proof).toString('base64'), record: j.record },
+      signed: { route: 'join', member: publicKey, since: '-' },
+    });
+    this.memberVip = r.vip;
+    return r;
+  }
+
+  /** A fresh membership record of this member's identity as the coordinator holds it now. */
+  async record(sessionToken: string): Promise<RecordResponse> {
+    return this.call('GET', '/v1/record', { bearer: sessionToken });
   }
 
   /** One long-poll; `since` undefined → the full map. */

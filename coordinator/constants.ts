@@ -47,3 +47,15 @@ export const RATE_LIMIT_SOURCES = 50_000;
 
 /** Retry-After (seconds) of a 503 `redis-unavailable` answer: the coordinator cannot reach Redis. */
 export const REDIS_DOWN_RETRY_AFTER_SEC = 5;
+
+/** Membership records (membership-record.ts) are valid this long; members fetch a fresh one
+ *  when less than half is left. @default 24 h */
+export const DEFAULT_RECORD_TTL_MS = 24 * 60 * 60 * 1000;
+/** The longest `--record-ttl`; a removal's `P:departed:<pub>` tombstone lives this long, so it
+ *  outlives every record issued before it. */
+export const MAX_RECORD_TTL_MS = 30 * 24 * 60 * 60 * 1000;
+/** After Redis lost its data, new vip allocations are held this long so members re-assert
+ *  first (`--reassert-grace`). @default 60 s */
+export const DEFAULT_REASSERT_GRACE_MS = 60_000;
+/** How often each coordinator checks that Redis still holds its state (`P:deployment`). @default 2 s */
+export const DEFAULT_STATE_CHECK_MS = 2_000;

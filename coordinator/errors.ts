@@ -23,6 +23,14 @@ export const JoinRefusal = {
   'original-ip-taken': 409,
   'hostname-taken': 409,
   'pool-exhausted': 503,
+  'allocations-held': 503,
+  // Re-assert of a membership record (POST /v1/reassert):
+  'record-invalid': 401,
+  'record-expired': 401,
+  'record-other-deployment': 401,
+  'member-removed': 403,
+  'record-superseded': 409,
+  'vip-taken': 409,
 } as const;
 export type JoinRefusalCode = keyof typeof JoinRefusal;
 
@@ -37,12 +45,25 @@ const messages: Record<JoinRefusalCode, string> = {
   'original-ip-taken': 'original IP is held by another member; only an admin can free it (isthmus node remove)',
   'hostname-taken': 'hostname is held by another member; pick another --hostname, or an admin frees it (isthmus node remove)',
   'pool-exhausted': 'no free virtual IP left in the overlay CIDR',
+  'allocations-held': 'Redis lost its data and the coordinators are rebuilding it: new virtual IPs are held while existing members '
+    + 're-assert theirs (--reassert-grace); retry after the Retry-After seconds',
+  'record-invalid': 'membership record refused',
+  'record-expired': 'membership record expired: join again with a token',
+  'record-other-deployment': 'membership record belongs to another deployment',
+  'member-removed': 'this member was removed after the record was issued: join again with a token',
+  'record-superseded': 'this key holds another virtual IP now: the record is stale',
+  'vip-taken': 'the record\'s virtual IP is held by another member now; only an admin can free it (isthmus node remove), or join again with a token',
 };
 
 export class JoinRefusedError extends CoordinatorError {
   override name = 'JoinRefusedError';
+  /** Set for `allocations-held`: seconds until new allocations are served again (Retry-After). */
+  readonly retryAfterSec?: number;
   constructor(code: JoinRefusalCode, detail?: string) {
+    const heldSec = code === 'allocations-held' ? Math.max(1, Math.ceil(Number(detail) / 1000) || 1) : undefined;
+    if (heldSec !== undefined) detail = `${heldSec} s left`;
     super(code, detail ? `${messages[code]} (${detail})` : messages[code], JoinRefusal[code]);
+    this.retryAfterSec = heldSec;
   }
 }
 

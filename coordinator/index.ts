@@ -15,3 +15,5 @@ export { JOIN_RESULTS, RATE_LIMITS, registerCoordinatorMetrics, type JoinCounter
 export { generateSigningKey, loadSigningKey, parseSigningPublicKey, signingPublicKey, signAnswer, verifyAnswer, newNonce,
   type AnswerContext } from './answer-signing';
 export { nodeFilterQuery, nodeMatches, parseNodeFilter, type NodeFilter, type NodeFilterInput, type NodeFilterQuery } from './node-filter';
+export { issueMembershipRecord, verifyMembershipRecord, readMembershipRecordUnverified, type MembershipRecord,
+  type RecordCheck } from './membership-record';

@@ -16,6 +16,7 @@
  * drift apart. `emit` publishes a `NodeEvent` ({type, vip, version}).
  */
 import { CASE_INSENSITIVE_KEYS, EventType, KEY_PATTERNS, keyHead, type KeyName } from '../common';
+import { MAX_RECORD_TTL_MS } from './constants';
 
 function luaString(s: string): string {
   if (!/^[A-Za-z0-9:_.-]*$/.test(s)) throw new Error(`redis-schema name not safe to embed in Lua: ${s}`);
@@ -39,6 +40,7 @@ local P = ARGV[1]
 local NOW = tonumber(ARGV[2])
 local QUARANTINE = tonumber(ARGV[3])
 local MAXLEN = ARGV[4]
+local DEPARTED_TTL = ${MAX_RECORD_TTL_MS}
 ` + luaSchema() + `
 local function n2ip(n)
   return string.format('%d.%d.%d.%d', math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
@@ -76,6 +78,8 @@ local function removeNode(vip, ban)
   redis.call('SREM', K.nodes, vip)
   redis.call('SREM', K.ephemeral, vip)
   redis.call('ZADD', K.ipamQuarantine, NOW + QUARANTINE, vip)
+  -- Records issued before now can no longer re-assert this key (membership-record.ts).
+  redis.call('SET', K.departed(n[1]), NOW, 'PX', DEPARTED_TTL)
   if ban then
     redis.call('HSET', K.removedKeys, n[1], cjson.encode({ vip = vip, hostname = n[3] or '', removedAt = NOW }))
   end
@@ -95,6 +99,31 @@ local function jsonList(list)
   if #list == 0 then return '[]' end
   return cjson.encode(list)
 end
+
+-- Versions of a rebuilt state start above every version the lost one can have had (they are
+-- Unix ms), so every coordinator's cache and every member's \`since\` falls back to a full map.
+local function raiseVersion()
+  local v = tonumber(redis.call('GET', K.version) or '0')
+  if v < NOW then redis.call('SET', K.version, NOW) end
+end
+
+-- Hold new allocations for graceMs (members re-assert first); once per generation.
+local function startHold(graceMs)
+  redis.call('HSET', K.deployment, 'holdStarted', '1', 'rebuiltAt', NOW)
+  if graceMs > 0 then redis.call('SET', K.allocationHold, '1', 'PX', graceMs) end
+  raiseVersion()
+end
+
+-- The state generation (P:deployment). Missing here (every coordinator writes it when it
+-- starts): Redis lost its data while we ran. Start a new generation and hold new allocations.
+-- Returns the generation and whether this call found the state gone.
+local function ensureGeneration(newGen, graceMs)
+  local g = redis.call('HGET', K.deployment, 'generation')
+  if g then return g, false end
+  redis.call('HSET', K.deployment, 'generation', newGen, 'createdAt', NOW)
+  startHold(graceMs)
+  return newGen, true
+end
 `;
 
 /**
@@ -102,7 +131,9 @@ end
  * [8] public key, [9] original IP, [10] hostname, [11] original IP as uint32, [12] join-token
  * sha256 or '', [13] the challenge's nonce (base64url; coordinator/challenge-token.ts), [14] '1'
  * when the original IP is the address the join request comes from, else '0', [15] session-token
- * sha256, [16] session TTL ms, [17] TTL ms of the challenge's used marker. The API checked the
+ * sha256, [16] session TTL ms, [17] TTL ms of the challenge's used marker, [18] a new random
+ * generation id and [19] the re-assert grace ms (both used only if the state is found gone:
+ * ensureGeneration, which is the one write that may precede a refusal). The API checked the
  * challenge id and the key proof; this script makes the challenge single-use.
  * Returns {'ok', vip, version, created(0|1)} or {'err', code, detail}; a re-join that changes
  * nothing returns the current version and emits no event. All checks run before
@@ -122,6 +153,7 @@ local tokenHash, challengeNonce, fromSource = ARGV[12], ARGV[13], ARGV[14] == '1
 local sessionHash, sessionTtl, challengeUsedTtl = ARGV[15], ARGV[16], ARGV[17]
 local hostKey = K.host(hostname)
 
+ensureGeneration(ARGV[18], tonumber(ARGV[19]))
 if redis.call('EXISTS', K.challengeUsed(challengeNonce)) == 1 then return { 'err', 'challenge-unknown', '' } end
 
 local removed = redis.call('HGET', K.removedKeys, pub)
@@ -178,7 +210,12 @@ end
 local offset = false
 local fromQuarantine = false
 if not vip then
+  local held = redis.call('PTTL', K.allocationHold)
+  if held > 0 then return { 'err', 'allocations-held', tostring(held) } end
   offset = tonumber(redis.call('GET', K.ipamCursor) or first)
+  -- Never an address a member holds (after a rebuild, re-asserted members hold addresses
+  -- the cursor has not passed yet).
+  while offset <= last and redis.call('EXISTS', K.node(n2ip(base + offset))) == 1 do offset = offset + 1 end
   if offset > last then
     local q = redis.call('ZRANGEBYSCORE', K.ipamQuarantine, '-inf', NOW, 'LIMIT', 0, 1)
     if #q == 0 then return { 'err', 'pool-exhausted', '' } end
@@ -372,4 +409,99 @@ for _, e in ipairs(entries) do
 end
 if policy then policy = redis.call('GET', K.policy) or '' end
 return { cur, entries, nodes, policy }
+`;
+
+/**
+ * First start: write P:deployment (generation ARGV[5], createdAt) unless it exists. Returns
+ * {generation, 1 when written}. A coordinator cannot tell an empty Redis at its start from a
+ * first start: REASSERT_LUA starts the hold when a record of an older generation shows up.
+ */
+export const INIT_GENERATION_LUA = COMMON + `
+if redis.call('EXISTS', K.deployment) == 1 then return { redis.call('HGET', K.deployment, 'generation'), 0 } end
+redis.call('HSET', K.deployment, 'generation', ARGV[5], 'createdAt', NOW)
+return { ARGV[5], 1 }
+`;
+
+/**
+ * Periodic state check (every coordinator, every 2 s): ARGV[5] a new generation id, [6] the
+ * re-assert grace ms. Returns {generation, 1 when this call found the state gone}.
+ */
+export const STATE_CHECK_LUA = COMMON + `
+local g, rebuilt = ensureGeneration(ARGV[5], tonumber(ARGV[6]))
+if rebuilt then return { g, 1 } end
+return { g, 0 }
+`;
+
+/**
+ * Re-assert a signed membership record (the API verified the signature, the deployment, the
+ * expiry and the key proof). ARGV after the head: [5] new generation id, [6] grace ms, [7] pub,
+ * [8] vip, [9] orig, [10] hostname, [11] tags (JSON, sorted), [12] cidrs (JSON), [13] ephemeral
+ * '1'/'0', [14] the record's issued-at (ms), [15] its generation, [16] the challenge nonce,
+ * [17] session-token sha256, [18] session TTL ms, [19] TTL ms of the challenge's used marker.
+ * Returns {'ok', vip, version, restored(0|1)} or {'err', code, detail}; all checks before the
+ * first write (but ensureGeneration's repair).
+ *
+ * Refused: a key an admin removed (key-removed); a record issued before the key was removed
+ * (member-removed: P:departed); a key that is a member at another vip now (record-superseded);
+ * a vip, original IP or hostname another key holds (vip-taken, original-ip-taken,
+ * hostname-taken). A key that is already the member at that vip just gets a session (as a
+ * re-join). A record from an older generation than P:deployment's, issued before it was
+ * created, proves the state was lost before this coordinator started: the hold starts then
+ * (once per generation).
+ */
+export const REASSERT_LUA = COMMON + `
+local grace = tonumber(ARGV[6])
+local pub, vip, orig, hostname = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local tags, cidrs, ephemeral, iat, recGen = ARGV[11], ARGV[12], ARGV[13], tonumber(ARGV[14]), ARGV[15]
+local challengeNonce, sessionHash, sessionTtl, challengeUsedTtl = ARGV[16], ARGV[17], ARGV[18], ARGV[19]
+local hostKey = K.host(hostname)
+ensureGeneration(ARGV[5], grace)
+
+if redis.call('EXISTS', K.challengeUsed(challengeNonce)) == 1 then return { 'err', 'challenge-unknown', '' } end
+local removed = redis.call('HGET', K.removedKeys, pub)
+if removed then
+  local r = cjson.decode(removed)
+  return { 'err', 'key-removed', 'it was ' .. tostring(r.vip) .. ' (' .. tostring(r.hostname) .. '), removed at ' .. tostring(r.removedAt) .. ' ms' }
+end
+local departed = redis.call('GET', K.departed(pub))
+if departed and tonumber(departed) >= iat then
+  return { 'err', 'member-removed', 'removed at ' .. departed .. ' ms, the record was issued at ' .. tostring(iat) .. ' ms' }
+end
+
+local cur = redis.call('GET', K.key(pub))
+if cur and redis.call('HGET', K.node(cur), 'pub') == pub then
+  if cur ~= vip then return { 'err', 'record-superseded', 'this key is member ' .. cur .. ' now' } end
+  redis.call('HSET', K.node(vip), 'lastSeen', NOW)
+  redis.call('SET', K.challengeUsed(challengeNonce), '1', 'PX', challengeUsedTtl)
+  redis.call('SET', K.sessionToken(sessionHash), vip .. ' ' .. pub, 'PX', sessionTtl)
+  return { 'ok', vip, tonumber(redis.call('GET', K.version) or '0'), 0 }
+end
+local h = redis.call('HMGET', K.node(vip), 'pub', 'hostname')
+if h[1] and h[1] ~= pub then return { 'err', 'vip-taken', vip .. ' is held by another key (' .. (h[2] or '') .. ')' } end
+local holder = redis.call('GET', K.orig(orig))
+if holder and holder ~= vip then
+  local o = redis.call('HMGET', K.node(holder), 'pub', 'hostname')
+  if o[1] then return { 'err', 'original-ip-taken', orig .. ' is held by ' .. holder .. ' (' .. (o[2] or '') .. ')' } end
+end
+local hostHolder = redis.call('GET', hostKey)
+if hostHolder and hostHolder ~= vip then
+  local o = redis.call('HMGET', K.node(hostHolder), 'pub', 'orig')
+  if o[1] then return { 'err', 'hostname-taken', hostname .. ' is held by ' .. hostHolder .. ' (original IP ' .. (o[2] or '') .. ')' } end
+end
+
+-- From here on: writes only.
+local d = redis.call('HMGET', K.deployment, 'generation', 'createdAt', 'holdStarted')
+if recGen ~= d[1] and not d[3] and iat < tonumber(d[2] or '0') then startHold(grace) end
+redis.call('ZREM', K.ipamQuarantine, vip)
+local nodeKey = K.node(vip)
+redis.call('HSET', nodeKey, 'pub', pub, 'orig', orig, 'hostname', hostname, 'tags', tags, 'granted', tags, 'cidrs', cidrs,
+  'ephemeral', ephemeral, 'created', NOW, 'lastSeen', NOW, 'restored', NOW)
+redis.call('SET', K.key(pub), vip)
+redis.call('SET', K.orig(orig), vip)
+redis.call('SET', hostKey, vip)
+redis.call('SADD', K.nodes, vip)
+if ephemeral == '1' then redis.call('SADD', K.ephemeral, vip) end
+redis.call('SET', K.challengeUsed(challengeNonce), '1', 'PX', challengeUsedTtl)
+redis.call('SET', K.sessionToken(sessionHash), vip .. ' ' .. pub, 'PX', sessionTtl)
+return { 'ok', vip, emit(EV.NodeUp, vip, nil), 1 }
 `;

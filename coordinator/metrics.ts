@@ -13,6 +13,8 @@ export const JOIN_RESULTS = [
   'created',
   /** a known key joined again and kept its virtual IP */
   'rejoined',
+  /** a member Redis had lost was restored from its signed record (POST /v1/reassert) */
+  'reasserted',
   /** answered 4xx: bad token, proof, claim or request */
   'refused',
   /** answered 5xx: Redis or another internal failure */
@@ -23,7 +25,7 @@ export type JoinResult = (typeof JOIN_RESULTS)[number];
 export type JoinCounters = Record<JoinResult, number>;
 
 export function newJoinCounters(): JoinCounters {
-  return { created: 0, rejoined: 0, refused: 0, failed: 0 };
+  return { created: 0, rejoined: 0, reasserted: 0, refused: 0, failed: 0 };
 }
 
 /** Per-source limits (api.ts); the `limit` label of isthmus_coordinator_rate_limited_total. */

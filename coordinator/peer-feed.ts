@@ -66,6 +66,16 @@ export class PeerFeed {
     return this.waiters.size;
   }
 
+  /**
+   * A version learned other than from an event (the state in Redis was rebuilt under us, see
+   * server.ts): every waiter re-reads the feed at it (a member the rebuilt registry does not
+   * hold then gets 401 and re-asserts its record).
+   */
+  rebase(version: number): void {
+    this.latest = version;
+    this.wakeAll();
+  }
+
   private wakeAll(): void {
     for (const w of this.waiters) w.wake();
   }

@@ -7,10 +7,11 @@ import { randomBytes } from 'node:crypto';
 import { EventType, redisKeys, type NodeEventType, type RedisKeys, isAddr, parseAddr } from '../common';
 import type { KeyChallenge } from '../protocol';
 import { ChallengeSigner, type IssuedChallenge, type OpenedChallenge } from './challenge-token';
-import { CHALLENGE_TTL_SEC, CHANGE_FEED_MAXLEN } from './constants';
+import { CHALLENGE_TTL_SEC, CHANGE_FEED_MAXLEN, DEFAULT_REASSERT_GRACE_MS } from './constants';
 import { CidrMismatchError, JoinRefusedError, type JoinRefusalCode } from './errors';
 import type { VipPool } from './ipam';
-import { AUTH_LUA, CHANGES_LUA, JOIN_LUA, POLICY_LUA, REMOVE_LUA, SNAPSHOT_LUA, SWEEP_LUA, TAG_LUA } from './lua-scripts';
+import { AUTH_LUA, CHANGES_LUA, INIT_GENERATION_LUA, JOIN_LUA, POLICY_LUA, REASSERT_LUA, REMOVE_LUA, SNAPSHOT_LUA, STATE_CHECK_LUA, SWEEP_LUA,
+  TAG_LUA } from './lua-scripts';
 import type { Member } from './types';
 
 export interface RegistryOptions {
@@ -19,6 +20,25 @@ export interface RegistryOptions {
   quarantineMs: number;
   /** Unix ms. */
   now: () => number;
+  /** New vip allocations are held this long after the state is found gone. @default 60 s */
+  reassertGraceMs?: number;
+}
+
+/** A verified membership record to restore (POST /v1/reassert; membership-record.ts). */
+export interface ReassertParams {
+  publicKey: string;
+  vip: string;
+  originalIp: string;
+  hostname: string;
+  tags: string[];
+  originalCidrs: string[];
+  ephemeral: boolean;
+  /** The record's issued-at (Unix ms) and generation. */
+  issuedAt: number;
+  generation: string;
+  challengeId: string;
+  sessionTokenHash: string;
+  sessionTtlMs: number;
 }
 
 export interface JoinParams {
@@ -48,6 +68,7 @@ interface Scripts {
   isthmusJoin: ScriptFn; isthmusRemove: ScriptFn; isthmusAuth: ScriptFn;
   isthmusSweep: ScriptFn; isthmusSnapshot: ScriptFn; isthmusTag: ScriptFn;
   isthmusPolicy: ScriptFn; isthmusChanges: ScriptFn;
+  isthmusInitGeneration: ScriptFn; isthmusStateCheck: ScriptFn; isthmusReassert: ScriptFn;
 }
 
 /**
@@ -115,6 +136,11 @@ export function byVip(a: { vip: string }, b: { vip: string }): number {
   return parseAddr(a.vip) - parseAddr(b.vip);
 }
 
+/** A random state generation id (`P:deployment`). */
+function newGeneration(): string {
+  return randomBytes(12).toString('base64url');
+}
+
 /** A coordinator whose challenge check failed re-reads `P:challenge-key` at most this often. */
 const CHALLENGE_KEY_RELOAD_MS = 5_000;
 
@@ -123,12 +149,14 @@ export class RedisRegistry {
   private readonly s: Scripts;
   private signer?: { secret: string; signer: ChallengeSigner };
   private signerLoadedAt = -Infinity;
+  private generationSeen: string | undefined;
 
   constructor(readonly redis: Redis, private readonly opts: RegistryOptions) {
     this.keys = redisKeys(opts.prefix);
     for (const [name, lua] of [['isthmusJoin', JOIN_LUA], ['isthmusRemove', REMOVE_LUA], ['isthmusAuth', AUTH_LUA],
       ['isthmusSweep', SWEEP_LUA], ['isthmusSnapshot', SNAPSHOT_LUA], ['isthmusTag', TAG_LUA],
-      ['isthmusPolicy', POLICY_LUA], ['isthmusChanges', CHANGES_LUA]] as const) {
+      ['isthmusPolicy', POLICY_LUA], ['isthmusChanges', CHANGES_LUA], ['isthmusInitGeneration', INIT_GENERATION_LUA],
+      ['isthmusStateCheck', STATE_CHECK_LUA], ['isthmusReassert', REASSERT_LUA]] as const) {
       if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 0, lua });
     }
     this.s = redis as unknown as Scripts;
@@ -144,6 +172,51 @@ export class RedisRegistry {
     const stored = await this.redis.get(this.keys.ipamCidr);
     if (stored !== this.opts.cidr.text) throw new CidrMismatchError(String(stored), this.opts.cidr.text);
     await this.loadChallengeKey();
+    const r = await this.s.isthmusInitGeneration(...this.head(), newGeneration()) as [string, number];
+    this.generationSeen = r[0];
+  }
+
+  /** The state generation this coordinator last saw (`P:deployment`). */
+  get generation(): string | undefined {
+    return this.generationSeen;
+  }
+
+  private get graceMs(): number {
+    return this.opts.reassertGraceMs ?? DEFAULT_REASSERT_GRACE_MS;
+  }
+
+  /**
+   * Is the state still there? Re-creates `P:deployment` (new generation, allocations held for
+   * the grace window, versions raised) when Redis lost it. `rebuilt`: this call found it gone;
+   * `changed`: the generation differs from the one this coordinator saw last (another
+   * coordinator rebuilt it, or was started on an emptied Redis).
+   */
+  async checkState(): Promise<{ generation: string; rebuilt: boolean; changed: boolean }> {
+    const r = await this.s.isthmusStateCheck(...this.head(), newGeneration(), this.graceMs) as [string, number];
+    const changed = this.generationSeen !== undefined && r[0] !== this.generationSeen;
+    this.generationSeen = r[0];
+    if (Number(r[1]) === 1) {
+      // Everything went: the CIDR marker and the challenge secret too.
+      await this.redis.set(this.keys.ipamCidr, this.opts.cidr.text, 'NX');
+      await this.loadChallengeKey();
+    }
+    return { generation: r[0], rebuilt: Number(r[1]) === 1, changed };
+  }
+
+  /** Milliseconds new allocations are still held (0: not held). */
+  async allocationHoldMs(): Promise<number> {
+    return Math.max(0, await this.redis.pttl(this.keys.allocationHold));
+  }
+
+  /** Restore a member from its verified record (REASSERT_LUA). The caller checked the record and the key proof. */
+  async reassert(p: ReassertParams): Promise<{ vip: string; version: number; restored: boolean }> {
+    const ch = await this.openChallenge(p.challengeId);
+    if (!ch) throw new JoinRefusedError('challenge-unknown');
+    const r = await this.s.isthmusReassert(...this.head(), newGeneration(), this.graceMs, p.publicKey, p.vip, p.originalIp, p.hostname,
+      JSON.stringify([...p.tags].sort()), JSON.stringify(p.originalCidrs), p.ephemeral ? '1' : '0', p.issuedAt, p.generation,
+      ch.usedId, p.sessionTokenHash, p.sessionTtlMs, ch.usedTtlMs) as [string, string, string | number, number?];
+    if (r[0] !== 'ok') throw new JoinRefusedError(r[1] as JoinRefusalCode, r[2] ? String(r[2]) : undefined);
+    return { vip: r[1], version: Number(r[2]), restored: r[3] === 1 };
   }
 
   /** `P:challenge-key` (created if absent, SET NX: every coordinator ends up with the same one). */
@@ -193,7 +266,7 @@ export class RedisRegistry {
     if (!ch) throw new JoinRefusedError('challenge-unknown');
     const r = await this.s.isthmusJoin(...this.head(), c.prefix.addr, c.firstOffset, c.lastOffset, p.publicKey, p.originalIp,
       p.hostname, parseAddr(p.originalIp), p.tokenHash ?? '', ch.usedId, p.originalIpIsSource ? '1' : '0',
-      p.sessionTokenHash, p.sessionTtlMs, ch.usedTtlMs) as [string, string, string | number, number?];
+      p.sessionTokenHash, p.sessionTtlMs, ch.usedTtlMs, newGeneration(), this.graceMs) as [string, string, string | number, number?];
     if (r[0] !== 'ok') throw new JoinRefusedError(r[1] as JoinRefusalCode, r[2] ? String(r[2]) : undefined);
     return { vip: r[1], version: Number(r[2]), created: r[3] === 1 };
   }

@@ -122,3 +122,16 @@ export const policyCheckBody = {
     port: { type: 'string', minLength: 1, maxLength: 16 },
   },
 } as const;
+
+/** `POST /v1/reassert`: a membership record (membership-record.ts) and a fresh key proof ('reassert'). */
+export const reassertBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['publicKey', 'challengeId', 'proof', 'record'],
+  properties: {
+    publicKey: b64(32),
+    challengeId: { type: 'string', minLength: 16, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' },
+    proof: b64(32),
+    record: { type: 'string', minLength: 1, maxLength: 8192 },
+  },
+} as const;

@@ -8,7 +8,7 @@
 import type Redis from 'ioredis';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AddressInfo } from 'node:net';
-import type { KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { isRedisUnavailableError, silentLogger, type Logger } from '../common';
 import { buildApi, replyRedisUnavailable, sessionVipOf } from './api';
 import * as D from './constants';
@@ -21,6 +21,7 @@ import { TokenStore } from './token-store';
 import { newJoinCounters, newRateLimitCounters, type JoinCounters, type RateLimitCounters } from './metrics';
 import { isNonce, NONCE_HEADER, SIGNATURE_HEADER, SIGNING_KEY_HEADER, signAnswer, signingPublicKey } from './answer-signing';
 import type { JoinRequest } from './types';
+import { RecordIssuer } from './reassert-routes';
 
 export interface CoordinatorOptions {
   /** URL, ioredis options (Sentinel), or a connected client (not closed by `close()`). */
@@ -62,6 +63,18 @@ export interface CoordinatorOptions {
    * deployment: join and peer-map answers to requests with a nonce are signed with it.
    */
   signingKey?: KeyObject;
+  /**
+   * Membership records (join answers carry one, signed with `signingKey`) are valid this long;
+   * at most 30 days (MAX_RECORD_TTL_MS). @default 24 h
+   */
+  recordTtlMs?: number;
+  /**
+   * After Redis lost its data, new vip allocations are held this long (join 503
+   * `allocations-held` + Retry-After) so existing members re-assert their records first; 0: no hold. @default 60 s
+   */
+  reassertGraceMs?: number;
+  /** How often to check that Redis still holds the state (`P:deployment`). @default 2 s; 0 = only on joins */
+  stateCheckMs?: number;
   /** Unix ms; tests inject. @default Date.now */
   now?: () => number;
   /**
@@ -102,7 +115,10 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
   const now = o.now ?? Date.now;
   const ownRedis = typeof o.redis === 'string' || !('duplicate' in o.redis);
   const redis = ownRedis ? connectRedis(o.redis as RedisSpec) : o.redis as Redis;
-  const registry = new RedisRegistry(redis, { prefix, cidr, quarantineMs: o.quarantineMs ?? D.DEFAULT_QUARANTINE_MS, now });
+  const recordTtlMs = o.recordTtlMs ?? D.DEFAULT_RECORD_TTL_MS;
+  if (!(recordTtlMs > 0 && recordTtlMs <= D.MAX_RECORD_TTL_MS)) throw new RangeError(`record TTL must be more than 0 and at most 30 days, got ${recordTtlMs} ms`);
+  const reassertGraceMs = o.reassertGraceMs ?? D.DEFAULT_REASSERT_GRACE_MS;
+  const registry = new RedisRegistry(redis, { prefix, cidr, quarantineMs: o.quarantineMs ?? D.DEFAULT_QUARANTINE_MS, now, reassertGraceMs });
   const tokens = new TokenStore(redis, prefix, now);
   const feed = new PeerFeed(redis, registry.keys.events, log);
   let ready = false;
@@ -156,21 +172,27 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
   const onSend = async (req: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<unknown> => {
     if (!signingKey || reply.statusCode !== 200 || typeof payload !== 'string') return payload;
     const route = req.routeOptions.url;
-    if (route !== '/v1/join' && route !== '/v1/peers') return payload;
+    if (route !== '/v1/join' && route !== '/v1/peers' && route !== '/v1/reassert') return payload;
     const nonce = req.headers[NONCE_HEADER];
     if (typeof nonce !== 'string' || !isNonce(nonce)) return payload;
-    const member = route === '/v1/join' ? (req.body as JoinRequest).publicKey : sessionVipOf(req);
+    // A re-assert is answered as a join (the member's key, its fresh nonce).
+    const joinLike = route !== '/v1/peers';
+    const member = joinLike ? (req.body as JoinRequest).publicKey : sessionVipOf(req);
     if (!member) return payload;
     const since = route === '/v1/peers' ? (req.query as { since?: string }).since ?? '-' : '-';
-    reply.header(SIGNATURE_HEADER, signAnswer(signingKey, { route: route === '/v1/join' ? 'join' : 'peers', member, since, nonce }, payload));
+    reply.header(SIGNATURE_HEADER, signAnswer(signingKey, { route: joinLike ? 'join' : 'peers', member, since, nonce }, payload));
     reply.header(SIGNING_KEY_HEADER, signingPub);
     return payload;
   };
   const rateLimited = newRateLimitCounters();
   // Read by the API per request: setRateLimits changes it in place.
   const rateLimits: Partial<D.RateLimits> = o.rateLimits === false ? {} : { ...D.DEFAULT_RATE_LIMITS, ...o.rateLimits };
+  const records = signingKey
+    ? new RecordIssuer({ signingKey, publicKey: createPublicKey(signingKey), registry, prefix, cidr, ttlMs: recordTtlMs, now })
+    : undefined;
+  if (!signingKey) log.warn('no --signing-key: members get no membership records, so they cannot re-assert their identity if Redis loses its data');
   const app = await buildApi({
-    https: o.tls, onSend,
+    https: o.tls, onSend, records,
     joins, rateLimited, registry, tokens, feed, peerMap, log, cidr, adminToken: o.adminToken,
     bodyLimit: o.bodyLimit ?? D.DEFAULT_BODY_LIMIT, longPollMs: o.longPollMs ?? D.DEFAULT_LONG_POLL_MS,
     trustedProxies: o.trustedProxies ?? [],
@@ -198,6 +220,25 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
     : undefined;
   timer?.unref();
 
+  // Redis lost its data (P:deployment gone): a new generation, new allocations held for the
+  // grace window while members re-assert their records (docs/OPERATIONS.md "When Redis loses data").
+  const checkState = async () => {
+    if (!ready || redis.status !== 'ready') return;
+    const s = await registry.checkState();
+    if (s.rebuilt || s.changed) feed.rebase(await registry.version());
+    if (s.rebuilt) {
+      log.warn({ generation: s.generation, reassertGraceMs }, 'Redis lost its state: starting a new generation; new virtual IPs are held '
+        + 'while members re-assert their membership records');
+    } else if (s.changed) {
+      log.warn({ generation: s.generation }, 'Redis state generation changed under this coordinator (another coordinator found the state gone)');
+    }
+  };
+  const stateCheckMs = o.stateCheckMs ?? D.DEFAULT_STATE_CHECK_MS;
+  const stateTimer = stateCheckMs > 0
+    ? setInterval(() => { checkState().catch((err: unknown) => { if (!isRedisUnavailableError(err)) log.warn({ err }, 'state check failed'); }); }, stateCheckMs)
+    : undefined;
+  stateTimer?.unref();
+
   return {
     app, registry, tokens, redis, feed, joins, rateLimited,
     get ready() { return ready; },
@@ -216,6 +257,7 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
     async close() {
       closed = true;
       if (timer) clearInterval(timer);
+      if (stateTimer) clearInterval(stateTimer);
       await feed.close();
       await app.close();
       if (ownRedis) await redis.quit().catch(() => redis.disconnect());

@@ -65,6 +65,29 @@ export interface JoinResponse {
   sessionToken: string;
   peers: Peer[];
   version: number;
+  /**
+   * The member's signed membership record (coordinator/membership-record.ts), to keep and
+   * re-assert if Redis loses its data (POST /v1/reassert). Absent from a coordinator without
+   * a signing key.
+   */
+  record?: string;
+  /** Unix ms the record expires (fetch a fresh one, GET /v1/record, before then). */
+  recordExpiresAt?: number;
+}
+
+/** `POST /v1/reassert`: restore the identity a signed record names, with a fresh key proof ('reassert'). Answered like a join. */
+export interface ReassertRequest {
+  publicKey: string;
+  challengeId: string;
+  /** base64 of proveKey(..., 'reassert') */
+  proof: string;
+  record: string;
+}
+
+/** `GET /v1/record`: a fresh signed record of the calling member's identity as Redis holds it now. */
+export interface RecordResponse {
+  record: string;
+  recordExpiresAt: number;
 }
 
 export interface TokenCreateRequest {

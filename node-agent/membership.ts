@@ -9,7 +9,8 @@
  * its original IP may not lie in the overlay CIDR. A refused entry is counted and logged.
  */
 import { hostname as osHostname } from 'node:os';
-import { CoordinatorClient, SessionExpiredError, type PeerMapUpdate, type Peer as PeerEntry } from '../coordinator';
+import { CoordinatorClient, CoordinatorHttpError, SessionExpiredError, readMembershipRecordUnverified, type JoinResponse,
+  type PeerMapUpdate, type Peer as PeerEntry } from '../coordinator';
 import { publicKeyFromPrivate, keyToBase64 } from '../protocol';
 import { contains, parseAddr, parseNetwork, type Prefix, type Logger, redactKey } from '../common';
 import { PeerClaims } from './peer-claims';
@@ -27,6 +28,11 @@ export interface JoinOptions {
   coordinatorPubkey?: string;
   /** Accept unsigned join and peer-map answers while no signing key is pinned (plain-HTTP test setups). */
   insecureCoordinator?: boolean;
+  /**
+   * After re-asserting its record, keep the peers the rebuilt registry does not list yet for
+   * this long (they re-assert too), then take the coordinator's full map. @default 90 s (REASSERT_SETTLE_MS)
+   */
+  reassertSettleMs?: number;
   token?: string;
   originalIp: string;
   hostname?: string;
@@ -51,6 +57,26 @@ export function peerSpecFromEntry(p: PeerEntry, onBadInbound?: (spec: string, re
 }
 
 
+/**
+ * Join refusals that mean "the coordinator does not know this key" (its token is gone too):
+ * what a member sees after Redis lost its data. With a saved record the member re-asserts it.
+ */
+const UNKNOWN_MEMBER_CODES: ReadonlySet<string> = new Set(['token-required', 'token-unknown', 'token-expired', 'token-exhausted']);
+/** Where the peer-map follower is: the version and map it last applied. */
+interface FollowState {
+  since: number | undefined;
+  seed: PeerEntry[];
+}
+
+/**
+ * After a re-assert the rebuilt registry lists only the members that re-asserted so far: the
+ * agent keeps its other cached peers this long (beyond the coordinators' default 60 s
+ * --reassert-grace plus a 25 s long-poll), adding what comes back, then takes the full map.
+ */
+export const REASSERT_SETTLE_MS = 90_000;
+/** How often the agent checks whether its membership record needs refreshing. */
+export const RECORD_CHECK_MS = 60_000;
+
 export class MembershipClient {
   readonly client: CoordinatorClient;
   private readonly privateKey: Buffer;
@@ -66,6 +92,10 @@ export class MembershipClient {
   mapVersion: number | undefined;
   /** The coordinator connection, for `isthmus status`. */
   readonly contact: { url: string; connected: boolean; lastContactWallMs: number; error?: string };
+  private record: string | undefined;
+  private recordRefreshing = false;
+  /** Set by a successful re-assert, taken by the peer-map loop (it then keeps cached peers a while). */
+  private reasserted = false;
 
   constructor(private readonly opts: JoinOptions, private readonly state: StateDir, private readonly log: Logger) {
     const saved = state.signingKey();
@@ -81,6 +111,68 @@ export class MembershipClient {
     this.privateKey = state.privateKey();
     this.publicKey = keyToBase64(publicKeyFromPrivate(this.privateKey));
     this.contact = { url: opts.coordinatorUrl, connected: false, lastContactWallMs: 0 };
+    this.record = state.loadRecord();
+  }
+
+  /** The signed membership record this member keeps (undefined: none yet, or no signing coordinator). */
+  get membershipRecord(): string | undefined {
+    return this.record;
+  }
+
+  private keepRecord(r: { record?: string }): void {
+    if (!r.record || r.record === this.record) return;
+    this.record = r.record;
+    this.state.saveRecord(r.record);
+  }
+
+  private accepted(r: JoinResponse): Membership {
+    this.sessionToken = r.sessionToken;
+    this.keepRecord(r);
+    const m: Membership = { vip: r.vip, cidr: r.cidr, version: r.version, peers: r.peers };
+    this.contacted();
+    this.entries = r.peers;
+    this.mapVersion = r.version;
+    this.setOverlay(r.cidr);
+    this.state.saveMembership(m);
+    return m;
+  }
+
+  /**
+   * The coordinator does not know this key (Redis lost its data, and its token with it):
+   * restore our identity from the signed record, with a fresh key proof.
+   */
+  private async reassert(why: CoordinatorHttpError): Promise<Membership> {
+    this.log.warn({ code: why.code }, 'the coordinator does not know this member: re-asserting its signed membership record');
+    const r = await this.client.reassert({ privateKey: this.privateKey, publicKey: publicKeyFromPrivate(this.privateKey), record: this.record! });
+    this.log.info({ vip: r.vip }, 'membership record re-asserted: identity restored');
+    this.reasserted = true;
+    return this.accepted(r);
+  }
+
+  /**
+   * Fetch a fresh record when less than half of this one's life is left, or when the identity
+   * the coordinator holds for us (our own peer-map entry) differs from it (an admin changed our
+   * tags). Best effort: a failure is logged and tried again at the next check.
+   */
+  async refreshRecord(self?: PeerEntry): Promise<boolean> {
+    if (!this.sessionToken || this.recordRefreshing || !this.record) return false;
+    const cur = readMembershipRecordUnverified(this.record);
+    const now = Date.now();
+    const stale = !cur || cur.exp - now < (cur.exp - cur.iat) / 2
+      || (self !== undefined && (self.vip !== cur.vip || self.originalIp !== cur.orig || self.hostname !== cur.hostname
+        || [...self.tags].sort().join('\n') !== cur.tags.join('\n')));
+    if (!stale) return false;
+    this.recordRefreshing = true;
+    try {
+      this.keepRecord(await this.client.record(this.sessionToken));
+      this.log.info('membership record refreshed');
+      return true;
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'membership record refresh failed; trying again later');
+      return false;
+    } finally {
+      this.recordRefreshing = false;
+    }
   }
 
   /** One exchange with the coordinator ended: an answer, or `err`. */
@@ -101,18 +193,17 @@ export class MembershipClient {
    *  membership when the coordinator cannot be reached and this key joined before. */
   async join(): Promise<Membership> {
     try {
-      const r = await this.client.join({
-        privateKey: this.privateKey, publicKey: publicKeyFromPrivate(this.privateKey), token: this.opts.token,
-        originalIp: this.opts.originalIp, hostname: this.opts.hostname ?? osHostname(),
-      });
-      this.sessionToken = r.sessionToken;
-      const m: Membership = { vip: r.vip, cidr: r.cidr, version: r.version, peers: r.peers };
-      this.contacted();
-      this.entries = r.peers;
-      this.mapVersion = r.version;
-      this.setOverlay(r.cidr);
-      this.state.saveMembership(m);
-      return m;
+      try {
+        return this.accepted(await this.client.join({
+          privateKey: this.privateKey, publicKey: publicKeyFromPrivate(this.privateKey), token: this.opts.token,
+          originalIp: this.opts.originalIp, hostname: this.opts.hostname ?? osHostname(),
+        }));
+      } catch (err) {
+        if (this.record && err instanceof CoordinatorHttpError && err.status === 401 && UNKNOWN_MEMBER_CODES.has(err.code)) {
+          return await this.reassert(err);
+        }
+        throw err;
+      }
     } catch (err) {
       const saved = this.state.loadMembership();
       const status = (err as { status?: number }).status;
@@ -207,18 +298,45 @@ export class MembershipClient {
 
   /** Follow the coordinator's peer map until stop(); re-joins when the session expires. */
   async run(initial: Membership, sink: PeerSink): Promise<void> {
-    let since: number | undefined = initial.version;
-    let seed = initial.peers;
+    const st: FollowState = { since: initial.version, seed: initial.peers };
+    const recordTimer = setInterval(() => { void this.refreshRecord(st.seed.find((p) => p.publicKey === this.publicKey)); }, RECORD_CHECK_MS);
+    recordTimer.unref();
+    try {
+      await this.follow(initial, sink, st);
+    } finally {
+      clearInterval(recordTimer);
+    }
+  }
+
+  /** Add `peers` to the data path and to the seed, keeping seed entries they do not replace. */
+  private merge(st: FollowState, peers: Iterable<PeerEntry>, sink: PeerSink): void {
+    const list = [...peers];
+    this.applyUpserts(list, sink);
+    const byVip = new Map(st.seed.map((p) => [p.vip, p]));
+    for (const p of list) byVip.set(p.vip, p);
+    st.seed = [...byVip.values()];
+  }
+
+  private async follow(initial: Membership, sink: PeerSink, st: FollowState): Promise<void> {
     const signal = this.abort.signal;
     const backoff = new JoinBackoff();
+    /** Until when cached peers are kept after a re-assert (full maps merged, not applied). */
+    let settleUntil = 0;
     while (!signal.aborted) {
       if (!this.sessionToken) {
         try {
           const m = await this.join();
           if (!this.sessionToken) throw new Error('coordinator still unreachable');
-          this.applyFull(m.peers, sink);
-          since = m.version;
-          seed = m.peers;
+          if (this.reasserted) {
+            this.reasserted = false;
+            settleUntil = Date.now() + (this.opts.reassertSettleMs ?? REASSERT_SETTLE_MS);
+            this.merge(st, m.peers, sink);
+            this.log.info({ peers: st.seed.length, settleMs: settleUntil - Date.now() }, 'keeping cached peers while the others re-assert');
+          } else {
+            this.applyFull(m.peers, sink);
+            st.seed = m.peers;
+          }
+          st.since = m.version;
           backoff.reset();
         } catch (err) {
           const e = err as { status?: number; retryAfter?: string; message?: string };
@@ -228,25 +346,36 @@ export class MembershipClient {
           continue;
         }
       }
+      // While settling, the watch ends when the window does; the next one asks for a full map.
+      const settling = settleUntil > Date.now();
+      const watch = new AbortController();
+      const settleTimer = settling ? setTimeout(() => watch.abort(), settleUntil - Date.now()) : undefined;
       try {
-        await this.client.watchPeers(this.sessionToken!, since, (u: PeerMapUpdate) => {
-          if (u.full) this.applyFull(u.peers.values(), sink);
+        await this.client.watchPeers(this.sessionToken!, st.since, (u: PeerMapUpdate) => {
+          if (u.full && settleUntil > Date.now()) this.merge(st, u.peers.values(), sink);
+          else if (u.full) this.applyFull(u.peers.values(), sink);
           else {
             // Removals first: an address a removed member held may be claimed in the same update.
-            const byVip = new Map(seed.map((p) => [p.vip, p.publicKey]));
+            const byVip = new Map(st.seed.map((p) => [p.vip, p.publicKey]));
             for (const vip of u.removals) {
               const key = byVip.get(vip);
               if (key && key !== this.publicKey) this.drop(key, sink);
             }
             this.applyUpserts(u.upserts, sink);
           }
-          since = u.version;
-          seed = [...u.peers.values()];
-          this.entries = seed;
+          st.since = u.version;
+          if (!(u.full && settleUntil > Date.now())) st.seed = [...u.peers.values()];
+          this.entries = st.seed;
           this.mapVersion = u.version;
-          this.state.saveMembership({ vip: initial.vip, cidr: initial.cidr, version: u.version, peers: seed });
+          this.state.saveMembership({ vip: initial.vip, cidr: initial.cidr, version: u.version, peers: st.seed });
           this.log.info({ peers: u.peers.size, version: u.version, full: u.full }, 'peer map updated');
-        }, signal, { initial: seed, onContact: (err) => this.contacted(err) });
+          void this.refreshRecord(u.peers.get(initial.vip));
+        }, AbortSignal.any([signal, watch.signal]), { initial: st.seed, onContact: (err) => this.contacted(err) });
+        if (settling && watch.signal.aborted && !signal.aborted) {
+          settleUntil = 0;
+          st.since = undefined;
+          this.log.info('re-assert window over: taking the coordinator\'s full peer map');
+        }
       } catch (err) {
         if (err instanceof SessionExpiredError) {
           this.log.warn('coordinator session expired: re-joining');
@@ -254,6 +383,8 @@ export class MembershipClient {
           continue;
         }
         throw err;
+      } finally {
+        clearTimeout(settleTimer);
       }
     }
   }

@@ -11,6 +11,8 @@ import type { Peer as PeerEntry } from '../coordinator';
 export const DEFAULT_STATE_DIR = '/var/lib/isthmus';
 const KEY_FILE = 'private.key';
 const MEMBERSHIP_FILE = 'membership.json';
+/** The signed membership record from the last join (coordinator/membership-record.ts): not secret. */
+export const RECORD_FILE = 'membership.record';
 /** The coordinator signing key pinned at the first join (docs/SECURITY.md); survives leave. */
 export const SIGNING_KEY_FILE = 'coordinator-signing.pub';
 
@@ -77,6 +79,21 @@ export class StateDir {
     writePrivate(join(this.dir, MEMBERSHIP_FILE), JSON.stringify(m, null, 1) + '\n');
   }
 
+  /** The signed membership record, if any (re-asserted if the coordinator no longer knows this member). */
+  loadRecord(): string | undefined {
+    const path = join(this.dir, RECORD_FILE);
+    if (!existsSync(path)) return undefined;
+    return readFileSync(path, 'utf8').trim() || undefined;
+  }
+
+  /** Replace the record atomically (a crash leaves the old one or the new one, never half). */
+  saveRecord(record: string): void {
+    this.ensure();
+    const path = join(this.dir, RECORD_FILE);
+    writeFileSync(`${path}.tmp`, record.trim() + '\n', { mode: 0o644 });
+    renameSync(`${path}.tmp`, path);
+  }
+
   /** The pinned coordinator signing key (base64), if any. */
   signingKey(): string | undefined {
     const path = join(this.dir, SIGNING_KEY_FILE);
@@ -92,6 +109,7 @@ export class StateDir {
   /** After leaving: the key goes too, so a later start needs a token again. */
   clear(): void {
     rmSync(join(this.dir, MEMBERSHIP_FILE), { force: true });
+    rmSync(join(this.dir, RECORD_FILE), { force: true });
     rmSync(join(this.dir, KEY_FILE), { force: true });
   }
 }

@@ -20,6 +20,8 @@ interface CoordinatorArgs extends RedisArgs {
   'ephemeral-timeout': string;
   'original-ip-grace'?: string;
   'session-ttl': string;
+  'record-ttl': string;
+  'reassert-grace': string;
   'trusted-proxy': string[];
   metrics?: string;
   'tls-cert'?: string;
@@ -96,6 +98,8 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
     .option('original-ip-grace', { type: 'string', hidden: true, describe: 'Removed (ignored, with a warning): original IPs are never taken over; an admin frees one with `isthmus node remove`' })
     .option('trusted-proxy', { type: 'string', array: true, default: [] as string[],
       describe: 'Reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For names the address a join comes from (members may claim that address as their original IP). Default: none, the TCP peer address counts' })
+    .option('record-ttl', { type: 'string', default: '24h', describe: 'Lifetime of the signed membership record a member gets on join (needs --signing-key); members fetch a fresh one when half is left. After Redis loses its data a member re-asserts its identity with it. At most 30d' })
+    .option('reassert-grace', { type: 'string', default: '60s', describe: 'After Redis lost its data, hold new virtual-IP allocations this long (joins of new keys: 503 + Retry-After) so existing members re-assert their records first; 0s: no hold' })
     .option('session-ttl', { type: 'string', default: '24h', describe: 'Lifetime of the session token a member gets on join; renewed to the full lifetime on use once less than half is left (one write per half lifetime, no re-join)' })
     .option('metrics', METRICS_OPTION)
     .option('tls-cert', { type: 'string', describe: 'Serve HTTPS with this certificate (PEM, chain included); with --tls-key' })
@@ -122,7 +126,9 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
       } catch (err) {
         throw new Error(`--cidr: ${(err as Error).message}`);
       }
-      for (const f of ['quarantine', 'ephemeral-timeout', 'session-ttl'] as const) duration(a[f], `--${f}`);
+      for (const f of ['quarantine', 'ephemeral-timeout', 'session-ttl', 'record-ttl', 'reassert-grace'] as const) duration(a[f], `--${f}`);
+      const recordTtl = duration(a['record-ttl'], '--record-ttl');
+      if (recordTtl <= 0 || recordTtl > 30 * 24 * 3600 * 1000) throw new Error(`--record-ttl must be more than 0 and at most 30d, got ${a['record-ttl']}`);
       for (const p of a['trusted-proxy']) {
         const s = String(p);
         if (!/^\d{1,3}(\.\d{1,3}){3}(\/\d{1,2})?$/.test(s)) throw new Error(`--trusted-proxy must be an IPv4 address or CIDR, got ${JSON.stringify(s)}`);
@@ -158,6 +164,7 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
       redis, cidr: a.cidr, prefix: a['redis-prefix'], adminToken, logger: log,
       quarantineMs: duration(a.quarantine, '--quarantine'), ephemeralTimeoutMs: duration(a['ephemeral-timeout'], '--ephemeral-timeout'),
       trustedProxies: a['trusted-proxy'].map(String), sessionTtlMs: duration(a['session-ttl'], '--session-ttl'),
+      recordTtlMs: duration(a['record-ttl'], '--record-ttl'), reassertGraceMs: duration(a['reassert-grace'], '--reassert-grace'),
       tls, signingKey,
       rateLimits: Object.fromEntries(Object.entries(RATE_LIMIT_FLAGS).map(([flag, key]) => [key, a[flag as keyof typeof RATE_LIMIT_FLAGS]])),
       waitForRedis: {

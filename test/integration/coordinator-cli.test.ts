@@ -147,6 +147,11 @@ test.serial('bad flags name the flag (non-zero exit); wrong admin token is a cle
   const q = await run(['coordinator', '--redis', env.redis.url, '--quarantine', 'forever']);
   t.not(q.code, 0);
   t.regex(q.err, /--quarantine/);
+  for (const [flag, value, why] of [['--reassert-grace', 'a-while', 'must be a duration'], ['--record-ttl', '90d', 'at most 30d'], ['--record-ttl', '0s', 'more than 0']]) {
+    const r = await run(['coordinator', '--redis', env.redis.url, flag, value]);
+    t.not(r.code, 0);
+    t.regex(r.err, new RegExp(`${flag} ${why}|${flag} must be .*${why}`));
+  }
   for (const [flag, value] of [['--rate-limit-join', '-1'], ['--rate-limit-challenge', 'lots'], ['--admin-auth-failures', '2.5']]) {
     const rl = await run(['coordinator', '--redis', env.redis.url, flag, value]);
     t.not(rl.code, 0);

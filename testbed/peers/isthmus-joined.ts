@@ -86,7 +86,8 @@ export interface JoinedOverlay {
   stop(): Promise<void>;
 }
 
-export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: string; cluster?: boolean } = {}): Promise<JoinedOverlay> {
+export async function startJoinedOverlay(topo: Topology,
+  opts: { logLevel?: string; cluster?: boolean; /** Extra `isthmus coordinator` flags, e.g. ['--reassert-grace', '15s']. */ coordinatorArgs?: string[] } = {}): Promise<JoinedOverlay> {
   const cli = cliPath();
   const dir = mkdtempSync(join(tmpdir(), `${topo.prefix}-joined-`));
   // Readiness is read from info-level log lines.
@@ -108,7 +109,7 @@ export async function startJoinedOverlay(topo: Topology, opts: { logLevel?: stri
   const coordinatorArgs = ['--coordinator', coordinatorUrl, '--coordinator-ca', tls.ca];
   const startCoordinators = async () => {
     const procs = coordinatorHosts.map((h, i) => topo.spawn(h.ns, process.execPath, [cli, 'coordinator', '--redis', redisUrl,
-      '--listen', `${h.ip}:${COORDINATOR_PORT}`, '--tls-cert', tls.cert, '--tls-key', tls.key, '--signing-key', tls.signingKey], { name: `coordinator${i + 1}`, env: { ...env, ISTHMUS_ADMIN_TOKEN: adminToken } }));
+      '--listen', `${h.ip}:${COORDINATOR_PORT}`, '--tls-cert', tls.cert, '--tls-key', tls.key, '--signing-key', tls.signingKey, ...(opts.coordinatorArgs ?? [])], { name: `coordinator${i + 1}`, env: { ...env, ISTHMUS_ADMIN_TOKEN: adminToken } }));
     for (const h of coordinatorHosts) await topo.waitForListen(h.ns, COORDINATOR_PORT, 'tcp');
     return procs;
   };
