@@ -86,10 +86,37 @@ export function redisSpecFrom(f: RedisConnectFlags): RedisOptions {
 }
 
 export function connectRedis(spec: RedisSpec, extra: RedisOptions = {}): Redis {
-  const base: RedisOptions = { maxRetriesPerRequest: 3, enableAutoPipelining: true, retryStrategy: redisRetryStrategy(), ...extra };
   const opts = typeof spec === 'string' ? parseRedisUrl(spec) : spec;
+  const sentinel = (opts.sentinels?.length ?? 0) > 0;
+  const base: RedisOptions = {
+    maxRetriesPerRequest: 3, enableAutoPipelining: true, retryStrategy: redisRetryStrategy(),
+    ...(sentinel ? SENTINEL_FAILOVER_OPTIONS : {}), ...extra,
+  };
   return new Redis({ ...base, ...opts });
 }
+
+/** How long a client behind Sentinel waits at most between reconnects: a failover ends within
+ *  seconds and the sentinels say where the new master is, so retrying soon is cheap. */
+export const REDIS_SENTINEL_RETRY_CAP_MS = 1_000;
+
+/**
+ * What every client behind Sentinel adds (its `duplicate()`s inherit them), so that a failover
+ * moves all of a daemon's connections — commands and subscriptions — to the new master:
+ *
+ * - `failoverDetector`: subscribe to the sentinels' `+switch-master` and reconnect at once. A
+ *   manual `SENTINEL FAILOVER` leaves the old master running as a master for seconds after the
+ *   sentinels switched (until they convert it to a replica, which then resyncs and drops what was
+ *   written to it meanwhile); without this, a client still on it would write into that hole.
+ * - `reconnectOnError`: a `READONLY` reply means the node was demoted under us: reconnect
+ *   (through the sentinels) and resend that command.
+ * - a shorter reconnect cap (`REDIS_SENTINEL_RETRY_CAP_MS`), so a client that was backing off
+ *   while the master was dead finds the promoted one within about a second of the switch.
+ */
+export const SENTINEL_FAILOVER_OPTIONS: RedisOptions = {
+  failoverDetector: true,
+  reconnectOnError: (err: Error) => (/^READONLY\b/.test(err.message) ? 2 : false),
+  retryStrategy: redisRetryStrategy(Math.random, REDIS_SENTINEL_RETRY_CAP_MS),
+};
 
 /** A Redis URL safe to log: the password is replaced. */
 export function redactUrl(url: string): string {

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { isRedisUnavailableError, redisRetryStrategy, REDIS_RETRY_BASE_MS as BASE, REDIS_RETRY_CAP_MS as CAP } from '../../../common';
+import { connectRedis, isRedisUnavailableError, redisRetryStrategy, redisSpecFrom, REDIS_RETRY_BASE_MS as BASE, REDIS_RETRY_CAP_MS as CAP, REDIS_SENTINEL_RETRY_CAP_MS } from '../../../common';
 
 test('redisRetryStrategy: never gives up, jittered within [base, min(cap, base·2^(n-1))], capped', (t) => {
   const hi = redisRetryStrategy(() => 0.999999);
@@ -26,4 +26,28 @@ test('isRedisUnavailableError: connection trouble yes, command errors no', (t) =
   t.false(isRedisUnavailableError(new Error('NOPERM this user has no permissions')));
   t.false(isRedisUnavailableError(new Error('overlay CIDR mismatch')));
   t.false(isRedisUnavailableError(undefined));
+});
+
+test('connectRedis behind Sentinel: failover detection, READONLY reconnects, a 1 s reconnect cap; a plain URL keeps the defaults', (t) => {
+  const sentinel = connectRedis(redisSpecFrom({ sentinels: ['127.0.0.1:1'], sentinelName: 'm' }), { lazyConnect: true });
+  const plain = connectRedis('redis://127.0.0.1:1', { lazyConnect: true });
+  try {
+    const s = sentinel.options;
+    t.true(s.failoverDetector);
+    t.is(s.reconnectOnError!(new Error("READONLY You can't write against a read only replica.")), 2);
+    t.false(s.reconnectOnError!(new Error('WRONGTYPE Operation against a key holding the wrong kind of value')));
+    const waits = Array.from({ length: 200 }, () => s.retryStrategy!(30) as number);
+    t.true(waits.every((w) => w >= BASE && w <= REDIS_SENTINEL_RETRY_CAP_MS), `max ${Math.max(...waits)}`);
+    // Its duplicates (subscribers) inherit them.
+    t.true(sentinel.duplicate({ lazyConnect: true }).options.failoverDetector);
+    // Positive control: without Sentinel, none of it, and the usual cap.
+    const p = plain.options;
+    t.falsy(p.failoverDetector);
+    t.falsy(p.reconnectOnError);
+    const plainWaits = Array.from({ length: 200 }, () => p.retryStrategy!(30) as number);
+    t.true(plainWaits.some((w) => w > REDIS_SENTINEL_RETRY_CAP_MS) && plainWaits.every((w) => w <= CAP));
+  } finally {
+    sentinel.disconnect();
+    plain.disconnect();
+  }
 });
