@@ -36,6 +36,7 @@ export class RedisMeshRegistry implements MeshRouteSource {
   private readonly ttlMs: number;
   private sub: Redis | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private onReady: (() => void) | undefined;
   private readonly listeners: ((e: MeshSessionEvent | undefined) => void)[] = [];
 
   constructor(private readonly redis: Redis, private readonly o: MeshRegistryOptions) {
@@ -60,7 +61,8 @@ export class RedisMeshRegistry implements MeshRouteSource {
   async start(): Promise<void> {
     const sub = this.redis.duplicate();
     this.sub = sub;
-    sub.on('error', (e: Error) => this.o.logger.warn({ err: e.message }, 'redis (mesh events) error'));
+    // Reachability is logged once per change on the main client (watchRedis), not per retry here.
+    sub.on('error', (e: Error) => this.o.logger.debug({ err: e.message }, 'redis (mesh events) error'));
     let first = true;
     sub.on('ready', () => {
       if (first) {
@@ -73,10 +75,23 @@ export class RedisMeshRegistry implements MeshRouteSource {
     sub.on('message', (_ch: string, msg: string) => this.onMessage(msg));
     await sub.subscribe(this.keys.events);
     await this.heartbeat();
-    this.timer = setInterval(() => {
-      this.heartbeat().catch((e: Error) => this.o.logger.warn({ err: e.message }, 'relay heartbeat failed'));
-    }, this.heartbeatMs);
+    // Logged once per failure streak (Redis down or failing over), not once per beat.
+    let failing = false;
+    const beat = () => {
+      this.heartbeat().then(() => {
+        if (failing) this.o.logger.info('relay heartbeat restored');
+        failing = false;
+      }, (e: Error) => {
+        if (!failing) this.o.logger.warn({ err: e.message }, 'relay heartbeat failed');
+        failing = true;
+      });
+    };
+    this.timer = setInterval(beat, this.heartbeatMs);
     this.timer.unref();
+    // After a reconnect (a restart, a Sentinel failover) our key may have expired meanwhile:
+    // re-register at once, so peers' route lookups find this relay again without waiting a beat.
+    this.onReady = beat;
+    this.redis.on('ready', beat);
   }
 
   private heartbeat(): Promise<unknown> {
@@ -135,6 +150,8 @@ export class RedisMeshRegistry implements MeshRouteSource {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    if (this.onReady) this.redis.off('ready', this.onReady);
+    this.onReady = undefined;
     this.sub?.disconnect();
     this.sub = undefined;
     await this.redis.del(this.keys.relay(this.o.relayId)).catch(() => undefined);
