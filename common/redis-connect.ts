@@ -10,7 +10,9 @@
  * ACL user and TLS settings apply to the master; `sentinelPassword` to the sentinels.
  * Nothing here logs; `describeRedis` / `redactUrl` give a form safe for logs and errors.
  */
-import Redis, { type RedisOptions } from 'ioredis';
+import type Redis from 'ioredis';
+import { type RedisOptions } from 'ioredis';
+import { createFollowingRedis } from './sentinel-switch';
 
 export type RedisSpec = string | RedisOptions;
 
@@ -92,7 +94,7 @@ export function connectRedis(spec: RedisSpec, extra: RedisOptions = {}): Redis {
     maxRetriesPerRequest: 3, enableAutoPipelining: true, retryStrategy: redisRetryStrategy(),
     ...(sentinel ? SENTINEL_FAILOVER_OPTIONS : {}), ...extra,
   };
-  return new Redis({ ...base, ...opts });
+  return createFollowingRedis({ ...base, ...opts });
 }
 
 /** How long a client behind Sentinel waits at most between reconnects: a failover ends within
@@ -101,19 +103,15 @@ export const REDIS_SENTINEL_RETRY_CAP_MS = 1_000;
 
 /**
  * What every client behind Sentinel adds (its `duplicate()`s inherit them), so that a failover
- * moves all of a daemon's connections — commands and subscriptions — to the new master:
+ * moves all of a daemon's connections — commands and subscriptions — to the new master (with
+ * common/sentinel-switch.ts, which reconnects them the moment the sentinels announce a switch):
  *
- * - `failoverDetector`: subscribe to the sentinels' `+switch-master` and reconnect at once. A
- *   manual `SENTINEL FAILOVER` leaves the old master running as a master for seconds after the
- *   sentinels switched (until they convert it to a replica, which then resyncs and drops what was
- *   written to it meanwhile); without this, a client still on it would write into that hole.
  * - `reconnectOnError`: a `READONLY` reply means the node was demoted under us: reconnect
  *   (through the sentinels) and resend that command.
  * - a shorter reconnect cap (`REDIS_SENTINEL_RETRY_CAP_MS`), so a client that was backing off
  *   while the master was dead finds the promoted one within about a second of the switch.
  */
 export const SENTINEL_FAILOVER_OPTIONS: RedisOptions = {
-  failoverDetector: true,
   reconnectOnError: (err: Error) => (/^READONLY\b/.test(err.message) ? 2 : false),
   retryStrategy: redisRetryStrategy(Math.random, REDIS_SENTINEL_RETRY_CAP_MS),
 };
