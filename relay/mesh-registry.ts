@@ -3,9 +3,12 @@
  *
  *   - `P:relay:<id>` hash {meshIp, meshPort, listenIp, listenPort, since}, re-written every
  *     `heartbeatMs` with TTL `ttlMs`: a relay that dies drops out of the registry by itself.
- *   - route lookups: `P:session:<vip>`.relayId, then `P:relay:<id>` → mesh address.
+ *   - route lookups: `P:session:<vip>`.relayId, then `P:relay:<id>` → mesh address. When that
+ *     key is missing but the relay's address is known from before (it expired while Redis was
+ *     unreachable or failing over, and the relay has not re-registered yet), the known address
+ *     answers: the session record still names the relay.
  *   - `P:events` subscription (a second connection): session-up/down go to the mesh, which
- *     invalidates its route cache at once; after a reconnect the mesh drops every route
+ *     invalidates its route cache at once; after a reconnect the mesh re-checks every route
  *     (events may have been missed while Redis was away).
  *   - `P:mesh-key`: the shared mesh secret when no --mesh-key file is given. Created once with
  *     SET NX by the first relay; whoever can read Redis is already trusted with the cluster.
@@ -38,6 +41,8 @@ export class RedisMeshRegistry implements MeshRouteSource {
   private timer: NodeJS.Timeout | undefined;
   private onReady: (() => void) | undefined;
   private readonly listeners: ((e: MeshSessionEvent | undefined) => void)[] = [];
+  /** Mesh address last seen per relay id (lookups and events); bounded, a cluster has few relays. */
+  private readonly lastKnown = new Map<string, { ip: string; port: string }>();
 
   constructor(private readonly redis: Redis, private readonly o: MeshRegistryOptions) {
     this.keys = redisKeys(o.prefix ?? DEFAULT_PREFIX);
@@ -105,6 +110,11 @@ export class RedisMeshRegistry implements MeshRouteSource {
       .exec();
   }
 
+  private remember(relayId: string, ip: string, port: string): void {
+    if (this.lastKnown.size >= 1024 && !this.lastKnown.has(relayId)) this.lastKnown.clear();
+    this.lastKnown.set(relayId, { ip, port });
+  }
+
   private onMessage(msg: string): void {
     const e = decodeEvent(msg);
     if (!e || isNodeEvent(e) || e.type === EventType.PolicyChanged) return;
@@ -118,6 +128,7 @@ export class RedisMeshRegistry implements MeshRouteSource {
     if (e.meshIp !== undefined && e.meshPort !== undefined) {
       try {
         mesh = { addr: parseAddr(e.meshIp), port: e.meshPort };
+        this.remember(e.relayId, e.meshIp, String(e.meshPort));
       } catch {
         mesh = undefined;
       }
@@ -132,7 +143,9 @@ export class RedisMeshRegistry implements MeshRouteSource {
   async lookupHome(vip: number, selfId: string): Promise<MeshHome | undefined> {
     const relayId = await this.redis.hget(this.keys.session(formatAddr(vip)), 'relayId');
     if (!relayId || relayId === selfId) return undefined;
-    const [ip, port] = await this.redis.hmget(this.keys.relay(relayId), 'meshIp', 'meshPort');
+    let [ip, port] = await this.redis.hmget(this.keys.relay(relayId), 'meshIp', 'meshPort');
+    if (ip && port) this.remember(relayId, ip, port);
+    else ({ ip, port } = this.lastKnown.get(relayId) ?? { ip: null, port: null });
     if (!ip || !port) return undefined;
     try {
       return { relayId, addr: parseAddr(ip), port: Number(port) };
