@@ -10,8 +10,7 @@
  * ACL user and TLS settings apply to the master; `sentinelPassword` to the sentinels.
  * Nothing here logs; `describeRedis` / `redactUrl` give a form safe for logs and errors.
  */
-import type Redis from 'ioredis';
-import { type RedisOptions } from 'ioredis';
+import type { default as Redis, RedisOptions } from 'ioredis';
 import { createFollowingRedis } from './sentinel-switch';
 
 export type RedisSpec = string | RedisOptions;
