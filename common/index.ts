@@ -25,7 +25,7 @@ export {
 } from './metrics-server';
 export {
   RedisConfigError, connectRedis, describeRedis, isRedisUnavailableError, parseRedisUrl, redactUrl, redisRetryStrategy, redisSecrets, redisSpecFrom, scrubSecrets, watchRedis,
-  REDIS_RETRY_BASE_MS, REDIS_RETRY_CAP_MS, type RedisStateLogger,
+  REDIS_RETRY_BASE_MS, REDIS_RETRY_CAP_MS, REDIS_SENTINEL_RETRY_CAP_MS, SENTINEL_FAILOVER_OPTIONS, type RedisStateLogger,
   type RedisConnectFlags, type RedisSpec,
 } from './redis-connect';
 export { byLabel, counterFrom, gaugeFrom, labelledFrom } from './prom';

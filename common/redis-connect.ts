@@ -10,7 +10,8 @@
  * ACL user and TLS settings apply to the master; `sentinelPassword` to the sentinels.
  * Nothing here logs; `describeRedis` / `redactUrl` give a form safe for logs and errors.
  */
-import Redis, { type RedisOptions } from 'ioredis';
+import type { default as Redis, RedisOptions } from 'ioredis';
+import { createFollowingRedis } from './sentinel-switch';
 
 export type RedisSpec = string | RedisOptions;
 
@@ -86,10 +87,33 @@ export function redisSpecFrom(f: RedisConnectFlags): RedisOptions {
 }
 
 export function connectRedis(spec: RedisSpec, extra: RedisOptions = {}): Redis {
-  const base: RedisOptions = { maxRetriesPerRequest: 3, enableAutoPipelining: true, retryStrategy: redisRetryStrategy(), ...extra };
   const opts = typeof spec === 'string' ? parseRedisUrl(spec) : spec;
-  return new Redis({ ...base, ...opts });
+  const sentinel = (opts.sentinels?.length ?? 0) > 0;
+  const base: RedisOptions = {
+    maxRetriesPerRequest: 3, enableAutoPipelining: true, retryStrategy: redisRetryStrategy(),
+    ...(sentinel ? SENTINEL_FAILOVER_OPTIONS : {}), ...extra,
+  };
+  return createFollowingRedis({ ...base, ...opts });
 }
+
+/** How long a client behind Sentinel waits at most between reconnects: a failover ends within
+ *  seconds and the sentinels say where the new master is, so retrying soon is cheap. */
+export const REDIS_SENTINEL_RETRY_CAP_MS = 1_000;
+
+/**
+ * What every client behind Sentinel adds (its `duplicate()`s inherit them), so that a failover
+ * moves all of a daemon's connections — commands and subscriptions — to the new master (with
+ * common/sentinel-switch.ts, which reconnects them the moment the sentinels announce a switch):
+ *
+ * - `reconnectOnError`: a `READONLY` reply means the node was demoted under us: reconnect
+ *   (through the sentinels) and resend that command.
+ * - a shorter reconnect cap (`REDIS_SENTINEL_RETRY_CAP_MS`), so a client that was backing off
+ *   while the master was dead finds the promoted one within about a second of the switch.
+ */
+export const SENTINEL_FAILOVER_OPTIONS: RedisOptions = {
+  reconnectOnError: (err: Error) => (/^READONLY\b/.test(err.message) ? 2 : false),
+  retryStrategy: redisRetryStrategy(Math.random, REDIS_SENTINEL_RETRY_CAP_MS),
+};
 
 /** A Redis URL safe to log: the password is replaced. */
 export function redactUrl(url: string): string {

@@ -21,7 +21,8 @@ export function removedVip(message: string): number | undefined {
 /** Subscribe on a dedicated connection (a subscribed ioredis client can do nothing else). */
 export async function followMemberRemovals(redis: Redis, prefix: string, onRemoved: (vip: number) => void, log: Logger): Promise<() => Promise<void>> {
   const sub = redis.duplicate();
-  sub.on('error', (e: Error) => log.warn({ err: e.message }, 'redis events connection error'));
+  // Reachability is logged once per change on the main client (watchRedis), not per retry here.
+  sub.on('error', (e: Error) => log.debug({ err: e.message }, 'redis events connection error'));
   sub.on('message', (_channel: string, message: string) => {
     const vip = removedVip(message);
     if (vip !== undefined) onRemoved(vip);

@@ -3,9 +3,12 @@
  *
  *   - `P:relay:<id>` hash {meshIp, meshPort, listenIp, listenPort, since}, re-written every
  *     `heartbeatMs` with TTL `ttlMs`: a relay that dies drops out of the registry by itself.
- *   - route lookups: `P:session:<vip>`.relayId, then `P:relay:<id>` → mesh address.
+ *   - route lookups: `P:session:<vip>`.relayId, then `P:relay:<id>` → mesh address. When that
+ *     key is missing but the relay's address is known from before (it expired while Redis was
+ *     unreachable or failing over, and the relay has not re-registered yet), the known address
+ *     answers: the session record still names the relay.
  *   - `P:events` subscription (a second connection): session-up/down go to the mesh, which
- *     invalidates its route cache at once; after a reconnect the mesh drops every route
+ *     invalidates its route cache at once; after a reconnect the mesh re-checks every route
  *     (events may have been missed while Redis was away).
  *   - `P:mesh-key`: the shared mesh secret when no --mesh-key file is given. Created once with
  *     SET NX by the first relay; whoever can read Redis is already trusted with the cluster.
@@ -36,7 +39,10 @@ export class RedisMeshRegistry implements MeshRouteSource {
   private readonly ttlMs: number;
   private sub: Redis | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private onReady: (() => void) | undefined;
   private readonly listeners: ((e: MeshSessionEvent | undefined) => void)[] = [];
+  /** Mesh address last seen per relay id (lookups and events); bounded, a cluster has few relays. */
+  private readonly lastKnown = new Map<string, { ip: string; port: string }>();
 
   constructor(private readonly redis: Redis, private readonly o: MeshRegistryOptions) {
     this.keys = redisKeys(o.prefix ?? DEFAULT_PREFIX);
@@ -60,7 +66,8 @@ export class RedisMeshRegistry implements MeshRouteSource {
   async start(): Promise<void> {
     const sub = this.redis.duplicate();
     this.sub = sub;
-    sub.on('error', (e: Error) => this.o.logger.warn({ err: e.message }, 'redis (mesh events) error'));
+    // Reachability is logged once per change on the main client (watchRedis), not per retry here.
+    sub.on('error', (e: Error) => this.o.logger.debug({ err: e.message }, 'redis (mesh events) error'));
     let first = true;
     sub.on('ready', () => {
       if (first) {
@@ -73,10 +80,23 @@ export class RedisMeshRegistry implements MeshRouteSource {
     sub.on('message', (_ch: string, msg: string) => this.onMessage(msg));
     await sub.subscribe(this.keys.events);
     await this.heartbeat();
-    this.timer = setInterval(() => {
-      this.heartbeat().catch((e: Error) => this.o.logger.warn({ err: e.message }, 'relay heartbeat failed'));
-    }, this.heartbeatMs);
+    // Logged once per failure streak (Redis down or failing over), not once per beat.
+    let failing = false;
+    const beat = () => {
+      this.heartbeat().then(() => {
+        if (failing) this.o.logger.info('relay heartbeat restored');
+        failing = false;
+      }, (e: Error) => {
+        if (!failing) this.o.logger.warn({ err: e.message }, 'relay heartbeat failed');
+        failing = true;
+      });
+    };
+    this.timer = setInterval(beat, this.heartbeatMs);
     this.timer.unref();
+    // After a reconnect (a restart, a Sentinel failover) our key may have expired meanwhile:
+    // re-register at once, so peers' route lookups find this relay again without waiting a beat.
+    this.onReady = beat;
+    this.redis.on('ready', beat);
   }
 
   private heartbeat(): Promise<unknown> {
@@ -88,6 +108,11 @@ export class RedisMeshRegistry implements MeshRouteSource {
       .hsetnx(k, 'since', String(Date.now()))
       .pexpire(k, this.ttlMs)
       .exec();
+  }
+
+  private remember(relayId: string, ip: string, port: string): void {
+    if (this.lastKnown.size >= 1024 && !this.lastKnown.has(relayId)) this.lastKnown.clear();
+    this.lastKnown.set(relayId, { ip, port });
   }
 
   private onMessage(msg: string): void {
@@ -103,6 +128,7 @@ export class RedisMeshRegistry implements MeshRouteSource {
     if (e.meshIp !== undefined && e.meshPort !== undefined) {
       try {
         mesh = { addr: parseAddr(e.meshIp), port: e.meshPort };
+        this.remember(e.relayId, e.meshIp, String(e.meshPort));
       } catch {
         mesh = undefined;
       }
@@ -117,7 +143,9 @@ export class RedisMeshRegistry implements MeshRouteSource {
   async lookupHome(vip: number, selfId: string): Promise<MeshHome | undefined> {
     const relayId = await this.redis.hget(this.keys.session(formatAddr(vip)), 'relayId');
     if (!relayId || relayId === selfId) return undefined;
-    const [ip, port] = await this.redis.hmget(this.keys.relay(relayId), 'meshIp', 'meshPort');
+    let [ip, port] = await this.redis.hmget(this.keys.relay(relayId), 'meshIp', 'meshPort');
+    if (ip && port) this.remember(relayId, ip, port);
+    else ({ ip, port } = this.lastKnown.get(relayId) ?? { ip: null, port: null });
     if (!ip || !port) return undefined;
     try {
       return { relayId, addr: parseAddr(ip), port: Number(port) };
@@ -135,6 +163,8 @@ export class RedisMeshRegistry implements MeshRouteSource {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    if (this.onReady) this.redis.off('ready', this.onReady);
+    this.onReady = undefined;
     this.sub?.disconnect();
     this.sub = undefined;
     await this.redis.del(this.keys.relay(this.o.relayId)).catch(() => undefined);

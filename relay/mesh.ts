@@ -156,6 +156,8 @@ export class Mesh {
   private readonly pending = new Set<number>();
   /** Bumped on every invalidation; a lookup that started before one is not cached. */
   private epoch = 0;
+  /** A route lookup failed and none has succeeded since (logged once per streak). */
+  private lookupsFailing = false;
   private readonly trust: MeshTrust;
   private readonly held = new HeldFrames();
   private readonly scratch = Buffer.alloc(MESH_DATA_HEADER_LEN + 65536);
@@ -319,6 +321,8 @@ export class Mesh {
     const epoch = this.epoch;
     this.c.routes.lookupHome(vip, this.o.relayId).then((home) => {
       this.pending.delete(vip);
+      if (this.lookupsFailing) this.log.info('mesh route lookups answer again');
+      this.lookupsFailing = false;
       if (this.closed) return;
       if (epoch !== this.epoch) {
         // An event raced the lookup: its answer may be stale; ask again if frames wait.
@@ -340,7 +344,9 @@ export class Mesh {
       this.drainHeld(now);
     }, (err: Error) => {
       this.pending.delete(vip);
-      this.log.warn({ err: err.message, vip: formatAddr(vip) }, 'mesh route lookup failed');
+      // Once per failure streak (Redis down: every frame to a stale route retries the lookup).
+      if (!this.lookupsFailing) this.log.warn({ err: err.message, vip: formatAddr(vip) }, 'mesh route lookup failed');
+      this.lookupsFailing = true;
     });
   }
 
@@ -366,7 +372,17 @@ export class Mesh {
   onSessionEvent(e: MeshSessionEvent | undefined): void {
     this.epoch++;
     if (!e) {
-      this.routes.clear();
+      // Events may have been missed (the subscription was re-made after a Redis restart or
+      // failover): every route must be checked again, but until its lookup answers, the route
+      // we had is the best guess — dropping it would hold every frame on a Redis round trip
+      // just as Redis comes back. Positive routes turn stale (served while revalidated, as when
+      // they time out); negative ones go.
+      const negative: number[] = [];
+      for (const [vip, r] of this.routes.entries()) {
+        if (r.peer) r.until = 0;
+        else negative.push(vip);
+      }
+      for (const vip of negative) this.routes.delete(vip);
       return;
     }
     const vip = e.vip >>> 0;

@@ -61,7 +61,8 @@ export class RedisPolicySource implements PolicySource {
   async start(): Promise<void> {
     const sub = this.redis.duplicate();
     this.sub = sub;
-    sub.on('error', (e: Error) => this.o.logger.warn({ err: e.message }, 'redis (policy events) error'));
+    // Reachability is logged once per change on the main client (watchRedis), not per retry here.
+    sub.on('error', (e: Error) => this.o.logger.debug({ err: e.message }, 'redis (policy events) error'));
     let first = true;
     sub.on('ready', () => {
       if (first) {

@@ -97,6 +97,12 @@ export interface Relay {
   /** Unbind a member the coordinator removed; false if it had no session here. */
   removeMember(vip: number): boolean;
   /**
+   * Re-assert every live session to the session listener now instead of at the next
+   * `sessionRefreshMs` (Redis came back, or a Sentinel failover promoted a replica that may
+   * lack the newest records).
+   */
+  refreshSessions(): void;
+  /**
    * Settles when start() has loaded the access policy (at once without a `policy` component);
    * rejects if it could not be read. Until then DATA between members is dropped as 'policy-pending'.
    */
@@ -206,6 +212,12 @@ class RelayImpl implements Relay {
     return this.policyLoad;
   }
 
+  refreshSessions(): void {
+    if (!this.c.sessionListener?.refresh || this.closed) return;
+    this.lastRefresh = this.c.clock.now();
+    this.c.sessionListener.refresh(this.table.sessions());
+  }
+
   policyRules(): number {
     return this.gate?.rules ?? -1;
   }
@@ -219,10 +231,7 @@ class RelayImpl implements Relay {
       this.log.info({ vip: formatAddr(s.vip), udpAddr: `${formatAddr(s.addr)}:${s.port}` }, 'member session expired');
       this.c.sessionListener?.sessionDown?.(s, 'expired');
     }
-    if (this.c.sessionListener?.refresh && now - this.lastRefresh >= this.opts.sessionRefreshMs) {
-      this.lastRefresh = now;
-      this.c.sessionListener.refresh(this.table.sessions());
-    }
+    if (now - this.lastRefresh >= this.opts.sessionRefreshMs) this.refreshSessions();
     if (this.opts.statsLogIntervalMs > 0 && now - this.lastStatsLog >= this.opts.statsLogIntervalMs) {
       this.lastStatsLog = now;
       this.log.info(this.stats(), 'relay stats');

@@ -15,14 +15,15 @@ export * from './topology';
 export * from './procs';
 export * from './redis-server';
 export * from './relay-cluster';
+export * from './redis-sentinel';
 export * from './member-namespace';
 export * from './iperf';
 export * from './subject';
 export * from './peers/isthmus';
 export * from './peers/isthmus-cluster';
 export {
-  startJoinedOverlay, COORDINATOR_PORT, JOINED_RELAY_PORT,
-  type JoinedMember, type JoinOptions, type JoinedOverlay,
+  startJoinedOverlay, COORDINATOR_PORT, JOINED_RELAY_PORT, COORDINATOR_METRICS_PORT, RELAY_METRICS_PORT,
+  type JoinedMember, type JoinOptions, type JoinedOverlay, type JoinedOverlayOptions, type MetricsEndpoint,
 } from './peers/isthmus-joined';
 export * from './peers/wireguard-go';
 export * from './peers/wireguard-go-hub';

@@ -20,6 +20,10 @@ export const MESH_PORT = 7001;
 export interface RelayClusterOptions {
   cli: string;
   redisUrl: string;
+  /** The relays' Redis flags instead of `--redis redisUrl` (e.g. a sentinel set's). */
+  redisArgs?: string[];
+  /** More flags for relay i (1-based), e.g. `--metrics`. */
+  extraArgs?: (i: number) => string[];
   /** Holds the mesh key file. */
   dir: string;
   env: NodeJS.ProcessEnv;
@@ -55,9 +59,9 @@ export function relayCluster(topo: Topology, o: RelayClusterOptions): RelayClust
     async startRelay(i) {
       const addr = topo.addr.relays[i - 1];
       cluster.relays[i] = topo.spawn(topo.ns.relays[i - 1], process.execPath, [o.cli, 'relay', '--id', relayId(i),
-        '--listen', `${addr}:${CLUSTER_RELAY_PORT}`, '--advertise', `${vip}:${CLUSTER_RELAY_PORT}`, '--redis', o.redisUrl,
+        '--listen', `${addr}:${CLUSTER_RELAY_PORT}`, '--advertise', `${vip}:${CLUSTER_RELAY_PORT}`, ...(o.redisArgs ?? ['--redis', o.redisUrl]),
         '--mesh', `${addr}:${MESH_PORT}`, '--mesh-key', keyFile, '--keepalive', '2s', '--session-refresh', '2s',
-        '--stats-interval', '0s'], { name: `relay-r${i}`, env: o.env });
+        '--stats-interval', '0s', ...(o.extraArgs?.(i) ?? [])], { name: `relay-r${i}`, env: o.env });
       await cluster.relays[i]!.waitForLine(/relay ready/, 15_000);
     },
     async killRelay(i) {

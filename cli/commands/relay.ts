@@ -255,6 +255,9 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
       statsPublisher.start();
       onShutdown(() => statsPublisher.stop());
     }
+    // Each time Redis is (again) reachable — a restart, a Sentinel failover to a replica that
+    // may lack the newest writes — re-assert this relay's session records at once.
+    if (redis) redis.on('ready', () => relay.refreshSessions());
     try {
       await relay.policyReady();
     } catch (err) {

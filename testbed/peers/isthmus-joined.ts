@@ -14,6 +14,11 @@
  * (testbed/relay-cluster.ts), and two coordinators run beside r1 and r2 behind VIP:8080 (TCP
  * flow hash): members still only know the VIP.
  *
+ * With `sentinel: true`, Redis is a master, a replica and three sentinels in the hub
+ * (testbed/redis-sentinel.ts) and every daemon is given the sentinels (`redisArgs`) instead of
+ * a URL. With `metrics: true`, each coordinator and relay serves `--metrics` (so /readyz) on
+ * 127.0.0.1 in its own namespace (`metricsEndpoints`).
+ *
  * Used by the demo and the netns tests of the control plane and the mapper.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -25,10 +30,33 @@ import type { ManagedProcess, RunResult } from '../procs';
 import { cliPath } from './isthmus';
 import { relayCluster, type RelayCluster } from '../relay-cluster';
 import { makeCoordinatorTls, type CoordinatorTls } from '../tls-certs';
+import { startRedisSentinelSet, type RedisSentinelSet } from '../redis-sentinel';
 
 export const COORDINATOR_PORT = 8080;
 export const JOINED_RELAY_PORT = 7000;
 export const REDIS_PORT = 6379;
+/** With `metrics: true`: where each coordinator and relay serves /metrics, /healthz, /readyz (127.0.0.1 in its namespace). */
+export const COORDINATOR_METRICS_PORT = 9464;
+export const RELAY_METRICS_PORT = 9465;
+
+export interface JoinedOverlayOptions {
+  logLevel?: string;
+  cluster?: boolean;
+  /** Redis behind three sentinels (master + replica in the hub); the daemons get `--redis-sentinel`. */
+  sentinel?: boolean;
+  /** `--metrics 127.0.0.1:PORT` on every coordinator and relay. */
+  metrics?: boolean;
+  /** Extra `isthmus coordinator` flags, e.g. ['--reassert-grace', '15s']. */
+  coordinatorArgs?: string[];
+}
+
+export interface MetricsEndpoint {
+  /** e.g. `coordinator1`, `relay-r2` */
+  name: string;
+  ns: string;
+  /** `http://127.0.0.1:PORT`, reachable inside `ns` */
+  url: string;
+}
 
 export interface JoinedMember {
   name: string;
@@ -51,7 +79,14 @@ export interface JoinOptions {
 
 export interface JoinedOverlay {
   dir: string;
+  /** The redis-server (with `sentinel`: the first master). */
   redis: ManagedProcess;
+  /** With `sentinel: true`. */
+  sentinel: RedisSentinelSet | undefined;
+  /** The Redis flags the daemons were given: `--redis URL`, or the sentinels. */
+  redisArgs: string[];
+  /** With `metrics: true`, one per coordinator and relay. */
+  metricsEndpoints: MetricsEndpoint[];
   /** The first coordinator (of two in cluster mode). */
   coordinator: ManagedProcess;
   coordinators: ManagedProcess[];
@@ -64,6 +99,7 @@ export interface JoinedOverlay {
   coordinatorArgs: string[];
   /** The coordinators' CA, certificate and signing key. */
   tls: CoordinatorTls;
+  /** The (first) master's URL. */
   redisUrl: string;
   relayAddr: string;
   adminToken: string;
@@ -86,8 +122,7 @@ export interface JoinedOverlay {
   stop(): Promise<void>;
 }
 
-export async function startJoinedOverlay(topo: Topology,
-  opts: { logLevel?: string; cluster?: boolean; /** Extra `isthmus coordinator` flags, e.g. ['--reassert-grace', '15s']. */ coordinatorArgs?: string[] } = {}): Promise<JoinedOverlay> {
+export async function startJoinedOverlay(topo: Topology, opts: JoinedOverlayOptions = {}): Promise<JoinedOverlay> {
   const cli = cliPath();
   const dir = mkdtempSync(join(tmpdir(), `${topo.prefix}-joined-`));
   // Readiness is read from info-level log lines.
@@ -99,17 +134,35 @@ export async function startJoinedOverlay(topo: Topology,
   const adminToken = randomBytes(24).toString('base64url');
   const hub = topo.ns.hub;
 
-  const redis = topo.spawn(hub, 'redis-server', ['--port', String(REDIS_PORT), '--bind', vip, '--save', '', '--appendonly', 'no',
-    '--dir', dir, '--protected-mode', 'no'], { name: 'redis-server' });
-  await topo.waitForListen(hub, REDIS_PORT, 'tcp');
+  let redis: ManagedProcess;
+  let sentinel: RedisSentinelSet | undefined;
+  let redisArgs = ['--redis', redisUrl];
+  if (opts.sentinel) {
+    sentinel = await startRedisSentinelSet(topo, hub, vip, join(dir, 'redis'));
+    redis = sentinel.servers.get(REDIS_PORT)!;
+    redisArgs = sentinel.daemonArgs;
+    await sentinel.waitHealthy();
+  } else {
+    redis = topo.spawn(hub, 'redis-server', ['--port', String(REDIS_PORT), '--bind', vip, '--save', '', '--appendonly', 'no',
+      '--dir', dir, '--protected-mode', 'no'], { name: 'redis-server' });
+    await topo.waitForListen(hub, REDIS_PORT, 'tcp');
+  }
   // Stateless coordinators: on the hub's VIP, or (cluster) one beside each of r1, r2 behind the VIP.
   const coordinatorHosts = opts.cluster ? [0, 1].map((i) => ({ ns: topo.ns.relays[i], ip: topo.addr.relays[i] })) : [{ ns: hub, ip: vip }];
   if (opts.cluster && coordinatorHosts.some((h) => !h.ns)) throw new Error('cluster mode needs a topology with at least 2 relays');
   const tls = makeCoordinatorTls(join(dir, 'tls'), [vip, ...coordinatorHosts.map((h) => h.ip)]);
   const coordinatorArgs = ['--coordinator', coordinatorUrl, '--coordinator-ca', tls.ca];
+  const metricsArgs = (port: number): string[] => (opts.metrics ? ['--metrics', `127.0.0.1:${port}`] : []);
+  const metricsEndpoints: MetricsEndpoint[] = [];
+  if (opts.metrics) {
+    coordinatorHosts.forEach((h, i) => metricsEndpoints.push({ name: `coordinator${i + 1}`, ns: h.ns, url: `http://127.0.0.1:${COORDINATOR_METRICS_PORT}` }));
+    const relayNs = opts.cluster ? topo.ns.relays.map((ns, i) => ({ name: `relay-r${i + 1}`, ns })) : [{ name: 'relay', ns: hub }];
+    for (const r of relayNs) metricsEndpoints.push({ ...r, url: `http://127.0.0.1:${RELAY_METRICS_PORT}` });
+  }
   const startCoordinators = async () => {
-    const procs = coordinatorHosts.map((h, i) => topo.spawn(h.ns, process.execPath, [cli, 'coordinator', '--redis', redisUrl,
-      '--listen', `${h.ip}:${COORDINATOR_PORT}`, '--tls-cert', tls.cert, '--tls-key', tls.key, '--signing-key', tls.signingKey, ...(opts.coordinatorArgs ?? [])], { name: `coordinator${i + 1}`, env: { ...env, ISTHMUS_ADMIN_TOKEN: adminToken } }));
+    const procs = coordinatorHosts.map((h, i) => topo.spawn(h.ns, process.execPath, [cli, 'coordinator', ...redisArgs,
+      '--listen', `${h.ip}:${COORDINATOR_PORT}`, '--tls-cert', tls.cert, '--tls-key', tls.key, '--signing-key', tls.signingKey,
+      ...metricsArgs(COORDINATOR_METRICS_PORT), ...(opts.coordinatorArgs ?? [])], { name: `coordinator${i + 1}`, env: { ...env, ISTHMUS_ADMIN_TOKEN: adminToken } }));
     for (const h of coordinatorHosts) await topo.waitForListen(h.ns, COORDINATOR_PORT, 'tcp');
     return procs;
   };
@@ -118,18 +171,18 @@ export async function startJoinedOverlay(topo: Topology,
   let relay: ManagedProcess;
   let cluster: RelayCluster | undefined;
   if (opts.cluster) {
-    cluster = relayCluster(topo, { cli, redisUrl, dir, env });
+    cluster = relayCluster(topo, { cli, redisUrl, redisArgs, dir, env, extraArgs: () => metricsArgs(RELAY_METRICS_PORT) });
     await cluster.start();
     relay = cluster.relays[1]!;
   } else {
-    relay = topo.spawn(hub, process.execPath, [cli, 'relay', '--listen', relayAddr, '--redis', redisUrl, '--id', 'relay1'],
+    relay = topo.spawn(hub, process.execPath, [cli, 'relay', '--listen', relayAddr, ...redisArgs, '--id', 'relay1', ...metricsArgs(RELAY_METRICS_PORT)],
       { name: 'relay', env });
     await topo.waitForListen(hub, JOINED_RELAY_PORT, 'udp');
   }
 
   const members = new Map<string, JoinedMember>();
   const overlay: JoinedOverlay = {
-    dir, redis, relay, cluster, coordinatorUrl, coordinatorArgs, tls, redisUrl, relayAddr, adminToken, members,
+    dir, redis, sentinel, redisArgs, metricsEndpoints, relay, cluster, coordinatorUrl, coordinatorArgs, tls, redisUrl, relayAddr, adminToken, members,
     get coordinator() {
       return coordinators[0];
     },
@@ -169,7 +222,8 @@ export async function startJoinedOverlay(topo: Topology,
       if (cluster) await cluster.stop();
       else await relay.stop();
       for (const c of coordinators) await c.stop();
-      await redis.stop();
+      if (sentinel) await sentinel.stop();
+      else await redis.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -1,5 +1,6 @@
 import test from 'ava';
-import { isRedisUnavailableError, redisRetryStrategy, REDIS_RETRY_BASE_MS as BASE, REDIS_RETRY_CAP_MS as CAP } from '../../../common';
+import { parseSwitchMaster } from '../../../common/sentinel-switch';
+import { connectRedis, isRedisUnavailableError, redisRetryStrategy, redisSpecFrom, REDIS_RETRY_BASE_MS as BASE, REDIS_RETRY_CAP_MS as CAP, REDIS_SENTINEL_RETRY_CAP_MS } from '../../../common';
 
 test('redisRetryStrategy: never gives up, jittered within [base, min(cap, base·2^(n-1))], capped', (t) => {
   const hi = redisRetryStrategy(() => 0.999999);
@@ -26,4 +27,34 @@ test('isRedisUnavailableError: connection trouble yes, command errors no', (t) =
   t.false(isRedisUnavailableError(new Error('NOPERM this user has no permissions')));
   t.false(isRedisUnavailableError(new Error('overlay CIDR mismatch')));
   t.false(isRedisUnavailableError(undefined));
+});
+
+test('connectRedis behind Sentinel: READONLY reconnects and resends, a 1 s reconnect cap; a plain URL keeps the defaults', (t) => {
+  const sentinel = connectRedis(redisSpecFrom({ sentinels: ['127.0.0.1:1'], sentinelName: 'm' }), { lazyConnect: true });
+  const plain = connectRedis('redis://127.0.0.1:1', { lazyConnect: true });
+  const dup = sentinel.duplicate({ lazyConnect: true });
+  try {
+    const s = sentinel.options;
+    t.is(s.reconnectOnError!(new Error("READONLY You can't write against a read only replica.")), 2);
+    t.false(s.reconnectOnError!(new Error('WRONGTYPE Operation against a key holding the wrong kind of value')));
+    const waits = Array.from({ length: 200 }, () => s.retryStrategy!(30) as number);
+    t.true(waits.every((w) => w >= BASE && w <= REDIS_SENTINEL_RETRY_CAP_MS), `max ${Math.max(...waits)}`);
+    // Its duplicates (subscribers) inherit them, and follow switches too (same class).
+    t.is(dup.options.reconnectOnError, s.reconnectOnError);
+    t.is(dup.constructor, sentinel.constructor);
+    // Positive control: without Sentinel, none of it, and the usual cap.
+    const p = plain.options;
+    t.falsy(p.reconnectOnError);
+    const plainWaits = Array.from({ length: 200 }, () => p.retryStrategy!(30) as number);
+    t.true(plainWaits.some((w) => w > REDIS_SENTINEL_RETRY_CAP_MS) && plainWaits.every((w) => w <= CAP));
+  } finally {
+    for (const c of [sentinel, dup, plain]) c.disconnect();
+  }
+});
+
+test('parseSwitchMaster: the new master of our name only', (t) => {
+  t.deepEqual(parseSwitchMaster('isthmus 10.0.0.5 6379 10.0.0.6 6380', 'isthmus'), { host: '10.0.0.6', port: 6380 });
+  t.is(parseSwitchMaster('other 10.0.0.5 6379 10.0.0.6 6380', 'isthmus'), undefined);
+  t.is(parseSwitchMaster('isthmus 10.0.0.5 6379', 'isthmus'), undefined);
+  t.is(parseSwitchMaster('isthmus 10.0.0.5 6379 10.0.0.6 x', 'isthmus'), undefined);
 });

@@ -180,6 +180,46 @@ test('session events re-point routes at once and drop a stale local binding', as
   t.is(r1.mesh.cachedHome(B), undefined);
 });
 
+test('events resubscribed (Redis restart or failover): known routes are served while revalidated, negative ones are forgotten', async (t) => {
+  const routes = new MapRoutes();
+  const r1 = node('r1', routes);
+  const r2 = node('r2', routes);
+  t.teardown(() => { r1.stop(); r2.stop(); });
+  const C = parseAddr('100.64.0.3');
+  routes.homes.set(B, { relayId: 'r2', ...R2 });
+  r2.sessions.bind(B, 9, 9, new Uint8Array(32), 0);
+  const f = dataFrame(B);
+  r1.mesh.forward(f, 0, f.length, A, B, 1000);
+  await tick();
+  pump(r1, R1, r2, R2);
+  t.is(r1.mesh.forward(dataFrame(C), 0, 56, A, C, 1000), MeshForwardResult.HELD);
+  await tick();
+  t.is(r1.mesh.forward(dataFrame(C), 0, 56, A, C, 1000), MeshForwardResult.NONE, 'C: nowhere, cached negative');
+  const lookups = routes.lookups;
+  routes.emit(undefined);
+  // B: the frame goes out at once on the route we had, and a lookup re-checks it.
+  const sentBefore = r1.stats.meshSent;
+  t.is(r1.mesh.forward(f, 0, f.length, A, B, 1000), MeshForwardResult.SENT);
+  t.is(r1.stats.meshSent, sentBefore + 1);
+  t.is(routes.lookups, lookups + 1, 'B revalidated');
+  await tick();
+  t.is(r1.mesh.cachedHome(B), 'r2');
+  // C joined at r2 while events were missed: the negative entry is gone, so it is looked up.
+  routes.homes.set(C, { relayId: 'r2', ...R2 });
+  t.is(r1.mesh.forward(dataFrame(C), 0, 56, A, C, 1000), MeshForwardResult.HELD, 'C: held while looked up');
+  t.is(routes.lookups, lookups + 2);
+  await tick();
+  t.is(r1.mesh.cachedHome(C), 'r2');
+  t.is(r1.stats.meshSent, sentBefore + 2, 'the held frame for C went to r2');
+  // Positive control for the revalidation: B moved while events were missed; the lookup after
+  // the next resubscription corrects the route.
+  routes.homes.set(B, { relayId: 'r3', addr: parseAddr('10.0.0.3'), port: 7001 });
+  routes.emit(undefined);
+  r1.mesh.forward(f, 0, f.length, A, B, 1000);
+  await tick();
+  t.is(r1.mesh.cachedHome(B), 'r3');
+});
+
 test('MESH_REAUTH makes the sender handshake again', async (t) => {
   const routes = new MapRoutes();
   const r1 = node('r1', routes);
