@@ -18,7 +18,7 @@ const PARTS = {
   coordinator: ['common', 'policy', 'protocol'],
   relay: ['common', 'policy', 'protocol', 'native-bindings'],
   'node-agent': ['common', 'policy', 'protocol', 'native-bindings', 'coordinator'],
-  mapper: ['common', 'protocol', 'native-bindings', 'coordinator'],
+  mapper: ['common', 'policy', 'protocol', 'native-bindings', 'coordinator'],
   testbed: ['common', 'protocol'],
   cli: ['common', 'policy', 'protocol', 'native-bindings', 'coordinator', 'relay', 'node-agent', 'mapper', 'testbed'],
   bench: ['common', 'policy', 'protocol', 'native-bindings', 'coordinator', 'relay', 'node-agent', 'mapper', 'testbed'],

@@ -15,6 +15,7 @@ import { mapperCommand } from './commands/mapper';
 import { statusCommand } from './commands/status';
 import { keygenCommand, pubkeyCommand } from './commands/keygen';
 import { demoCommand } from './commands/demo';
+import { proxyUserCommand } from './commands/proxy-user';
 import { CliError, installSignalHandlers, shutdown } from './shutdown';
 import { envToFlags } from './env-options';
 
@@ -32,6 +33,7 @@ async function main(): Promise<void> {
     .command(nodeCommand)
     .command(policyCommand)
     .command(mapperCommand)
+    .command(proxyUserCommand)
     .command(statusCommand)
     .command(keygenCommand)
     .command(pubkeyCommand)

@@ -21,10 +21,14 @@ import type { JoinRequest, JoinResponse, NodeTagsRequest, NodeTagsResponse, Peer
 import { parseDuration } from './duration';
 import type { JoinCounters, RateLimitCounters } from './metrics';
 import { InvalidPolicyError, registerPolicyRoutes } from './policy-routes';
+import type { ProxyUserStore } from './proxy-users';
+import { registerProxyUserRoutes } from './proxy-user-routes';
 
 export interface ApiDeps {
   registry: RedisRegistry;
   tokens: TokenStore;
+  /** Gateway credentials (`/v1/proxy-users`); undefined: those routes are not served. */
+  proxyUsers?: ProxyUserStore;
   feed: PeerFeed;
   peerMap: PeerMapCache;
   log: Logger;
@@ -287,6 +291,7 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   });
 
   registerPolicyRoutes(app, { registry: d.registry, tokens: d.tokens, peerMap: d.peerMap, log: d.log, admin });
+  if (d.proxyUsers) registerProxyUserRoutes(app, { proxyUsers: d.proxyUsers, log: d.log, admin });
 
   return app;
 }

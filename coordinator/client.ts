@@ -11,7 +11,7 @@ import { proveKey } from '../protocol';
 import { newNonce, NONCE_HEADER, parseSigningPublicKey, SIGNATURE_HEADER, SIGNING_KEY_HEADER, verifyAnswer, type SignedRoute } from './answer-signing';
 import { silentLogger, type Logger } from '../common';
 import type { ChallengeResponse, ErrorBody, JoinResponse, NodeTagsRequest, NodeTagsResponse, NodeView, Peer, PeersResponse,
-  PolicyCheckRequest, PolicyCheckResponse, PolicySetResponse, PolicyView, RemovedKeyView, TokenCreateRequest, TokenView } from './types';
+  PolicyCheckRequest, PolicyCheckResponse, PolicySetResponse, PolicyView, ProxyUserCreateRequest, ProxyUserCreated, ProxyUserView, RemovedKeyView, TokenCreateRequest, TokenView } from './types';
 
 export interface CoordinatorClientOptions {
   /** e.g. http://10.0.0.1:7000 (no trailing path) */
@@ -351,6 +351,19 @@ export class CoordinatorClient {
 
   async revokeToken(id: string): Promise<void> {
     await this.call('DELETE', `/v1/tokens/${encodeURIComponent(id)}`, { bearer: this.adminBearer() });
+  }
+
+  /** Creates a proxy user (gateway credentials); the answer carries its password, shown once. */
+  async createProxyUser(req: ProxyUserCreateRequest): Promise<ProxyUserCreated> {
+    return this.call('POST', '/v1/proxy-users', { body: req, bearer: this.adminBearer() });
+  }
+
+  async listProxyUsers(): Promise<ProxyUserView[]> {
+    return (await this.call<{ users: ProxyUserView[] }>('GET', '/v1/proxy-users', { bearer: this.adminBearer() })).users;
+  }
+
+  async revokeProxyUser(name: string): Promise<void> {
+    await this.call('DELETE', `/v1/proxy-users/${encodeURIComponent(name)}`, { bearer: this.adminBearer() });
   }
 
   async listNodes(): Promise<NodeView[]> {

@@ -10,6 +10,8 @@ export { parseDuration } from './duration';
 export * as defaults from './constants';
 export { RedisRegistry, peerFromHash, type NodeRecord } from './redis-store';
 export { TokenStore } from './token-store';
+export { ProxyUserStore, ProxyUserExistsError, PROXY_USER_NAME, DEFAULT_SCRYPT, proxyUserFromHash, verifyProxyPassword,
+  type ProxyUserRecord, type ScryptParams } from './proxy-users';
 export { parseOriginalCidrs } from './claim-rules';
 export { JOIN_RESULTS, RATE_LIMITS, registerCoordinatorMetrics, type JoinCounters, type JoinResult, type RateLimitCounters,
   type RateLimitName } from './metrics';

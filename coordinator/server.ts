@@ -18,6 +18,7 @@ import { PeerMapCache } from './peer-map-cache';
 import { connectRedis, type RedisSpec } from './redis-connect';
 import { RedisRegistry } from './redis-store';
 import { TokenStore } from './token-store';
+import { ProxyUserStore } from './proxy-users';
 import { newJoinCounters, newRateLimitCounters, type JoinCounters, type RateLimitCounters } from './metrics';
 import { isNonce, NONCE_HEADER, SIGNATURE_HEADER, SIGNING_KEY_HEADER, signAnswer, signingPublicKey } from './answer-signing';
 import type { JoinRequest } from './types';
@@ -102,6 +103,7 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
   const redis = ownRedis ? connectRedis(o.redis as RedisSpec) : o.redis as Redis;
   const registry = new RedisRegistry(redis, { prefix, cidr, quarantineMs: o.quarantineMs ?? D.DEFAULT_QUARANTINE_MS, now });
   const tokens = new TokenStore(redis, prefix, now);
+  const proxyUsers = new ProxyUserStore(redis, prefix, now);
   const feed = new PeerFeed(redis, registry.keys.events, log);
   let ready = false;
   let closed = false;
@@ -167,7 +169,7 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
   const rateLimited = newRateLimitCounters();
   const app = await buildApi({
     https: o.tls, onSend,
-    joins, rateLimited, registry, tokens, feed, peerMap, log, cidr, adminToken: o.adminToken,
+    joins, rateLimited, registry, tokens, proxyUsers, feed, peerMap, log, cidr, adminToken: o.adminToken,
     bodyLimit: o.bodyLimit ?? D.DEFAULT_BODY_LIMIT, longPollMs: o.longPollMs ?? D.DEFAULT_LONG_POLL_MS,
     trustedProxies: o.trustedProxies ?? [],
     sessionTtlMs: o.sessionTtlMs ?? D.DEFAULT_SESSION_TTL_MS,

@@ -12,3 +12,5 @@ export { UnknownOriginalIpError, InvalidIpError, MapperApiError, DirectoryClosed
 export { InvalidCidrError, isLoopbackHost, parseRange } from './addr';
 export { Command, encodeRequest } from './socks5/codec';
 export { registerMapperMetrics } from './metrics';
+export { RedisProxyUsers, DEFAULT_REVALIDATE_MS, VERIFY_RESULTS, type ProxyUser, type ProxyUserVerifier, type RedisProxyUsersOptions, type VerifyResult } from './proxy-users';
+export { GatewayAccess, redisPolicyLoader, type AccessRefusal, type GatewayAccessOptions } from './gateway';
