@@ -127,7 +127,7 @@ export const mapperCommand: CommandModule<object, MapperArgs> = {
       });
     }
     const a = svc.addresses;
-    log.info({ api: a.api, socks: a.socks, httpProxy: a.httpProxy, auth: args.gateway ? 'proxy-users' : Boolean(credentials), gateway: args.gateway }, 'mapper running');
+    log.info({ api: a.api, socks: a.socks, httpProxy: a.httpProxy, auth: args.gateway ? 'gateway' : Boolean(credentials), gateway: args.gateway }, 'mapper running');
     process.stdout.write(`isthmus mapper:${a.api ? ` api http://${a.api.host}:${a.api.port}` : ''}${a.socks ? ` socks5 ${a.socks.host}:${a.socks.port}` : ''}${a.httpProxy ? ` http-proxy ${a.httpProxy.host}:${a.httpProxy.port}` : ''}\n`);
   },
 };
