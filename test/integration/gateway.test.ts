@@ -17,7 +17,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Registry } from 'prom-client';
 import { startEnv, ADMIN, type Env } from './coordinator-helpers';
-import { startMapperService, registerMapperMetrics, RedisProxyUsers, type MapperService } from '../../mapper';
+import { readFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
+import { startMapperService, registerMapperMetrics, RedisProxyUsers, redisPolicyLoader, type MapperService } from '../../mapper';
+import { startRedis } from '../harness/redis';
 import { ManagedProcess } from '../harness/procs';
 
 const exec = promisify(execFile);
@@ -295,4 +298,28 @@ test.serial('isthmus mapper --gateway refuses conflicting flags, naming them', a
   const sockWithout = await cli(['mapper', '--redis', env.redis.url, '--socks', '127.0.0.1:0', '--agent-socket', '/x']);
   t.is(sockWithout.code, 2);
   t.regex(sockWithout.err, /--agent-socket is for --gateway/);
+});
+
+test.serial('the documented isthmus-mapper ACL user is enough for a gateway: it reads proxy users and the policy, and nothing else', async (t) => {
+  const doc = readFileSync(join(__dirname, '..', '..', 'docs', 'SECURITY.md'), 'utf8');
+  const line = doc.split('\n').find((l) => l.startsWith('ACL SETUSER isthmus-mapper '))!;
+  const redis = await startRedis({ users: [line.slice('ACL SETUSER '.length).replace('>CHANGE-ME-mapper', '>mapper-pw-for-tests')] });
+  const seed = new Redis(redis.url);
+  const users = new RedisProxyUsers({ redis: { host: '127.0.0.1', port: redis.port, username: 'isthmus-mapper', password: 'mapper-pw-for-tests' } });
+  try {
+    await seed.hset('isthmus:proxy-user:bob', await env.r.hgetall('isthmus:proxy-user:bob'));
+    await seed.set('isthmus:policy', JSON.stringify(POLICY));
+    await users.start();
+    const t0 = Date.now();
+    while (!users.isLive && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 50));
+    t.true(users.isLive, 'subscribed to events');
+    t.deepEqual(await users.verify('bob', pw.bob!), { name: 'bob', tags: ['ops'] });
+    t.is(await redisPolicyLoader(users.redis)(), JSON.stringify(POLICY));
+    await t.throwsAsync(users.redis.hset('isthmus:proxy-user:bob', 'tags', '["admin"]'), { message: /NOPERM/ }, 'read only');
+    await t.throwsAsync(users.redis.get('isthmus:token-ids'), { message: /NOPERM/ });
+  } finally {
+    await users.close();
+    seed.disconnect();
+    await redis.stop();
+  }
 });
