@@ -231,3 +231,18 @@ rootTest('kill -9 one gateway: the health loop drops it and new connections thro
   t.true(await ready(c, g2.ns.addr), 'the survivor stays ready');
   await health.stop();
 });
+
+rootTest('a gateway whose agent is gone is not ready (overlay check), while Redis still is', async (t) => {
+  const c = t.context;
+  const g2 = c.gws[1]!;
+  const readyz = async () => {
+    const r = await c.topo.exec(c.topo.ns.hub, 'curl', ['-s', '--max-time', '2', `http://${g2.ns.addr}:${METRICS}/readyz`], { check: false });
+    return JSON.parse(r.stdout || '{}') as { ready?: boolean; checks?: Record<string, boolean> };
+  };
+  t.deepEqual(await readyz(), { ready: true, checks: { sockets: true, redis: true, overlay: true } }, 'positive control: ready with its agent');
+  await g2.member.process.stop();
+  const t0 = Date.now();
+  let r = await readyz();
+  while (r.ready !== false && Date.now() - t0 < 5000) { await new Promise((res) => setTimeout(res, 100)); r = await readyz(); }
+  t.deepEqual(r, { ready: false, checks: { sockets: true, redis: true, overlay: false } });
+});
