@@ -47,7 +47,7 @@ export function checkExposeArgs(a: ExposeArgs, opts: { api?: { host: string }; c
   let range;
   try { range = parsePortRange(String(a['expose-range'])); } catch (err) { throw new Error(`--expose-range ${(err as Error).message}`); }
   if (!opts.api) throw new Error('--expose-range needs --api (exposures are made with POST /v1/expose)');
-  if (!opts.credentials) throw new Error('--expose-range needs proxy users: --socks-user with --socks-pass-file (exposed ports need no credentials, so creating one must)');
+  if (!opts.credentials) throw new Error('--expose-range needs proxy users: --gateway (central proxy users) or --socks-user with --socks-pass-file (exposed ports need no credentials, so creating one must)');
   for (const [flag, port] of opts.ports) {
     if (port >= range.first && port <= range.last) throw new Error(`--expose-range ${range.first}-${range.last} overlaps ${flag} (port ${port})`);
   }

@@ -17,6 +17,7 @@ import { statusCommand } from './commands/status';
 import { pingCommand } from './commands/ping';
 import { keygenCommand, pubkeyCommand } from './commands/keygen';
 import { demoCommand } from './commands/demo';
+import { proxyUserCommand } from './commands/proxy-user';
 import { CliError, installSignalHandlers, shutdown } from './shutdown';
 import { LOG_LEVEL_OPTION, SettingsError, settingsMiddleware, withEnvHelp } from './settings';
 
@@ -35,6 +36,7 @@ async function main(): Promise<void> {
     .command(withEnvHelp(nodeCommand))
     .command(withEnvHelp(policyCommand))
     .command(withEnvHelp(mapperCommand))
+    .command(withEnvHelp(proxyUserCommand))
     .command(withEnvHelp(statusCommand))
     .command(withEnvHelp(pingCommand))
     .command(withEnvHelp(keygenCommand))

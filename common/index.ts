@@ -17,7 +17,7 @@ export { DURATION_UNITS, type DurationUnit, InvalidDurationError, formatDuration
 export { IDEAL_BATCH_SIZE, type DatagramBatch, type DatagramSocket, type PacketBatch, type TunDevice } from './packet-io';
 export {
   CASE_INSENSITIVE_KEYS, DEFAULT_PREFIX, EventType, KEY_PATTERNS, decodeEvent, encodeEvent, isNodeEvent, keyHead, redisKeys,
-  type ClusterEvent, type KeyName, type NodeEventType, type RedisKeys, type SessionEvent, type SessionEventType,
+  type ClusterEvent, type KeyName, type NodeEventType, type ProxyUserEvent, type RedisKeys, type SessionEvent, type SessionEventType,
 } from './redis-schema';
 export {
   DEFAULT_CHECK_TIMEOUT_MS, redisReadiness, runReadinessChecks, serveMetrics, serveReadinessPort,

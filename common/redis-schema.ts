@@ -98,6 +98,11 @@ export const KEY_PATTERNS = {
   /** set · written by M · read by M · TTL 30 s, refreshed with its records — the targets (`<originalIp>:<port>`) one
    *  gateway exposes, so a restarted gateway removes the records of its dead listeners. */
   exposeGateway: 'expose-gateway:<gatewayId>',
+  /** hash · written by C · read by C, M · TTL none — proxy user (gateway credentials, `isthmus proxy-user`): `salt`
+   *  (base64), `hash` (base64 scrypt of the password), `scrypt` (`N,r,p`), `tags` (JSON array), `createdAt` (ms). */
+  proxyUser: 'proxy-user:<name>',
+  /** set · written by C · read by C · TTL none — every proxy user name (for list). */
+  proxyUsers: 'proxy-users',
   /** pub/sub channel · written by C, R · read by C, R, M · TTL – — JSON events: `EVENT_TYPES`,
    *  `encodeEvent`, `decodeEvent`. */
   events: 'events',
@@ -146,6 +151,8 @@ export const EventType = {
   SessionDown: 'session-down',
   /** C: an admin set or cleared the policy (`P:policy`); carries `version`, no `vip`. */
   PolicyChanged: 'policy-changed',
+  /** C: an admin created or revoked a proxy user (`P:proxy-user:<name>`); carries `name`, no `vip`. */
+  ProxyUserChanged: 'proxy-user-changed',
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
 /** Every event type. */
@@ -179,7 +186,13 @@ export interface PolicyEvent {
   version: number;
 }
 
-export type ClusterEvent = NodeEvent | SessionEvent | PolicyEvent;
+/** Published by the coordinator when a proxy user is created or revoked: gateways drop what they cached for `name`. */
+export interface ProxyUserEvent {
+  type: typeof EventType.ProxyUserChanged;
+  name: string;
+}
+
+export type ClusterEvent = NodeEvent | SessionEvent | PolicyEvent | ProxyUserEvent;
 
 export function isNodeEvent(e: ClusterEvent): e is NodeEvent {
   return e.type === EventType.NodeUp || e.type === EventType.NodeChanged || e.type === EventType.NodeRemoved;
@@ -191,6 +204,7 @@ export function isNodeEvent(e: ClusterEvent): e is NodeEvent {
  */
 export function encodeEvent(e: ClusterEvent): string {
   if (e.type === EventType.PolicyChanged) return JSON.stringify({ type: e.type, version: e.version });
+  if (e.type === EventType.ProxyUserChanged) return JSON.stringify({ type: e.type, name: e.name });
   if (isNodeEvent(e)) return JSON.stringify({ type: e.type, vip: e.vip, version: e.version });
   const mesh = e.meshIp !== undefined && e.meshPort !== undefined ? { meshIp: e.meshIp, meshPort: String(e.meshPort) } : {};
   return JSON.stringify({ type: e.type, vip: e.vip, relayId: e.relayId, ...mesh });
@@ -229,6 +243,7 @@ export function decodeEvent(text: string): ClusterEvent | undefined {
     if (typeof version !== 'number' || !Number.isSafeInteger(version) || version <= 0) return undefined;
     return { type, version };
   }
+  if (type === EventType.ProxyUserChanged) return shortString(o.name) ? { type, name: o.name } : undefined;
   if (!shortString(o.vip)) return undefined;
   const vip = o.vip;
   switch (type) {

@@ -24,10 +24,14 @@ import type { JoinCounters, RateLimitCounters } from './metrics';
 import { InvalidPolicyError, registerPolicyRoutes } from './policy-routes';
 import { registerDashboard } from './dashboard';
 import { registerReassertRoutes, type RecordIssuer } from './reassert-routes';
+import type { ProxyUserStore } from './proxy-users';
+import { registerProxyUserRoutes } from './proxy-user-routes';
 
 export interface ApiDeps {
   registry: RedisRegistry;
   tokens: TokenStore;
+  /** Gateway credentials (`/v1/proxy-users`); undefined: those routes are not served. */
+  proxyUsers?: ProxyUserStore;
   feed: PeerFeed;
   peerMap: PeerMapCache;
   log: Logger;
@@ -320,6 +324,7 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
     await registerDashboard(app, { ...d.dashboard, registry: d.registry, tokens: d.tokens, feed: d.feed, log: d.log, adminToken: d.adminToken,
       tls: !!d.https, bearer, adminAuth });
   }
+  if (d.proxyUsers) registerProxyUserRoutes(app, { proxyUsers: d.proxyUsers, log: d.log, admin });
 
   return app;
 }

@@ -12,7 +12,7 @@ import { newNonce, NONCE_HEADER, parseSigningPublicKey, SIGNATURE_HEADER, SIGNIN
 import { silentLogger, type Logger } from '../common';
 import { nodeFilterQuery, type NodeFilterInput } from './node-filter';
 import type { ChallengeResponse, ErrorBody, JoinResponse, NodeTagsRequest, NodeTagsResponse, NodeView, Peer, PeersResponse,
-  PolicyCheckRequest, PolicyCheckResponse, PolicySetResponse, PolicyView, RecordResponse, RemovedKeyView, TokenCreateRequest, TokenView } from './types';
+  PolicyCheckRequest, PolicyCheckResponse, PolicySetResponse, PolicyView, ProxyUserCreateRequest, ProxyUserCreated, ProxyUserView, RecordResponse, RemovedKeyView, TokenCreateRequest, TokenView } from './types';
 
 export interface CoordinatorClientOptions {
   /** e.g. https://10.0.0.1:8080 (no trailing path) */
@@ -377,6 +377,19 @@ export class CoordinatorClient {
 
   async revokeToken(id: string): Promise<void> {
     await this.call('DELETE', `/v1/tokens/${encodeURIComponent(id)}`, { bearer: this.adminBearer() });
+  }
+
+  /** Creates a proxy user (gateway credentials); the answer carries its password, shown once. */
+  async createProxyUser(req: ProxyUserCreateRequest): Promise<ProxyUserCreated> {
+    return this.call('POST', '/v1/proxy-users', { body: req, bearer: this.adminBearer() });
+  }
+
+  async listProxyUsers(): Promise<ProxyUserView[]> {
+    return (await this.call<{ users: ProxyUserView[] }>('GET', '/v1/proxy-users', { bearer: this.adminBearer() })).users;
+  }
+
+  async revokeProxyUser(name: string): Promise<void> {
+    await this.call('DELETE', `/v1/proxy-users/${encodeURIComponent(name)}`, { bearer: this.adminBearer() });
   }
 
   /** Members, optionally filtered by the server (node-filter.ts). */

@@ -9,6 +9,8 @@ export { parseVipPool, vipAt, offsetOf, type VipPool } from './ipam';
 export * as defaults from './constants';
 export { RedisRegistry, peerFromHash, type NodeRecord } from './redis-store';
 export { TokenStore } from './token-store';
+export { ProxyUserStore, ProxyUserExistsError, PROXY_USER_NAME, DEFAULT_SCRYPT, proxyUserFromHash, verifyProxyPassword,
+  type ProxyUserRecord, type ScryptParams } from './proxy-users';
 export { parseOriginalCidrs } from './claim-rules';
 export { JOIN_RESULTS, RATE_LIMITS, registerCoordinatorMetrics, type JoinCounters, type JoinResult, type RateLimitCounters,
   type RateLimitName } from './metrics';

@@ -6,6 +6,7 @@ import { ADDR_PATTERN, MAX_ADDR_LEN } from '../common';
 import { TAG_NAME } from '../policy';
 import { MAX_TAG_LEN, MAX_TAGS } from './constants';
 import { MAX_ORIGINAL_CIDRS } from './claim-rules';
+import { PROXY_USER_NAME } from './proxy-users';
 
 /** base64 of exactly `bytes` bytes (canonical padding, so 31 or 33 bytes never pass). */
 const b64 = (bytes: number) => {
@@ -134,4 +135,21 @@ export const reassertBody = {
     proof: b64(32),
     record: { type: 'string', minLength: 1, maxLength: 8192 },
   },
+} as const;
+
+/** Proxy users (proxy-user-routes.ts): the name rule is PROXY_USER_NAME (no `:`, it is the Basic user); at least one tag. */
+const proxyUserName = { type: 'string', minLength: 1, maxLength: 64, pattern: PROXY_USER_NAME.source } as const;
+
+export const proxyUserCreateBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'tags'],
+  properties: { name: proxyUserName, tags: { ...tags, minItems: 1 } },
+} as const;
+
+export const proxyUserParams = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name'],
+  properties: { name: proxyUserName },
 } as const;

@@ -18,6 +18,7 @@ import { PeerMapCache } from './peer-map-cache';
 import { connectRedis, type RedisSpec } from './redis-connect';
 import { RedisRegistry } from './redis-store';
 import { TokenStore } from './token-store';
+import { ProxyUserStore } from './proxy-users';
 import { newJoinCounters, newRateLimitCounters, type JoinCounters, type RateLimitCounters } from './metrics';
 import { isNonce, NONCE_HEADER, SIGNATURE_HEADER, SIGNING_KEY_HEADER, signAnswer, signingPublicKey } from './answer-signing';
 import type { JoinRequest } from './types';
@@ -120,6 +121,7 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
   const reassertGraceMs = o.reassertGraceMs ?? D.DEFAULT_REASSERT_GRACE_MS;
   const registry = new RedisRegistry(redis, { prefix, cidr, quarantineMs: o.quarantineMs ?? D.DEFAULT_QUARANTINE_MS, now, reassertGraceMs });
   const tokens = new TokenStore(redis, prefix, now);
+  const proxyUsers = new ProxyUserStore(redis, prefix, now);
   const feed = new PeerFeed(redis, registry.keys.events, log);
   let ready = false;
   let closed = false;
@@ -193,7 +195,7 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
   if (!signingKey) log.warn('no --signing-key: members get no membership records, so they cannot re-assert their identity if Redis loses its data');
   const app = await buildApi({
     https: o.tls, onSend, records,
-    joins, rateLimited, registry, tokens, feed, peerMap, log, cidr, adminToken: o.adminToken,
+    joins, rateLimited, registry, tokens, proxyUsers, feed, peerMap, log, cidr, adminToken: o.adminToken,
     bodyLimit: o.bodyLimit ?? D.DEFAULT_BODY_LIMIT, longPollMs: o.longPollMs ?? D.DEFAULT_LONG_POLL_MS,
     trustedProxies: o.trustedProxies ?? [],
     dashboard: { redis, prefix },

@@ -100,6 +100,24 @@ export interface TokenCreateRequest {
   ephemeral?: boolean;
 }
 
+export interface ProxyUserCreateRequest {
+  /** PROXY_USER_NAME: 1-64 of A-Z a-z 0-9 _ . @ - (no `:`), starting with a letter or digit */
+  name: string;
+  /** at least one; what the policy sees as the source of the user's connections */
+  tags: string[];
+}
+
+export interface ProxyUserView {
+  name: string;
+  tags: string[];
+  createdAt: number;
+}
+
+/** The answer to a create: the generated password, shown once. */
+export interface ProxyUserCreated extends ProxyUserView {
+  password: string;
+}
+
 export interface TokenView {
   id: string;
   usesLeft: number;

@@ -5,11 +5,23 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Logger } from '../common';
 import type { Dialer } from './dialer';
+import type { MapEntry } from './directory';
 import type { TargetPolicy } from './target';
+import type { ProxyUser, ProxyUserVerifier } from './proxy-users';
+import type { AccessRefusal } from './gateway';
 
 export interface Credentials {
   username: string;
   password: string;
+}
+
+/**
+ * Gateway mode: callers authenticate as proxy users (instead of `credentials`), and every
+ * destination passes the per-user policy check before it is dialed (gateway.ts).
+ */
+export interface GatewayAuth {
+  users: ProxyUserVerifier;
+  access: { check(user: ProxyUser, ip: string, port: number, entry: MapEntry | null): Promise<AccessRefusal | null> };
 }
 
 export interface ProxyTimeouts {
@@ -27,6 +39,7 @@ export interface ProxyContext {
   policy: TargetPolicy;
   dial: Dialer;
   credentials?: Credentials;
+  gateway?: GatewayAuth;
   timeouts: ProxyTimeouts;
   log: Logger;
   /** outcome label → count (e.g. `socks.connect.ok`, `http.refused.unknown`) */
@@ -43,4 +56,13 @@ export function credentialsMatch(want: Credentials, username: string, password: 
   const u = timingSafeEqual(h(want.username), h(username));
   const p = timingSafeEqual(h(want.password), h(password));
   return u && p;
+}
+
+/** Verifies proxy-user credentials; 'unavailable' when the verifier cannot tell (Redis down). */
+export async function verifyProxyUser(g: GatewayAuth, username: string, password: string): Promise<ProxyUser | null | 'unavailable'> {
+  try {
+    return await g.users.verify(username, password);
+  } catch {
+    return 'unavailable';
+  }
 }

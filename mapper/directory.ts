@@ -230,7 +230,7 @@ export class RedisDirectory implements MemberDirectory {
       this.flush();
       return;
     }
-    if (e.type === EventType.PolicyChanged) return; // no mapping changed
+    if (e.type === EventType.PolicyChanged || e.type === EventType.ProxyUserChanged) return; // no mapping changed
     if (e.type !== EventType.SessionUp && e.type !== EventType.SessionDown) this.forgetUnknown();
     this.invalidate(e.vip);
   }

@@ -191,7 +191,7 @@ export class ExposureManager {
   private async member(originalIp: string, port: number) {
     const t = await resolveTarget(originalIp, port, this.ctx.policy);
     if (t.kind === 'refuse') {
-      const status = { unknown: 404, 'not-allowed': 403, unsupported: 400, invalid: 400, unavailable: 503, 'bad-mapping': 502 }[t.why];
+      const status = { unknown: 404, 'not-allowed': 403, unsupported: 400, invalid: 400, unavailable: 503, 'bad-mapping': 502, policy: 403 }[t.why];
       throw new ExposeRefusedError(status, t.why === 'unknown' ? 'unknown-original-ip' : t.why, t.reason);
     }
     if (t.via !== 'original' || !t.entry) throw new ExposeRefusedError(404, 'unknown-original-ip', `no member has original IP ${originalIp}`);

@@ -2,7 +2,8 @@
  * HTTP proxy front: CONNECT host:port for any TCP, and plain forwarding of absolute-form
  * `http://` requests, mapping the host exactly as SOCKS5 does (../target.ts).
  *
- * Status codes: 400 malformed, 403 not allowed / IPv6, 407 missing credentials,
+ * Status codes: 400 malformed, 403 not allowed / IPv6 / (gateway mode) the policy refuses
+ * this proxy user, 407 missing or wrong credentials, 503 credentials cannot be checked (Redis down),
  * 431 header block over `maxHeaderBytes`, 502 unknown member or refused connection,
  * 504 connect timeout. Every error body is one line `reason\n`, and the reason is also in
  * the `X-Isthmus-Reason` header.
@@ -14,7 +15,8 @@ import http from 'node:http';
 import type net from 'node:net';
 import { resolveTarget, type Target } from './target';
 import { classifyDialError } from './dialer';
-import { count, credentialsMatch, type ProxyContext } from './context';
+import { count, credentialsMatch, verifyProxyUser, type ProxyContext } from './context';
+import type { ProxyUser } from './proxy-users';
 import { joinSockets, sendAndClose } from './tunnel';
 
 /** @default 16384 */
@@ -30,6 +32,7 @@ function statusForRefusal(t: Extract<Target, { kind: 'refuse' }>): number {
     case 'invalid': return 400;
     case 'unavailable': return 502;
     case 'bad-mapping': return 502;
+    case 'policy': return 403;
   }
 }
 
@@ -37,7 +40,7 @@ function statusForDialError(err: unknown): number {
   return classifyDialError(err) === 'timeout' ? 504 : 502;
 }
 
-const REASON_PHRASE: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 407: 'Proxy Authentication Required', 431: 'Request Header Fields Too Large', 502: 'Bad Gateway', 504: 'Gateway Timeout' };
+const REASON_PHRASE: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 407: 'Proxy Authentication Required', 431: 'Request Header Fields Too Large', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
 
 /** Writes a whole error response onto a raw socket (CONNECT, parse errors) and closes it. */
 function rawError(socket: net.Socket | import('node:stream').Duplex, status: number, reason: string, extra = ''): void {
@@ -46,13 +49,37 @@ function rawError(socket: net.Socket | import('node:stream').Duplex, status: num
     `X-Isthmus-Reason: ${body.trim()}\r\nConnection: close\r\n${extra}\r\n${body}`);
 }
 
-function authorized(ctx: ProxyContext, header: string | undefined): boolean {
-  if (!ctx.credentials) return true;
+function basic(header: string | undefined): { username: string; password: string } | null {
   const m = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(header ?? '');
-  if (!m) return false;
+  if (!m) return null;
   const dec = Buffer.from(m[1]!, 'base64').toString('utf8');
   const i = dec.indexOf(':');
-  return i > 0 && credentialsMatch(ctx.credentials, dec.slice(0, i), dec.slice(i + 1));
+  return i > 0 ? { username: dec.slice(0, i), password: dec.slice(i + 1) } : null;
+}
+
+/**
+ * Who the request comes from: `true` (no credentials configured, or the static pair matched),
+ * the proxy user (gateway mode), or why not: 407 (missing / wrong) or 503 (cannot check now).
+ */
+async function authorize(ctx: ProxyContext, header: string | undefined): Promise<true | ProxyUser | 407 | 503> {
+  if (ctx.gateway) {
+    const c = basic(header);
+    if (!c) return 407;
+    const v = await verifyProxyUser(ctx.gateway, c.username, c.password);
+    return v === 'unavailable' ? 503 : v ?? 407;
+  }
+  if (!ctx.credentials) return true;
+  const c = basic(header);
+  return c && credentialsMatch(ctx.credentials, c.username, c.password) ? true : 407;
+}
+
+const AUTH_REASON = { 407: 'proxy credentials missing or wrong', 503: 'proxy credentials cannot be checked now (Redis unreachable); retry later' } as const;
+
+/** Gateway mode: the per-user policy check (gateway.ts); null: go ahead. */
+async function gatewayRefusal(ctx: ProxyContext, who: true | ProxyUser, t: Extract<Target, { kind: 'dial' }>): Promise<Extract<Target, { kind: 'refuse' }> | null> {
+  if (!ctx.gateway || who === true) return null;
+  const no = await ctx.gateway.access.check(who, t.ip, t.port, t.entry);
+  return no ? { kind: 'refuse', ...no } : null;
 }
 
 const NEED_AUTH = 'Proxy-Authenticate: Basic realm="isthmus"\r\n';
@@ -79,11 +106,14 @@ export function createHttpProxy(ctx: ProxyContext, maxHeaderBytes = DEFAULT_MAX_
   server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
     socket.on('error', () => socket.destroy());
     void (async () => {
-      if (!authorized(ctx, req.headers['proxy-authorization'])) { count(ctx, 'http.407'); rawError(socket, 407, 'proxy credentials required', NEED_AUTH); return; }
+      const who = await authorize(ctx, req.headers['proxy-authorization']);
+      if (who === 407 || who === 503) { count(ctx, `http.${who}`); rawError(socket, who, AUTH_REASON[who], who === 407 ? NEED_AUTH : ''); return; }
       const a = parseAuthority(req.url ?? '');
       if (!a) { count(ctx, 'http.400'); rawError(socket, 400, 'CONNECT target must be host:port'); return; }
       const t = await resolveTarget(a.host, a.port, ctx.policy);
       if (t.kind === 'refuse') { count(ctx, `http.refused.${t.why}`); rawError(socket, statusForRefusal(t), t.reason); return; }
+      const no = await gatewayRefusal(ctx, who, t);
+      if (no) { count(ctx, `http.refused.${no.why}`); rawError(socket, statusForRefusal(no), no.reason); return; }
       let up: net.Socket;
       try {
         up = await ctx.dial(t.ip, t.port, ctx.timeouts.connectMs);
@@ -114,13 +144,21 @@ function fail(res: http.ServerResponse, status: number, reason: string, extra: R
 }
 
 async function forward(req: http.IncomingMessage, res: http.ServerResponse, ctx: ProxyContext): Promise<void> {
-  if (!authorized(ctx, req.headers['proxy-authorization'])) { count(ctx, 'http.407'); fail(res, 407, 'proxy credentials required', { 'proxy-authenticate': 'Basic realm="isthmus"' }); return; }
+  const who = await authorize(ctx, req.headers['proxy-authorization']);
+  if (who === 407 || who === 503) {
+    count(ctx, `http.${who}`);
+    req.resume();
+    fail(res, who, AUTH_REASON[who], who === 407 ? { 'proxy-authenticate': 'Basic realm="isthmus"' } : {});
+    return;
+  }
   let url: URL;
   try { url = new URL(req.url ?? ''); } catch { count(ctx, 'http.400'); fail(res, 400, 'proxy requests need an absolute http:// URL'); return; }
   if (url.protocol !== 'http:') { count(ctx, 'http.400'); fail(res, 400, `unsupported scheme ${url.protocol} (use CONNECT for TLS)`); return; }
   const port = url.port ? Number(url.port) : 80;
   const t = await resolveTarget(url.hostname, port, ctx.policy);
   if (t.kind === 'refuse') { count(ctx, `http.refused.${t.why}`); fail(res, statusForRefusal(t), t.reason); return; }
+  const no = await gatewayRefusal(ctx, who, t);
+  if (no) { count(ctx, `http.refused.${no.why}`); fail(res, statusForRefusal(no), no.reason); return; }
   let sock: net.Socket;
   try {
     sock = await ctx.dial(t.ip, t.port, ctx.timeouts.connectMs);

@@ -14,4 +14,5 @@ export { Command, encodeRequest } from './socks5/codec';
 export { registerMapperMetrics } from './metrics';
 export { ExposureManager, ExposeRefusedError, parsePortRange, DEFAULT_EXPOSE_OPTIONS, type ExposeOptions, type ExposureView, type PortRange } from './expose';
 export { EXPOSE_RECORD_TTL_MS, type ExposureRecord } from './expose-store';
-export type { ProxyUser, ProxyUserVerifier } from './proxy-users';
+export { RedisProxyUsers, DEFAULT_REVALIDATE_MS, VERIFY_RESULTS, type ProxyUser, type ProxyUserVerifier, type RedisProxyUsersOptions, type VerifyResult } from './proxy-users';
+export { GatewayAccess, redisPolicyLoader, type AccessRefusal, type GatewayAccessOptions } from './gateway';

@@ -14,7 +14,7 @@ import { ADDR_PATTERN, MAX_ADDR_LEN } from '../common';
 import { credentialsMatch, type Credentials } from './context';
 import type { ProxyUserVerifier } from './proxy-users';
 import type { ExposureManager } from './expose';
-import { EXPOSE_ROUTE_PREFIX, registerExposeRoutes } from './expose-api';
+import { EXPOSE_ROUTE_PREFIX, parseBasic, registerExposeRoutes } from './expose-api';
 
 /** Most IPs one batch request may ask about. */
 export const MAX_BATCH = 256;
@@ -57,14 +57,17 @@ export interface LookupApiOptions {
   expose?: ExposureManager;
   /** who may use /v1/expose (HTTP Basic) */
   users?: ProxyUserVerifier;
+  /** gateway mode: every route but /healthz wants one of `users` (HTTP Basic) instead of `credentials` */
+  usersOnEveryRoute?: boolean;
 }
 
-function basicAuthOk(want: Credentials, header: string | undefined): boolean {
-  const m = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(header ?? '');
-  if (!m) return false;
-  const dec = Buffer.from(m[1]!, 'base64').toString('utf8');
-  const i = dec.indexOf(':');
-  return i > 0 && credentialsMatch(want, dec.slice(0, i), dec.slice(i + 1));
+/** The check of every route but /healthz (and exposure, which checks proxy users itself). */
+function apiGuard(opts: LookupApiOptions): ((header: string | undefined) => Promise<boolean>) | undefined {
+  const want = opts.credentials;
+  if (want) return async (h) => { const c = parseBasic(h); return c !== null && credentialsMatch(want, c.name, c.password); };
+  const users = opts.users;
+  if (opts.usersOnEveryRoute && users) return async (h) => { const c = parseBasic(h); return c !== null && (await users.verify(c.name, c.password)) !== null; };
+  return undefined;
 }
 
 export function buildLookupApi(opts: LookupApiOptions): FastifyInstance {
@@ -76,12 +79,13 @@ export function buildLookupApi(opts: LookupApiOptions): FastifyInstance {
     if ((err.statusCode ?? 500) < 500) return reply.code(err.statusCode!).send({ error: 'bad-request', reason: err.message });
     return reply.code(503).send({ error: 'unavailable', reason: err.message });
   });
-  const want = opts.credentials;
-  if (want) {
+  const guard = apiGuard(opts);
+  if (guard) {
     app.addHook('onRequest', async (req, reply) => {
-      if (req.url === '/healthz' || basicAuthOk(want, req.headers.authorization)) return;
-      // Exposure authenticates proxy users itself (expose-api.ts).
+      if (req.url === '/healthz') return;
+      // Exposure authenticates proxy users itself (expose-api.ts), with its own answers.
       if (opts.expose && req.routeOptions.url?.startsWith(EXPOSE_ROUTE_PREFIX)) return;
+      if (await guard(req.headers.authorization)) return;
       return reply.code(401).header('www-authenticate', 'Basic realm="isthmus-mapper"').send({ error: 'unauthorized', reason: 'this mapper wants its credentials (HTTP Basic)' });
     });
   }

@@ -1,13 +1,15 @@
 /**
  * prom-client metrics for a mapper, read at scrape time from the directory cache's stats and
  * the proxy fronts' outcome counters (`ProxyContext.counters`, labels like `socks.connect.ok`,
- * `http.refused.unknown`, `socks.udp.drop.malformed`). The label values come from the code,
+ * `http.refused.unknown`, `socks.udp.drop.malformed`; gateway mode adds `*.refused.policy`,
+ * `socks.auth-unavailable`, `http.503`). The label values come from the code,
  * not from clients, so the series are bounded.
  */
 import type { Registry } from 'prom-client';
 import { counterFrom, gaugeFrom, labelledFrom } from '../common';
 import { RedisDirectory } from './directory';
 import type { MapperService } from './service';
+import { VERIFY_RESULTS } from './proxy-users';
 
 type Series = Iterable<readonly [Record<string, string>, number]>;
 
@@ -20,7 +22,7 @@ function* outcomes(counters: Map<string, number>, prefix: string, label: string,
   }
 }
 
-export function registerMapperMetrics(registry: Registry, svc: Pick<MapperService, 'context' | 'directory'> & Partial<Pick<MapperService, 'expose'>>): void {
+export function registerMapperMetrics(registry: Registry, svc: Pick<MapperService, 'context' | 'directory'> & Partial<Pick<MapperService, 'expose' | 'proxyUsers'>>): void {
   const counters = svc.context.counters;
   const dir = svc.directory instanceof RedisDirectory ? svc.directory : undefined;
   if (dir) {
@@ -49,6 +51,13 @@ export function registerMapperMetrics(registry: Registry, svc: Pick<MapperServic
       () => outcomes(counters, 'expose.', 'result', ['expose.conn.']));
     labelledFrom(registry, 'counter', 'isthmus_mapper_expose_connections_total', 'Connections to exposed ports by result (ok, policy-denied, unknown-original-ip, dial-failed, ...)', ['result'],
       () => outcomes(counters, 'expose.conn.', 'result'));
+  }
+  const users = svc.proxyUsers;
+  if (users) {
+    labelledFrom(registry, 'counter', 'isthmus_gateway_proxy_user_checks_total',
+      'Gateway proxy-user credential checks by result (ok: scrypt verified; cached: no Redis call; revalidated: stored hash re-read, unchanged; unknown-user; bad-password; unavailable: Redis error)', ['result'],
+      function* () { for (const r of VERIFY_RESULTS) yield [{ result: r }, users.results[r]] as const; });
+    gaugeFrom(registry, 'isthmus_gateway_events_live', '1 while the gateway is subscribed to proxy-user and policy events, 0 otherwise', () => (users.isLive ? 1 : 0));
   }
   labelledFrom(registry, 'counter', 'isthmus_mapper_front_rejected_total', 'Proxy connections closed before a protocol was recognised, by reason', ['reason'],
     () => outcomes(counters, 'front.', 'reason'));

@@ -10,10 +10,11 @@ import { type Logger, silentLogger, type Prefix, type RedisSpec, DEFAULT_PREFIX,
 import { isLoopbackHost, parseRange } from './addr';
 import { RedisDirectory, type MemberDirectory } from './directory';
 import { buildLookupApi } from './lookup-api';
-import { DEFAULT_PROXY_TIMEOUTS, credentialsMatch, type Credentials, type ProxyContext, type ProxyTimeouts } from './context';
+import { DEFAULT_PROXY_TIMEOUTS, credentialsMatch, type Credentials, type GatewayAuth, type ProxyContext, type ProxyTimeouts } from './context';
 import { ExposeStore } from './expose-store';
 import { ExposureManager, type ExposeOptions } from './expose';
-import type { ProxyUserVerifier } from './proxy-users';
+import { RedisProxyUsers, type ProxyUserVerifier } from './proxy-users';
+import { GatewayAccess, redisPolicyLoader } from './gateway';
 import { netDialer, type Dialer } from './dialer';
 import { createHttpProxy, DEFAULT_MAX_HEADER_BYTES } from './http-proxy';
 import { createProxyFront } from './front';
@@ -39,6 +40,12 @@ export interface MapperServiceOptions {
   /** separate HTTP proxy listen address */
   httpProxy?: ListenAddress;
   credentials?: Credentials;
+  /**
+   * Gateway mode (docs/GATEWAY.md): the proxies take proxy users (Redis-backed, or `users`)
+   * instead of `credentials`, and check each destination against the policy for the user and
+   * for this gateway member, found by `selfVip` (its agent's virtual IP).
+   */
+  gateway?: { selfVip(): Promise<string | null>; users?: ProxyUserVerifier; revalidateMs?: number };
   /** @default '100.64.0.0/10' */
   overlayCidr?: string;
   /** if set, IPv4 destinations outside these and the overlay are refused as not allowed */
@@ -61,6 +68,8 @@ export const DEFAULT_OVERLAY_CIDR = '100.64.0.0/10';
 export interface MapperService {
   readonly context: ProxyContext;
   readonly directory: MemberDirectory;
+  /** gateway mode: the Redis-backed proxy users (readiness, metrics) */
+  readonly proxyUsers?: RedisProxyUsers;
   /** actual bound addresses (port 0 resolved) */
   readonly addresses: { api?: ListenAddress; socks?: ListenAddress; httpProxy?: ListenAddress };
   /** port exposure (present with an API over Redis) */
@@ -81,9 +90,9 @@ function listen(server: net.Server | http.Server, a: ListenAddress): Promise<Lis
 
 export async function startMapperService(opts: MapperServiceOptions): Promise<MapperService> {
   const log = opts.logger ?? silentLogger();
-  // Never an open service: beyond loopback only with credentials (the API wants them too).
+  // Never an open service: beyond loopback only with credentials or gateway proxy users (the API wants them too).
   for (const [name, at] of [['api', opts.api], ['socks', opts.socks], ['httpProxy', opts.httpProxy]] as const) {
-    if (at && !opts.credentials && !isLoopbackHost(at.host)) {
+    if (at && !opts.credentials && !opts.gateway && !isLoopbackHost(at.host)) {
       throw new Error(`startMapperService: ${name} on ${at.host} needs credentials (only loopback may go without)`);
     }
   }
@@ -97,10 +106,23 @@ export async function startMapperService(opts: MapperServiceOptions): Promise<Ma
     await redisDir.start();
     directory = redisDir;
   }
+  if (opts.gateway && opts.credentials) throw new Error('startMapperService: gateway mode takes proxy users, not static credentials');
+  let proxyUsers: RedisProxyUsers | undefined;
+  let gateway: GatewayAuth | undefined;
+  if (opts.gateway) {
+    const redis = opts.redis;
+    if (!redis) { await redisDir?.close(); throw new Error('startMapperService: gateway mode needs redis (proxy users and the policy)'); }
+    proxyUsers = new RedisProxyUsers({ redis, prefix: opts.prefix, logger: log, revalidateMs: opts.gateway.revalidateMs });
+    await proxyUsers.start();
+    const access = new GatewayAccess({ loadPolicy: redisPolicyLoader(proxyUsers.redis, opts.prefix), directory, selfVip: opts.gateway.selfVip, logger: log });
+    proxyUsers.onClusterEvent((e) => access.onClusterEvent(e));
+    gateway = { users: opts.gateway.users ?? proxyUsers, access };
+  }
   const context: ProxyContext = {
     policy: { directory, overlay, originalCidrs },
     dial: opts.dialer ?? netDialer,
     credentials: opts.credentials,
+    gateway,
     timeouts: { ...DEFAULT_PROXY_TIMEOUTS, ...opts.timeouts },
     log,
     counters: new Map(),
@@ -109,6 +131,7 @@ export async function startMapperService(opts: MapperServiceOptions): Promise<Ma
   const addresses: MapperService['addresses'] = {};
   const stop = async () => {
     for (const c of closers.reverse()) await c().catch(() => undefined);
+    await proxyUsers?.close();
     await redisDir?.close();
   };
   let expose: ExposureManager | undefined;
@@ -125,10 +148,12 @@ export async function startMapperService(opts: MapperServiceOptions): Promise<Ma
     if (opts.api) {
       const creds = opts.credentials;
       const mgr = expose;
-      const users: ProxyUserVerifier | undefined = opts.users ?? (creds && mgr
+      // Gateway mode: the central proxy users; else the one --socks-user, acting with this gateway's tags.
+      const users: ProxyUserVerifier | undefined = opts.users ?? gateway?.users ?? (creds && mgr
         ? { verify: async (name, password) => (credentialsMatch(creds, name, password) ? { name, tags: await mgr.gatewayTags() } : null) }
         : undefined);
-      const app: FastifyInstance = buildLookupApi({ directory, live: redisDir ? () => redisDir!.isLive : undefined, credentials: opts.credentials, expose, users });
+      const app: FastifyInstance = buildLookupApi({ directory, live: redisDir ? () => redisDir!.isLive : undefined, credentials: opts.credentials, expose, users,
+        usersOnEveryRoute: Boolean(gateway) });
       await app.listen({ host: opts.api.host, port: opts.api.port });
       const ad = app.server.address() as net.AddressInfo;
       addresses.api = { host: ad.address, port: ad.port };
@@ -152,5 +177,5 @@ export async function startMapperService(opts: MapperServiceOptions): Promise<Ma
     await stop();
     throw err;
   }
-  return { context, directory, addresses, expose, stop };
+  return { context, directory, proxyUsers, addresses, expose, stop };
 }

@@ -24,6 +24,8 @@ export const RefuseWhy = {
   Unavailable: 'unavailable',
   /** the directory maps the name to a virtual IP outside the overlay: never dialed (Redis is not trusted to send us elsewhere) */
   BadMapping: 'bad-mapping',
+  /** gateway mode: the policy does not let the proxy user (or the gateway itself) open this flow (gateway.ts) */
+  Policy: 'policy',
 } as const;
 export type RefuseWhy = (typeof RefuseWhy)[keyof typeof RefuseWhy];
 

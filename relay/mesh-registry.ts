@@ -117,7 +117,7 @@ export class RedisMeshRegistry implements MeshRouteSource {
 
   private onMessage(msg: string): void {
     const e = decodeEvent(msg);
-    if (!e || isNodeEvent(e) || e.type === EventType.PolicyChanged) return;
+    if (!e || isNodeEvent(e) || e.type === EventType.PolicyChanged || e.type === EventType.ProxyUserChanged) return;
     let vip: number;
     try {
       vip = parseAddr(e.vip);

@@ -2,16 +2,21 @@
  * SOCKS5 front (RFC 1928 + RFC 1929), one connection at a time through these stages, each
  * with its own deadline and size cap:
  *   1. greeting       choose no-auth, or username/password when credentials are configured
- *   2. auth           RFC 1929 sub-negotiation (only with credentials)
+ *                     (gateway mode: always username/password; a client offering only
+ *                     no-auth gets 0xFF, no acceptable method)
+ *   2. auth           RFC 1929 sub-negotiation (only with credentials / proxy users)
  *   3. request        CONNECT or UDP ASSOCIATE; BIND and unknown commands get 0x07
- *   4. resolve        original IP / virtual IP / hostname → virtual IP (../target.ts)
+ *                     (gateway mode: CONNECT only, UDP ASSOCIATE gets 0x07 too)
+ *   4. resolve        original IP / virtual IP / hostname → virtual IP (../target.ts);
+ *                     gateway mode: the user's policy check (../gateway.ts), 0x02 if refused
  *   5. dial / relay   join the sockets, or run a UDP association (./udp-association.ts)
  * Malformed input gets the matching reply code (when a reply is possible) and a close.
  */
 import type net from 'node:net';
 import { resolveTarget, type Target } from '../target';
 import { classifyDialError, type DialFailure } from '../dialer';
-import { count, credentialsMatch, type ProxyContext } from '../context';
+import { count, credentialsMatch, verifyProxyUser, type ProxyContext } from '../context';
+import type { ProxyUser } from '../proxy-users';
 import { joinSockets, sendAndClose } from '../tunnel';
 import {
   Command, Method, Reply, MAX_AUTH, MAX_GREETING, MAX_REQUEST,
@@ -29,6 +34,7 @@ export function replyForRefusal(t: Extract<Target, { kind: 'refuse' }>): ReplyCo
     case 'invalid': return Reply.HostUnreachable;
     case 'unavailable': return Reply.GeneralFailure;
     case 'bad-mapping': return Reply.NotAllowed;
+    case 'policy': return Reply.NotAllowed;
   }
 }
 
@@ -63,7 +69,8 @@ async function runSocks5(socket: net.Socket, ctx: ProxyContext): Promise<void> {
 
   const g = await rd.next('greeting', parseGreeting, MAX_GREETING, t);
   if (g.kind === 'bad') { count(ctx, 'socks.bad-greeting'); rd.detach(); socket.destroy(); return; }
-  const want = ctx.credentials ? Method.UserPass : Method.NoAuth;
+  const gw = ctx.gateway;
+  const want = ctx.credentials || gw ? Method.UserPass : Method.NoAuth;
   if (!g.methods.includes(want)) {
     count(ctx, 'socks.no-acceptable-method');
     rd.detach();
@@ -72,7 +79,19 @@ async function runSocks5(socket: net.Socket, ctx: ProxyContext): Promise<void> {
   }
   socket.write(encodeMethodSelection(want));
 
-  if (ctx.credentials) {
+  let user: ProxyUser | undefined;
+  if (gw) {
+    const a = await rd.next('auth', parseUserPass, MAX_AUTH, t);
+    const v = a.kind === 'ok' ? await verifyProxyUser(gw, a.username, a.password) : null;
+    if (v === null || v === 'unavailable') {
+      count(ctx, v === 'unavailable' ? 'socks.auth-unavailable' : 'socks.auth-failed');
+      rd.detach();
+      sendAndClose(socket, encodeUserPassReply(false));
+      return;
+    }
+    user = v;
+    socket.write(encodeUserPassReply(true));
+  } else if (ctx.credentials) {
     const a = await rd.next('auth', parseUserPass, MAX_AUTH, t);
     const ok = a.kind === 'ok' && credentialsMatch(ctx.credentials, a.username, a.password);
     if (!ok) {
@@ -88,6 +107,7 @@ async function runSocks5(socket: net.Socket, ctx: ProxyContext): Promise<void> {
   if (r.kind === 'bad') { fail(r.reply, 'bad-request'); return; }
   if (r.cmd !== Command.Connect && r.cmd !== Command.UdpAssociate) { fail(Reply.CommandNotSupported, 'unsupported-command'); return; }
 
+  if (r.cmd === Command.UdpAssociate && gw) { fail(Reply.CommandNotSupported, 'unsupported-command'); return; }
   if (r.cmd === Command.UdpAssociate) {
     rd.detach();
     await startUdpAssociation(socket, r.port, ctx);
@@ -99,6 +119,14 @@ async function runSocks5(socket: net.Socket, ctx: ProxyContext): Promise<void> {
     ctx.log.debug({ host: r.host.slice(0, 64), port: r.port, why: target.why }, 'socks5 connect refused');
     fail(replyForRefusal(target), `refused.${target.why}`);
     return;
+  }
+  if (gw && user) {
+    const no = await gw.access.check(user, target.ip, target.port, target.entry);
+    if (no) {
+      ctx.log.debug({ proxyUser: user.name, host: r.host.slice(0, 64), port: r.port, why: no.why }, 'socks5 connect refused for this proxy user');
+      fail(replyForRefusal({ kind: 'refuse', ...no }), `refused.${no.why}`);
+      return;
+    }
   }
   let upstream: net.Socket;
   try {

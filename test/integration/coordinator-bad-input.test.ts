@@ -93,6 +93,13 @@ const cases: Case[] = [
   { name: 'allow a key that is not refused', path: '/v1/removed-keys/allow', body: JSON.stringify({ publicKey: Buffer.alloc(32, 7).toString('base64') }), headers: { ...json, ...admin }, status: 404, error: 'not-found' },
   { name: 'allow a malformed key', path: '/v1/removed-keys/allow', body: '{"publicKey":"abc"}', headers: { ...json, ...admin }, status: 400, error: 'invalid-request' },
   { name: 'remove with a bad allowRejoin', method: 'DELETE', path: '/v1/nodes/100.64.9.9?allowRejoin=maybe', headers: admin, status: 400, error: 'invalid-request' },
+  { name: 'proxy-user create without admin', path: '/v1/proxy-users', body: '{"name":"u1","tags":["ops"]}', headers: json, status: 401, error: 'unauthorized' },
+  { name: 'proxy-user create with a colon in the name', path: '/v1/proxy-users', body: '{"name":"u:1","tags":["ops"]}', headers: { ...json, ...admin }, status: 400, error: 'invalid-request' },
+  { name: 'proxy-user create without tags', path: '/v1/proxy-users', body: '{"name":"u1","tags":[]}', headers: { ...json, ...admin }, status: 400, error: 'invalid-request' },
+  { name: 'proxy-user create with a bad tag', path: '/v1/proxy-users', body: '{"name":"u1","tags":["a b"]}', headers: { ...json, ...admin }, status: 400, error: 'invalid-request' },
+  { name: 'proxy-user create choosing its own password', path: '/v1/proxy-users', body: '{"name":"u1","tags":["ops"],"password":"x"}', headers: { ...json, ...admin }, status: 400, error: 'invalid-request' },
+  { name: 'proxy-user list without admin', method: 'GET', path: '/v1/proxy-users', status: 401, error: 'unauthorized' },
+  { name: 'proxy-user revoke of an unknown user', method: 'DELETE', path: '/v1/proxy-users/nobody', headers: admin, status: 404, error: 'not-found' },
 ];
 
 for (const c of cases) {
