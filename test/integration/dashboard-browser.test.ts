@@ -65,7 +65,7 @@ test('headless chromium: login, a member that joins appears live, a hostile host
   // A real relay recording sessions and publishing its counters in Redis.
   const relayPort = await freeUdpPort();
   relay = new ManagedProcess(process.execPath, [path.join(ROOT, 'dist/cli/main.js'), 'relay', '--listen', `127.0.0.1:${relayPort}`,
-    '--redis', redisUrl, '--id', 'relay-1', '--keepalive', '2'], { name: 'relay' });
+    '--redis', redisUrl, '--id', 'relay-1', '--keepalive', '2s'], { name: 'relay' });
   await relay.waitForLine(/relay ready/, 20_000);
 
   // Two members before the page opens: one plain, one whose hostname is made hostile in Redis.

@@ -150,7 +150,7 @@ test.serial('relay: --metrics is promtool-clean and its forwarded bytes move whe
   t.teardown(() => r.disconnect());
   for (const m of [a, b]) await r.set(`${P}key:${Buffer.from(m.kp.publicKey).toString('base64')}`, `100.64.3.${m === a ? 1 : 2}`);
   relay = await startDaemon('relay', ['relay', '--listen', '127.0.0.1:0', '--redis', redis.url, '--redis-prefix', P, '--id', 'metrics-relay',
-    '--metrics', '127.0.0.1:0', '--health-tcp', '127.0.0.1:0', '--stats-interval', '0']);
+    '--metrics', '127.0.0.1:0', '--health-tcp', '127.0.0.1:0', '--stats-interval', '0s']);
   await until(() => relay.log().includes('"msg":"relay ready"'), 'relay ready', 10_000);
   const port = Number(String(relay.line('relay started').udpAddr).split(':')[1]);
 
@@ -171,7 +171,8 @@ test.serial('relay: --metrics is promtool-clean and its forwarded bytes move whe
   t.true(sample(after, 'isthmus_relay_forwarded_bytes_total')! >= 5 * 200, 'forwarded bytes counted');
   t.is(sample(after, 'isthmus_relay_forwarded_frames_total'), 5);
   t.is(sample(after, 'isthmus_relay_sessions'), 2);
-  t.is(sample(after, 'isthmus_relay_auth_ok_total'), 2);
+  // At least one per member: a member whose AUTH answer is late (a loaded machine) sends it again.
+  t.true(sample(after, 'isthmus_relay_auth_ok_total')! >= 2, 'authentications counted');
   t.regex(after, /^process_cpu_seconds_total /m, 'process metrics too');
 
   t.is(await status(`${relay.url}/healthz`), 200);
@@ -181,7 +182,7 @@ test.serial('relay: --metrics is promtool-clean and its forwarded bytes move whe
 });
 
 test.serial('coordinator: --metrics is promtool-clean and counts joins by result and members', async (t) => {
-  coordinator = await startDaemon('coordinator', ['coordinator', '--redis', redis.url, '--prefix', P, '--listen', '127.0.0.1:0',
+  coordinator = await startDaemon('coordinator', ['coordinator', '--redis', redis.url, '--redis-prefix', P, '--listen', '127.0.0.1:0',
     '--admin-token', ADMIN, '--metrics', '127.0.0.1:0', '--rate-limit-join', '100']);
   await until(() => coordinator.log().includes('"msg":"coordinator listening"'), 'coordinator listening', 10_000);
   const url = `http://${String(coordinator.line('coordinator listening').listen)}`;
@@ -207,7 +208,7 @@ test.serial('coordinator: --metrics is promtool-clean and counts joins by result
 });
 
 test.serial('mapper: --metrics is promtool-clean and counts lookups and cache hits', async (t) => {
-  mapper = await startDaemon('mapper', ['mapper', '--redis', redis.url, '--prefix', P, '--api', '127.0.0.1:0', '--socks', '127.0.0.1:0',
+  mapper = await startDaemon('mapper', ['mapper', '--redis', redis.url, '--redis-prefix', P, '--api', '127.0.0.1:0', '--socks', '127.0.0.1:0',
     '--metrics', '127.0.0.1:0']);
   await until(() => mapper.log().includes('"msg":"mapper running"'), 'mapper running', 10_000);
   const api = mapper.line('mapper running').api as { host: string; port: number };

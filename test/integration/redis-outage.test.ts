@@ -67,7 +67,7 @@ async function startDaemon(t: ExecutionContext, args: string[]) {
 test('coordinator: starts with Redis down, answers 503, becomes ready when Redis comes up, one log line per change', async (t) => {
   const redisPort = await freePort();
   const listenPort = await freePort();
-  const d = await startDaemon(t, ['coordinator', '--redis', `redis://127.0.0.1:${redisPort}`, '--listen', `127.0.0.1:${listenPort}`, '--prefix', `isthmus-outage-${process.pid}:`]);
+  const d = await startDaemon(t, ['coordinator', '--redis', `redis://127.0.0.1:${redisPort}`, '--listen', `127.0.0.1:${listenPort}`, '--redis-prefix', `isthmus-outage-${process.pid}:`]);
   const { child, metrics, count } = d;
   const api = `http://127.0.0.1:${listenPort}`;
   await until(() => d.stderr.includes('coordinator listening'), 'coordinator listening', 10_000);
@@ -110,7 +110,7 @@ test('coordinator: starts with Redis down, answers 503, becomes ready when Redis
 test('mapper: starts with Redis down, lookups 503, answers once Redis comes up, one log line per change', async (t) => {
   const redisPort = await freePort();
   const apiPort = await freePort();
-  const d = await startDaemon(t, ['mapper', '--redis', `redis://127.0.0.1:${redisPort}`, '--api', `127.0.0.1:${apiPort}`, '--prefix', `isthmus-outage-m-${process.pid}:`]);
+  const d = await startDaemon(t, ['mapper', '--redis', `redis://127.0.0.1:${redisPort}`, '--api', `127.0.0.1:${apiPort}`, '--redis-prefix', `isthmus-outage-m-${process.pid}:`]);
   const { child, metrics, count } = d;
   const api = `http://127.0.0.1:${apiPort}`;
 

@@ -61,7 +61,7 @@ test('`isthmus relay` serves a member and exits cleanly on SIGTERM', async (t) =
   const script = `require('./cli/shutdown').installSignalHandlers();
 require('yargs')(process.argv.slice(1)).command(require('./cli/commands/relay').relayCommand).parseAsync()
   .catch((e) => { process.stderr.write('FAILED ' + e.message + '\\n'); process.exit(1); });`;
-  const child = spawn(process.execPath, ['--import', 'tsx', '-e', script, 'relay', '--listen', `127.0.0.1:${port}`, '--members', f, '--id', 'cli-relay', '--keepalive', '2'],
+  const child = spawn(process.execPath, ['--import', 'tsx', '-e', script, 'relay', '--listen', `127.0.0.1:${port}`, '--members', f, '--id', 'cli-relay', '--keepalive', '2s'],
     { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
