@@ -47,6 +47,21 @@ local function n2ip(n)
     math.floor(n / 256) % 256, n % 256)
 end
 
+-- The refusal when a live member other than \`vip\` holds original IP \`orig\` or \`hostname\`; nil if free.
+local function heldByAnother(vip, orig, hostname)
+  local holder = redis.call('GET', K.orig(orig))
+  if holder and holder ~= vip then
+    local h = redis.call('HMGET', K.node(holder), 'pub', 'hostname')
+    if h[1] then return { 'err', 'original-ip-taken', orig .. ' is held by ' .. holder .. ' (' .. (h[2] or '') .. ')' } end
+  end
+  holder = redis.call('GET', K.host(hostname))
+  if holder and holder ~= vip then
+    local h = redis.call('HMGET', K.node(holder), 'pub', 'orig')
+    if h[1] then return { 'err', 'hostname-taken', hostname .. ' is held by ' .. holder .. ' (original IP ' .. (h[2] or '') .. ')' } end
+  end
+  return nil
+end
+
 -- prevTags: the member's tags (JSON) before this change; nil for node-up.
 local function emit(typ, vip, prevTags)
   local v = redis.call('INCR', K.version)
@@ -196,16 +211,8 @@ if not fromSource then
   end
 end
 
-local holder = redis.call('GET', K.orig(orig))
-if holder and holder ~= vip then
-  local h = redis.call('HMGET', K.node(holder), 'pub', 'hostname')
-  if h[1] then return { 'err', 'original-ip-taken', orig .. ' is held by ' .. holder .. ' (' .. (h[2] or '') .. ')' } end
-end
-local hostHolder = redis.call('GET', hostKey)
-if hostHolder and hostHolder ~= vip then
-  local h = redis.call('HMGET', K.node(hostHolder), 'pub', 'orig')
-  if h[1] then return { 'err', 'hostname-taken', hostname .. ' is held by ' .. hostHolder .. ' (original IP ' .. (h[2] or '') .. ')' } end
-end
+local taken = heldByAnother(vip, orig, hostname)
+if taken then return taken end
 
 local offset = false
 local fromQuarantine = false
@@ -478,16 +485,8 @@ if cur and redis.call('HGET', K.node(cur), 'pub') == pub then
 end
 local h = redis.call('HMGET', K.node(vip), 'pub', 'hostname')
 if h[1] and h[1] ~= pub then return { 'err', 'vip-taken', vip .. ' is held by another key (' .. (h[2] or '') .. ')' } end
-local holder = redis.call('GET', K.orig(orig))
-if holder and holder ~= vip then
-  local o = redis.call('HMGET', K.node(holder), 'pub', 'hostname')
-  if o[1] then return { 'err', 'original-ip-taken', orig .. ' is held by ' .. holder .. ' (' .. (o[2] or '') .. ')' } end
-end
-local hostHolder = redis.call('GET', hostKey)
-if hostHolder and hostHolder ~= vip then
-  local o = redis.call('HMGET', K.node(hostHolder), 'pub', 'orig')
-  if o[1] then return { 'err', 'hostname-taken', hostname .. ' is held by ' .. hostHolder .. ' (original IP ' .. (o[2] or '') .. ')' } end
-end
+local taken = heldByAnother(vip, orig, hostname)
+if taken then return taken end
 
 -- From here on: writes only.
 local d = redis.call('HMGET', K.deployment, 'generation', 'createdAt', 'holdStarted')
