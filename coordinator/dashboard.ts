@@ -35,6 +35,7 @@ import { type ClusterEvent, type Logger, redisKeys, type RedisKeys } from '../co
 import { CoordinatorError, UnauthorizedError } from './errors';
 import type { RedisRegistry } from './redis-store';
 import type { TokenStore } from './token-store';
+import type { TokenView } from './types';
 import type { PeerFeed } from './peer-feed';
 import { secretsEqual } from './token-rules';
 
@@ -97,18 +98,8 @@ export interface DashboardRelay {
   since: number;
 }
 
-export interface DashboardToken {
-  id: string;
-  state: string;
-  /** -1 = unlimited */
-  usesLeft: number;
-  /** Unix ms; 0 = never */
-  expiresAt: number;
-  tags: string[];
-  originalCidrs: string[];
-  ephemeral: boolean;
-  createdAt: number;
-}
+/** A join token as the page shows it: the admin API's view, copied field by field so no secret can slip in. */
+export type DashboardToken = TokenView;
 
 export interface DashboardSnapshot {
   at: number;
