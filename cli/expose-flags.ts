@@ -17,12 +17,12 @@ export interface ExposeArgs {
 
 export function exposeOptions<T>(y: Argv<T>): Argv<T & ExposeArgs> {
   return y
-    .option('expose-range', { type: 'string', describe: 'enable port exposure (POST /v1/expose; needs --api and --socks-user): allocate exposed ports from FIRST-LAST, e.g. 20000-20999' })
+    .option('expose-range', { type: 'string', describe: 'enable port exposure (POST /v1/expose; needs --api and proxy users: --gateway, or --socks-user): allocate exposed ports from FIRST-LAST, e.g. 20000-20999' })
     .option('expose-listen', { type: 'string', describe: 'IPv4 address the exposed ports listen on (default: the --api host)' })
     .option('expose-advertise', { type: 'string', describe: 'IPv4 address answered as gatewayIp (default: --expose-listen; required when that is 0.0.0.0)' })
     .option('expose-idle', { type: 'string', default: '10m', describe: 'an exposed port with no connection and no traffic for this long is closed and its record removed (e.g. 90s, 10m, 1h)' })
     .option('expose-max-per-user', { type: 'number', default: DEFAULT_EXPOSE_OPTIONS.maxPerUser, describe: 'most exposed ports one proxy user may hold on this gateway' })
-    .option('gateway-vip', { type: 'string', describe: 'this gateway\'s own virtual IP (its tags for the policy, its id on exposure records); default: the local address inside --overlay-cidr (the agent\'s TUN)' }) as Argv<T & ExposeArgs>;
+    .option('gateway-vip', { type: 'string', describe: 'without --gateway: this mapper\'s own virtual IP (its tags for the policy, its id on exposure records); default: the local address inside --overlay-cidr (the agent\'s TUN). --gateway asks its agent instead' }) as Argv<T & ExposeArgs>;
 }
 
 function ipv4(flag: string, v: string): string {
@@ -34,12 +34,15 @@ function ipv4(flag: string, v: string): string {
  * Throws a message naming the flag for anything wrong. `ports` are the mapper's other listening
  * ports (--api, --socks, --http-proxy, --metrics), which the range may not contain.
  */
-export function checkExposeArgs(a: ExposeArgs, opts: { api?: { host: string }; credentials: boolean; ports: Array<[string, number]> }): void {
+export function checkExposeArgs(a: ExposeArgs, opts: { api?: { host: string }; credentials: boolean; gateway: boolean; ports: Array<[string, number]> }): void {
   try { parseDuration(a['expose-idle']); } catch { throw new Error(`--expose-idle must be a duration like 90s, 10m, 1h; got ${JSON.stringify(a['expose-idle'])}`); }
   if (parseDuration(a['expose-idle']) < 1000) throw new Error('--expose-idle: at least 1s');
   const max = a['expose-max-per-user'];
   if (!Number.isInteger(max) || max < 1) throw new Error(`--expose-max-per-user must be a whole number ≥ 1, got ${String(max)}`);
-  if (a['gateway-vip'] !== undefined) ipv4('gateway-vip', a['gateway-vip']);
+  if (a['gateway-vip'] !== undefined) {
+    if (opts.gateway) throw new Error('--gateway-vip is for a mapper without --gateway: a gateway asks its agent (--agent-socket) who it is, for the proxies and exposure alike');
+    ipv4('gateway-vip', a['gateway-vip']);
+  }
   if (a['expose-range'] === undefined) {
     for (const f of ['expose-listen', 'expose-advertise'] as const) if (a[f] !== undefined) throw new Error(`--${f} needs --expose-range`);
     return;

@@ -19,7 +19,7 @@
  * (it may predate the change); fetches for other vips still do.
  */
 import { Redis } from 'ioredis';
-import { connectRedis, watchRedis, type RedisSpec, type Logger, silentLogger, DEFAULT_PREFIX, EventType, decodeEvent, redisKeys, type RedisKeys } from '../common';
+import { connectRedis, watchRedis, type RedisSpec, type Logger, silentLogger, DEFAULT_PREFIX, EventType, decodeEvent, redisKeys, type RedisKeys, type ClusterEvent } from '../common';
 import { DirectoryClosedError } from './errors';
 import { AliasCache, type AliasSlot } from './alias-cache';
 
@@ -129,6 +129,7 @@ export class RedisDirectory implements MemberDirectory {
         if (this.closed) return;
         this.flush();
         this.live = true;
+        this.emit(undefined);
         this.onLive?.();
         this.log.info('events subscription restored; cache flushed');
       }, () => { /* the next 'ready' retries */ });
@@ -141,6 +142,16 @@ export class RedisDirectory implements MemberDirectory {
 
   private readonly waitForRedis: boolean;
   private onLive: (() => void) | undefined;
+  private readonly listeners: Array<(e: ClusterEvent | undefined) => void> = [];
+
+  /** Also hear `P:events` (undefined: a resubscribe, or an event that could not be read: anything may have changed). */
+  onClusterEvent(listener: (e: ClusterEvent | undefined) => void): void {
+    this.listeners.push(listener);
+  }
+
+  private emit(e: ClusterEvent | undefined): void {
+    for (const l of this.listeners) l(e);
+  }
 
   private started = false;
   /** the client's last error, to say why a start failed (the rejection itself only says the connection closed) */
@@ -228,8 +239,10 @@ export class RedisDirectory implements MemberDirectory {
       // An event we cannot attribute: flushing everything is the only safe answer.
       this.stats.badEvents++;
       this.flush();
+      this.emit(undefined);
       return;
     }
+    this.emit(e);
     if (e.type === EventType.PolicyChanged || e.type === EventType.ProxyUserChanged) return; // no mapping changed
     if (e.type !== EventType.SessionUp && e.type !== EventType.SessionDown) this.forgetUnknown();
     this.invalidate(e.vip);

@@ -6,7 +6,8 @@
  * (expose-store.ts), so any gateway answers where a target is exposed.
  *
  * Life of an exposure:
- *   create   policy (user's and gateway's tags, expose-policy.ts), per-user limit, a free port,
+ *   create   policy (user's and gateway's tags: GatewayAccess, gateway.ts, the proxies' check),
+ *            per-user limit, a free port,
  *            then the record (one per target across gateways; an existing one is answered instead)
  *   use      each connection re-checks the member and the policy, then joins the two sockets
  *   sweep    every `sweepMs`: an exposure with open connections or a new one since the last
@@ -18,13 +19,13 @@
 import net from 'node:net';
 import os from 'node:os';
 import { randomInt } from 'node:crypto';
-import { contains, formatPrefix, tryParseAddr, type Prefix } from '../common';
+import { contains, tryParseAddr, type Prefix } from '../common';
 import { count, type ProxyContext } from './context';
 import { resolveTarget } from './target';
-import type { MemberDirectory } from './directory';
+import type { MapEntry } from './directory';
 import type { ProxyUser } from './proxy-users';
 import { ExposeStore, targetOf, type ExposureRecord } from './expose-store';
-import { PolicyCache, judgeExposure } from './expose-policy';
+import type { GatewayAccess } from './gateway';
 import { joinSockets } from './tunnel';
 
 export interface PortRange {
@@ -76,7 +77,8 @@ interface Conn {
 
 interface Exposure {
   rec: ExposureRecord;
-  userTags: string[];
+  /** the creating user as verified at creation (its tags are checked again per connection) */
+  user: ProxyUser;
   server: net.Server;
   conns: Set<Conn>;
   /** a connection opened since the last sweep */
@@ -119,7 +121,6 @@ export class ExposureManager {
   private readonly byTarget = new Map<string, Exposure>();
   /** user → creations in flight */
   private readonly pending = new Map<string, number>();
-  private readonly policy: PolicyCache;
   private readonly idleMs: number;
   private readonly maxPerUser: number;
   private readonly sweepMs: number;
@@ -131,18 +132,15 @@ export class ExposureManager {
 
   constructor(
     private readonly store: ExposeStore,
-    private readonly directory: MemberDirectory,
     private readonly ctx: ProxyContext,
     /** null: this mapper only answers GET / DELETE (no --expose-range) */
     private readonly opts: ExposeOptions | null,
-    /** this gateway's virtual IP (its identity for the policy and the records) @default the local address inside the overlay */
-    gatewayVip?: string,
+    /** the policy check and this gateway's identity, shared with the proxies (gateway.ts) */
+    private readonly access: GatewayAccess,
   ) {
-    this.policy = new PolicyCache(() => store.policyText());
     this.idleMs = opts?.idleMs ?? DEFAULT_EXPOSE_OPTIONS.idleMs;
     this.maxPerUser = opts?.maxPerUser ?? DEFAULT_EXPOSE_OPTIONS.maxPerUser;
     this.sweepMs = opts?.sweepMs ?? DEFAULT_EXPOSE_OPTIONS.sweepMs;
-    this.gatewayVip = gatewayVip;
   }
 
   get enabled(): boolean {
@@ -165,16 +163,16 @@ export class ExposureManager {
 
   /** This gateway's own tags (the mapper's static --socks-user acts with them). */
   async gatewayTags(): Promise<string[]> {
-    return (await this.identity()).tags;
+    return (await this.identity()).entry.tags;
   }
 
-  /** This gateway's vip and tags; the first time, also deletes the records of its previous run. */
-  private async identity(): Promise<{ vip: string; tags: string[] }> {
-    const vip = this.gatewayVip ?? localOverlayAddress(this.ctx.policy.overlay);
-    if (!vip) throw new ExposeRefusedError(503, 'gateway-not-member', `this gateway has no address inside the overlay ${formatPrefix(this.ctx.policy.overlay)} (is its agent up? or give --gateway-vip)`);
-    let entry;
-    try { entry = await this.directory.byVirtualIp(vip); } catch (err) { throw redisDown(err); }
-    if (!entry) throw new ExposeRefusedError(503, 'gateway-not-member', `this gateway's virtual IP ${vip} is not a registered member`);
+  /** This gateway's vip and member record (GatewayAccess); the first time, also deletes the records of its previous run. */
+  private async identity(): Promise<{ vip: string; entry: MapEntry }> {
+    const id = await this.access.identity();
+    if (!id.ok) {
+      throw id.why === 'unavailable' ? new ExposeRefusedError(503, 'unavailable', id.reason) : new ExposeRefusedError(503, 'gateway-not-member', id.reason);
+    }
+    const vip = id.vip;
     if (!this.cleanup && this.opts) {
       // Once, before this run's first record: the previous run's listeners died with it.
       this.cleanup = this.store.removeGateway(vip).then((n) => {
@@ -184,7 +182,7 @@ export class ExposureManager {
     }
     try { await this.cleanup; } catch (err) { throw redisDown(err); } // (a mapper that does not expose writes nothing)
     this.gatewayVip = vip;
-    return { vip, tags: entry.tags };
+    return { vip, entry: id.entry };
   }
 
   /** A member's entry by original IP, or the refusal the API answers. */
@@ -198,12 +196,12 @@ export class ExposureManager {
     return t.entry;
   }
 
-  /** `gatewayTags` null: judge the user alone (GET, about an exposure on any gateway). */
-  private async judge(userTags: readonly string[], gatewayTags: readonly string[] | null, memberTags: readonly string[], port: number): Promise<void> {
-    let p;
-    try { p = await this.policy.get(); } catch (err) { throw redisDown(err); }
-    const v = judgeExposure(p, userTags, gatewayTags ?? userTags, memberTags, port);
-    if (!v.ok) throw new ExposeRefusedError(403, 'policy-denied', v.reason);
+  /** The shared policy check (gateway.ts); `self` null: the user alone (GET, about an exposure on any gateway). */
+  private async judge(user: ProxyUser, self: MapEntry | null, target: MapEntry, port: number): Promise<void> {
+    const r = await this.access.judge(user, self, target, port);
+    if (!r) return;
+    if (r.why === 'unavailable') throw new ExposeRefusedError(503, 'unavailable', r.reason);
+    throw new ExposeRefusedError(403, 'policy-denied', r.reason);
   }
 
   /** POST: exposes (originalIp, port) for `user`. `created` false: the target was exposed already (possibly elsewhere). */
@@ -221,7 +219,7 @@ export class ExposureManager {
     if (!o || this.stopped) throw new ExposeRefusedError(404, 'expose-disabled', 'port exposure is not enabled on this mapper (--expose-range)');
     const entry = await this.member(originalIp, port);
     const self = await this.identity();
-    await this.judge(user.tags, self.tags, entry.tags, port);
+    await this.judge(user, self.entry, entry, port);
     const target = targetOf(originalIp, port);
     const local = this.byTarget.get(target);
     if (local) return { created: false, exposure: viewOf(local.rec) };
@@ -263,7 +261,7 @@ export class ExposureManager {
       if (other) return { created: false, exposure: viewOf(other) };
       throw new ExposeRefusedError(503, 'stopping', 'this gateway is shutting down');
     }
-    const x: Exposure = { rec, userTags: [...user.tags], server, conns: new Set(), used: false, dirty: false };
+    const x: Exposure = { rec, user: { name: user.name, tags: [...user.tags] }, server, conns: new Set(), used: false, dirty: false };
     server.on('connection', (s: net.Socket) => this.onConnection(x, s));
     this.byPort.set(gatewayPort, x);
     this.byTarget.set(target, x);
@@ -309,7 +307,7 @@ export class ExposureManager {
       // The member and the policy again, per connection: either may have changed since the POST.
       const entry = await this.member(x.rec.originalIp, x.rec.port);
       const self = await this.identity();
-      await this.judge(x.userTags, self.tags, entry.tags, x.rec.port);
+      await this.judge(x.user, self.entry, entry, x.rec.port);
       const up = await this.ctx.dial(entry.virtualIp, x.rec.port, this.ctx.timeouts.connectMs);
       if (client.destroyed || !this.byPort.has(x.rec.gatewayPort)) { up.destroy(); return; }
       c.up = up;
@@ -341,7 +339,7 @@ export class ExposureManager {
     try { rec = await this.store.get(originalIp, port); } catch (err) { throw redisDown(err); }
     if (!rec) throw new ExposeRefusedError(404, 'not-exposed', `${originalIp}:${port} is not exposed on any gateway`);
     // The exposed port needs no credentials, so knowing it is access: the user's tags must reach the target.
-    await this.judge(user.tags, null, entry.tags, port);
+    await this.judge(user, null, entry, port);
     return viewOf(rec);
   }
 

@@ -1,15 +1,19 @@
 /**
- * Gateway mode (`isthmus mapper --gateway`, docs/GATEWAY.md): the proxies act for proxy
- * users, and a gateway dials for a user only what BOTH may open under the access policy:
+ * The one policy check of a gateway (docs/GATEWAY.md): the proxies (`isthmus mapper
+ * --gateway`) and port exposure (expose.ts) act for proxy users, and a gateway opens for a user
+ * only what BOTH may open under the access policy:
  *
  *   policy.canOpen(user.tags,    target.tags, 'tcp', port) >= 0   the user's tags as the source
  *   policy.canOpen(gateway.tags, target.tags, 'tcp', port) >= 0   what the gateway member may reach
  *
- * checked before dialing. The target must be a member (a virtual IP nobody holds is refused);
- * the gateway's own tags are its member record's, found through the local agent's virtual IP
- * (`selfVip`). The policy is `P:policy` (policy/ parses it), re-read on `policy-changed` and
- * at most every `policyMaxAgeMs` otherwise; no policy: everyone reaches everyone, as for
- * members; a policy that does not parse: nothing is allowed (fails closed, as the coordinator).
+ * checked before each dial (a proxied connection, a connection to an exposed port) and before
+ * an exposure is made. The target must be a member (a virtual IP nobody holds is refused); the
+ * gateway's own tags are its member record's, found through its virtual IP (`selfVip`: the
+ * local agent's in gateway mode; service.ts picks the one source). The policy is `P:policy`
+ * (policy/ parses it), re-read on `policy-changed` (or a resubscribe) and at most every
+ * `policyMaxAgeMs` otherwise; no policy: everyone reaches everyone, as for members; a policy
+ * that does not parse: nothing is allowed (fails closed, as the coordinator), and the refusal
+ * says so.
  */
 import { EventType, redisKeys, DEFAULT_PREFIX, type ClusterEvent, type Logger, silentLogger } from '../common';
 import { compilePolicy, parsePolicy, type CompiledPolicy } from '../policy';
@@ -29,9 +33,26 @@ export interface GatewayAccessOptions {
 
 export type AccessRefusal = { why: 'policy' | 'unavailable' | 'not-allowed'; reason: string };
 
+/** This gateway as a member: its virtual IP and member record; or why it is not known. */
+export type GatewayIdentity =
+  | { ok: true; vip: string; entry: MapEntry }
+  | { ok: false; why: 'unknown' | 'not-member' | 'unavailable'; reason: string };
+
+/** A compiled policy; `broken`: the stored text does not parse (and `compiled` allows nothing). */
+interface PolicyState {
+  text: string | null;
+  compiled: CompiledPolicy;
+  broken: boolean;
+  at: number;
+}
+
+const DENY_ALL = compilePolicy({ rules: [] });
+
+const tagList = (tags: readonly string[]) => tags.join(',') || 'none';
+
 export class GatewayAccess {
-  private policy: { text: string | null; compiled: CompiledPolicy; at: number } | undefined;
-  private loading: Promise<CompiledPolicy> | undefined;
+  private policy: PolicyState | undefined;
+  private loading: Promise<PolicyState> | undefined;
   private readonly maxAge: number;
   private readonly log: Logger;
   /** bumped by policy-changed: a load that started before it is not kept */
@@ -50,25 +71,25 @@ export class GatewayAccess {
     }
   }
 
-  private async compiled(): Promise<CompiledPolicy> {
+  private async current(): Promise<PolicyState> {
     const p = this.policy;
-    if (p && Date.now() - p.at < this.maxAge) return p.compiled;
+    if (p && Date.now() - p.at < this.maxAge) return p;
     this.loading ??= (async () => {
       const gen = this.gen;
       try {
         const text = await this.o.loadPolicy();
-        let compiled: CompiledPolicy;
-        if (p && p.text === text) compiled = p.compiled;
+        let next: PolicyState;
+        if (p && p.text === text) next = { ...p, at: Date.now() };
         else {
           try {
-            compiled = compilePolicy(text === null ? null : parsePolicy(text));
+            next = { text, compiled: compilePolicy(text === null ? null : parsePolicy(text)), broken: false, at: Date.now() };
           } catch (err) {
             this.log.warn({ err: (err as Error).message }, 'the policy in Redis does not parse: the gateway allows nothing');
-            compiled = compilePolicy({ rules: [] });
+            next = { text, compiled: DENY_ALL, broken: true, at: Date.now() };
           }
         }
-        if (gen === this.gen) this.policy = { text, compiled, at: Date.now() };
-        return compiled;
+        if (gen === this.gen) this.policy = next;
+        return next;
       } finally {
         this.loading = undefined;
       }
@@ -76,30 +97,51 @@ export class GatewayAccess {
     return this.loading;
   }
 
+  /** Who this gateway is: its virtual IP and member record (its tags count for the policy). */
+  async identity(): Promise<GatewayIdentity> {
+    let vip: string | null;
+    try { vip = await this.o.selfVip(); } catch (err) { return { ok: false, why: 'unknown', reason: `this gateway cannot tell its own virtual IP: ${(err as Error).message}` }; }
+    if (!vip) return { ok: false, why: 'unknown', reason: 'this gateway does not know its own member identity yet (is its agent up?)' };
+    let entry: MapEntry | null;
+    try { entry = await this.o.directory.byVirtualIp(vip); } catch (err) { return { ok: false, why: 'unavailable', reason: `directory unavailable: ${(err as Error).message}` }; }
+    if (!entry) return { ok: false, why: 'not-member', reason: `this gateway's member record (${vip}) is not in the directory` };
+    return { ok: true, vip, entry };
+  }
+
+  /**
+   * The verdict for `user` opening tcp/`port` on `target`: through this gateway (`self`, its
+   * member record), or, with `self` null, the user's side alone (who may know where a target
+   * is exposed). Null: allowed.
+   */
+  async judge(user: ProxyUser, self: MapEntry | null, target: MapEntry, port: number): Promise<AccessRefusal | null> {
+    let p: PolicyState;
+    try { p = await this.current(); } catch (err) { return { why: 'unavailable', reason: `policy unavailable: ${(err as Error).message}` }; }
+    if (p.broken) return { why: 'policy', reason: 'the policy stored in Redis does not parse: nothing is allowed until an admin fixes it' };
+    const to = target.hostname ?? target.originalIp;
+    if (p.compiled.canOpen(user.tags, target.tags, 'tcp', port) < 0) {
+      return { why: 'policy', reason: `the policy does not let proxy user ${user.name} (tags ${tagList(user.tags)}) open tcp/${port} to ${to} (tags ${tagList(target.tags)})` };
+    }
+    if (self && p.compiled.canOpen(self.tags, target.tags, 'tcp', port) < 0) {
+      return { why: 'policy', reason: `the policy does not let this gateway (tags ${tagList(self.tags)}) open tcp/${port} to ${to} (tags ${tagList(target.tags)})` };
+    }
+    return null;
+  }
+
   /**
    * May this gateway open a TCP connection to `ip`:`port` for `user`? `entry` is the target
    * member if the caller already looked it up. Null: allowed.
    */
   async check(user: ProxyUser, ip: string, port: number, entry: MapEntry | null): Promise<AccessRefusal | null> {
-    let policy: CompiledPolicy;
     let target: MapEntry | null;
-    let self: MapEntry | null;
+    let self: GatewayIdentity;
     try {
-      const selfVip = await this.o.selfVip();
-      if (!selfVip) return { why: 'unavailable', reason: 'this gateway does not know its own member identity yet (is its agent up?)' };
-      [policy, target, self] = await Promise.all([this.compiled(), entry ? Promise.resolve(entry) : this.o.directory.byVirtualIp(ip), this.o.directory.byVirtualIp(selfVip)]);
-      if (!self) return { why: 'unavailable', reason: `this gateway's member record (${selfVip}) is not in the directory` };
+      [self, target] = await Promise.all([this.identity(), entry ? Promise.resolve(entry) : this.o.directory.byVirtualIp(ip)]);
     } catch (err) {
-      return { why: 'unavailable', reason: `policy or directory unavailable: ${(err as Error).message}` };
+      return { why: 'unavailable', reason: `directory unavailable: ${(err as Error).message}` };
     }
+    if (!self.ok) return { why: 'unavailable', reason: self.reason };
     if (!target) return { why: 'not-allowed', reason: `${ip} is not a member: a gateway dials members only` };
-    if (policy.canOpen(user.tags, target.tags, 'tcp', port) < 0) {
-      return { why: 'policy', reason: `the policy does not let proxy user ${user.name} (tags ${user.tags.join(',') || 'none'}) open tcp/${port} to ${target.hostname ?? target.originalIp}` };
-    }
-    if (policy.canOpen(self.tags, target.tags, 'tcp', port) < 0) {
-      return { why: 'policy', reason: `the policy does not let this gateway (tags ${self.tags.join(',') || 'none'}) open tcp/${port} to ${target.hostname ?? target.originalIp}` };
-    }
-    return null;
+    return this.judge(user, self.entry, target, port);
   }
 }
 

@@ -15,4 +15,4 @@ export { registerMapperMetrics } from './metrics';
 export { ExposureManager, ExposeRefusedError, parsePortRange, DEFAULT_EXPOSE_OPTIONS, type ExposeOptions, type ExposureView, type PortRange } from './expose';
 export { EXPOSE_RECORD_TTL_MS, type ExposureRecord } from './expose-store';
 export { RedisProxyUsers, DEFAULT_REVALIDATE_MS, VERIFY_RESULTS, type ProxyUser, type ProxyUserVerifier, type RedisProxyUsersOptions, type VerifyResult } from './proxy-users';
-export { GatewayAccess, redisPolicyLoader, type AccessRefusal, type GatewayAccessOptions } from './gateway';
+export { GatewayAccess, redisPolicyLoader, type AccessRefusal, type GatewayAccessOptions, type GatewayIdentity } from './gateway';

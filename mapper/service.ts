@@ -12,7 +12,7 @@ import { RedisDirectory, type MemberDirectory } from './directory';
 import { buildLookupApi } from './lookup-api';
 import { DEFAULT_PROXY_TIMEOUTS, credentialsMatch, type Credentials, type GatewayAuth, type ProxyContext, type ProxyTimeouts } from './context';
 import { ExposeStore } from './expose-store';
-import { ExposureManager, type ExposeOptions } from './expose';
+import { ExposureManager, localOverlayAddress, type ExposeOptions } from './expose';
 import { RedisProxyUsers, type ProxyUserVerifier } from './proxy-users';
 import { GatewayAccess, redisPolicyLoader } from './gateway';
 import { netDialer, type Dialer } from './dialer';
@@ -57,7 +57,11 @@ export interface MapperServiceOptions {
   logger?: Logger;
   /** port exposure on this gateway (POST /v1/expose); GET and DELETE work on every mapper with an API over Redis */
   expose?: ExposeOptions;
-  /** this gateway's own virtual IP (its tags for the policy, its id on exposure records) @default the local address inside the overlay */
+  /**
+   * Without `gateway`: this mapper's own virtual IP (its tags for the policy, its id on exposure
+   * records) @default the local address inside the overlay. Gateway mode asks its agent
+   * (`gateway.selfVip`) instead, for the proxies and exposure alike.
+   */
   gatewayVip?: string;
   /** proxy users for /v1/expose; @default the `credentials` user, acting with this gateway's own tags */
   users?: ProxyUserVerifier;
@@ -107,6 +111,12 @@ export async function startMapperService(opts: MapperServiceOptions): Promise<Ma
     directory = redisDir;
   }
   if (opts.gateway && opts.credentials) throw new Error('startMapperService: gateway mode takes proxy users, not static credentials');
+  if (opts.gateway && opts.gatewayVip !== undefined) throw new Error('startMapperService: gateway mode finds its identity through its agent (gateway.selfVip), not gatewayVip');
+  // This mapper's member identity, one source for the proxies' policy check and exposure.
+  const fixedVip = opts.gatewayVip;
+  const selfVip = opts.gateway?.selfVip
+    ?? (fixedVip !== undefined ? async () => fixedVip : async () => localOverlayAddress(overlay) ?? null);
+  let access: GatewayAccess | undefined;
   let proxyUsers: RedisProxyUsers | undefined;
   let gateway: GatewayAuth | undefined;
   if (opts.gateway) {
@@ -114,9 +124,10 @@ export async function startMapperService(opts: MapperServiceOptions): Promise<Ma
     if (!redis) { await redisDir?.close(); throw new Error('startMapperService: gateway mode needs redis (proxy users and the policy)'); }
     proxyUsers = new RedisProxyUsers({ redis, prefix: opts.prefix, logger: log, revalidateMs: opts.gateway.revalidateMs });
     await proxyUsers.start();
-    const access = new GatewayAccess({ loadPolicy: redisPolicyLoader(proxyUsers.redis, opts.prefix), directory, selfVip: opts.gateway.selfVip, logger: log });
-    proxyUsers.onClusterEvent((e) => access.onClusterEvent(e));
-    gateway = { users: opts.gateway.users ?? proxyUsers, access };
+    const a = new GatewayAccess({ loadPolicy: redisPolicyLoader(proxyUsers.redis, opts.prefix), directory, selfVip, logger: log });
+    proxyUsers.onClusterEvent((e) => a.onClusterEvent(e));
+    access = a;
+    gateway = { users: opts.gateway.users ?? proxyUsers, access: a };
   }
   const context: ProxyContext = {
     policy: { directory, overlay, originalCidrs },
@@ -140,7 +151,14 @@ export async function startMapperService(opts: MapperServiceOptions): Promise<Ma
       const r = connectRedis(opts.redis, { maxRetriesPerRequest: 2, connectTimeout: 5000, enableAutoPipelining: false });
       r.on('error', (err: Error) => log.debug({ err: err.message }, 'exposure redis error'));
       closers.push(async () => { r.disconnect(); });
-      const mgr = new ExposureManager(new ExposeStore(r, opts.prefix ?? DEFAULT_PREFIX), directory, context, opts.expose ?? null, opts.gatewayVip);
+      const store = new ExposeStore(r, opts.prefix ?? DEFAULT_PREFIX);
+      if (!access) {
+        // Not a gateway: the same check, its policy read with the exposure client, invalidated by the directory's events.
+        const a = new GatewayAccess({ loadPolicy: () => store.policyText(), directory, selfVip, logger: log });
+        redisDir?.onClusterEvent((e) => a.onClusterEvent(e));
+        access = a;
+      }
+      const mgr = new ExposureManager(store, context, opts.expose ?? null, access);
       closers.push(() => mgr.stop());
       await mgr.start();
       expose = mgr;

@@ -80,7 +80,7 @@ export const mapperCommand: CommandModule<object, MapperArgs> = {
       const ports: Array<[string, number]> = [];
       for (const f of ['api', 'socks', 'http-proxy'] as const) if (a[f]) ports.push([`--${f}`, parseListen(f, a[f]!, '127.0.0.1').port]);
       if (a.metrics) ports.push(['--metrics', parseListenFlag(a.metrics, '--metrics').port]);
-      checkExposeArgs(a, { api: a.api ? parseListen('api', a.api, '127.0.0.1') : undefined, credentials: Boolean(a['socks-user']) || a.gateway, ports });
+      checkExposeArgs(a, { api: a.api ? parseListen('api', a.api, '127.0.0.1') : undefined, credentials: Boolean(a['socks-user']) || a.gateway, gateway: a.gateway, ports });
       try { parseRange(a['overlay-cidr']); } catch (err) { throw new Error(`--overlay-cidr: ${(err as Error).message}`); }
       for (const c of a['original-cidr']) {
         try { parseRange(c); } catch (err) { throw new Error(`--original-cidr: ${(err as Error).message}`); }

@@ -298,6 +298,78 @@ test.serial('isthmus mapper --gateway refuses conflicting flags, naming them', a
   const sockWithout = await cli(['mapper', '--redis', env.redis.url, '--socks', '127.0.0.1:0', '--agent-socket', '/x']);
   t.is(sockWithout.code, 2);
   t.regex(sockWithout.err, /--agent-socket is for --gateway/);
+  // One identity source: a gateway asks its agent, for the proxies and exposure alike.
+  const vip = await cli(['mapper', '--gateway', '--redis', env.redis.url, '--socks', '127.0.0.1:0', '--gateway-vip', SELF]);
+  t.is(vip.code, 2);
+  t.regex(vip.err, /--gateway-vip is for a mapper without --gateway/);
+});
+
+test.serial('isthmus mapper --gateway --api 0.0.0.0: exposure and the lookup API take central proxy users; a wrong password is 401, a revoked user is refused at POST', async (t) => {
+  const sockPath = join(dir, 'agent-expose.sock');
+  const agent = net.createServer((c) => c.end(JSON.stringify({ vip: SELF, tun: 'isth0', relay: { address: '10.0.0.1:7000', ready: true } }) + '\n'));
+  await new Promise<void>((r) => agent.listen(sockPath, r));
+  const base = 20_000 + Math.floor(Math.random() * 180) * 64; // below the ephemeral ports (32768-)
+  const p = new ManagedProcess(process.execPath, [CLI, 'mapper', '--gateway', '--redis', env.redis.url, '--socks', '127.0.0.1:0', '--api', '0.0.0.0:0',
+    '--overlay-cidr', '127.0.0.0/8', '--agent-socket', sockPath, '--expose-range', `${base}-${base + 63}`, '--expose-listen', '127.0.0.1'], { name: 'gateway-expose' });
+  const createUser = async (name: string): Promise<string> => {
+    const res = await fetch(`${env.urls[0]}/v1/proxy-users`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name, tags: ['ops'] }) });
+    if (res.status !== 201) throw new Error(`create ${name}: ${res.status} ${await res.text()}`);
+    return ((await res.json()) as { password: string }).password;
+  };
+  try {
+    const line = await p.waitForLine(/isthmus mapper: api http:\/\/[\d.]+:\d+/, 15_000);
+    const [, host, port] = /api http:\/\/([\d.]+):(\d+)/.exec(line)!;
+    t.is(host, '0.0.0.0', 'a gateway\'s API may listen beyond loopback: it wants proxy users');
+    const api = `http://127.0.0.1:${port}`;
+    const basic = (u: string, pass: string) => ({ authorization: `Basic ${Buffer.from(`${u}:${pass}`).toString('base64')}` });
+    const frank = await createUser('frank');
+    const grace = await createUser('grace');
+    const post = (headers: Record<string, string>) => fetch(`${api}/v1/expose`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' },
+      body: JSON.stringify({ originalIp: ORIG, port: webPort }) });
+
+    // The lookup API: no credentials 401, a wrong password 401, a proxy user 200.
+    const anon = await fetch(`${api}/v1/map/${ORIG}`);
+    t.is(anon.status, 401);
+    t.is((await fetch(`${api}/v1/map/${ORIG}`, { headers: basic('frank', 'wrong-password') })).status, 401);
+    const looked = await fetch(`${api}/v1/map/${ORIG}`, { headers: basic('frank', frank) });
+    t.is(looked.status, 200);
+    t.like(await looked.json(), { originalIp: ORIG, virtualIp: TARGET });
+
+    // Exposure: a wrong password 401 and nothing recorded; the right one 201 and the port forwards to the member.
+    const wrong = await post(basic('frank', 'wrong-password'));
+    t.is(wrong.status, 401);
+    t.like(await wrong.json(), { error: 'unauthorized' });
+    t.is(await env.r.exists(`isthmus:expose:${ORIG}:${webPort}`), 0, 'nothing recorded for a wrong password');
+    const made = await post(basic('frank', frank));
+    const body = (await made.json()) as { gatewayIp: string; gatewayPort: number; gatewayId: string };
+    t.is(made.status, 201, JSON.stringify(body));
+    t.like(body, { gatewayIp: '127.0.0.1', gatewayId: SELF }, 'the identity is the agent\'s virtual IP, as for the proxy');
+    const page = await curl([`http://127.0.0.1:${body.gatewayPort}/exposed`]);
+    t.is(page.out, 'hello /exposed\n', page.err);
+
+    // Revoked: refused at POST within a second; grace (same tags) still passes the same check.
+    const rv = await fetch(`${env.urls[0]}/v1/proxy-users/frank`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN}` } });
+    t.is(rv.status, 200);
+    const t0 = Date.now();
+    let status = 0;
+    while (Date.now() - t0 < 3000) {
+      status = (await post(basic('frank', frank))).status;
+      if (status === 401) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    t.is(status, 401, 'the revoked user is refused');
+    t.true(Date.now() - t0 < 1000, `refused after ${Date.now() - t0} ms`);
+    t.is((await fetch(`${api}/v1/map/${ORIG}`, { headers: basic('frank', frank) })).status, 401, 'and by the lookup API');
+    const other = await post(basic('grace', grace));
+    t.is(other.status, 200, 'positive control: another user gets the existing exposure');
+    t.is((await fetch(`${api}/v1/map/${ORIG}`, { headers: basic('grace', grace) })).status, 200);
+    await fetch(`${env.urls[0]}/v1/proxy-users/grace`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN}` } });
+  } finally {
+    await p.stop();
+    agent.close();
+    await env.r.del(`isthmus:expose:${ORIG}:${webPort}`);
+  }
 });
 
 test.serial('the documented isthmus-mapper ACL user is enough for a gateway: it reads proxy users and the policy, and nothing else', async (t) => {

@@ -315,10 +315,10 @@ test.serial('policy: the user\'s tags and the gateway\'s tags must both reach th
   const mon = await expose(gwA, 'mon', ports.extra);
   t.is(mon.status, 403);
   t.like(mon.body, { error: 'policy-denied' });
-  t.regex(String(mon.body.reason), /the user \(tag:monitoring\) may not open tcp\//);
+  t.regex(String(mon.body.reason), /proxy user mon \(tags monitoring\) open tcp\//);
   const gw = await expose(gwA, 'ops', ports.gwdenied);
   t.is(gw.status, 403);
-  t.regex(String(gw.body.reason), /this gateway \(tag:gateway\) may not open/);
+  t.regex(String(gw.body.reason), /does not let this gateway \(tags gateway\) open/);
   t.is(await r.exists(`isthmus:expose:${ORIG}:${ports.gwdenied}`), 0, 'nothing recorded for a refusal');
   // Positive control: ops through the same gateway to a port both may reach.
   t.true([200, 201].includes((await expose(gwA, 'ops', ports.extra)).status));

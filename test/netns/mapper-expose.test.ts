@@ -1,15 +1,18 @@
 /**
- * Port exposure over the real overlay: a gateway member (agent + `isthmus mapper --expose-range`)
- * exposes an agent's port, and a caller with no agent, in a namespace that reaches only the
- * gateway, connects to (gatewayIp, gatewayPort) and gets the agent's data, intact.
+ * Port exposure over the real overlay: a gateway member (agent + `isthmus mapper --gateway
+ * --expose-range`) exposes an agent's port for a central proxy user (`isthmus proxy-user
+ * create`), and a caller with no agent, in a namespace that reaches only the gateway, connects
+ * to (gatewayIp, gatewayPort) and gets the agent's data, intact.
  *
  *   vpc1:   a1 (tag:agent, original 10.91.1.2) serves a 32 MiB blob over HTTP on tcp/8000 and tcp/8001
- *   vpc2:   gw (tag:gateway) runs its agent and `isthmus mapper --api 0.0.0.0:7070 --expose-range …
- *           --expose-listen 0.0.0.0 --expose-advertise 10.96.0.1` (identity: its TUN address)
+ *   vpc2:   gw (tag:gateway) runs its agent and `isthmus mapper --gateway --api 0.0.0.0:7070 --socks …
+ *           --expose-range … --expose-listen 0.0.0.0 --expose-advertise 10.96.0.1` (identity: its
+ *           agent, through the control socket, as for the proxy)
  *   <p>-c:  the caller, eth0 10.96.0.2/24 ── veth ── vpc2 to-caller 10.96.0.1/24; no agent, no route to the overlay
  *   hub:    redis · coordinator · relay
  *
- *   policy: tag:gateway → tag:agent on tcp/8000 only
+ *   policy: tag:gateway → tag:agent on tcp/8000 only; tag:ops → tag:agent on tcp/8000-8001
+ *   proxy users: ops (tag ops), mon (tag monitoring, reaches nothing)
  */
 import anyTest, { type TestFn } from 'ava';
 import { join } from 'node:path';
@@ -21,7 +24,7 @@ import { cliPath, startJoinedOverlay, type JoinedMember, type JoinedOverlay } fr
 import { run, type ManagedProcess } from '../harness/procs';
 import { forRoot } from '../harness/root';
 
-interface Ctx { topo: Topology; overlay: JoinedOverlay; a1: JoinedMember; gw: JoinedMember; mapper: ManagedProcess; caller: string; dir: string; blobSha: string }
+interface Ctx { topo: Topology; overlay: JoinedOverlay; a1: JoinedMember; gw: JoinedMember; mapper: ManagedProcess; caller: string; dir: string; blobSha: string; pw: Record<string, string> }
 const test = anyTest as TestFn<Ctx>;
 const rootTest = forRoot(test, __filename, { tools: ['ip', 'nft', 'curl', 'python3', 'sha256sum'] });
 const BLOB = 32 * 2 ** 20;
@@ -29,7 +32,6 @@ const GATEWAY_IP = '10.96.0.1';
 const CALLER_IP = '10.96.0.2';
 const RANGE = [20000, 20999] as const;
 const API = `http://${GATEWAY_IP}:7070`;
-const PASS = 'gw-secret-for-the-test';
 
 test.before(async (t) => {
   const topo = await createTopology({ prefix: testPrefix('itex') });
@@ -57,17 +59,24 @@ test.before(async (t) => {
   t.context.a1 = await overlay.join('a1', topo.ns.vpc1, topo.addr.vpc1, { token: await overlay.createToken(['--tag', 'agent']) });
   t.context.gw = await overlay.join('gw', topo.ns.vpc2, topo.addr.vpc2, { token: await overlay.createToken(['--tag', 'gateway']) });
   const policyFile = join(overlay.dir, 'policy.json');
-  writeFileSync(policyFile, JSON.stringify({ rules: [{ from: ['tag:gateway'], to: ['tag:agent'], ports: ['tcp/8000'] }] }));
+  writeFileSync(policyFile, JSON.stringify({ rules: [
+    { from: ['tag:gateway'], to: ['tag:agent'], ports: ['tcp/8000'] },
+    { from: ['tag:ops'], to: ['tag:agent'], ports: ['tcp/8000-8001'] },
+  ] }));
   const set = await overlay.admin(['policy', 'set', policyFile]);
   if (set.code !== 0) throw new Error(`policy set: ${set.stderr}`);
   for (const port of [8000, 8001]) {
     topo.spawn(topo.ns.vpc1, 'python3', ['-m', 'http.server', String(port), '--bind', '0.0.0.0', '--directory', dir], { name: `http-${port}` });
     await topo.waitForListen(topo.ns.vpc1, port, 'tcp');
   }
-  const passFile = join(overlay.dir, 'gw-pass');
-  writeFileSync(passFile, PASS + '\n', { mode: 0o600 });
-  t.context.mapper = topo.spawn(topo.ns.vpc2, process.execPath, [cliPath(), 'mapper', '--redis', overlay.redisUrl,
-    '--api', '0.0.0.0:7070', '--socks-user', 'gw', '--socks-pass-file', passFile,
+  t.context.pw = {};
+  for (const [name, tag] of [['ops', 'ops'], ['mon', 'monitoring']] as const) {
+    const r = await overlay.admin(['proxy-user', 'create', name, '--tag', tag]);
+    if (r.code !== 0) throw new Error(`proxy-user create: ${r.stderr}`);
+    t.context.pw[name] = r.stdout.trim().split('\n').pop()!;
+  }
+  t.context.mapper = topo.spawn(topo.ns.vpc2, process.execPath, [cliPath(), 'mapper', '--gateway', '--redis', overlay.redisUrl,
+    '--api', '0.0.0.0:7070', '--socks', '127.0.0.1:1080', '--agent-socket', join(t.context.gw.stateDir, 'agent.sock'),
     '--expose-range', `${RANGE[0]}-${RANGE[1]}`, '--expose-listen', '0.0.0.0', '--expose-advertise', GATEWAY_IP], { name: 'mapper' });
   await topo.waitForListen(topo.ns.vpc2, 7070, 'tcp');
 });
@@ -85,8 +94,9 @@ function curl(c: Ctx, args: string[], timeoutMs = 30_000, input?: string) {
   return c.topo.exec(c.caller, 'curl', ['-sS', '--max-time', String(Math.floor(timeoutMs / 1000) - 5), ...args], { check: false, timeoutMs, ...(input === undefined ? {} : { input }) });
 }
 
-async function api(c: Ctx, method: string, path: string, body?: object): Promise<{ status: number; body: Record<string, unknown> }> {
-  const out = await curl(c, ['-K', '-', '-X', method, '-w', '\n%{http_code}', ...(body ? ['-H', 'content-type: application/json', '-d', JSON.stringify(body)] : []), `${API}${path}`], 30_000, `user = "gw:${PASS}"\n`);
+/** The gateway's API as proxy user `user` (default ops). */
+async function api(c: Ctx, method: string, path: string, body?: object, user = 'ops'): Promise<{ status: number; body: Record<string, unknown> }> {
+  const out = await curl(c, ['-K', '-', '-X', method, '-w', '\n%{http_code}', ...(body ? ['-H', 'content-type: application/json', '-d', JSON.stringify(body)] : []), `${API}${path}`], 30_000, `user = "${user}:${c.pw[user]!}"\n`);
   const lines = out.stdout.trimEnd().split('\n');
   const status = Number(lines.pop());
   return { status, body: JSON.parse(lines.join('\n') || '{}') as Record<string, unknown> };
@@ -97,6 +107,10 @@ rootTest('the caller has no way into the overlay on its own (positive control: i
   t.not(direct.code, 0, 'no route from the caller to the agent\'s virtual IP');
   const unauth = await curl(t.context, ['-o', '/dev/null', '-w', '%{http_code}', `${API}/v1/expose?originalIp=${t.context.topo.addr.vpc1}&port=8000`]);
   t.is(unauth.stdout, '401', 'the API answers, and wants credentials');
+  const lookup = await curl(t.context, ['-o', '/dev/null', '-w', '%{http_code}', `${API}/v1/map/${t.context.topo.addr.vpc1}`]);
+  t.is(lookup.stdout, '401', 'the lookup API of a gateway wants a proxy user too');
+  const asOps = await curl(t.context, ['-K', '-', '-o', '/dev/null', '-w', '%{http_code}', `${API}/v1/map/${t.context.topo.addr.vpc1}`], 30_000, `user = "ops:${t.context.pw.ops!}"\n`);
+  t.is(asOps.stdout, '200', 'positive control: with a proxy user');
 });
 
 rootTest('an exposed agent port forwards a 32 MiB stream intact (SHA-256) to a caller with no agent; gone after DELETE', async (t) => {
@@ -120,14 +134,17 @@ rootTest('an exposed agent port forwards a 32 MiB stream intact (SHA-256) to a c
   t.is((await api(c, 'GET', `/v1/expose?originalIp=${orig}&port=8000`)).status, 404);
 });
 
-rootTest('a port the policy does not open to the gateway is refused at POST (403 with the reason); the allowed one works', async (t) => {
+rootTest('a port the policy does not open to the gateway, or to the user, is refused at POST (403 with the reason); the allowed one works', async (t) => {
   const c = t.context;
   const orig = c.topo.addr.vpc1;
   const denied = await api(c, 'POST', '/v1/expose', { originalIp: orig, port: 8001 });
   t.is(denied.status, 403);
   t.like(denied.body, { error: 'policy-denied' });
-  // The mapper's own --socks-user acts with the gateway's tags (central proxy users carry their own).
-  t.regex(String(denied.body.reason), /\(tag:gateway\) may not open tcp\/8001 to this member \(tag:agent\)/);
+  // ops may open tcp/8001, the gateway member may not: the gateway's tags (from its agent) count too.
+  t.regex(String(denied.body.reason), /this gateway \(tags gateway\) open tcp\/8001 to \S+ \(tags agent\)/);
+  const mon = await api(c, 'POST', '/v1/expose', { originalIp: orig, port: 8000 }, 'mon');
+  t.is(mon.status, 403);
+  t.regex(String(mon.body.reason), /proxy user mon \(tags monitoring\) open tcp\/8000/);
   // Positive control: same gateway, same agent, the port the policy opens.
   const ok = await api(c, 'POST', '/v1/expose', { originalIp: orig, port: 8000 });
   t.is(ok.status, 201, JSON.stringify(ok.body));
