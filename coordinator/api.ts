@@ -17,7 +17,7 @@ import type { RedisRegistry } from './redis-store';
 import * as S from './schemas';
 import { hashSecret, newSecret, secretsEqual, SESSION_TOKEN_PREFIX } from './token-rules';
 import type { TokenStore } from './token-store';
-import type { JoinRequest, JoinResponse, NodeTagsRequest, NodeTagsResponse, PeersResponse, TokenCreateRequest } from './types';
+import type { JoinRequest, JoinResponse, NodeTagsRequest, NodeTagsResponse, PeerChanges, PeersResponse, TokenCreateRequest } from './types';
 import { parseDuration } from './duration';
 import type { JoinCounters, RateLimitCounters } from './metrics';
 import { InvalidPolicyError, registerPolicyRoutes } from './policy-routes';
@@ -189,8 +189,9 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   // The member's own scoped map (peer-map-cache.ts). A long-poll whose member's view did not
   // change is not answered until it does (or the wait ends): other members' changes cost it
   // one in-memory check each.
+  const deltaBodies = new WeakMap<PeerChanges, string>();
   app.get<{ Querystring: { since?: string; wait?: string } }>('/v1/peers', { schema: { querystring: S.peersQuery }, preValidation: member },
-    async (req, reply): Promise<PeersResponse> => {
+    async (req, reply): Promise<PeersResponse | FastifyReply> => {
       const vip = vipOf(req);
       const full = async (): Promise<PeersResponse> => ({ full: true, ...await d.peerMap.full(vip, await d.registry.version()) });
       if (req.query.since === undefined) return full();
@@ -206,7 +207,15 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
           const ch = await d.peerMap.delta(vip, since, want);
           if (ch === 'full') return full();
           const left = deadline - Date.now();
-          if (ch.upserts.length > 0 || ch.removals.length > 0 || left <= 0 || gone.signal.aborted) return { full: false, ...ch };
+          if (ch.upserts.length > 0 || ch.removals.length > 0 || left <= 0 || gone.signal.aborted) {
+            // Serialised once per answer object: members of one view class share it (peer-map-cache.ts).
+            let body = deltaBodies.get(ch);
+            if (body === undefined) {
+              body = JSON.stringify({ full: false, ...ch } satisfies PeersResponse);
+              deltaBodies.set(ch, body);
+            }
+            return reply.type('application/json; charset=utf-8').send(body);
+          }
           // Nothing for this member up to ch.version: wait for a later change (only a new event
           // if Redis does not have the version the feed last announced).
           const stuck = ch.version < want && ch.version === since;

@@ -14,4 +14,4 @@ export { parseOriginalCidrs } from './claim-rules';
 export { JOIN_RESULTS, RATE_LIMITS, registerCoordinatorMetrics, type JoinCounters, type JoinResult, type RateLimitCounters,
   type RateLimitName } from './metrics';
 export { generateSigningKey, loadSigningKey, parseSigningPublicKey, signingPublicKey, signAnswer, verifyAnswer, newNonce,
-  type AnswerContext } from './answer-signing';
+  signBatch, verifySignedAnswer, BatchSigner, PROOF_HEADER, type AnswerContext, type AnswerSignature } from './answer-signing';
