@@ -13,6 +13,7 @@ import { parseOriginalCidrs, sourceIpv4, staticOriginalIpRefusal } from './claim
 import type { VipPool } from './ipam';
 import type { PeerFeed } from './peer-feed';
 import type { PeerMapCache } from './peer-map-cache';
+import type { SessionCache } from './session-cache';
 import type { RedisRegistry } from './redis-store';
 import * as S from './schemas';
 import { hashSecret, newSecret, secretsEqual, SESSION_TOKEN_PREFIX } from './token-rules';
@@ -48,6 +49,8 @@ export interface ApiDeps {
   rateLimited?: RateLimitCounters;
   /** Serve HTTPS with this certificate chain and key (PEM). */
   https?: { cert: string | Buffer; key: string | Buffer };
+  /** Session tokens checked recently (session-cache.ts); without it every poll asks Redis. */
+  sessionCache?: SessionCache;
   /** Runs on every answer before it is sent (server.ts signs join and peer-map answers). */
   onSend?: (req: FastifyRequest, reply: FastifyReply, payload: unknown) => Promise<unknown>;
 }
@@ -119,9 +122,22 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
 
   // Authentication runs before validation (preValidation), so a caller without a valid bearer
   // learns nothing about the request shape.
+  // Tokens checked recently skip Redis while the peer-map cache still holds their member (session-cache.ts).
+  const sessions = d.sessionCache;
+  const isMember = (vip: string, publicKey: string) => d.peerMap.member(vip)?.publicKey === publicKey;
   const member = async (req: FastifyRequest): Promise<void> => {
     const t = bearer(req);
-    const vip = t ? await d.registry.authSession(hashSecret(t), d.sessionTtlMs) : undefined;
+    let vip: string | undefined;
+    if (t) {
+      const h = hashSecret(t);
+      const now = Date.now();
+      vip = sessions?.get(h, now, isMember);
+      if (!vip) {
+        const a = await d.registry.authSessionInfo(h, d.sessionTtlMs);
+        if (a) sessions?.set(h, a.vip, a.publicKey, a.leftMs, d.sessionTtlMs, now);
+        vip = a?.vip;
+      }
+    }
     if (!vip) throw new UnauthorizedError('missing, expired or revoked session token: join again');
     memberVip.set(req, vip);
   };
@@ -229,6 +245,7 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
 
   app.post('/v1/leave', { preValidation: member }, async (req, reply) => {
     const vip = vipOf(req);
+    sessions?.dropVip(vip);
     await d.registry.remove(vip);
     d.log.info({ vip }, 'member left');
     return reply.code(200).send({ ok: true, vip });
@@ -267,6 +284,7 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   app.delete<{ Params: { vip: string }; Querystring: { allowRejoin?: string } }>('/v1/nodes/:vip',
     { schema: { params: S.vipParams, querystring: S.removeQuery }, preValidation: admin }, async (req) => {
       const keyRefused = req.query.allowRejoin !== 'true';
+      sessions?.dropVip(req.params.vip);
       if (!await d.registry.remove(req.params.vip, { refuseKey: keyRefused })) throw new NotFoundError(`member ${req.params.vip}`);
       d.log.info({ vip: req.params.vip, keyRefused }, 'member removed by admin');
       return { ok: true, vip: req.params.vip, keyRefused };

@@ -15,6 +15,7 @@ import * as D from './constants';
 import { parseVipPool } from './ipam';
 import { PeerFeed } from './peer-feed';
 import { PeerMapCache } from './peer-map-cache';
+import { SessionCache } from './session-cache';
 import { connectRedis, type RedisSpec } from './redis-connect';
 import { RedisRegistry } from './redis-store';
 import { TokenStore } from './token-store';
@@ -46,6 +47,11 @@ export interface CoordinatorOptions {
   sessionTtlMs?: number;
   /** @default 25 s */
   longPollMs?: number;
+  /**
+   * Keep session tokens checked in Redis in memory for a while (session-cache.ts), so the
+   * polls one change wakes do not each run the auth script. @default true
+   */
+  sessionCache?: boolean;
   /** @default 16 KiB */
   bodyLimit?: number;
   /**
@@ -172,7 +178,7 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
   };
   const rateLimited = newRateLimitCounters();
   const app = await buildApi({
-    https: o.tls, onSend,
+    https: o.tls, onSend, sessionCache: o.sessionCache === false ? undefined : new SessionCache(),
     joins, rateLimited, registry, tokens, feed, peerMap, log, cidr, adminToken: o.adminToken,
     bodyLimit: o.bodyLimit ?? D.DEFAULT_BODY_LIMIT, longPollMs: o.longPollMs ?? D.DEFAULT_LONG_POLL_MS,
     trustedProxies: o.trustedProxies ?? [],

@@ -3,17 +3,23 @@
  * (a Merkle batch, coordinator/answer-signing.ts) and members of one view class get byte-identical
  * bodies; every answer still verifies for its own member, nonce and since only; a member that
  * is itself part of the change gets its own answer (no lost change), its classmates nothing.
+ * And their re-polls authenticate from memory (coordinator/session-cache.ts): no auth script
+ * per re-poll, while removal, leave and renewal keep working.
  */
 import test from 'ava';
+import type Redis from 'ioredis';
 import { createPrivateKey } from 'node:crypto';
-import { startEnv, member, LAN, type Env } from './coordinator-helpers';
+import { startEnv, member, LAN, ADMIN, type Env } from './coordinator-helpers';
+import { createCoordinator } from '../../coordinator/server';
+import { CoordinatorClient } from '../../coordinator/client';
+import { hashSecret } from '../../coordinator/token-rules';
 import { generateSigningKey, newNonce, parseSigningPublicKey, verifySignedAnswer, NONCE_HEADER, PROOF_HEADER, SIGNATURE_HEADER } from '../../coordinator/answer-signing';
 import type { JoinResponse, PeersResponse } from '../../coordinator/types';
 
 const key = generateSigningKey();
 const pub = parseSigningPublicKey(key.publicKey);
 let env: Env;
-test.before(async () => { env = await startEnv(1, { signingKey: createPrivateKey(key.pem) }); });
+test.before(async () => { env = await startEnv(2, { signingKey: createPrivateKey(key.pem) }); });
 test.after.always(async () => { await env?.stop(); });
 
 interface Answer { status: number; text: string; body: PeersResponse; nonce: string; signature: string | null; proof: string | null }
@@ -91,4 +97,58 @@ test.serial('an agent that changes itself gets its own answer; its classmates at
   t.true(verifies(ctl, v, c));
   t.false(c.body.full);
   if (!c.body.full) t.deepEqual(c.body.upserts.map((p) => [p.vip, p.hostname]), [[agents[2].vip, 'agent-32-2-renamed']], 'the controller sees the change');
+});
+
+/** Calls of one command (lower-case) while fn ran. */
+async function callsDuring(r: Redis, cmd: string, fn: () => Promise<unknown>): Promise<number> {
+  const count = async () => Number(new RegExp(`^cmdstat_${cmd}:calls=(\\d+)`, 'm').exec(await r.info('commandstats'))?.[1] ?? 0);
+  const before = await count();
+  await fn();
+  return await count() - before;
+}
+
+test.serial('re-polls authenticate from memory; a member removed on the other coordinator is refused once its change arrives, one that left at once', async (t) => {
+  const tok = (await env.admin.createToken({ uses: -1, originalCidrs: LAN })).token;
+  const a = await env.client(0).join({ ...member('10.33.0.1', 'cache-a'), token: tok });
+  const b = await env.client(0).join({ ...member('10.33.0.2', 'cache-b'), token: tok });
+  const c0 = new CoordinatorClient({ url: env.urls[0] });
+  const v = await env.registryVersion();
+  t.is(await callsDuring(env.r, 'evalsha', () => c0.peers(a.sessionToken, v, undefined, 0)), 1, 'positive control: a token this coordinator has not seen runs the auth script');
+  t.is(await callsDuring(env.r, 'evalsha', async () => {
+    for (let i = 0; i < 5; i++) await c0.peers(a.sessionToken, v, undefined, 0);
+  }), 0, 'its next polls do not');
+  await t.throwsAsync(c0.peers('ist_s_not-a-token', v, undefined, 0), { message: /session token/ }, 'an unknown token is still refused');
+
+  // Removed by an admin on coordinator 1: coordinator 0 refuses the cached token once it hears of it.
+  const admin1 = new CoordinatorClient({ url: env.urls[1], adminToken: ADMIN });
+  await admin1.removeNode(a.vip);
+  let refused = false;
+  for (let i = 0; i < 40 && !refused; i++) {
+    refused = await c0.peers(a.sessionToken, v, undefined, 0).then(() => false, (e: Error) => /session token/.test(e.message));
+    if (!refused) await new Promise((r) => setTimeout(r, 50));
+  }
+  t.true(refused, 'removed on the other coordinator: refused within 2 s');
+
+  // Leaving through coordinator 0 ends its cached token before the answer.
+  await c0.peers(b.sessionToken, v, undefined, 0);
+  await c0.leave(b.sessionToken);
+  await t.throwsAsync(c0.peers(b.sessionToken, v, undefined, 0), { message: /session token/ }, 'left: refused at once');
+});
+
+test.serial('with the cache, tokens still renew on use once less than half their TTL is left', async (t) => {
+  const ttl = 2_000;
+  const c = await createCoordinator({ redis: env.redis.url, adminToken: ADMIN, sweepIntervalMs: 0, sessionTtlMs: ttl });
+  t.teardown(() => c.close());
+  const url = (await c.listen('127.0.0.1', 0)).url;
+  const tok = (await env.admin.createToken({ uses: -1, originalCidrs: LAN })).token;
+  const cl = new CoordinatorClient({ url });
+  const j = await cl.join({ ...member('10.33.1.1', 'cache-renew'), token: tok });
+  const k = `isthmus:stoken:${hashSecret(j.sessionToken)}`;
+  const v = await env.registryVersion();
+  t.is(await callsDuring(env.r, 'pexpire', () => cl.peers(j.sessionToken, v, undefined, 0)), 0, 'more than half left: no renewal');
+  await new Promise((r) => setTimeout(r, 1_200)); // under half of the TTL left now
+  t.is(await callsDuring(env.r, 'pexpire', () => cl.peers(j.sessionToken, v, undefined, 0)), 1, 'the poll past half its TTL asks Redis, which renews it');
+  t.true(await env.r.pttl(k) > ttl / 2, 'renewed to the full TTL');
+  await new Promise((r) => setTimeout(r, 1_200));
+  t.is(await callsDuring(env.r, 'pexpire', () => cl.peers(j.sessionToken, v, undefined, 0)), 1, 'and again half a TTL later');
 });
