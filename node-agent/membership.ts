@@ -51,6 +51,9 @@ export function peerSpecFromEntry(p: PeerEntry, onBadInbound?: (spec: string, re
 }
 
 
+/** Longest a peer-map change waits before it is written to the state dir (coalesced). */
+export const SAVE_DELAY_MS = 500;
+
 export class MembershipClient {
   readonly client: CoordinatorClient;
   private readonly privateKey: Buffer;
@@ -186,6 +189,9 @@ export class MembershipClient {
   async run(initial: Membership, sink: PeerSink): Promise<void> {
     let since: number | undefined = initial.version;
     let seed = initial.peers;
+    // vip → key of the map we hold, kept up to date per delta (a removal names a vip; its key
+    // is looked up here, not by indexing the whole map per answer).
+    let keyByVip = new Map(seed.map((p) => [p.vip, p.publicKey]));
     const signal = this.abort.signal;
     const backoff = new JoinBackoff();
     while (!signal.aborted) {
@@ -196,6 +202,7 @@ export class MembershipClient {
           this.applyFull(m.peers, sink);
           since = m.version;
           seed = m.peers;
+          keyByVip = new Map(seed.map((p) => [p.vip, p.publicKey]));
           backoff.reset();
         } catch (err) {
           const e = err as { status?: number; retryAfter?: string; message?: string };
@@ -207,21 +214,24 @@ export class MembershipClient {
       }
       try {
         await this.client.watchPeers(this.sessionToken!, since, (u: PeerMapUpdate) => {
-          if (u.full) this.applyFull(u.peers.values(), sink);
-          else {
+          if (u.full) {
+            this.applyFull(u.peers.values(), sink);
+            keyByVip = new Map([...u.peers.values()].map((p) => [p.vip, p.publicKey]));
+          } else {
             // Removals first: an address a removed member held may be claimed in the same update.
-            const byVip = new Map(seed.map((p) => [p.vip, p.publicKey]));
             for (const vip of u.removals) {
-              const key = byVip.get(vip);
+              const key = keyByVip.get(vip);
+              keyByVip.delete(vip);
               if (key && key !== this.publicKey) this.drop(key, sink);
             }
             this.applyUpserts(u.upserts, sink);
+            for (const p of u.upserts) keyByVip.set(p.vip, p.publicKey);
           }
           since = u.version;
-          seed = [...u.peers.values()];
-          this.state.saveMembership({ vip: initial.vip, cidr: initial.cidr, version: u.version, peers: seed });
-          this.log.info({ peers: u.peers.size, version: u.version, full: u.full }, 'peer map updated');
-        }, signal, { initial: seed });
+          this.current = u.peers;
+          this.saveSoon({ vip: initial.vip, cidr: initial.cidr, version: u.version, peers: [] });
+          this.log.info({ peers: u.peers.size, version: u.version, full: u.full, upserts: u.upserts.length, removals: u.removals.length }, 'peer map updated');
+        }, signal, { initial: this.current ? [...this.current.values()] : seed });
       } catch (err) {
         if (err instanceof SessionExpiredError) {
           this.log.warn('coordinator session expired: re-joining');
@@ -229,12 +239,45 @@ export class MembershipClient {
           continue;
         }
         throw err;
+      } finally {
+        this.saveNow();
       }
+    }
+  }
+
+  /** The map as of the last applied answer (the client's own, updated in place). */
+  private current: ReadonlyMap<string, PeerEntry> | undefined;
+  private pendingSave: Membership | undefined;
+  private saveTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * Persist the map at most once per SAVE_DELAY_MS, not per change (the file holds every peer:
+   * rewriting it per delta made each delta cost O(peers)). What a restart reads is at most that
+   * much older; a restart with the coordinator reachable re-joins and gets the map anyway.
+   */
+  private saveSoon(m: Membership): void {
+    this.pendingSave = m;
+    if (this.saveTimer) return;
+    this.saveTimer = setTimeout(() => this.saveNow(), SAVE_DELAY_MS);
+    this.saveTimer.unref();
+  }
+
+  private saveNow(): void {
+    if (this.saveTimer) clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
+    const m = this.pendingSave;
+    this.pendingSave = undefined;
+    if (!m) return;
+    try {
+      this.state.saveMembership({ ...m, peers: this.current ? [...this.current.values()] : m.peers });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'saving the peer map to the state dir failed (kept in memory)');
     }
   }
 
   stop(): void {
     this.abort.abort();
+    this.saveNow();
   }
 
   /** Remove this member from the coordinator and forget its key. */
