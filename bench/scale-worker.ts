@@ -12,6 +12,7 @@
  * member of the given role reports when its map first satisfied it.
  */
 import { generateKeyPairSync } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { Agent as UndiciAgent, fetch as undiciFetch } from 'undici';
 import { CoordinatorClient, type Peer, type PeerMapUpdate } from '../coordinator';
 import { RelayClient } from '../node-agent';
@@ -96,6 +97,8 @@ let init: WorkerInit;
 const members: Member[] = [];
 const probes = new Map<number, { p: Probe; times: Map<number, number> }>();
 const abort = new AbortController();
+// Every member's watch listens on it (one listener per long-poll in flight).
+setMaxListeners(0, abort.signal);
 let tick: NodeJS.Timeout | undefined;
 let watchErrors = 0;
 let dispatcher: UndiciAgent | undefined;

@@ -59,6 +59,8 @@ export interface ScaleResult {
   joinP50Ms: number;
   joinP99Ms: number;
   joinErrors: number;
+  /** Both coordinators' CPU during the joins ÷ joins: what a join costs them, whatever the load. */
+  coordinatorCpuMsPerJoin: number;
   /** Worst p99 over the change kinds (a controller joining or leaving: every agent must see it). */
   changeToAllWatchersP99Ms: number;
   /** Mean over all measured changes, idle background subtracted. */
@@ -67,6 +69,8 @@ export interface ScaleResult {
   coordinatorRssMb: number;
   relayRssMb: number;
   relaySessions: number;
+  /** Seconds until every member's relay session was up (or the wait ended: see relaySessions). */
+  relaySessionsSec: number;
   relayBytesPerIdleSession: number;
   relayPacketsPerSecIdle: number;
   relayPacketsPerSecIdlePerMember: number;
@@ -180,6 +184,19 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   let agentChild: ChildProcess | undefined;
   let redis: RedisHandle | undefined;
   let r: Redis | undefined;
+  // Ctrl-C or a kill: end everything this run started, by PID, and remove its files.
+  const onSignal = (sig: NodeJS.Signals) => {
+    for (const w of workers) try { w.child.kill('SIGKILL'); } catch { /* gone */ }
+    try { agentChild?.kill('SIGKILL'); } catch { /* gone */ }
+    for (const p of procs) p.stopSync(500);
+    try { if (redis?.process.pid) process.kill(redis.process.pid, 'SIGKILL'); } catch { /* gone */ }
+    if (redis) rmSync(redis.dir, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
+    process.stderr.write(`bench:scale: ${sig}, everything it started is stopped\n`);
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
     redis = await startRedis();
     r = new Redis(redis.url);
@@ -243,13 +260,16 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
 
     // 1. Joins through the API, two coordinators.
     const tj = performance.now();
+    const cpuJ0 = coords.reduce((a, c) => a + cpuMs(c.p.pid), 0);
     const joined = await Promise.all(workers.map((w) => w.ask({ cmd: 'join' }, 'joined')));
     const joinSec = (performance.now() - tj) / 1000;
     const lat = joined.flatMap((j) => j.latencies);
     const joinErrors = joined.reduce((a, j) => a + j.errors, 0);
     if (joinErrors) log(`  join errors: ${joinErrors} (first: ${joined.find((j) => j.firstError)?.firstError})`);
     const joinsPerSec = lat.length / joinSec;
-    log(`  joins: ${lat.length} in ${joinSec.toFixed(1)} s = ${joinsPerSec.toFixed(0)}/s, p50 ${pct(lat, 0.5).toFixed(0)} ms, p99 ${pct(lat, 0.99).toFixed(0)} ms`);
+    const coordinatorCpuMsPerJoin = (coords.reduce((a, c) => a + cpuMs(c.p.pid), 0) - cpuJ0) / Math.max(1, lat.length);
+    log(`  joins: ${lat.length} in ${joinSec.toFixed(1)} s = ${joinsPerSec.toFixed(0)}/s, p50 ${pct(lat, 0.5).toFixed(0)} ms, p99 ${pct(lat, 0.99).toFixed(0)} ms, `
+      + `coordinators ${coordinatorCpuMsPerJoin.toFixed(2)} ms CPU per join (so ${(2000 / coordinatorCpuMsPerJoin).toFixed(0)} joins/s on two free cores)`);
 
     // 2. The controller running the real agent code (sees every agent).
     agentChild = fork(resolve(__dirname, 'scale-agent.js'), [], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -265,9 +285,10 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
 
     // 3. Relay sessions.
     const ts = performance.now();
-    const sess = await Promise.all(workers.map((w) => w.ask({ cmd: 'sessions', timeoutMs: 60_000 + N * 10 }, 'sessions')));
+    const sess = await Promise.all(workers.map((w) => w.ask({ cmd: 'sessions', timeoutMs: 60_000 + N * 12 }, 'sessions')));
     const ready = sess.reduce((a, s) => a + s.ready, 0);
-    log(`  relay sessions: ${ready}/${sess.reduce((a, s) => a + s.total, 0)} ready in ${((performance.now() - ts) / 1000).toFixed(1)} s`);
+    const relaySessionsSec = (performance.now() - ts) / 1000;
+    log(`  relay sessions: ${ready}/${sess.reduce((a, s) => a + s.total, 0)} ready in ${relaySessionsSec.toFixed(1)} s (every member authenticating at once: a relay failover's worst case)`);
     await sleep(2000);
     const relayRss1 = relays.map((x) => rssMb(x.p.pid));
     const relayBytesPerIdleSession = ((relayRss1[0] + relayRss1[1] - relayRss0[0] - relayRss0[1]) * 2 ** 20) / Math.max(1, ready);
@@ -275,13 +296,20 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     // 4. Watches: wait until every member's long-poll waits at a coordinator.
     await Promise.all(workers.map((w) => w.ask({ cmd: 'watch' }, 'watching')));
     const watchersExpected = lat.length + 1;
-    for (let k = 0; ; k++) {
+    const tw = performance.now();
+    for (;;) {
       const n = (await Promise.all(coords.map((c) => metric(c.metrics, 'isthmus_coordinator_peer_map_watchers')))).reduce((a, b) => a + b, 0);
-      if (n >= watchersExpected) break;
-      if (k > 600) throw new Error(`only ${n} of ${watchersExpected} long-polls waiting after 60 s`);
-      await sleep(100);
+      const waited = (performance.now() - tw) / 1000;
+      if (n >= watchersExpected) {
+        log(`  every member watching after ${waited.toFixed(1)} s`);
+        break;
+      }
+      if (waited > 60 + N / 200) {
+        log(`  WARNING: only ${n} of ${watchersExpected} long-polls waiting after ${waited.toFixed(0)} s; measuring anyway`);
+        break;
+      }
+      await sleep(250);
     }
-    log('  every member watching');
 
     // 5. Idle: keepalive load and the background rates subtracted from each change.
     const stats = async () => (await Promise.all(workers.map((w) => w.ask({ cmd: 'stats' }, 'stats'))));
@@ -413,13 +441,13 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     const worst = changes.reduce((a, c) => Math.max(a, c.p99Ms), 0);
     const res: ScaleResult = {
       members: N, controllers: nControllers, workers: W,
-      joinsPerSec, joinP50Ms: pct(lat, 0.5), joinP99Ms: pct(lat, 0.99), joinErrors,
+      joinsPerSec, joinP50Ms: pct(lat, 0.5), joinP99Ms: pct(lat, 0.99), joinErrors, coordinatorCpuMsPerJoin,
       changeToAllWatchersP99Ms: worst,
       redisOpsPerChange: changes.reduce((a, c) => a + c.redisOps, 0) / changes.length,
       coordinatorCpuMsPerChange: changes.reduce((a, c) => a + c.coordinatorCpuMs, 0) / changes.length,
       coordinatorRssMb: Math.max(...coords.map((c) => rssMb(c.p.pid))),
       relayRssMb: Math.max(...relays.map((x) => rssMb(x.p.pid))),
-      relaySessions: ready,
+      relaySessions: ready, relaySessionsSec,
       relayBytesPerIdleSession,
       relayPacketsPerSecIdle, relayPacketsPerSecIdlePerMember: relayPacketsPerSecIdle / N,
       agentPeers: rep.peers, agentRssMbPerPeer: started.rssPerPeerMb, agentFullApplyMs: started.fullApplyMs,
@@ -430,6 +458,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     };
     return res;
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     await Promise.all(workers.map((w) => w.ask({ cmd: 'stop' }, 'stopped').catch(() => undefined)));
     for (const w of workers) if (w.child.exitCode === null) w.child.kill('SIGKILL');
     if (agentChild && agentChild.exitCode === null) {
