@@ -71,6 +71,8 @@ export interface ScaleResult {
   relaySessions: number;
   /** Seconds until every member's relay session was up (or the wait ended: see relaySessions). */
   relaySessionsSec: number;
+  /** Members whose relay session was up at the end of the run. */
+  relaySessionsAtEnd: number;
   relayBytesPerIdleSession: number;
   relayPacketsPerSecIdle: number;
   relayPacketsPerSecIdlePerMember: number;
@@ -311,6 +313,21 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       await sleep(250);
     }
 
+    // Settle: the first polls of members that joined long ago catch up (deltas over thousands of
+    // entries, or full maps); measure only once the Redis work that is not relay refreshes is quiet.
+    const tq = performance.now();
+    for (let prev = await redisCalls(r); ;) {
+      await sleep(2000);
+      const cur = await redisCalls(r);
+      const rate = (cur.other - prev.other) / 2;
+      prev = cur;
+      const waited = (performance.now() - tq) / 1000;
+      if (rate < Math.max(20, N / 200) || waited > 180) {
+        log(`  settled after ${waited.toFixed(0)} s (${rate.toFixed(0)} Redis ops/s besides relay refreshes)`);
+        break;
+      }
+    }
+
     // 5. Idle: keepalive load and the background rates subtracted from each change.
     const stats = async () => (await Promise.all(workers.map((w) => w.ask({ cmd: 'stats' }, 'stats'))));
     const sumPings = (s: Awaited<ReturnType<typeof stats>>) => s.reduce((a, x) => a + x.pingsSent, 0);
@@ -435,6 +452,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
 
     const rep = await agentAsk({ cmd: 'report' }, 'report');
     const st = await stats();
+    const relaySessionsAtEnd = st.reduce((a, x) => a + x.ready, 0);
+    log(`  relay sessions up at the end: ${relaySessionsAtEnd}/${lat.length}`);
     const refused = st.reduce((a, x) => a + x.refusedAnswers, 0);
     const watchErrors = st.reduce((a, x) => a + x.watchErrors, 0);
     if (refused || watchErrors) log(`  WARNING: ${refused} answers refused by members, ${watchErrors} watch errors`);
@@ -447,7 +466,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       coordinatorCpuMsPerChange: changes.reduce((a, c) => a + c.coordinatorCpuMs, 0) / changes.length,
       coordinatorRssMb: Math.max(...coords.map((c) => rssMb(c.p.pid))),
       relayRssMb: Math.max(...relays.map((x) => rssMb(x.p.pid))),
-      relaySessions: ready, relaySessionsSec,
+      relaySessions: ready, relaySessionsSec, relaySessionsAtEnd,
       relayBytesPerIdleSession,
       relayPacketsPerSecIdle, relayPacketsPerSecIdlePerMember: relayPacketsPerSecIdle / N,
       agentPeers: rep.peers, agentRssMbPerPeer: started.rssPerPeerMb, agentFullApplyMs: started.fullApplyMs,

@@ -146,39 +146,36 @@ export interface AnswerSignature {
 export function signBatch(key: KeyObject, items: Array<{ context: AnswerContext; body: string | Buffer }>): AnswerSignature[] {
   if (items.length === 1) return [{ signature: signAnswer(key, items[0].context, items[0].body) }];
   const bodyHashes = new Map<string | Buffer, Buffer>();
-  let level = items.map(({ context, body }) => {
+  // levels[0]: the leaves; levels[l + 1][k] = node(levels[l][2k], levels[l][2k + 1]), or
+  // levels[l][2k] carried up as is when it has no right sibling. The root is the last level's one.
+  const levels: Buffer[][] = [items.map(({ context, body }) => {
     let h = bodyHashes.get(body);
     if (!h) {
       h = sha256(body);
       bodyHashes.set(body, h);
     }
     return answerLeaf(context, h);
-  });
-  // paths[i]: (side, sibling) pairs from leaf i upwards; side 0: the sibling is on the right.
-  const paths: Buffer[][] = items.map(() => []);
-  // Which leaves sit under each node of the current level.
-  let under: number[][] = items.map((_, i) => [i]);
-  while (level.length > 1) {
-    const next: Buffer[] = [];
-    const nextUnder: number[][] = [];
-    for (let i = 0; i < level.length; i += 2) {
-      if (i + 1 === level.length) {
-        // An odd node is carried up as is (no sibling at this level).
-        next.push(level[i]);
-        nextUnder.push(under[i]);
-        continue;
-      }
-      const [l, r] = [level[i], level[i + 1]];
-      for (const leaf of under[i]) paths[leaf].push(Buffer.from([0]), r);
-      for (const leaf of under[i + 1]) paths[leaf].push(Buffer.from([1]), l);
-      next.push(sha256(NODE, l, r));
-      nextUnder.push(under[i].concat(under[i + 1]));
-    }
+  })];
+  for (let level = levels[0]; level.length > 1;) {
+    const next: Buffer[] = new Array(Math.ceil(level.length / 2));
+    for (let k = 0; k < next.length; k++) next[k] = 2 * k + 1 < level.length ? sha256(NODE, level[2 * k], level[2 * k + 1]) : level[2 * k];
+    levels.push(next);
     level = next;
-    under = nextUnder;
   }
-  const signature = sign(null, batchMessage(level[0]), key).toString('base64');
-  return paths.map((p) => ({ signature, proof: Buffer.concat(p).toString('base64') }));
+  const signature = sign(null, batchMessage(levels[levels.length - 1][0]), key).toString('base64');
+  // Each leaf's path: at every level its sibling (side 0: the sibling is on the right), if any.
+  const path = Buffer.alloc(33 * (levels.length - 1));
+  return items.map((_, i) => {
+    let n = 0;
+    for (let l = 0, idx = i; l < levels.length - 1; l++, idx >>= 1) {
+      const sib = idx ^ 1;
+      if (sib >= levels[l].length) continue;
+      path[n] = idx & 1;
+      levels[l][sib].copy(path, n + 1);
+      n += 33;
+    }
+    return { signature, proof: path.toString('base64', 0, n) };
+  });
 }
 
 /** Check an answer signed alone (no proof) or in a batch (proof: its path to the signed root). */

@@ -247,6 +247,7 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
     const vip = vipOf(req);
     sessions?.dropVip(vip);
     await d.registry.remove(vip);
+    sessions?.dropVip(vip); // and what a poll racing the removal put back
     d.log.info({ vip }, 'member left');
     return reply.code(200).send({ ok: true, vip });
   });
@@ -285,7 +286,9 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
     { schema: { params: S.vipParams, querystring: S.removeQuery }, preValidation: admin }, async (req) => {
       const keyRefused = req.query.allowRejoin !== 'true';
       sessions?.dropVip(req.params.vip);
-      if (!await d.registry.remove(req.params.vip, { refuseKey: keyRefused })) throw new NotFoundError(`member ${req.params.vip}`);
+      const removed = await d.registry.remove(req.params.vip, { refuseKey: keyRefused });
+      sessions?.dropVip(req.params.vip);
+      if (!removed) throw new NotFoundError(`member ${req.params.vip}`);
       d.log.info({ vip: req.params.vip, keyRefused }, 'member removed by admin');
       return { ok: true, vip: req.params.vip, keyRefused };
     });
