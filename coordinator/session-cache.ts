@@ -4,18 +4,14 @@
  * of the number of members woken).
  *
  * A token is taken from here only while all of these hold, else Redis decides (AUTH_LUA):
- *   - more than half of its TTL is left (below that, the script renews it: tokens still renew on use);
- *   - it was checked in Redis less than a minute ago (MAX_AGE_MS: what Redis alone changes, e.g.
- *     a token lost with Redis's data, is seen within that);
+ *   - more than half of its TTL is left (below that, the script renews it: tokens still renew on use,
+ *     and every token is checked in Redis again at least once per half TTL);
  *   - the member it names is in this coordinator's peer-map cache with the same public key
  *     (removal, and a re-join under another vip, end it as soon as the change feed says so);
  *   - it was not dropped by this coordinator's own leave or admin removal of that vip (at once,
  *     before the answer; another coordinator's removal reaches here with its change event).
  */
 import { LRUCache } from 'lru-cache';
-
-/** Longest a token is taken from here without asking Redis again. */
-export const SESSION_CACHE_MAX_AGE_MS = 60_000;
 
 interface Entry { vip: string; publicKey: string; until: number }
 
@@ -50,7 +46,9 @@ export class SessionCache {
 
   /** A token Redis just accepted with `leftMs` to live: usable from here until half the TTL is left. */
   set(tokenHash: string, vip: string, publicKey: string, leftMs: number, ttlMs: number, now: number): void {
-    const until = now + Math.min(leftMs - ttlMs / 2, SESSION_CACHE_MAX_AGE_MS);
+    // No shorter cap: a cap would make every re-poll after it ask Redis, which at a change
+    // that wakes N members is O(N) again (bench:scale measured it).
+    const until = now + leftMs - ttlMs / 2;
     if (leftMs < 0 || until <= now) return; // no TTL (-1), or due for renewal: always ask Redis
     this.byHash.set(tokenHash, { vip, publicKey, until });
     let s = this.byVip.get(vip);
