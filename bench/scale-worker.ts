@@ -57,7 +57,7 @@ export type FromWorker =
   | { type: 'watching' }
   | { type: 'probe-ack'; id: number }
   | { type: 'probe-result'; id: number; times: number[]; of: number }
-  | { type: 'stats'; pingsSent: number; pongs: number; ready: number; watchErrors: number; refusedAnswers: number; rssMb: number }
+  | { type: 'stats'; pingsSent: number; probesSent: number; pongs: number; ready: number; watchErrors: number; refusedAnswers: number; rssMb: number }
   | { type: 'stopped' };
 
 interface Member {
@@ -237,16 +237,18 @@ process.on('message', (msg: ToWorker) => {
       }
       case 'stats': {
         let pingsSent = 0;
+        let probesSent = 0;
         let pongs = 0;
         let ready = 0;
         let refusedAnswers = 0;
         for (const m of members) {
           pingsSent += m.relay?.stats.pingsSent ?? 0;
+          probesSent += m.relay?.stats.probesSent ?? 0;
           pongs += m.relay?.stats.pongsReceived ?? 0;
           if (m.relay?.isReady) ready++;
           refusedAnswers += m.client.refusedAnswers;
         }
-        send({ type: 'stats', pingsSent, pongs, ready, watchErrors, refusedAnswers, rssMb: process.memoryUsage().rss / 2 ** 20 });
+        send({ type: 'stats', pingsSent, probesSent, pongs, ready, watchErrors, refusedAnswers, rssMb: process.memoryUsage().rss / 2 ** 20 });
         break;
       }
       case 'stop': {

@@ -76,6 +76,8 @@ export interface ScaleResult {
   relayBytesPerIdleSession: number;
   relayPacketsPerSecIdle: number;
   relayPacketsPerSecIdlePerMember: number;
+  /** Of relayPacketsPerSecIdle: probes (a member heard no PONG within 300 ms and asked again). */
+  relayProbesPerSecIdle: number;
   agentPeers: number;
   agentRssMbPerPeer: number;
   agentFullApplyMs: number;
@@ -331,19 +333,24 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     // 5. Idle: keepalive load and the background rates subtracted from each change.
     const stats = async () => (await Promise.all(workers.map((w) => w.ask({ cmd: 'stats' }, 'stats'))));
     const sumPings = (s: Awaited<ReturnType<typeof stats>>) => s.reduce((a, x) => a + x.pingsSent, 0);
+    const sumProbes = (s: Awaited<ReturnType<typeof stats>>) => s.reduce((a, x) => a + x.probesSent, 0);
     const idleSec = o.idleSeconds ?? 12;
     const coordCpu = () => coords.reduce((a, c) => a + cpuMs(c.p.pid), 0);
-    const i0 = { pings: sumPings(await stats()), ops: await redisCalls(r), cpu: coordCpu(), t: performance.now(), agent: (await agentAsk({ cmd: 'report' }, 'report')).cpuMs };
+    const st0 = await stats();
+    const i0 = { pings: sumPings(st0), probes: sumProbes(st0), ops: await redisCalls(r), cpu: coordCpu(), t: performance.now(), agent: (await agentAsk({ cmd: 'report' }, 'report')).cpuMs };
     await sleep(idleSec * 1000);
-    const i1 = { pings: sumPings(await stats()), ops: await redisCalls(r), cpu: coordCpu(), t: performance.now(), agent: (await agentAsk({ cmd: 'report' }, 'report')).cpuMs };
+    const st1 = await stats();
+    const i1 = { pings: sumPings(st1), probes: sumProbes(st1), ops: await redisCalls(r), cpu: coordCpu(), t: performance.now(), agent: (await agentAsk({ cmd: 'report' }, 'report')).cpuMs };
     const idleS = (i1.t - i0.t) / 1000;
     const relayPacketsPerSecIdle = (i1.pings - i0.pings) / idleS;
+    const relayProbesPerSecIdle = (i1.probes - i0.probes) / idleS;
     const idleRedisOpsPerSec = (i1.ops.all - i0.ops.all) / idleS;
     const idleRefreshOpsPerSec = (i1.ops.refresh - i0.ops.refresh) / idleS;
     const idleOtherOpsPerSec = (i1.ops.other - i0.ops.other) / idleS;
     const idleCpuPerSec = (i1.cpu - i0.cpu) / idleS;
     const agentIdleCpuMsPerSec = (i1.agent - i0.agent) / idleS;
-    log(`  idle: ${relayPacketsPerSecIdle.toFixed(0)} keepalives/s to the relays (${(relayPacketsPerSecIdle / N).toFixed(3)} per member), `
+    log(`  idle: ${relayPacketsPerSecIdle.toFixed(0)} PINGs/s to the relays (${(relayPacketsPerSecIdle / N).toFixed(3)} per member; `
+      + `${relayProbesPerSecIdle.toFixed(0)}/s of them probes: a PONG not read within 300 ms), `
       + `${idleRedisOpsPerSec.toFixed(0)} Redis ops/s (${idleRefreshOpsPerSec.toFixed(0)} of them relay session refreshes), coordinators ${idleCpuPerSec.toFixed(1)} ms CPU/s, agent ${agentIdleCpuMsPerSec.toFixed(2)} ms CPU/s`);
 
     // 6. Changes, one at a time: each must reach every member that should see it.
@@ -468,7 +475,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       relayRssMb: Math.max(...relays.map((x) => rssMb(x.p.pid))),
       relaySessions: ready, relaySessionsSec, relaySessionsAtEnd,
       relayBytesPerIdleSession,
-      relayPacketsPerSecIdle, relayPacketsPerSecIdlePerMember: relayPacketsPerSecIdle / N,
+      relayPacketsPerSecIdle, relayPacketsPerSecIdlePerMember: relayPacketsPerSecIdle / N, relayProbesPerSecIdle,
       agentPeers: rep.peers, agentRssMbPerPeer: started.rssPerPeerMb, agentFullApplyMs: started.fullApplyMs,
       agentApplyDeltaMs: pct(rep.deltaMs, 0.5), agentApplyDeltaMaxMs: Math.max(0, ...rep.deltaMs), agentIdleCpuMsPerSec,
       mapperLookupsPerSec, mapperLookupErrors: lookupErrors, churnChangesPerSec: churned / churnSec,
