@@ -14,14 +14,31 @@
  * So an answer cannot be replayed (the nonce is fresh), moved to another member (member), or
  * passed off as the answer to another question (route, since); a TLS-terminating middlebox can
  * read it but not change a byte of it without the private key.
+ *
+ * Batches. Answers that leave in the same turn of the event loop (every waiter one change woke)
+ * share one signature: each answer is a leaf
+ *
+ *   leaf  = SHA-256(0x00 "isthmus-answer-leaf-v1" \n route \n member \n since \n nonce \n SHA-256(body))
+ *   node  = SHA-256(0x01 left right)
+ *
+ * of a Merkle tree whose root is signed as "isthmus-answer-batch-v1" \n root. The answer carries
+ * the signature and its path to the root (`isthmus-signature-proof`: one byte side + 32 bytes
+ * hash per level, base64). The member recomputes its own leaf from its own context, folds the
+ * path and checks the signature: the same binding (route, member, since, nonce, body, key) as a
+ * signature of its own. A batch of one is signed alone (no proof header). Identical bodies are
+ * hashed once per batch.
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 
 export const NONCE_HEADER = 'isthmus-nonce';
 export const SIGNATURE_HEADER = 'isthmus-signature';
 /** The signing public key (base64, raw 32 bytes), so a member can pin it on first join. */
 export const SIGNING_KEY_HEADER = 'isthmus-signing-key';
+/** A batch signature's path from the answer's leaf to the signed root (see the file comment). */
+export const PROOF_HEADER = 'isthmus-signature-proof';
+/** Most levels a proof may have (2^32 answers in one batch is far beyond any turn of the loop). */
+const MAX_PROOF_LEVELS = 32;
 
 /** DER prefix of an Ed25519 SubjectPublicKeyInfo; the raw key follows it. */
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
@@ -91,4 +108,131 @@ export function verifyAnswer(publicKey: KeyObject, c: AnswerContext, body: strin
   const sig = Buffer.from(signature, 'base64');
   if (sig.length !== 64) return false;
   return verify(null, signedMessage(c, body), publicKey, sig);
+}
+
+function sha256(...parts: (string | Buffer)[]): Buffer {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return h.digest();
+}
+
+const LEAF = Buffer.from([0]);
+const NODE = Buffer.from([1]);
+
+function checkContext(c: AnswerContext): void {
+  for (const v of [c.member, c.since, c.nonce]) if (v.includes('\n')) throw new Error('answer context field holds a newline');
+}
+
+/** A batch answer's leaf: its context and the hash of its body. */
+export function answerLeaf(c: AnswerContext, bodyHash: Buffer): Buffer {
+  checkContext(c);
+  return sha256(LEAF, `isthmus-answer-leaf-v1\n${c.route}\n${c.member}\n${c.since}\n${c.nonce}\n`, bodyHash);
+}
+
+function batchMessage(root: Buffer): Buffer {
+  return Buffer.concat([Buffer.from('isthmus-answer-batch-v1\n'), root]);
+}
+
+/** One signed answer: the signature, and for a batch of more than one the path to the root. */
+export interface AnswerSignature {
+  signature: string;
+  proof?: string;
+}
+
+/**
+ * Sign many answers with one signature: a Merkle tree over their leaves (file comment).
+ * `bodies[i]` may be the same string for many answers (hashed once).
+ */
+export function signBatch(key: KeyObject, items: Array<{ context: AnswerContext; body: string | Buffer }>): AnswerSignature[] {
+  if (items.length === 1) return [{ signature: signAnswer(key, items[0].context, items[0].body) }];
+  const bodyHashes = new Map<string | Buffer, Buffer>();
+  // levels[0]: the leaves; levels[l + 1][k] = node(levels[l][2k], levels[l][2k + 1]), or
+  // levels[l][2k] carried up as is when it has no right sibling. The root is the last level's one.
+  const levels: Buffer[][] = [items.map(({ context, body }) => {
+    let h = bodyHashes.get(body);
+    if (!h) {
+      h = sha256(body);
+      bodyHashes.set(body, h);
+    }
+    return answerLeaf(context, h);
+  })];
+  for (let level = levels[0]; level.length > 1;) {
+    const next: Buffer[] = new Array(Math.ceil(level.length / 2));
+    for (let k = 0; k < next.length; k++) next[k] = 2 * k + 1 < level.length ? sha256(NODE, level[2 * k], level[2 * k + 1]) : level[2 * k];
+    levels.push(next);
+    level = next;
+  }
+  const signature = sign(null, batchMessage(levels[levels.length - 1][0]), key).toString('base64');
+  // Each leaf's path: at every level its sibling (side 0: the sibling is on the right), if any.
+  const path = Buffer.alloc(33 * (levels.length - 1));
+  return items.map((_, i) => {
+    let n = 0;
+    for (let l = 0, idx = i; l < levels.length - 1; l++, idx >>= 1) {
+      const sib = idx ^ 1;
+      if (sib >= levels[l].length) continue;
+      path[n] = idx & 1;
+      levels[l][sib].copy(path, n + 1);
+      n += 33;
+    }
+    return { signature, proof: path.toString('base64', 0, n) };
+  });
+}
+
+/** Check an answer signed alone (no proof) or in a batch (proof: its path to the signed root). */
+export function verifySignedAnswer(publicKey: KeyObject, c: AnswerContext, body: string | Buffer, signature: string, proof?: string): boolean {
+  if (proof === undefined) return verifyAnswer(publicKey, c, body, signature);
+  const sig = Buffer.from(signature, 'base64');
+  const path = Buffer.from(proof, 'base64');
+  if (sig.length !== 64 || path.length === 0 || path.length % 33 !== 0 || path.length / 33 > MAX_PROOF_LEVELS) return false;
+  if (path.toString('base64') !== proof.trim()) return false;
+  let h: Buffer;
+  try {
+    h = answerLeaf(c, sha256(body));
+  } catch {
+    return false;
+  }
+  for (let off = 0; off < path.length; off += 33) {
+    const side = path[off];
+    const sib = path.subarray(off + 1, off + 33);
+    if (side === 0) h = sha256(NODE, h, sib);
+    else if (side === 1) h = sha256(NODE, sib, h);
+    else return false;
+  }
+  return verify(null, batchMessage(h), publicKey, sig);
+}
+
+/**
+ * Signs answers in batches: every `sign` made in one turn of the event loop shares one Ed25519
+ * signature (signBatch), made at the next `setImmediate`. The waiters one change wakes answer
+ * in the same turn, so a change costs one signature per coordinator, not one per waiter.
+ */
+export class BatchSigner {
+  private queue: Array<{ context: AnswerContext; body: string | Buffer; done: (s: AnswerSignature) => void; fail: (e: Error) => void }> = [];
+  /** Signatures made and answers they covered (metrics, bench). */
+  signatures = 0;
+  answers = 0;
+
+  constructor(private readonly key: KeyObject) {}
+
+  sign(context: AnswerContext, body: string | Buffer): Promise<AnswerSignature> {
+    checkContext(context);
+    return new Promise((done, fail) => {
+      if (this.queue.length === 0) setImmediate(() => this.flush());
+      this.queue.push({ context, body, done, fail });
+    });
+  }
+
+  private flush(): void {
+    const q = this.queue;
+    this.queue = [];
+    if (q.length === 0) return;
+    try {
+      const sigs = signBatch(this.key, q);
+      this.signatures++;
+      this.answers += q.length;
+      q.forEach((x, i) => x.done(sigs[i]));
+    } catch (err) {
+      for (const x of q) x.fail(err as Error);
+    }
+  }
 }

@@ -14,11 +14,12 @@ import { parseOriginalCidrs, sourceIpv4, staticOriginalIpRefusal } from './claim
 import type { VipPool } from './ipam';
 import type { PeerFeed } from './peer-feed';
 import type { PeerMapCache } from './peer-map-cache';
+import type { SessionCache } from './session-cache';
 import type { RedisRegistry } from './redis-store';
 import * as S from './schemas';
 import { hashSecret, newSecret, secretsEqual, SESSION_TOKEN_PREFIX } from './token-rules';
 import type { TokenStore } from './token-store';
-import type { JoinRequest, JoinResponse, NodeTagsRequest, NodeTagsResponse, PeersResponse, TokenCreateRequest } from './types';
+import type { JoinRequest, JoinResponse, NodeTagsRequest, NodeTagsResponse, PeerChanges, PeersResponse, TokenCreateRequest } from './types';
 import { nodeMatches, parseNodeFilter, type NodeFilterQuery } from './node-filter';
 import type { JoinCounters, RateLimitCounters } from './metrics';
 import { InvalidPolicyError, registerPolicyRoutes } from './policy-routes';
@@ -59,6 +60,8 @@ export interface ApiDeps {
   dashboard?: { redis: Redis; prefix: string };
   /** Membership records (reassert-routes.ts); undefined without a signing key: joins carry no record. */
   records?: RecordIssuer;
+  /** Session tokens checked recently (session-cache.ts); without it every poll asks Redis. */
+  sessionCache?: SessionCache;
   /** Runs on every answer before it is sent (server.ts signs join and peer-map answers). */
   onSend?: (req: FastifyRequest, reply: FastifyReply, payload: unknown) => Promise<unknown>;
 }
@@ -141,9 +144,22 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
 
   // Authentication runs before validation (preValidation), so a caller without a valid bearer
   // learns nothing about the request shape.
+  // Tokens checked recently skip Redis while the peer-map cache still holds their member (session-cache.ts).
+  const sessions = d.sessionCache;
+  const isMember = (vip: string, publicKey: string) => d.peerMap.member(vip)?.publicKey === publicKey;
   const member = async (req: FastifyRequest): Promise<void> => {
     const t = bearer(req);
-    const vip = t ? await d.registry.authSession(hashSecret(t), d.sessionTtlMs) : undefined;
+    let vip: string | undefined;
+    if (t) {
+      const h = hashSecret(t);
+      const now = Date.now();
+      vip = sessions?.get(h, now, isMember);
+      if (!vip) {
+        const a = await d.registry.authSessionInfo(h, d.sessionTtlMs);
+        if (a) sessions?.set(h, a.vip, a.publicKey, a.leftMs, d.sessionTtlMs, now);
+        vip = a?.vip;
+      }
+    }
     if (!vip) throw new UnauthorizedError('missing, expired or revoked session token: join again');
     memberVip.set(req, vip);
   };
@@ -211,8 +227,9 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   // The member's own scoped map (peer-map-cache.ts). A long-poll whose member's view did not
   // change is not answered until it does (or the wait ends): other members' changes cost it
   // one in-memory check each.
+  const deltaBodies = new WeakMap<PeerChanges, string>();
   app.get<{ Querystring: { since?: string; wait?: string } }>('/v1/peers', { schema: { querystring: S.peersQuery }, preValidation: member },
-    async (req, reply): Promise<PeersResponse> => {
+    async (req, reply): Promise<PeersResponse | FastifyReply> => {
       const vip = vipOf(req);
       // A member the registry no longer holds (Redis lost it) gets 401, never an empty map: it
       // re-asserts its record (or joins again) and keeps its cached peers meanwhile.
@@ -234,7 +251,15 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
           const ch = await d.peerMap.delta(vip, since, want);
           if (ch === 'full') return full();
           const left = deadline - Date.now();
-          if (ch.upserts.length > 0 || ch.removals.length > 0 || left <= 0 || gone.signal.aborted) return { full: false, ...ch };
+          if (ch.upserts.length > 0 || ch.removals.length > 0 || left <= 0 || gone.signal.aborted) {
+            // Serialised once per answer object: members of one view class share it (peer-map-cache.ts).
+            let body = deltaBodies.get(ch);
+            if (body === undefined) {
+              body = JSON.stringify({ full: false, ...ch } satisfies PeersResponse);
+              deltaBodies.set(ch, body);
+            }
+            return reply.type('application/json; charset=utf-8').send(body);
+          }
           // Nothing for this member up to ch.version: wait for a later change (only a new event
           // if Redis does not have the version the feed last announced).
           const stuck = ch.version < want && ch.version === since;
@@ -248,7 +273,9 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
 
   app.post('/v1/leave', { preValidation: member }, async (req, reply) => {
     const vip = vipOf(req);
+    sessions?.dropVip(vip);
     await d.registry.remove(vip);
+    sessions?.dropVip(vip); // and what a poll racing the removal put back
     d.log.info({ vip }, 'member left');
     return reply.code(200).send({ ok: true, vip });
   });
@@ -288,7 +315,10 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
   app.delete<{ Params: { vip: string }; Querystring: { allowRejoin?: string } }>('/v1/nodes/:vip',
     { schema: { params: S.vipParams, querystring: S.removeQuery }, preValidation: admin }, async (req) => {
       const keyRefused = req.query.allowRejoin !== 'true';
-      if (!await d.registry.remove(req.params.vip, { refuseKey: keyRefused })) throw new NotFoundError(`member ${req.params.vip}`);
+      sessions?.dropVip(req.params.vip);
+      const removed = await d.registry.remove(req.params.vip, { refuseKey: keyRefused });
+      sessions?.dropVip(req.params.vip);
+      if (!removed) throw new NotFoundError(`member ${req.params.vip}`);
       d.log.info({ vip: req.params.vip, keyRefused }, 'member removed by admin');
       return { ok: true, vip: req.params.vip, keyRefused };
     });

@@ -8,7 +8,7 @@
 import type { KeyObject } from 'node:crypto';
 import { Agent as UndiciAgent, fetch as undiciFetch } from 'undici';
 import { proveKey } from '../protocol';
-import { newNonce, NONCE_HEADER, parseSigningPublicKey, SIGNATURE_HEADER, SIGNING_KEY_HEADER, verifyAnswer, type SignedRoute } from './answer-signing';
+import { newNonce, NONCE_HEADER, parseSigningPublicKey, PROOF_HEADER, SIGNATURE_HEADER, SIGNING_KEY_HEADER, verifySignedAnswer, type SignedRoute } from './answer-signing';
 import { silentLogger, type Logger } from '../common';
 import { nodeFilterQuery, type NodeFilterInput } from './node-filter';
 import type { ChallengeResponse, ErrorBody, JoinResponse, NodeTagsRequest, NodeTagsResponse, NodeView, Peer, PeersResponse,
@@ -183,6 +183,8 @@ export class CoordinatorClient {
     const v = this.o.answers!;
     const sig = res.headers.get(SIGNATURE_HEADER);
     const named = res.headers.get(SIGNING_KEY_HEADER)?.trim();
+    // A batch signature's path to its root (answer-signing.ts); absent for an answer signed alone.
+    const proof = res.headers.get(PROOF_HEADER) ?? undefined;
     const refuse = (code: AnswerVerificationError['code'], msg: string) => {
       this.refusedAnswers++;
       throw new AnswerVerificationError(code, `${route} answer refused: ${msg}`);
@@ -201,7 +203,7 @@ export class CoordinatorClient {
       } catch {
         return refuse('bad-signature', 'the signing key it names is not an Ed25519 key');
       }
-      if (!verifyAnswer(k, { route, member: member!, since, nonce }, text, sig)) refuse('bad-signature', 'signature does not verify');
+      if (!verifySignedAnswer(k, { route, member: member!, since, nonce }, text, sig, proof)) refuse('bad-signature', 'signature does not verify');
       this.pin(named!);
       this.log.warn({ signingKey: named }, 'coordinator signing key pinned on first join (trust on first use; see docs/SECURITY.md)');
       v.onPin?.(named!);
@@ -211,7 +213,7 @@ export class CoordinatorClient {
       refuse('other-signing-key', `signed by coordinator key ${named}, not the pinned ${this.pinnedText} (another deployment, or someone in between; `
         + 'if this deployment rotated its key, see docs/SECURITY.md)');
     }
-    if (!verifyAnswer(this.pinnedKey, { route, member: member!, since, nonce }, text, sig)) {
+    if (!verifySignedAnswer(this.pinnedKey, { route, member: member!, since, nonce }, text, sig, proof)) {
       refuse('bad-signature', `signature by the pinned coordinator key ${this.pinnedText} does not verify (the answer was changed on the way)`);
     }
   }

@@ -15,7 +15,7 @@ export { parseOriginalCidrs } from './claim-rules';
 export { JOIN_RESULTS, RATE_LIMITS, registerCoordinatorMetrics, type JoinCounters, type JoinResult, type RateLimitCounters,
   type RateLimitName } from './metrics';
 export { generateSigningKey, loadSigningKey, parseSigningPublicKey, signingPublicKey, signAnswer, verifyAnswer, newNonce,
-  type AnswerContext } from './answer-signing';
+  signBatch, verifySignedAnswer, BatchSigner, PROOF_HEADER, type AnswerContext, type AnswerSignature } from './answer-signing';
 export { nodeFilterQuery, nodeMatches, parseNodeFilter, type NodeFilter, type NodeFilterInput, type NodeFilterQuery } from './node-filter';
 export { issueMembershipRecord, verifyMembershipRecord, readMembershipRecordUnverified, type MembershipRecord,
   type RecordCheck } from './membership-record';

@@ -321,7 +321,8 @@ return { emit(EV.NodeChanged, ARGV[5], cur), updated }
  * member's tokens die with it). No write on the common path (every long-poll runs this): no
  * `lastSeen` (liveness comes from relay sessions, see SWEEP_LUA); the token's TTL is renewed
  * (PEXPIRE to the full session TTL) only once less than half of it is left, so a member that
- * keeps polling keeps its token without a re-join, at one write per half TTL.
+ * keeps polling keeps its token without a re-join, at one write per half TTL. Returns
+ * { vip, pub, ms left } (coordinator/session-cache.ts keeps it while more than half is left).
  */
 export const AUTH_LUA = COMMON + `
 local tokenKey = K.sessionToken(ARGV[5])
@@ -332,8 +333,11 @@ local vip, pub = string.sub(s, 1, sp - 1), string.sub(s, sp + 1)
 if redis.call('GET', K.key(pub)) ~= vip then return false end
 local ttl = tonumber(ARGV[6])
 local left = redis.call('PTTL', tokenKey)
-if left >= 0 and left < ttl / 2 then redis.call('PEXPIRE', tokenKey, ttl) end
-return vip
+if left >= 0 and left < ttl / 2 then
+  redis.call('PEXPIRE', tokenKey, ttl)
+  left = ttl
+end
+return { vip, pub, left }
 `;
 
 /**

@@ -58,7 +58,7 @@ async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined>
   }
 }
 
-export function registerCoordinatorMetrics(registry: Registry, c: Pick<Coordinator, 'feed' | 'joins' | 'rateLimited' | 'redis' | 'registry'>): void {
+export function registerCoordinatorMetrics(registry: Registry, c: Pick<Coordinator, 'feed' | 'joins' | 'rateLimited' | 'redis' | 'registry'> & Partial<Pick<Coordinator, 'signing'>>): void {
   const redisUp = () => c.redis.status === 'ready';
   labelledFrom(registry, 'counter', 'isthmus_coordinator_joins_total', 'Join requests answered by this coordinator, by result', ['result'],
     () => byLabel('result', JOIN_RESULTS, c.joins));
@@ -70,6 +70,9 @@ export function registerCoordinatorMetrics(registry: Registry, c: Pick<Coordinat
   });
   gaugeFrom(registry, 'isthmus_coordinator_peer_map_watchers', 'Members long-polling this coordinator for peer map changes', () => c.feed.waiting);
   counterFrom(registry, 'isthmus_coordinator_changes_total', 'Member change events this coordinator received on the events channel', () => c.feed.changes);
+  counterFrom(registry, 'isthmus_coordinator_answer_signatures_total', 'Ed25519 signatures made over join and peer-map answers (one per batch of answers leaving together)',
+    () => c.signing?.signatures ?? 0);
+  counterFrom(registry, 'isthmus_coordinator_signed_answers_total', 'Join and peer-map answers signed', () => c.signing?.answers ?? 0);
   gaugeFrom(registry, 'isthmus_coordinator_peer_map_version', 'Newest peer map version seen on the events channel', () => c.feed.latest);
   gaugeFrom(registry, 'isthmus_coordinator_redis_up', '1 when the Redis connection is ready and answered PING at scrape time', async () => {
     if (!redisUp()) return 0;

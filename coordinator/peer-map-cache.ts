@@ -56,6 +56,13 @@ export class PeerMapCache {
   /** Scoped full maps by the receiver's tag class (policy.classId), at `version` and policy. */
   private readonly fullMemo = new Map<number, Peer[]>();
   private readonly inboundText = new WeakMap<PortSet, string[]>();
+  /**
+   * Narrow deltas at `version` by (receiver's tag class, since): members of one class that did
+   * not change themselves get the same answer object (and api.ts serialises it once).
+   */
+  private readonly deltaMemo = new Map<string, PeerChanges>();
+  /** Deltas computed / answered from deltaMemo (tests, bench). */
+  readonly deltaStats = { computed: 0, shared: 0 };
 
   constructor(private readonly registry: RedisRegistry, private readonly log_: Logger = silentLogger()) {}
 
@@ -115,7 +122,25 @@ export class PeerMapCache {
     const entries = older.length ? older.concat(this.log) : this.log.slice(this.firstAfter(since));
     const me = this.members.get(vip);
     if (!me) return 'full';
-    return this.diff(me, entries);
+    // Shared when the member is not among the changes and no policy change is in them: the
+    // answer then depends on its tag class, since and the version only (diff's narrow case).
+    const shareable = this.shareable(me.vip, entries);
+    const key = `${this.policy.classId(me.tags)}/${since}`;
+    const memo = shareable ? this.deltaMemo.get(key) : undefined;
+    if (memo && memo.version === this.version) {
+      this.deltaStats.shared++;
+      return memo;
+    }
+    const r = this.diff(me, entries);
+    this.deltaStats.computed++;
+    if (r !== 'full' && shareable) this.deltaMemo.set(key, r);
+    return r;
+  }
+
+  /** No entry is about the member itself or the policy (so diff took its narrow path, member-independent). */
+  private shareable(vip: string, entries: readonly ChangeEntry[]): boolean {
+    for (const e of entries) if (e.type === EventType.PolicyChanged || e.vip === vip) return false;
+    return true;
   }
 
   /** Index of the first log entry with a version above `v` (the log is in version order). */
@@ -306,6 +331,7 @@ export class PeerMapCache {
       this.logFrom = snap.version;
       this.version = snap.version;
       this.fullMemo.clear();
+      this.deltaMemo.clear();
       return;
     }
     if (ch.version === this.version) return;
@@ -316,6 +342,7 @@ export class PeerMapCache {
     if (ch.policy !== undefined) this.setPolicy(ch.policy);
     this.version = ch.version;
     this.fullMemo.clear();
+    this.deltaMemo.clear();
     if (this.log.length > LOG_MAX) {
       const cut = this.log.length - LOG_MAX;
       this.logFrom = this.log[cut - 1].version;

@@ -276,8 +276,13 @@ export class RedisRegistry {
    * token with less than half of `sessionTtlMs` left is renewed to the full TTL.
    */
   async authSession(tokenHash: string, sessionTtlMs: number): Promise<string | undefined> {
-    const vip = await this.s.isthmusAuth(...this.head(), tokenHash, sessionTtlMs) as string | null;
-    return vip ?? undefined;
+    return (await this.authSessionInfo(tokenHash, sessionTtlMs))?.vip;
+  }
+
+  /** authSession with the member's key and the ms the token has left (after any renewal). */
+  async authSessionInfo(tokenHash: string, sessionTtlMs: number): Promise<{ vip: string; publicKey: string; leftMs: number } | undefined> {
+    const r = await this.s.isthmusAuth(...this.head(), tokenHash, sessionTtlMs) as [string, string, number] | null;
+    return r ? { vip: r[0], publicKey: r[1], leftMs: Number(r[2]) } : undefined;
   }
 
   /**

@@ -15,12 +15,13 @@ import * as D from './constants';
 import { parseVipPool } from './ipam';
 import { PeerFeed } from './peer-feed';
 import { PeerMapCache } from './peer-map-cache';
+import { SessionCache } from './session-cache';
 import { connectRedis, type RedisSpec } from './redis-connect';
 import { RedisRegistry } from './redis-store';
 import { TokenStore } from './token-store';
 import { ProxyUserStore } from './proxy-users';
 import { newJoinCounters, newRateLimitCounters, type JoinCounters, type RateLimitCounters } from './metrics';
-import { isNonce, NONCE_HEADER, SIGNATURE_HEADER, SIGNING_KEY_HEADER, signAnswer, signingPublicKey } from './answer-signing';
+import { BatchSigner, isNonce, NONCE_HEADER, PROOF_HEADER, SIGNATURE_HEADER, SIGNING_KEY_HEADER, signingPublicKey } from './answer-signing';
 import type { JoinRequest } from './types';
 import { RecordIssuer } from './reassert-routes';
 
@@ -48,6 +49,11 @@ export interface CoordinatorOptions {
   sessionTtlMs?: number;
   /** @default 25 s */
   longPollMs?: number;
+  /**
+   * Keep session tokens checked in Redis in memory for a while (session-cache.ts), so the
+   * polls one change wakes do not each run the auth script. @default true
+   */
+  sessionCache?: boolean;
   /** @default 16 KiB */
   bodyLimit?: number;
   /**
@@ -97,6 +103,8 @@ export interface Coordinator {
   readonly joins: JoinCounters;
   /** Requests answered 429 by each per-source limit: read by metrics. */
   readonly rateLimited: RateLimitCounters;
+  /** Signatures made and the answers they covered (undefined without a signing key). */
+  readonly signing?: { signatures: number; answers: number };
   listen(host: string, port: number): Promise<{ host: string; port: number; url: string }>;
   /** Setup done (Redis answered once): API calls are served. */
   readonly ready: boolean;
@@ -171,6 +179,8 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
   if (signingKey) log.info({ signingKey: signingPub }, 'join and peer-map answers are signed (members pin this key)');
   else log.warn('no --signing-key: join and peer-map answers are not signed; members refuse them unless run with --insecure-coordinator');
   // Signs the exact bytes sent (answer-signing.ts): a 200 join or peer-map answer to a request with a nonce.
+  // Answers leaving in one turn of the event loop (the waiters a change woke) share one signature.
+  const signer = signingKey ? new BatchSigner(signingKey) : undefined;
   const onSend = async (req: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<unknown> => {
     if (!signingKey || reply.statusCode !== 200 || typeof payload !== 'string') return payload;
     const route = req.routeOptions.url;
@@ -182,7 +192,9 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
     const member = joinLike ? (req.body as JoinRequest).publicKey : sessionVipOf(req);
     if (!member) return payload;
     const since = route === '/v1/peers' ? (req.query as { since?: string }).since ?? '-' : '-';
-    reply.header(SIGNATURE_HEADER, signAnswer(signingKey, { route: joinLike ? 'join' : 'peers', member, since, nonce }, payload));
+    const s = await signer!.sign({ route: joinLike ? 'join' : 'peers', member, since, nonce }, payload);
+    reply.header(SIGNATURE_HEADER, s.signature);
+    if (s.proof !== undefined) reply.header(PROOF_HEADER, s.proof);
     reply.header(SIGNING_KEY_HEADER, signingPub);
     return payload;
   };
@@ -194,7 +206,7 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
     : undefined;
   if (!signingKey) log.warn('no --signing-key: members get no membership records, so they cannot re-assert their identity if Redis loses its data');
   const app = await buildApi({
-    https: o.tls, onSend, records,
+    https: o.tls, onSend, records, sessionCache: o.sessionCache === false ? undefined : new SessionCache(),
     joins, rateLimited, registry, tokens, proxyUsers, feed, peerMap, log, cidr, adminToken: o.adminToken,
     bodyLimit: o.bodyLimit ?? D.DEFAULT_BODY_LIMIT, longPollMs: o.longPollMs ?? D.DEFAULT_LONG_POLL_MS,
     trustedProxies: o.trustedProxies ?? [],
@@ -242,7 +254,7 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
   stateTimer?.unref();
 
   return {
-    app, registry, tokens, redis, feed, joins, rateLimited,
+    app, registry, tokens, redis, feed, joins, rateLimited, signing: signer,
     get ready() { return ready; },
     whenReady,
     async listen(host, port) {

@@ -16,5 +16,6 @@ export { FlowFilter } from './flow-filter';
 export { MembershipClient } from './membership';
 export { detectOriginalIp } from './original-ip';
 export { PeerSet } from './peer-set';
+export { RelayClient, DEFAULT_RELAY_CLIENT_TIMING, type RelayClientInit, type RelayClientStats } from './relay-client';
 export { DEFAULT_STATE_DIR, StateDir } from './state-dir';
 export { registerAgentMetrics } from './metrics';

@@ -65,7 +65,22 @@ const UNKNOWN_MEMBER_CODES: ReadonlySet<string> = new Set(['token-required', 'to
 /** Where the peer-map follower is: the version and map it last applied. */
 interface FollowState {
   since: number | undefined;
-  seed: PeerEntry[];
+  /** The map held before the current watch applied an answer: a join answer, the cache, or a merge after a re-assert. */
+  seed: readonly PeerEntry[];
+  /** The client's map as of the last applied answer (updated in place by watchPeers); when set, it is the map held. */
+  current?: ReadonlyMap<string, PeerEntry>;
+  /** vip → key of the map held, kept per delta (a removal names a vip), so a delta costs O(change). */
+  keyByVip: Map<string, string>;
+}
+
+function heldMap(st: FollowState): readonly PeerEntry[] {
+  return st.current ? [...st.current.values()] : st.seed;
+}
+
+function keysByVip(peers: Iterable<PeerEntry>): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const p of peers) m.set(p.vip, p.publicKey);
+  return m;
 }
 
 /**
@@ -76,6 +91,8 @@ interface FollowState {
 export const REASSERT_SETTLE_MS = 90_000;
 /** How often the agent checks whether its membership record needs refreshing. */
 export const RECORD_CHECK_MS = 60_000;
+/** Longest a peer-map change waits before it is written to the state dir (coalesced). */
+export const SAVE_DELAY_MS = 500;
 
 export class MembershipClient {
   readonly client: CoordinatorClient;
@@ -86,8 +103,10 @@ export class MembershipClient {
   private readonly claims = new PeerClaims();
   private overlay: Prefix | undefined;
   private refused = 0;
-  /** The peer map as last received (or loaded from the state dir), our own entry included. */
-  entries: readonly PeerEntry[] = [];
+  /** The peer map of the last join (or the state dir), until run() follows the coordinator's. */
+  private joined: readonly PeerEntry[] = [];
+  /** What run() follows, once it runs. */
+  private st: FollowState | undefined;
   /** Its version (the cursor the next long-poll sends). */
   mapVersion: number | undefined;
   /** The coordinator connection, for `isthmus status`. */
@@ -130,7 +149,7 @@ export class MembershipClient {
     this.keepRecord(r);
     const m: Membership = { vip: r.vip, cidr: r.cidr, version: r.version, peers: r.peers };
     this.contacted();
-    this.entries = r.peers;
+    this.joined = r.peers;
     this.mapVersion = r.version;
     this.setOverlay(r.cidr);
     this.state.saveMembership(m);
@@ -209,7 +228,7 @@ export class MembershipClient {
       const status = (err as { status?: number }).status;
       this.contacted(err as Error);
       if (saved && status === undefined) {
-        this.entries = saved.peers;
+        this.joined = saved.peers;
         this.mapVersion = saved.version;
         this.log.warn({ err: (err as Error).message }, 'coordinator unreachable or its answer refused: starting from the saved membership');
         this.setOverlay(saved.cidr);
@@ -296,10 +315,16 @@ export class MembershipClient {
     for (const k of sink.peerKeys()) if (!kept.has(k)) this.drop(k, sink);
   }
 
+  /** The peer map as last received (or loaded from the state dir), our own entry included. Built on each call. */
+  get entries(): readonly PeerEntry[] {
+    return this.st ? heldMap(this.st) : this.joined;
+  }
+
   /** Follow the coordinator's peer map until stop(); re-joins when the session expires. */
   async run(initial: Membership, sink: PeerSink): Promise<void> {
-    const st: FollowState = { since: initial.version, seed: initial.peers };
-    const recordTimer = setInterval(() => { void this.refreshRecord(st.seed.find((p) => p.publicKey === this.publicKey)); }, RECORD_CHECK_MS);
+    const st: FollowState = { since: initial.version, seed: initial.peers, keyByVip: keysByVip(initial.peers) };
+    this.st = st;
+    const recordTimer = setInterval(() => { void this.refreshRecord(st.current?.get(initial.vip) ?? st.seed.find((p) => p.vip === initial.vip)); }, RECORD_CHECK_MS);
     recordTimer.unref();
     try {
       await this.follow(initial, sink, st);
@@ -308,13 +333,17 @@ export class MembershipClient {
     }
   }
 
-  /** Add `peers` to the data path and to the seed, keeping seed entries they do not replace. */
+  /** Add `peers` to the data path and to the map held, keeping the entries they do not replace. */
   private merge(st: FollowState, peers: Iterable<PeerEntry>, sink: PeerSink): void {
     const list = [...peers];
     this.applyUpserts(list, sink);
-    const byVip = new Map(st.seed.map((p) => [p.vip, p]));
-    for (const p of list) byVip.set(p.vip, p);
+    const byVip = new Map(heldMap(st).map((p) => [p.vip, p]));
+    for (const p of list) {
+      byVip.set(p.vip, p);
+      st.keyByVip.set(p.vip, p.publicKey);
+    }
     st.seed = [...byVip.values()];
+    st.current = undefined;
   }
 
   private async follow(initial: Membership, sink: PeerSink, st: FollowState): Promise<void> {
@@ -335,6 +364,8 @@ export class MembershipClient {
           } else {
             this.applyFull(m.peers, sink);
             st.seed = m.peers;
+            st.current = undefined;
+            st.keyByVip = keysByVip(m.peers);
           }
           st.since = m.version;
           backoff.reset();
@@ -353,24 +384,28 @@ export class MembershipClient {
       try {
         await this.client.watchPeers(this.sessionToken!, st.since, (u: PeerMapUpdate) => {
           if (u.full && settleUntil > Date.now()) this.merge(st, u.peers.values(), sink);
-          else if (u.full) this.applyFull(u.peers.values(), sink);
           else {
-            // Removals first: an address a removed member held may be claimed in the same update.
-            const byVip = new Map(st.seed.map((p) => [p.vip, p.publicKey]));
-            for (const vip of u.removals) {
-              const key = byVip.get(vip);
-              if (key && key !== this.publicKey) this.drop(key, sink);
+            if (u.full) {
+              this.applyFull(u.peers.values(), sink);
+              st.keyByVip = keysByVip(u.peers.values());
+            } else {
+              // Removals first: an address a removed member held may be claimed in the same update.
+              for (const vip of u.removals) {
+                const key = st.keyByVip.get(vip);
+                st.keyByVip.delete(vip);
+                if (key && key !== this.publicKey) this.drop(key, sink);
+              }
+              this.applyUpserts(u.upserts, sink);
+              for (const p of u.upserts) st.keyByVip.set(p.vip, p.publicKey);
             }
-            this.applyUpserts(u.upserts, sink);
+            st.current = u.peers;
           }
           st.since = u.version;
-          if (!(u.full && settleUntil > Date.now())) st.seed = [...u.peers.values()];
-          this.entries = st.seed;
           this.mapVersion = u.version;
-          this.state.saveMembership({ vip: initial.vip, cidr: initial.cidr, version: u.version, peers: st.seed });
-          this.log.info({ peers: u.peers.size, version: u.version, full: u.full }, 'peer map updated');
+          this.saveSoon({ vip: initial.vip, cidr: initial.cidr, version: u.version, peers: [] });
+          this.log.info({ peers: u.peers.size, version: u.version, full: u.full, upserts: u.upserts.length, removals: u.removals.length }, 'peer map updated');
           void this.refreshRecord(u.peers.get(initial.vip));
-        }, AbortSignal.any([signal, watch.signal]), { initial: st.seed, onContact: (err) => this.contacted(err) });
+        }, AbortSignal.any([signal, watch.signal]), { initial: [...heldMap(st)], onContact: (err) => this.contacted(err) });
         if (settling && watch.signal.aborted && !signal.aborted) {
           settleUntil = 0;
           st.since = undefined;
@@ -385,12 +420,42 @@ export class MembershipClient {
         throw err;
       } finally {
         clearTimeout(settleTimer);
+        this.saveNow();
       }
+    }
+  }
+
+  private pendingSave: Membership | undefined;
+  private saveTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * Persist the map at most once per SAVE_DELAY_MS, not per change (the file holds every peer:
+   * rewriting it per delta made each delta cost O(peers)). What a restart reads is at most that
+   * much older; a restart with the coordinator reachable re-joins and gets the map anyway.
+   */
+  private saveSoon(m: Membership): void {
+    this.pendingSave = m;
+    if (this.saveTimer) return;
+    this.saveTimer = setTimeout(() => this.saveNow(), SAVE_DELAY_MS);
+    this.saveTimer.unref();
+  }
+
+  private saveNow(): void {
+    if (this.saveTimer) clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
+    const m = this.pendingSave;
+    this.pendingSave = undefined;
+    if (!m) return;
+    try {
+      this.state.saveMembership({ ...m, peers: [...this.entries] });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'saving the peer map to the state dir failed (kept in memory)');
     }
   }
 
   stop(): void {
     this.abort.abort();
+    this.saveNow();
   }
 
   /** Remove this member from the coordinator and forget its key. */

@@ -65,7 +65,7 @@ export class PeerSet {
       peer = new Peer(pub, spec.publicKey, crypto, new CookieGenerator(pub, this.clock), timers, spec.allowedIps, spec.endpoint);
       this.byKey.set(spec.publicKey, peer);
     } else {
-      this.routes.removeByValue(peer);
+      this.unroute(peer);
       peer.allowedIps = spec.allowedIps;
       if (spec.endpoint) peer.endpoint = spec.endpoint;
       peer.timers.persistentKeepaliveMs = (spec.persistentKeepaliveSec ?? 0) * 1000;
@@ -75,11 +75,17 @@ export class PeerSet {
     return peer;
   }
 
+  /** Drop the peer's routes by its own prefixes (O(its prefixes), not a scan of the table);
+   *  a prefix another peer holds now stays that peer's. */
+  private unroute(peer: Peer): void {
+    for (const c of peer.allowedIps) if (this.routes.get(c.addr, c.bits) === peer) this.routes.remove(c.addr, c.bits);
+  }
+
   remove(publicKeyBase64: string): boolean {
     const peer = this.byKey.get(publicKeyBase64);
     if (!peer) return false;
     this.byKey.delete(publicKeyBase64);
-    this.routes.removeByValue(peer);
+    this.unroute(peer);
     this.onRemove(peer);
     return true;
   }

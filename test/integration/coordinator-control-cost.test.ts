@@ -13,7 +13,8 @@ const SESSION_TTL_MS = 60_000;
 let env: Env;
 let token = '';
 test.before(async () => {
-  env = await startEnv(1, { sessionTtlMs: SESSION_TTL_MS, ephemeralTimeoutMs: 1_000 });
+  // The auth script's own Redis work is counted here: no session cache in front of it (coordinator-shared-answers tests that).
+  env = await startEnv(1, { sessionTtlMs: SESSION_TTL_MS, ephemeralTimeoutMs: 1_000, sessionCache: false });
   token = (await env.admin.createToken({ uses: -1, originalCidrs: LAN })).token;
 });
 test.after.always(async () => { await env?.stop(); });
