@@ -171,6 +171,11 @@ export class NativeTunDevice extends NativeIo<PacketBatch> implements TunDevice 
     this.txLengths[this.txCount++] = length;
   }
 
+  offloadStats(): { superPacketsRead: number; superPacketsWritten: number; malformed: number } {
+    const s = this.stats;
+    return { superPacketsRead: s.superPacketsRead, superPacketsWritten: s.superPacketsWritten, malformed: s.offloadMalformed };
+  }
+
   get stats(): TunStats {
     const c = this.counters;
     const b = this.native;
