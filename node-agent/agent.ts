@@ -326,7 +326,7 @@ export class Agent {
       publicKey: this.publicKey,
       vip: formatAddr(this.overlayAddress),
       tun: this.tun?.name,
-      tunOffload: { on: this.tun?.offload ?? false, ...this.tun?.offloadStats?.() },
+      tunOffload: this.tun?.offload ? { on: true, ...this.tun.offloadStats?.() } : { on: false },
       listen: this.socket?.localAddress,
       relay: this.relay ? { address: `${formatAddr(this.relayIp)}:${this.relayPort}`, relayId: this.relay.relayId, ready: this.relay.isReady, rebinds: this.relayRebinds, udpAddr: this.relaySocket?.localAddress } : undefined,
       drops: this.device.drops,
