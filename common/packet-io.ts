@@ -53,6 +53,12 @@ export interface TunDevice {
   readonly mtu: number;
   /** Bytes of free space in front of every received packet. */
   readonly headroom: number;
+  /** TUN offloads on (TSO super-packets split on read, TCP runs coalesced on write): the
+   *  batches still hold only packets <= mtu. @default false (absent) */
+  readonly offload?: boolean;
+  /** With offloads on: TCP super-packets read (and split), coalesced ones written, reads
+   *  dropped for a malformed vnet header. */
+  offloadStats?(): { superPacketsRead: number; superPacketsWritten: number; malformed: number };
   onReceive(handler: (batch: PacketBatch) => void): void;
   /** Queue one IP packet for the kernel; copied before return, so the caller may reuse `buf` at once. */
   write(buf: Uint8Array, offset: number, length: number): void;

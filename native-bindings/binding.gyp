@@ -5,6 +5,7 @@
       "sources": [
         "src/binding.c",
         "src/tun_linux.c",
+        "src/offload_linux.c",
         "src/udp_linux.c",
         "src/aead.c"
       ],

@@ -22,6 +22,7 @@ export { nativeAvailable } from './load';
 export { NativeBindingMissingError, NativeIoError, InvalidOptionError } from './errors';
 export {
   NativeTunDevice, DEFAULT_TUN_OPTIONS, TUN_TAILROOM, parseTunAddress,
+  VNET_HDR_LEN, tunOffloadSplit, tunOffloadCoalesce,
   type TunOptions, type TunStats,
 } from './tun-device';
 export { aead, AEAD_KEY_LENGTH, AEAD_TAG_LENGTH, type AeadBatch } from './aead';

@@ -22,8 +22,13 @@ export interface NativeBinding {
   STAT_TX_DROPS: number;
   STAT_RX_TRUNCATED: number;
   STAT_RX_ERRORS: number;
+  STAT_OFFLOAD_MALFORMED: number;
+  STAT_RX_SUPER: number;
+  STAT_TX_SUPER: number;
+  VNET_HDR_LEN: number;
   UDP_MAX_BATCH: number;
-  tunOpen(handle: Buffer, name: string): string;
+  /** offload: try IFF_VNET_HDR + TSO (src/offload_linux.h); the answer says whether it is on. */
+  tunOpen(handle: Buffer, name: string, offload: boolean): { name: string; offload: boolean };
   tunConfigure(handle: Buffer, mtu: number, addr: number, prefixLen: number, up: boolean): void;
   udpOpen(handle: Buffer, host: number, port: number, reusePort: boolean, bufBytes: number): number;
   ioInit(
@@ -38,6 +43,10 @@ export interface NativeBinding {
   ioClose(handle: Buffer): void;
   aeadSealBatch?: AeadFn;
   aeadOpenBatch?: AeadFn;
+  /** Tests: the TSO split of one read (vnet header + packet) into segments <= maxLen; null: malformed (dropped). */
+  offloadSplit(input: Uint8Array, maxLen: number): Buffer[] | null;
+  /** Tests: what one TUN write batch of these packets becomes, each with its vnet header. */
+  offloadCoalesce(packets: Uint8Array[]): Buffer[];
 }
 
 const FILE = 'isthmus_native.node';

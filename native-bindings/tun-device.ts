@@ -24,6 +24,14 @@ export interface TunOptions {
   headroom?: number;
   /** Packets per read batch and per tx slab. @default 128 */
   batchSize?: number;
+  /**
+   * TUN offloads (IFF_VNET_HDR, TSO4 + checksum): the kernel hands over TCP super-packets
+   * of up to 64 KB, split in the addon into segments <= mtu (the batch still holds only
+   * ordinary packets); written runs of one TCP flow are coalesced into super-packets.
+   * Falls back to a plain device when the kernel refuses; `ISTHMUS_NO_TUN_OFFLOAD=1` in the
+   * environment turns it off too. See `offload`. @default true
+   */
+  offload?: boolean;
 }
 
 export const DEFAULT_TUN_OPTIONS = {
@@ -42,6 +50,12 @@ export interface TunStats {
   writePackets: number;
   /** Kernel refused or was full (EAGAIN), plus packets larger than a slot. */
   writeDrops: number;
+  /** Offloads: reads dropped whole for a bad vnet header or a GSO packet that cannot be split. */
+  offloadMalformed: number;
+  /** Offloads: TCP super-packets read (each split into readPackets' segments). */
+  superPacketsRead: number;
+  /** Offloads: coalesced super-packets written (writePackets counts their segments). */
+  superPacketsWritten: number;
 }
 
 /** The `address` option: `a.b.c.d/len` on the shared strict parser; host bits kept (the device's own address). */
@@ -51,11 +65,32 @@ export function parseTunAddress(s: string): Prefix {
   return p;
 }
 
+/** Bytes of the struct virtio_net_hdr in front of every packet on a TUN with offloads. */
+export const VNET_HDR_LEN = 10;
+
+/**
+ * The TSO split of the read path, for tests: `input` is one read from an offload TUN
+ * (virtio_net_hdr + packet); the answer is its segments, each at most `maxLen` bytes with
+ * its own IPv4 and TCP checksum, or null when the device would drop it as malformed
+ * (counted in `offloadMalformed`).
+ */
+export function tunOffloadSplit(input: Uint8Array, maxLen: number): Buffer[] | null {
+  return loadNative().offloadSplit(input, maxLen);
+}
+
+/** The write path's coalescing, for tests: what one flush of `packets` hands the kernel,
+ *  each with its virtio_net_hdr (TCPV4 for a coalesced run, zero for the rest). */
+export function tunOffloadCoalesce(packets: Uint8Array[]): Buffer[] {
+  return loadNative().offloadCoalesce(packets);
+}
+
 /** A TUN device; slots are headroom + mtu + TUN_TAILROOM bytes, rounded up to 64. */
 export class NativeTunDevice extends NativeIo<PacketBatch> implements TunDevice {
   readonly name: string;
   readonly mtu: number;
   readonly headroom: number;
+  /** Whether TUN offloads are on (asked for, and the kernel accepted them). */
+  readonly offload: boolean;
 
   private readonly rxSlab: Buffer;
   private readonly rxLengths: Uint32Array;
@@ -81,7 +116,9 @@ export class NativeTunDevice extends NativeIo<PacketBatch> implements TunDevice 
     this.batch = { count: 0, data: this.rxSlab, offsets, lengths: this.rxLengths };
 
     try {
-      this.name = this.native.tunOpen(this.handle, name);
+      const opened = this.native.tunOpen(this.handle, name, opts.offload ?? true);
+      this.name = opened.name;
+      this.offload = opened.offload;
     } catch (err) {
       throw NativeIoError.from(err);
     }
@@ -134,6 +171,11 @@ export class NativeTunDevice extends NativeIo<PacketBatch> implements TunDevice 
     this.txLengths[this.txCount++] = length;
   }
 
+  offloadStats(): { superPacketsRead: number; superPacketsWritten: number; malformed: number } {
+    const s = this.stats;
+    return { superPacketsRead: s.superPacketsRead, superPacketsWritten: s.superPacketsWritten, malformed: s.offloadMalformed };
+  }
+
   get stats(): TunStats {
     const c = this.counters;
     const b = this.native;
@@ -143,6 +185,9 @@ export class NativeTunDevice extends NativeIo<PacketBatch> implements TunDevice 
       readErrors: c[b.STAT_RX_ERRORS]!,
       writePackets: c[b.STAT_TX_PACKETS]!,
       writeDrops: c[b.STAT_TX_DROPS]! + this.jsDrops,
+      offloadMalformed: c[b.STAT_OFFLOAD_MALFORMED]!,
+      superPacketsRead: c[b.STAT_RX_SUPER]!,
+      superPacketsWritten: c[b.STAT_TX_SUPER]!,
     };
   }
 }

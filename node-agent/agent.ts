@@ -37,7 +37,7 @@ const TICK_MS = 100;
 export interface AgentComponents {
   clock: Clock;
   logger: Logger;
-  openTun(opts: { name?: string; mtu: number; address: string; headroom: number; tailroom: number }): TunDevice;
+  openTun(opts: { name?: string; mtu: number; address: string; headroom: number; tailroom: number; offload?: boolean }): TunDevice;
   openUdpSocket(opts: { host: string; port: number }): DatagramSocket;
   /** Route a prefix into the TUN (transparent mode), e.g. `ip route replace CIDR dev TUN`. */
   addRoute?(cidr: string, device: string): Promise<void>;
@@ -59,6 +59,9 @@ export interface AgentOptions {
    * packets to any other address are dropped (`not-our-address`). @default none
    */
   localAddresses?: number[];
+  /** TUN offloads (TSO split on read, GRO-style coalescing on write; native-bindings
+   *  TunOptions.offload). `false` runs the plain device, for debugging. @default true */
+  tunOffload?: boolean;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -169,10 +172,10 @@ export class Agent {
     }
     this.socket = this.c.openUdpSocket({ host: cfg.listenAddress ?? '0.0.0.0', port: cfg.listenPort ?? 0 });
     this.socket.onReceive((b) => this.onOutsideBatch(b));
-    this.tun = this.c.openTun({ name: cfg.name, mtu: cfg.mtu, address: formatPrefix(cfg.address), headroom: DEVICE_HEADROOM, tailroom: DEVICE_TAILROOM });
+    this.tun = this.c.openTun({ name: cfg.name, mtu: cfg.mtu, address: formatPrefix(cfg.address), headroom: DEVICE_HEADROOM, tailroom: DEVICE_TAILROOM, offload: this.opts.tunOffload ?? true });
     this.tun.onReceive((b) => this.onInsideBatch(b));
     await this.routeOriginalPrefixes();
-    log.info({ tun: this.tun.name, vip: formatAddr(cfg.address.addr), prefix: formatPrefix(masked(cfg.address)), udpAddr: `${this.socket.localAddress.ip}:${this.socket.localAddress.port}`, peers: this.peers.size }, 'agent started');
+    log.info({ tun: this.tun.name, tunOffload: this.tun.offload ?? false, vip: formatAddr(cfg.address.addr), prefix: formatPrefix(masked(cfg.address)), udpAddr: `${this.socket.localAddress.ip}:${this.socket.localAddress.port}`, peers: this.peers.size }, 'agent started');
     if (cfg.relay) {
       this.relayIp = await resolveIpv4(cfg.relay.host);
       this.relayPort = cfg.relay.port;
@@ -323,6 +326,7 @@ export class Agent {
       publicKey: this.publicKey,
       vip: formatAddr(this.overlayAddress),
       tun: this.tun?.name,
+      tunOffload: this.tun?.offload ? { on: true, ...this.tun.offloadStats?.() } : { on: false },
       listen: this.socket?.localAddress,
       relay: this.relay ? { address: `${formatAddr(this.relayIp)}:${this.relayPort}`, relayId: this.relay.relayId, ready: this.relay.isReady, rebinds: this.relayRebinds, udpAddr: this.relaySocket?.localAddress } : undefined,
       drops: this.device.drops,

@@ -37,6 +37,7 @@ interface AgentArgs {
   'coordinator-ca'?: string;
   'coordinator-pubkey'?: string;
   'insecure-coordinator': boolean;
+  'tun-offload': boolean;
 }
 
 /** `--metrics`: the agent's metrics; ready while authenticated to its relay (when it has one). */
@@ -117,6 +118,7 @@ function agentOptions(args: AgentArgs, localAddresses: number[] = []) {
     routeOriginal: parsePrefixFlag('route-original', args['route-original']),
     relayKeepaliveMs: relayKeepaliveMs(args),
     localAddresses,
+    tunOffload: args['tun-offload'],
   };
 }
 
@@ -204,6 +206,9 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     .option('relay-keepalive', { type: 'string', default: formatDuration(RELAY_FAILOVER_TIMING.keepaliveMs), describe: 'Idle keepalive: PING the relay after this long without traffic (50ms-60s; keeps the LB and NAT UDP state). While traffic is in flight the relay is probed after 300ms of silence and declared dead (rebind) after 900ms, whatever this is' })
     .option('mtu', { type: 'number', default: DEFAULT_MTU, describe: 'TUN MTU' })
     .option('name', { type: 'string', describe: 'TUN device name (default: kernel-chosen)' })
+    .option('tun-offload', { type: 'boolean', default: true, describe: 'TUN offloads: the kernel hands over 64 KB TCP super-packets, split into MTU-sized segments before sealing, '
+      + 'and received TCP segments are coalesced before the kernel sees them (what goes on the wire is unchanged). Off when the kernel refuses; '
+      + '--tun-offload=false (or ISTHMUS_NO_TUN_OFFLOAD=1) runs the plain device, for debugging' })
     .option('peers', { type: 'string', describe: 'Static-peer file (wg-quick style, [Interface]/[Peer]) instead of a coordinator (docs/CONFIG.md). Before 0.2 this was --config, which still reads such a file, with a warning', normalize: true, group: 'Static:' })
     .option('rekey-after-time', { type: 'string', hidden: true, describe: 'Testing: REKEY_AFTER_TIME (spec: 120s)' })
     .option('metrics', METRICS_OPTION)

@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "aead.h"
+#include "offload_linux.h"
 #include "tun_linux.h"
 #include "udp_linux.h"
 
@@ -37,7 +38,10 @@
 #define STAT_TX_DROPS 3
 #define STAT_RX_TRUNCATED 4
 #define STAT_RX_ERRORS 5
-#define STAT_COUNT 8
+#define STAT_OFFLOAD_MALFORMED 6 /* TUN offloads: vnet header or GSO packet dropped */
+#define STAT_RX_SUPER 7          /* TUN offloads: GSO super-packets read and split */
+#define STAT_TX_SUPER 8          /* TUN offloads: coalesced super-packets written */
+#define STAT_COUNT 10
 
 typedef struct isthmus_env_s isthmus_env_t;
 
@@ -52,6 +56,8 @@ typedef struct isthmus_io_s {
   int closing;
   int udp_gso; /* 1: try UDP GSO on send; 0: off (refused once, or disabled) */
   isthmus_gro_t *gro; /* UDP GRO on: receive through the splitting path */
+  isthmus_tun_offload_t *tso; /* TUN opened with IFF_VNET_HDR + TSO: split reads, coalesce writes */
+  uint32_t mtu; /* TUN: segments of a split are at most this long (0: the slot's room) */
   uint32_t batch, slot_size, headroom;
   uint8_t *rx_slab;
   uint32_t *rx_lengths, *rx_addrs, *rx_ports;
@@ -179,6 +185,8 @@ static void on_close(uv_handle_t *uvh) {
   e->pending_closes--;
   isthmus_udp_gro_free(h->gro);
   h->gro = NULL;
+  isthmus_tun_offload_free(h->tso);
+  h->tso = NULL;
   if (!e->exiting) {
     napi_env env = e->env;
     if (h->async_ctx) napi_async_destroy(env, h->async_ctx);
@@ -208,6 +216,9 @@ static void io_close(isthmus_io_t *h) {
   if (h->poll_inited) {
     h->envd->pending_closes++;
     uv_close((uv_handle_t *)&h->poll, on_close);
+  } else {
+    isthmus_tun_offload_free(h->tso); /* no uv_close callback will */
+    h->tso = NULL;
   }
 }
 
@@ -221,7 +232,15 @@ static void on_poll(uv_poll_t *p, int status, int events) {
   }
   do {
     int n;
-    if (h->kind == KIND_TUN) {
+    if (h->kind == KIND_TUN && h->tso) {
+      isthmus_offload_counts_t c = {0, 0, 0};
+      uint32_t room = h->slot_size - h->headroom;
+      n = isthmus_tun_read_batch_offload(h->fd, h->tso, h->rx_slab, h->slot_size, h->headroom,
+                                         h->mtu > 0 && h->mtu < room ? h->mtu : room, h->batch,
+                                         h->rx_lengths, &c);
+      h->stats[STAT_OFFLOAD_MALFORMED] += c.malformed;
+      h->stats[STAT_RX_SUPER] += c.rx_super;
+    } else if (h->kind == KIND_TUN) {
       n = isthmus_tun_read_batch(h->fd, h->rx_slab, h->slot_size, h->headroom, h->batch,
                                  h->rx_lengths);
     } else {
@@ -257,8 +276,10 @@ static void on_poll(uv_poll_t *p, int status, int events) {
       napi_fatal_exception(env, err);
     }
     napi_close_handle_scope(env, scope);
-    /* The rest of a GRO train that did not fit: the socket may not poll readable again. */
-  } while (h->gro && !h->closing && !e->exiting && isthmus_udp_gro_pending(h->gro));
+    /* The rest of a GRO train (or of a TSO super-packet) that did not fit: the fd may not
+     * poll readable again. */
+  } while (!h->closing && !e->exiting &&
+           ((h->gro && isthmus_udp_gro_pending(h->gro)) || isthmus_tun_offload_pending(h->tso)));
 }
 
 static void on_env_cleanup(napi_async_cleanup_hook_handle hook, void *arg) {
@@ -282,10 +303,14 @@ static isthmus_env_t *get_envd(napi_env env) {
   return (isthmus_env_t *)d;
 }
 
-/* tunOpen(handle, name) -> actual interface name. Leaves handle.fd set. */
+/* tunOpen(handle, name, offload) -> { name, offload }: the actual interface name, and
+ * whether TUN offloads are on (asked for, not disabled by ISTHMUS_NO_TUN_OFFLOAD, and
+ * accepted by the kernel). Leaves handle.fd set. */
 static napi_value tun_open(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  CHECK_NAPI(get_args(env, info, 2, argv) == 0 ? napi_ok : napi_invalid_arg);
+  napi_value argv[3];
+  CHECK_NAPI(get_args(env, info, 3, argv) == 0 ? napi_ok : napi_invalid_arg);
+  bool want_offload;
+  CHECK_NAPI(napi_get_value_bool(env, argv[2], &want_offload));
   isthmus_io_t *h = get_handle(env, argv[0]);
   if (!h) return throw_errno(env, -EINVAL, "tunOpen", "tunOpen: bad handle buffer");
   char name[ISTHMUS_IFNAMSIZ + 1] = {0};
@@ -296,15 +321,27 @@ static napi_value tun_open(napi_env env, napi_callback_info info) {
     return throw_errno(env, -EINVAL, "tunOpen", "interface name longer than 15 bytes");
   memset(h, 0, sizeof(*h));
   h->fd = -1;
-  int fd = isthmus_tun_open(name, h->ifname);
+  int offload = want_offload && getenv("ISTHMUS_NO_TUN_OFFLOAD") == NULL;
+  isthmus_tun_offload_t *tso = NULL;
+  if (offload && !(tso = isthmus_tun_offload_new())) offload = 0;
+  int fd = isthmus_tun_open(name, h->ifname, &offload);
+  if (fd < 0 || !offload) {
+    isthmus_tun_offload_free(tso);
+    tso = NULL;
+  }
   if (fd == -EPERM || fd == -EACCES)
     return throw_errno(env, fd, "ioctl(TUNSETIFF)",
                        "creating a TUN device needs CAP_NET_ADMIN: run as root");
   if (fd < 0) return throw_errno(env, fd, fd == -ENOENT ? "open(/dev/net/tun)" : "ioctl(TUNSETIFF)", NULL);
   h->fd = fd;
   h->kind = KIND_TUN;
-  napi_value out;
-  napi_create_string_utf8(env, h->ifname, NAPI_AUTO_LENGTH, &out);
+  h->tso = tso;
+  napi_value out, nm, off;
+  napi_create_object(env, &out);
+  napi_create_string_utf8(env, h->ifname, NAPI_AUTO_LENGTH, &nm);
+  napi_get_boolean(env, tso != NULL, &off);
+  napi_set_named_property(env, out, "name", nm);
+  napi_set_named_property(env, out, "offload", off);
   return out;
 }
 
@@ -324,6 +361,7 @@ static napi_value tun_configure(napi_env env, napi_callback_info info) {
   int r;
   if (mtu > 0 && (r = isthmus_tun_set_mtu(h->ifname, mtu)) < 0)
     return throw_errno(env, r, "ioctl(SIOCSIFMTU)", NULL);
+  if (mtu > 0) h->mtu = (uint32_t)mtu;
   if (prefix >= 0 && (r = isthmus_tun_set_ipv4(h->ifname, addr, prefix)) < 0)
     return throw_errno(env, r, "ioctl(SIOCSIFADDR)", NULL);
   if (up && (r = isthmus_tun_set_up(h->ifname)) < 0)
@@ -375,7 +413,7 @@ static napi_value io_init(napi_env env, napi_callback_info info) {
   size_t stats_len;
   CHECK_NAPI(get_bytes(env, argv[3], &stats, &stats_len) == 0 ? napi_ok : napi_invalid_arg);
   if (stats == NULL || stats_len < STAT_COUNT)
-    return throw_errno(env, -EINVAL, "ioInit", "stats must be a Float64Array(8)");
+    return throw_errno(env, -EINVAL, "ioInit", "stats must be a Float64Array(STAT_COUNT)");
   h->stats = (double *)stats;
   CHECK_NAPI(napi_get_value_uint32(env, argv[4], &h->batch));
   CHECK_NAPI(napi_get_value_uint32(env, argv[5], &h->slot_size));
@@ -480,6 +518,10 @@ static napi_value io_flush(napi_env env, napi_callback_info info) {
   }
   if (h->closing) {
     errors += kept;
+  } else if (h->kind == KIND_TUN && h->tso) {
+    isthmus_offload_counts_t c = {0, 0, 0};
+    sent = isthmus_tun_write_batch_offload(h->fd, h->tso, bufs, h->tx_lengths, kept, &errors, &c);
+    h->stats[STAT_TX_SUPER] += c.tx_super;
   } else if (h->kind == KIND_TUN) {
     sent = isthmus_tun_write_batch(h->fd, bufs, h->tx_lengths, kept, &errors);
   } else {
@@ -537,6 +579,110 @@ static napi_value aead_batch(napi_env env, napi_callback_info info, int seal) {
 static napi_value aead_seal(napi_env env, napi_callback_info info) { return aead_batch(env, info, 1); }
 static napi_value aead_open(napi_env env, napi_callback_info info) { return aead_batch(env, info, 0); }
 
+/* offloadSplit(input: vnet header + packet, maxLen) -> Buffer[] (its segments), or null when
+ * the read path would drop it as malformed. For tests: the device calls the same C. */
+static napi_value offload_split_js(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  CHECK_NAPI(get_args(env, info, 2, argv) == 0 ? napi_ok : napi_invalid_arg);
+  void *in;
+  size_t in_len;
+  uint32_t max_len;
+  CHECK_NAPI(get_byte_len(env, argv[0], &in, &in_len) == 0 ? napi_ok : napi_invalid_arg);
+  CHECK_NAPI(napi_get_value_uint32(env, argv[1], &max_len));
+  static const uint8_t empty[1];
+  if (in == NULL) in = (void *)empty; /* a zero-length input: malformed like any short one */
+  if (in_len > ISTHMUS_VNET_HDR_LEN + ISTHMUS_OFFLOAD_MAX_PACKET || max_len == 0 || max_len > 65535)
+    return throw_errno(env, -EINVAL, "offloadSplit", "offloadSplit: input over 64 KB or maxLen not 1-65535");
+  uint32_t slot = max_len, total = 0, nseg = 0;
+  uint32_t *lengths = NULL;
+  uint8_t *slab = NULL;
+  /* First call learns the count; a GSO packet has at most 64 KB / 1 segments. */
+  int k = isthmus_offload_split(in, in_len, 0, NULL, slot, 0, max_len, 0, NULL, &total);
+  napi_value out;
+  if (k < 0 || total == 0) {
+    napi_get_null(env, &out);
+    return out;
+  }
+  slab = malloc((size_t)total * slot);
+  lengths = malloc((size_t)total * sizeof(uint32_t));
+  if (!slab || !lengths) {
+    free(slab);
+    free(lengths);
+    return throw_errno(env, -ENOMEM, "offloadSplit", "out of memory");
+  }
+  k = isthmus_offload_split(in, in_len, 0, slab, slot, 0, max_len, total, lengths, &nseg);
+  if (k < 0) {
+    napi_get_null(env, &out);
+  } else {
+    napi_create_array_with_length(env, (size_t)k, &out);
+    for (int i = 0; i < k; i++) {
+      napi_value b;
+      void *copy;
+      napi_create_buffer_copy(env, lengths[i], slab + (size_t)i * slot, &copy, &b);
+      napi_set_element(env, out, (uint32_t)i, b);
+    }
+  }
+  free(slab);
+  free(lengths);
+  return out;
+}
+
+/* offloadCoalesce(packets: Buffer[]) -> Buffer[]: what the write path hands the TUN, each
+ * with its vnet header (coalesced groups with a TCPV4 one, the rest a zero one). */
+static napi_value offload_coalesce_js(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  CHECK_NAPI(get_args(env, info, 1, argv) == 0 ? napi_ok : napi_invalid_arg);
+  uint32_t n;
+  CHECK_NAPI(napi_get_array_length(env, argv[0], &n));
+  if (n > 4096) return throw_errno(env, -EINVAL, "offloadCoalesce", "offloadCoalesce: at most 4096 packets");
+  const uint8_t **pkts = calloc(n + 1, sizeof(*pkts));
+  uint32_t *lens = calloc(n + 1, sizeof(*lens));
+  uint8_t *used = calloc(n + 1, 1);
+  uint8_t *buf = malloc(ISTHMUS_VNET_HDR_LEN + ISTHMUS_OFFLOAD_MAX_PACKET);
+  napi_value out = NULL;
+  if (!pkts || !lens || !used || !buf) goto done;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    void *p;
+    size_t l;
+    if (napi_get_element(env, argv[0], i, &v) != napi_ok || get_byte_len(env, v, &p, &l) != 0 || !p ||
+        l > ISTHMUS_OFFLOAD_MAX_PACKET) {
+      throw_errno(env, -EINVAL, "offloadCoalesce", "offloadCoalesce: packets must be Buffers of at most 65535 bytes");
+      goto done;
+    }
+    pkts[i] = p;
+    lens[i] = (uint32_t)l;
+  }
+  napi_create_array(env, &out);
+  uint32_t m = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    if (used[i]) continue;
+    uint32_t merged;
+    size_t len = isthmus_offload_coalesce(pkts, lens, n, used, i, buf, &merged);
+    napi_value b;
+    void *dst;
+    if (len > 0) {
+      napi_create_buffer_copy(env, len, buf, &dst, &b);
+    } else {
+      napi_create_buffer(env, ISTHMUS_VNET_HDR_LEN + lens[i], &dst, &b);
+      memset(dst, 0, ISTHMUS_VNET_HDR_LEN);
+      memcpy((uint8_t *)dst + ISTHMUS_VNET_HDR_LEN, pkts[i], lens[i]);
+    }
+    napi_set_element(env, out, m++, b);
+  }
+done:
+  free(pkts);
+  free(lens);
+  free(used);
+  free(buf);
+  if (!out) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (!pending) throw_errno(env, -ENOMEM, "offloadCoalesce", "out of memory");
+  }
+  return out;
+}
+
 static void set_u32(napi_env env, napi_value obj, const char *name, uint32_t v) {
   napi_value x;
   napi_create_uint32(env, v, &x);
@@ -564,6 +710,10 @@ NAPI_MODULE_INIT() {
   set_u32(env, exports, "STAT_TX_DROPS", STAT_TX_DROPS);
   set_u32(env, exports, "STAT_RX_TRUNCATED", STAT_RX_TRUNCATED);
   set_u32(env, exports, "STAT_RX_ERRORS", STAT_RX_ERRORS);
+  set_u32(env, exports, "STAT_OFFLOAD_MALFORMED", STAT_OFFLOAD_MALFORMED);
+  set_u32(env, exports, "STAT_RX_SUPER", STAT_RX_SUPER);
+  set_u32(env, exports, "STAT_TX_SUPER", STAT_TX_SUPER);
+  set_u32(env, exports, "VNET_HDR_LEN", ISTHMUS_VNET_HDR_LEN);
   set_u32(env, exports, "UDP_MAX_BATCH", ISTHMUS_UDP_MAX_BATCH);
   set_fn(env, exports, "tunOpen", tun_open);
   set_fn(env, exports, "tunConfigure", tun_configure);
@@ -574,5 +724,7 @@ NAPI_MODULE_INIT() {
   set_fn(env, exports, "ioClose", io_close_js);
   set_fn(env, exports, "aeadSealBatch", aead_seal);
   set_fn(env, exports, "aeadOpenBatch", aead_open);
+  set_fn(env, exports, "offloadSplit", offload_split_js);
+  set_fn(env, exports, "offloadCoalesce", offload_coalesce_js);
   return exports;
 }

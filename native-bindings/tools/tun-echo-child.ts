@@ -128,10 +128,15 @@ function runErrors(prefix: string): void {
   const patternName = pattern.name;
   const mtuLine = execFileSync('ip', ['-o', 'link', 'show', 'dev', patternName], { encoding: 'utf8' });
   pattern.close();
+  // Offloads: on by default (the kernel shows TSO on the device), off when asked.
+  const tso = (name: string) => /^\s*tx-tcp-segmentation: on/m.test(execFileSync('ethtool', ['-k', name], { encoding: 'utf8' }));
+  const plain = openTun({ name: `${prefix}d`, offload: false });
+  const offload = { defaultOn: a.offload, defaultTso: tso(a.name), offOn: plain.offload, offTso: tso(plain.name) };
+  plain.close();
   a.close();
   const leftovers = execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' })
     .split('\n').filter((l) => l.includes(prefix)).length;
-  out({ errors, patternName, patternMtu1280: / mtu 1280 /.test(mtuLine), leftovers });
+  out({ errors, patternName, patternMtu1280: / mtu 1280 /.test(mtuLine), leftovers, offload });
 }
 
 function runEperm(): void {

@@ -25,7 +25,7 @@ const SUFFIX = randomBytes(3).toString('hex');
 const NS = `itn1${SUFFIX}`;
 const TUN = `itn1t${SUFFIX}`;
 
-const t = forRoot(test, __filename, { tools: ['ip', 'ping', 'setpriv'], why: 'creates a netns and a TUN device' });
+const t = forRoot(test, __filename, { tools: ['ip', 'ping', 'setpriv', 'ethtool'], why: 'creates a netns and a TUN device' });
 
 const children = new Set<ChildProcess>();
 
@@ -143,6 +143,7 @@ t('bad options, a taken name and kernel-chosen names', async (tt) => {
   const [r] = (await runChild(['errors', prefix]).lines) as {
     errors: Record<string, { code?: string; name?: string; message?: string }>;
     patternName: string; patternMtu1280: boolean; leftovers: number;
+    offload: { defaultOn: boolean; defaultTso: boolean; offOn: boolean; offTso: boolean };
   }[];
   tt.like(r!.errors.badAddress, { code: 'EINVAL', name: 'InvalidOptionError' });
   tt.like(r!.errors.badAddress2, { code: 'EINVAL', name: 'InvalidOptionError' });
@@ -152,6 +153,7 @@ t('bad options, a taken name and kernel-chosen names', async (tt) => {
   tt.is(r!.patternName, `${prefix}0`);
   tt.true(r!.patternMtu1280);
   tt.is(r!.leftovers, 0, 'no interface left after close()');
+  tt.deepEqual(r!.offload, { defaultOn: true, defaultTso: true, offOn: false, offTso: false }, 'TUN offloads: on by default, off with offload: false');
 });
 
 t('without CAP_NET_ADMIN: EPERM/EACCES with a message that says what to do', async (tt) => {
