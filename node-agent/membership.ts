@@ -18,7 +18,7 @@ import { JoinBackoff, parseRetryAfter } from './join-backoff';
 import { compileInbound } from './inbound-ports';
 import { Endpoint } from './endpoint';
 import type { PeerSpec } from './peer-set';
-import type { StateDir, Membership } from './state-dir';
+import { MembershipWriter, type StateDir, type Membership } from './state-dir';
 
 export interface JoinOptions {
   coordinatorUrl: string;
@@ -34,6 +34,8 @@ export interface JoinOptions {
    */
   reassertSettleMs?: number;
   token?: string;
+  /** Write the peer map to the state dir at most this often while it changes (and at stop). @default MEMBERSHIP_SAVE_INTERVAL_MS (5 s) */
+  membershipSaveIntervalMs?: number;
   originalIp: string;
   hostname?: string;
 }
@@ -96,6 +98,8 @@ export class MembershipClient {
   private recordRefreshing = false;
   /** Set by a successful re-assert, taken by the peer-map loop (it then keeps cached peers a while). */
   private reasserted = false;
+  /** The peer map on disk, written at most every few seconds while it changes, and at stop(). */
+  readonly saved: MembershipWriter;
 
   constructor(private readonly opts: JoinOptions, private readonly state: StateDir, private readonly log: Logger) {
     const saved = state.signingKey();
@@ -112,6 +116,8 @@ export class MembershipClient {
     this.publicKey = keyToBase64(publicKeyFromPrivate(this.privateKey));
     this.contact = { url: opts.coordinatorUrl, connected: false, lastContactWallMs: 0 };
     this.record = state.loadRecord();
+    this.saved = new MembershipWriter(state, (err) => log.warn({ err: err.message }, 'could not save the peer map to the state dir; trying again at the next change'),
+      opts.membershipSaveIntervalMs);
   }
 
   /** The signed membership record this member keeps (undefined: none yet, or no signing coordinator). */
@@ -133,7 +139,8 @@ export class MembershipClient {
     this.entries = r.peers;
     this.mapVersion = r.version;
     this.setOverlay(r.cidr);
-    this.state.saveMembership(m);
+    this.saved.save(m);
+    this.saved.flush(); // a join answer is on disk before the data path starts from it
     return m;
   }
 
@@ -367,7 +374,7 @@ export class MembershipClient {
           if (!(u.full && settleUntil > Date.now())) st.seed = [...u.peers.values()];
           this.entries = st.seed;
           this.mapVersion = u.version;
-          this.state.saveMembership({ vip: initial.vip, cidr: initial.cidr, version: u.version, peers: st.seed });
+          this.saved.save({ vip: initial.vip, cidr: initial.cidr, version: u.version, peers: st.seed });
           this.log.info({ peers: u.peers.size, version: u.version, full: u.full }, 'peer map updated');
           void this.refreshRecord(u.peers.get(initial.vip));
         }, AbortSignal.any([signal, watch.signal]), { initial: st.seed, onContact: (err) => this.contacted(err) });
@@ -389,8 +396,10 @@ export class MembershipClient {
     }
   }
 
+  /** Stop following; the newest peer map is written to the state dir now. */
   stop(): void {
     this.abort.abort();
+    this.saved.flush();
   }
 
   /** Remove this member from the coordinator and forget its key. */
@@ -398,6 +407,7 @@ export class MembershipClient {
     if (!this.sessionToken) await this.join();
     if (!this.sessionToken) throw new Error('cannot reach the coordinator to leave');
     await this.client.leave(this.sessionToken);
+    this.saved.discard();
     this.state.clear();
   }
 }
