@@ -14,12 +14,15 @@
  *                       ports), through Agent.upsertPeer / removePeer as the membership client calls them
  *   idleCpuMsPerSec     process CPU over 5 s of the started, idle agent (its timer tick)
  * Each N runs in a fresh child process, so one N's garbage does not inflate the next.
+ * First, X25519 per operation (process CPU time, so other load on the machine does not count):
+ * tweetnacl against node:crypto (protocol/x25519.ts), DH and public-key derivation.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { silentLogger, systemClock, type DatagramBatch, type DatagramSocket, type PacketBatch, type TunDevice, parsePrefix } from '../common';
 import { Agent, DEVICE_HEADROOM, Endpoint } from '../node-agent';
 import { PortSet, parsePortSpec } from '../policy';
+import { X25519_IMPLEMENTATION, tweetnaclX25519, x25519 as scalarMult, x25519Base as scalarMultBase } from '../protocol';
 
 interface Result {
   peers: number;
@@ -125,12 +128,36 @@ async function runOne(n: number): Promise<Result> {
   };
 }
 
+/** CPU µs per call of `f` (process.cpuUsage: user + system). */
+function cpuMicros(f: () => void, n: number): number {
+  f();
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < n; i++) f();
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / n;
+}
+
+function x25519Costs(): Record<string, number> {
+  const priv = randomBytes(32);
+  const pub = tweetnaclX25519.scalarMultBase(randomBytes(32));
+  return {
+    tweetnaclDhUs: cpuMicros(() => tweetnaclX25519.scalarMult(priv, pub), 200),
+    opensslDhUs: cpuMicros(() => scalarMult(priv, pub), 2000),
+    opensslDhFreshPrivateUs: cpuMicros(() => scalarMult(randomBytes(32), pub), 2000),
+    tweetnaclBaseUs: cpuMicros(() => tweetnaclX25519.scalarMultBase(priv), 200),
+    opensslBaseUs: cpuMicros(() => scalarMultBase(randomBytes(32)), 2000),
+  };
+}
+
 async function main(): Promise<void> {
   const i = process.argv.indexOf('--one');
   if (i >= 0) {
     process.stdout.write(JSON.stringify(await runOne(Number(process.argv[i + 1]))) + '\n');
     return;
   }
+  const x = x25519Costs();
+  console.log(`X25519 (${X25519_IMPLEMENTATION} in use), CPU µs/op: DH tweetnacl ${x.tweetnaclDhUs.toFixed(0)} / node:crypto ${x.opensslDhUs.toFixed(0)} ` +
+    `(fresh private key ${x.opensslDhFreshPrivateUs.toFixed(0)}); public key tweetnacl ${x.tweetnaclBaseUs.toFixed(0)} / node:crypto ${x.opensslBaseUs.toFixed(0)}`);
   const j = process.argv.indexOf('--peers');
   const ns = (j >= 0 ? process.argv[j + 1] : '1000,10000,100000').split(',').map(Number);
   if (ns.some((n) => !Number.isInteger(n) || n <= 0)) throw new Error('--peers wants a comma-separated list of positive integers');

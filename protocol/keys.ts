@@ -3,7 +3,7 @@
  * keys, standard base64 with padding (44 characters).
  */
 import { randomBytes } from 'node:crypto';
-import nacl from 'tweetnacl';
+import { scalarMultBase } from './x25519';
 import { KEY_SIZE } from './constants';
 
 /** Random source: returns `size` fresh random bytes. Injected so tests are deterministic. */
@@ -44,7 +44,7 @@ export function noteX25519(): void {
 export function publicKeyFromPrivate(privateKey: Uint8Array): Buffer {
   if (privateKey.length !== KEY_SIZE) throw new InvalidKeyError(`private key must be ${KEY_SIZE} bytes, got ${privateKey.length}`);
   x25519Ops++;
-  return Buffer.from(nacl.scalarMult.base(privateKey));
+  return scalarMultBase(privateKey);
 }
 
 /**
