@@ -363,9 +363,9 @@ export class MembershipClient {
           else if (u.full) this.applyFull(u.peers.values(), sink);
           else {
             // Removals first: an address a removed member held may be claimed in the same update.
-            const byVip = new Map(st.seed.map((p) => [p.vip, p.publicKey]));
+            const keyOf = removedKeys(st.seed, u.removals);
             for (const vip of u.removals) {
-              const key = byVip.get(vip);
+              const key = keyOf(vip);
               if (key && key !== this.publicKey) this.drop(key, sink);
             }
             this.applyUpserts(u.upserts, sink);
@@ -410,6 +410,20 @@ export class MembershipClient {
     this.saved.discard();
     this.state.clear();
   }
+}
+
+/**
+ * The key each removed vip had in `seed`. A delta removes one or a few members: a scan of the
+ * seed per removal allocates nothing (a map of a 100k-entry seed per delta took longer than
+ * applying the change); many removals get the map.
+ */
+function removedKeys(seed: readonly PeerEntry[], removals: readonly string[]): (vip: string) => string | undefined {
+  if (removals.length === 0) return () => undefined;
+  if (removals.length > 8) {
+    const byVip = new Map(seed.map((p) => [p.vip, p.publicKey]));
+    return (vip) => byVip.get(vip);
+  }
+  return (vip) => seed.find((p) => p.vip === vip)?.publicKey;
 }
 
 /** Wait `ms`, or less if `signal` aborts first. */
