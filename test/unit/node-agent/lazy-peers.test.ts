@@ -245,3 +245,33 @@ test('every key isLowOrderPoint names gives a zero DH', (t) => {
   }
   t.false(isLowOrderPoint(enc(9n)), 'the base point is not');
 });
+
+test('a preshared key changed on a live peer is used by its next handshake', (t) => {
+  const n = pair();
+  n.send('a', ab());
+  n.pump();
+  t.is(n.inbox.b.length, 1);
+  const psk = keyToBase64(generatePrivateKey());
+  const respec = (side: typeof n.a, peer: typeof n.peerOfA) => side.peers.upsert({
+    publicKey: peer.publicKeyBase64, allowedIps: peer.allowedIps, endpoint: peer.endpoint, presharedKey: psk,
+  });
+  const restart = () => {
+    n.a.device.handshakes.zeroKeys(n.peerOfA);
+    n.b.device.handshakes.zeroKeys(n.peerOfB);
+    n.run(6_000); // past REKEY_TIMEOUT: a new initiation is allowed
+  };
+  // Only a has the new key: the handshake fails, nothing is delivered.
+  respec(n.a, n.peerOfA);
+  restart();
+  const failed = n.a.device.drops['handshake-failed'] + n.b.device.drops['handshake-failed'];
+  n.send('a', ab());
+  n.pump();
+  t.is(n.inbox.b.length, 1, 'PSKs differ: not delivered');
+  t.true(n.a.device.drops['handshake-failed'] + n.b.device.drops['handshake-failed'] > failed);
+  // Both have it: the next handshake succeeds and the staged packet arrives.
+  respec(n.b, n.peerOfB);
+  restart();
+  n.send('a', ab());
+  n.pump();
+  t.true(n.inbox.b.length >= 2, 'same PSK on both sides: delivered');
+});
