@@ -96,10 +96,12 @@ export class Device {
     this.outside.readOutsidePackets(b, kind);
   }
 
-  /** Run every peer's due timers (called a few times a second by the agent). */
+  /** Run the due timers of every peer with session state (called a few times a second by the
+   *  agent), then drop the session state of those with nothing in flight (peer.ts): idle
+   *  directory peers cost nothing here. */
   tick(): void {
     const now = this.clock.now();
-    for (const peer of this.peers.all()) {
+    for (const peer of this.peers.live()) {
       for (const action of peer.timers.poll(now)) {
         switch (action) {
           case 'send-initiation':
@@ -122,11 +124,12 @@ export class Device {
         }
       }
     }
+    this.peers.trimIdle(now, (p) => this.indices.countOf(p) === 0);
   }
 
-  /** Start a handshake now for every peer with packets waiting for one. */
+  /** Start a handshake now for every peer with packets waiting for one (only live peers stage). */
   retryPendingHandshakes(): void {
-    for (const peer of this.peers.all()) if (peer.staged.length > 0) this.handshakes.initiate(peer, true);
+    for (const peer of this.peers.live()) if (peer.staged.length > 0) this.handshakes.initiate(peer, true);
   }
 
   /** Release the indices of a peer that left the peer set. */

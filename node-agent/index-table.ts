@@ -14,6 +14,8 @@ export interface IndexEntry {
 
 export class IndexTable {
   private readonly entries = new Map<number, IndexEntry>();
+  /** Each peer's indices, so forgetting a peer costs O(its indices), not a scan of the table. */
+  private readonly byPeer = new Map<Peer, Set<number>>();
   private readonly rng = Buffer.alloc(4);
 
   /** A fresh, unused index for `peer`. */
@@ -23,6 +25,9 @@ export class IndexTable {
       const index = this.rng.readUInt32LE(0);
       if (!this.entries.has(index)) {
         this.entries.set(index, { peer, keypair: undefined });
+        let own = this.byPeer.get(peer);
+        if (!own) this.byPeer.set(peer, (own = new Set()));
+        own.add(index);
         return index;
       }
     }
@@ -38,11 +43,26 @@ export class IndexTable {
   }
 
   delete(index: number): void {
+    const e = this.entries.get(index);
+    if (!e) return;
     this.entries.delete(index);
+    const own = this.byPeer.get(e.peer);
+    if (own) {
+      own.delete(index);
+      if (own.size === 0) this.byPeer.delete(e.peer);
+    }
   }
 
   deletePeer(peer: Peer): void {
-    for (const [index, e] of this.entries) if (e.peer === peer) this.entries.delete(index);
+    const own = this.byPeer.get(peer);
+    if (!own) return;
+    for (const index of own) this.entries.delete(index);
+    this.byPeer.delete(peer);
+  }
+
+  /** How many indices `peer` holds (tests: a trimmed peer holds none). */
+  countOf(peer: Peer): number {
+    return this.byPeer.get(peer)?.size ?? 0;
   }
 
   get size(): number {

@@ -18,7 +18,7 @@ import { JoinBackoff, parseRetryAfter } from './join-backoff';
 import { compileInbound } from './inbound-ports';
 import { Endpoint } from './endpoint';
 import type { PeerSpec } from './peer-set';
-import type { StateDir, Membership } from './state-dir';
+import { MembershipWriter, type StateDir, type Membership } from './state-dir';
 
 export interface JoinOptions {
   coordinatorUrl: string;
@@ -34,6 +34,8 @@ export interface JoinOptions {
    */
   reassertSettleMs?: number;
   token?: string;
+  /** Write the peer map to the state dir at most this often while it changes (and at stop). @default MEMBERSHIP_SAVE_INTERVAL_MS (5 s) */
+  membershipSaveIntervalMs?: number;
   originalIp: string;
   hostname?: string;
 }
@@ -91,8 +93,6 @@ function keysByVip(peers: Iterable<PeerEntry>): Map<string, string> {
 export const REASSERT_SETTLE_MS = 90_000;
 /** How often the agent checks whether its membership record needs refreshing. */
 export const RECORD_CHECK_MS = 60_000;
-/** Longest a peer-map change waits before it is written to the state dir (coalesced). */
-export const SAVE_DELAY_MS = 500;
 
 export class MembershipClient {
   readonly client: CoordinatorClient;
@@ -115,6 +115,8 @@ export class MembershipClient {
   private recordRefreshing = false;
   /** Set by a successful re-assert, taken by the peer-map loop (it then keeps cached peers a while). */
   private reasserted = false;
+  /** The peer map on disk, written at most every few seconds while it changes, and at stop(). */
+  readonly saved: MembershipWriter;
 
   constructor(private readonly opts: JoinOptions, private readonly state: StateDir, private readonly log: Logger) {
     const saved = state.signingKey();
@@ -131,6 +133,8 @@ export class MembershipClient {
     this.publicKey = keyToBase64(publicKeyFromPrivate(this.privateKey));
     this.contact = { url: opts.coordinatorUrl, connected: false, lastContactWallMs: 0 };
     this.record = state.loadRecord();
+    this.saved = new MembershipWriter(state, (err) => log.warn({ err: err.message }, 'could not save the peer map to the state dir; trying again at the next change'),
+      opts.membershipSaveIntervalMs);
   }
 
   /** The signed membership record this member keeps (undefined: none yet, or no signing coordinator). */
@@ -152,7 +156,8 @@ export class MembershipClient {
     this.joined = r.peers;
     this.mapVersion = r.version;
     this.setOverlay(r.cidr);
-    this.state.saveMembership(m);
+    this.saved.save(m);
+    this.saved.flush(); // a join answer is on disk before the data path starts from it
     return m;
   }
 
@@ -402,7 +407,8 @@ export class MembershipClient {
           }
           st.since = u.version;
           this.mapVersion = u.version;
-          this.saveSoon({ vip: initial.vip, cidr: initial.cidr, version: u.version, peers: [] });
+          const version = u.version;
+          this.saved.save(() => ({ vip: initial.vip, cidr: initial.cidr, version, peers: [...this.entries] }));
           this.log.info({ peers: u.peers.size, version: u.version, full: u.full, upserts: u.upserts.length, removals: u.removals.length }, 'peer map updated');
           void this.refreshRecord(u.peers.get(initial.vip));
         }, AbortSignal.any([signal, watch.signal]), { initial: [...heldMap(st)], onContact: (err) => this.contacted(err) });
@@ -420,42 +426,14 @@ export class MembershipClient {
         throw err;
       } finally {
         clearTimeout(settleTimer);
-        this.saveNow();
       }
     }
   }
 
-  private pendingSave: Membership | undefined;
-  private saveTimer: NodeJS.Timeout | undefined;
-
-  /**
-   * Persist the map at most once per SAVE_DELAY_MS, not per change (the file holds every peer:
-   * rewriting it per delta made each delta cost O(peers)). What a restart reads is at most that
-   * much older; a restart with the coordinator reachable re-joins and gets the map anyway.
-   */
-  private saveSoon(m: Membership): void {
-    this.pendingSave = m;
-    if (this.saveTimer) return;
-    this.saveTimer = setTimeout(() => this.saveNow(), SAVE_DELAY_MS);
-    this.saveTimer.unref();
-  }
-
-  private saveNow(): void {
-    if (this.saveTimer) clearTimeout(this.saveTimer);
-    this.saveTimer = undefined;
-    const m = this.pendingSave;
-    this.pendingSave = undefined;
-    if (!m) return;
-    try {
-      this.state.saveMembership({ ...m, peers: [...this.entries] });
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'saving the peer map to the state dir failed (kept in memory)');
-    }
-  }
-
+  /** Stop following; the newest peer map is written to the state dir now. */
   stop(): void {
     this.abort.abort();
-    this.saveNow();
+    this.saved.flush();
   }
 
   /** Remove this member from the coordinator and forget its key. */
@@ -463,6 +441,7 @@ export class MembershipClient {
     if (!this.sessionToken) await this.join();
     if (!this.sessionToken) throw new Error('cannot reach the coordinator to leave');
     await this.client.leave(this.sessionToken);
+    this.saved.discard();
     this.state.clear();
   }
 }

@@ -41,6 +41,7 @@ export function registerAgentMetrics(registry: Registry, agent: Pick<Agent, 'pee
   perPeer('gauge', 'isthmus_agent_peer_last_handshake_timestamp_seconds', 'Unix time of the last completed handshake with the peer (absent before the first)',
     (s) => (s.lastHandshakeWallMs > 0 ? s.lastHandshakeWallMs / 1000 : undefined));
   gaugeFrom(registry, 'isthmus_agent_peers', 'Peers this agent holds', () => agent.peers.size);
+  gaugeFrom(registry, 'isthmus_agent_live_peers', 'Peers holding session state (crypto, timers): talked to recently; the others are directory records', () => agent.peers.liveCount);
   labelledFrom(registry, 'counter', 'isthmus_agent_drops_total', 'Packets dropped by the agent, by reason', ['reason'],
     () => byLabel('reason', AGENT_DROP_REASONS, agent.device.drops));
   counterFrom(registry, 'isthmus_agent_x25519_operations_total', 'X25519 scalar multiplications done by the agent (the handshake\'s expensive work)', () => x25519Operations());

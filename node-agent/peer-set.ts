@@ -1,13 +1,17 @@
 /**
- * The member's peers, changeable at runtime (static config today, the coordinator's
- * pushed peer map tomorrow): by public key, and by address for routing (longest prefix of
- * AllowedIPs, which is also the inbound source check: cryptokey routing).
+ * The member's peers, changeable at runtime (static config, or the coordinator's pushed peer
+ * map): by public key, and by address for routing (longest prefix of AllowedIPs, which is
+ * also the inbound source check: cryptokey routing).
+ *
+ * O(change), not O(peers): an upsert or removal touches only that peer's own routes; a peer
+ * is a directory record until it is used (peer.ts), and `live()` lists only the peers with
+ * session state, so the timer tick and `trimIdle` cost O(live peers).
  */
-import { AllowedIps, createPeerCrypto, type LocalIdentity, CookieGenerator, TimerStateMachine, type TimerConfig, keyFromBase64 } from '../protocol';
+import { AllowedIps, createPeerCrypto, type PeerCrypto, type LocalIdentity, CookieGenerator, TimerStateMachine, type TimerConfig, keyFromBase64, isLowOrderPoint, HandshakeKeyError } from '../protocol';
 import type { Clock, Prefix } from '../common';
 import { PortSet } from '../policy';
 import { EndpointKind, type Endpoint } from './endpoint';
-import { Peer } from './peer';
+import { Peer, type PeerSession, type PeerSessionFactory } from './peer';
 
 export interface PeerSpec {
   publicKey: string;
@@ -19,9 +23,17 @@ export interface PeerSpec {
   inbound?: PortSet;
 }
 
-export class PeerSet {
+/** Idle live peers keep their session state this long (a minute: long enough that a failing
+ *  handshake does not remake the crypto per attempt, short against the 540 s before it). */
+export const IDLE_TRIM_MS = 60_000;
+
+export class PeerSet implements PeerSessionFactory {
   readonly routes = new AllowedIps<Peer>();
   private readonly byKey = new Map<string, Peer>();
+  /** Peers holding session state (made on first use, dropped by trimIdle). */
+  private readonly liveSet = new Set<Peer>();
+  /** Session states made so far (tests and metrics: lazy peers come and go). */
+  materialised = 0;
 
   constructor(
     private readonly local: LocalIdentity,
@@ -29,6 +41,8 @@ export class PeerSet {
     private readonly timerConfig: TimerConfig,
     /** Called when a peer goes away, so its indices can be released. */
     private readonly onRemove: (peer: Peer) => void = () => {},
+    /** How long a live peer stays idle before its session state is dropped. @default IDLE_TRIM_MS */
+    readonly idleTrimMs: number = IDLE_TRIM_MS,
   ) {}
 
   get(publicKeyBase64: string): Peer | undefined {
@@ -54,21 +68,74 @@ export class PeerSet {
     return this.byKey.size;
   }
 
+  /** The peers holding session state now: what the timers must look at. */
+  live(): IterableIterator<Peer> {
+    return this.liveSet.values();
+  }
+
+  get liveCount(): number {
+    return this.liveSet.size;
+  }
+
+  /** peer.ts calls this on a peer's first use: its crypto (one X25519), cookies and timers. */
+  materialise(peer: Peer): PeerSession {
+    const crypto = this.crypto(peer);
+    const timers = new TimerStateMachine(this.timerConfig, { clock: this.clock, persistentKeepaliveMs: peer.persistentKeepaliveMs });
+    this.materialised++;
+    if (this.byKey.get(peer.publicKeyBase64) === peer) this.liveSet.add(peer);
+    return { crypto, cookies: new CookieGenerator(peer.publicKey, this.clock), timers };
+  }
+
+  crypto(peer: Peer): PeerCrypto {
+    return createPeerCrypto(this.local, peer.publicKey, peer.presharedKey);
+  }
+
+  /**
+   * Drop the session state of every live peer that has had nothing in flight (peer.ts idle)
+   * for `idleTrimMs` and that `mayTrim` allows (the device: no session index left); returns
+   * how many. A peer that had a session is idle only after its keys were zeroed
+   * (REJECT_AFTER_TIME × 3 after the last handshake), so it goes 540 s + idleTrimMs after it
+   * last talked. The grace keeps a peer whose handshake just failed (a replay, a flood) from
+   * costing a new DH per message.
+   */
+  trimIdle(now: number, mayTrim: (p: Peer) => boolean = () => true): number {
+    let n = 0;
+    for (const p of this.liveSet) {
+      if (!p.idle || !mayTrim(p)) {
+        p.idleSinceMs = NaN;
+        continue;
+      }
+      if (Number.isNaN(p.idleSinceMs)) p.idleSinceMs = now;
+      if (now - p.idleSinceMs >= this.idleTrimMs && p.trim()) {
+        this.liveSet.delete(p);
+        n++;
+      }
+    }
+    return n;
+  }
+
   /** Add a peer or update one in place (keeping its sessions when its key is unchanged). */
   upsert(spec: PeerSpec): Peer {
     let peer = this.byKey.get(spec.publicKey);
+    const psk = spec.presharedKey ? keyFromBase64(spec.presharedKey) : undefined;
+    const keepaliveMs = (spec.persistentKeepaliveSec ?? 0) * 1000;
     if (!peer) {
       const pub = keyFromBase64(spec.publicKey);
-      const psk = spec.presharedKey ? keyFromBase64(spec.presharedKey) : undefined;
-      const crypto = createPeerCrypto(this.local, pub, psk);
-      const timers = new TimerStateMachine(this.timerConfig, { clock: this.clock, persistentKeepaliveMs: (spec.persistentKeepaliveSec ?? 0) * 1000 });
-      peer = new Peer(pub, spec.publicKey, crypto, new CookieGenerator(pub, this.clock), timers, spec.allowedIps, spec.endpoint);
+      // Its DH is made on first use: refuse now what could never handshake (createPeerCrypto's check).
+      if (isLowOrderPoint(pub)) throw new HandshakeKeyError('peer public key is a low-order point (static-static DH is zero)');
+      peer = new Peer(pub, spec.publicKey, this, spec.allowedIps, spec.endpoint, psk, keepaliveMs);
       this.byKey.set(spec.publicKey, peer);
     } else {
       this.unroute(peer);
       peer.allowedIps = spec.allowedIps;
       if (spec.endpoint) peer.endpoint = spec.endpoint;
-      peer.timers.persistentKeepaliveMs = (spec.persistentKeepaliveSec ?? 0) * 1000;
+      if (!sameKey(peer.presharedKey, psk)) {
+        // The handshake crypto folds the PSK in: new handshakes use the new one (sessions keep theirs).
+        peer.presharedKey = psk;
+        peer.refreshCrypto();
+      }
+      peer.persistentKeepaliveMs = keepaliveMs;
+      if (peer.live) peer.timers.persistentKeepaliveMs = keepaliveMs;
     }
     peer.inbound = spec.inbound ?? PortSet.ALL;
     for (const c of spec.allowedIps) this.routes.insert(c.addr, c.bits, peer);
@@ -85,8 +152,14 @@ export class PeerSet {
     const peer = this.byKey.get(publicKeyBase64);
     if (!peer) return false;
     this.byKey.delete(publicKeyBase64);
+    this.liveSet.delete(peer);
     this.unroute(peer);
     this.onRemove(peer);
     return true;
   }
+}
+
+function sameKey(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  if (!a || !b) return a === b;
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }

@@ -2,6 +2,14 @@
  * One WireGuard peer of this member: its keys, the prefixes it owns, where to reach it,
  * its session keypairs (previous/current/next, rotated as in wireguard-go's
  * noise-protocol.go) and the packets waiting for a session.
+ *
+ * Lazy: until the first packet to or from it a peer is a directory record (key, prefixes,
+ * endpoint, inbound ports, counters). Its session state (`PeerSession`: the precomputed
+ * static-static DH and mac keys, the cookie generator, the timers) is made on first use of
+ * `crypto`, `cookies` or `timers` (an outbound packet routed to it, a handshake message from
+ * its key) and dropped by `trim()` once nothing is in flight (peer-set.ts trimIdle). What
+ * guards against replays survives a trim: the newest initiation timestamp accepted from it
+ * and when, stay on the record (a replayed old initiation is still refused).
  */
 import type { Keypair, TimerStateMachine, PeerCrypto, InitiatorState, CookieGenerator } from '../protocol';
 import type { Prefix } from '../common';
@@ -21,7 +29,25 @@ export interface PeerStats {
   lastHandshakeWallMs: number;
 }
 
+/** What a peer holds only while it talks. */
+export interface PeerSession {
+  readonly crypto: PeerCrypto;
+  readonly cookies: CookieGenerator;
+  readonly timers: TimerStateMachine;
+}
+
+/** Makes a peer's session state (and notes the peer as live): the peer set. */
+export interface PeerSessionFactory {
+  materialise(peer: Peer): PeerSession;
+  /** Its handshake crypto alone (after its preshared key changed). */
+  crypto(peer: Peer): PeerCrypto;
+}
+
 export class Peer {
+  private session: PeerSession | undefined;
+  /** clock.now() when the trim pass first saw it idle (NaN: not idle at the last pass). */
+  idleSinceMs = NaN;
+
   current: Keypair | undefined;
   previous: Keypair | undefined;
   next: Keypair | undefined;
@@ -46,12 +72,65 @@ export class Peer {
   constructor(
     readonly publicKey: Uint8Array,
     readonly publicKeyBase64: string,
-    readonly crypto: PeerCrypto,
-    readonly cookies: CookieGenerator,
-    readonly timers: TimerStateMachine,
+    private readonly factory: PeerSessionFactory,
     public allowedIps: Prefix[],
     public endpoint: Endpoint | undefined,
+    /** Configured preshared key (WireGuard PresharedKey), if any. */
+    public presharedKey: Uint8Array | undefined = undefined,
+    /** 0 disables (WireGuard PersistentKeepalive, in ms). */
+    public persistentKeepaliveMs = 0,
   ) {}
+
+  /** The peer's handshake crypto (static-static DH precomputed); made on first use. */
+  get crypto(): PeerCrypto {
+    return (this.session ?? this.materialise()).crypto;
+  }
+
+  /** mac1/mac2 for messages we send it; made on first use. */
+  get cookies(): CookieGenerator {
+    return (this.session ?? this.materialise()).cookies;
+  }
+
+  /** Its WireGuard timers; made on first use. */
+  get timers(): TimerStateMachine {
+    return (this.session ?? this.materialise()).timers;
+  }
+
+  /** True while it holds session state (crypto, cookies, timers). */
+  get live(): boolean {
+    return this.session !== undefined;
+  }
+
+  private materialise(): PeerSession {
+    const s = this.factory.materialise(this);
+    this.session = s;
+    return s;
+  }
+
+  /**
+   * Nothing in flight: no keypair, no pending initiation, no staged packet, no timer armed
+   * (the timers' zero-keys fires REJECT_AFTER_TIME × 3 after the last session was derived, and
+   * a persistent keepalive keeps itself armed).
+   */
+  get idle(): boolean {
+    const s = this.session;
+    return !this.current && !this.previous && !this.next && !this.initiation && this.staged.length === 0
+      && (s === undefined || s.timers.nextDeadline() === undefined);
+  }
+
+  /** Its preshared key changed: new handshakes use crypto made with the new one. */
+  refreshCrypto(): void {
+    if (this.session) this.session = { ...this.session, crypto: this.factory.crypto(this) };
+  }
+
+  /** Drop the session state of an idle peer (true when dropped); the next use makes it again. */
+  trim(): boolean {
+    if (!this.session || !this.idle) return false;
+    this.session.timers.stop();
+    this.session = undefined;
+    this.idleSinceMs = NaN;
+    return true;
+  }
 
   /** Queue a copy of a plaintext packet until a session exists; drops the oldest when full. */
   stage(buf: Buffer, off: number, len: number): boolean {

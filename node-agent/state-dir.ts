@@ -34,6 +34,69 @@ function writePrivate(path: string, data: string): void {
   renameSync(tmp, path);
 }
 
+/** The peer map is written at most this often while it changes (and at stop). */
+export const MEMBERSHIP_SAVE_INTERVAL_MS = 5_000;
+
+/**
+ * Debounced `saveMembership`: the newest membership handed to `save` is written at most once
+ * per `intervalMs` (the first at once, on the next turn), and by `flush()` (the agent's
+ * shutdown). Each write is the same atomic rename as before: a crash leaves the previous map
+ * or the new one, at most `intervalMs` old, and a restart without the coordinator starts from
+ * it. At 100k peers a write is ~20 MB of JSON: per change it froze the agent; now it is per interval.
+ */
+export class MembershipWriter {
+  /** What waits: a membership, or how to build it when written (a peer map of 100k entries is
+   *  copied once per write, not once per change). */
+  private pending: Membership | (() => Membership) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private lastWriteMs = -Infinity;
+  /** Files written so far (tests). */
+  writes = 0;
+
+  constructor(
+    private readonly state: StateDir,
+    private readonly onError: (err: Error) => void,
+    readonly intervalMs = MEMBERSHIP_SAVE_INTERVAL_MS,
+  ) {}
+
+  /** Write `m` soon (replacing whatever waits). */
+  save(m: Membership | (() => Membership)): void {
+    this.pending = m;
+    if (this.timer) return;
+    const wait = Math.max(0, this.lastWriteMs + this.intervalMs - Date.now());
+    this.timer = setTimeout(() => this.flush(), wait);
+    this.timer.unref();
+  }
+
+  /** True while a membership waits to be written. */
+  get dirty(): boolean {
+    return this.pending !== undefined;
+  }
+
+  /** Forget what waits (the member left: nothing may bring the file back). */
+  discard(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.pending = undefined;
+  }
+
+  /** Write what waits now (shutdown); errors go to onError. */
+  flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const m = this.pending;
+    if (!m) return;
+    this.pending = undefined;
+    this.lastWriteMs = Date.now();
+    try {
+      this.state.saveMembership(typeof m === 'function' ? m() : m);
+      this.writes++;
+    } catch (err) {
+      this.onError(err as Error);
+    }
+  }
+}
+
 export class StateDir {
   constructor(readonly dir: string) {}
 

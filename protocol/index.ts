@@ -13,13 +13,14 @@ export {
 export { AllowedIps } from './allowed-ips';
 export { CookieChecker, CookieGenerator } from './cookie';
 export {
-  type InitiatorState, type LocalIdentity, type PeerCrypto,
+  HandshakeKeyError, type InitiatorState, type LocalIdentity, type PeerCrypto,
   consumeInitiation, consumeResponse, createInitiation, createLocalIdentity, createPeerCrypto, createResponse,
 } from './handshake';
 export { ICMP_UNREACHABLE_MAX_SIZE, UnreachableCode, buildIcmpUnreachable } from './icmp';
 export { IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP } from './ip-packet';
 export { type KeyChallenge, createKeyChallenge, keyChallengeFromPrivate, proveKey, verifyKeyProof } from './key-proof';
-export { generatePrivateKey, keyFromBase64, keyToBase64, publicKeyFromPrivate, x25519Operations } from './keys';
+export { X25519_IMPLEMENTATION, tweetnaclX25519, scalarMult as x25519, scalarMultBase as x25519Base } from './x25519';
+export { generatePrivateKey, isLowOrderPoint, keyFromBase64, keyToBase64, publicKeyFromPrivate, x25519Operations } from './keys';
 export {
   AuthFailReason, CHALLENGE_NONCE_LEN, FrameType, RELAY_HEADER_LEN, RELAY_OFFSET_PAYLOAD, RELAY_OFFSET_VIP,
   RELAY_PROOF_CONTEXT, RELAY_PROTOCOL_VERSION, type Challenge,

@@ -3,7 +3,7 @@
  * keys, standard base64 with padding (44 characters).
  */
 import { randomBytes } from 'node:crypto';
-import nacl from 'tweetnacl';
+import { scalarMultBase } from './x25519';
 import { KEY_SIZE } from './constants';
 
 /** Random source: returns `size` fresh random bytes. Injected so tests are deterministic. */
@@ -44,7 +44,31 @@ export function noteX25519(): void {
 export function publicKeyFromPrivate(privateKey: Uint8Array): Buffer {
   if (privateKey.length !== KEY_SIZE) throw new InvalidKeyError(`private key must be ${KEY_SIZE} bytes, got ${privateKey.length}`);
   x25519Ops++;
-  return Buffer.from(nacl.scalarMult.base(privateKey));
+  return scalarMultBase(privateKey);
+}
+
+/**
+ * The X25519 public keys of small order (libsodium's blocklist: 0, 1, the two points of
+ * order 8, p − 1, p, p + 1; bit 255 is ignored by X25519, so it is here too). DH with any of
+ * them is all zero for every private key: such a peer could never handshake. Checked when a
+ * peer is added, before its (lazy) DH exists.
+ */
+const LOW_ORDER_POINTS: readonly Buffer[] = [
+  '0000000000000000000000000000000000000000000000000000000000000000',
+  '0100000000000000000000000000000000000000000000000000000000000000',
+  'e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800',
+  '5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157',
+  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+].map((h) => Buffer.from(h, 'hex'));
+
+/** True for a public key of small order (DH with it is zero whatever our key). */
+export function isLowOrderPoint(publicKey: Uint8Array): boolean {
+  if (publicKey.length !== KEY_SIZE) return false;
+  const k = Buffer.from(publicKey);
+  k[31] &= 0x7f;
+  return LOW_ORDER_POINTS.some((p) => p.equals(k));
 }
 
 export function keyToBase64(key: Uint8Array): string {

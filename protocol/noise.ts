@@ -8,7 +8,7 @@
  *   AEAD           ChaCha20-Poly1305, nonce = 4 zero bytes || LE u64 counter
  *   XAEAD          XChaCha20-Poly1305 (cookie reply only): HChaCha20 subkey, then AEAD
  *                  with nonce = 4 zero bytes || last 8 bytes of the 24-byte nonce
- *   DH             X25519 (tweetnacl)
+ *   DH             X25519 (node:crypto/OpenSSL, x25519.ts)
  *
  * Open functions return undefined on authentication failure: they never throw on
  * network input (node:crypto's throw is caught here, once).
@@ -16,9 +16,9 @@
 import { blake2s } from '@noble/hashes/blake2s';
 import { hmac } from '@noble/hashes/hmac';
 import { createCipheriv, createDecipheriv } from 'node:crypto';
-import nacl from 'tweetnacl';
 import { AEAD_TAG_SIZE, MAC_SIZE } from './constants';
 import { noteX25519 } from './keys';
+import { scalarMult } from './x25519';
 
 export const HASH_LEN = 32;
 const EMPTY = new Uint8Array(0);
@@ -168,7 +168,7 @@ export function xaeadOpen(key: Uint8Array, nonce24: Uint8Array, sealed: Uint8Arr
 export function dh(privateKey: Uint8Array, publicKey: Uint8Array): Buffer | undefined {
   if (privateKey.length !== 32 || publicKey.length !== 32) return undefined;
   noteX25519();
-  const shared = toBuffer(nacl.scalarMult(privateKey, publicKey));
+  const shared = scalarMult(privateKey, publicKey);
   let acc = 0;
   for (const b of shared) acc |= b;
   return acc === 0 ? undefined : shared;

@@ -1,7 +1,7 @@
 /**
  * The agent's control plane applies peer-map deltas in O(change) (issue 12): removals find the
  * key by vip in its own index, and the state dir is written coalesced (at most once per
- * SAVE_DELAY_MS) instead of once per change. Proven against a real coordinator: after a burst
+ * MEMBERSHIP_SAVE_INTERVAL_MS) instead of once per change. Proven against a real coordinator: after a burst
  * of joins, leaves and a tag change the data path holds exactly the coordinator's map, the
  * saved map catches up, and stop() writes what is pending at once.
  */

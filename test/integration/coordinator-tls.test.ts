@@ -253,6 +253,7 @@ test.serial('a TLS-terminating middlebox with a trusted certificate cannot chang
   await until('a rewritten answer refused', () => m.client.refusedAnswers > 0 && mb.state.rewritten > 0);
   t.is(sink.keyOf(p.vip), p.pub, 'the accepted key for p is unchanged');
   t.false(sink.peerKeys().includes(evil), 'the attacker\'s key never reached the data path');
+  m.saved.flush(); // what waits to be written (debounced) is on disk too
   t.is(state.loadMembership()!.peers.find((x) => x.vip === p.vip)?.publicKey, p.pub, 'nor the saved map');
 
   // Stripping the signature instead: refused too.

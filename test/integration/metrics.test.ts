@@ -262,6 +262,7 @@ test.serial('agent: per-peer metrics by overlay address, drops, relay state; pro
   t.true(sample(text, `isthmus_agent_peer_sent_bytes_total{peer="${b.vip}"}`)! > 0, 'bytes to b, labelled by b\'s overlay address');
   t.true(sample(text, `isthmus_agent_peer_last_handshake_timestamp_seconds{peer="${b.vip}"}`)! > Date.now() / 1000 - 60);
   t.is(sample(text, 'isthmus_agent_peers'), 1);
+  t.is(sample(text, 'isthmus_agent_live_peers'), 1, 'b talked: live');
   t.is(sample(text, 'isthmus_agent_relay_up'), 1);
   t.is(sample(text, 'isthmus_agent_relay_state{state="ready"}'), 1);
   t.is(sample(text, 'isthmus_agent_relay_rebinds_total'), 0);

@@ -242,6 +242,8 @@ test('spoofed sources (a new address per message, never seeing a cookie) cost X2
   t.log(`X25519 ${spent}; cookie-required ${drops['cookie-required']}, ratelimited ${drops['handshake-ratelimited']}`);
   // The first 512 handshake messages of the window come before "under load" (no mac2 asked);
   // after that every spoofed message needs the cookie of an address the attacker cannot read.
-  t.true(spent <= 512 + 3, `X25519 ${spent} ≤ 515`);
+  // +1: the attacker's peer is a directory record until its first message makes its crypto
+  // (one static-static DH, lazy peers: node-agent/peer.ts).
+  t.true(spent <= 512 + 3 + 1, `X25519 ${spent} ≤ 516`);
   t.true(drops['cookie-required'] >= ticks * PER_TICK - 512, 'the rest answered with a cookie reply, no DH');
 });
