@@ -47,6 +47,17 @@ local function n2ip(n)
     math.floor(n / 256) % 256, n % 256)
 end
 
+-- The refusal when the challenge was used already or an admin removed the key; nil otherwise.
+local function challengeUsedOrKeyRemoved(challengeNonce, pub)
+  if redis.call('EXISTS', K.challengeUsed(challengeNonce)) == 1 then return { 'err', 'challenge-unknown', '' } end
+  local removed = redis.call('HGET', K.removedKeys, pub)
+  if removed then
+    local r = cjson.decode(removed)
+    return { 'err', 'key-removed', 'it was ' .. tostring(r.vip) .. ' (' .. tostring(r.hostname) .. '), removed at ' .. tostring(r.removedAt) .. ' ms' }
+  end
+  return nil
+end
+
 -- The refusal when a live member other than \`vip\` holds original IP \`orig\` or \`hostname\`; nil if free.
 local function heldByAnother(vip, orig, hostname)
   local holder = redis.call('GET', K.orig(orig))
@@ -169,13 +180,9 @@ local sessionHash, sessionTtl, challengeUsedTtl = ARGV[15], ARGV[16], ARGV[17]
 local hostKey = K.host(hostname)
 
 ensureGeneration(ARGV[18], tonumber(ARGV[19]))
-if redis.call('EXISTS', K.challengeUsed(challengeNonce)) == 1 then return { 'err', 'challenge-unknown', '' } end
+local refused = challengeUsedOrKeyRemoved(challengeNonce, pub)
+if refused then return refused end
 
-local removed = redis.call('HGET', K.removedKeys, pub)
-if removed then
-  local r = cjson.decode(removed)
-  return { 'err', 'key-removed', 'it was ' .. tostring(r.vip) .. ' (' .. tostring(r.hostname) .. '), removed at ' .. tostring(r.removedAt) .. ' ms' }
-end
 
 local vip = redis.call('GET', K.key(pub))
 local granted, ephemeral, cidrs = '[]', '0', '[]'
@@ -468,12 +475,8 @@ local challengeNonce, sessionHash, sessionTtl, challengeUsedTtl = ARGV[16], ARGV
 local hostKey = K.host(hostname)
 ensureGeneration(ARGV[5], grace)
 
-if redis.call('EXISTS', K.challengeUsed(challengeNonce)) == 1 then return { 'err', 'challenge-unknown', '' } end
-local removed = redis.call('HGET', K.removedKeys, pub)
-if removed then
-  local r = cjson.decode(removed)
-  return { 'err', 'key-removed', 'it was ' .. tostring(r.vip) .. ' (' .. tostring(r.hostname) .. '), removed at ' .. tostring(r.removedAt) .. ' ms' }
-end
+local refused = challengeUsedOrKeyRemoved(challengeNonce, pub)
+if refused then return refused end
 local departed = redis.call('GET', K.departed(pub))
 if departed and tonumber(departed) >= iat then
   return { 'err', 'member-removed', 'removed at ' .. departed .. ' ms, the record was issued at ' .. tostring(iat) .. ' ms' }
