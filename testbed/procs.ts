@@ -133,6 +133,43 @@ export function killPidSync(pid: number, graceMs = 1000): void {
 
 const OUTPUT_KEEP = 256 * 1024;
 
+const atEnd = new Set<() => void>();
+let endHandlersInstalled = false;
+
+function runEndCleanups(): void {
+  for (const f of [...atEnd]) {
+    atEnd.delete(f);
+    try { f(); } catch { /* the others still run */ }
+  }
+}
+
+/**
+ * Run `cleanup` (synchronous: the event loop no longer runs) if this process ends before the
+ * returned function is called: on 'exit', which also follows an uncaught exception, and on
+ * SIGINT/SIGTERM/SIGHUP (an ava worker on timeout, Ctrl-C), after which the process still dies of
+ * the signal unless someone else handles it. What a test, the bench or the demo started must not
+ * outlive it, however it ends.
+ */
+export function atProcessEnd(cleanup: () => void): () => void {
+  if (!endHandlersInstalled) {
+    endHandlersInstalled = true;
+    process.on('exit', runEndCleanups);
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+      const onSignal = () => {
+        runEndCleanups();
+        // Alone on this signal: restore the default action so the process still dies of it.
+        if (process.listenerCount(sig) === 1) {
+          process.removeListener(sig, onSignal);
+          process.kill(process.pid, sig);
+        }
+      };
+      process.on(sig, onSignal);
+    }
+  }
+  atEnd.add(cleanup);
+  return () => { atEnd.delete(cleanup); };
+}
+
 export interface SpawnOptions {
   /** Label for errors and logs. @default the command */
   name?: string;
@@ -141,7 +178,22 @@ export interface SpawnOptions {
   echo?: NodeJS.WritableStream;
 }
 
-/** A long-running child, tracked by PID, with its recent output (stdout+stderr interleaved). */
+/**
+ * spawn(), and the child is killed (SIGKILL) if this process ends first (atProcessEnd): for
+ * children a test starts itself, which a crash past its teardown would otherwise leave behind.
+ */
+export const spawnOwned = ((...spawnArgs: unknown[]): ChildProcess => {
+  const child = (spawn as (...a: unknown[]) => ChildProcess)(...spawnArgs);
+  const forget = atProcessEnd(() => { try { child.kill('SIGKILL'); } catch { /* gone */ } });
+  child.once('exit', forget);
+  child.once('error', forget);
+  return child;
+}) as typeof spawn;
+
+/**
+ * A long-running child, tracked by PID, with its recent output (stdout+stderr interleaved).
+ * It is stopped if the owner ends first (atProcessEnd), also when a test crashes past its teardown.
+ */
 export class ManagedProcess {
   readonly child: ChildProcess;
   readonly pid: number;
@@ -165,7 +217,9 @@ export class ManagedProcess {
     this.child.stdout!.setEncoding('utf8').on('data', onData);
     this.child.stderr!.setEncoding('utf8').on('data', onData);
     this.child.on('error', (err) => onData(`\n[spawn error] ${err.message}\n`));
+    const forget = atProcessEnd(() => this.stopSync(500));
     this.child.on('exit', (code, signal) => {
+      forget();
       this.exitInfo = { code, signal };
       for (const w of this.exitWaiters.splice(0)) w();
       for (const w of this.lineWaiters) w();

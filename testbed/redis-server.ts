@@ -7,11 +7,12 @@
  *   const r = await startRedis({ password: 'pw', users: ['mapper on >mp ~isthmus:* &isthmus:events -@all +get'], tls: true });
  *   // r.tlsUrl = rediss://127.0.0.1:<tlsPort>, r.caFile = the CA that signed its certificate
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
+import { spawnOwned } from './procs';
 
 export interface RedisHandle {
   url: string;
@@ -102,21 +103,9 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisHan
   }
   const confFile = join(dir, 'redis.conf');
   writeFileSync(confFile, conf.join('\n') + '\n', { mode: 0o600 });
-  const child = spawn(bin, [confFile, '--port', String(port), '--bind', bind, '--save', '', '--appendonly', 'no',
+  // Killed if the owner ends first (a test that crashes past its teardown).
+  const child = spawnOwned(bin, [confFile, '--port', String(port), '--bind', bind, '--save', '', '--appendonly', 'no',
     '--dir', dir, '--protected-mode', 'no'], { stdio: 'ignore' });
-  const onExit = () => { try { child.kill('SIGKILL'); } catch { /* already gone */ } };
-  process.once('exit', onExit);
-  // 'exit' does not run when the owner is killed by a signal (an ava worker on timeout, Ctrl-C):
-  // kill the server then too, and die of the signal as if we had not been here.
-  const onSignal = (sig: NodeJS.Signals) => {
-    onExit();
-    if (process.listenerCount(sig) === 1) {
-      process.removeListener(sig, onSignal);
-      process.kill(process.pid, sig);
-    }
-  };
-  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-  for (const sig of signals) process.on(sig, onSignal);
   await waitForPort(port, 5000);
   if (tlsPort !== undefined) await waitForPort(tlsPort, 5000);
   return {
@@ -128,8 +117,6 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisHan
     dir,
     process: child,
     async stop() {
-      process.removeListener('exit', onExit);
-      for (const sig of signals) process.removeListener(sig, onSignal);
       if (child.exitCode === null) {
         const gone = new Promise((r) => child.once('exit', r));
         child.kill('SIGTERM');

@@ -25,7 +25,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { ManagedProcess, run, runSync, killPidSync, systemBin, type RunOptions, type RunResult, type SpawnOptions } from './procs';
+import { atProcessEnd, ManagedProcess, run, runSync, killPidSync, systemBin, type RunOptions, type RunResult, type SpawnOptions } from './procs';
 
 export const TOPOLOGY_ADDRS = {
   vip: '10.90.0.1',
@@ -125,25 +125,6 @@ export function randomPrefix(base = 'isth'): string {
 }
 
 const PREFIX_RE = /^[a-z][a-z0-9]{1,9}$/;
-const live = new Set<TopologyImpl>();
-let handlersInstalled = false;
-
-function installCleanupHandlers(): void {
-  if (handlersInstalled) return;
-  handlersInstalled = true;
-  process.on('exit', () => { for (const t of live) t.destroySync(); });
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    const onSignal = () => {
-      for (const t of live) t.destroySync();
-      // Alone on this signal: restore the default action so the process still dies of it.
-      if (process.listenerCount(sig) === 1) {
-        process.removeListener(sig, onSignal);
-        process.kill(process.pid, sig);
-      }
-    };
-    process.on(sig, onSignal);
-  }
-}
 
 class TopologyImpl implements Topology {
   readonly ns: Topology['ns'];
@@ -154,6 +135,8 @@ class TopologyImpl implements Topology {
   private readonly execPids = new Set<number>();
   private readonly created: string[] = [];
   private destroyed = false;
+  /** Set by createTopology: drops the destroySync registered for the owner's end. */
+  forgetAtEnd: () => void = () => undefined;
 
   constructor(readonly prefix: string, readonly mtu: number, relays: number) {
     const relayNs = Array.from({ length: relays }, (_, i) => `${prefix}-r${i + 1}`);
@@ -272,7 +255,7 @@ class TopologyImpl implements Topology {
   async destroy(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
-    live.delete(this);
+    this.forgetAtEnd();
     await Promise.all([...this.procs].map((p) => p.stop()));
     for (const pid of this.execPids) killPidSync(pid, 500);
     for (const ns of this.created.reverse()) await run('ip', ['netns', 'del', ns], { check: false });
@@ -282,7 +265,7 @@ class TopologyImpl implements Topology {
   destroySync(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    live.delete(this);
+    this.forgetAtEnd();
     for (const p of this.procs) p.stopSync();
     for (const pid of this.execPids) killPidSync(pid, 500);
     for (const ns of this.created.reverse()) runSync('ip', ['netns', 'del', ns]);
@@ -311,9 +294,8 @@ export async function createTopology(opts: TopologyOptions = {}): Promise<Topolo
   if (process.getuid?.() !== 0) throw new TopologyError('EPERM', 'building network namespaces needs root (CAP_NET_ADMIN)');
   const existing = (await listNamespaces()).filter((n) => n.startsWith(`${prefix}-`));
   if (existing.length > 0) throw new TopologyError('EEXIST', `namespaces with prefix ${prefix} already exist: ${existing.join(', ')}`);
-  installCleanupHandlers();
   const topo = new TopologyImpl(prefix, opts.mtu ?? 1500, opts.relays ?? 0);
-  live.add(topo);
+  topo.forgetAtEnd = atProcessEnd(() => topo.destroySync());
   try {
     await topo.build();
   } catch (err) {

@@ -5,12 +5,12 @@
  * same through the CLI, real namespaces, the coordinator and Redis.)
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestnet, waitFor, type Testnet } from '../harness/testnet';
 import type { PingRequest, ProbeResult } from '../../node-agent/ping';
 import { PROBE_REPLIES_PER_SECOND } from '../../node-agent/ping';
+import { spawnOwned } from '../harness/procs';
 
 async function ping(net: Testnet, from: string, target: string, o: Partial<PingRequest> = {}): Promise<{ ok: boolean; probes: ProbeResult[] }> {
   const probes: ProbeResult[] = [];
@@ -111,7 +111,7 @@ test('probe answers are rate-limited: a burst gets at most PROBE_REPLIES_PER_SEC
 
 test('the CLI names bad flags (exit 2) and says when no agent answers (exit 1)', async (t) => {
   const cli = (args: string[]) => new Promise<{ code: number | null; err: string }>((resolve) => {
-    const child = spawn(process.execPath, [join(__dirname, '..', '..', 'dist', 'cli', 'main.js'), 'ping', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawnOwned(process.execPath, [join(__dirname, '..', '..', 'dist', 'cli', 'main.js'), 'ping', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (d) => { err += String(d); });
     child.once('close', (code) => resolve({ code, err }));

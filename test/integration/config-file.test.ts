@@ -7,7 +7,7 @@
  * what needs a restart; renamed flags still work and warn; --help shows each flag's variable.
  */
 import test, { type ExecutionContext } from 'ava';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import Redis from 'ioredis';
 import { startRedis, type RedisHandle } from '../harness/redis';
 import { DgramSocket } from '../../native-bindings';
+import { spawnOwned } from '../harness/procs';
 
 const root = join(__dirname, '..', '..');
 const CLI = join(root, 'dist', 'cli', 'main.js');
@@ -64,7 +65,7 @@ interface Daemon {
 
 /** A daemon of the real CLI; ended by its PID when the test ends (also on failure). */
 function startDaemon(t: ExecutionContext, args: string[], env: NodeJS.ProcessEnv = {}): Daemon {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: root, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnOwned(process.execPath, [CLI, ...args], { cwd: root, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   const d: Daemon = {
     child, stderr: '', stdout: '',
     lines: () => d.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line),

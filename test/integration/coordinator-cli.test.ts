@@ -3,12 +3,12 @@
  * wires them like cli/main.ts does (the settings middleware: ISTHMUS_* and --config; strict, fail → exit 2).
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 import { startEnv, member, ADMIN, type Env } from './coordinator-helpers';
+import { spawnOwned } from '../harness/procs';
 
 const root = join(__dirname, '..', '..');
 let env: Env;
@@ -44,7 +44,7 @@ test.after.always(async () => {
 /** Async on purpose: the coordinator under test lives in this process and must keep serving. */
 function run(args: string[], extraEnv: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
+    const child = spawnOwned(process.execPath, ['--import', 'tsx', entry, ...args], {
       cwd: root, env: cleanEnv(extraEnv), stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -165,7 +165,7 @@ test.serial('coordinator command: flags from env and --config, serves, stops on 
   });
   const cfg = join(dir, 'coord.json');
   writeFileSync(cfg, JSON.stringify({ listen: `127.0.0.1:${port}`, prefix: 'clitest:' }));
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, 'coordinator', '--config', cfg], {
+  const child = spawnOwned(process.execPath, ['--import', 'tsx', entry, 'coordinator', '--config', cfg], {
     cwd: root, env: cleanEnv({ ISTHMUS_REDIS: env.redis.url, ISTHMUS_ADMIN_TOKEN: ADMIN }), stdio: ['ignore', 'ignore', 'pipe'],
   });
   let logs = '';

@@ -12,7 +12,6 @@
 import test from 'ava';
 import Redis from 'ioredis';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
 import { systemClock } from '../../common/clock';
 import { silentLogger } from '../../common/logger';
 import { parseAddr } from '../../common/ipv4';
@@ -21,6 +20,7 @@ import { createRelay, RedisMemberDirectory, RedisSessionRecorder, type Relay } f
 import type { NodeView } from '../../coordinator/types';
 import { startEnv, member, ADMIN, LAN, type Env } from './coordinator-helpers';
 import { startMember, until, type Member } from './relay-harness';
+import { spawnOwned } from '../harness/procs';
 
 const CLI = join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 let env: Env;
@@ -77,7 +77,7 @@ function cli(args: string[]): Promise<{ code: number | null; out: string; err: s
   return new Promise((resolve) => {
     const e: NodeJS.ProcessEnv = {};
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('ISTHMUS_')) e[k] = v;
-    const child = spawn(process.execPath, [CLI, 'node', 'list', '--coordinator', env.urls[0], '--insecure-coordinator', ...args],
+    const child = spawnOwned(process.execPath, [CLI, 'node', 'list', '--coordinator', env.urls[0], '--insecure-coordinator', ...args],
       { env: { ...e, ISTHMUS_ADMIN_TOKEN: ADMIN }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';

@@ -3,7 +3,7 @@
  * (`redis-server --sentinel`) watching it; the coordinator is given only the sentinel.
  */
 import test from 'ava';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { startRedis, type RedisHandle } from '../harness/redis';
 import { createCoordinator, type Coordinator } from '../../coordinator/server';
 import { CoordinatorClient } from '../../coordinator/client';
 import { member, ADMIN } from './coordinator-helpers';
+import { spawnOwned } from '../harness/procs';
 
 let redis: RedisHandle;
 let sentinel: ChildProcess | undefined;
@@ -41,7 +42,7 @@ test('a coordinator configured with Sentinel options joins members', async (t) =
   const port = await freePort();
   const conf = join(dir, 'sentinel.conf');
   writeFileSync(conf, `port ${port}\nbind 127.0.0.1\ndir ${dir}\nsentinel monitor isthmusmaster 127.0.0.1 ${redis.port} 1\n`);
-  sentinel = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
+  sentinel = spawnOwned('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
   for (let i = 0; ; i++) {
     const up = await new Promise<boolean>((r) => { const s = net.connect(port, '127.0.0.1'); s.once('connect', () => { s.destroy(); r(true); }); s.once('error', () => r(false)); });
     if (up) break;

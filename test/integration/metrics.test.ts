@@ -11,7 +11,7 @@
  * The tests are serial and share the daemons: the last two use what the first ones started.
  */
 import test, { type ExecutionContext } from 'ava';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -23,6 +23,7 @@ import { startRedis, type RedisHandle } from '../harness/redis';
 import { icmpEcho } from '../harness/packets';
 import { startTestnet } from '../harness/testnet';
 import { fakeWg, identity, startMember, until } from './relay-harness';
+import { spawnOwned } from '../harness/procs';
 
 const root = join(__dirname, '..', '..');
 const CLI = join(root, 'dist', 'cli', 'main.js');
@@ -52,7 +53,7 @@ function cleanEnv(): NodeJS.ProcessEnv {
 }
 
 async function startDaemon(name: string, args: string[]): Promise<Daemon> {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: root, env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawnOwned(process.execPath, [CLI, ...args], { cwd: root, env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
   const line = (msg: string): Record<string, unknown> => {

@@ -3,12 +3,12 @@
  * `npx tsc -p tsconfig.json`) against an in-process coordinator on a private redis-server.
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startEnv, member, ADMIN, LAN, type Env } from './coordinator-helpers';
 import type { JoinResponse } from '../../coordinator/types';
+import { spawnOwned } from '../harness/procs';
 
 const root = join(__dirname, '..', '..');
 const main = join(root, 'dist', 'cli', 'main.js');
@@ -34,7 +34,7 @@ function run(args: string[], stdin?: string): Promise<{ code: number | null; out
   return new Promise((resolve) => {
     const e: NodeJS.ProcessEnv = {};
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('ISTHMUS_')) e[k] = v;
-    const child = spawn(process.execPath, [main, ...args], { cwd: root, env: e, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawnOwned(process.execPath, [main, ...args], { cwd: root, env: e, stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout!.on('data', (d) => { out += String(d); });

@@ -7,13 +7,13 @@
  * mapper (lookups 503 while down, answered once up).
  */
 import test, { type ExecutionContext } from 'ava';
-import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import { redisKeys } from '../../common';
 import { startRedis, type RedisHandle } from '../harness/redis';
 import { until } from './relay-harness';
+import { spawnOwned } from '../harness/procs';
 
 async function untilAsync(cond: () => Promise<boolean>, what: string, timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -46,7 +46,7 @@ function lines(stderr: string): Array<Record<string, unknown>> {
 
 /** One daemon of the real CLI, started with Redis down; ended (by PID) with the test, and its Redis too. */
 async function startDaemon(t: ExecutionContext, args: string[]) {
-  const child = spawn(process.execPath, [CLI, ...args, '--metrics', '127.0.0.1:0'], { cwd: root, env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawnOwned(process.execPath, [CLI, ...args, '--metrics', '127.0.0.1:0'], { cwd: root, env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
   const d = { child, stderr: '', redis: undefined as RedisHandle | undefined, metrics: '',
     count: (msg: string) => lines(d.stderr).filter((o) => o.msg === msg).length };
   child.stderr!.on('data', (b: Buffer) => { d.stderr += b.toString(); });

@@ -10,7 +10,7 @@
  * will be thrown away.
  */
 import test from 'ava';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +18,7 @@ import net from 'node:net';
 import Redis from 'ioredis';
 import { startRedis, type RedisHandle } from '../harness/redis';
 import { connectRedis, redisSpecFrom } from '../../common';
+import { spawnOwned } from '../harness/procs';
 
 let master: RedisHandle | undefined;
 const procs: ChildProcess[] = [];
@@ -61,7 +62,7 @@ test('SENTINEL FAILOVER: connectRedis clients and their subscribers are on the n
   master = await startRedis();
   dir = mkdtempSync(join(tmpdir(), 'isthmus-switch-'));
   const replicaPort = await freePort();
-  procs.push(spawn('redis-server', ['--port', String(replicaPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
+  procs.push(spawnOwned('redis-server', ['--port', String(replicaPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
     '--replicaof', '127.0.0.1', String(master.port)], { stdio: 'ignore' }));
   const m = direct(master.port);
   await until('the replica in sync', async () => /slave0:.*state=online/.test(await m.info('replication')), 15_000);
@@ -69,7 +70,7 @@ test('SENTINEL FAILOVER: connectRedis clients and their subscribers are on the n
   const conf = join(dir, 'sentinel.conf');
   writeFileSync(conf, [`port ${sentinelPort}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor sw 127.0.0.1 ${master.port} 1`,
     'sentinel down-after-milliseconds sw 1000', 'sentinel failover-timeout sw 10000', ''].join('\n'));
-  procs.push(spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' }));
+  procs.push(spawnOwned('redis-server', [conf, '--sentinel'], { stdio: 'ignore' }));
   await until('the sentinel', () => new Promise<boolean>((r) => {
     const s = net.connect(sentinelPort, '127.0.0.1');
     s.once('connect', () => { s.destroy(); r(true); });

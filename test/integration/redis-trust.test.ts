@@ -14,7 +14,7 @@
  * address outside the overlay, which the mapper never dials.
  */
 import test from 'ava';
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,6 +31,7 @@ import { startRedis, type RedisHandle } from '../harness/redis';
 import { member } from './coordinator-helpers';
 import { startMember, until } from './relay-harness';
 import { parseAddr } from '../../common';
+import { spawnOwned } from '../harness/procs';
 
 const root = join(__dirname, '..', '..');
 const CLI = join(root, 'dist', 'cli', 'main.js');
@@ -72,7 +73,7 @@ interface Daemon { child: ChildProcess; output(): string; line(msg: string): Rec
 
 /** Starts a daemon and waits for the log line `msg` (or its exit). */
 async function startDaemon(args: string[], msg: string): Promise<Daemon> {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: root, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnOwned(process.execPath, [CLI, ...args], { cwd: root, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   let out = '';
   child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
@@ -93,7 +94,7 @@ async function startDaemon(args: string[], msg: string): Promise<Daemon> {
 /** Runs a command that is expected to end (a refused start): exit code and all output. */
 function runToEnd(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: root, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawnOwned(process.execPath, [CLI, ...args], { cwd: root, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(child);
     let out = '';
     child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
@@ -325,7 +326,7 @@ test.serial('Sentinel through the same flags: the mapper finds the master via --
   const port = await new Promise<number>((resolve) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); }); });
   const conf = join(dir, 'sentinel.conf');
   writeFileSync(conf, `port ${port}\nbind 127.0.0.1\ndir ${dir}\nsentinel monitor isthmusmaster 127.0.0.1 ${redis.port} 1\nsentinel auth-pass isthmusmaster ${PW.default}\n`, { mode: 0o600 });
-  const sentinel = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
+  const sentinel = spawnOwned('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
   children.push(sentinel);
   for (let i = 0; ; i++) {
     const up = await new Promise<boolean>((r) => { const s = net.connect(port, '127.0.0.1'); s.once('connect', () => { s.destroy(); r(true); }); s.once('error', () => r(false)); });

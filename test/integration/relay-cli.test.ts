@@ -1,5 +1,4 @@
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -8,6 +7,7 @@ import { CliError } from '../../cli/shutdown';
 import { parseHostPort, relayCommand } from '../../cli/commands/relay';
 import { DgramSocket } from '../../native-bindings';
 import { identity, startMember, until } from './relay-harness';
+import { spawnOwned } from '../harness/procs';
 
 const root = resolve(__dirname, '../..');
 
@@ -61,7 +61,7 @@ test('`isthmus relay` serves a member and exits cleanly on SIGTERM', async (t) =
   const script = `require('./cli/shutdown').installSignalHandlers();
 require('yargs')(process.argv.slice(1)).command(require('./cli/commands/relay').relayCommand).parseAsync()
   .catch((e) => { process.stderr.write('FAILED ' + e.message + '\\n'); process.exit(1); });`;
-  const child = spawn(process.execPath, ['--import', 'tsx', '-e', script, 'relay', '--listen', `127.0.0.1:${port}`, '--members', f, '--id', 'cli-relay', '--keepalive', '2s'],
+  const child = spawnOwned(process.execPath, ['--import', 'tsx', '-e', script, 'relay', '--listen', `127.0.0.1:${port}`, '--members', f, '--id', 'cli-relay', '--keepalive', '2s'],
     { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });

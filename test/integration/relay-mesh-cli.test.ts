@@ -3,7 +3,7 @@
  * Redis registering themselves (P:relay:<id>) with the key from a file.
  */
 import test from 'ava';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -12,6 +12,7 @@ import yargs from 'yargs';
 import { relayCommand } from '../../cli/commands/relay';
 import { startRedis } from '../harness/redis';
 import { until } from './relay-harness';
+import { spawnOwned } from '../harness/procs';
 
 const root = resolve(__dirname, '../..');
 
@@ -50,7 +51,7 @@ test('relays started with --mesh register in Redis and leave on SIGTERM; the key
     rmSync(dir, { recursive: true, force: true });
   });
   for (const id of ['c1', 'c2']) {
-    const p = spawn(process.execPath, ['--import', 'tsx', join(root, 'cli/main.ts'), 'relay', '--id', id, '--listen', '127.0.0.1:0',
+    const p = spawnOwned(process.execPath, ['--import', 'tsx', join(root, 'cli/main.ts'), 'relay', '--id', id, '--listen', '127.0.0.1:0',
       '--redis', server.url, '--redis-prefix', 'mcli:', '--mesh', '127.0.0.1:0', '--mesh-key', join(dir, 'key')],
     { cwd: root, env: { ...process.env, ISTHMUS_LOG_LEVEL: 'debug' }, stdio: ['ignore', 'pipe', 'pipe'] });
     const x = { p, out: '' };

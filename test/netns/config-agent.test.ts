@@ -10,13 +10,14 @@
  * The namespace and the agents are removed in after.always, also on failure.
  */
 import test from 'ava';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nacl from 'tweetnacl';
 import { forRoot } from '../harness/root';
+import { spawnOwned } from '../harness/procs';
 
 const ROOT = join(__dirname, '..', '..');
 const CLI = join(ROOT, 'dist', 'cli', 'main.js');
@@ -57,7 +58,7 @@ type Line = Record<string, unknown>;
 
 function startAgent(args: string[]) {
   // `ip netns exec` execs the command: the child's PID is the agent's.
-  const child = spawn('ip', ['netns', 'exec', NS, process.execPath, CLI, 'agent', ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawnOwned('ip', ['netns', 'exec', NS, process.execPath, CLI, 'agent', ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
   children.add(child);
   const a = {
     child, stderr: '',

@@ -3,9 +3,8 @@
  * no namespace, TUN device, nft table or process — also when interrupted with Ctrl-C.
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { run } from '../harness/procs';
+import { run, spawnOwned } from '../harness/procs';
 import { cliPath } from '../../testbed';
 import { forRoot } from '../harness/root';
 
@@ -55,7 +54,7 @@ interface DemoRun { code: number | null; signal: NodeJS.Signals | null; out: str
 
 function runDemo(interruptOn?: RegExp): Promise<DemoRun> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cliPath(), 'demo', '--seconds', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawnOwned(process.execPath, [cliPath(), 'demo', '--seconds', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
     // Every process the demo starts (redis, coordinators, relays, agents, iperf3, mapper, ...).
     const seen = new Set<number>();
     const sampler = setInterval(() => { for (const p of descendantsOf(child.pid!)) seen.add(p); }, 100);

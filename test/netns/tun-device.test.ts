@@ -14,10 +14,11 @@
  * that prints JSON lines. The namespace is removed in after.always, also on failure.
  */
 import test from 'ava';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { forRoot } from '../harness/root';
+import { spawnOwned } from '../harness/procs';
 
 const ROOT = join(__dirname, '..', '..');
 const CHILD = join(ROOT, 'native-bindings', 'tools', 'tun-echo-child.ts');
@@ -31,7 +32,7 @@ const children = new Set<ChildProcess>();
 
 /** Runs the child in the namespace; resolves each JSON line through `onLine`. */
 function runChild(args: string[], prefix: string[] = []): { lines: Promise<unknown[]>; ready: Promise<void> } {
-  const cp = spawn('ip', ['netns', 'exec', NS, ...prefix, process.execPath, '--import=tsx', CHILD, ...args], {
+  const cp = spawnOwned('ip', ['netns', 'exec', NS, ...prefix, process.execPath, '--import=tsx', CHILD, ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -65,7 +66,7 @@ function runChild(args: string[], prefix: string[] = []): { lines: Promise<unkno
 
 function inNs(cmd: string[]): Promise<{ code: number | null; stdout: string }> {
   return new Promise((resolve) => {
-    const cp = spawn('ip', ['netns', 'exec', NS, ...cmd], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const cp = spawnOwned('ip', ['netns', 'exec', NS, ...cmd], { stdio: ['ignore', 'pipe', 'inherit'] });
     children.add(cp);
     let stdout = '';
     cp.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -10,7 +10,7 @@
  * Both directions must end in a transport message that decrypts with our derived keys.
  */
 import test from 'ava';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -25,6 +25,7 @@ import { generatePrivateKey, keyToBase64 } from '../../../protocol/keys';
 import { aeadOpen, aeadSeal } from '../../../protocol/noise';
 import { tai64nToMs } from '../../../protocol/tai64n';
 import { forRoot } from '../../harness/root';
+import { spawnOwned } from '../../harness/procs';
 
 const maybe = forRoot(test, __filename, { tools: ['wireguard-go', 'wg'], why: 'wireguard-go creates a TUN device' });
 
@@ -90,7 +91,7 @@ test.before(async () => {
   sock.on('message', (m) => { inbox.push(m); waiter?.(); });
   await new Promise<void>((resolve) => sock!.bind(0, '127.0.0.1', resolve));
   const ourPort = sock.address().port;
-  wgProc = spawn('wireguard-go', ['-f', IFACE], { stdio: 'ignore', env: { ...process.env, LOG_LEVEL: 'error' } });
+  wgProc = spawnOwned('wireguard-go', ['-f', IFACE], { stdio: 'ignore', env: { ...process.env, LOG_LEVEL: 'error' } });
   const sockPath = `/var/run/wireguard/${IFACE}.sock`;
   for (let i = 0; i < 100 && !fs.existsSync(sockPath); i++) await new Promise((r) => setTimeout(r, 50));
   if (!fs.existsSync(sockPath)) throw new Error(`wireguard-go did not create ${sockPath}`);
