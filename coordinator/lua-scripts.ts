@@ -47,6 +47,21 @@ local function n2ip(n)
     math.floor(n / 256) % 256, n % 256)
 end
 
+-- The lookups that find member \`vip\`: by key, original IP, hostname; in the member sets.
+local function indexMember(vip, pub, orig, hostname, ephemeral)
+  redis.call('SET', K.key(pub), vip)
+  redis.call('SET', K.orig(orig), vip)
+  redis.call('SET', K.host(hostname), vip)
+  redis.call('SADD', K.nodes, vip)
+  if ephemeral == '1' then redis.call('SADD', K.ephemeral, vip) end
+end
+
+-- Spend the challenge and give the member its session token.
+local function admit(vip, pub, challengeNonce, challengeUsedTtl, sessionHash, sessionTtl)
+  redis.call('SET', K.challengeUsed(challengeNonce), '1', 'PX', challengeUsedTtl)
+  redis.call('SET', K.sessionToken(sessionHash), vip .. ' ' .. pub, 'PX', sessionTtl)
+end
+
 -- The refusal when the challenge was used already or an admin removed the key; nil otherwise.
 local function challengeUsedOrKeyRemoved(challengeNonce, pub)
   if redis.call('EXISTS', K.challengeUsed(challengeNonce)) == 1 then return { 'err', 'challenge-unknown', '' } end
@@ -177,7 +192,6 @@ local base, first, last = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]
 local pub, orig, hostname, origNum = ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
 local tokenHash, challengeNonce, fromSource = ARGV[12], ARGV[13], ARGV[14] == '1'
 local sessionHash, sessionTtl, challengeUsedTtl = ARGV[15], ARGV[16], ARGV[17]
-local hostKey = K.host(hostname)
 
 ensureGeneration(ARGV[18], tonumber(ARGV[19]))
 local refused = challengeUsedOrKeyRemoved(challengeNonce, pub)
@@ -264,10 +278,9 @@ else
   -- A re-join that changes nothing (same key, original IP, hostname as registered; tags and
   -- ephemeral come from the record) emits nothing: only its new session token is written.
   if old[1] == orig and old[2] == hostname and old[4] == pub and redis.call('SISMEMBER', K.nodes, vip) == 1
-    and redis.call('GET', K.orig(orig)) == vip and redis.call('GET', hostKey) == vip then
+    and redis.call('GET', K.orig(orig)) == vip and redis.call('GET', K.host(hostname)) == vip then
     redis.call('HSET', nodeKey, 'lastSeen', NOW)
-    redis.call('SET', K.challengeUsed(challengeNonce), '1', 'PX', challengeUsedTtl)
-    redis.call('SET', K.sessionToken(sessionHash), vip .. ' ' .. pub, 'PX', sessionTtl)
+    admit(vip, pub, challengeNonce, challengeUsedTtl, sessionHash, sessionTtl)
     return { 'ok', vip, tonumber(redis.call('GET', K.version) or '0'), 0 }
   end
   if old[1] and old[1] ~= orig then delIfPoints(K.orig(old[1]), vip) end
@@ -275,13 +288,8 @@ else
 end
 
 redis.call('HSET', nodeKey, 'pub', pub, 'orig', orig, 'hostname', hostname, 'ephemeral', ephemeral, 'lastSeen', NOW)
-redis.call('SET', K.key(pub), vip)
-redis.call('SET', K.orig(orig), vip)
-redis.call('SET', hostKey, vip)
-redis.call('SADD', K.nodes, vip)
-if ephemeral == '1' then redis.call('SADD', K.ephemeral, vip) end
-redis.call('SET', K.challengeUsed(challengeNonce), '1', 'PX', challengeUsedTtl)
-redis.call('SET', K.sessionToken(sessionHash), vip .. ' ' .. pub, 'PX', sessionTtl)
+indexMember(vip, pub, orig, hostname, ephemeral)
+admit(vip, pub, challengeNonce, challengeUsedTtl, sessionHash, sessionTtl)
 local typ = EV.NodeChanged
 if created == 1 then typ = EV.NodeUp end
 local v = emit(typ, vip, prevTags)
@@ -472,7 +480,6 @@ local grace = tonumber(ARGV[6])
 local pub, vip, orig, hostname = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local tags, cidrs, ephemeral, iat, recGen = ARGV[11], ARGV[12], ARGV[13], tonumber(ARGV[14]), ARGV[15]
 local challengeNonce, sessionHash, sessionTtl, challengeUsedTtl = ARGV[16], ARGV[17], ARGV[18], ARGV[19]
-local hostKey = K.host(hostname)
 ensureGeneration(ARGV[5], grace)
 
 local refused = challengeUsedOrKeyRemoved(challengeNonce, pub)
@@ -502,12 +509,7 @@ redis.call('ZREM', K.ipamQuarantine, vip)
 local nodeKey = K.node(vip)
 redis.call('HSET', nodeKey, 'pub', pub, 'orig', orig, 'hostname', hostname, 'tags', tags, 'granted', tags, 'cidrs', cidrs,
   'ephemeral', ephemeral, 'created', NOW, 'lastSeen', NOW, 'restored', NOW)
-redis.call('SET', K.key(pub), vip)
-redis.call('SET', K.orig(orig), vip)
-redis.call('SET', hostKey, vip)
-redis.call('SADD', K.nodes, vip)
-if ephemeral == '1' then redis.call('SADD', K.ephemeral, vip) end
-redis.call('SET', K.challengeUsed(challengeNonce), '1', 'PX', challengeUsedTtl)
-redis.call('SET', K.sessionToken(sessionHash), vip .. ' ' .. pub, 'PX', sessionTtl)
+indexMember(vip, pub, orig, hostname, ephemeral)
+admit(vip, pub, challengeNonce, challengeUsedTtl, sessionHash, sessionTtl)
 return { 'ok', vip, emit(EV.NodeUp, vip, nil), 1 }
 `;
