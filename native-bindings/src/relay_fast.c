@@ -160,7 +160,7 @@ isthmus_relay_fast_t *isthmus_relay_fast_new(uint32_t batch, double *counters, u
   rf->counters = counters;
   rf->offsets = offsets;
   rf->data_type = data_type;
-  rf->min_payload = min_payload;
+  rf->min_payload = min_payload < 4 ? 4 : min_payload; /* the WireGuard type check reads 4 bytes */
   rf->mode = RF_MODE_LOADING;
   rf->free_head = NIL;
   if (getrandom(&rf->seed, sizeof(rf->seed), GRND_NONBLOCK) != sizeof(rf->seed))
