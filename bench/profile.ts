@@ -8,6 +8,9 @@
  * working directory, so they are started from a temporary directory, removed at the end.
  *
  *   node dist/bench/profile.js [--duration 6] [--streams 1] [--reverse] [--top 25]
+ *   node dist/bench/profile.js --cpu-only      CPU-s per GB of each process (relay, agents), no perf
+ *
+ * ISTHMUS_FAST_PATH=false in the environment runs the relay with its C fast path off.
  *
  * Root only; needs `perf`. Everything it starts is stopped and the topology removed at the end.
  */
@@ -15,7 +18,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import yargs from 'yargs';
-import { isthmusRelaySubject, runIperf, waitForPing, run, sleep, createTopology, randomPrefix } from '../testbed';
+import { isthmusRelaySubject, processJiffies, runIperf, waitForPing, run, sleep, createTopology, randomPrefix } from '../testbed';
 
 const IPERF_PORT = 5201;
 
@@ -26,6 +29,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('reverse', { type: 'boolean', default: false })
     .option('top', { type: 'number', default: 25 })
     .option('out', { type: 'string', default: '/tmp/isthmus-perf.data' })
+    .option('cpu-only', { type: 'boolean', default: false, describe: 'no perf: print each process\'s CPU-s per GB of the transfer' })
     .option('hold', { type: 'number', default: 0, describe: 'instead of profiling: keep the overlay up this many seconds (print namespaces and pids)' })
     .help().parseAsync();
   if (process.getuid?.() !== 0) {
@@ -53,6 +57,18 @@ export async function main(argv: string[]): Promise<number> {
         await sleep(a.hold * 1000);
         return 0;
       }
+      const names = ['relay', 'agent a1 (vpc1)', 'agent s1 (vpc2)'];
+      if (a['cpu-only']) {
+        const t0 = performance.now();
+        const j0 = pids.map((p) => processJiffies([p]));
+        const r = await runIperf(topo, ep.serverAddr, ep.clientAddr, { streams: a.streams, reverse: a.reverse },
+          { durationS: a.duration, omitS: 1, port: IPERF_PORT }, () => pids);
+        const wallS = (performance.now() - t0) / 1000;
+        const gbPerS = r.bitsPerSecond / 8e9;
+        const per = pids.map((p, i) => `${names[i] ?? p} ${((processJiffies([p]) - j0[i]!) / 100 / wallS / gbPerS).toFixed(2)}`);
+        process.stdout.write(`iperf3: ${(r.bitsPerSecond / 1e9).toFixed(3)} Gbit/s, machine CPU-s/GB ${r.machineCpuSPerGB.toFixed(2)}, proc CPU-s/GB ${r.procCpuSPerGB.toFixed(2)}; per process CPU-s/GB: ${per.join(', ')}\n`);
+        return 0;
+      }
       const iperf = runIperf(topo, ep.serverAddr, ep.clientAddr, { streams: a.streams, reverse: a.reverse },
         { durationS: a.duration + 2, omitS: 1, port: IPERF_PORT }, () => pids);
       await sleep(1500);
@@ -60,7 +76,6 @@ export async function main(argv: string[]): Promise<number> {
         { timeoutMs: (a.duration + 30) * 1000, check: false });
       const r = await iperf;
       process.stdout.write(`iperf3: ${(r.bitsPerSecond / 1e9).toFixed(3)} Gbit/s, proc CPU-s/GB ${r.procCpuSPerGB.toFixed(1)}\n`);
-      const names = ['relay', 'agent a1 (vpc1)', 'agent s1 (vpc2)'];
       for (let i = 0; i < pids.length; i++) {
         const rep = await run('perf', ['report', '-i', out, '--stdio', '--no-children', '--pid', String(pids[i]),
           '--sort', 'sym', '-g', 'none', '--percentage', 'relative', '--percent-limit', '0.7'], { timeoutMs: 120_000, check: false });

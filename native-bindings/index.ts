@@ -27,6 +27,10 @@ export {
 } from './tun-device';
 export { aead, AEAD_KEY_LENGTH, AEAD_TAG_LENGTH, type AeadBatch } from './aead';
 export { NativeUdpSocket, DEFAULT_UDP_OPTIONS, type UdpOptions, type UdpStats } from './udp-socket';
+export {
+  RelayFastTable, FAST_POLICY_OFF, FAST_POLICY_ON, FAST_POLICY_LOADING, FAST_UNKNOWN, FAST_ALLOW, FAST_DENY,
+  type RelayFastOptions, type RelayFastStats,
+} from './relay-fast';
 export { DgramSocket, openDgramSocket, type DgramSocketOptions } from './dgram-socket';
 
 /**

@@ -47,6 +47,17 @@ export interface NativeBinding {
   offloadSplit(input: Uint8Array, maxLen: number): Buffer[] | null;
   /** Tests: what one TUN write batch of these packets becomes, each with its vnet header. */
   offloadCoalesce(packets: Uint8Array[]): Buffer[];
+  /** Relay fast path (src/relay_fast.h), on an open UDP handle; see relay-fast.ts. */
+  RF_STAT_COUNT: number;
+  rfAttach(handle: Buffer, counters: Float64Array, offsets: Uint32Array, dataType: number, minPayload: number): void;
+  rfEnable(handle: Buffer, on: boolean): void;
+  rfSet(handle: Buffer, vip: number, addr: number, port: number, cls: number): void;
+  rfDelete(handle: Buffer, vip: number): boolean;
+  rfClear(handle: Buffer): void;
+  rfSize(handle: Buffer): number;
+  rfPolicy(handle: Buffer, mode: number): void;
+  rfVerdict(handle: Buffer, a: number, b: number, verdict: number): void;
+  rfDrainSeen(handle: Buffer, out: Uint32Array): number;
 }
 
 const FILE = 'isthmus_native.node';

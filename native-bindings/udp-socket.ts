@@ -10,6 +10,7 @@ import { IDEAL_BATCH_SIZE, type DatagramBatch, type DatagramSocket, formatAddr, 
 import { InvalidOptionError, NativeIoError } from './errors';
 import { loadNative } from './load';
 import { IN_SLAB, intOption, NativeIo } from './native-io';
+import { RelayFastTable, type RelayFastOptions } from './relay-fast';
 
 export interface UdpOptions {
   /** IPv4 address to bind (`0.0.0.0` for all). */
@@ -55,6 +56,7 @@ export class NativeUdpSocket extends NativeIo<DatagramBatch> implements Datagram
   private readonly txAddrs: Uint32Array;
   private readonly txPorts: Uint32Array;
   private readonly batch: DatagramBatch;
+  private fast: RelayFastTable | undefined;
 
   constructor(opts: UdpOptions) {
     const native = loadNative();
@@ -145,6 +147,24 @@ export class NativeUdpSocket extends NativeIo<DatagramBatch> implements Datagram
     this.txLengths[i] = length;
     this.txAddrs[i] = addr;
     this.txPorts[i] = port;
+  }
+
+  /**
+   * The relay's forwarding fast path on this socket (relay-fast.ts), created off on first call.
+   * While it is on, a receive batch holds only the frames C left for JS, and `offsets` point at
+   * their slots (not necessarily i * slotSize + headroom).
+   */
+  relayFastPath(opts: RelayFastOptions): RelayFastTable {
+    if (this.fast) return this.fast;
+    if (this.closed) throw new NativeIoError('EBADF', 'relayFastPath: the socket is closed');
+    const counters = new Float64Array(this.native.RF_STAT_COUNT);
+    try {
+      this.native.rfAttach(this.handle, counters, this.batch.offsets, opts.dataType, opts.minPayload);
+    } catch (err) {
+      throw NativeIoError.from(err);
+    }
+    this.fast = new RelayFastTable(this.native, this.handle, counters, () => this.closed);
+    return this.fast;
   }
 
   get stats(): UdpStats {

@@ -30,6 +30,7 @@ import { type Logger, formatAddr, EventType } from '../common';
 import { compilePolicy, parsePolicy, type CompiledPolicy, type Policy } from '../policy';
 import { PolicyHeld, type HeldFrame, type HeldPort } from './policy-held';
 import type { PolicySource, PolicySourceEvent } from './policy-source';
+import type { PolicyMirror } from './fast-path';
 import type { Session, SessionTable } from './session-table';
 import type { RelayStats } from './stats';
 
@@ -61,6 +62,8 @@ export interface PolicyGateDeps {
   log: Logger;
   /** Run a held frame through the relay again (its tags are known now). */
   rerun: (f: HeldFrame) => void;
+  /** Told every class assignment, verdict and policy change (the relay's C fast path). */
+  mirror?: PolicyMirror;
 }
 
 interface Remote {
@@ -159,6 +162,7 @@ export class PolicyGate {
   /** Classify a session just bound with tagsForBind's answer; re-reads its tags if an event raced. */
   adopt(s: Session, gen: number): void {
     s.policyClass = this.classify(s.tags);
+    this.d.mirror?.classified(s);
     if (gen !== this.nodeEvents) this.refreshLocal(s.vip);
   }
 
@@ -188,6 +192,8 @@ export class PolicyGate {
     const v = this.compiled.connected(this.reps[a], this.reps[b]) ? ALLOW : DENY;
     this.verdicts[a * this.cap + b] = v;
     this.verdicts[b * this.cap + a] = v;
+    this.d.mirror?.decided(a, b, v === ALLOW);
+    this.d.mirror?.decided(b, a, v === ALLOW);
     return v;
   }
 
@@ -216,6 +222,7 @@ export class PolicyGate {
       if (!s || this.closed || tags === undefined) return;
       s.tags = tags;
       s.policyClass = this.classify(tags);
+      this.d.mirror?.classified(s);
     }, (err: Error) => this.d.log.warn({ err: err.message, vip: formatAddr(vip) }, 'member tags refresh failed'));
   }
 
@@ -292,9 +299,13 @@ export class PolicyGate {
     this.compiled = compilePolicy(policy);
     this.reps = [];
     this.verdicts.fill(UNKNOWN);
-    for (const s of this.d.sessions.sessions()) s.policyClass = this.classify(s.tags);
+    for (const s of this.d.sessions.sessions()) {
+      s.policyClass = this.classify(s.tags);
+      this.d.mirror?.classified(s);
+    }
     for (const r of this.remote.values()) r.cls = this.classify(r.tags);
     this.mode = policy ? POLICY_ON : POLICY_OFF;
+    this.d.mirror?.applied(this.mode);
     this.d.log.info({ rules: policy?.rules.length ?? 0 }, policy ? 'access policy in force' : 'no access policy: every member reaches every member');
   }
 }

@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import { type Clock, type Logger, type DatagramSocket, formatAddr } from '../common';
 import { ChallengeIssuer } from './challenge';
 import { ControlHandlerImpl, type SessionListener } from './control';
+import { FastPath } from './fast-path';
 import { Forwarder } from './forward';
 import type { MemberDirectory } from './member-directory';
 import type { Mesh } from './mesh';
@@ -46,6 +47,12 @@ export interface RelayInit {
   sessionRefreshMs?: number;
   /** Access policy cache bounds (with a `policy` component). @default see PolicyGateInit */
   policy?: PolicyGateInit;
+  /**
+   * Forward local DATA in the native addon, before JS (fast-path.ts), when the socket has it
+   * (the native UDP socket; node:dgram has not). Off: every frame through the JS forwarder.
+   * @default true
+   */
+  fastPath?: boolean;
 }
 
 export const DEFAULT_RELAY_OPTIONS = {
@@ -61,6 +68,7 @@ export const DEFAULT_RELAY_OPTIONS = {
   statsLogIntervalMs: 0,
   sessionRefreshMs: 10_000,
   policy: {},
+  fastPath: true,
 } as const;
 
 export interface RelayComponents {
@@ -123,6 +131,8 @@ class RelayImpl implements Relay {
   private readonly challenges: ChallengeIssuer;
   private readonly forwarder: Forwarder;
   private readonly gate: PolicyGate | undefined;
+  /** the C mirror that forwards local DATA before JS; undefined when off or not native */
+  private readonly fast: FastPath | undefined;
   private policyLoad: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -141,8 +151,12 @@ class RelayImpl implements Relay {
     const replyLimiter = new RateLimiter(now, { intervalMs: this.opts.replyIntervalMs, perSecond: this.opts.replyPerSecond });
     const nowFn = (): number => c.clock.now();
     let forwarder: Forwarder | undefined;
+    const fast = this.opts.fastPath ? FastPath.open(c.socket) : undefined;
+    this.fast = fast;
+    this.table.setMirror(fast);
+    if (fast && !c.policy) fast.policyOff();
     const gate = c.policy ? new PolicyGate(this.opts.policy, {
-      source: c.policy, sessions: this.table, stats: this.counters, log: this.log,
+      source: c.policy, sessions: this.table, stats: this.counters, log: this.log, mirror: fast,
       rerun: (f) => {
         if (this.closed) return;
         if (f.port === HeldPort.MESH) c.mesh?.rerun(f.buf, f.addr, f.udpPort);
@@ -177,13 +191,14 @@ class RelayImpl implements Relay {
     });
     this.timer = setInterval(() => this.tick(), this.opts.tickMs);
     this.timer.unref();
+    this.fast?.enable(true);
     this.c.mesh?.start();
     if (this.gate) {
       this.policyLoad = this.gate.start();
       this.policyLoad.catch((err: Error) => this.log.error({ err: err.message }, 'cannot read the access policy'));
     }
     const a = this.c.socket.localAddress;
-    this.log.info({ udpAddr: `${a.ip}:${a.port}`, keepaliveSeconds: this.opts.keepaliveSeconds }, 'relay started');
+    this.log.info({ udpAddr: `${a.ip}:${a.port}`, keepaliveSeconds: this.opts.keepaliveSeconds, fastPath: this.fast !== undefined }, 'relay started');
   }
 
   stop(): void {
@@ -191,6 +206,7 @@ class RelayImpl implements Relay {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    this.fast?.enable(false);
     this.c.mesh?.stop();
     this.gate?.stop();
     for (const s of this.table.sessions()) this.c.sessionListener?.sessionDown?.(s, 'closed');
@@ -227,6 +243,7 @@ class RelayImpl implements Relay {
     this.challenges.rotate(now);
     this.gate?.tick(now);
     const idleMs = this.opts.keepaliveSeconds * 1000 * this.opts.idleIntervals;
+    this.markSeen(now);
     for (const s of this.table.expire(now, idleMs)) {
       this.log.info({ vip: formatAddr(s.vip), udpAddr: `${formatAddr(s.addr)}:${s.port}` }, 'member session expired');
       this.c.sessionListener?.sessionDown?.(s, 'expired');
@@ -239,10 +256,29 @@ class RelayImpl implements Relay {
   }
 
   stats(): RelayStatsSnapshot {
-    return this.counters.snapshot(this.table.size);
+    const s = this.counters.snapshot(this.table.size);
+    if (this.fast) {
+      // What C forwarded or refused never reached the JS counters.
+      const f = this.fast.stats;
+      s.framesReceived += f.forwarded + f.policyDrops;
+      s.framesForwarded += f.forwarded;
+      s.bytesForwarded += f.bytes;
+      s.drops.policy += f.policyDrops;
+      s.dropped += f.policyDrops;
+    }
+    return s;
+  }
+
+  /** Senders whose frames C handled since the last call were seen by now (a tick's precision). */
+  private markSeen(now: number): void {
+    this.fast?.drainSeen((vip) => {
+      const s = this.table.byOverlay(vip);
+      if (s) s.lastSeen = now;
+    });
   }
 
   sessions(): SessionInfo[] {
+    this.markSeen(this.c.clock.now());
     return [...this.table.sessions()].map((s: Session) => ({
       vip: formatAddr(s.vip), udpAddr: `${formatAddr(s.addr)}:${s.port}`,
       publicKey: Buffer.from(s.publicKey).toString('base64'), since: s.since, lastSeen: s.lastSeen,

@@ -35,9 +35,22 @@ export interface BindResult {
   replaced: Session[];
 }
 
+/** Told about every change of the table (the relay's C fast path mirrors it: fast-path.ts). */
+export interface SessionTableMirror {
+  bound(s: Session): void;
+  unbound(s: Session): void;
+  cleared(): void;
+}
+
 export class SessionTable {
   private readonly byVip = new Map<number, Session>();
   private readonly byTuple = new Map<number, Session>();
+  private mirror: SessionTableMirror | undefined;
+
+  /** Keep `m` exact from now on (set while the table is empty). */
+  setMirror(m: SessionTableMirror | undefined): void {
+    this.mirror = m;
+  }
 
   get size(): number {
     return this.byVip.size;
@@ -58,6 +71,7 @@ export class SessionTable {
     const session: Session = { vip: vip >>> 0, addr: addr >>> 0, port, publicKey, since: now, lastSeen: now, tags, policyClass: -1 };
     this.byVip.set(session.vip, session);
     this.byTuple.set(tupleKey(addr, port), session);
+    this.mirror?.bound(session);
     return { session, replaced };
   }
 
@@ -75,6 +89,7 @@ export class SessionTable {
     this.byVip.delete(s.vip);
     const k = tupleKey(s.addr, s.port);
     if (this.byTuple.get(k) === s) this.byTuple.delete(k);
+    this.mirror?.unbound(s);
     return true;
   }
 
@@ -101,5 +116,6 @@ export class SessionTable {
   clear(): void {
     this.byVip.clear();
     this.byTuple.clear();
+    this.mirror?.cleared();
   }
 }

@@ -27,6 +27,7 @@ interface RelayArgs extends RedisArgs {
   'mesh-route-cache'?: number;
   metrics?: string;
   'health-tcp'?: string;
+  'fast-path': boolean;
 }
 
 /** "HOST:PORT" with an IPv4 host → parts; throws an Error naming `flag` otherwise. */
@@ -59,6 +60,7 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
     .option('mesh-advertise', { type: 'string', describe: 'HOST:PORT other relays reach the mesh socket at (default: --mesh; required when --mesh binds 0.0.0.0)' })
     .option('mesh-route-cache', { type: 'number', default: 65_536, describe: 'Mesh routes (vip -> home relay, also "nowhere") cached, least recently used evicted first' })
     .option('session-refresh', { type: 'string', default: '10s', describe: 'Re-assert this relay\'s P:session records this often (TTL refresh, re-created after a Redis restart)' })
+    .option('fast-path', { type: 'boolean', default: true, describe: 'Forward DATA between members bound here in the native addon, before JS (native UDP socket only); --fast-path=false sends every frame through the JS forwarder' })
     .option('metrics', METRICS_OPTION)
     .option('health-tcp', { type: 'string', describe: 'TCP HOST:PORT that accepts connections only while /readyz would answer 200, for connect-only load balancer checks' })
     .check((a) => {
@@ -218,7 +220,7 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
     }
     const relay = createRelay({
       id, keepaliveSeconds: ms(args, 'keepalive') / 1000, statsLogIntervalMs: ms(args, 'stats-interval'),
-      sessionRefreshMs: ms(args, 'session-refresh'),
+      sessionRefreshMs: ms(args, 'session-refresh'), fastPath: args['fast-path'],
     })({ logger: log, clock: systemClock, socket, directory, sessionListener, mesh, policy });
     onShutdown(() => {
       relay.stop();
@@ -272,6 +274,6 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
     } catch (err) {
       throw new CliError(`cannot listen on --health-tcp: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
-    log.info({ members, policyRules: policy ? relay.policyRules() : undefined, redis: redis ? true : undefined, socket: kind, mesh: mesh ? `${mesh.meshAddress.ip}:${mesh.meshAddress.port}` : undefined }, 'relay ready');
+    log.info({ members, policyRules: policy ? relay.policyRules() : undefined, redis: redis ? true : undefined, socket: kind, fastPath: kind === 'native' && args['fast-path'], mesh: mesh ? `${mesh.meshAddress.ip}:${mesh.meshAddress.port}` : undefined }, 'relay ready');
   },
 };

@@ -1,5 +1,5 @@
 /*
- * N-API glue: the only file that includes node_api.h. The OS work is in tun_linux.c and
+ * N-API glue (with relay_fast_napi.c, the relay fast path's): the OS work is in tun_linux.c and
  * udp_linux.c; this file owns the uv_poll_t, the JS callbacks and the teardown.
  *
  * Memory: every buffer is JS-owned. The handle (isthmus_io_t) is a Buffer of
@@ -25,6 +25,7 @@
 
 #include "aead.h"
 #include "offload_linux.h"
+#include "relay_fast_napi.h"
 #include "tun_linux.h"
 #include "udp_linux.h"
 
@@ -57,6 +58,7 @@ typedef struct isthmus_io_s {
   int udp_gso; /* 1: try UDP GSO on send; 0: off (refused once, or disabled) */
   isthmus_gro_t *gro; /* UDP GRO on: receive through the splitting path */
   isthmus_tun_offload_t *tso; /* TUN opened with IFF_VNET_HDR + TSO: split reads, coalesce writes */
+  isthmus_relay_fast_t *rf; /* UDP: the relay's forwarding fast path (relay_fast.c), if attached */
   uint32_t mtu; /* TUN: segments of a split are at most this long (0: the slot's room) */
   uint32_t batch, slot_size, headroom;
   uint8_t *rx_slab;
@@ -187,6 +189,8 @@ static void on_close(uv_handle_t *uvh) {
   h->gro = NULL;
   isthmus_tun_offload_free(h->tso);
   h->tso = NULL;
+  isthmus_relay_fast_free(h->rf);
+  h->rf = NULL;
   if (!e->exiting) {
     napi_env env = e->env;
     if (h->async_ctx) napi_async_destroy(env, h->async_ctx);
@@ -262,6 +266,16 @@ static void on_poll(uv_poll_t *p, int status, int events) {
     if (n == 0) return;
     h->stats[STAT_RX_PACKETS] += n;
     h->stats[STAT_RX_BATCHES] += 1;
+    if (h->rf && isthmus_relay_fast_enabled(h->rf)) {
+      /* The relay's local DATA is forwarded here; JS gets the rest (or nothing). */
+      uint32_t sent = 0, errors = 0;
+      n = (int)isthmus_relay_fast_forward(h->rf, h->fd, &h->udp_gso, h->rx_slab, h->slot_size,
+                                          h->headroom, (uint32_t)n, h->rx_lengths, h->rx_addrs,
+                                          h->rx_ports, &sent, &errors);
+      h->stats[STAT_TX_PACKETS] += sent;
+      h->stats[STAT_TX_DROPS] += errors;
+      if (n == 0) continue;
+    }
 
     napi_env env = e->env;
     napi_handle_scope scope;
@@ -683,6 +697,16 @@ done:
   return out;
 }
 
+int isthmus_io_relay_fast(napi_env env, napi_value handle, isthmus_io_rf_t *out) {
+  isthmus_io_t *h = get_handle(env, handle);
+  if (!h || h->kind != KIND_UDP || !h->poll_inited || h->closing) return -1;
+  out->slot = &h->rf;
+  out->batch = h->batch;
+  out->slot_size = h->slot_size;
+  out->headroom = h->headroom;
+  return 0;
+}
+
 static void set_u32(napi_env env, napi_value obj, const char *name, uint32_t v) {
   napi_value x;
   napi_create_uint32(env, v, &x);
@@ -726,5 +750,6 @@ NAPI_MODULE_INIT() {
   set_fn(env, exports, "aeadOpenBatch", aead_open);
   set_fn(env, exports, "offloadSplit", offload_split_js);
   set_fn(env, exports, "offloadCoalesce", offload_coalesce_js);
+  isthmus_relay_fast_register(env, exports);
   return exports;
 }

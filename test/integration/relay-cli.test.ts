@@ -6,7 +6,7 @@ import yargs from 'yargs';
 import { CliError } from '../../cli/shutdown';
 import { parseHostPort, relayCommand } from '../../cli/commands/relay';
 import { DgramSocket } from '../../native-bindings';
-import { identity, startMember, until } from './relay-harness';
+import { fakeWg, identity, startMember, until } from './relay-harness';
 import { spawnOwned } from '../harness/procs';
 
 const root = resolve(__dirname, '../..');
@@ -77,3 +77,42 @@ require('yargs')(process.argv.slice(1)).command(require('./cli/commands/relay').
   t.is(await exited, 143);
   t.regex(stderr, /relay stopped/);
 });
+
+for (const fastPath of [undefined, 'false'] as const) {
+  test(`\`isthmus relay\`${fastPath ? ' with ISTHMUS_FAST_PATH=false' : ''}: the fast path is ${fastPath ? 'off' : 'on'}, DATA is forwarded and counted either way`, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'isthmus-relay-cli-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const a = identity('100.64.0.7');
+    const b = identity('100.64.0.8');
+    const f = join(dir, 'members');
+    writeFileSync(f, [a, b].map((m, i) => `${Buffer.from(m.kp.publicKey).toString('base64')} 100.64.0.${7 + i}\n`).join(''));
+    const probe = await DgramSocket.open({ host: '127.0.0.1' });
+    const port = probe.localAddress.port;
+    probe.close();
+    const env: NodeJS.ProcessEnv = { ...process.env, ISTHMUS_LOG_LEVEL: 'info' };
+    if (fastPath) env.ISTHMUS_FAST_PATH = fastPath;
+    else delete env.ISTHMUS_FAST_PATH;
+    const child = spawnOwned(process.execPath, [join(root, 'dist/cli/main.js'), 'relay', '--listen', `127.0.0.1:${port}`, '--members', f], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+    await until(() => out.includes('relay ready'), 'relay ready', 20_000);
+    const ready = JSON.parse(out.split('\n').find((l) => l.includes('relay ready'))!) as { socket: string; fastPath: boolean };
+    t.is(ready.socket, 'native');
+    t.is(ready.fastPath, !fastPath);
+    const ma = await startMember(a, port);
+    const mb = await startMember(b, port);
+    t.teardown(() => { ma.close(); mb.close(); });
+    await until(() => ma.client.isReady && mb.client.isReady, 'both members authenticated', 5000);
+    for (let i = 0; i < 5; i++) ma.sendData(b.vip, fakeWg(100));
+    await until(() => mb.received.length === 5, 'five frames a → b');
+    t.true(mb.received.every((r) => r.srcVip === a.vip));
+    child.kill('SIGTERM');
+    t.is(await exited, 143);
+    const stopped = JSON.parse(out.split('\n').find((l) => l.includes('relay stopped'))!) as { framesForwarded: number; bytesForwarded: number };
+    t.is(stopped.framesForwarded, 5, 'counted whether C or JS forwarded them');
+    t.is(stopped.bytesForwarded, 5 * 108);
+  });
+}

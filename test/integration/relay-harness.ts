@@ -18,11 +18,13 @@ export function directoryOf(ids: Identity[]): StaticMemberDirectory {
   return new StaticMemberDirectory(ids.map((m) => ({ publicKey: Buffer.from(m.kp.publicKey).toString('base64'), vip: m.vip })));
 }
 
-export type SocketKind = 'dgram' | 'native';
+/** 'native': the addon's socket with the relay's C fast path (the default); 'native-js': the
+ *  same socket with the fast path off (every frame through the JS forwarder). */
+export type SocketKind = 'dgram' | 'native' | 'native-js';
 
-/** Socket kinds to run the relay on: dgram always, native when the addon is built. */
+/** Socket kinds to run the relay on: dgram always, native (fast path on and off) when the addon is built. */
 export function relaySocketKinds(): SocketKind[] {
-  return nativeAvailable() ? ['dgram', 'native'] : ['dgram'];
+  return nativeAvailable() ? ['dgram', 'native', 'native-js'] : ['dgram'];
 }
 
 export async function openSocket(kind: SocketKind, port = 0): Promise<DatagramSocket> {
@@ -32,7 +34,7 @@ export async function openSocket(kind: SocketKind, port = 0): Promise<DatagramSo
 
 export async function startRelay(directory: StaticMemberDirectory, port = 0, kind: SocketKind = 'dgram'): Promise<{ relay: Relay; socket: DatagramSocket; port: number; stop(): void }> {
   const socket = await openSocket(kind, port);
-  const relay = createRelay({ id: 'it-relay', keepaliveSeconds: 1, tickMs: 100 })({ logger: silentLogger(), clock: systemClock, socket, directory });
+  const relay = createRelay({ id: 'it-relay', keepaliveSeconds: 1, tickMs: 100, fastPath: kind !== 'native-js' })({ logger: silentLogger(), clock: systemClock, socket, directory });
   relay.start();
   return { relay, socket, port: socket.localAddress.port, stop: () => { relay.stop(); socket.close(); } };
 }
