@@ -126,7 +126,7 @@ export class MembershipClient {
     const pinned = opts.coordinatorPubkey?.trim() ?? saved;
     if (opts.coordinatorPubkey && pinned !== saved) state.saveSigningKey(pinned!);
     this.client = new CoordinatorClient({
-      url: opts.coordinatorUrl, logger: log, ca: opts.coordinatorCa,
+      url: opts.coordinatorUrl, logger: log, ca: opts.coordinatorCa, insecure: opts.insecureCoordinator,
       answers: { pinned, allowUnsigned: opts.insecureCoordinator, onPin: (k) => state.saveSigningKey(k) },
     });
     this.privateKey = state.privateKey();
