@@ -12,11 +12,11 @@
  * @example Administer a coordinator:
  * ```ts
  * import { CoordinatorClient } from 'isthmus';
- * const c = new CoordinatorClient({ url: 'http://10.90.0.1:8080', adminToken });
+ * const c = new CoordinatorClient({ url: 'https://10.90.0.1:8080', adminToken, ca: readFileSync('coordinator-ca.pem') });
  * const { token } = await c.createToken({ uses: 10, ttl: '1h', tags: ['agent'] });
  * ```
  */
 export { Mapper, UnknownOriginalIpError, InvalidIpError, MapperApiError, type MapperOptions, type MapResult } from './mapper';
-export { CoordinatorClient, CoordinatorHttpError, SessionExpiredError, type PeerMapUpdate } from './coordinator';
+export { CoordinatorClient, CoordinatorHttpError, SessionExpiredError, InsecureCoordinatorError, type PeerMapUpdate } from './coordinator';
 export type { Peer as PeerEntry, JoinResponse, TokenView } from './coordinator';
 export { generatePrivateKey, publicKeyFromPrivate, keyToBase64, keyFromBase64 } from './protocol';

@@ -66,7 +66,7 @@ export async function runJoinBench(o: JoinBenchOptions = {}): Promise<JoinBenchR
       await coords[0].registry.init();
     }
     const urls = await Promise.all(coords.map(async (c) => (await c.listen('127.0.0.1', 0)).url));
-    const clients = urls.map((u) => new CoordinatorClient({ url: u, adminToken: admin }));
+    const clients = urls.map((u) => new CoordinatorClient({ url: u, insecure: true, adminToken: admin }));
     // The clients join from 127.0.0.1 claiming 10.x original IPs: the token must allow 10/8.
     const token = (await clients[0].createToken({ uses: -1, originalCidrs: ['10.0.0.0/8'] })).token;
     const lat: number[] = [];

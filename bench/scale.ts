@@ -243,7 +243,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       if (mapper.exited || k > 100) throw new Error(`mapper did not come up: ${mapper.output().slice(-800)}`);
       await sleep(100);
     }
-    const adm = new CoordinatorClient({ url: coords[0].url, adminToken: admin });
+    const adm = new CoordinatorClient({ url: coords[0].url, insecure: true, adminToken: admin });
     await adm.setPolicy({ rules: [{ from: ['tag:controller'], to: ['tag:agent'], ports: ['tcp/22'] }] });
     const tokens: Record<Role, string> = {
       agent: (await adm.createToken({ uses: -1, tags: ['agent'], originalCidrs: ['10.0.0.0/8'] })).token,
@@ -400,7 +400,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       return { role, i, privateKey: new Uint8Array(privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(-32)),
         publicKey: new Uint8Array(publicKey.export({ format: 'der', type: 'spki' }).subarray(-32)) };
     };
-    const client = new CoordinatorClient({ url: coords[0].url, answers: { pinned: sk.publicKey } });
+    const client = new CoordinatorClient({ url: coords[0].url, insecure: true, answers: { pinned: sk.publicKey } });
     const joinFresh = async (m: ReturnType<typeof fresh>) => client.join({ privateKey: m.privateKey, publicKey: m.publicKey, token: tokens[m.role],
       originalIp: originalIpOf(m.i), hostname: `scale-${m.role}-${m.i}` });
     const keyOf = (m: ReturnType<typeof fresh>) => Buffer.from(m.publicKey).toString('base64');

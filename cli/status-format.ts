@@ -16,6 +16,8 @@ export interface AgentStatus {
   drops: Record<string, number>;
   /** Joined agents: the peer-map checks (entries whose addresses overlap another member's are refused). */
   peerMap?: { version?: number; entries?: number; refusedEntries: number; refusedAnswers?: number };
+  /** Joined agents: the signed membership record kept in the state dir (times: ms since the epoch), records refused. */
+  record?: { issuedWallMs?: number; expiresWallMs?: number; refused: number; error?: string };
   /** The inbound flow filter's reply table (flows this member opened) and the addresses it owns. */
   flows?: { tracked: number; capacity: number; evictions: number; localAddresses: string[] };
   peers: Array<{
@@ -59,6 +61,23 @@ function fit(v: string, max: number): string {
   return v.length <= max ? v : v.slice(0, max - 1) + '…';
 }
 
+/** How long until `ms` from now, roughly: `3d`, `5h`, `12m`, `40s`. */
+function formatIn(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.round(s / 60)}m`;
+  if (s < 172_800) return `${Math.round(s / 3600)}h`;
+  return `${Math.round(s / 86_400)}d`;
+}
+
+function formatRecord(r: NonNullable<AgentStatus['record']>, nowMs: number): string {
+  const exp = r.expiresWallMs;
+  let line = exp === undefined ? 'membership record: none (the coordinator does not sign, or none received yet)'
+    : `membership record expires ${new Date(exp).toISOString()} (${exp > nowMs ? `in ${formatIn(exp - nowMs)}` : 'EXPIRED'})`;
+  if (r.refused > 0) line += `; ${r.refused} refused${r.error ? `, last: ${fit(r.error, 80)}` : ''}`;
+  return line;
+}
+
 export function formatStatus(s: AgentStatus, nowMs: number): string {
   const lines: string[] = [];
   lines.push(`member ${s.vip}  key ${s.publicKey.slice(0, 8)}…  tun ${s.tun ?? '-'}`);
@@ -70,6 +89,7 @@ export function formatStatus(s: AgentStatus, nowMs: number): string {
     const last = c.lastContactWallMs ? `last answer ${formatAge(nowMs - c.lastContactWallMs)}` : 'never answered';
     lines.push(`coordinator ${c.url}  ${c.connected ? 'connected (peer-map long-poll open)' : 'NOT connected'}, ${last}${c.error ? `; error: ${fit(c.error, 80)}` : ''}`);
   }
+  if (s.record) lines.push(formatRecord(s.record, nowMs));
   if (s.peerMap && s.peerMap.version !== undefined) lines.push(`peer map version ${s.peerMap.version}, ${s.peerMap.entries ?? s.peers.length} entries (this member's included)`);
   if (s.listen) lines.push(`listen ${s.listen.ip}:${s.listen.port}`);
   lines.push('');

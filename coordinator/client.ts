@@ -1,7 +1,7 @@
 /**
  * The library agents and the CLI use to talk to a coordinator (global fetch, Node 20).
  *
- *   const c = new CoordinatorClient({ url: 'https://coord:8080' });
+ *   const c = new CoordinatorClient({ url: 'https://coord:8080' });   // http:// only with insecure: true
  *   const j = await c.join({ privateKey, publicKey, token, originalIp, hostname });
  *   await c.watchPeers(j.sessionToken, j.version, (u) => apply(u.peers), signal);
  */
@@ -28,6 +28,17 @@ export interface CoordinatorClientOptions {
   ca?: string | Buffer;
   /** Check the signatures of join and peer-map answers (docs/SECURITY.md). */
   answers?: AnswerVerification;
+  /**
+   * Allow a plain http:// `url`: anyone on the path can read the tokens and change the answers.
+   * Tests only (the CLI's `--insecure-coordinator`). Without it an http:// URL is refused.
+   */
+  insecure?: boolean;
+}
+
+/** The coordinator URL is plain http:// and the client was not built with `insecure: true`. */
+export class InsecureCoordinatorError extends Error {
+  override name = 'InsecureCoordinatorError';
+  readonly code = 'ERR_INSECURE_COORDINATOR';
 }
 
 export interface AnswerVerification {
@@ -155,6 +166,14 @@ export class CoordinatorClient {
 
   constructor(private readonly o: CoordinatorClientOptions) {
     this.base = o.url.replace(/\/+$/, '');
+    const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(this.base)?.[1].toLowerCase();
+    if (scheme !== 'https' && scheme !== 'http') {
+      throw new Error(`coordinator URL ${JSON.stringify(o.url)} must be https://HOST:PORT`);
+    }
+    if (scheme === 'http' && !o.insecure) {
+      throw new InsecureCoordinatorError(`coordinator URL ${o.url} is plain http://: anyone on the path could read the tokens and change the peer maps. `
+        + 'Use https://, or construct the client with the option insecure: true (CLI: --insecure-coordinator) to allow it anyway');
+    }
     this.log = o.logger ?? silentLogger();
     if (o.fetch) this.f = o.fetch;
     else if (o.ca !== undefined) {

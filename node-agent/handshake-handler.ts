@@ -245,8 +245,7 @@ export class HandshakeHandler {
   }
 
   private setEndpoint(peer: Peer, kind: EndpointKind, ip: number, port: number, vip: number): void {
-    if (!peer.endpoint) peer.endpoint = new Endpoint(kind, ip, port, vip);
-    else peer.endpoint.assign(kind, ip, port, vip);
+    peer.setEndpoint(kind, ip, port, vip);
   }
 
   /** Forget all sessions of a peer (REJECT_AFTER_TIME × 3 without a new handshake). */

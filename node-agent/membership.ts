@@ -19,6 +19,7 @@ import { compileInbound } from './inbound-ports';
 import { Endpoint } from './endpoint';
 import type { PeerSpec } from './peer-set';
 import { MembershipWriter, type StateDir, type Membership } from './state-dir';
+import { checkOwnRecord } from './record-check';
 
 export interface JoinOptions {
   coordinatorUrl: string;
@@ -113,6 +114,11 @@ export class MembershipClient {
   readonly contact: { url: string; connected: boolean; lastContactWallMs: number; error?: string };
   private record: string | undefined;
   private recordRefreshing = false;
+  /** The vip and CIDR of the last accepted answer: a record received must name them. */
+  private identity: { vip: string; cidr: string } | undefined;
+  /** Records received that failed the check (record-check.ts), and why the last one did. */
+  private recordRefused = 0;
+  private recordError: string | undefined;
   /** Set by a successful re-assert, taken by the peer-map loop (it then keeps cached peers a while). */
   private reasserted = false;
   /** The peer map on disk, written at most every few seconds while it changes, and at stop(). */
@@ -126,7 +132,7 @@ export class MembershipClient {
     const pinned = opts.coordinatorPubkey?.trim() ?? saved;
     if (opts.coordinatorPubkey && pinned !== saved) state.saveSigningKey(pinned!);
     this.client = new CoordinatorClient({
-      url: opts.coordinatorUrl, logger: log, ca: opts.coordinatorCa,
+      url: opts.coordinatorUrl, logger: log, ca: opts.coordinatorCa, insecure: opts.insecureCoordinator,
       answers: { pinned, allowUnsigned: opts.insecureCoordinator, onPin: (k) => state.saveSigningKey(k) },
     });
     this.privateKey = state.privateKey();
@@ -142,14 +148,33 @@ export class MembershipClient {
     return this.record;
   }
 
-  private keepRecord(r: { record?: string }): void {
-    if (!r.record || r.record === this.record) return;
+  /** The kept record's issue and expiry times (ms since the epoch), and refused ones, for `isthmus status`. */
+  get recordStatus(): { issuedWallMs?: number; expiresWallMs?: number; refused: number; error?: string } {
+    const r = this.record ? readMembershipRecordUnverified(this.record) : undefined;
+    return { issuedWallMs: r?.iat, expiresWallMs: r?.exp, refused: this.recordRefused, ...(this.recordError ? { error: this.recordError } : {}) };
+  }
+
+  /** Keep a record received from the coordinator only if it verifies (record-check.ts); else keep the old one. */
+  private keepRecord(r: { record?: string }): boolean {
+    if (!r.record || r.record === this.record) return true;
+    const id = this.identity;
+    const c = id ? checkOwnRecord(r.record, { signingKey: this.client.signingKey, publicKey: this.publicKey, vip: id.vip, cidr: id.cidr, now: Date.now() })
+      : { ok: false as const, reason: 'no accepted answer to check it against' };
+    if (!c.ok) {
+      this.recordRefused++;
+      this.recordError = `membership record refused: ${c.reason}`;
+      this.log.error({ reason: c.reason, recordRefused: this.recordRefused }, 'membership record from the coordinator refused; not stored (the one kept stays)');
+      return false;
+    }
+    this.recordError = undefined;
     this.record = r.record;
     this.state.saveRecord(r.record);
+    return true;
   }
 
   private accepted(r: JoinResponse): Membership {
     this.sessionToken = r.sessionToken;
+    this.identity = { vip: r.vip, cidr: r.cidr };
     this.keepRecord(r);
     const m: Membership = { vip: r.vip, cidr: r.cidr, version: r.version, peers: r.peers };
     this.contacted();
@@ -188,7 +213,7 @@ export class MembershipClient {
     if (!stale) return false;
     this.recordRefreshing = true;
     try {
-      this.keepRecord(await this.client.record(this.sessionToken));
+      if (!this.keepRecord(await this.client.record(this.sessionToken))) return false;
       this.log.info('membership record refreshed');
       return true;
     } catch (err) {

@@ -33,7 +33,7 @@ import type { Clock, DatagramBatch } from '../common';
 import { CryptoBatch, type BatchAead } from './batch-crypto';
 import type { DropCounters } from './drop-reason';
 import type { FlowFilter } from './flow-filter';
-import { Endpoint, EndpointKind, type InsideWriter } from './endpoint';
+import { EndpointKind, type InsideWriter } from './endpoint';
 import type { HandshakeHandler } from './handshake-handler';
 import type { IndexTable } from './index-table';
 import type { Peer } from './peer';
@@ -196,8 +196,7 @@ export class OutsidePath {
     const ip = direct ? addr : 0;
     const p = direct ? port : 0;
     const vip = direct ? 0 : addr;
-    if (!peer.endpoint) peer.endpoint = new Endpoint(kind, ip, p, vip);
-    else if (!peer.endpoint.equals(kind, ip, p, vip)) peer.endpoint.assign(kind, ip, p, vip);
+    peer.setEndpoint(kind, ip, p, vip);
     const hs = this.c.handshakes;
     if (keypair === peer.next) hs.confirmNext(peer);
     peer.timers.anyAuthenticatedPacketReceived(now);

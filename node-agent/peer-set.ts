@@ -5,7 +5,9 @@
  *
  * O(change), not O(peers): an upsert or removal touches only that peer's own routes; a peer
  * is a directory record until it is used (peer.ts), and `live()` lists only the peers with
- * session state, so the timer tick and `trimIdle` cost O(live peers).
+ * session state, so the timer tick and `trimIdle` cost O(live peers). Direct endpoints are
+ * indexed by IP (peer.ts tells the set when one changes), so finding the sender of a packet
+ * under an unknown session index is O(1) too.
  */
 import { AllowedIps, createPeerCrypto, type PeerCrypto, type LocalIdentity, CookieGenerator, TimerStateMachine, type TimerConfig, keyFromBase64, isLowOrderPoint, HandshakeKeyError } from '../protocol';
 import type { Clock, Prefix } from '../common';
@@ -32,6 +34,10 @@ export class PeerSet implements PeerSessionFactory {
   private readonly byKey = new Map<string, Peer>();
   /** Peers holding session state (made on first use, dropped by trimIdle). */
   private readonly liveSet = new Set<Peer>();
+  /** Peers by the IPv4 address of their direct endpoint (several may share one, behind a NAT). */
+  private readonly byDirectIp = new Map<number, Peer[]>();
+  /** The address each peer is indexed under in byDirectIp. */
+  private readonly indexedIp = new Map<Peer, number>();
   /** Session states made so far (tests and metrics: lazy peers come and go). */
   materialised = 0;
 
@@ -54,10 +60,32 @@ export class PeerSet implements PeerSessionFactory {
     return this.byKey.get(Buffer.from(publicKey).toString('base64'));
   }
 
-  /** The peer whose direct endpoint has this IPv4 address (few direct peers: a scan is fine). */
+  /** A peer whose direct endpoint has this IPv4 address (the first indexed, when several share it); O(1). */
   byDirectSource(ip: number): Peer | undefined {
-    for (const p of this.byKey.values()) if (p.endpoint && p.endpoint.kind === EndpointKind.Direct && p.endpoint.ip === ip) return p;
-    return undefined;
+    return this.byDirectIp.get(ip)?.[0];
+  }
+
+  /** peer.ts: `peer`'s endpoint changed; move it in the direct-IP index. */
+  endpointChanged(peer: Peer): void {
+    const e = peer.endpoint;
+    const ip = e && e.kind === EndpointKind.Direct && this.byKey.get(peer.publicKeyBase64) === peer ? e.ip : undefined;
+    const old = this.indexedIp.get(peer);
+    if (old === ip) return;
+    if (old !== undefined) this.unindex(peer, old);
+    if (ip === undefined) return;
+    this.indexedIp.set(peer, ip);
+    const list = this.byDirectIp.get(ip);
+    if (list) list.push(peer);
+    else this.byDirectIp.set(ip, [peer]);
+  }
+
+  private unindex(peer: Peer, ip: number): void {
+    this.indexedIp.delete(peer);
+    const list = this.byDirectIp.get(ip);
+    if (!list) return;
+    const i = list.indexOf(peer);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.byDirectIp.delete(ip);
   }
 
   all(): IterableIterator<Peer> {
@@ -125,6 +153,7 @@ export class PeerSet implements PeerSessionFactory {
       if (isLowOrderPoint(pub)) throw new HandshakeKeyError('peer public key is a low-order point (static-static DH is zero)');
       peer = new Peer(pub, spec.publicKey, this, spec.allowedIps, spec.endpoint, psk, keepaliveMs);
       this.byKey.set(spec.publicKey, peer);
+      this.endpointChanged(peer);
     } else {
       this.unroute(peer);
       peer.allowedIps = spec.allowedIps;
@@ -153,6 +182,8 @@ export class PeerSet implements PeerSessionFactory {
     if (!peer) return false;
     this.byKey.delete(publicKeyBase64);
     this.liveSet.delete(peer);
+    const ip = this.indexedIp.get(peer);
+    if (ip !== undefined) this.unindex(peer, ip);
     this.unroute(peer);
     this.onRemove(peer);
     return true;

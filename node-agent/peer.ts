@@ -13,7 +13,7 @@
  */
 import type { Keypair, TimerStateMachine, PeerCrypto, InitiatorState, CookieGenerator } from '../protocol';
 import type { Prefix } from '../common';
-import type { Endpoint } from './endpoint';
+import { Endpoint, type EndpointKind } from './endpoint';
 import { PortSet } from '../policy';
 
 /** Packets held while a handshake is under way (wireguard-go's QueueStagedSize). Oldest dropped first. */
@@ -41,6 +41,8 @@ export interface PeerSessionFactory {
   materialise(peer: Peer): PeerSession;
   /** Its handshake crypto alone (after its preshared key changed). */
   crypto(peer: Peer): PeerCrypto;
+  /** Its endpoint changed (the peer set keeps its index of direct endpoints by IP). */
+  endpointChanged?(peer: Peer): void;
 }
 
 export class Peer {
@@ -67,6 +69,7 @@ export class Peer {
   inbound: PortSet = PortSet.ALL;
 
   readonly staged: Buffer[] = [];
+  private ep: Endpoint | undefined;
   readonly stats: PeerStats = { rxBytes: 0, txBytes: 0, rxPackets: 0, txPackets: 0, handshakes: 0, lastHandshakeWallMs: 0 };
 
   constructor(
@@ -74,12 +77,36 @@ export class Peer {
     readonly publicKeyBase64: string,
     private readonly factory: PeerSessionFactory,
     public allowedIps: Prefix[],
-    public endpoint: Endpoint | undefined,
+    endpoint: Endpoint | undefined,
     /** Configured preshared key (WireGuard PresharedKey), if any. */
     public presharedKey: Uint8Array | undefined = undefined,
     /** 0 disables (WireGuard PersistentKeepalive, in ms). */
     public persistentKeepaliveMs = 0,
-  ) {}
+  ) {
+    this.ep = endpoint;
+  }
+
+  /**
+   * Where its messages go. Change it only through this setter or `setEndpoint` (never
+   * `endpoint.assign` from outside): the peer set indexes direct endpoints by IP.
+   */
+  get endpoint(): Endpoint | undefined {
+    return this.ep;
+  }
+
+  set endpoint(e: Endpoint | undefined) {
+    this.ep = e;
+    this.factory.endpointChanged?.(this);
+  }
+
+  /** Follow the last authenticated packet (roaming): in place, no allocation once it has one. */
+  setEndpoint(kind: EndpointKind, ip: number, port: number, vip: number): void {
+    const e = this.ep;
+    if (!e) this.ep = new Endpoint(kind, ip, port, vip);
+    else if (e.equals(kind, ip, port, vip)) return;
+    else e.assign(kind, ip, port, vip);
+    this.factory.endpointChanged?.(this);
+  }
 
   /** The peer's handshake crypto (static-static DH precomputed); made on first use. */
   get crypto(): PeerCrypto {

@@ -48,6 +48,9 @@ export const DROP_REASONS = [
   'mesh-lookup-limited',
   /** MESH_HELLO/ACK with a bad MAC, stale timestamp, reused nonce or unknown echo */
   'mesh-bad-hello',
+  /** MESH_REAUTH with a bad MAC (forged, or a 4-byte one from an older relay), stale timestamp,
+   *  reused nonce, or naming a relay that is not our peer at the address it came from */
+  'mesh-bad-reauth',
   /** DATA or MESH_DATA between two members the access policy does not connect (policy/) */
   'policy',
   /** DATA or MESH_DATA while the policy or the other member's tags are still being loaded

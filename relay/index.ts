@@ -16,6 +16,7 @@ export type { RelayStatsSnapshot } from './stats';
 export { ChallengeIssuer } from './challenge';
 export { RedisMemberDirectory, RedisSessionRecorder } from './redis-directory';
 export { followMemberRemovals, removedVip } from './member-events';
+export { RelayEventSubscriber, type RelayEventsOptions } from './redis-events';
 export type { RedisDirectoryOptions, SessionRecorderOptions } from './redis-directory';
 export { RedisRelayStatsPublisher, RELAY_STATS_INTERVAL_MS, type RelayStatsPublisherOptions } from './redis-stats';
 export { registerRelayMetrics } from './metrics';

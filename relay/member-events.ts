@@ -4,31 +4,37 @@
  * its cached key → vip answer and unbinds its session at once, instead of forwarding for it
  * until the session idles out.
  */
-import type Redis from 'ioredis';
-import { type Logger, parseAddr, EventType, decodeEvent, redisKeys } from '../common';
+import { parseAddr, EventType, decodeEvent } from '../common';
+import type { RelayEventSubscriber } from './redis-events';
 
 /** Pure: the vip of a `node-removed` event message, else undefined. */
 export function removedVip(message: string): number | undefined {
   const e = decodeEvent(message);
-  if (e?.type !== EventType.NodeRemoved) return undefined;
+  return e?.type === EventType.NodeRemoved ? vipOf(e.vip) : undefined;
+}
+
+function vipOf(text: string): number | undefined {
   try {
-    return parseAddr(e.vip);
+    return parseAddr(text);
   } catch {
     return undefined;
   }
 }
 
-/** Subscribe on a dedicated connection (a subscribed ioredis client can do nothing else). */
-export async function followMemberRemovals(redis: Redis, prefix: string, onRemoved: (vip: number) => void, log: Logger): Promise<() => Promise<void>> {
-  const sub = redis.duplicate();
-  // Reachability is logged once per change on the main client (watchRedis), not per retry here.
-  sub.on('error', (e: Error) => log.debug({ err: e.message }, 'redis events connection error'));
-  sub.on('message', (_channel: string, message: string) => {
-    const vip = removedVip(message);
+/**
+ * Follow `node-removed` on the relay's shared subscription (started here if it was not yet);
+ * returns the function that stops following (the subscription is its owner's to close).
+ */
+export async function followMemberRemovals(events: RelayEventSubscriber, onRemoved: (vip: number) => void): Promise<() => void> {
+  const off = events.on([EventType.NodeRemoved], (e) => {
+    const vip = e.type === EventType.NodeRemoved ? vipOf(e.vip) : undefined;
     if (vip !== undefined) onRemoved(vip);
   });
-  await sub.subscribe(redisKeys(prefix).events);
-  return async () => {
-    await sub.quit().catch(() => sub.disconnect());
-  };
+  try {
+    await events.start();
+  } catch (err) {
+    off();
+    throw err;
+  }
+  return off;
 }

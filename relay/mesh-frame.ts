@@ -33,7 +33,16 @@
  *   MESH_DATA was authenticated, "-v2" with the HMAC tag: relays of different versions do not
  *   handshake).
  *
- *   MESH_REAUTH (0x23): header only (4 bytes): "I do not trust your address, say HELLO again".
+ *   MESH_REAUTH (0x23): "I do not trust your address (or your key), say HELLO again":
+ *
+ *   type(1) reserved(3) timestamp ms(8, BE) nonce(16) idLen(1) relay id(idLen ≤ 64) mac(16)
+ *
+ *   the sender's relay id, and `mac` = BLAKE2s-128 keyed by the mesh key over everything before
+ *   it, after the label "isthmus-mesh-reauth-v3". Not the MESH_DATA SipHash key: a REAUTH is
+ *   sent exactly when the two relays share no data key (the sender restarted, or lost the key
+ *   the frame was sealed with), so it is authenticated like a HELLO, with the long-term mesh key;
+ *   the receiver checks the timestamp window and uses each nonce once (as for HELLOs). Until
+ *   this layout a REAUTH was 4 bytes with no MAC; those are now dropped as `mesh-bad-reauth`.
  */
 import { blake2s } from '@noble/hashes/blake2s';
 import { timingSafeEqual } from 'node:crypto';
@@ -65,7 +74,11 @@ export const MESH_ID_MAX_LEN = 64;
 /** type(1) reserved(3) ts(8) nonce(16) echo(16) idLen(1) */
 const HELLO_FIXED_LEN = 4 + 8 + MESH_NONCE_LEN + MESH_NONCE_LEN + 1;
 export const MESH_HELLO_MIN_LEN = HELLO_FIXED_LEN + 1 + MESH_MAC_LEN;
-export const MESH_REAUTH_LEN = 4;
+/** The shortest mesh frame of any type (the 4-byte type/reserved head). */
+export const MESH_FRAME_MIN_LEN = 4;
+/** type(1) reserved(3) ts(8) nonce(16) idLen(1) */
+const REAUTH_FIXED_LEN = 4 + 8 + MESH_NONCE_LEN + 1;
+export const MESH_REAUTH_MIN_LEN = REAUTH_FIXED_LEN + 1 + MESH_MAC_LEN;
 
 const LABEL = Buffer.from('isthmus-mesh-v1');
 /**
@@ -74,12 +87,20 @@ const LABEL = Buffer.from('isthmus-mesh-v1');
  */
 const HELLO_LABEL = Buffer.from('isthmus-mesh-v3');
 const DATA_KEY_LABEL = Buffer.from('isthmus-mesh-data-v3');
+const REAUTH_LABEL = Buffer.from('isthmus-mesh-reauth-v3');
 
 export interface MeshHello {
   type: typeof MeshFrameType.HELLO | typeof MeshFrameType.HELLO_ACK;
   timestampMs: number;
   nonce: Uint8Array;
   echo: Uint8Array;
+  relayId: string;
+}
+
+export interface MeshReauth {
+  timestampMs: number;
+  nonce: Uint8Array;
+  /** The relay asking for a new HELLO. */
   relayId: string;
 }
 
@@ -232,4 +253,30 @@ export function writeMeshDataHeader(buf: Uint8Array, off: number, dstVip: number
   buf[off] = MeshFrameType.DATA;
   writeAddr(buf, off + MESH_OFFSET_DST, dstVip);
   writeAddr(buf, off + MESH_OFFSET_SRC, srcVip);
+}
+
+export function encodeMeshReauth(r: MeshReauth, key: Uint8Array): Buffer {
+  const id = Buffer.from(r.relayId, 'utf8');
+  if (id.length < 1 || id.length > MESH_ID_MAX_LEN) throw new RangeError(`relay id must be 1-${MESH_ID_MAX_LEN} bytes`);
+  if (r.nonce.length !== MESH_NONCE_LEN) throw new RangeError('nonce is 16 bytes');
+  const b = Buffer.alloc(REAUTH_FIXED_LEN + id.length + MESH_MAC_LEN);
+  b[0] = MeshFrameType.REAUTH;
+  b.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(r.timestampMs))), 4);
+  b.set(r.nonce, 12);
+  b[28] = id.length;
+  id.copy(b, 29);
+  const body = b.subarray(0, 29 + id.length);
+  b.set(blake2s(Buffer.concat([REAUTH_LABEL, body]), { key, dkLen: MESH_MAC_LEN }), 29 + id.length);
+  return b;
+}
+
+/** Decode and authenticate a MESH_REAUTH; undefined on any length, type or MAC mismatch. Never throws. */
+export function decodeMeshReauth(buf: Uint8Array, off: number, len: number, key: Uint8Array): MeshReauth | undefined {
+  if (len < MESH_REAUTH_MIN_LEN || off < 0 || off + len > buf.length || buf[off] !== MeshFrameType.REAUTH) return undefined;
+  const idLen = buf[off + 28];
+  if (idLen < 1 || idLen > MESH_ID_MAX_LEN || len !== REAUTH_FIXED_LEN + idLen + MESH_MAC_LEN) return undefined;
+  const b = Buffer.from(buf.buffer, buf.byteOffset + off, len);
+  const expected = blake2s(Buffer.concat([REAUTH_LABEL, b.subarray(0, 29 + idLen)]), { key, dkLen: MESH_MAC_LEN });
+  if (!timingSafeEqual(Buffer.from(expected), b.subarray(29 + idLen))) return undefined;
+  return { timestampMs: Number(b.readBigUInt64BE(4)), nonce: Uint8Array.from(b.subarray(12, 28)), relayId: b.subarray(29, 29 + idLen).toString('utf8') };
 }

@@ -7,16 +7,17 @@
  *     key is missing but the relay's address is known from before (it expired while Redis was
  *     unreachable or failing over, and the relay has not re-registered yet), the known address
  *     answers: the session record still names the relay.
- *   - `P:events` subscription (a second connection): session-up/down go to the mesh, which
- *     invalidates its route cache at once; after a reconnect the mesh re-checks every route
- *     (events may have been missed while Redis was away).
+ *   - `P:events` (the relay's one subscription, redis-events.ts): session-up/down go to the mesh,
+ *     which invalidates its route cache at once; after a reconnect the mesh re-checks every
+ *     route (events may have been missed while Redis was away).
  *   - `P:mesh-key`: the shared mesh secret when no --mesh-key file is given. Created once with
  *     SET NX by the first relay; whoever can read Redis is already trusted with the cluster.
  */
 import { randomBytes } from 'node:crypto';
 import type Redis from 'ioredis';
-import { type Logger, DEFAULT_PREFIX, EventType, decodeEvent, isNodeEvent, redisKeys, type RedisKeys, type SessionEvent, formatAddr, parseAddr } from '../common';
+import { type Logger, DEFAULT_PREFIX, EventType, redisKeys, type RedisKeys, type SessionEvent, formatAddr, parseAddr } from '../common';
 import type { MeshHome, MeshRouteSource, MeshSessionEvent } from './mesh';
+import { RelayEventSubscriber } from './redis-events';
 
 export interface MeshRegistryOptions {
   relayId: string;
@@ -31,13 +32,17 @@ export interface MeshRegistryOptions {
   /** @default 3 × heartbeatMs */
   ttlMs?: number;
   logger: Logger;
+  /** The relay's shared `P:events` subscription; without it the registry opens its own. */
+  events?: RelayEventSubscriber;
 }
 
 export class RedisMeshRegistry implements MeshRouteSource {
   private readonly keys: RedisKeys;
   private readonly heartbeatMs: number;
   private readonly ttlMs: number;
-  private sub: Redis | undefined;
+  /** The subscription this registry opened itself (no `events` option), closed by stop(). */
+  private ownEvents: RelayEventSubscriber | undefined;
+  private unlisten: (() => void)[] = [];
   private timer: NodeJS.Timeout | undefined;
   private onReady: (() => void) | undefined;
   private readonly listeners: ((e: MeshSessionEvent | undefined) => void)[] = [];
@@ -64,21 +69,18 @@ export class RedisMeshRegistry implements MeshRouteSource {
   }
 
   async start(): Promise<void> {
-    const sub = this.redis.duplicate();
-    this.sub = sub;
-    // Reachability is logged once per change on the main client (watchRedis), not per retry here.
-    sub.on('error', (e: Error) => this.o.logger.debug({ err: e.message }, 'redis (mesh events) error'));
-    let first = true;
-    sub.on('ready', () => {
-      if (first) {
-        first = false;
-        return;
-      }
-      this.o.logger.info('mesh events resubscribed; dropping cached routes');
-      this.emit(undefined);
-    });
-    sub.on('message', (_ch: string, msg: string) => this.onMessage(msg));
-    await sub.subscribe(this.keys.events);
+    let events = this.o.events;
+    if (!events) {
+      this.ownEvents ??= new RelayEventSubscriber(this.redis, { prefix: this.o.prefix, logger: this.o.logger });
+      events = this.ownEvents;
+    }
+    if (this.unlisten.length === 0) {
+      this.unlisten.push(
+        events.on([EventType.SessionUp, EventType.SessionDown], (e) => this.onSessionEvent(e as SessionEvent)),
+        events.onResubscribed(() => this.emit(undefined)),
+      );
+    }
+    await events.start();
     await this.heartbeat();
     // Logged once per failure streak (Redis down or failing over), not once per beat.
     let failing = false;
@@ -115,9 +117,7 @@ export class RedisMeshRegistry implements MeshRouteSource {
     this.lastKnown.set(relayId, { ip, port });
   }
 
-  private onMessage(msg: string): void {
-    const e = decodeEvent(msg);
-    if (!e || isNodeEvent(e) || e.type === EventType.PolicyChanged || e.type === EventType.ProxyUserChanged) return;
+  private onSessionEvent(e: SessionEvent): void {
     let vip: number;
     try {
       vip = parseAddr(e.vip);
@@ -165,8 +165,10 @@ export class RedisMeshRegistry implements MeshRouteSource {
     this.timer = undefined;
     if (this.onReady) this.redis.off('ready', this.onReady);
     this.onReady = undefined;
-    this.sub?.disconnect();
-    this.sub = undefined;
+    for (const off of this.unlisten) off();
+    this.unlisten = [];
+    this.ownEvents?.stop().catch(() => undefined);
+    this.ownEvents = undefined;
     await this.redis.del(this.keys.relay(this.o.relayId)).catch(() => undefined);
   }
 }

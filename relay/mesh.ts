@@ -23,7 +23,9 @@
  *     its tag verifies under that sender's key and its counter is new (replay window). So
  *     nobody on the mesh network can forge a source vip (which the policy check and the
  *     members' cryptokey routing rely on) or replay frames. An untrusted sender, or one whose
- *     tags fail, gets MESH_REAUTH (rate-limited).
+ *     tags fail, gets MESH_REAUTH (rate-limited), itself MACed with the mesh key like a HELLO
+ *     (the two relays share no data key then); a forged or replayed one is dropped
+ *     ('mesh-bad-reauth') and costs no handshake.
  *   - access policy: the home relay checks MESH_DATA again (policy-gate.ts), the sender's
  *     tags looked up like any remote member's; a frame from a sender whose tags are being
  *     looked up is held and run through `rerun` when they are known.
@@ -39,8 +41,8 @@ import { LRUCache } from 'lru-cache';
 import { type Clock, type Logger, type DatagramBatch, type DatagramSocket, formatAddr, EventType, type SessionEventType } from '../common';
 import { FrameType, RELAY_HEADER_LEN, readU32, MSG_TRANSPORT_MIN_SIZE } from '../protocol';
 import {
-  MESH_COUNTER_REKEY, MESH_DATA_HEADER_LEN, MESH_NONCE_LEN, MESH_OFFSET_DST, MESH_OFFSET_SRC, MESH_REAUTH_LEN, MeshFrameType, decodeMeshHello,
-  deriveMeshDataKey, encodeMeshHello, expandMeshCounter, openMeshData, readMeshCounter, sealMeshData, writeMeshDataHeader,
+  MESH_COUNTER_REKEY, MESH_DATA_HEADER_LEN, MESH_FRAME_MIN_LEN, MESH_NONCE_LEN, MESH_OFFSET_DST, MESH_OFFSET_SRC, MeshFrameType, decodeMeshHello,
+  decodeMeshReauth, deriveMeshDataKey, encodeMeshHello, encodeMeshReauth, expandMeshCounter, openMeshData, readMeshCounter, sealMeshData, writeMeshDataHeader,
 } from './mesh-frame';
 import { HeldFrames } from './mesh-held';
 import { MeshTrust } from './mesh-trust';
@@ -131,6 +133,8 @@ interface Peer {
   /** MESH_DATA key towards this peer, from our last HELLO it ACKed; undefined until then. */
   txKey: Uint8Array | undefined;
   txCounter: number;
+  /** Authentic MESH_REAUTHs from it that made us HELLO again. */
+  reauths: number;
 }
 
 interface Route {
@@ -161,7 +165,6 @@ export class Mesh {
   private readonly trust: MeshTrust;
   private readonly held = new HeldFrames();
   private readonly scratch = Buffer.alloc(MESH_DATA_HEADER_LEN + 65536);
-  private readonly reauthFrame = Buffer.from([MeshFrameType.REAUTH, 0, 0, 0]);
   private timer: NodeJS.Timeout | undefined;
   private closed = true;
   private dirty = false;
@@ -210,8 +213,8 @@ export class Mesh {
   }
 
   /** Known peers and whether each has completed the handshake (status, tests). */
-  peerStates(): { id: string; addr: string; ready: boolean }[] {
-    return [...this.peers.values()].map((p) => ({ id: p.id, addr: `${formatAddr(p.addr)}:${p.port}`, ready: p.ready }));
+  peerStates(): { id: string; addr: string; ready: boolean; reauths: number }[] {
+    return [...this.peers.values()].map((p) => ({ id: p.id, addr: `${formatAddr(p.addr)}:${p.port}`, ready: p.ready, reauths: p.reauths }));
   }
 
   /** The cached home relay id of a vip, if any (tests, status). */
@@ -355,7 +358,7 @@ export class Mesh {
     if (!p) {
       p = {
         id: h.relayId, addr: h.addr >>> 0, port: h.port, ready: false, lastHelloAt: -Infinity, nonce: new Uint8Array(MESH_NONCE_LEN),
-        txKey: undefined, txCounter: 0,
+        txKey: undefined, txCounter: 0, reauths: 0,
       };
       this.peers.set(h.relayId, p);
     } else if (p.addr !== h.addr >>> 0 || p.port !== h.port) {
@@ -456,14 +459,14 @@ export class Mesh {
 
   private meshFrame(buf: Buffer, off: number, len: number, addr: number, port: number, now: number, verified = false): void {
     const l = this.local!;
-    if (len < MESH_REAUTH_LEN) return l.stats.drop('too-short');
+    if (len < MESH_FRAME_MIN_LEN) return l.stats.drop('too-short');
     const type = buf[off];
     if (type === MeshFrameType.DATA) {
       const sender = this.trust.sender(addr, port);
       if (!sender) {
         l.stats.drop('mesh-untrusted');
         // At most one MESH_REAUTH per source per tick: never an amplifier.
-        if (this.trust.mayReauth(addr, port)) this.c.socket.send(this.reauthFrame, 0, MESH_REAUTH_LEN, addr, port);
+        if (this.trust.mayReauth(addr, port)) this.sendReauth(addr, port);
         return;
       }
       if (len < MESH_DATA_HEADER_LEN + MSG_TRANSPORT_MIN_SIZE) return l.stats.drop('too-short');
@@ -478,7 +481,7 @@ export class Mesh {
           if (prev === undefined || !openMeshData(buf, off, len, prev.key, n)) {
             l.stats.drop('mesh-bad-mac');
             // A sender that lost our key (we restarted and it re-keyed elsewhere) handshakes again.
-            if (this.trust.mayReauth(addr, port)) this.c.socket.send(this.reauthFrame, 0, MESH_REAUTH_LEN, addr, port);
+            if (this.trust.mayReauth(addr, port)) this.sendReauth(addr, port);
             return;
           }
           rx = prev;
@@ -507,17 +510,32 @@ export class Mesh {
       return;
     }
     if (type === MeshFrameType.HELLO || type === MeshFrameType.HELLO_ACK) return this.onHello(buf, off, len, addr, port, now);
-    if (type === MeshFrameType.REAUTH) {
-      for (const p of this.peers.values()) {
-        if (p.addr === addr >>> 0 && p.port === port) {
-          p.ready = false;
-          p.lastHelloAt = -Infinity;
-          this.sendHello(p, now, MeshFrameType.HELLO);
-        }
-      }
-      return;
-    }
+    if (type === MeshFrameType.REAUTH) return this.onReauth(buf, off, len, addr, port, now);
     l.stats.drop('unknown-type');
+  }
+
+  /** "HELLO again, please" (rate-limited by the caller), MACed with the mesh key (mesh-frame.ts). */
+  private sendReauth(addr: number, port: number): void {
+    const f = encodeMeshReauth({ timestampMs: this.wallNow(), nonce: randomBytes(MESH_NONCE_LEN), relayId: this.o.relayId }, this.o.key);
+    this.c.socket.send(f, 0, f.length, addr, port);
+  }
+
+  /**
+   * A peer relay asks for a new HELLO. Only an authentic, fresh, unused REAUTH from the relay
+   * it names, at that relay's mesh address, counts: anything else would let whoever can send
+   * to the mesh port make this relay drop its trusted state and re-handshake at will.
+   */
+  private onReauth(buf: Buffer, off: number, len: number, addr: number, port: number, now: number): void {
+    const l = this.local!;
+    const r = decodeMeshReauth(buf, off, len, this.o.key);
+    if (!r || Math.abs(this.wallNow() - r.timestampMs) > this.o.maxSkewMs || r.relayId === this.o.relayId) return l.stats.drop('mesh-bad-reauth');
+    const p = this.peers.get(r.relayId);
+    if (!p || p.addr !== addr >>> 0 || p.port !== port) return l.stats.drop('mesh-bad-reauth');
+    if (!this.trust.firstUse(r.nonce, r.timestampMs)) return l.stats.drop('mesh-bad-reauth');
+    p.reauths++;
+    p.ready = false;
+    p.lastHelloAt = -Infinity;
+    this.sendHello(p, now, MeshFrameType.HELLO);
   }
 
   private onHello(buf: Buffer, off: number, len: number, addr: number, port: number, now: number): void {

@@ -3,24 +3,34 @@
  *
  *   - policy: GET `P:policy` (JSON text; absent = no policy), written by the coordinator.
  *   - tags: HGET `P:node:<vip>` `tags` (a JSON array, from the member's token or an admin).
- *   - events: a dedicated subscription to `P:events`: `policy-changed`, `node-up`/`node-changed`
- *     (tags may differ), `node-removed`; after a reconnect, `undefined` (events may have been
- *     missed while Redis was away, so the relay re-reads the policy and every tag it holds).
+ *   - events: `P:events` through the relay's one subscription (redis-events.ts):
+ *     `policy-changed`, `node-up`/`node-changed` (tags may differ), `node-removed`; after a
+ *     reconnect, `undefined` (events may have been missed while Redis was away, so the relay
+ *     re-reads the policy and every tag it holds).
  */
 import type Redis from 'ioredis';
-import { type Logger, formatAddr, parseAddr, DEFAULT_PREFIX, EventType, decodeEvent, redisKeys, type RedisKeys } from '../common';
+import { type ClusterEvent, type Logger, formatAddr, parseAddr, DEFAULT_PREFIX, EventType, decodeEvent, redisKeys, type RedisKeys } from '../common';
 import type { PolicySource, PolicySourceEvent } from './policy-source';
+import { RelayEventSubscriber } from './redis-events';
 
 export interface RedisPolicySourceOptions {
   /** Redis key prefix. @default DEFAULT_PREFIX */
   prefix?: string;
   logger: Logger;
+  /** The relay's shared `P:events` subscription; without it the source opens its own. */
+  events?: RelayEventSubscriber;
 }
 
 /** Pure: the PolicySourceEvent of a `P:events` message, else undefined (session events, junk). */
 export function policySourceEvent(message: string): PolicySourceEvent | undefined {
   const e = decodeEvent(message);
-  if (!e) return undefined;
+  return e ? policySourceEventOf(e) : undefined;
+}
+
+/** The event types a PolicySource follows. */
+const POLICY_EVENT_TYPES = [EventType.PolicyChanged, EventType.NodeUp, EventType.NodeChanged, EventType.NodeRemoved] as const;
+
+function policySourceEventOf(e: ClusterEvent): PolicySourceEvent | undefined {
   if (e.type === EventType.PolicyChanged) return { type: EventType.PolicyChanged };
   if (e.type !== EventType.NodeUp && e.type !== EventType.NodeChanged && e.type !== EventType.NodeRemoved) return undefined;
   let vip: number;
@@ -47,7 +57,9 @@ export function parseStoredTags(field: string | null): readonly string[] | undef
 export class RedisPolicySource implements PolicySource {
   private readonly keys: RedisKeys;
   private readonly listeners: ((e: PolicySourceEvent | undefined) => void)[] = [];
-  private sub: Redis | undefined;
+  /** The subscription this source opened itself (no `events` option), closed by stop(). */
+  private ownEvents: RelayEventSubscriber | undefined;
+  private unlisten: (() => void)[] = [];
 
   constructor(private readonly redis: Redis, private readonly o: RedisPolicySourceOptions) {
     this.keys = redisKeys(o.prefix ?? DEFAULT_PREFIX);
@@ -57,32 +69,31 @@ export class RedisPolicySource implements PolicySource {
     this.listeners.push(listener);
   }
 
-  /** Subscribe to `P:events` on a dedicated connection. */
+  /** Follow `P:events` (the shared subscription, or one of its own); safe to retry. */
   async start(): Promise<void> {
-    const sub = this.redis.duplicate();
-    this.sub = sub;
-    // Reachability is logged once per change on the main client (watchRedis), not per retry here.
-    sub.on('error', (e: Error) => this.o.logger.debug({ err: e.message }, 'redis (policy events) error'));
-    let first = true;
-    sub.on('ready', () => {
-      if (first) {
-        first = false;
-        return;
-      }
-      this.o.logger.info('policy events resubscribed; re-reading the policy and tags');
-      this.emit(undefined);
-    });
-    sub.on('message', (_ch: string, msg: string) => {
-      const e = policySourceEvent(msg);
-      if (e) this.emit(e);
-    });
-    await sub.subscribe(this.keys.events);
+    let events = this.o.events;
+    if (!events) {
+      this.ownEvents ??= new RelayEventSubscriber(this.redis, { prefix: this.o.prefix, logger: this.o.logger });
+      events = this.ownEvents;
+    }
+    if (this.unlisten.length === 0) {
+      this.unlisten.push(
+        events.on(POLICY_EVENT_TYPES, (ev) => {
+          const e = policySourceEventOf(ev);
+          if (e) this.emit(e);
+        }),
+        events.onResubscribed(() => this.emit(undefined)),
+      );
+    }
+    await events.start();
   }
 
   async stop(): Promise<void> {
-    const sub = this.sub;
-    this.sub = undefined;
-    if (sub) await sub.quit().catch(() => sub.disconnect());
+    for (const off of this.unlisten) off();
+    this.unlisten = [];
+    const own = this.ownEvents;
+    this.ownEvents = undefined;
+    await own?.stop();
   }
 
   private emit(e: PolicySourceEvent | undefined): void {

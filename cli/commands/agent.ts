@@ -163,6 +163,7 @@ async function runJoined(args: AgentArgs, log: Logger): Promise<void> {
   const peerMapStatus = () => ({
     coordinator: { ...membership.contact },
     peerMap: { version: membership.mapVersion, entries: membership.entries.length, refusedEntries: membership.refusedPeerEntries, refusedAnswers: membership.client.refusedAnswers },
+    record: membership.recordStatus,
   });
   await serveStatus(args, agent, log, peerMapStatus);
   await serveAgentMetrics(args, agent, log);

@@ -1,10 +1,10 @@
 import type { CommandModule } from 'yargs';
 import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
-import { connectRedis, forComponent, isRedisUnavailableError, watchRedis, systemClock, DEFAULT_PREFIX, redisReadiness, type ReadinessCheck } from '../../common';
+import { connectRedis, forComponent, isRedisUnavailableError, watchRedis, systemClock, redisReadiness, type ReadinessCheck } from '../../common';
 import { openBestDatagramSocket } from '../../native-bindings';
 import type Redis from 'ioredis';
-import { createRelay, deriveMeshKey, followMemberRemovals, Mesh, MemberFileError, RedisMeshRegistry, RedisMemberDirectory, RedisPolicySource, RedisRelayStatsPublisher, RedisSessionRecorder, StaticMemberDirectory, type MemberDirectory, type SessionListener, registerRelayMetrics } from '../../relay';
+import { createRelay, deriveMeshKey, followMemberRemovals, Mesh, MemberFileError, RedisMeshRegistry, RedisMemberDirectory, RedisPolicySource, RedisRelayStatsPublisher, RelayEventSubscriber, RedisSessionRecorder, StaticMemberDirectory, type MemberDirectory, type SessionListener, registerRelayMetrics } from '../../relay';
 import { CliError, onShutdown } from '../shutdown';
 import { worldAccess } from '../secret-file';
 import { checkRedisArgs, checkRedisPrefix, redisGiven, redisOptions, redisSpecFromArgs, type RedisArgs } from '../redis-options';
@@ -159,6 +159,14 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
       }
     };
     const id = args.id ?? `${hostname()}:${socket.localAddress.port}`;
+    // One subscription to P:events for the mesh routes, the policy and member removals; opened
+    // by the first of them to start, closed last (hooks run in reverse).
+    let events: RelayEventSubscriber | undefined;
+    if (redis) {
+      const ev = new RelayEventSubscriber(redis, { prefix: args['redis-prefix'], logger: log });
+      onShutdown(() => ev.stop());
+      events = ev;
+    }
     let mesh: Mesh | undefined;
     let registry: RedisMeshRegistry | undefined;
     if (args.mesh && redis) {
@@ -176,7 +184,7 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
       onShutdown(() => ms.close());
       registry = new RedisMeshRegistry(redis, {
         relayId: id, meshIp: madv.host, meshPort: args['mesh-advertise'] ? madv.port : meshSocket.localAddress.port,
-        listenIp: ladv.host, listenPort: ladv.port, prefix: args['redis-prefix'], logger: log,
+        listenIp: ladv.host, listenPort: ladv.port, prefix: args['redis-prefix'], logger: log, events,
       });
       let secret: Uint8Array;
       if (args['mesh-key']) {
@@ -209,7 +217,7 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
     // The access policy and members' tags (P:policy, P:node:<vip>.tags, P:events): with Redis only.
     let policy: RedisPolicySource | undefined;
     if (redis) {
-      const p = new RedisPolicySource(redis, { prefix: args['redis-prefix'], logger: log });
+      const p = new RedisPolicySource(redis, { prefix: args['redis-prefix'], logger: log, events });
       onShutdown(() => p.stop());
       try {
         await whenRedis(() => p.start());
@@ -236,14 +244,14 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
         throw new CliError(`cannot register the relay in Redis: ${(err as Error).message}`);
       }
     }
-    if (redis && redisDirectory) {
+    if (events && redisDirectory) {
       const d = redisDirectory;
       try {
-        const r = redis;
-        const stop = await whenRedis(() => followMemberRemovals(r, args['redis-prefix'] ?? DEFAULT_PREFIX, (vip) => {
+        const ev = events;
+        const stop = await whenRedis(() => followMemberRemovals(ev, (vip) => {
           d.forgetVip(vip);
           relay.removeMember(vip);
-        }, log));
+        }));
         onShutdown(stop);
       } catch (err) {
         throw new CliError(`cannot subscribe to member events in Redis: ${(err as Error).message}`);

@@ -38,7 +38,7 @@ export function adminClient(a: AdminArgs): CoordinatorClient {
   } catch (err) {
     throw new CliError((err as Error).message);
   }
-  return new CoordinatorClient({ url: a.coordinator!, adminToken: secretFrom(a['admin-token'], a['admin-token-file'], 'admin-token'), ca });
+  return new CoordinatorClient({ url: a.coordinator!, adminToken: secretFrom(a['admin-token'], a['admin-token-file'], 'admin-token'), ca, insecure: a['insecure-coordinator'] });
 }
 
 /** Turn HTTP and network failures into one-line CLI errors (no secrets in them). */

@@ -61,14 +61,14 @@ test('after FLUSHALL members re-assert by themselves, lookups answer again withi
     await redis.stop();
     rmSync(dir, { recursive: true, force: true });
   });
-  const admin = new CoordinatorClient({ url, adminToken: ADMIN });
+  const admin = new CoordinatorClient({ url, insecure: true, adminToken: ADMIN });
   const lookup = async (ip: string) => {
     const res = await fetch(`http://127.0.0.1:${mapper.addresses.api!.port}/v1/map/${ip}`);
     return { status: res.status, body: await res.json() as { virtualIp?: string; hostname?: string; tags?: string[] } };
   };
   const start = async (name: string, originalIp: string, token: string) => {
     const state = new StateDir(join(dir, name));
-    const m = new MembershipClient({ coordinatorUrl: url, coordinatorPubkey: signing.publicKey, token, originalIp, hostname: name, reassertSettleMs: 5000 },
+    const m = new MembershipClient({ coordinatorUrl: url, coordinatorPubkey: signing.publicKey, token, originalIp, hostname: name, reassertSettleMs: 5000, insecureCoordinator: true },
       state, silentLogger());
     members.push(m);
     const sink = new RecordingSink();

@@ -37,8 +37,8 @@ export async function startEnv(n = 1, opts: Partial<CoordinatorOptions> = {}): P
   const r = new Redis(redis.url);
   return {
     redis, r, coords, urls,
-    admin: new CoordinatorClient({ url: urls[0], adminToken: ADMIN }),
-    client: (i = 0) => new CoordinatorClient({ url: urls[i % urls.length] }),
+    admin: new CoordinatorClient({ url: urls[0], insecure: true, adminToken: ADMIN }),
+    client: (i = 0) => new CoordinatorClient({ url: urls[i % urls.length], insecure: true }),
     registryVersion: () => coords[0].registry.version(),
     async stop() {
       for (const c of coords) await c.close();

@@ -33,7 +33,7 @@ async function unchangedBy(t: ExecutionContext, fn: () => Promise<void>): Promis
 /** A client whose requests carry X-Forwarded-For (what a proxy, or an attacker, would add). */
 function forwardedClient(url: string, xff: string): CoordinatorClient {
   const f: typeof fetch = (input, init) => fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), 'x-forwarded-for': xff } });
-  return new CoordinatorClient({ url, fetch: f });
+  return new CoordinatorClient({ url, insecure: true, fetch: f });
 }
 
 test.serial('a virtual IP claimed as an original IP is refused (new key and re-join by key); a real address is accepted', async (t) => {
@@ -169,7 +169,7 @@ test.serial('tags: a self-asserted tag is refused (400); token tags apply; an ad
   t.teardown(() => ac.abort());
   let latest: PeerMapUpdate | undefined;
   const watching = env.client(0).watchPeers(peer.sessionToken, peer.version, (u) => { latest = u; }, ac.signal, { initial: peer.peers });
-  const admin1 = new CoordinatorClient({ url: env.urls[1], adminToken: ADMIN });
+  const admin1 = new CoordinatorClient({ url: env.urls[1], insecure: true, adminToken: ADMIN });
   const changed = await admin1.setNodeTags('tagged-1', { add: ['web', 'db'], remove: ['agent'] });
   t.deepEqual(changed, { vip: joined.vip, tags: ['db', 'web'], version: changed.version });
   for (let i = 0; i < 100 && latest?.peers.get(joined.vip)?.tags.join() !== 'db,web'; i++) await new Promise((res) => setTimeout(res, 20));
@@ -182,7 +182,7 @@ test.serial('tags: a self-asserted tag is refused (400); token tags apply; an ad
   t.deepEqual((await env.admin.listNodes()).find((n) => n.vip === joined.vip)?.tags, ['db', 'web']);
   await rejects(t, env.admin.setNodeTags('no-such-host', { add: ['x'] }), 404, 'not-found');
   await rejects(t, env.admin.setNodeTags(joined.vip, {}), 400, 'no-tags');
-  await rejects(t, new CoordinatorClient({ url: env.urls[0], adminToken: 'not-the-admin-token' }).setNodeTags(joined.vip, { add: ['x'] }), 401, 'unauthorized');
+  await rejects(t, new CoordinatorClient({ url: env.urls[0], insecure: true, adminToken: 'not-the-admin-token' }).setNodeTags(joined.vip, { add: ['x'] }), 401, 'unauthorized');
   ac.abort();
   await watching;
 });

@@ -149,7 +149,7 @@ test.serial('set / get / check / clear; unknown tags are warned; a malformed fil
   t.is((await env.admin.getPolicy()).policy, null);
   t.false((await env.admin.clearPolicy()).changed);
   // Only the admin.
-  await refused(t, new CoordinatorClient({ url: env.urls[0], adminToken: 'wrong-token-0123456789' }).setPolicy(MISSION), 401, 'unauthorized');
+  await refused(t, new CoordinatorClient({ url: env.urls[0], insecure: true, adminToken: 'wrong-token-0123456789' }).setPolicy(MISSION), 401, 'unauthorized');
 });
 
 test.serial('scoped maps: an agent sees only controllers, a controller sees the agents, agents never see each other; inbound on both sides', async (t) => {
@@ -188,7 +188,7 @@ test.serial('a policy change reaches a member long-polling the other coordinator
   const p1 = f.poll(f.a1, a1.version, 5000, 1);
   await new Promise((r) => setTimeout(r, 100));
   const t0 = Date.now();
-  await new CoordinatorClient({ url: env.urls[0], adminToken: ADMIN }).clearPolicy();
+  await new CoordinatorClient({ url: env.urls[0], insecure: true, adminToken: ADMIN }).clearPolicy();
   const d1 = await p1;
   const ms = Date.now() - t0;
   t.log(`policy change → delta on the other coordinator: ${ms} ms`);
@@ -291,7 +291,7 @@ test.serial('a coordinator started after the change answers an older `since` wit
   const fresh = await createCoordinator({ redis: env.redis.url, adminToken: ADMIN, sweepIntervalMs: 0 });
   t.teardown(() => fresh.close());
   const { url } = await fresh.listen('127.0.0.1', 0);
-  const r = await new CoordinatorClient({ url }).peers(f.c1.sessionToken, before.version, undefined, 0);
+  const r = await new CoordinatorClient({ url, insecure: true }).peers(f.c1.sessionToken, before.version, undefined, 0);
   if (r.full) return void t.fail('expected a delta');
   t.deepEqual(r.removals, [f.a1.vip]);
   t.deepEqual(r.upserts, []);

@@ -216,7 +216,7 @@ anyTest('coordinators that start on an emptied Redis hold new allocations once a
     stateCheckMs: 0, sweepIntervalMs: 0 });
   t.teardown(() => c.close());
   const url = (await c.listen('127.0.0.1', 0)).url;
-  const client = new CoordinatorClient({ url, adminToken: 'admin-secret-for-tests-0123456789' });
+  const client = new CoordinatorClient({ url, insecure: true, adminToken: 'admin-secret-for-tests-0123456789' });
   const tok2 = await client.createToken({ uses: -1, originalCidrs: LAN });
   // The old member re-asserts first: its record predates this generation, which proves the
   // state was lost, so new allocations are held from now on.

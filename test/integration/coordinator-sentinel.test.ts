@@ -51,9 +51,9 @@ test('a coordinator configured with Sentinel options joins members', async (t) =
   }
   coord = await createCoordinator({ redis: { sentinels: [{ host: '127.0.0.1', port }], name: 'isthmusmaster' }, adminToken: ADMIN, sweepIntervalMs: 0 });
   const { url } = await coord.listen('127.0.0.1', 0);
-  const admin = new CoordinatorClient({ url, adminToken: ADMIN });
+  const admin = new CoordinatorClient({ url, insecure: true, adminToken: ADMIN });
   const tok = await admin.createToken({ originalCidrs: ['10.30.0.0/16'] });
-  const j = await new CoordinatorClient({ url }).join({ ...member('10.30.0.1'), token: tok.token });
+  const j = await new CoordinatorClient({ url, insecure: true }).join({ ...member('10.30.0.1'), token: tok.token });
   t.is(j.vip, '100.64.0.1');
   t.is((await admin.listNodes()).length, 1);
 });

@@ -111,7 +111,7 @@ test.serial('re-polls authenticate from memory; a member removed on the other co
   const tok = (await env.admin.createToken({ uses: -1, originalCidrs: LAN })).token;
   const a = await env.client(0).join({ ...member('10.33.0.1', 'cache-a'), token: tok });
   const b = await env.client(0).join({ ...member('10.33.0.2', 'cache-b'), token: tok });
-  const c0 = new CoordinatorClient({ url: env.urls[0] });
+  const c0 = new CoordinatorClient({ url: env.urls[0], insecure: true });
   const v = await env.registryVersion();
   t.is(await callsDuring(env.r, 'evalsha', () => c0.peers(a.sessionToken, v, undefined, 0)), 1, 'positive control: a token this coordinator has not seen runs the auth script');
   t.is(await callsDuring(env.r, 'evalsha', async () => {
@@ -120,7 +120,7 @@ test.serial('re-polls authenticate from memory; a member removed on the other co
   await t.throwsAsync(c0.peers('ist_s_not-a-token', v, undefined, 0), { message: /session token/ }, 'an unknown token is still refused');
 
   // Removed by an admin on coordinator 1: coordinator 0 refuses the cached token once it hears of it.
-  const admin1 = new CoordinatorClient({ url: env.urls[1], adminToken: ADMIN });
+  const admin1 = new CoordinatorClient({ url: env.urls[1], insecure: true, adminToken: ADMIN });
   await admin1.removeNode(a.vip);
   let refused = false;
   for (let i = 0; i < 40 && !refused; i++) {
@@ -141,7 +141,7 @@ test.serial('with the cache, tokens still renew on use once less than half their
   t.teardown(() => c.close());
   const url = (await c.listen('127.0.0.1', 0)).url;
   const tok = (await env.admin.createToken({ uses: -1, originalCidrs: LAN })).token;
-  const cl = new CoordinatorClient({ url });
+  const cl = new CoordinatorClient({ url, insecure: true });
   const j = await cl.join({ ...member('10.33.1.1', 'cache-renew'), token: tok });
   const k = `isthmus:stoken:${hashSecret(j.sessionToken)}`;
   const v = await env.registryVersion();

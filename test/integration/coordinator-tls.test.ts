@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import nacl from 'tweetnacl';
 import { startRedis, type RedisHandle } from '../harness/redis';
 import { createCoordinator, type Coordinator } from '../../coordinator/server';
-import { AnswerVerificationError, CoordinatorClient, CoordinatorTlsError } from '../../coordinator/client';
+import { AnswerVerificationError, CoordinatorClient, CoordinatorTlsError, InsecureCoordinatorError } from '../../coordinator/client';
 import { loadSigningKey } from '../../coordinator/answer-signing';
 import { MembershipClient, type PeerSink } from '../../node-agent/membership';
 import { StateDir, SIGNING_KEY_FILE } from '../../node-agent/state-dir';
@@ -43,6 +43,8 @@ let urlA: string;
 let urlB: string;
 let urlA2: string;
 let urlPlain: string;
+/** The unsigned deployment of urlPlain (same data) over TLS. */
+let urlUnsignedTls: string;
 let admin: CoordinatorClient;
 
 async function coordinator(o: { tls?: CoordinatorTls; signing?: string; prefix: string }): Promise<string> {
@@ -65,6 +67,7 @@ test.before(async () => {
   urlB = await coordinator({ tls: tlsB, signing: tlsB.signingKey, prefix: 'tlsB' });
   urlA2 = await coordinator({ tls: tlsA, signing: tlsB.signingKey, prefix: 'tlsA' });
   urlPlain = await coordinator({ prefix: 'tlsP' });
+  urlUnsignedTls = await coordinator({ tls: tlsA, prefix: 'tlsP' });
   admin = new CoordinatorClient({ url: urlA, adminToken: ADMIN, ca: readFileSync(tlsA.ca) });
 });
 
@@ -175,9 +178,11 @@ test.serial('answers signed by another key are refused once a key is pinned; the
 });
 
 test.serial('unsigned answers: refused by default, accepted with --insecure-coordinator until a key is pinned, never after', async (t) => {
-  const plainAdmin = new CoordinatorClient({ url: urlPlain, adminToken: ADMIN });
+  const plainAdmin = new CoordinatorClient({ url: urlPlain, insecure: true, adminToken: ADMIN });
   const tok = await plainAdmin.createToken({ uses: 5, originalCidrs: LAN });
-  const e = await t.throwsAsync(membership(urlPlain, stateDir(t), tok.token).join(), { instanceOf: AnswerVerificationError });
+  const e0 = t.throws(() => membership(urlPlain, stateDir(t), tok.token), { instanceOf: InsecureCoordinatorError });
+  t.regex(e0!.message, /plain http:\/\/.*insecure: true/, 'a plain http:// coordinator is refused without the insecure option');
+  const e = await t.throwsAsync(membership(urlUnsignedTls, stateDir(t), tok.token, { ca: tlsA.ca }).join(), { instanceOf: AnswerVerificationError });
   t.is((e as AnswerVerificationError).code, 'unsigned');
   t.regex(e!.message, /--signing-key/);
   t.truthy((await membership(urlPlain, stateDir(t), tok.token, { insecure: true }).join()).vip, 'positive control: with --insecure-coordinator');

@@ -187,10 +187,10 @@ test.serial('coordinator: --metrics is promtool-clean and counts joins by result
     '--admin-token', ADMIN, '--metrics', '127.0.0.1:0', '--rate-limit-join', '100']);
   await until(() => coordinator.log().includes('"msg":"coordinator listening"'), 'coordinator listening', 10_000);
   const url = `http://${String(coordinator.line('coordinator listening').listen)}`;
-  const admin = new CoordinatorClient({ url, adminToken: ADMIN });
+  const admin = new CoordinatorClient({ url, insecure: true, adminToken: ADMIN });
   const { token } = await admin.createToken({ originalCidrs: ['10.0.0.0/8'] });
   const kp = identity('100.64.0.0').kp;
-  await new CoordinatorClient({ url }).join({ privateKey: kp.secretKey, publicKey: kp.publicKey, token, originalIp: '10.3.3.3', hostname: 'metrics-m1' });
+  await new CoordinatorClient({ url, insecure: true }).join({ privateKey: kp.secretKey, publicKey: kp.publicKey, token, originalIp: '10.3.3.3', hostname: 'metrics-m1' });
   const bad = await fetch(`${url}/v1/join`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"nonsense":true}' });
   t.is(bad.status, 400);
 

@@ -149,7 +149,7 @@ test.serial('coordinator over rediss as its ACL user, password and admin token f
   const tok = await run(process.execPath, [CLI, 'token', 'create', '--coordinator', coordUrl, '--insecure-coordinator', '--admin-token-file', files.admin!,
     '--original-cidr', '10.77.0.0/16', '--json'], { env: cleanEnv() });
   const token = (JSON.parse(tok.stdout) as { token: string }).token;
-  const j = await new CoordinatorClient({ url: coordUrl }).join({ ...joined, token });
+  const j = await new CoordinatorClient({ url: coordUrl, insecure: true }).join({ ...joined, token });
   joinedVip = j.vip;
   const r = adminRedis();
   t.teardown(() => r.disconnect());

@@ -66,6 +66,9 @@ test('relays started with --mesh register in Redis and leave on SIGTERM; the key
     t.true(Number(r.meshPort) > 0, 'the bound mesh port is advertised');
     t.true((await redis.pttl(`mcli:relay:${id}`)) > 0);
   }
+  // Mesh routes, policy and member removals (no --members: the Redis directory) share one
+  // subscriber connection per relay.
+  t.deepEqual(await redis.pubsub('NUMSUB', 'mcli:events'), ['mcli:events', 2], 'one P:events subscriber per relay');
   procs[0].p.kill('SIGTERM');
   await until(() => procs[0].p.exitCode !== null, 'c1 exit', 10_000);
   t.is(await redis.exists('mcli:relay:c1'), 0, 'c1 left the registry');

@@ -10,7 +10,9 @@ import Redis from 'ioredis';
 import { systemClock } from '../../common/clock';
 import { silentLogger } from '../../common/logger';
 import { DgramSocket } from '../../native-bindings';
-import { formatAddr } from '../../common/ipv4';
+import { formatAddr, parseAddr } from '../../common/ipv4';
+import { randomBytes } from 'node:crypto';
+import { encodeMeshReauth } from '../../relay/mesh-frame';
 import { createRelay, deriveMeshKey, Mesh, RedisMemberDirectory, RedisMeshRegistry, RedisSessionRecorder, type Relay } from '../../relay';
 import { startRedis, type RedisHandle } from '../harness/redis';
 import { fakeWg, identity, startMember, until, type Identity } from './relay-harness';
@@ -29,7 +31,7 @@ test.after.always(async () => {
   await server?.stop();
 });
 
-interface Node { id: string; relay: Relay; mesh: Mesh; port: number; meshPort: number; stop(): Promise<void> }
+interface Node { id: string; relay: Relay; mesh: Mesh; port: number; meshPort: number; meshSocket: DgramSocket; stop(): Promise<void> }
 
 async function startNode(id: string, ports: { port?: number; meshPort?: number } = {}): Promise<Node> {
   const socket = await DgramSocket.open({ host: '127.0.0.1', port: ports.port });
@@ -50,7 +52,7 @@ async function startNode(id: string, ports: { port?: number; meshPort?: number }
   await registry.start();
   relay.start();
   return {
-    id, relay, mesh, port: socket.localAddress.port, meshPort: meshSocket.localAddress.port,
+    id, relay, mesh, port: socket.localAddress.port, meshPort: meshSocket.localAddress.port, meshSocket,
     async stop() {
       await registry.stop();
       relay.stop();
@@ -136,4 +138,44 @@ test.serial('a restarted home relay re-trusts its peer (MESH_REAUTH) and records
   t.is(recB.relayId, 'n2');
   t.is(Number(recB.agentPort), mb.socket.localAddress.port);
   t.not(await redis.hget(`${P}relay:n1`, 'meshPort'), null, 'heartbeat re-registered the relay');
+});
+
+test.serial('hostile: MESH_REAUTHs sent to the mesh port without the mesh key or from another address are dropped and counted; the peer\'s genuine one makes the relay HELLO again', async (t) => {
+  const a = identity('100.64.7.1');
+  const b = identity('100.64.7.2');
+  await enroll(a, b);
+  const r1 = await startNode('h1');
+  const r2 = await startNode('h2');
+  const ma = await startMember(a, r1.port);
+  const mb = await startMember(b, r2.port);
+  const attacker = await DgramSocket.open({ host: '127.0.0.1' });
+  t.teardown(async () => { attacker.close(); ma.close(); mb.close(); await r1.stop(); await r2.stop(); });
+  await until(() => ma.client.isReady && mb.client.isReady, 'both members authenticated');
+  ma.sendData(b.vip, fakeWg());
+  await until(() => mb.received.length === 1, 'a → b through the mesh');
+  const h2 = () => r1.mesh.peerStates().find((p) => p.id === 'h2')!;
+  t.like(h2(), { ready: true, reauths: 0 });
+
+  const reauth = (k: Uint8Array, relayId = 'h2') => encodeMeshReauth({ timestampMs: Date.now(), nonce: randomBytes(16), relayId }, k);
+  const forged = [
+    Buffer.from([0x23, 0, 0, 0]), // the old unauthenticated form
+    reauth(deriveMeshKey(Buffer.from('a guess at the mesh secret, 32 bytes'))),
+    reauth(KEY), // right key (leaked), but not from h2's mesh address
+  ];
+  const loopback = parseAddr('127.0.0.1');
+  for (const f of forged) attacker.send(f, 0, f.length, loopback, r1.meshPort);
+  attacker.flush();
+  await until(() => (r1.relay.stats().drops['mesh-bad-reauth'] ?? 0) === forged.length, 'the forged REAUTHs counted');
+  t.like(h2(), { ready: true, reauths: 0 }, 'no re-handshake');
+  ma.sendData(b.vip, fakeWg());
+  await until(() => mb.received.length === 2, 'traffic unaffected');
+
+  // Positive control: the same frame from h2's own mesh socket takes effect, and traffic resumes after the HELLO.
+  const genuine = reauth(KEY);
+  r2.meshSocket.send(genuine, 0, genuine.length, loopback, r1.meshPort);
+  r2.meshSocket.flush();
+  await until(() => h2().reauths === 1, 'the genuine REAUTH honoured');
+  await until(() => { ma.sendData(b.vip, fakeWg()); return mb.received.length >= 3; }, 'a → b after the new HELLO', 5000);
+  t.true(h2().ready);
+  t.is(r1.relay.stats().drops['mesh-bad-reauth'], forged.length);
 });

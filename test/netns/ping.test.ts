@@ -156,6 +156,9 @@ rootTest('`isthmus status --json`: peers with hostname and original IP, the rela
   t.true(s.coordinator!.lastContactWallMs > Date.now() - 120_000, 'a recent answer');
   t.true(Number.isInteger(s.peerMap?.version) && s.peerMap!.version! > 0, `version ${s.peerMap?.version}`);
   t.is(s.peerMap?.entries, 3, 's1 itself, a1, a2');
+  // The signed membership record it keeps (checked on receipt against the pinned key): its expiry, nothing refused.
+  t.true(s.record!.expiresWallMs! > Date.now() && s.record!.expiresWallMs! > s.record!.issuedWallMs!, `record ${JSON.stringify(s.record)}`);
+  t.like(s.record, { refused: 0 });
   for (const m of [a1, a2]) {
     const p = s.peers.find((x) => x.vip === m.vip);
     t.like(p, { hostname: m.name, originalIp: m.originalIp, tags: ['agent'], inbound: 'none' });
@@ -164,6 +167,7 @@ rootTest('`isthmus status --json`: peers with hostname and original IP, the rela
   const human = await topo.exec(s1.ns, process.execPath, [cliPath(), 'status', '--state-dir', s1.stateDir]);
   t.regex(human.stdout, /^coordinator https:\/\/\S+  connected \(peer-map long-poll open\), last answer \d+s ago$/m);
   t.regex(human.stdout, /^peer map version \d+, 3 entries/m);
+  t.regex(human.stdout, /^membership record expires \d{4}-\d\d-\d\dT\S+Z \(in \d+[smhd]\)$/m);
   t.regex(human.stdout, new RegExp(`^a1\\s+${a1.vip.replace(/\./g, '\\.')}\\s+${a1.originalIp.replace(/\./g, '\\.')}\\s+relay\\s`, 'm'));
   for (const line of human.stdout.split('\n')) t.true(line.length <= 120, line);
   t.log(human.stdout);

@@ -223,9 +223,9 @@ rootTest('before any failover: every check passes (the positive control)', async
   before = identity(await nodeList(overlay));
   t.is(before.length, 2);
   t.not(homeOf(t.context.a1), homeOf(t.context.s1), 'a1 and s1 on different relays (traffic crosses the mesh)');
-  // 2 coordinators (peer feed) + 2 relays (mesh, policy, member events) + the mapper.
+  // 2 coordinators (peer feed) + 2 relays (one connection for mesh, policy and member events) + the mapper.
   subscribers = await numsub(overlay);
-  t.is(subscribers, 2 + 2 * 3 + 1);
+  t.is(subscribers, 2 + 2 * 1 + 1);
   t.deepEqual(await overlay.sentinel!.master(), { ip: topo.addr.vip, port: 6379 });
   const look = await mapperLookup(t, topo.addr.vpc1);
   t.is(look.code, 200);

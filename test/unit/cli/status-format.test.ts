@@ -75,3 +75,16 @@ test('units and ages', (t) => {
   t.is(formatAge(600_000), '10m ago');
   t.is(formatAge(-5), 'just now');
 });
+
+test('the membership record: its expiry, an expired one, refused ones with the reason, none', (t) => {
+  const base = { publicKey: 'k'.repeat(44), vip: '100.64.0.1', drops: {}, peers: [] };
+  const now = Date.parse('2026-11-29T12:00:00Z');
+  const exp = Date.parse('2026-11-30T12:00:00Z');
+  t.regex(formatStatus({ ...base, record: { issuedWallMs: now - 1000, expiresWallMs: exp, refused: 0 } }, now),
+    /^membership record expires 2026-11-30T12:00:00\.000Z \(in 24h\)$/m);
+  t.regex(formatStatus({ ...base, record: { expiresWallMs: exp, refused: 0 } }, exp + 1), /^membership record expires 2026-11-30T12:00:00\.000Z \(EXPIRED\)$/m);
+  t.regex(formatStatus({ ...base, record: { expiresWallMs: exp, refused: 2, error: 'membership record refused: it names another member\'s public key' } }, now),
+    /^membership record expires .* \(in 24h\); 2 refused, last: membership record refused: it names another member's public key$/m);
+  t.regex(formatStatus({ ...base, record: { refused: 0 } }, now), /^membership record: none /m);
+  t.false(formatStatus(base, now).includes('membership record'), 'a static agent: no line');
+});

@@ -19,7 +19,7 @@ function stub(answers: PeersResponse[], ac: AbortController) {
     if (calls.length >= answers.length) ac.abort();
     return new Response(JSON.stringify(a), { status: 200, headers: { 'content-type': 'application/json' } });
   }) as unknown as typeof globalThis.fetch;
-  return { calls, client: new CoordinatorClient({ url: 'http://coordinator.invalid', fetch }) };
+  return { calls, client: new CoordinatorClient({ url: 'http://coordinator.invalid', insecure: true, fetch }) };
 }
 
 test('the default re-poll jitter is at most 250 ms', (t) => {

@@ -103,7 +103,7 @@ test('a write that fails is reported, not thrown, and the next one succeeds', (t
 
 test('MembershipClient.stop() writes the newest peer map', (t) => {
   const state = dir(t);
-  const m = new MembershipClient({ coordinatorUrl: 'http://127.0.0.1:9', originalIp: '10.0.0.1', membershipSaveIntervalMs: 60_000 }, state, silentLogger());
+  const m = new MembershipClient({ coordinatorUrl: 'http://127.0.0.1:9', originalIp: '10.0.0.1', insecureCoordinator: true, membershipSaveIntervalMs: 60_000 }, state, silentLogger());
   m.saved.save(map(1));
   m.saved.flush();
   m.saved.save(map(7));

@@ -34,7 +34,7 @@ const entry = (vip: string, originalIp: string, publicKey = key()): Peer => ({ v
 function client(t: import('ava').ExecutionContext): MembershipClient {
   const dir = mkdtempSync(join(tmpdir(), 'isthmus-claims-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return new MembershipClient({ coordinatorUrl: 'http://127.0.0.1:1', originalIp: '10.0.0.1' }, new StateDir(dir), silentLogger());
+  return new MembershipClient({ coordinatorUrl: 'http://127.0.0.1:1', originalIp: '10.0.0.1', insecureCoordinator: true }, new StateDir(dir), silentLogger());
 }
 
 test('an entry claiming another member\'s original IP or vip is refused and counted; the first holder keeps it', (t) => {

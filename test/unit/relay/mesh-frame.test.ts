@@ -2,8 +2,8 @@ import test from 'ava';
 import fc from 'fast-check';
 import { randomBytes } from 'node:crypto';
 import {
-  MESH_DATA_HEADER_LEN, MESH_REPLAY_WINDOW, MeshFrameType, ReplayWindow, decodeMeshHello, deriveMeshDataKey,
-  deriveMeshKey, encodeMeshHello, expandMeshCounter, openMeshData, readMeshCounter, sealMeshData, writeMeshDataHeader,
+  MESH_DATA_HEADER_LEN, MESH_REAUTH_MIN_LEN, MESH_REPLAY_WINDOW, MeshFrameType, ReplayWindow, decodeMeshHello, decodeMeshReauth, deriveMeshDataKey,
+  deriveMeshKey, encodeMeshHello, encodeMeshReauth, expandMeshCounter, openMeshData, readMeshCounter, sealMeshData, writeMeshDataHeader,
 } from '../../../relay/mesh-frame';
 
 const key = deriveMeshKey(Buffer.from('a shared mesh secret, 32+ bytes long'));
@@ -151,4 +151,31 @@ test('replay window: each counter once, reordering within the window, too old re
       if (expect) { seen.add(n); top = Math.max(top, n); }
     }
   }), { numRuns: 300 });
+});
+
+test('MESH_REAUTH: round-trips under the mesh key; any flipped bit, another key, a truncation or the old 4-byte form is refused', (t) => {
+  const r = { timestampMs: 1_700_000_000_123, nonce: randomBytes(16), relayId: 'relay-b' };
+  const f = encodeMeshReauth(r, key);
+  t.is(f[0], MeshFrameType.REAUTH);
+  t.is(f.length, MESH_REAUTH_MIN_LEN - 1 + Buffer.byteLength(r.relayId));
+  const padded = Buffer.concat([Buffer.alloc(5, 9), f, Buffer.alloc(3)]);
+  t.deepEqual(decodeMeshReauth(padded, 5, f.length, key), { timestampMs: r.timestampMs, nonce: Uint8Array.from(r.nonce), relayId: r.relayId }, 'positive control');
+  for (let bit = 0; bit < f.length * 8; bit++) {
+    const g = Buffer.from(f);
+    g[bit >> 3] ^= 1 << (bit & 7);
+    t.is(decodeMeshReauth(g, 0, g.length, key), undefined, `bit ${bit}`);
+  }
+  t.is(decodeMeshReauth(f, 0, f.length, deriveMeshKey(Buffer.from('another mesh secret, 32+ bytes long'))), undefined, 'another mesh key');
+  t.is(decodeMeshReauth(f, 0, f.length - 1, key), undefined, 'truncated');
+  t.is(decodeMeshReauth(Buffer.from([MeshFrameType.REAUTH, 0, 0, 0]), 0, 4, key), undefined, 'the old unauthenticated form');
+  // A HELLO's MAC does not make a REAUTH (own label), whatever the bytes.
+  const h = encodeMeshHello(hello(), key);
+  h[0] = MeshFrameType.REAUTH;
+  t.is(decodeMeshReauth(h, 0, h.length, key), undefined);
+  t.notThrows(() => fc.assert(fc.property(fc.uint8Array({ maxLength: 120 }), fc.nat({ max: 130 }), (b, len) => {
+    if (b.length > 0) b[0] = MeshFrameType.REAUTH;
+    return decodeMeshReauth(b, 0, Math.min(len, b.length), key) === undefined;
+  }), { numRuns: 3000 }));
+  t.throws(() => encodeMeshReauth({ ...r, relayId: '' }, key), { instanceOf: RangeError });
+  t.throws(() => encodeMeshReauth({ ...r, nonce: new Uint8Array(15) }, key), { instanceOf: RangeError });
 });

@@ -6,7 +6,8 @@ import test from 'ava';
 import { silentLogger } from '../../../common/logger';
 import { parseAddr } from '../../../common/ipv4';
 import { Mesh, MeshForwardResult, type MeshHome, type MeshRouteSource, type MeshSessionEvent } from '../../../relay/mesh';
-import { MeshFrameType, deriveMeshKey } from '../../../relay/mesh-frame';
+import { randomBytes } from 'node:crypto';
+import { MeshFrameType, deriveMeshKey, encodeMeshReauth } from '../../../relay/mesh-frame';
 import { SessionTable } from '../../../relay/session-table';
 import { RelayStats } from '../../../relay/stats';
 import { FrameType } from '../../../protocol/relay-frame';
@@ -230,8 +231,85 @@ test('MESH_REAUTH makes the sender handshake again', async (t) => {
   r1.mesh.forward(dataFrame(B), 0, 56, A, B, 1000);
   await tick();
   pump(r1, R1, r2, R2);
-  r1.socket.inject([{ buf: Buffer.from([MeshFrameType.REAUTH, 0, 0, 0]), addr: R2.addr, port: R2.port }]);
+  const reauth = encodeMeshReauth({ timestampMs: Date.now(), nonce: randomBytes(16), relayId: 'r2' }, KEY);
+  r1.socket.inject([{ buf: reauth, addr: R2.addr, port: R2.port }]);
   t.false(r1.mesh.peerStates()[0].ready);
+  t.is(r1.mesh.peerStates()[0].reauths, 1);
+  pump(r1, R1, r2, R2);
+  t.true(r1.mesh.peerStates()[0].ready);
+});
+
+test('hostile: forged, replayed, stale, misaddressed and old-style MESH_REAUTHs from the peer\'s address are dropped and counted; a genuine one takes effect', async (t) => {
+  const routes = new MapRoutes();
+  const r1 = node('r1', routes);
+  const r2 = node('r2', routes);
+  t.teardown(() => { r1.stop(); r2.stop(); });
+  routes.homes.set(B, { relayId: 'r2', ...R2 });
+  r2.sessions.bind(B, 9, 9, new Uint8Array(32), 0);
+  r1.mesh.forward(dataFrame(B), 0, 56, A, B, 1000);
+  await tick();
+  pump(r1, R1, r2, R2);
+  t.true(r1.mesh.peerStates()[0].ready);
+  const genuine = (over: Partial<{ timestampMs: number; relayId: string }> = {}, k = KEY) =>
+    encodeMeshReauth({ timestampMs: Date.now(), nonce: randomBytes(16), relayId: 'r2', ...over }, k);
+  const used = genuine();
+  const forged: [string, Buffer, typeof R2][] = [
+    ['the old 4-byte form', Buffer.from([MeshFrameType.REAUTH, 0, 0, 0]), R2],
+    ['MACed with another mesh key', genuine({}, deriveMeshKey(Buffer.from('not the cluster\'s mesh secret ....'))), R2],
+    ['a flipped MAC byte', (() => { const f = genuine(); f[f.length - 1] ^= 1; return f; })(), R2],
+    ['a stale timestamp', genuine({ timestampMs: Date.now() - 120_000 }), R2],
+    ['naming a relay that is not our peer', genuine({ relayId: 'r9' }), R2],
+    ['naming ourselves', genuine({ relayId: 'r1' }), R2],
+    ['genuine, but from another address than the peer\'s', genuine(), { addr: parseAddr('10.0.0.66'), port: 7001 }],
+  ];
+  for (const [what, buf, from] of forged) {
+    r1.socket.inject([{ buf, addr: from.addr, port: from.port }]);
+    t.true(r1.mesh.peerStates()[0].ready, what);
+    t.is(r1.socket.sent.length, 0, `${what}: no HELLO sent`);
+  }
+  t.is(r1.stats.drops['mesh-bad-reauth'], forged.length);
+  t.is(r1.mesh.peerStates()[0].reauths, 0);
+
+  // Positive control in the same setup: a genuine one from r2's address takes effect...
+  r1.socket.inject([{ buf: used, addr: R2.addr, port: R2.port }]);
+  t.false(r1.mesh.peerStates()[0].ready, 'the genuine REAUTH takes effect');
+  t.is(r1.mesh.peerStates()[0].reauths, 1);
+  t.is(r1.socket.sent.filter((d) => d.buf[0] === MeshFrameType.HELLO).length, 1, 'and r1 says HELLO again');
+  pump(r1, R1, r2, R2);
+  t.true(r1.mesh.peerStates()[0].ready);
+  // ...once: the same frame replayed is dropped.
+  r1.socket.inject([{ buf: used, addr: R2.addr, port: R2.port }]);
+  t.true(r1.mesh.peerStates()[0].ready, 'a replayed REAUTH changes nothing');
+  t.is(r1.stats.drops['mesh-bad-reauth'], forged.length + 1);
+  t.is(r1.mesh.peerStates()[0].reauths, 1);
+});
+
+test('the REAUTH a relay sends is one its peer accepts (untrusted MESH_DATA → REAUTH → HELLO)', async (t) => {
+  const routes = new MapRoutes();
+  const r1 = node('r1', routes);
+  let r2 = node('r2', routes);
+  t.teardown(() => { r1.stop(); r2.stop(); });
+  routes.homes.set(B, { relayId: 'r2', ...R2 });
+  r2.sessions.bind(B, 9, 9, new Uint8Array(32), 0);
+  r1.mesh.forward(dataFrame(B), 0, 56, A, B, 1000);
+  await tick();
+  pump(r1, R1, r2, R2);
+  // r2 restarts: it trusts nobody; r1's next MESH_DATA is answered with a REAUTH r1 honours.
+  r2.stop();
+  r2 = node('r2', routes);
+  r2.sessions.bind(B, 9, 9, new Uint8Array(32), 0);
+  r1.socket.sent.length = 0;
+  t.is(r1.mesh.forward(dataFrame(B), 0, 56, A, B, 1000), MeshForwardResult.SENT);
+  r1.socket.flush?.();
+  const toR2 = r1.socket.sent.splice(0);
+  r2.socket.inject(toR2.map((d) => ({ buf: d.buf, addr: R1.addr, port: R1.port })));
+  t.is(r2.stats.drops['mesh-untrusted'], 1);
+  const reauth = r2.socket.sent.splice(0);
+  t.is(reauth.length, 1);
+  t.is(reauth[0].buf[0], MeshFrameType.REAUTH);
+  r1.socket.inject([{ buf: reauth[0].buf, addr: R2.addr, port: R2.port }]);
+  t.is(r1.mesh.peerStates()[0].reauths, 1, 'honoured');
+  t.is(r1.stats.drops['mesh-bad-reauth'], 0);
   pump(r1, R1, r2, R2);
   t.true(r1.mesh.peerStates()[0].ready);
 });
