@@ -3,7 +3,7 @@
  * the end of a run (the first subject's ratio to each other subject), and an SVG bar chart.
  * Pure: no I/O here.
  */
-import type { IperfResult, PingResult, UdpPpsResult } from '../testbed';
+import type { IperfResult, PingResult, RrResult, UdpPpsResult } from '../testbed';
 
 export interface CaseSummary {
   streams: number;
@@ -28,6 +28,10 @@ export interface SubjectResult {
   udp64?: UdpPpsResult;
   /** Why the 64-byte UDP figure is missing (the TCP results still count). */
   udp64Error?: string;
+  /** Request/response rates (TCP_RR / TCP_CRR style), one entry per case. */
+  rr?: RrResult[];
+  /** Why the RR figures are missing (the other results still count). */
+  rrError?: string;
   /** Set when the subject failed; the other subjects still run. */
   error?: string;
 }
@@ -74,6 +78,7 @@ export function formatReport(r: BenchReport): string {
       lpad(f2(s.udp64 ? s.udp64.receivedPps / 1000 : undefined), 17) + lpad(f2(s.udp64?.lossPercent), 8) +
       lpad(s.rssMiB ? `${f2(s.rssMiB.hub)}/${f2(s.rssMiB.memberMax)}` : '-', 20) + `  ${s.description}`);
   }
+  lines.push(...formatRr(r.subjects, w));
   const [lead, ...peers] = r.subjects.filter((s) => !s.error);
   if (lead && peers.length > 0) {
     lines.push('');
@@ -86,8 +91,90 @@ export function formatReport(r: BenchReport): string {
         `   loaded RTT ${ratio(lead.loadedPing?.medianMs, p.loadedPing?.medianMs)}, 64B pps ${ratio(lead.udp64?.receivedPps, p.udp64?.receivedPps)}`);
     }
   }
+  const best = bestPeerRatios(r.subjects);
+  if (best.length > 0) {
+    lines.push('');
+    lines.push(`${r.subjects[0]!.name} ÷ best peer (the issue's goals; the best of the subjects other than isthmus*)`);
+    for (const b of best) {
+      lines.push(`  ${pad(b.metric, 26)}${lpad(fmtValue(b.lead, b.unit), 12)} vs ${lpad(fmtValue(b.best, b.unit), 10)} (${b.bestName})` +
+        `  = ${b.ratio.toFixed(2)}x   goal ${b.better === 'higher' ? '≥' : '≤'} ${b.goal}x ${b.met ? 'met' : 'NOT met'}`);
+    }
+  }
   return lines.join('\n');
 }
+
+/** Label of an RR case: 'RR 1' (one connection), 'RR 64', 'CRR 1', 'CRR 64'. */
+export const rrLabel = (x: { mode: 'rr' | 'crr'; conns: number }) => `${x.mode.toUpperCase()} ${x.conns}`;
+
+function rrCases(subjects: readonly SubjectResult[]): { mode: 'rr' | 'crr'; conns: number }[] {
+  const seen = new Map<string, { mode: 'rr' | 'crr'; conns: number }>();
+  for (const s of subjects) for (const x of s.rr ?? []) seen.set(rrLabel(x), { mode: x.mode, conns: x.conns });
+  return [...seen.values()];
+}
+
+function formatRr(subjects: readonly SubjectResult[], w: number): string[] {
+  const cases = rrCases(subjects);
+  if (cases.length === 0 && !subjects.some((s) => s.rrError)) return [];
+  const lines = ['', 'request/response: transactions/s (p50/p99 µs); RR = one request in flight per connection, CRR = connect + 1 byte each way + close',
+    '  (RR 1: sockperf ping-pong --tcp, 14-byte messages; the rest: bench/native/tcp-rr.c, 1 byte each way)'];
+  lines.push(pad('subject', w) + cases.map((c) => lpad(rrLabel(c), 24)).join(''));
+  for (const s of subjects.filter((x) => !x.error)) {
+    if (s.rrError) {
+      lines.push(pad(s.name, w) + `FAILED: ${s.rrError}`);
+      continue;
+    }
+    lines.push(pad(s.name, w) + cases.map((c) => {
+      const x = s.rr?.find((y) => rrLabel(y) === rrLabel(c));
+      return lpad(x ? `${x.transactionsPerSec.toFixed(0)} (${x.p50Us.toFixed(0)}/${x.p99Us.toFixed(0)})${x.errors ? '!' : ''}` : '-', 24);
+    }).join(''));
+  }
+  if (subjects.some((s) => s.rr?.some((x) => x.errors > 0))) lines.push('  (! = the run counted broken connections or failed transactions)');
+  return lines;
+}
+
+export interface BestPeerRatio {
+  metric: string;
+  unit: 'ms' | 'tps';
+  better: 'higher' | 'lower';
+  lead: number;
+  best: number;
+  bestName: string;
+  ratio: number;
+  /** The issue's goal for this ratio. */
+  goal: number;
+  met: boolean;
+}
+
+/**
+ * The first subject against the best of the peers (subjects whose name does not start with
+ * 'isthmus': the other isthmus shapes are not peers) for the issue's latency and RR goals: idle
+ * RTT ≤ 0.75× the lowest peer's, RTT under load ≤ 1× the lowest peer's, every RR/CRR case
+ * ≥ 1.5× the highest peer's. Metrics the lead or every peer lacks are left out.
+ */
+export function bestPeerRatios(subjects: readonly SubjectResult[]): BestPeerRatio[] {
+  const ok = subjects.filter((s) => !s.error);
+  const lead = ok[0];
+  const peers = ok.slice(1).filter((s) => !s.name.startsWith('isthmus'));
+  if (!lead || peers.length === 0) return [];
+  const out: BestPeerRatio[] = [];
+  const add = (metric: string, unit: BestPeerRatio['unit'], better: BestPeerRatio['better'], goal: number,
+    get: (s: SubjectResult) => number | undefined) => {
+    const l = get(lead);
+    const vals = peers.map((p) => ({ name: p.name, v: get(p) })).filter((x): x is { name: string; v: number } => x.v !== undefined && Number.isFinite(x.v) && x.v > 0);
+    if (l === undefined || !Number.isFinite(l) || vals.length === 0) return;
+    const b = vals.reduce((acc, x) => ((better === 'higher' ? x.v > acc.v : x.v < acc.v) ? x : acc));
+    const ratio = l / b.v;
+    out.push({ metric, unit, better, lead: l, best: b.v, bestName: b.name, ratio, goal, met: better === 'higher' ? ratio >= goal : ratio <= goal });
+  };
+  add('idle RTT median', 'ms', 'lower', 0.75, (s) => s.ping?.medianMs);
+  add('RTT under load median', 'ms', 'lower', 1, (s) => s.loadedPing?.medianMs);
+  for (const c of rrCases([lead])) {
+    add(`${rrLabel(c)} transactions/s`, 'tps', 'higher', 1.5, (s) => s.rr?.find((x) => rrLabel(x) === rrLabel(c))?.transactionsPerSec);
+  }
+  return out;
+}
+
+const fmtValue = (v: number, unit: BestPeerRatio['unit']) => (unit === 'ms' ? `${v.toFixed(3)} ms` : `${v.toFixed(0)}/s`);
 
 function findCase(s: SubjectResult, c: { streams: number; reverse: boolean }): CaseSummary | undefined {
   return s.cases.find((x) => x.streams === c.streams && x.reverse === c.reverse);
