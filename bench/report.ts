@@ -3,7 +3,7 @@
  * the end of a run (the first subject's ratio to each other subject), and an SVG bar chart.
  * Pure: no I/O here.
  */
-import type { IperfResult, PingResult, RrResult, UdpPpsResult } from '../testbed';
+import { bestPeerRatios, rrLabel, type BestPeerRatio, type IperfResult, type PingResult, type RrResult, type UdpPpsResult } from '../testbed';
 
 export interface CaseSummary {
   streams: number;
@@ -28,6 +28,8 @@ export interface SubjectResult {
   udp64?: UdpPpsResult;
   /** Why the 64-byte UDP figure is missing (the TCP results still count). */
   udp64Error?: string;
+  /** iperf3 cases that failed (their columns show '-'); the subject's other figures still count. */
+  caseErrors?: string[];
   /** Request/response rates (TCP_RR / TCP_CRR style), one entry per case. */
   rr?: RrResult[];
   /** Why the RR figures are missing (the other results still count). */
@@ -70,6 +72,7 @@ export function formatReport(r: BenchReport): string {
     lines.push(pad(s.name, w) + cases.map((c) => lpad(f2(findCase(s, c)?.gbps), 15)).join('') +
       lpad(f3(s.ping?.medianMs), 12) + lpad(f3(s.ping?.avgMs), 12) + lpad(f2(first?.machineCpuSPerGB), 10) + lpad(f2(first?.procCpuSPerGB), 9));
   }
+  for (const s of r.subjects) for (const e of s.caseErrors ?? []) lines.push(`${s.name}: case failed: ${e}`);
   lines.push('(CPU-s/GB for the first column; "machine" counts every process on the shared machine, "procs" the subject\'s daemons and both iperf3 ends)');
   lines.push('');
   lines.push(pad('subject', w) + lpad('RTT idle med', 14) + lpad('RTT loaded med', 16) + lpad('64B UDP kpps rx', 17) + lpad('lost %', 8) + lpad('RSS MiB hub/member', 20) + '  description');
@@ -92,7 +95,9 @@ export function formatReport(r: BenchReport): string {
     }
   }
   const best = bestPeerRatios(r.subjects);
-  if (best.length > 0) {
+  if (r.subjects[0]?.error) {
+    lines.push('', `${r.subjects[0].name} failed: no ratios to the best peer`);
+  } else if (best.length > 0) {
     lines.push('');
     lines.push(`${r.subjects[0]!.name} ÷ best peer (the issue's goals; the best of the subjects other than isthmus*)`);
     for (const b of best) {
@@ -102,9 +107,6 @@ export function formatReport(r: BenchReport): string {
   }
   return lines.join('\n');
 }
-
-/** Label of an RR case: 'RR 1' (one connection), 'RR 64', 'CRR 1', 'CRR 64'. */
-export const rrLabel = (x: { mode: 'rr' | 'crr'; conns: number }) => `${x.mode.toUpperCase()} ${x.conns}`;
 
 function rrCases(subjects: readonly SubjectResult[]): { mode: 'rr' | 'crr'; conns: number }[] {
   const seen = new Map<string, { mode: 'rr' | 'crr'; conns: number }>();
@@ -130,48 +132,6 @@ function formatRr(subjects: readonly SubjectResult[], w: number): string[] {
   }
   if (subjects.some((s) => s.rr?.some((x) => x.errors > 0))) lines.push('  (! = the run counted broken connections or failed transactions)');
   return lines;
-}
-
-export interface BestPeerRatio {
-  metric: string;
-  unit: 'ms' | 'tps';
-  better: 'higher' | 'lower';
-  lead: number;
-  best: number;
-  bestName: string;
-  ratio: number;
-  /** The issue's goal for this ratio. */
-  goal: number;
-  met: boolean;
-}
-
-/**
- * The first subject against the best of the peers (subjects whose name does not start with
- * 'isthmus': the other isthmus shapes are not peers) for the issue's latency and RR goals: idle
- * RTT ≤ 0.75× the lowest peer's, RTT under load ≤ 1× the lowest peer's, every RR/CRR case
- * ≥ 1.5× the highest peer's. Metrics the lead or every peer lacks are left out.
- */
-export function bestPeerRatios(subjects: readonly SubjectResult[]): BestPeerRatio[] {
-  const ok = subjects.filter((s) => !s.error);
-  const lead = ok[0];
-  const peers = ok.slice(1).filter((s) => !s.name.startsWith('isthmus'));
-  if (!lead || peers.length === 0) return [];
-  const out: BestPeerRatio[] = [];
-  const add = (metric: string, unit: BestPeerRatio['unit'], better: BestPeerRatio['better'], goal: number,
-    get: (s: SubjectResult) => number | undefined) => {
-    const l = get(lead);
-    const vals = peers.map((p) => ({ name: p.name, v: get(p) })).filter((x): x is { name: string; v: number } => x.v !== undefined && Number.isFinite(x.v) && x.v > 0);
-    if (l === undefined || !Number.isFinite(l) || vals.length === 0) return;
-    const b = vals.reduce((acc, x) => ((better === 'higher' ? x.v > acc.v : x.v < acc.v) ? x : acc));
-    const ratio = l / b.v;
-    out.push({ metric, unit, better, lead: l, best: b.v, bestName: b.name, ratio, goal, met: better === 'higher' ? ratio >= goal : ratio <= goal });
-  };
-  add('idle RTT median', 'ms', 'lower', 0.75, (s) => s.ping?.medianMs);
-  add('RTT under load median', 'ms', 'lower', 1, (s) => s.loadedPing?.medianMs);
-  for (const c of rrCases([lead])) {
-    add(`${rrLabel(c)} transactions/s`, 'tps', 'higher', 1.5, (s) => s.rr?.find((x) => rrLabel(x) === rrLabel(c))?.transactionsPerSec);
-  }
-  return out;
 }
 
 const fmtValue = (v: number, unit: BestPeerRatio['unit']) => (unit === 'ms' ? `${v.toFixed(3)} ms` : `${v.toFixed(0)}/s`);

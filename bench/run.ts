@@ -133,35 +133,45 @@ async function measure(topo: Topology, subject: BenchSubject, s: RunSettings): P
       }
       const pids = () => [...(ep.pids?.() ?? []), server.pid];
       const iperfOpts = { durationS: s.durationS, omitS: s.omitS, port: IPERF_PORT };
+      const measureCase = async (streams: number, reverse: boolean): Promise<void> => {
+        const c: IperfCase = { streams, reverse };
+        const runs: IperfResult[] = [];
+        for (let i = 0; i < s.runs; i++) {
+          const iperf = runIperf(topo, ep.serverAddr, ep.clientAddr, c, iperfOpts, pids);
+          if (i === 0 && !reverse && streams === s.streams[0]) {
+            // Latency under load: ping through the same path while the first stream runs.
+            const count = Math.max(5, Math.min(100, Math.floor((s.durationS - 0.5) / s.pingIntervalS)));
+            // Memory under load: resident set of the hub process and the members, mid-run.
+            const [res, loaded, rss] = await Promise.all([iperf,
+              sleep(s.omitS * 1000).then(() => runPing(topo, ep.serverAddr, count, s.pingIntervalS)),
+              sleep((s.omitS + s.durationS / 2) * 1000).then(() => (ep.pids?.() ?? []).map(rssMiB))]);
+            runs.push(res);
+            result.loadedPing = loaded;
+            if (rss.length > 0) result.rssMiB = { hub: rss[0]!, memberMax: Math.max(0, ...rss.slice(1)) };
+            log(`ping under load median ${loaded.medianMs.toFixed(3)} ms`);
+          } else {
+            runs.push(await iperf);
+          }
+        }
+        const summary: CaseSummary = {
+          streams, reverse, runs,
+          gbps: median(runs.map((r) => r.bitsPerSecond)) / 1e9,
+          machineCpuSPerGB: median(runs.map((r) => r.machineCpuSPerGB)),
+          procCpuSPerGB: median(runs.map((r) => r.procCpuSPerGB)),
+        };
+        result.cases.push(summary);
+        log(`${streams} stream(s) ${reverse ? 'vpc2→vpc1' : 'vpc1→vpc2'}: ${summary.gbps.toFixed(3)} Gbit/s`);
+      };
       for (const streams of s.streams) {
         for (const reverse of [false, true]) {
-          const c: IperfCase = { streams, reverse };
-          const runs: IperfResult[] = [];
-          for (let i = 0; i < s.runs; i++) {
-            const iperf = runIperf(topo, ep.serverAddr, ep.clientAddr, c, iperfOpts, pids);
-            if (i === 0 && !reverse && streams === s.streams[0]) {
-              // Latency under load: ping through the same path while the first stream runs.
-              const count = Math.max(5, Math.min(100, Math.floor((s.durationS - 0.5) / s.pingIntervalS)));
-              // Memory under load: resident set of the hub process and the members, mid-run.
-              const [res, loaded, rss] = await Promise.all([iperf,
-                sleep(s.omitS * 1000).then(() => runPing(topo, ep.serverAddr, count, s.pingIntervalS)),
-                sleep((s.omitS + s.durationS / 2) * 1000).then(() => (ep.pids?.() ?? []).map(rssMiB))]);
-              runs.push(res);
-              result.loadedPing = loaded;
-              if (rss.length > 0) result.rssMiB = { hub: rss[0]!, memberMax: Math.max(0, ...rss.slice(1)) };
-              log(`ping under load median ${loaded.medianMs.toFixed(3)} ms`);
-            } else {
-              runs.push(await iperf);
-            }
+          try {
+            await measureCase(streams, reverse);
+          } catch (err) {
+            // A failed iperf3 case costs only that case's figures, not the subject's others.
+            const why = `${streams}x ${reverse ? 'vpc2→vpc1' : 'vpc1→vpc2'}: ${(err as Error).message}`;
+            (result.caseErrors ??= []).push(why);
+            log(`case failed: ${why}`);
           }
-          const summary: CaseSummary = {
-            streams, reverse, runs,
-            gbps: median(runs.map((r) => r.bitsPerSecond)) / 1e9,
-            machineCpuSPerGB: median(runs.map((r) => r.machineCpuSPerGB)),
-            procCpuSPerGB: median(runs.map((r) => r.procCpuSPerGB)),
-          };
-          result.cases.push(summary);
-          log(`${streams} stream(s) ${reverse ? 'vpc2→vpc1' : 'vpc1→vpc2'}: ${summary.gbps.toFixed(3)} Gbit/s`);
         }
       }
       if (s.pps) {

@@ -19,6 +19,7 @@ export * from './redis-sentinel';
 export * from './member-namespace';
 export * from './iperf';
 export * from './rr';
+export * from './bench-goals';
 export * from './subject';
 export * from './peers/isthmus';
 export * from './peers/isthmus-cluster';
