@@ -19,7 +19,10 @@ export interface SubjectResult {
   name: string;
   description: string;
   cases: CaseSummary[];
+  /** Idle RTT after a warm-up of the path (3000 echoes, not counted). */
   ping?: PingResult;
+  /** Idle RTT right after setup, before that warm-up. */
+  coldPing?: PingResult;
   /** Ping while the first iperf3 case runs. */
   loadedPing?: PingResult;
   /** Resident memory (MiB) mid-way through the first loaded run: the hub process (relay) and the largest member. */
@@ -73,11 +76,12 @@ export function formatReport(r: BenchReport): string {
       lpad(f3(s.ping?.medianMs), 12) + lpad(f3(s.ping?.avgMs), 12) + lpad(f2(first?.machineCpuSPerGB), 10) + lpad(f2(first?.procCpuSPerGB), 9));
   }
   for (const s of r.subjects) for (const e of s.caseErrors ?? []) lines.push(`${s.name}: case failed: ${e}`);
+  lines.push('(RTT idle: after 3000 uncounted echoes 0.2 ms apart; "cold": the same ping right after setup, before them)');
   lines.push('(CPU-s/GB for the first column; "machine" counts every process on the shared machine, "procs" the subject\'s daemons and both iperf3 ends)');
   lines.push('');
-  lines.push(pad('subject', w) + lpad('RTT idle med', 14) + lpad('RTT loaded med', 16) + lpad('64B UDP kpps rx', 17) + lpad('lost %', 8) + lpad('RSS MiB hub/member', 20) + '  description');
+  lines.push(pad('subject', w) + lpad('RTT idle med', 14) + lpad('(cold)', 8) + lpad('RTT loaded med', 16) + lpad('64B UDP kpps rx', 17) + lpad('lost %', 8) + lpad('RSS MiB hub/member', 20) + '  description');
   for (const s of r.subjects.filter((x) => !x.error)) {
-    lines.push(pad(s.name, w) + lpad(f3(s.ping?.medianMs), 14) + lpad(f3(s.loadedPing?.medianMs), 16) +
+    lines.push(pad(s.name, w) + lpad(f3(s.ping?.medianMs), 14) + lpad(f3(s.coldPing?.medianMs), 8) + lpad(f3(s.loadedPing?.medianMs), 16) +
       lpad(f2(s.udp64 ? s.udp64.receivedPps / 1000 : undefined), 17) + lpad(f2(s.udp64?.lossPercent), 8) +
       lpad(s.rssMiB ? `${f2(s.rssMiB.hub)}/${f2(s.rssMiB.memberMax)}` : '-', 20) + `  ${s.description}`);
   }
