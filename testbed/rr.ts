@@ -14,7 +14,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { run } from './procs';
+import { atProcessEnd, run } from './procs';
 import type { Topology } from './topology';
 
 export interface RrResult {
@@ -59,17 +59,23 @@ export function parseTcpRr(out: string): Omit<RrResult, 'tool' | 'messageBytes'>
   return { mode: j.mode, conns: j.conns, transactionsPerSec: j.tps, p50Us: j.p50Us, p99Us: j.p99Us, errors: j.errors };
 }
 
-/** Compiles tcp-rr.c into a private temp dir; `dispose()` removes it. */
+/** Compiles tcp-rr.c into a private temp dir; `dispose()` removes it (so does the process's end, however it ends). */
 export async function buildTcpRr(sourcePath: string): Promise<{ bin: string; dispose: () => void }> {
   const dir = mkdtempSync(join(tmpdir(), 'isthmus-tcp-rr-'));
+  const remove = () => rmSync(dir, { recursive: true, force: true });
+  const unregister = atProcessEnd(remove);
+  const dispose = () => {
+    unregister();
+    remove();
+  };
   const bin = join(dir, 'tcp-rr');
   try {
     await run('cc', ['-O2', '-Wall', '-o', bin, sourcePath], { timeoutMs: 60_000 });
   } catch (err) {
-    rmSync(dir, { recursive: true, force: true });
+    dispose();
     throw err;
   }
-  return { bin, dispose: () => rmSync(dir, { recursive: true, force: true }) };
+  return { bin, dispose };
 }
 
 export interface RrOptions {
