@@ -15,7 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import yargs from 'yargs';
-import { isthmusRelaySubject, runIperf, waitForPing, run, sleep, createTopology, randomPrefix } from '../testbed';
+import { atProcessEnd, isthmusRelaySubject, runIperf, waitForPing, run, sleep, createTopology, randomPrefix } from '../testbed';
 
 const IPERF_PORT = 5201;
 
@@ -38,6 +38,8 @@ export async function main(argv: string[]): Promise<number> {
   const cwd = process.cwd();
   const out = resolve(a.out);
   const scratch = mkdtempSync(join(tmpdir(), 'isthmus-profile-'));
+  // Also when `--hold` is ended by a signal (the topology's own handlers stop the processes).
+  const forgetScratch = atProcessEnd(() => rmSync(scratch, { recursive: true, force: true }));
   process.chdir(scratch);
   const topo = await createTopology({ prefix: randomPrefix('isthp') });
   const subject = isthmusRelaySubject();
@@ -74,6 +76,7 @@ export async function main(argv: string[]): Promise<number> {
     await subject.teardown().catch(() => undefined);
     await topo.destroy();
     process.chdir(cwd);
+    forgetScratch();
     rmSync(scratch, { recursive: true, force: true });
   }
   return 0;
