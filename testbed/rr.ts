@@ -5,8 +5,8 @@
  *   is 14 bytes, so "1 byte each way" is 14 here), round-trip percentiles (`--full-rtt`);
  * - RR over N concurrent connections and CRR (connect, 1 byte each way, close; N in flight):
  *   `bench/native/tcp-rr.c`, compiled with the system `cc` at bench time (netperf is not in
- *   Debian main, sockperf keeps one message in flight whatever its number of sockets and has no
- *   connection-per-transaction mode).
+ *   Debian main; sockperf 3.7's ping-pong over a 64-connection feed file hung here, and it has
+ *   no connection-per-transaction mode).
  *
  * Both are C programs blocking in the kernel (no busy polling), so what is measured is the
  * overlay, not a runtime. The parsers are pure and unit-tested (test/unit/bench-rr.test.ts).

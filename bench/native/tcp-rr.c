@@ -1,7 +1,7 @@
 /*
  * tcp-rr: request/response and connect/request/response rates over TCP, like netperf's TCP_RR and
  * TCP_CRR (netperf is not in Debian main; sockperf has no connection-per-transaction mode and its
- * ping-pong keeps one message in flight whatever the number of sockets). Compiled by
+ * ping-pong over a 64-connection feed file hung here). Compiled by
  * `npm run bench` with the system `cc` into a temporary directory and run inside the bench's
  * namespaces, so what is measured is the overlay and the kernel, not a language runtime.
  *
