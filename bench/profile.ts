@@ -18,7 +18,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import yargs from 'yargs';
-import { isthmusRelaySubject, processJiffies, runIperf, waitForPing, run, sleep, createTopology, randomPrefix } from '../testbed';
+import { atProcessEnd, isthmusRelaySubject, processJiffies, runIperf, waitForPing, run, sleep, createTopology, randomPrefix } from '../testbed';
 
 const IPERF_PORT = 5201;
 
@@ -42,6 +42,8 @@ export async function main(argv: string[]): Promise<number> {
   const cwd = process.cwd();
   const out = resolve(a.out);
   const scratch = mkdtempSync(join(tmpdir(), 'isthmus-profile-'));
+  // Also when `--hold` is ended by a signal (the topology's own handlers stop the processes).
+  const forgetScratch = atProcessEnd(() => rmSync(scratch, { recursive: true, force: true }));
   process.chdir(scratch);
   const topo = await createTopology({ prefix: randomPrefix('isthp') });
   const subject = isthmusRelaySubject();
@@ -89,6 +91,7 @@ export async function main(argv: string[]): Promise<number> {
     await subject.teardown().catch(() => undefined);
     await topo.destroy();
     process.chdir(cwd);
+    forgetScratch();
     rmSync(scratch, { recursive: true, force: true });
   }
   return 0;

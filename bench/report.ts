@@ -3,7 +3,7 @@
  * the end of a run (the first subject's ratio to each other subject), and an SVG bar chart.
  * Pure: no I/O here.
  */
-import type { IperfResult, PingResult, UdpPpsResult } from '../testbed';
+import { bestPeerRatios, rrLabel, type BestPeerRatio, type IperfResult, type PingResult, type RrResult, type UdpPpsResult } from '../testbed';
 
 export interface CaseSummary {
   streams: number;
@@ -19,7 +19,10 @@ export interface SubjectResult {
   name: string;
   description: string;
   cases: CaseSummary[];
+  /** Idle RTT after a warm-up of the path (3000 echoes, not counted). */
   ping?: PingResult;
+  /** Idle RTT right after setup, before that warm-up. */
+  coldPing?: PingResult;
   /** Ping while the first iperf3 case runs. */
   loadedPing?: PingResult;
   /** Resident memory (MiB) mid-way through the first loaded run: the hub process (relay) and the largest member. */
@@ -28,6 +31,12 @@ export interface SubjectResult {
   udp64?: UdpPpsResult;
   /** Why the 64-byte UDP figure is missing (the TCP results still count). */
   udp64Error?: string;
+  /** iperf3 cases that failed (their columns show '-'); the subject's other figures still count. */
+  caseErrors?: string[];
+  /** Request/response rates (TCP_RR / TCP_CRR style), one entry per case. */
+  rr?: RrResult[];
+  /** Why the RR figures are missing (the other results still count). */
+  rrError?: string;
   /** Set when the subject failed; the other subjects still run. */
   error?: string;
 }
@@ -66,14 +75,17 @@ export function formatReport(r: BenchReport): string {
     lines.push(pad(s.name, w) + cases.map((c) => lpad(f2(findCase(s, c)?.gbps), 15)).join('') +
       lpad(f3(s.ping?.medianMs), 12) + lpad(f3(s.ping?.avgMs), 12) + lpad(f2(first?.machineCpuSPerGB), 10) + lpad(f2(first?.procCpuSPerGB), 9));
   }
+  for (const s of r.subjects) for (const e of s.caseErrors ?? []) lines.push(`${s.name}: case failed: ${e}`);
+  lines.push('(RTT idle: after 3000 uncounted echoes 0.2 ms apart; "cold": the same ping right after setup, before them)');
   lines.push('(CPU-s/GB for the first column; "machine" counts every process on the shared machine, "procs" the subject\'s daemons and both iperf3 ends)');
   lines.push('');
-  lines.push(pad('subject', w) + lpad('RTT idle med', 14) + lpad('RTT loaded med', 16) + lpad('64B UDP kpps rx', 17) + lpad('lost %', 8) + lpad('RSS MiB hub/member', 20) + '  description');
+  lines.push(pad('subject', w) + lpad('RTT idle med', 14) + lpad('(cold)', 8) + lpad('RTT loaded med', 16) + lpad('64B UDP kpps rx', 17) + lpad('lost %', 8) + lpad('RSS MiB hub/member', 20) + '  description');
   for (const s of r.subjects.filter((x) => !x.error)) {
-    lines.push(pad(s.name, w) + lpad(f3(s.ping?.medianMs), 14) + lpad(f3(s.loadedPing?.medianMs), 16) +
+    lines.push(pad(s.name, w) + lpad(f3(s.ping?.medianMs), 14) + lpad(f3(s.coldPing?.medianMs), 8) + lpad(f3(s.loadedPing?.medianMs), 16) +
       lpad(f2(s.udp64 ? s.udp64.receivedPps / 1000 : undefined), 17) + lpad(f2(s.udp64?.lossPercent), 8) +
       lpad(s.rssMiB ? `${f2(s.rssMiB.hub)}/${f2(s.rssMiB.memberMax)}` : '-', 20) + `  ${s.description}`);
   }
+  lines.push(...formatRr(r.subjects, w));
   const [lead, ...peers] = r.subjects.filter((s) => !s.error);
   if (lead && peers.length > 0) {
     lines.push('');
@@ -86,8 +98,47 @@ export function formatReport(r: BenchReport): string {
         `   loaded RTT ${ratio(lead.loadedPing?.medianMs, p.loadedPing?.medianMs)}, 64B pps ${ratio(lead.udp64?.receivedPps, p.udp64?.receivedPps)}`);
     }
   }
+  const best = bestPeerRatios(r.subjects);
+  if (r.subjects[0]?.error) {
+    lines.push('', `${r.subjects[0].name} failed: no ratios to the best peer`);
+  } else if (best.length > 0) {
+    lines.push('');
+    lines.push(`${r.subjects[0]!.name} ÷ best peer (the issue's goals; the best of the subjects other than isthmus*)`);
+    for (const b of best) {
+      lines.push(`  ${pad(b.metric, 26)}${lpad(fmtValue(b.lead, b.unit), 12)} vs ${lpad(fmtValue(b.best, b.unit), 10)} (${b.bestName})` +
+        `  = ${b.ratio.toFixed(2)}x   goal ${b.better === 'higher' ? '≥' : '≤'} ${b.goal}x ${b.met ? 'met' : 'NOT met'}`);
+    }
+  }
   return lines.join('\n');
 }
+
+function rrCases(subjects: readonly SubjectResult[]): { mode: 'rr' | 'crr'; conns: number }[] {
+  const seen = new Map<string, { mode: 'rr' | 'crr'; conns: number }>();
+  for (const s of subjects) for (const x of s.rr ?? []) seen.set(rrLabel(x), { mode: x.mode, conns: x.conns });
+  return [...seen.values()];
+}
+
+function formatRr(subjects: readonly SubjectResult[], w: number): string[] {
+  const cases = rrCases(subjects);
+  if (cases.length === 0 && !subjects.some((s) => s.rrError)) return [];
+  const lines = ['', 'request/response: transactions/s (p50/p99 µs); RR = one request in flight per connection, CRR = connect + 1 byte each way + close',
+    '  (RR 1: sockperf ping-pong --tcp, 14-byte messages; the rest: bench/native/tcp-rr.c, 1 byte each way)'];
+  lines.push(pad('subject', w) + cases.map((c) => lpad(rrLabel(c), 24)).join(''));
+  for (const s of subjects.filter((x) => !x.error)) {
+    if (s.rrError) {
+      lines.push(pad(s.name, w) + `FAILED: ${s.rrError}`);
+      continue;
+    }
+    lines.push(pad(s.name, w) + cases.map((c) => {
+      const x = s.rr?.find((y) => rrLabel(y) === rrLabel(c));
+      return lpad(x ? `${x.transactionsPerSec.toFixed(0)} (${x.p50Us.toFixed(0)}/${x.p99Us.toFixed(0)})${x.errors ? '!' : ''}` : '-', 24);
+    }).join(''));
+  }
+  if (subjects.some((s) => s.rr?.some((x) => x.errors > 0))) lines.push('  (! = the run counted broken connections or failed transactions)');
+  return lines;
+}
+
+const fmtValue = (v: number, unit: BestPeerRatio['unit']) => (unit === 'ms' ? `${v.toFixed(3)} ms` : `${v.toFixed(0)}/s`);
 
 function findCase(s: SubjectResult, c: { streams: number; reverse: boolean }): CaseSummary | undefined {
   return s.cases.find((x) => x.streams === c.streams && x.reverse === c.reverse);

@@ -6,7 +6,7 @@
  *
  *   node dist/bench/run.js [--duration 5] [--omit 1] [--runs 1] [--only wireguard-go,...]
  */
-import { isthmusRelaySubject, isthmusMeshSubject, median, runIperf, runPing, runUdpPps, waitForPing, type IperfCase, type IperfResult, wireguardGoHubSubject, wireguardGoCurrentSubject, nebulaRelaySubject, run, sleep, systemBin, type BenchSubject, type SubjectFactory, createTopology, randomPrefix, type Topology } from '../testbed';
+import { isthmusRelaySubject, isthmusMeshSubject, median, runIperf, runPing, runUdpPps, waitForPing, buildTcpRr, runSockperfRr, runTcpRr, type RrResult, type IperfCase, type IperfResult, wireguardGoHubSubject, wireguardGoCurrentSubject, nebulaRelaySubject, run, sleep, systemBin, type BenchSubject, type SubjectFactory, createTopology, randomPrefix, type Topology } from '../testbed';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -31,9 +31,14 @@ export const SUBJECTS: readonly SubjectFactory[] = [
 const TOOL_PACKAGES: Record<string, string> = {
   'iperf3': 'iperf3', 'ping': 'iputils-ping', 'ip': 'iproute2', 'nft': 'nftables', 'ss': 'iproute2',
   'redis-server': 'redis-server', 'redis-cli': 'redis-tools', 'wireguard-go': 'wireguard-go', 'wg': 'wireguard-tools', 'nebula': 'nebula', 'nebula-cert': 'nebula',
+  'sockperf': 'sockperf', 'cc': 'gcc',
 };
 
 const IPERF_PORT = 5201;
+const SOCKPERF_PORT = 11111;
+/** Echo requests through the path before idle RTT is measured (V8 optimizes a function after a few thousand calls). */
+const WARMUP_PINGS = 3000;
+const TCP_RR_PORT = 5202;
 
 async function ensureTools(tools: readonly string[]): Promise<void> {
   const missing = [...new Set(tools)].filter((t) => !systemBin(t).startsWith('/'));
@@ -61,6 +66,50 @@ interface RunSettings {
   pingCount: number;
   pingIntervalS: number;
   pps: boolean;
+  /** Request/response: RR over these connection counts, CRR with these many in flight; undefined: skipped (--no-rr). */
+  rr?: { rrConns: number[]; crrConns: number[]; tcpRrBin: string };
+}
+
+/**
+ * RR and CRR (bench/native/tcp-rr.c, sockperf for one connection) through the subject, each case
+ * `runs` times, the median run (by transactions/s) kept. Servers live in vpc2 only while measuring.
+ */
+async function measureRr(topo: Topology, ep: { serverAddr: string; clientAddr: string }, s: RunSettings,
+  rr: NonNullable<RunSettings['rr']>, log: (m: string) => void): Promise<RrResult[]> {
+  const opts = { durationS: s.durationS, omitS: s.omitS };
+  const out: RrResult[] = [];
+  const pick = async (label: string, once: () => Promise<RrResult>) => {
+    const runs: RrResult[] = [];
+    for (let i = 0; i < s.runs; i++) runs.push(await once());
+    runs.sort((a, b) => a.transactionsPerSec - b.transactionsPerSec);
+    const r = runs[(runs.length - 1) >> 1]!;
+    out.push(r);
+    log(`${label}: ${r.transactionsPerSec.toFixed(0)} transactions/s, p50 ${r.p50Us.toFixed(0)} µs, p99 ${r.p99Us.toFixed(0)} µs` +
+      (r.errors ? `, ${r.errors} errors` : ''));
+  };
+  const tcpRr = topo.spawn(topo.ns.vpc2, rr.tcpRrBin, ['server', ep.serverAddr, String(TCP_RR_PORT)]);
+  try {
+    await topo.waitForListen(topo.ns.vpc2, TCP_RR_PORT, 'tcp');
+    for (const n of rr.rrConns) {
+      if (n === 1) {
+        const sp = topo.spawn(topo.ns.vpc2, 'sockperf', ['server', '--tcp', '-i', ep.serverAddr, '-p', String(SOCKPERF_PORT)]);
+        try {
+          await topo.waitForListen(topo.ns.vpc2, SOCKPERF_PORT, 'tcp');
+          await pick('RR 1 connection (sockperf)', () => runSockperfRr(topo, ep.serverAddr, ep.clientAddr, SOCKPERF_PORT, opts));
+        } finally {
+          await sp.stop();
+        }
+      } else {
+        await pick(`RR ${n} connections`, () => runTcpRr(topo, rr.tcpRrBin, 'rr', n, ep.serverAddr, ep.clientAddr, TCP_RR_PORT, opts));
+      }
+    }
+    for (const n of rr.crrConns) {
+      await pick(`CRR ${n} in flight`, () => runTcpRr(topo, rr.tcpRrBin, 'crr', n, ep.serverAddr, ep.clientAddr, TCP_RR_PORT, opts));
+    }
+  } finally {
+    await tcpRr.stop();
+  }
+  return out;
 }
 
 async function measure(topo: Topology, subject: BenchSubject, s: RunSettings): Promise<SubjectResult> {
@@ -73,39 +122,64 @@ async function measure(topo: Topology, subject: BenchSubject, s: RunSettings): P
     const server = topo.spawn(topo.ns.vpc2, 'iperf3', ['-s', '-B', ep.serverAddr, '-p', String(IPERF_PORT)]);
     try {
       await topo.waitForListen(topo.ns.vpc2, IPERF_PORT, 'tcp');
+      // First the path as setup left it (a JIT runtime has run only the handshake and a few
+      // packets), then WARMUP_PINGS echoes 0.2 ms apart, not counted, then idle RTT: the same
+      // for every subject, so "idle" means a running member's idle path, not a cold start.
+      result.coldPing = await runPing(topo, ep.serverAddr, s.pingCount, s.pingIntervalS);
+      await topo.exec(topo.ns.vpc1, 'ping', ['-n', '-q', '-c', String(WARMUP_PINGS), '-i', '0.0002', '-W', '1', ep.serverAddr],
+        { check: false, timeoutMs: 60_000 });
       result.ping = await runPing(topo, ep.serverAddr, s.pingCount, s.pingIntervalS);
-      log(`ping median ${result.ping.medianMs.toFixed(3)} ms`);
+      log(`ping median ${result.ping.medianMs.toFixed(3)} ms (right after setup: ${result.coldPing.medianMs.toFixed(3)} ms)`);
+      if (s.rr) {
+        try {
+          result.rr = await measureRr(topo, ep, s, s.rr, log);
+        } catch (err) {
+          // Costs only the RR figures, not the subject's throughput results.
+          result.rrError = (err as Error).message;
+          log(`RR/CRR failed: ${result.rrError}`);
+        }
+      }
       const pids = () => [...(ep.pids?.() ?? []), server.pid];
       const iperfOpts = { durationS: s.durationS, omitS: s.omitS, port: IPERF_PORT };
+      const measureCase = async (streams: number, reverse: boolean): Promise<void> => {
+        const c: IperfCase = { streams, reverse };
+        const runs: IperfResult[] = [];
+        for (let i = 0; i < s.runs; i++) {
+          const iperf = runIperf(topo, ep.serverAddr, ep.clientAddr, c, iperfOpts, pids);
+          if (i === 0 && !reverse && streams === s.streams[0]) {
+            // Latency under load: ping through the same path while the first stream runs.
+            const count = Math.max(5, Math.min(100, Math.floor((s.durationS - 0.5) / s.pingIntervalS)));
+            // Memory under load: resident set of the hub process and the members, mid-run.
+            const [res, loaded, rss] = await Promise.all([iperf,
+              sleep(s.omitS * 1000).then(() => runPing(topo, ep.serverAddr, count, s.pingIntervalS)),
+              sleep((s.omitS + s.durationS / 2) * 1000).then(() => (ep.pids?.() ?? []).map(rssMiB))]);
+            runs.push(res);
+            result.loadedPing = loaded;
+            if (rss.length > 0) result.rssMiB = { hub: rss[0]!, memberMax: Math.max(0, ...rss.slice(1)) };
+            log(`ping under load median ${loaded.medianMs.toFixed(3)} ms`);
+          } else {
+            runs.push(await iperf);
+          }
+        }
+        const summary: CaseSummary = {
+          streams, reverse, runs,
+          gbps: median(runs.map((r) => r.bitsPerSecond)) / 1e9,
+          machineCpuSPerGB: median(runs.map((r) => r.machineCpuSPerGB)),
+          procCpuSPerGB: median(runs.map((r) => r.procCpuSPerGB)),
+        };
+        result.cases.push(summary);
+        log(`${streams} stream(s) ${reverse ? 'vpc2→vpc1' : 'vpc1→vpc2'}: ${summary.gbps.toFixed(3)} Gbit/s`);
+      };
       for (const streams of s.streams) {
         for (const reverse of [false, true]) {
-          const c: IperfCase = { streams, reverse };
-          const runs: IperfResult[] = [];
-          for (let i = 0; i < s.runs; i++) {
-            const iperf = runIperf(topo, ep.serverAddr, ep.clientAddr, c, iperfOpts, pids);
-            if (i === 0 && !reverse && streams === s.streams[0]) {
-              // Latency under load: ping through the same path while the first stream runs.
-              const count = Math.max(5, Math.min(100, Math.floor((s.durationS - 0.5) / s.pingIntervalS)));
-              // Memory under load: resident set of the hub process and the members, mid-run.
-              const [res, loaded, rss] = await Promise.all([iperf,
-                sleep(s.omitS * 1000).then(() => runPing(topo, ep.serverAddr, count, s.pingIntervalS)),
-                sleep((s.omitS + s.durationS / 2) * 1000).then(() => (ep.pids?.() ?? []).map(rssMiB))]);
-              runs.push(res);
-              result.loadedPing = loaded;
-              if (rss.length > 0) result.rssMiB = { hub: rss[0]!, memberMax: Math.max(0, ...rss.slice(1)) };
-              log(`ping under load median ${loaded.medianMs.toFixed(3)} ms`);
-            } else {
-              runs.push(await iperf);
-            }
+          try {
+            await measureCase(streams, reverse);
+          } catch (err) {
+            // A failed iperf3 case costs only that case's figures, not the subject's others.
+            const why = `${streams}x ${reverse ? 'vpc2→vpc1' : 'vpc1→vpc2'}: ${(err as Error).message}`;
+            (result.caseErrors ??= []).push(why);
+            log(`case failed: ${why}`);
           }
-          const summary: CaseSummary = {
-            streams, reverse, runs,
-            gbps: median(runs.map((r) => r.bitsPerSecond)) / 1e9,
-            machineCpuSPerGB: median(runs.map((r) => r.machineCpuSPerGB)),
-            procCpuSPerGB: median(runs.map((r) => r.procCpuSPerGB)),
-          };
-          result.cases.push(summary);
-          log(`${streams} stream(s) ${reverse ? 'vpc2→vpc1' : 'vpc1→vpc2'}: ${summary.gbps.toFixed(3)} Gbit/s`);
         }
       }
       if (s.pps) {
@@ -155,6 +229,9 @@ export async function main(argv: string[]): Promise<number> {
     .option('ping-count', { type: 'number', default: 20 })
     .option('ping-interval', { type: 'number', default: 0.05 })
     .option('pps', { type: 'boolean', default: true, describe: 'also measure 64-byte UDP packets/s (--no-pps to skip)' })
+    .option('rr', { type: 'boolean', default: true, describe: 'also measure request/response rates, TCP_RR and TCP_CRR style (--no-rr to skip)' })
+    .option('rr-conns', { type: 'string', default: '1,64', describe: 'RR: concurrent connections per case (1 = sockperf, more = tcp-rr)' })
+    .option('crr-conns', { type: 'string', default: '1,64', describe: 'CRR: connections in flight per case' })
     .option('only', { type: 'string', describe: 'comma-separated subject names' })
     .option('prefix', { type: 'string', describe: 'namespace prefix (default isth + 4 random hex)' })
     .option('out', { type: 'string', describe: 'results directory (default <repo>/bench/results)' })
@@ -173,10 +250,23 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`no subject selected; known: ${SUBJECTS.map((f) => f().name).join(', ')}\n`);
     return 1;
   }
-  await ensureTools(['iperf3', 'ping', 'ip', 'nft', 'ss', ...subjects.flatMap((s) => s.requires ?? [])]);
+  const counts = (flag: string, v: string): number[] | undefined => {
+    const xs = v.split(',').map((x) => Number(x.trim()));
+    if (xs.some((x) => !Number.isInteger(x) || x < 1 || x > 10_000)) {
+      process.stderr.write(`--${flag} wants a comma-separated list of integers 1..10000, got '${v}'\n`);
+      return undefined;
+    }
+    return xs;
+  };
+  const rrConns = counts('rr-conns', a['rr-conns']);
+  const crrConns = counts('crr-conns', a['crr-conns']);
+  if (!rrConns || !crrConns) return 1;
+  await ensureTools(['iperf3', 'ping', 'ip', 'nft', 'ss', ...(a.rr ? ['sockperf', 'cc'] : []), ...subjects.flatMap((s) => s.requires ?? [])]);
+  const tcpRr = a.rr ? await buildTcpRr(join(repoRoot(), 'bench', 'native', 'tcp-rr.c')) : undefined;
   const settings: RunSettings = {
     durationS: a.duration, omitS: a.omit, runs: a.runs, streams: a.streams.split(',').map(Number),
     pingCount: a['ping-count'], pingIntervalS: a['ping-interval'], pps: a.pps,
+    ...(tcpRr ? { rr: { rrConns, crrConns, tcpRrBin: tcpRr.bin } } : {}),
   };
   // Relay namespaces for the isthmus-mesh subjects; the others never route through them.
   const topo = await createTopology({ prefix: a.prefix ?? randomPrefix(), relays: 3 });
@@ -185,6 +275,7 @@ export async function main(argv: string[]): Promise<number> {
     for (const s of subjects) results.push(await measure(topo, s, settings));
   } finally {
     await topo.destroy();
+    tcpRr?.dispose();
   }
   const report: BenchReport = {
     date: new Date().toISOString(),

@@ -18,6 +18,8 @@ export * from './relay-cluster';
 export * from './redis-sentinel';
 export * from './member-namespace';
 export * from './iperf';
+export * from './rr';
+export * from './bench-goals';
 export * from './subject';
 export * from './peers/isthmus';
 export * from './peers/isthmus-cluster';
