@@ -49,7 +49,7 @@ export interface Probe {
 export type ToWorker =
   | { cmd: 'init'; init: WorkerInit }
   | { cmd: 'join' }
-  | { cmd: 'sessions'; timeoutMs: number }
+  | { cmd: 'sessions'; timeoutMs: number; perSecond: number }
   | { cmd: 'watch' }
   | { cmd: 'probe'; probe: Probe }
   | { cmd: 'probe-result'; id: number }
@@ -168,11 +168,20 @@ function errorText(err: unknown): string {
   return e.cause ? `${one(e)} (cause: ${one(e.cause)})` : one(e);
 }
 
-async function openSessions(timeoutMs: number): Promise<void> {
+/** Open every member's relay session; `perSecond` > 0 paces the starts (0: all at once). */
+async function openSessions(timeoutMs: number, perSecond: number): Promise<void> {
   let errors = 0;
   let firstError: string | undefined;
+  const t0 = performance.now();
+  let started = 0;
+  // One timer for every member (an agent has one per relay client): HELLO retries, keepalives.
+  tick = setInterval(() => { for (const m of members) m.relay?.tick(); }, 250);
   for (const m of members) {
     if (!m.vip) continue;
+    if (perSecond > 0) {
+      const due = t0 + (started++ * 1000) / perSecond;
+      if (performance.now() < due) await new Promise((r) => setTimeout(r, due - performance.now()));
+    }
     const r = init.relays[m.i % init.relays.length];
     let sock: DgramSocket;
     try {
@@ -195,8 +204,6 @@ async function openSessions(timeoutMs: number): Promise<void> {
     m.relay = rc;
     rc.start();
   }
-  // One timer for every member (an agent has one per relay client): HELLO retries, keepalives.
-  tick = setInterval(() => { for (const m of members) m.relay?.tick(); }, 250);
   const until = Date.now() + timeoutMs;
   let ready = 0;
   while (Date.now() < until) {
@@ -267,7 +274,7 @@ process.on('message', (msg: ToWorker) => {
         break;
       }
       case 'join': await joinAll(); break;
-      case 'sessions': await openSessions(msg.timeoutMs); break;
+      case 'sessions': await openSessions(msg.timeoutMs, msg.perSecond); break;
       case 'watch': watchAll(); break;
       case 'probe': {
         const times = new Map<number, number>();

@@ -37,6 +37,9 @@ export interface ScaleOptions {
   /** Controllers among the members. @default clamp(N / 200, 5, 50) */ controllers?: number;
   /** Seconds of the idle window (keepalive and baseline rates). @default 12 */ idleSeconds?: number;
   /** Seconds of churn while the mapper is asked. @default 5 */ churnSeconds?: number;
+  /** Relay sessions started per second, all workers together; 0 = every member at once (a relay
+   *  failover's worst case). @default 0 up to 20,000 members, else 400 (2/3 of the two relays' AUTH budget) */
+  sessionRate?: number;
   log?: (s: string) => void;
 }
 
@@ -75,6 +78,8 @@ export interface ScaleResult {
   relaySessions: number;
   /** Seconds until every member's relay session was up (or the wait ended: see relaySessions). */
   relaySessionsSec: number;
+  /** Sessions started per second (0: all at once). */
+  relaySessionRate: number;
   /** Members whose relay session was up at the end of the run. */
   relaySessionsAtEnd: number;
   /** Both relays' RSS at steady state (after the idle window) − before any session, ÷ sessions: an upper bound. */
@@ -164,7 +169,13 @@ async function redisCalls(r: Redis): Promise<{ all: number; refresh: number; oth
 }
 
 async function metric(url: string, name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
+  let res: Response;
+  try {
+    res = await fetch(`${url}/metrics`);
+  } catch (err) {
+    throw new Error(`${url}/metrics: ${(err as Error).message} (${String((err as { cause?: Error }).cause?.message ?? '')})`);
+  }
+  const text = await res.text();
   const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text);
   return m ? Number(m[1]) : NaN;
 }
@@ -369,10 +380,12 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
 
     // 3. Relay sessions.
     const ts = performance.now();
-    const sess = await Promise.all(workers.map((w) => w.ask({ cmd: 'sessions', timeoutMs: 60_000 + N * 12 }, 'sessions')));
+    const rate = o.sessionRate ?? (N > 20_000 ? 400 : 0);
+    const sess = await Promise.all(workers.map((w) => w.ask({ cmd: 'sessions', timeoutMs: 60_000 + N * 12 + (rate ? (N / rate) * 1000 : 0), perSecond: rate / W }, 'sessions')));
     const ready = sess.reduce((a, s) => a + s.ready, 0);
     const relaySessionsSec = (performance.now() - ts) / 1000;
-    log(`  relay sessions: ${ready}/${sess.reduce((a, s) => a + s.total, 0)} ready in ${relaySessionsSec.toFixed(1)} s (every member authenticating at once: a relay failover's worst case)`);
+    log(`  relay sessions: ${ready}/${sess.reduce((a, s) => a + s.total, 0)} ready in ${relaySessionsSec.toFixed(1)} s `
+      + (rate ? `(started at ${rate}/s)` : '(every member authenticating at once: a relay failover\'s worst case)'));
     const sessErrors = sess.reduce((a, s) => a + s.errors, 0);
     if (sessErrors) log(`  WARNING: ${sessErrors} members could not open their UDP socket (first: ${sess.find((s) => s.firstError)?.firstError})`);
     await sleep(2000);
@@ -575,7 +588,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       coordinatorCpuMsPerChange: changes.reduce((a, c) => a + c.coordinatorCpuMs, 0) / changes.length,
       coordinatorRssMb: Math.max(...coords.map((c) => rssMb(c.p.pid))),
       relayRssMb: Math.max(...relays.map((x) => rssMb(x.p.pid))),
-      relaySessions: ready, relaySessionsSec, relaySessionsAtEnd,
+      relaySessions: ready, relaySessionsSec, relaySessionRate: rate, relaySessionsAtEnd,
       relayBytesPerIdleSession, relayBytesPerSessionAfterBurst, relayHeapBytesPerIdleSession,
       relayPacketsPerSecIdle, relayPacketsPerSecIdlePerMember: relayPacketsPerSecIdle / N, relayProbesPerSecIdle,
       agentPeers: rep.peers, agentRssMbPerPeer: started.rssPerPeerMb, agentHeapMbPerPeer: started.heapPerPeerMb, agentFullApplyMs: started.fullApplyMs,
@@ -585,6 +598,11 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       changes, phaseSeconds: phase, seconds: (Date.now() - t00) / 1000, loadAverage: [load0, loadavg()[0]],
     };
     return res;
+  } catch (err) {
+    // Whatever stopped the run, say which daemon died and what it said last (EMFILE, out of memory...).
+    for (const p of procs) if (p.exited) log(`  ${p.name} exited (${JSON.stringify(p.exitStatus)}): ${p.output().slice(-1500)}`);
+    for (const w of workers) if (w.child.exitCode !== null || w.child.signalCode) log(`  scale worker ${w.child.pid} exited (${w.child.signalCode ?? w.child.exitCode})`);
+    throw err;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -611,13 +629,15 @@ async function main(): Promise<void> {
   const ns = (arg('members') ?? '1000,10000').split(',').map((s) => Number(s.trim()));
   if (ns.some((n) => !Number.isInteger(n) || n < 20)) throw new Error('--members: a comma-separated list of integers >= 20, e.g. 1000,10000');
   const workers = arg('workers') === undefined ? undefined : Number(arg('workers'));
+  const sessionRate = arg('session-rate') === undefined ? undefined : Number(arg('session-rate'));
+  if (sessionRate !== undefined && !(sessionRate >= 0)) throw new Error(`--session-rate: relay sessions started per second, 0 = all at once; got ${JSON.stringify(arg('session-rate'))}`);
   const coordinators = arg('coordinators') === undefined ? undefined : Number(arg('coordinators'));
   if (workers !== undefined && !(Number.isInteger(workers) && workers >= 1)) throw new Error(`--workers: a positive integer, got ${JSON.stringify(arg('workers'))}`);
   if (coordinators !== undefined && !(Number.isInteger(coordinators) && coordinators >= 2)) throw new Error(`--coordinators: an integer >= 2 (joins go through two), got ${JSON.stringify(arg('coordinators'))}`);
   const out = resolve(arg('out') ?? join(__dirname, '..', '..', 'bench', 'results', 'scale.json'));
   const results: ScaleResult[] = [];
   for (const n of ns) {
-    const r = await runScale({ members: n, workers, coordinators });
+    const r = await runScale({ members: n, workers, coordinators, sessionRate });
     results.push(r);
     process.stdout.write(`N=${n} done in ${r.seconds.toFixed(0)} s: ${JSON.stringify({ ...r, changes: undefined })}\n`);
     mkdirSync(resolve(out, '..'), { recursive: true });
