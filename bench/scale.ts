@@ -88,6 +88,8 @@ export interface ScaleResult {
   relayBytesPerSessionAfterBurst: number;
   /** Both relays' V8 heap in use after a full GC (inspector), steady state − before, ÷ sessions: what a session costs live. */
   relayHeapBytesPerIdleSession: number;
+  /** The same right after the burst (the relay's single-use challenge sets still held). */
+  relayHeapBytesPerSessionAfterBurst: number;
   relayPacketsPerSecIdle: number;
   relayPacketsPerSecIdlePerMember: number;
   /** Of relayPacketsPerSecIdle: probes (a member heard no PONG within 300 ms and asked again). */
@@ -392,6 +394,9 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     const sumRss = () => relays.reduce((a, x) => a + rssMb(x.p.pid), 0);
     const rss0 = relayRss0[0] + relayRss0[1];
     const relayBytesPerSessionAfterBurst = ((sumRss() - rss0) * 2 ** 20) / Math.max(1, ready);
+    const heapBurst = await Promise.all(relays.map((x) => heapAfterGc(x.inspector)));
+    const relayHeapBytesPerSessionAfterBurst = (heapBurst[0] + heapBurst[1] - relayHeap0[0] - relayHeap0[1]) / Math.max(1, ready);
+    log(`  relays right after the burst: ${(relayBytesPerSessionAfterBurst / 1024).toFixed(2)} KB RSS, ${relayHeapBytesPerSessionAfterBurst.toFixed(0)} bytes heap after a GC per session`);
     lap('sessions');
 
     // 4. Watches: wait until every member's long-poll waits at a coordinator.
@@ -406,7 +411,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
         lap('watch');
         break;
       }
-      if (waited > 60 + N / 200) {
+      if (waited > Math.min(240, 60 + N / 200)) {
         log(`  WARNING: only ${n} of ${watchersExpected} long-polls waiting after ${waited.toFixed(0)} s; measuring anyway`);
         lap('watch');
         break;
@@ -589,7 +594,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       coordinatorRssMb: Math.max(...coords.map((c) => rssMb(c.p.pid))),
       relayRssMb: Math.max(...relays.map((x) => rssMb(x.p.pid))),
       relaySessions: ready, relaySessionsSec, relaySessionRate: rate, relaySessionsAtEnd,
-      relayBytesPerIdleSession, relayBytesPerSessionAfterBurst, relayHeapBytesPerIdleSession,
+      relayBytesPerIdleSession, relayBytesPerSessionAfterBurst, relayHeapBytesPerIdleSession, relayHeapBytesPerSessionAfterBurst,
       relayPacketsPerSecIdle, relayPacketsPerSecIdlePerMember: relayPacketsPerSecIdle / N, relayProbesPerSecIdle,
       agentPeers: rep.peers, agentRssMbPerPeer: started.rssPerPeerMb, agentHeapMbPerPeer: started.heapPerPeerMb, agentFullApplyMs: started.fullApplyMs,
       agentApplyDeltaMs: pct(rep.deltaMs, 0.5), agentApplyDeltaMaxMs: Math.max(0, ...rep.deltaMs), agentIdleCpuMsPerSec,
