@@ -18,12 +18,13 @@ import type { PeerMapUpdate } from '../coordinator';
 
 export type ToAgent = { cmd: 'start'; coordUrl: string; signingKey: string; token: string; originalIp: string } | { cmd: 'report' } | { cmd: 'stop' };
 export type FromAgent =
-  | { type: 'started'; peers: number; fullApplyMs: number; rssPerPeerMb: number; rssMb: number }
+  | { type: 'started'; peers: number; fullApplyMs: number; rssPerPeerMb: number; heapPerPeerMb: number; rssMb: number }
   | { type: 'report'; deltaMs: number[]; peers: number; cpuMs: number; rssMb: number }
   | { type: 'error'; message: string };
 
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => {});
-const rss = () => { gc(); gc(); return process.memoryUsage().rss / 2 ** 20; };
+/** RSS and V8 heap in use, MB, after a full GC. */
+const mem = () => { gc(); gc(); const u = process.memoryUsage(); return { rss: u.rss / 2 ** 20, heap: u.heapUsed / 2 ** 20 }; };
 const deltaMs: number[] = [];
 let dir: string | undefined;
 let membership: MembershipClient | undefined;
@@ -45,12 +46,12 @@ async function start(m: Extract<ToAgent, { cmd: 'start' }>): Promise<void> {
     removePeer: (k: string) => { ps.remove(k); },
     peerKeys: () => [...ps.all()].map((p) => p.publicKeyBase64),
   };
-  const before = rss();
+  const before = mem();
   const initial = await membership.join();
   const t0 = performance.now();
   membership.applyFull(initial.peers, sink);
   const fullApplyMs = performance.now() - t0;
-  const after = rss();
+  const after = mem();
   // Time MembershipClient's own per-answer callback (everything it does with a delta).
   const c = membership.client;
   const orig = c.watchPeers.bind(c);
@@ -60,7 +61,8 @@ async function start(m: Extract<ToAgent, { cmd: 'start' }>): Promise<void> {
     if (!u.full) deltaMs.push(performance.now() - s);
   }, signal, opts);
   void membership.run(initial, sink).catch((err: unknown) => send({ type: 'error', message: (err as Error).message }));
-  send({ type: 'started', peers: ps.size, fullApplyMs, rssPerPeerMb: ps.size ? (after - before) / ps.size : 0, rssMb: after });
+  send({ type: 'started', peers: ps.size, fullApplyMs, rssPerPeerMb: ps.size ? (after.rss - before.rss) / ps.size : 0,
+    heapPerPeerMb: ps.size ? (after.heap - before.heap) / ps.size : 0, rssMb: after.rss });
 }
 
 process.on('message', (m: ToAgent) => {

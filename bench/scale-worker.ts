@@ -22,7 +22,13 @@ import { parseAddr, silentLogger, systemClock } from '../common';
 export type Role = 'agent' | 'controller';
 
 export interface WorkerInit {
+  /** Every coordinator: member i watches at coordUrls[i % length] (they only carry watchers, apart from joins). */
   coordUrls: string[];
+  /** The two coordinators joins go through (joinsPerSec is measured through exactly two). */
+  joinUrls: string[];
+  /** This worker's own loopback source address for its TCP connections (bound before connect), so
+   *  the ephemeral ports of one (source, coordinator) pair do not run out. */
+  sourceIp: string;
   relays: Array<{ ip: string; port: number }>;
   signingKey: string;
   tokens: Record<Role, string>;
@@ -43,7 +49,7 @@ export interface Probe {
 export type ToWorker =
   | { cmd: 'init'; init: WorkerInit }
   | { cmd: 'join' }
-  | { cmd: 'sessions'; timeoutMs: number }
+  | { cmd: 'sessions'; timeoutMs: number; perSecond: number }
   | { cmd: 'watch' }
   | { cmd: 'probe'; probe: Probe }
   | { cmd: 'probe-result'; id: number }
@@ -53,11 +59,11 @@ export type ToWorker =
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'joined'; latencies: number[]; errors: number; firstError?: string }
-  | { type: 'sessions'; ready: number; total: number }
+  | { type: 'sessions'; ready: number; total: number; errors: number; firstError?: string }
   | { type: 'watching' }
   | { type: 'probe-ack'; id: number }
   | { type: 'probe-result'; id: number; times: number[]; of: number }
-  | { type: 'stats'; pingsSent: number; probesSent: number; pongs: number; ready: number; watchErrors: number; refusedAnswers: number; rssMb: number }
+  | { type: 'stats'; at: number; pingsSent: number; probesSent: number; pongs: number; ready: number; watchErrors: number; firstWatchError?: string; refusedAnswers: number; rssMb: number }
   | { type: 'stopped' };
 
 interface Member {
@@ -65,6 +71,8 @@ interface Member {
   role: Role;
   priv: Uint8Array;
   pub: Uint8Array;
+  /** Joins (challenge, join) at one of the two join coordinators, everything else (the peer-map
+   *  watch) at its watch coordinator: see `routed`. */
   client: CoordinatorClient;
   vip?: string;
   session?: string;
@@ -101,6 +109,7 @@ const abort = new AbortController();
 setMaxListeners(0, abort.signal);
 let tick: NodeJS.Timeout | undefined;
 let watchErrors = 0;
+let firstWatchError: string | undefined;
 let dispatcher: UndiciAgent | undefined;
 
 function send(m: FromWorker): void {
@@ -145,18 +154,44 @@ async function joinAll(): Promise<void> {
         m.peers = j.peers;
       } catch (err) {
         errors++;
-        firstError ??= (err as Error).message;
+        firstError ??= errorText(err);
       }
     }
   }));
   send({ type: 'joined', latencies: lat, errors, firstError });
 }
 
-async function openSessions(timeoutMs: number): Promise<void> {
+/** An error as the run should print it: its code (EMFILE, EADDRNOTAVAIL, ...) and message, and its cause's. */
+function errorText(err: unknown): string {
+  const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
+  const one = (x: NodeJS.ErrnoException) => (x.code && !x.message.includes(x.code) ? `${x.code}: ${x.message}` : x.message);
+  return e.cause ? `${one(e)} (cause: ${one(e.cause)})` : one(e);
+}
+
+/** Open every member's relay session; `perSecond` > 0 paces the starts (0: all at once). */
+async function openSessions(timeoutMs: number, perSecond: number): Promise<void> {
+  let errors = 0;
+  let firstError: string | undefined;
+  const t0 = performance.now();
+  let started = 0;
+  // One timer for every member (an agent has one per relay client): HELLO retries, keepalives.
+  tick = setInterval(() => { for (const m of members) m.relay?.tick(); }, 250);
   for (const m of members) {
     if (!m.vip) continue;
+    if (perSecond > 0) {
+      const due = t0 + (started++ * 1000) / perSecond;
+      if (performance.now() < due) await new Promise((r) => setTimeout(r, due - performance.now()));
+    }
     const r = init.relays[m.i % init.relays.length];
-    const sock = await openDgramSocket({ host: sourceIpOf(m.i), port: 0 });
+    let sock: DgramSocket;
+    try {
+      sock = await openDgramSocket({ host: sourceIpOf(m.i), port: 0 });
+    } catch (err) {
+      // EMFILE here is this process's fd limit (ulimit -n): the run prints it as what limits N.
+      errors++;
+      firstError ??= `UDP socket on ${sourceIpOf(m.i)}: ${errorText(err)}`;
+      continue;
+    }
     const relayAddr = parseAddr(r.ip);
     const rc = new RelayClient({
       staticPrivate: m.priv, staticPublic: m.pub, relayAddr, relayPort: r.port, vip: parseAddr(m.vip), socket: sock,
@@ -169,8 +204,6 @@ async function openSessions(timeoutMs: number): Promise<void> {
     m.relay = rc;
     rc.start();
   }
-  // One timer for every member (an agent has one per relay client): HELLO retries, keepalives.
-  tick = setInterval(() => { for (const m of members) m.relay?.tick(); }, 250);
   const until = Date.now() + timeoutMs;
   let ready = 0;
   while (Date.now() < until) {
@@ -178,7 +211,7 @@ async function openSessions(timeoutMs: number): Promise<void> {
     if (ready === members.filter((m) => m.relay).length) break;
     await new Promise((r) => setTimeout(r, 200));
   }
-  send({ type: 'sessions', ready, total: members.filter((m) => m.relay).length });
+  send({ type: 'sessions', ready, total: members.filter((m) => m.vip).length, errors, firstError });
 }
 
 function watchAll(): void {
@@ -193,9 +226,10 @@ function watchAll(): void {
             m.version = u.version;
             check(m, u);
           }, abort.signal, { initial: m.peers });
-        } catch {
+        } catch (err) {
           if (abort.signal.aborted) return;
           watchErrors++;
+          firstWatchError ??= errorText(err);
           await new Promise((r) => setTimeout(r, 1000));
         }
       }
@@ -205,23 +239,42 @@ function watchAll(): void {
   send({ type: 'watching' });
 }
 
+/**
+ * One client per member (it keeps what its join answer told it), its requests split: joins
+ * (/v1/challenge, /v1/join) to `joinUrl` (one of the two join coordinators), the rest (the watch,
+ * leave, renewals) to `watchUrl` (any coordinator: they are stateless, all state is in Redis).
+ */
+function routed(joinUrl: string, watchUrl: string): typeof fetch {
+  return ((url: string, i: RequestInit) => {
+    const path = url.slice(joinUrl.length);
+    const to = url.startsWith(joinUrl) && !/^\/v1\/(challenge|join)\b/.test(path) ? watchUrl + path : url;
+    return undiciFetch(to, { ...i, dispatcher } as never);
+  }) as unknown as typeof fetch;
+}
+
 process.on('message', (msg: ToWorker) => {
   void (async () => {
     switch (msg.cmd) {
       case 'init': {
         init = msg.init;
         // Keep-alive connections, as many as long-polls need (one each) plus joins in flight.
-        dispatcher = new UndiciAgent({ connections: null, keepAliveTimeout: 60_000, keepAliveMaxTimeout: 120_000, headersTimeout: 0, bodyTimeout: 0 });
-        const f = ((url: string, i: RequestInit) => undiciFetch(url, { ...i, dispatcher } as never)) as unknown as typeof fetch;
+        // Bound to this worker's own loopback address: each (source, coordinator) pair has its own
+        // ~28k ephemeral ports (bind-before-connect picks the port at bind time, per source address).
+        dispatcher = new UndiciAgent({ localAddress: init.sourceIp, connections: null, keepAliveTimeout: 60_000, keepAliveMaxTimeout: 120_000, headersTimeout: 0, bodyTimeout: 0 });
+        const fetches = new Map<string, typeof fetch>();
         for (const { i, role } of init.members) {
           const k = key();
-          members.push({ i, role, ...k, client: new CoordinatorClient({ url: init.coordUrls[i % init.coordUrls.length], insecure: true, fetch: f, answers: { pinned: init.signingKey } }) });
+          const joinUrl = init.joinUrls[i % init.joinUrls.length];
+          const watchUrl = init.coordUrls[i % init.coordUrls.length];
+          let f = fetches.get(`${joinUrl} ${watchUrl}`);
+          if (!f) fetches.set(`${joinUrl} ${watchUrl}`, f = routed(joinUrl, watchUrl));
+          members.push({ i, role, ...k, client: new CoordinatorClient({ url: joinUrl, insecure: true, fetch: f, answers: { pinned: init.signingKey } }) });
         }
         send({ type: 'ready' });
         break;
       }
       case 'join': await joinAll(); break;
-      case 'sessions': await openSessions(msg.timeoutMs); break;
+      case 'sessions': await openSessions(msg.timeoutMs, msg.perSecond); break;
       case 'watch': watchAll(); break;
       case 'probe': {
         const times = new Map<number, number>();
@@ -248,7 +301,7 @@ process.on('message', (msg: ToWorker) => {
           if (m.relay?.isReady) ready++;
           refusedAnswers += m.client.refusedAnswers;
         }
-        send({ type: 'stats', pingsSent, probesSent, pongs, ready, watchErrors, refusedAnswers, rssMb: process.memoryUsage().rss / 2 ** 20 });
+        send({ type: 'stats', at: now(), pingsSent, probesSent, pongs, ready, watchErrors, firstWatchError, refusedAnswers, rssMb: process.memoryUsage().rss / 2 ** 20 });
         break;
       }
       case 'stop': {

@@ -14,10 +14,10 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
-import { Pool } from 'undici';
+import { Pool, WebSocket } from 'undici';
 import Redis from 'ioredis';
 import { CoordinatorClient, generateSigningKey } from '../coordinator';
 import { ManagedProcess, startRedis, type RedisHandle } from '../testbed';
@@ -31,10 +31,15 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface ScaleOptions {
   members: number;
-  /** @default 4 */ workers?: number;
+  /** Worker processes for the simulated members. @default max(4, ceil(N / 8000)): each holds ~2 fds per member, under `ulimit -n` */ workers?: number;
+  /** Coordinators. Joins go through the first two (joinsPerSec is for two); the others only carry
+   *  watchers. @default max(2, ceil(N / 14000)): each holds < 15k long-poll connections */ coordinators?: number;
   /** Controllers among the members. @default clamp(N / 200, 5, 50) */ controllers?: number;
   /** Seconds of the idle window (keepalive and baseline rates). @default 12 */ idleSeconds?: number;
   /** Seconds of churn while the mapper is asked. @default 5 */ churnSeconds?: number;
+  /** Relay sessions started per second, all workers together; 0 = every member at once (a relay
+   *  failover's worst case). @default 0 up to 20,000 members, else 400 (2/3 of the two relays' AUTH budget) */
+  sessionRate?: number;
   log?: (s: string) => void;
 }
 
@@ -55,6 +60,8 @@ export interface ScaleResult {
   members: number;
   controllers: number;
   workers: number;
+  /** Coordinators: two take the joins, all of them carry watchers. */
+  coordinators: number;
   joinsPerSec: number;
   joinP50Ms: number;
   joinP99Ms: number;
@@ -71,15 +78,26 @@ export interface ScaleResult {
   relaySessions: number;
   /** Seconds until every member's relay session was up (or the wait ended: see relaySessions). */
   relaySessionsSec: number;
+  /** Sessions started per second (0: all at once). */
+  relaySessionRate: number;
   /** Members whose relay session was up at the end of the run. */
   relaySessionsAtEnd: number;
+  /** Both relays' RSS at steady state (after the idle window) − before any session, ÷ sessions: an upper bound. */
   relayBytesPerIdleSession: number;
+  /** The same, right after the last session came up (the AUTH burst's garbage and heap growth included). */
+  relayBytesPerSessionAfterBurst: number;
+  /** Both relays' V8 heap in use after a full GC (inspector), steady state − before, ÷ sessions: what a session costs live. */
+  relayHeapBytesPerIdleSession: number;
+  /** The same right after the burst (the relay's single-use challenge sets still held). */
+  relayHeapBytesPerSessionAfterBurst: number;
   relayPacketsPerSecIdle: number;
   relayPacketsPerSecIdlePerMember: number;
   /** Of relayPacketsPerSecIdle: probes (a member heard no PONG within 300 ms and asked again). */
   relayProbesPerSecIdle: number;
   agentPeers: number;
   agentRssMbPerPeer: number;
+  /** The same, V8 heap in use after gc() instead of RSS. */
+  agentHeapMbPerPeer: number;
   agentFullApplyMs: number;
   agentApplyDeltaMs: number;
   agentApplyDeltaMaxMs: number;
@@ -92,7 +110,11 @@ export interface ScaleResult {
   idleRefreshRedisOpsPerSec: number;
   idleCoordinatorCpuMsPerSec: number;
   changes: ChangeResult[];
+  /** Wall clock per phase (setup, joins, agent, sessions, watch, settle, idle, changes, churn). */
+  phaseSeconds: Record<string, number>;
   seconds: number;
+  /** Load average (1 min) at the start and the end. */
+  loadAverage: [number, number];
 }
 
 function pct(xs: number[], p: number): number {
@@ -149,9 +171,48 @@ async function redisCalls(r: Redis): Promise<{ all: number; refresh: number; oth
 }
 
 async function metric(url: string, name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
+  let res: Response;
+  try {
+    res = await fetch(`${url}/metrics`);
+  } catch (err) {
+    throw new Error(`${url}/metrics: ${(err as Error).message} (${String((err as { cause?: Error }).cause?.message ?? '')})`);
+  }
+  const text = await res.text();
   const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text);
   return m ? Number(m[1]) : NaN;
+}
+
+/** The soft and hard `ulimit -n` of this process (its children inherit them). */
+function fdLimit(): { soft: number; hard: number } {
+  const m = /^Max open files\s+(\S+)\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+  const n = (x: string | undefined) => (x === undefined || x === 'unlimited' ? Infinity : Number(x));
+  return { soft: n(m?.[1]), hard: n(m?.[2]) };
+}
+
+/**
+ * V8 heap in use after a full GC in another Node process started with `--inspect=127.0.0.1:0`
+ * (bench only: the relays run with it so their heap can be read; loopback, this run's processes).
+ */
+async function heapAfterGc(wsUrl: string): Promise<number> {
+  const ws = new WebSocket(wsUrl);
+  try {
+    await new Promise<void>((res, rej) => { ws.onopen = () => res(); ws.onerror = () => rej(new Error(`inspector ${wsUrl}: cannot connect`)); });
+    const pending = new Map<number, (m: { result?: unknown; error?: { message: string } }) => void>();
+    ws.onmessage = (ev) => {
+      const m = JSON.parse(String(ev.data)) as { id?: number; result?: unknown; error?: { message: string } };
+      if (m.id !== undefined) pending.get(m.id)?.(m);
+    };
+    let id = 0;
+    const call = <T>(method: string) => new Promise<T>((res, rej) => {
+      const i = ++id;
+      pending.set(i, (m) => (m.error ? rej(new Error(`${method}: ${m.error.message}`)) : res(m.result as T)));
+      ws.send(JSON.stringify({ id: i, method }));
+    });
+    await call('HeapProfiler.collectGarbage');
+    return (await call<{ usedSize: number }>('Runtime.getHeapUsage')).usedSize;
+  } finally {
+    ws.close();
+  }
 }
 
 class Worker {
@@ -168,7 +229,7 @@ class Worker {
 
   ask<T extends FromWorker['type']>(msg: ToWorker, type: T): Promise<Extract<FromWorker, { type: T }>> {
     return new Promise((res, rej) => {
-      const onExit = () => rej(new Error(`scale worker ${this.child.pid} exited`));
+      const onExit = (code: number | null, sig: string | null) => rej(new Error(`scale worker ${this.child.pid} exited (${sig ?? `code ${code}`}${sig === 'SIGKILL' ? ': out of memory?' : ''})`));
       this.child.once('exit', onExit);
       this.waiting.push({ type, resolve: (m) => { this.child.off('exit', onExit); res(m as Extract<FromWorker, { type: T }>); } });
       this.child.send(msg);
@@ -179,9 +240,30 @@ class Worker {
 export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   const log = o.log ?? ((s: string) => process.stdout.write(s + '\n'));
   const N = o.members;
-  const W = o.workers ?? 4;
+  const W = o.workers ?? Math.max(4, Math.ceil(N / 8000));
+  const K = o.coordinators ?? Math.max(2, Math.ceil(N / 14_000));
+  if (K < 2) throw new Error('--coordinators: at least 2 (joins go through two)');
   const C = o.controllers ?? Math.min(50, Math.max(5, Math.round(N / 200)));
+  const joinConcurrency = 16;
+  // What limits N here, before anything starts: the per-process fd limit (it cannot be raised
+  // without root). A worker holds a UDP socket and a TCP long-poll per member; a coordinator a
+  // TCP connection per member watching it, plus the joins in flight.
+  const lim = fdLimit();
+  const perWorker = 2 * Math.ceil(N / W) + joinConcurrency + 100;
+  const perCoordinator = Math.ceil(N / K) + Math.ceil((W * joinConcurrency) / 2) + 100;
+  if (perWorker > lim.soft) {
+    throw new Error(`N=${N} does not fit in ${W} workers: each needs ~${perWorker} file descriptors (a UDP socket and a TCP long-poll per member), `
+      + `over ulimit -n ${lim.soft} (hard ${lim.hard}); use --workers ${Math.ceil((2 * N) / (lim.soft - joinConcurrency - 200))} or more`);
+  }
+  if (perCoordinator > lim.soft) {
+    throw new Error(`N=${N} does not fit on ${K} coordinators: each needs ~${perCoordinator} file descriptors (one long-poll connection per member), `
+      + `over ulimit -n ${lim.soft} (hard ${lim.hard}); use --coordinators ${Math.ceil(N / (lim.soft - 2000))} or more`);
+  }
   const t00 = Date.now();
+  const load0 = loadavg()[0];
+  const phase: Record<string, number> = {};
+  let tPhase = performance.now();
+  const lap = (name: string) => { const t = performance.now(); phase[name] = Math.round((t - tPhase) / 100) / 10; tPhase = t; };
   const dir = mkdtempSync(join(tmpdir(), 'isthmus-scale-'));
   const procs: ManagedProcess[] = [];
   const workers: Worker[] = [];
@@ -211,7 +293,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
 
     // Daemons, each a real CLI process.
     const coords: Array<{ url: string; metrics: string; p: ManagedProcess }> = [];
-    for (let i = 0; i < 2; i++) {
+    for (let i = 0; i < K; i++) {
       const [port, mport] = [await freeTcpPort(), await freeTcpPort()];
       const p = new ManagedProcess(process.execPath, [CLI, 'coordinator', '--listen', `127.0.0.1:${port}`, '--redis', redis.url,
         '--admin-token-file', join(dir, 'admin.token'), '--signing-key', join(dir, 'signing.key'), '--metrics', `127.0.0.1:${mport}`,
@@ -220,13 +302,15 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       procs.push(p);
       coords.push({ url: `http://127.0.0.1:${port}`, metrics: `http://127.0.0.1:${mport}`, p });
     }
-    const relays: Array<{ ip: string; port: number; p: ManagedProcess }> = [];
+    const relays: Array<{ ip: string; port: number; p: ManagedProcess; inspector: string }> = [];
     for (let i = 0; i < 2; i++) {
       const port = await freeUdpPort();
-      const p = new ManagedProcess(process.execPath, [CLI, 'relay', '--listen', `127.0.0.1:${port}`, '--redis', redis.url, '--id', `scale-relay-${i}`,
+      // --inspect on loopback, bench only: to read the relay's heap after a GC (heapAfterGc).
+      const p = new ManagedProcess(process.execPath, ['--inspect=127.0.0.1:0', CLI, 'relay', '--listen', `127.0.0.1:${port}`, '--redis', redis.url, '--id', `scale-relay-${i}`,
         '--stats-interval', '0'], { name: `relay-${i}` });
       procs.push(p);
-      relays.push({ ip: '127.0.0.1', port, p });
+      const inspector = /(ws:\/\/127\.0\.0\.1:\d+\/\S+)/.exec(await p.waitForLine(/Debugger listening on ws:/, 15_000))![1];
+      relays.push({ ip: '127.0.0.1', port, p, inspector });
     }
     const mport = await freeTcpPort();
     const mapper = new ManagedProcess(process.execPath, [CLI, 'mapper', '--redis', redis.url, '--api', `127.0.0.1:${mport}`], { name: 'mapper' });
@@ -249,6 +333,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       agent: (await adm.createToken({ uses: -1, tags: ['agent'], originalCidrs: ['10.0.0.0/8'] })).token,
       controller: (await adm.createToken({ uses: -1, tags: ['controller'], originalCidrs: ['10.0.0.0/8'] })).token,
     };
+    // Baselines after a full GC (the relays' start-up garbage is not counted as sessions' cost).
+    const relayHeap0 = await Promise.all(relays.map((x) => heapAfterGc(x.inspector)));
     const relayRss0 = relays.map((x) => rssMb(x.p.pid));
 
     // Members: controllers spread over the index range, the rest agents; split round-robin.
@@ -256,22 +342,27 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     const lists: WorkerInit['members'][] = Array.from({ length: W }, () => []);
     for (let i = 1; i <= N; i++) lists[i % W].push({ i, role: roleOf(i) });
     const nControllers = lists.flat().filter((m) => m.role === 'controller').length;
-    log(`N=${N}: ${nControllers} controllers, ${N - nControllers} agents, ${W} worker processes`);
+    log(`N=${N}: ${nControllers} controllers, ${N - nControllers} agents, ${W} worker processes (~${perWorker} fds each), `
+      + `${K} coordinators (joins through 2; ~${perCoordinator} fds each), ulimit -n ${lim.soft}, load average ${load0.toFixed(1)}`);
     for (let w = 0; w < W; w++) workers.push(new Worker());
     await Promise.all(workers.map((w, k) => w.ask({ cmd: 'init', init: {
-      coordUrls: coords.map((c) => c.url), relays: relays.map(({ ip, port }) => ({ ip, port })), signingKey: sk.publicKey, tokens,
-      members: lists[k], joinConcurrency: 16 } }, 'ready')));
+      coordUrls: coords.map((c) => c.url), joinUrls: coords.slice(0, 2).map((c) => c.url), sourceIp: `127.0.1.${k + 1}`,
+      relays: relays.map(({ ip, port }) => ({ ip, port })), signingKey: sk.publicKey, tokens,
+      members: lists[k], joinConcurrency } }, 'ready')));
+    lap('setup');
 
     // 1. Joins through the API, two coordinators.
     const tj = performance.now();
-    const cpuJ0 = coords.reduce((a, c) => a + cpuMs(c.p.pid), 0);
+    const joinCoords = coords.slice(0, 2);
+    const cpuJ0 = joinCoords.reduce((a, c) => a + cpuMs(c.p.pid), 0);
     const joined = await Promise.all(workers.map((w) => w.ask({ cmd: 'join' }, 'joined')));
     const joinSec = (performance.now() - tj) / 1000;
     const lat = joined.flatMap((j) => j.latencies);
     const joinErrors = joined.reduce((a, j) => a + j.errors, 0);
     if (joinErrors) log(`  join errors: ${joinErrors} (first: ${joined.find((j) => j.firstError)?.firstError})`);
     const joinsPerSec = lat.length / joinSec;
-    const coordinatorCpuMsPerJoin = (coords.reduce((a, c) => a + cpuMs(c.p.pid), 0) - cpuJ0) / Math.max(1, lat.length);
+    const coordinatorCpuMsPerJoin = (joinCoords.reduce((a, c) => a + cpuMs(c.p.pid), 0) - cpuJ0) / Math.max(1, lat.length);
+    lap('joins');
     log(`  joins: ${lat.length} in ${joinSec.toFixed(1)} s = ${joinsPerSec.toFixed(0)}/s, p50 ${pct(lat, 0.5).toFixed(0)} ms, p99 ${pct(lat, 0.99).toFixed(0)} ms, `
       + `coordinators ${coordinatorCpuMsPerJoin.toFixed(2)} ms CPU per join (so ${(2000 / coordinatorCpuMsPerJoin).toFixed(0)} joins/s on two free cores)`);
 
@@ -285,17 +376,28 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       agentChild!.send(m);
     });
     const started = await agentAsk({ cmd: 'start', coordUrl: coords[1].url, signingKey: sk.publicKey, token: tokens.controller, originalIp: '10.255.255.254' }, 'started');
-    log(`  agent (controller view): ${started.peers} peers, full map applied in ${started.fullApplyMs.toFixed(0)} ms, ${(started.rssPerPeerMb * 1024).toFixed(2)} KB RSS per peer`);
+    log(`  agent (controller view): ${started.peers} peers, full map applied in ${started.fullApplyMs.toFixed(0)} ms, ${(started.rssPerPeerMb * 1024).toFixed(2)} KB RSS `
+      + `and ${(started.heapPerPeerMb * 1024).toFixed(2)} KB heap per peer`);
+    lap('agent');
 
     // 3. Relay sessions.
     const ts = performance.now();
-    const sess = await Promise.all(workers.map((w) => w.ask({ cmd: 'sessions', timeoutMs: 60_000 + N * 12 }, 'sessions')));
+    const rate = o.sessionRate ?? (N > 20_000 ? 400 : 0);
+    const sess = await Promise.all(workers.map((w) => w.ask({ cmd: 'sessions', timeoutMs: 60_000 + N * 12 + (rate ? (N / rate) * 1000 : 0), perSecond: rate / W }, 'sessions')));
     const ready = sess.reduce((a, s) => a + s.ready, 0);
     const relaySessionsSec = (performance.now() - ts) / 1000;
-    log(`  relay sessions: ${ready}/${sess.reduce((a, s) => a + s.total, 0)} ready in ${relaySessionsSec.toFixed(1)} s (every member authenticating at once: a relay failover's worst case)`);
+    log(`  relay sessions: ${ready}/${sess.reduce((a, s) => a + s.total, 0)} ready in ${relaySessionsSec.toFixed(1)} s `
+      + (rate ? `(started at ${rate}/s)` : '(every member authenticating at once: a relay failover\'s worst case)'));
+    const sessErrors = sess.reduce((a, s) => a + s.errors, 0);
+    if (sessErrors) log(`  WARNING: ${sessErrors} members could not open their UDP socket (first: ${sess.find((s) => s.firstError)?.firstError})`);
     await sleep(2000);
-    const relayRss1 = relays.map((x) => rssMb(x.p.pid));
-    const relayBytesPerIdleSession = ((relayRss1[0] + relayRss1[1] - relayRss0[0] - relayRss0[1]) * 2 ** 20) / Math.max(1, ready);
+    const sumRss = () => relays.reduce((a, x) => a + rssMb(x.p.pid), 0);
+    const rss0 = relayRss0[0] + relayRss0[1];
+    const relayBytesPerSessionAfterBurst = ((sumRss() - rss0) * 2 ** 20) / Math.max(1, ready);
+    const heapBurst = await Promise.all(relays.map((x) => heapAfterGc(x.inspector)));
+    const relayHeapBytesPerSessionAfterBurst = (heapBurst[0] + heapBurst[1] - relayHeap0[0] - relayHeap0[1]) / Math.max(1, ready);
+    log(`  relays right after the burst: ${(relayBytesPerSessionAfterBurst / 1024).toFixed(2)} KB RSS, ${relayHeapBytesPerSessionAfterBurst.toFixed(0)} bytes heap after a GC per session`);
+    lap('sessions');
 
     // 4. Watches: wait until every member's long-poll waits at a coordinator.
     await Promise.all(workers.map((w) => w.ask({ cmd: 'watch' }, 'watching')));
@@ -306,10 +408,12 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       const waited = (performance.now() - tw) / 1000;
       if (n >= watchersExpected) {
         log(`  every member watching after ${waited.toFixed(1)} s`);
+        lap('watch');
         break;
       }
-      if (waited > 60 + N / 200) {
+      if (waited > Math.min(240, 60 + N / 200)) {
         log(`  WARNING: only ${n} of ${watchersExpected} long-polls waiting after ${waited.toFixed(0)} s; measuring anyway`);
+        lap('watch');
         break;
       }
       await sleep(250);
@@ -326,6 +430,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       const waited = (performance.now() - tq) / 1000;
       if (rate < Math.max(20, N / 200) || waited > 180) {
         log(`  settled after ${waited.toFixed(0)} s (${rate.toFixed(0)} Redis ops/s besides relay refreshes)`);
+        lap('settle');
         break;
       }
     }
@@ -334,7 +439,9 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     const stats = async () => (await Promise.all(workers.map((w) => w.ask({ cmd: 'stats' }, 'stats'))));
     const sumPings = (s: Awaited<ReturnType<typeof stats>>) => s.reduce((a, x) => a + x.pingsSent, 0);
     const sumProbes = (s: Awaited<ReturnType<typeof stats>>) => s.reduce((a, x) => a + x.probesSent, 0);
-    const idleSec = o.idleSeconds ?? 12;
+    // Two keepalive periods: every idle member sends the same number of PINGs whatever its phase
+    // (a window that is not a multiple of the period counts some members once, some twice).
+    const idleSec = o.idleSeconds ?? 20;
     const coordCpu = () => coords.reduce((a, c) => a + cpuMs(c.p.pid), 0);
     const st0 = await stats();
     const i0 = { pings: sumPings(st0), probes: sumProbes(st0), ops: await redisCalls(r), cpu: coordCpu(), t: performance.now(), agent: (await agentAsk({ cmd: 'report' }, 'report')).cpuMs };
@@ -342,7 +449,9 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     const st1 = await stats();
     const i1 = { pings: sumPings(st1), probes: sumProbes(st1), ops: await redisCalls(r), cpu: coordCpu(), t: performance.now(), agent: (await agentAsk({ cmd: 'report' }, 'report')).cpuMs };
     const idleS = (i1.t - i0.t) / 1000;
-    const relayPacketsPerSecIdle = (i1.pings - i0.pings) / idleS;
+    // Each worker's PINGs over its own clock between its two counts (not the parent's, which reads
+    // the other counters after them).
+    const relayPacketsPerSecIdle = st1.reduce((a, x, k) => a + (x.pingsSent - st0[k].pingsSent) / ((x.at - st0[k].at) / 1000), 0);
     const relayProbesPerSecIdle = (i1.probes - i0.probes) / idleS;
     const idleRedisOpsPerSec = (i1.ops.all - i0.ops.all) / idleS;
     const idleRefreshOpsPerSec = (i1.ops.refresh - i0.ops.refresh) / idleS;
@@ -352,6 +461,14 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     log(`  idle: ${relayPacketsPerSecIdle.toFixed(0)} PINGs/s to the relays (${(relayPacketsPerSecIdle / N).toFixed(3)} per member; `
       + `${relayProbesPerSecIdle.toFixed(0)}/s of them probes: a PONG not read within 300 ms), `
       + `${idleRedisOpsPerSec.toFixed(0)} Redis ops/s (${idleRefreshOpsPerSec.toFixed(0)} of them relay session refreshes), coordinators ${idleCpuPerSec.toFixed(1)} ms CPU/s, agent ${agentIdleCpuMsPerSec.toFixed(2)} ms CPU/s`);
+    // The relays at steady state: every session up and idle, two refresh cycles past, the AUTH
+    // burst's single-use challenge sets rotated out.
+    const relayBytesPerIdleSession = ((sumRss() - rss0) * 2 ** 20) / Math.max(1, ready);
+    const relayHeap1 = await Promise.all(relays.map((x) => heapAfterGc(x.inspector)));
+    const relayHeapBytesPerIdleSession = (relayHeap1[0] + relayHeap1[1] - relayHeap0[0] - relayHeap0[1]) / Math.max(1, ready);
+    log(`  relays: ${(relayBytesPerIdleSession / 1024).toFixed(2)} KB RSS per idle session (${(relayBytesPerSessionAfterBurst / 1024).toFixed(2)} KB right after the AUTH burst), `
+      + `${relayHeapBytesPerIdleSession.toFixed(0)} bytes heap per session after a GC`);
+    lap('idle');
 
     // 6. Changes, one at a time: each must reach every member that should see it.
     let probeId = 0;
@@ -360,7 +477,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     const sigs = async () => {
       const v = await Promise.all(coords.map(async (c) => [await metric(c.metrics, 'isthmus_coordinator_answer_signatures_total'),
         await metric(c.metrics, 'isthmus_coordinator_signed_answers_total')]));
-      return { signatures: v[0][0] + v[1][0], answers: v[0][1] + v[1][1] };
+      return { signatures: v.reduce((a, x) => a + x[0], 0), answers: v.reduce((a, x) => a + x[1], 0) };
     };
     const measure = async (name: string, p: Omit<Probe, 'id'>, change: () => Promise<void>): Promise<void> => {
       const probe: Probe = { ...p, id: ++probeId };
@@ -428,6 +545,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       await measure('controller leaves', { vip, kind: 'absent', watchers: 'agent' }, async () => { await client.leave(session); });
     }
 
+    lap('changes');
+
     // 7. The mapper while members churn (agents joining and leaving, ~20 changes/s).
     const churnSec = o.churnSeconds ?? 5;
     const pool = new Pool(`http://127.0.0.1:${mport}`, { connections: 16 });
@@ -457,32 +576,38 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     const mapperLookupsPerSec = lookups / churnSec;
     log(`  mapper: ${mapperLookupsPerSec.toFixed(0)} lookups/s while ${(churned / churnSec).toFixed(0)} changes/s (${lookupErrors} not 200)`);
 
+    lap('churn');
     const rep = await agentAsk({ cmd: 'report' }, 'report');
     const st = await stats();
     const relaySessionsAtEnd = st.reduce((a, x) => a + x.ready, 0);
     log(`  relay sessions up at the end: ${relaySessionsAtEnd}/${lat.length}`);
     const refused = st.reduce((a, x) => a + x.refusedAnswers, 0);
     const watchErrors = st.reduce((a, x) => a + x.watchErrors, 0);
-    if (refused || watchErrors) log(`  WARNING: ${refused} answers refused by members, ${watchErrors} watch errors`);
+    if (refused || watchErrors) log(`  WARNING: ${refused} answers refused by members, ${watchErrors} watch errors (first: ${st.find((x) => x.firstWatchError)?.firstWatchError})`);
     const worst = changes.reduce((a, c) => Math.max(a, c.p99Ms), 0);
     const res: ScaleResult = {
-      members: N, controllers: nControllers, workers: W,
+      members: N, controllers: nControllers, workers: W, coordinators: K,
       joinsPerSec, joinP50Ms: pct(lat, 0.5), joinP99Ms: pct(lat, 0.99), joinErrors, coordinatorCpuMsPerJoin,
       changeToAllWatchersP99Ms: worst,
       redisOpsPerChange: changes.reduce((a, c) => a + c.redisOps, 0) / changes.length,
       coordinatorCpuMsPerChange: changes.reduce((a, c) => a + c.coordinatorCpuMs, 0) / changes.length,
       coordinatorRssMb: Math.max(...coords.map((c) => rssMb(c.p.pid))),
       relayRssMb: Math.max(...relays.map((x) => rssMb(x.p.pid))),
-      relaySessions: ready, relaySessionsSec, relaySessionsAtEnd,
-      relayBytesPerIdleSession,
+      relaySessions: ready, relaySessionsSec, relaySessionRate: rate, relaySessionsAtEnd,
+      relayBytesPerIdleSession, relayBytesPerSessionAfterBurst, relayHeapBytesPerIdleSession, relayHeapBytesPerSessionAfterBurst,
       relayPacketsPerSecIdle, relayPacketsPerSecIdlePerMember: relayPacketsPerSecIdle / N, relayProbesPerSecIdle,
-      agentPeers: rep.peers, agentRssMbPerPeer: started.rssPerPeerMb, agentFullApplyMs: started.fullApplyMs,
+      agentPeers: rep.peers, agentRssMbPerPeer: started.rssPerPeerMb, agentHeapMbPerPeer: started.heapPerPeerMb, agentFullApplyMs: started.fullApplyMs,
       agentApplyDeltaMs: pct(rep.deltaMs, 0.5), agentApplyDeltaMaxMs: Math.max(0, ...rep.deltaMs), agentIdleCpuMsPerSec,
       mapperLookupsPerSec, mapperLookupErrors: lookupErrors, churnChangesPerSec: churned / churnSec,
       idleRedisOpsPerSec, idleRefreshRedisOpsPerSec: idleRefreshOpsPerSec, idleCoordinatorCpuMsPerSec: idleCpuPerSec,
-      changes, seconds: (Date.now() - t00) / 1000,
+      changes, phaseSeconds: phase, seconds: (Date.now() - t00) / 1000, loadAverage: [load0, loadavg()[0]],
     };
     return res;
+  } catch (err) {
+    // Whatever stopped the run, say which daemon died and what it said last (EMFILE, out of memory...).
+    for (const p of procs) if (p.exited) log(`  ${p.name} exited (${JSON.stringify(p.exitStatus)}): ${p.output().slice(-1500)}`);
+    for (const w of workers) if (w.child.exitCode !== null || w.child.signalCode) log(`  scale worker ${w.child.pid} exited (${w.child.signalCode ?? w.child.exitCode})`);
+    throw err;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -509,10 +634,15 @@ async function main(): Promise<void> {
   const ns = (arg('members') ?? '1000,10000').split(',').map((s) => Number(s.trim()));
   if (ns.some((n) => !Number.isInteger(n) || n < 20)) throw new Error('--members: a comma-separated list of integers >= 20, e.g. 1000,10000');
   const workers = arg('workers') === undefined ? undefined : Number(arg('workers'));
+  const sessionRate = arg('session-rate') === undefined ? undefined : Number(arg('session-rate'));
+  if (sessionRate !== undefined && !(sessionRate >= 0)) throw new Error(`--session-rate: relay sessions started per second, 0 = all at once; got ${JSON.stringify(arg('session-rate'))}`);
+  const coordinators = arg('coordinators') === undefined ? undefined : Number(arg('coordinators'));
+  if (workers !== undefined && !(Number.isInteger(workers) && workers >= 1)) throw new Error(`--workers: a positive integer, got ${JSON.stringify(arg('workers'))}`);
+  if (coordinators !== undefined && !(Number.isInteger(coordinators) && coordinators >= 2)) throw new Error(`--coordinators: an integer >= 2 (joins go through two), got ${JSON.stringify(arg('coordinators'))}`);
   const out = resolve(arg('out') ?? join(__dirname, '..', '..', 'bench', 'results', 'scale.json'));
   const results: ScaleResult[] = [];
   for (const n of ns) {
-    const r = await runScale({ members: n, workers });
+    const r = await runScale({ members: n, workers, coordinators, sessionRate });
     results.push(r);
     process.stdout.write(`N=${n} done in ${r.seconds.toFixed(0)} s: ${JSON.stringify({ ...r, changes: undefined })}\n`);
     mkdirSync(resolve(out, '..'), { recursive: true });

@@ -151,7 +151,7 @@ export class PeerSet implements PeerSessionFactory {
       const pub = keyFromBase64(spec.publicKey);
       // Its DH is made on first use: refuse now what could never handshake (createPeerCrypto's check).
       if (isLowOrderPoint(pub)) throw new HandshakeKeyError('peer public key is a low-order point (static-static DH is zero)');
-      peer = new Peer(pub, spec.publicKey, this, spec.allowedIps, spec.endpoint, psk, keepaliveMs);
+      peer = new Peer(spec.publicKey, this, spec.allowedIps, spec.endpoint, psk, keepaliveMs);
       this.byKey.set(spec.publicKey, peer);
       this.endpointChanged(peer);
     } else {

@@ -11,7 +11,7 @@
  * guards against replays survives a trim: the newest initiation timestamp accepted from it
  * and when, stay on the record (a replayed old initiation is still refused).
  */
-import type { Keypair, TimerStateMachine, PeerCrypto, InitiatorState, CookieGenerator } from '../protocol';
+import { keyFromBase64, type Keypair, type TimerStateMachine, type PeerCrypto, type InitiatorState, type CookieGenerator } from '../protocol';
 import type { Prefix } from '../common';
 import { Endpoint, type EndpointKind } from './endpoint';
 import { PortSet } from '../policy';
@@ -73,7 +73,7 @@ export class Peer {
   readonly stats: PeerStats = { rxBytes: 0, txBytes: 0, rxPackets: 0, txPackets: 0, handshakes: 0, lastHandshakeWallMs: 0 };
 
   constructor(
-    readonly publicKey: Uint8Array,
+    /** The peer's static public key, base64: its only copy (a controller holds 100k idle peers). */
     readonly publicKeyBase64: string,
     private readonly factory: PeerSessionFactory,
     public allowedIps: Prefix[],
@@ -106,6 +106,15 @@ export class Peer {
     else if (e.equals(kind, ip, port, vip)) return;
     else e.assign(kind, ip, port, vip);
     this.factory.endpointChanged?.(this);
+  }
+
+  /**
+   * The peer's static public key, decoded when asked (a fresh copy): only making its session
+   * state (crypto, cookies) reads it, so an idle peer does not keep a Uint8Array and its
+   * ArrayBuffer (~300 bytes of heap for 32 bytes of key).
+   */
+  get publicKey(): Uint8Array {
+    return keyFromBase64(this.publicKeyBase64);
   }
 
   /** The peer's handshake crypto (static-static DH precomputed); made on first use. */

@@ -66,6 +66,9 @@ export interface PolicyGateDeps {
   mirror?: PolicyMirror;
 }
 
+/** Distinct tag sets interned (beyond it, arrays are kept as read). */
+const MAX_INTERNED = 4096;
+
 interface Remote {
   tags: readonly string[];
   cls: number;
@@ -84,6 +87,8 @@ export class PolicyGate {
   /** in-flight lookups an event made stale: asked again when they answer */
   private readonly stale = new Set<number>();
   private readonly held = new PolicyHeld();
+  /** One frozen array per distinct tag set: sessions with the same tags share it. */
+  private readonly interned = new Map<string, readonly string[]>();
   private readonly o: Required<PolicyGateInit>;
   private nodeEvents = 0;
   private lastText: string | null | undefined = undefined;
@@ -156,7 +161,19 @@ export class PolicyGate {
   /** Tags of a member about to be bound (AUTH). Rejects on backend failure. */
   async tagsForBind(vip: number): Promise<{ tags: readonly string[]; gen: number }> {
     const gen = this.nodeEvents;
-    return { tags: (await this.d.source.lookupTags(vip)) ?? EMPTY, gen };
+    return { tags: this.intern((await this.d.source.lookupTags(vip)) ?? EMPTY), gen };
+  }
+
+  /** The shared copy of a tag list (a relay holds one per member: 100k members, a few distinct sets). */
+  private intern(tags: readonly string[]): readonly string[] {
+    if (tags.length === 0) return EMPTY;
+    const k = JSON.stringify(tags);
+    const hit = this.interned.get(k);
+    if (hit) return hit;
+    if (this.interned.size >= MAX_INTERNED) return tags;
+    const t = Object.freeze([...tags]);
+    this.interned.set(k, t);
+    return t;
   }
 
   /** Classify a session just bound with tagsForBind's answer; re-reads its tags if an event raced. */
@@ -205,7 +222,7 @@ export class PolicyGate {
       if (this.closed) return;
       if (this.stale.delete(vip)) return this.lookup(vip);
       if (this.remote.size >= this.o.maxRemote) this.remote.delete(this.remote.keys().next().value!);
-      const t = tags ?? EMPTY;
+      const t = this.intern(tags ?? EMPTY);
       this.remote.set(vip, { tags: t, cls: this.classify(t) });
       for (const f of this.held.take(vip)) this.d.rerun(f);
     }, (err: Error) => {
@@ -220,7 +237,7 @@ export class PolicyGate {
     this.d.source.lookupTags(vip).then((tags) => {
       const s = this.d.sessions.byOverlay(vip);
       if (!s || this.closed || tags === undefined) return;
-      s.tags = tags;
+      s.tags = this.intern(tags);
       s.policyClass = this.classify(tags);
       this.d.mirror?.classified(s);
     }, (err: Error) => this.d.log.warn({ err: err.message, vip: formatAddr(vip) }, 'member tags refresh failed'));

@@ -3,7 +3,8 @@
  *
  * - `RedisMemberDirectory`: `P:key:<pubBase64>` → vip (dotted quad), written by the
  *   coordinator on join. Read once per verified AUTH; a short positive cache spares Redis
- *   when members re-authenticate in bursts (relay restart).
+ *   when members re-authenticate in bursts (relay restart). Expired entries are dropped as
+ *   lookups go by (oldest first), so idle members cost the cache nothing.
  * - `RedisSessionRecorder` (a SessionListener): writes `P:session:<vip>` with the relay
  *   4-tuple on bind, refreshes its TTL while the member keeps alive, deletes it on unbind
  *   only if it still names this relay, and publishes `session-up`/`session-down` on
@@ -38,16 +39,31 @@ export class RedisMemberDirectory implements MemberDirectory {
     this.now = opts.now ?? Date.now;
   }
 
+  /** Entries in the positive cache, expired ones not yet swept included. */
+  get cached(): number {
+    return this.cache.size;
+  }
+
   /** Forget cached answers for a vip (its member was removed or re-keyed). */
   forgetVip(vip: number): void {
     for (const [pub, e] of this.cache) if (e.vip === vip) this.cache.delete(pub);
   }
 
+  /** Drop expired entries from the front (insertion order is expiry order; O(1) amortised). */
+  private sweep(now: number): void {
+    for (const [pub, e] of this.cache) {
+      if (e.until > now) return;
+      this.cache.delete(pub);
+    }
+  }
+
   async lookupByKey(publicKey: Uint8Array): Promise<{ vip: number } | undefined> {
     if (publicKey.length !== 32) return undefined;
     const pub = Buffer.from(publicKey).toString('base64');
+    const now = this.now();
+    this.sweep(now);
     const hit = this.cache.get(pub);
-    if (hit && hit.until > this.now()) return { vip: hit.vip };
+    if (hit && hit.until > now) return { vip: hit.vip };
     const v = await this.redis.get(this.keys.key(pub));
     if (v === null) {
       this.cache.delete(pub);
@@ -61,6 +77,8 @@ export class RedisMemberDirectory implements MemberDirectory {
     }
     if (this.cacheMs > 0) {
       if (this.cache.size >= 65_536) this.cache.clear();
+      // Re-inserted at the end: the Map stays in expiry order for sweep().
+      this.cache.delete(pub);
       this.cache.set(pub, { vip, until: this.now() + this.cacheMs });
     }
     return { vip };
@@ -99,9 +117,13 @@ redis.call('PEXPIRE', KEYS[1], ARGV[7])
 if not cur then return 2 end
 return 1`;
 
+/** Sessions per refresh pipeline: the commands of one chunk are in memory at a time, not all. */
+const REFRESH_CHUNK = 1000;
+
 export class RedisSessionRecorder implements SessionListener {
   private readonly keys: RedisKeys;
   private readonly ttlMs: number;
+  private refreshing = false;
 
   constructor(private readonly redis: Redis, private readonly o: SessionRecorderOptions) {
     this.keys = redisKeys(o.prefix ?? DEFAULT_PREFIX);
@@ -147,16 +169,30 @@ export class RedisSessionRecorder implements SessionListener {
    */
   refresh(sessions: Iterable<Session>): void {
     // Redis unreachable: skip (no failed command queued, no log line per refresh); the first
-    // refresh once it is back re-asserts every record.
-    if (this.redis.status !== 'ready') return;
-    const p = this.redis.pipeline();
-    let n = 0;
+    // refresh once it is back re-asserts every record. One refresh at a time.
+    if (this.redis.status !== 'ready' || this.refreshing) return;
+    // In chunks, each sent when the last one answered: with 50k sessions one pipeline of every
+    // EVAL (script text, argument strings, a promise each) was tens of MB of heap every 10 s,
+    // which the relay's RSS kept; a chunk is ~1 MB. The first chunk goes out now.
+    const it = sessions[Symbol.iterator]();
     const now = String(Date.now());
-    for (const s of sessions) {
-      p.eval(REFRESH_IF_OURS, 1, this.key(s.vip), this.o.relayId, this.o.relayIp, String(this.o.relayPort),
-        formatAddr(s.addr), String(s.port), now, String(this.ttlMs));
-      n++;
-    }
-    if (n > 0) p.exec().catch((e: Error) => this.o.logger.warn({ err: e.message }, 'refreshing sessions failed'));
+    const ttl = String(this.ttlMs);
+    const port = String(this.o.relayPort);
+    const next = (): Promise<unknown> | undefined => {
+      const p = this.redis.pipeline();
+      let n = 0;
+      for (let r = it.next(); !r.done; r = it.next()) {
+        const s = r.value;
+        p.eval(REFRESH_IF_OURS, 1, this.key(s.vip), this.o.relayId, this.o.relayIp, port, formatAddr(s.addr), String(s.port), now, ttl);
+        if (++n >= REFRESH_CHUNK) break;
+      }
+      if (n === 0) return undefined;
+      return p.exec().then(() => (n < REFRESH_CHUNK || this.redis.status !== 'ready' ? undefined : next()));
+    };
+    const first = next();
+    if (!first) return;
+    this.refreshing = true;
+    first.catch((e: Error) => this.o.logger.warn({ err: e.message }, 'refreshing sessions failed'))
+      .finally(() => { this.refreshing = false; });
   }
 }

@@ -6,6 +6,12 @@
  * Invariants: each vip has at most one tuple and each tuple at most one vip. Binding a vip
  * from a new tuple (member reconnected, NAT rebinding) removes the old tuple; binding a
  * tuple already used by another vip removes that other session.
+ *
+ * Memory: a relay holds one Session per member for as long as the member stays (100k idle
+ * members on a relay cluster), so a session is one small object of fixed shape: the key as a
+ * 32-char one-byte string (not a Uint8Array: those cost an ArrayBuffer, a backing store and its
+ * bookkeeping, ~300 bytes, for 32 bytes of key), tags shared between sessions (policy-gate.ts
+ * interns them), no per-session timers or closures. bench:scale reports the heap per session.
  */
 
 export interface Session {
@@ -22,6 +28,24 @@ export interface Session {
   tags: readonly string[];
   /** tag class under the current policy (CompiledPolicy.classId); -1 until the gate classified it */
   policyClass: number;
+}
+
+class SessionRecord implements Session {
+  lastSeen: number;
+  policyClass = -1;
+  /** the 32 key bytes as a latin1 string */
+  private readonly key: string;
+
+  constructor(readonly vip: number, readonly addr: number, readonly port: number, publicKey: Uint8Array,
+    readonly since: number, public tags: readonly string[]) {
+    this.key = Buffer.from(publicKey.buffer, publicKey.byteOffset, publicKey.byteLength).toString('latin1');
+    this.lastSeen = since;
+  }
+
+  /** A fresh copy of the member's key (status output; nothing on the hot path reads it). */
+  get publicKey(): Uint8Array {
+    return new Uint8Array(Buffer.from(this.key, 'latin1'));
+  }
 }
 
 /** (ip, port) packed into one safe integer: ip * 65536 + port < 2^48. */
@@ -68,7 +92,7 @@ export class SessionTable {
       this.remove(other);
       replaced.push(other);
     }
-    const session: Session = { vip: vip >>> 0, addr: addr >>> 0, port, publicKey, since: now, lastSeen: now, tags, policyClass: -1 };
+    const session: Session = new SessionRecord(vip >>> 0, addr >>> 0, port, publicKey, now, tags);
     this.byVip.set(session.vip, session);
     this.byTuple.set(tupleKey(addr, port), session);
     this.mirror?.bound(session);

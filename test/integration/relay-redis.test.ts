@@ -5,6 +5,8 @@ import { systemClock } from '../../common/clock';
 import { silentLogger } from '../../common/logger';
 import { DgramSocket } from '../../native-bindings';
 import { createRelay, registerRelayMetrics, RedisMemberDirectory, RedisSessionRecorder } from '../../relay';
+import { SessionTable } from '../../relay/session-table';
+import { formatAddr } from '../../common/ipv4';
 import { AuthFailReason } from '../../protocol/relay-frame';
 import { startRedis, type RedisHandle } from '../harness/redis';
 import { fakeWg, identity, startMember, until } from './relay-harness';
@@ -93,4 +95,46 @@ test.serial('a directory failure answers AUTH with "unavailable" and is counted'
   await until(() => fails.length > 0, 'AUTH_FAIL');
   t.is(fails[0], AuthFailReason.UNAVAILABLE);
   t.true(relay.stats().drops['auth-unavailable'] >= 1);
+});
+
+test.serial('a refresh of thousands of sessions goes out in chunks and re-creates every lost record; records of other relays stay', async (t) => {
+  const prefix = `${P}chunks:`;
+  const table = new SessionTable();
+  const n = 2500;
+  for (let i = 0; i < n; i++) table.bind(0x64500000 + i, 0x7f000001, 10_000 + i, new Uint8Array(32), 0);
+  const rec = new RedisSessionRecorder(redis, { relayId: 'r-chunks', relayIp: '127.0.0.1', relayPort: 7000, prefix, ttlMs: 60_000, logger: silentLogger() });
+  // One member moved to another relay meanwhile: its record must not be taken back.
+  const moved = `${prefix}session:${formatAddr(0x64500000 + 7)}`;
+  await redis.hset(moved, { relayId: 'r-other', relayIp: '127.0.0.2', relayPort: '7000', agentIp: '127.0.0.9', agentPort: '1', since: '1' });
+  rec.refresh(table.sessions());
+  const count = async () => (await redis.keys(`${prefix}session:*`)).length;
+  for (const end = Date.now() + 20_000; (await count()) < n && Date.now() < end;) await new Promise((r) => setTimeout(r, 50));
+  t.is(await count(), n, 'every session has its record (more than two chunks of 1000)');
+  const last = `${prefix}session:${formatAddr(0x64500000 + n - 1)}`;
+  t.is(await redis.hget(last, 'relayId'), 'r-chunks');
+  t.is(await redis.hget(last, 'agentPort'), String(10_000 + n - 1));
+  t.true((await redis.pttl(last)) > 0, 'with a TTL');
+  t.is(await redis.hget(moved, 'relayId'), 'r-other', 'a record another relay owns is left alone');
+  t.is(await redis.pttl(moved), -1);
+  await redis.del(...(await redis.keys(`${prefix}*`)));
+});
+
+test.serial('the directory cache drops expired entries as lookups go by; live ones still spare Redis', async (t) => {
+  const prefix = `${P}dircache:`;
+  let now = 0;
+  const dir = new RedisMemberDirectory(redis, { prefix, cacheMs: 5000, now: () => now });
+  const keys = Array.from({ length: 4 }, (_, i) => new Uint8Array(32).fill(i + 1));
+  for (const [i, k] of keys.entries()) await redis.set(`${prefix}key:${Buffer.from(k).toString('base64')}`, `100.80.0.${i + 1}`);
+  for (const k of keys.slice(0, 3)) t.truthy(await dir.lookupByKey(k));
+  t.is(dir.cached, 3);
+  // Still cached: answered without Redis (the key is gone there, the cache still has it).
+  await redis.del(`${prefix}key:${Buffer.from(keys[0]).toString('base64')}`);
+  now = 4000;
+  t.deepEqual(await dir.lookupByKey(keys[0]), { vip: (100 << 24 | 80 << 16 | 1) >>> 0 });
+  // Past their lifetime: the next lookup (of another key) sweeps them out.
+  now = 6000;
+  t.truthy(await dir.lookupByKey(keys[3]));
+  t.is(dir.cached, 1, 'only the fresh entry is left');
+  t.is(await dir.lookupByKey(keys[0]), undefined, 'an expired entry is not used: Redis says the key is gone');
+  await redis.del(...(await redis.keys(`${prefix}*`)));
 });

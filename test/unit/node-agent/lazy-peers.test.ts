@@ -275,3 +275,16 @@ test('a preshared key changed on a live peer is used by its next handshake', (t)
   n.pump();
   t.true(n.inbox.b.length >= 2, 'same PSK on both sides: delivered');
 });
+
+test('a directory peer keeps its key only as base64 and gives the same 32 bytes when asked (a copy)', (t) => {
+  const clock = new ManualClock();
+  const peers = new PeerSet(createLocalIdentity(generatePrivateKey()), clock, DEFAULT_TIMER_CONFIG);
+  const pub = publicKeyFromPrivate(generatePrivateKey());
+  const p = peers.upsert({ publicKey: keyToBase64(pub), allowedIps: [parsePrefix('100.64.0.9/32')] });
+  t.deepEqual(p.publicKey, pub);
+  p.publicKey.fill(0);
+  t.deepEqual(p.publicKey, pub, 'callers get a copy: the peer key cannot be changed through it');
+  t.is(peers.getByKey(pub), p);
+  const other = peers.upsert({ publicKey: keyToBase64(publicKeyFromPrivate(generatePrivateKey())), allowedIps: [parsePrefix('100.64.0.10/32')] });
+  t.notDeepEqual(other.publicKey, pub);
+});

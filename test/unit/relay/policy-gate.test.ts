@@ -12,6 +12,9 @@ import { ManualClock } from '../../../common/clock';
 import { formatAddr } from '../../../common/ipv4';
 import { silentLogger, type Logger } from '../../../common/logger';
 import { createRelay } from '../../../relay/relay';
+import { PolicyGate } from '../../../relay/policy-gate';
+import { SessionTable } from '../../../relay/session-table';
+import { RelayStats } from '../../../relay/stats';
 import { StaticMemberDirectory } from '../../../relay/member-directory';
 import { parseStoredTags, policySourceEvent } from '../../../relay/redis-policy-source';
 import { FrameType, encodeAuth, encodeHello, decodeChallenge, writeRelayHeader } from '../../../protocol/relay-frame';
@@ -163,4 +166,19 @@ test('P:events messages: policy-changed and node events only; stored tags never 
   t.deepEqual(parseStoredTags('nope'), []);
   t.is(parseStoredTags(null), undefined);
   fc.assert(fc.property(fc.string(), (s) => { policySourceEvent(s); parseStoredTags(s); return true; }), { numRuns: 2000 });
+});
+
+test('members with the same tags share one frozen tag array; different tags stay apart', async (t) => {
+  const source = new MemoryPolicySource();
+  const vips = [0x64400011, 0x64400012, 0x64400013];
+  source.setTags(formatAddr(vips[0]), ['agent', 'eu'], true);
+  source.setTags(formatAddr(vips[1]), ['agent', 'eu'], true);
+  source.setTags(formatAddr(vips[2]), ['agent', 'us'], true);
+  const gate = new PolicyGate({}, { source, sessions: new SessionTable(), stats: new RelayStats(), log: silentLogger(), rerun: () => {} });
+  const [a, b, c] = await Promise.all(vips.map((v) => gate.tagsForBind(v)));
+  t.deepEqual(a.tags, ['agent', 'eu']);
+  t.is(a.tags, b.tags, 'one array for both members');
+  t.true(Object.isFrozen(a.tags));
+  t.deepEqual(c.tags, ['agent', 'us']);
+  t.not(c.tags, a.tags);
 });

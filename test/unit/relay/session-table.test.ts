@@ -120,3 +120,17 @@ test('randomized differential test against a naive table', (t) => {
   }), { numRuns: 1000 });
   t.pass();
 });
+
+test('a session keeps the member key compactly and gives back the same 32 bytes (a copy)', (t) => {
+  const st = new SessionTable();
+  const k = Uint8Array.from({ length: 32 }, (_, i) => (i * 37 + 200) & 0xff);
+  // A key that is a view into a larger buffer (as decodeAuth's could be): only its 32 bytes count.
+  const big = new Uint8Array(100);
+  big.set(k, 50);
+  const s = st.bind(1, 2, 3, big.subarray(50, 82), 0).session;
+  t.deepEqual(s.publicKey, k);
+  s.publicKey[0] ^= 0xff;
+  t.deepEqual(s.publicKey, k, 'callers get a copy: the session key cannot be changed through it');
+  const other = st.bind(4, 5, 6, new Uint8Array(32), 0).session;
+  t.notDeepEqual(other.publicKey, k);
+});
