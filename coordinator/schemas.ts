@@ -39,6 +39,15 @@ export const joinBody = {
   },
 } as const;
 
+export const peersStreamQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    /** The version of the map the member holds; absent: the opening frame carries the full map. */
+    since: { type: 'string', pattern: '^\\d{1,15}$' },
+  },
+} as const;
+
 export const peersQuery = {
   type: 'object',
   additionalProperties: false,
