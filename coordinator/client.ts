@@ -112,8 +112,6 @@ export interface BackoffOptions {
   /** @default 30000 */ maxMs?: number;
 }
 
-/** Default upper bound of the random wait before re-polling after a peer-map answer that changed something. */
-export const REPOLL_JITTER_MS = 250;
 /** Default upper bound of the random wait before reopening a peer-map stream the coordinator ended. */
 export const RECONNECT_JITTER_MS = 1_000;
 /** A stream that has sent nothing for this many heartbeats is taken for dead (and reopened). */
@@ -123,15 +121,9 @@ const OPENING_SILENT_MS = 90_000;
 
 export interface WatchOptions extends BackoffOptions {
   initial?: Peer[];
-  /**
-   * After an answer that changed something, wait a random [0, repollJitterMs) ms before the
-   * next poll, so one change does not make every member re-poll in the same millisecond.
-   * @default 250 (REPOLL_JITTER_MS); 0: re-poll at once.
-   */
-  repollJitterMs?: number;
-  /** Random source in [0, 1) for the jitter (tests). @default Math.random */
+  /** Random source in [0, 1) for the reconnect jitter (tests). @default Math.random */
   random?: () => number;
-  /** Told of every poll's outcome: an answer (no argument) or the error (`isthmus status`). */
+  /** Told of each stream's outcome: its opening frame arrived (no argument) or the error (`isthmus status`). */
   onContact?: (err?: Error) => void;
   /**
    * After the coordinator ended a stream (its lifetime, a restart), wait a random
@@ -380,11 +372,10 @@ export class CoordinatorClient {
         let frames = 0;
         try {
           await this.followStream(sessionToken, st, (u) => {
-            frames++;
+            if (frames++ === 0) opts.onContact?.();
             attempt = 0;
             if (u) onUpdate(u);
           }, signal, opts);
-          opts.onContact?.();
         } catch (err) {
           if (signal.aborted) break;
           opts.onContact?.(err as Error);

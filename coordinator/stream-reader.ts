@@ -33,7 +33,6 @@ export async function readLines(body: ReadableStream<Uint8Array>, onLine: (line:
       }
       if (silent) throw new StreamSilentError(`peer-map stream silent for ${o.silentMs()} ms`);
       if (r.done) return;
-      arm();
       const v = r.value!;
       let chunk = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
       for (let lf = chunk.indexOf(10); lf >= 0; lf = chunk.indexOf(10)) {
@@ -45,6 +44,7 @@ export async function readLines(body: ReadableStream<Uint8Array>, onLine: (line:
         onLine(line);
         if (o.signal.aborted) return;
       }
+      arm(); // after the lines: the opening frame names the heartbeat
       if (chunk.length > 0) {
         // Copied: the reader may reuse its buffer.
         parts.push(Buffer.from(chunk));
