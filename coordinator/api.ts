@@ -218,10 +218,11 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
     });
     d.log.info({ vip: r.vip, peer: redactKey(b.publicKey), created: r.created, originalIp: b.originalIp, source: req.ip },
       r.created ? 'member joined' : 'member re-joined');
-    const snap = await d.peerMap.full(r.vip, r.version);
+    // A cursor-only answer (map 'none'): the member's map comes from its stream.
+    const snap = b.map === 'none' ? { peers: [], version: r.version, map: 'none' as const } : await d.peerMap.full(r.vip, r.version);
     if (d.joins) d.joins[r.created ? 'created' : 'rejoined']++;
     const record = d.records ? await d.records.issue(r.vip) : undefined;
-    return { vip: r.vip, cidr: d.cidr.text, sessionToken, peers: snap.peers, version: snap.version, ...record };
+    return { vip: r.vip, cidr: d.cidr.text, sessionToken, ...snap, ...record };
   });
   // Refused (4xx) and failed (5xx) joins, whichever check answered.
   app.addHook('onResponse', async (req, reply) => {

@@ -76,6 +76,8 @@ export interface JoinOptions {
    */
   originalIp: string;
   hostname: string;
+  /** 'none': a cursor-only answer (no peers); follow the map with watchPeers(token, undefined, …). @default 'full' */
+  map?: 'full' | 'none';
 }
 
 /** What `watchPeers` hands to its callback after each answer that changed something. */
@@ -314,7 +316,7 @@ export class CoordinatorClient {
     const r = await this.call<JoinResponse>('POST', '/v1/join', {
       body: {
         publicKey, challengeId: c.id, proof: Buffer.from(proof).toString('base64'),
-        ...(j.token ? { token: j.token } : {}), originalIp: j.originalIp, hostname: j.hostname,
+        ...(j.token ? { token: j.token } : {}), originalIp: j.originalIp, hostname: j.hostname, ...(j.map ? { map: j.map } : {}),
       },
       signed: { route: 'join', member: publicKey, since: '-' },
     });

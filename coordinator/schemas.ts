@@ -36,6 +36,8 @@ export const joinBody = {
     hostname,
     /** Accepted for old agents only when empty; otherwise 400 tags-not-allowed (api.ts). */
     tags,
+    /** 'none': answer with the cursor only (no peers); the member follows GET /v1/peers/stream. */
+    map: { type: 'string', enum: ['full', 'none'] },
   },
 } as const;
 

@@ -256,3 +256,22 @@ test.serial('no change lost: a watch cut again and again, each time reopened on 
   ac.abort();
   await watching;
 });
+
+test.serial('a cursor-only join (map: none) answers no peers; the stream\'s opening frame brings the same map a full join carries', async (t) => {
+  const full = await join(ctlTok);
+  const c = new CoordinatorClient({ url: env.urls[1], answers: { pinned: key.publicKey } });
+  const j = await c.join({ ...member('10.41.252.1'), token: ctlTok, map: 'none' });
+  t.is(j.map, 'none');
+  t.deepEqual(j.peers, []);
+  t.true(j.version >= full.version);
+  const ac = new AbortController();
+  let first: PeerMapUpdate | undefined;
+  const watching = c.watchPeers(j.sessionToken, undefined, (u) => { first ??= { ...u, peers: new Map(u.peers) }; ac.abort(); }, ac.signal);
+  await watching;
+  t.true(first?.full, 'the opening frame is the full map');
+  // Positive control: a full join of another controller answers the same agents.
+  const again = await c.join({ ...member('10.41.252.2'), token: ctlTok });
+  const others = (ps: Iterable<Peer>) => [...ps].filter((p) => p.tags.includes('agent')).map((p) => p.vip).sort();
+  t.deepEqual(others(first!.peers.values()), others(again.peers));
+  t.true(others(again.peers).length > 0);
+});
