@@ -6,8 +6,8 @@
  *   - holds a real relay session: its own UDP socket (own loopback source address), the real
  *     member-side protocol (node-agent RelayClient: HELLO, CHALLENGE, AUTH with a key proof,
  *     PINGs at the real 10 s idle cadence), so the relay records its 4-tuple in Redis;
- *   - keeps a real peer-map watch (CoordinatorClient.watchPeers: long-polls, deltas, signatures
- *     checked, jittered re-polls) over a keep-alive HTTP pool (undici).
+ *   - keeps a real peer-map watch (CoordinatorClient.watchPeers: one stream per member, its
+ *     opening frame's signature checked, frames applied; see watchAll) over undici connections.
  * Probes: the parent names a member and a condition (present, absent, carries a tag); every
  * member of the given role reports when its map first satisfied it.
  */
@@ -77,7 +77,6 @@ interface Member {
   vip?: string;
   session?: string;
   version?: number;
-  peers?: Peer[];
   map?: ReadonlyMap<string, Peer>;
   sock?: DgramSocket;
   relay?: RelayClient;
@@ -146,12 +145,11 @@ async function joinAll(): Promise<void> {
       const m = members[next++];
       const t0 = performance.now();
       try {
-        const j = await m.client.join({ privateKey: m.priv, publicKey: m.pub, token: init.tokens[m.role], originalIp: originalIpOf(m.i), hostname: `scale-${m.role}-${m.i}` });
+        // A cursor-only join: the member's map comes with its stream's opening frame (watchAll).
+        const j = await m.client.join({ privateKey: m.priv, publicKey: m.pub, token: init.tokens[m.role], originalIp: originalIpOf(m.i), hostname: `scale-${m.role}-${m.i}`, map: 'none' });
         lat.push(performance.now() - t0);
         m.vip = j.vip;
         m.session = j.sessionToken;
-        m.version = j.version;
-        m.peers = j.peers;
       } catch (err) {
         errors++;
         firstError ??= errorText(err);
@@ -217,15 +215,18 @@ async function openSessions(timeoutMs: number, perSecond: number): Promise<void>
 function watchAll(): void {
   for (const m of members) {
     if (!m.session) continue;
-    m.map = new Map((m.peers ?? []).map((p) => [p.vip, p]));
+    m.map = new Map();
     const loop = async () => {
       while (!abort.signal.aborted) {
         try {
+          // The stream (opening frame: the full map; then frames). Frames' signatures are not
+          // checked here (bench/README.md: CPU a real fleet spends on its own hosts); the opening
+          // frame's is, and the real agent checks every frame.
           await m.client.watchPeers(m.session!, m.version, (u: PeerMapUpdate) => {
             m.map = u.peers;
             m.version = u.version;
             check(m, u);
-          }, abort.signal, { initial: m.peers });
+          }, abort.signal, { initial: [...(m.map ?? new Map<string, Peer>()).values()], verifyFrames: false });
         } catch (err) {
           if (abort.signal.aborted) return;
           watchErrors++;
@@ -257,7 +258,7 @@ process.on('message', (msg: ToWorker) => {
     switch (msg.cmd) {
       case 'init': {
         init = msg.init;
-        // Keep-alive connections, as many as long-polls need (one each) plus joins in flight.
+        // Connections: one per stream (each member holds one) plus joins in flight.
         // Bound to this worker's own loopback address: each (source, coordinator) pair has its own
         // ~28k ephemeral ports (bind-before-connect picks the port at bind time, per source address).
         dispatcher = new UndiciAgent({ localAddress: init.sourceIp, connections: null, keepAliveTimeout: 60_000, keepAliveMaxTimeout: 120_000, headersTimeout: 0, bodyTimeout: 0 });

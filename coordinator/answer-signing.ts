@@ -26,7 +26,8 @@
  * hash per level, base64). The member recomputes its own leaf from its own context, folds the
  * path and checks the signature: the same binding (route, member, since, nonce, body, key) as a
  * signature of its own. A batch of one is signed alone (no proof header). Identical bodies are
- * hashed once per batch.
+ * hashed once per batch. Stream frames (FrameContext below) are leaves of the same batches, with
+ * their own leaf prefix "isthmus-frame-leaf-v1" (no frame can pass for an answer, nor the reverse).
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
@@ -43,7 +44,8 @@ const MAX_PROOF_LEVELS = 32;
 /** DER prefix of an Ed25519 SubjectPublicKeyInfo; the raw key follows it. */
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 
-export type SignedRoute = 'join' | 'peers';
+/** `stream`: the opening frame of a peer-map stream (peer-stream.ts), bound to the member's nonce like an answer. */
+export type SignedRoute = 'join' | 'peers' | 'stream';
 
 export interface AnswerContext {
   route: SignedRoute;
@@ -52,9 +54,39 @@ export interface AnswerContext {
   nonce: string;
 }
 
-export function signedMessage(c: AnswerContext, body: string | Buffer): Buffer {
+/**
+ * A later frame of a peer-map stream (peer-stream.ts): not bound to a nonce (one frame goes to
+ * every member of a view), but to what the receiving member holds and checks itself:
+ *
+ *   "isthmus-frame-v1" \n scope \n from \n body
+ *
+ *   scope  "view:<id>" (every member of one tag set: the same bytes for all of them) or
+ *          "member:<vip>" (this member only: its own change, a policy change)
+ *   from   the version the member holds; the body names the version it leads to (`to`)
+ */
+export interface FrameContext {
+  scope: string;
+  from: string;
+}
+
+export type SignedContext = AnswerContext | FrameContext;
+
+function isFrame(c: SignedContext): c is FrameContext {
+  return 'scope' in c;
+}
+
+/** The context line(s) of an answer or a frame, each field checked for newlines. */
+function contextText(c: SignedContext, leaf: boolean): string {
+  if (isFrame(c)) {
+    for (const v of [c.scope, c.from]) if (v.includes('\n')) throw new Error('frame context field holds a newline');
+    return `isthmus-frame${leaf ? '-leaf' : ''}-v1\n${c.scope}\n${c.from}\n`;
+  }
   for (const v of [c.member, c.since, c.nonce]) if (v.includes('\n')) throw new Error('answer context field holds a newline');
-  return Buffer.concat([Buffer.from(`isthmus-answer-v1\n${c.route}\n${c.member}\n${c.since}\n${c.nonce}\n`), Buffer.from(body)]);
+  return `isthmus-answer${leaf ? '-leaf' : ''}-v1\n${c.route}\n${c.member}\n${c.since}\n${c.nonce}\n`;
+}
+
+export function signedMessage(c: SignedContext, body: string | Buffer): Buffer {
+  return Buffer.concat([Buffer.from(contextText(c, false)), Buffer.from(body)]);
 }
 
 export function newNonce(): string {
@@ -100,11 +132,11 @@ export function loadSigningKey(path: string): KeyObject {
   return key;
 }
 
-export function signAnswer(key: KeyObject, c: AnswerContext, body: string | Buffer): string {
+export function signAnswer(key: KeyObject, c: SignedContext, body: string | Buffer): string {
   return sign(null, signedMessage(c, body), key).toString('base64');
 }
 
-export function verifyAnswer(publicKey: KeyObject, c: AnswerContext, body: string | Buffer, signature: string): boolean {
+export function verifyAnswer(publicKey: KeyObject, c: SignedContext, body: string | Buffer, signature: string): boolean {
   const sig = Buffer.from(signature, 'base64');
   if (sig.length !== 64) return false;
   return verify(null, signedMessage(c, body), publicKey, sig);
@@ -119,14 +151,13 @@ function sha256(...parts: (string | Buffer)[]): Buffer {
 const LEAF = Buffer.from([0]);
 const NODE = Buffer.from([1]);
 
-function checkContext(c: AnswerContext): void {
-  for (const v of [c.member, c.since, c.nonce]) if (v.includes('\n')) throw new Error('answer context field holds a newline');
+function checkContext(c: SignedContext): void {
+  contextText(c, true);
 }
 
-/** A batch answer's leaf: its context and the hash of its body. */
-export function answerLeaf(c: AnswerContext, bodyHash: Buffer): Buffer {
-  checkContext(c);
-  return sha256(LEAF, `isthmus-answer-leaf-v1\n${c.route}\n${c.member}\n${c.since}\n${c.nonce}\n`, bodyHash);
+/** A batch answer's (or frame's) leaf: its context and the hash of its body. */
+export function answerLeaf(c: SignedContext, bodyHash: Buffer): Buffer {
+  return sha256(LEAF, contextText(c, true), bodyHash);
 }
 
 function batchMessage(root: Buffer): Buffer {
@@ -143,7 +174,7 @@ export interface AnswerSignature {
  * Sign many answers with one signature: a Merkle tree over their leaves (file comment).
  * `bodies[i]` may be the same string for many answers (hashed once).
  */
-export function signBatch(key: KeyObject, items: Array<{ context: AnswerContext; body: string | Buffer }>): AnswerSignature[] {
+export function signBatch(key: KeyObject, items: Array<{ context: SignedContext; body: string | Buffer }>): AnswerSignature[] {
   if (items.length === 1) return [{ signature: signAnswer(key, items[0].context, items[0].body) }];
   const bodyHashes = new Map<string | Buffer, Buffer>();
   // levels[0]: the leaves; levels[l + 1][k] = node(levels[l][2k], levels[l][2k + 1]), or
@@ -179,7 +210,7 @@ export function signBatch(key: KeyObject, items: Array<{ context: AnswerContext;
 }
 
 /** Check an answer signed alone (no proof) or in a batch (proof: its path to the signed root). */
-export function verifySignedAnswer(publicKey: KeyObject, c: AnswerContext, body: string | Buffer, signature: string, proof?: string): boolean {
+export function verifySignedAnswer(publicKey: KeyObject, c: SignedContext, body: string | Buffer, signature: string, proof?: string): boolean {
   if (proof === undefined) return verifyAnswer(publicKey, c, body, signature);
   const sig = Buffer.from(signature, 'base64');
   const path = Buffer.from(proof, 'base64');
@@ -207,14 +238,14 @@ export function verifySignedAnswer(publicKey: KeyObject, c: AnswerContext, body:
  * in the same turn, so a change costs one signature per coordinator, not one per waiter.
  */
 export class BatchSigner {
-  private queue: Array<{ context: AnswerContext; body: string | Buffer; done: (s: AnswerSignature) => void; fail: (e: Error) => void }> = [];
+  private queue: Array<{ context: SignedContext; body: string | Buffer; done: (s: AnswerSignature) => void; fail: (e: Error) => void }> = [];
   /** Signatures made and answers they covered (metrics, bench). */
   signatures = 0;
   answers = 0;
 
   constructor(private readonly key: KeyObject) {}
 
-  sign(context: AnswerContext, body: string | Buffer): Promise<AnswerSignature> {
+  sign(context: SignedContext, body: string | Buffer): Promise<AnswerSignature> {
     checkContext(context);
     return new Promise((done, fail) => {
       if (this.queue.length === 0) setImmediate(() => this.flush());

@@ -14,6 +14,8 @@ import { parseOriginalCidrs, sourceIpv4, staticOriginalIpRefusal } from './claim
 import type { VipPool } from './ipam';
 import type { PeerFeed } from './peer-feed';
 import type { PeerMapCache } from './peer-map-cache';
+import type { PeerStreamHub } from './peer-stream';
+import { isNonce, NONCE_HEADER } from './answer-signing';
 import type { SessionCache } from './session-cache';
 import type { RedisRegistry } from './redis-store';
 import * as S from './schemas';
@@ -35,6 +37,8 @@ export interface ApiDeps {
   proxyUsers?: ProxyUserStore;
   feed: PeerFeed;
   peerMap: PeerMapCache;
+  /** Streaming peer-map watches (`GET /v1/peers/stream`); undefined: the route is not served. */
+  streams?: PeerStreamHub;
   log: Logger;
   /** The overlay CIDR (no member may claim an original IP inside it). */
   cidr: VipPool;
@@ -214,10 +218,11 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
     });
     d.log.info({ vip: r.vip, peer: redactKey(b.publicKey), created: r.created, originalIp: b.originalIp, source: req.ip },
       r.created ? 'member joined' : 'member re-joined');
-    const snap = await d.peerMap.full(r.vip, r.version);
+    // A cursor-only answer (map 'none'): the member's map comes from its stream.
+    const snap = b.map === 'none' ? { peers: [], version: r.version, map: 'none' as const } : await d.peerMap.full(r.vip, r.version);
     if (d.joins) d.joins[r.created ? 'created' : 'rejoined']++;
     const record = d.records ? await d.records.issue(r.vip) : undefined;
-    return { vip: r.vip, cidr: d.cidr.text, sessionToken, peers: snap.peers, version: snap.version, ...record };
+    return { vip: r.vip, cidr: d.cidr.text, sessionToken, ...snap, ...record };
   });
   // Refused (4xx) and failed (5xx) joins, whichever check answered.
   app.addHook('onResponse', async (req, reply) => {
@@ -270,6 +275,21 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
         reply.raw.removeListener('close', onClose);
       }
     });
+
+  // The member's peer map as a stream (peer-stream.ts, docs/PROTOCOL.md §4): an opening frame,
+  // then one frame per change of its view, heartbeats between. What members watch with.
+  if (d.streams) {
+    const streams = d.streams;
+    app.get<{ Querystring: { since?: string } }>('/v1/peers/stream', { schema: { querystring: S.peersStreamQuery }, preValidation: member },
+      async (req, reply) => {
+        const nonce = req.headers[NONCE_HEADER];
+        if (nonce !== undefined && (typeof nonce !== 'string' || !isNonce(nonce))) {
+          throw new BadRequestError('bad-nonce', `${NONCE_HEADER}: 16-64 base64url characters`);
+        }
+        await streams.serve(vipOf(req), req.query.since === undefined ? undefined : Number(req.query.since), nonce, reply);
+        return reply;
+      });
+  }
 
   app.post('/v1/leave', { preValidation: member }, async (req, reply) => {
     const vip = vipOf(req);

@@ -8,7 +8,9 @@
 import type { KeyObject } from 'node:crypto';
 import { Agent as UndiciAgent, fetch as undiciFetch } from 'undici';
 import { proveKey } from '../protocol';
-import { newNonce, NONCE_HEADER, parseSigningPublicKey, PROOF_HEADER, SIGNATURE_HEADER, SIGNING_KEY_HEADER, verifySignedAnswer, type SignedRoute } from './answer-signing';
+import { newNonce, NONCE_HEADER, parseSigningPublicKey, PROOF_HEADER, SIGNATURE_HEADER, SIGNING_KEY_HEADER, verifySignedAnswer, type SignedContext, type SignedRoute } from './answer-signing';
+import { BEAT_BODY, MAX_FRAME_BYTES, memberScope, parseFrameLine, viewScope, type DeltaFrame, type OpenFrame, type StreamFrame } from './stream-frames';
+import { readLines } from './stream-reader';
 import { silentLogger, type Logger } from '../common';
 import { nodeFilterQuery, type NodeFilterInput } from './node-filter';
 import type { ChallengeResponse, ErrorBody, JoinResponse, NodeTagsRequest, NodeTagsResponse, NodeView, Peer, PeersResponse,
@@ -85,6 +87,8 @@ export interface JoinOptions {
    */
   originalIp: string;
   hostname: string;
+  /** 'none': a cursor-only answer (no peers); follow the map with watchPeers(token, undefined, …). @default 'full' */
+  map?: 'full' | 'none';
 }
 
 /** What `watchPeers` hands to its callback after each answer that changed something. */
@@ -121,21 +125,30 @@ export interface BackoffOptions {
   /** @default 30000 */ maxMs?: number;
 }
 
-/** Default upper bound of the random wait before re-polling after a peer-map answer that changed something. */
-export const REPOLL_JITTER_MS = 250;
+/** Default upper bound of the random wait before reopening a peer-map stream the coordinator ended. */
+export const RECONNECT_JITTER_MS = 1_000;
+/** A stream that has sent nothing for this many heartbeats is taken for dead (and reopened). */
+export const SILENT_HEARTBEATS = 3;
+/** Before the opening frame names the heartbeat: how long a stream may stay silent. */
+const OPENING_SILENT_MS = 90_000;
 
 export interface WatchOptions extends BackoffOptions {
   initial?: Peer[];
-  /**
-   * After an answer that changed something, wait a random [0, repollJitterMs) ms before the
-   * next poll, so one change does not make every member re-poll in the same millisecond.
-   * @default 250 (REPOLL_JITTER_MS); 0: re-poll at once.
-   */
-  repollJitterMs?: number;
-  /** Random source in [0, 1) for the jitter (tests). @default Math.random */
+  /** Random source in [0, 1) for the reconnect jitter (tests). @default Math.random */
   random?: () => number;
-  /** Told of every poll's outcome: an answer (no argument) or the error (`isthmus status`). */
+  /** Told of each stream's outcome: its opening frame arrived (no argument) or the error (`isthmus status`). */
   onContact?: (err?: Error) => void;
+  /**
+   * After the coordinator ended a stream (its lifetime, a restart), wait a random
+   * [0, reconnectJitterMs) ms before reopening it, so N members do not reconnect in one millisecond.
+   * @default 1000 (RECONNECT_JITTER_MS)
+   */
+  reconnectJitterMs?: number;
+  /**
+   * Check the signature of every stream frame (default). `false` is for the scale bench's
+   * simulated members only (bench/README.md): the opening frame is still checked.
+   */
+  verifyFrames?: boolean;
 }
 
 /** Full jitter: a random wait in [0, min(max, min·2^attempt)], at least 50 ms. */
@@ -151,6 +164,12 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     function done() { clearTimeout(t); signal?.removeEventListener('abort', done); resolve(); }
     signal?.addEventListener('abort', done, { once: true });
   });
+}
+
+/** What a watch holds between streams. */
+interface StreamState {
+  map: Map<string, Peer>;
+  version: number | undefined;
 }
 
 export class CoordinatorClient {
@@ -199,11 +218,35 @@ export class CoordinatorClient {
 
   /** Check a join or peer-map answer's signature before its body is used; throws AnswerVerificationError. */
   private verify(res: Response, text: string, route: SignedRoute, member: string | undefined, since: string, nonce: string): void {
-    const v = this.o.answers!;
-    const sig = res.headers.get(SIGNATURE_HEADER);
-    const named = res.headers.get(SIGNING_KEY_HEADER)?.trim();
     // A batch signature's path to its root (answer-signing.ts); absent for an answer signed alone.
-    const proof = res.headers.get(PROOF_HEADER) ?? undefined;
+    this.verifyParts(res.headers.get(SIGNATURE_HEADER) ?? undefined, res.headers.get(PROOF_HEADER) ?? undefined,
+      res.headers.get(SIGNING_KEY_HEADER)?.trim(), text, route, member, since, nonce);
+  }
+
+  /**
+   * A stream frame after the opening one (stream-frames.ts): signed by the pinned key for the
+   * context the member expects (its scope, the version it holds); unsigned only while no key is
+   * pinned and unsigned answers are allowed. Throws AnswerVerificationError.
+   */
+  private verifyFrame(sig: string | undefined, proof: string | undefined, body: string, context: SignedContext): void {
+    const refuse = (code: AnswerVerificationError['code'], msg: string) => {
+      this.refusedAnswers++;
+      throw new AnswerVerificationError(code, `stream frame refused: ${msg}`);
+    };
+    if (!this.pinnedKey) {
+      if (sig || !this.o.answers?.allowUnsigned) refuse('unsigned', 'no pinned coordinator key to check it against');
+      return;
+    }
+    if (!sig) refuse('unsigned', `not signed, and frames must be signed by the pinned coordinator key ${this.pinnedText}`);
+    if (!verifySignedAnswer(this.pinnedKey, context, body, sig!, proof)) {
+      refuse('bad-signature', `signature by the pinned coordinator key ${this.pinnedText} does not verify for ${'scope' in context ? context.scope : context.route} `
+        + 'from the version held (changed on the way, replayed, or meant for another member)');
+    }
+  }
+
+  private verifyParts(sig: string | undefined, proof: string | undefined, named: string | undefined, text: string, route: SignedRoute,
+    member: string | undefined, since: string, nonce: string): void {
+    const v = this.o.answers!;
     const refuse = (code: AnswerVerificationError['code'], msg: string) => {
       this.refusedAnswers++;
       throw new AnswerVerificationError(code, `${route} answer refused: ${msg}`);
@@ -246,17 +289,7 @@ export class CoordinatorClient {
     if (body !== undefined) headers['content-type'] = 'application/json';
     const nonce = opts.signed && this.o.answers ? newNonce() : undefined;
     if (nonce) headers[NONCE_HEADER] = nonce;
-    let res: Response;
-    try {
-      res = await this.f(this.base + path, { method, headers, body, signal: opts.signal });
-    } catch (err) {
-      const code = String((err as { cause?: { code?: string } }).cause?.code ?? '');
-      if (TLS_ERROR_CODES.test(code)) {
-        throw new CoordinatorTlsError(code, `${this.base}: TLS certificate refused (${code}): it does not chain to the trusted CA `
-          + '(--coordinator-ca FILE, else Node\'s CA store) or does not name this host');
-      }
-      throw err;
-    }
+    const res = await this.fetchRaw(path, { method, headers, body, signal: opts.signal });
     const text = await res.text();
     if (res.ok && nonce) this.verify(res, text, opts.signed!.route, opts.signed!.member, opts.signed!.since, nonce);
     let json: unknown;
@@ -265,13 +298,29 @@ export class CoordinatorClient {
     } catch {
       json = undefined;
     }
-    if (!res.ok) {
-      const e = (json ?? {}) as Partial<ErrorBody>;
-      const msg = `${method} ${path}: ${res.status} ${e.error ?? ''} ${e.message ?? text.slice(0, 200)}`.trim();
-      if (res.status === 401 && opts.bearer && path.startsWith('/v1/peers')) throw new SessionExpiredError(401, e.error ?? 'unauthorized', msg);
-      throw new CoordinatorHttpError(res.status, e.error ?? 'http-error', msg, (json ?? {}) as Record<string, unknown>, res.headers.get('retry-after') ?? undefined);
-    }
+    if (!res.ok) this.httpError(res, method, path, text, json, !!opts.bearer);
     return json as T;
+  }
+
+  private async fetchRaw(path: string, init: RequestInit): Promise<Response> {
+    try {
+      return await this.f(this.base + path, init);
+    } catch (err) {
+      const code = String((err as { cause?: { code?: string } }).cause?.code ?? '');
+      if (TLS_ERROR_CODES.test(code)) {
+        throw new CoordinatorTlsError(code, `${this.base}: TLS certificate refused (${code}): it does not chain to the trusted CA `
+          + '(--coordinator-ca FILE, else Node\'s CA store) or does not name this host');
+      }
+      throw err;
+    }
+  }
+
+  /** Throw the error a non-2xx answer stands for (401 on a peer-map call: SessionExpiredError). */
+  private httpError(res: Response, method: string, path: string, text: string, json: unknown, bearer: boolean): never {
+    const e = (json ?? {}) as Partial<ErrorBody>;
+    const msg = `${method} ${path}: ${res.status} ${e.error ?? ''} ${e.message ?? text.slice(0, 200)}`.trim();
+    if (res.status === 401 && bearer && path.startsWith('/v1/peers')) throw new SessionExpiredError(401, e.error ?? 'unauthorized', msg);
+    throw new CoordinatorHttpError(res.status, e.error ?? 'http-error', msg, (json ?? {}) as Record<string, unknown>, res.headers.get('retry-after') ?? undefined);
   }
 
   async challenge(): Promise<ChallengeResponse> {
@@ -286,7 +335,7 @@ export class CoordinatorClient {
     const r = await this.call<JoinResponse>('POST', '/v1/join', {
       body: {
         publicKey, challengeId: c.id, proof: Buffer.from(proof).toString('base64'),
-        ...(j.token ? { token: j.token } : {}), originalIp: j.originalIp, hostname: j.hostname,
+        ...(j.token ? { token: j.token } : {}), originalIp: j.originalIp, hostname: j.hostname, ...(j.map ? { map: j.map } : {}),
       },
       signed: { route: 'join', member: publicKey, since: '-' },
     });
@@ -326,56 +375,124 @@ export class CoordinatorClient {
   }
 
   /**
-   * Long-poll loop until `signal` aborts (resolves) or the session is refused (rejects with
-   * SessionExpiredError: join again, then call watchPeers again). On network or server errors
-   * it retries with exponential backoff and jitter; the last map stays valid meanwhile.
-   * `initial` seeds the map (the peers from join) so deltas apply to it.
+   * Follow the member's peer map over a stream (`GET /v1/peers/stream`, docs/PROTOCOL.md §4)
+   * until `signal` aborts (resolves) or the session is refused (rejects with SessionExpiredError:
+   * join again, then call watchPeers again). `since`: the version of the map held (`initial`
+   * seeds it, so deltas apply to it); undefined: the opening frame brings the full map. A stream
+   * the coordinator ends is reopened from the last version after a random [0, reconnectJitterMs)
+   * wait; on network or server errors, a refused frame or a silent stream (no heartbeat), it is
+   * reopened with exponential backoff and jitter; the last map stays valid meanwhile.
    */
   async watchPeers(sessionToken: string, since: number | undefined, onUpdate: (u: PeerMapUpdate) => void,
     signal: AbortSignal, opts: WatchOptions = {}): Promise<void> {
-    const map = new Map<string, Peer>((opts.initial ?? []).map((p) => [p.vip, p]));
-    let version = since;
+    const st: StreamState = { map: new Map<string, Peer>((opts.initial ?? []).map((p) => [p.vip, p])), version: since };
     let attempt = 0;
     this.log.info('runWatchPeers started');
     try {
       while (!signal.aborted) {
-        let r: PeersResponse;
+        let frames = 0;
         try {
-          r = await this.peers(sessionToken, version, signal);
+          await this.followStream(sessionToken, st, (u) => {
+            if (frames++ === 0) opts.onContact?.();
+            attempt = 0;
+            if (u) onUpdate(u);
+          }, signal, opts);
         } catch (err) {
           if (signal.aborted) break;
           opts.onContact?.(err as Error);
           if (err instanceof SessionExpiredError) throw err;
           const wait = backoffDelay(attempt++, opts);
           if (err instanceof AnswerVerificationError) {
-            this.log.warn({ err: err.message, code: err.code, refusedAnswers: this.refusedAnswers, retryMs: wait }, 'peer-map answer refused; keeping the last peer map');
-            await sleep(wait, signal);
-            continue;
+            this.log.warn({ err: err.message, code: err.code, refusedAnswers: this.refusedAnswers, retryMs: wait }, 'peer-map frame refused; keeping the last peer map');
+          } else {
+            this.log.warn({ err: (err as Error).message, frames, retryMs: wait }, 'peer-map stream failed; keeping the last peer map');
           }
-          this.log.warn({ err: (err as Error).message, retryMs: wait }, 'coordinator unreachable; keeping the last peer map');
           await sleep(wait, signal);
           continue;
         }
-        attempt = 0;
-        opts.onContact?.();
-        if (r.full) {
-          map.clear();
-          for (const p of r.peers) map.set(p.vip, p);
-          version = r.version;
-          onUpdate({ version, peers: map, full: true, upserts: r.peers, removals: [] });
-        } else {
-          version = r.version;
-          if (r.upserts.length === 0 && r.removals.length === 0) continue;
-          for (const p of r.upserts) map.set(p.vip, p);
-          for (const v of r.removals) map.delete(v);
-          onUpdate({ version, peers: map, full: false, upserts: r.upserts, removals: r.removals });
-        }
-        const jitter = Math.floor((opts.random ?? Math.random)() * (opts.repollJitterMs ?? REPOLL_JITTER_MS));
-        if (jitter > 0) await sleep(jitter, signal);
+        // Ended by the coordinator (its lifetime, a restart): reopen from where we are, jittered.
+        const jitter = Math.floor((opts.random ?? Math.random)() * (opts.reconnectJitterMs ?? RECONNECT_JITTER_MS));
+        await sleep(jitter, signal);
       }
     } finally {
       this.log.info('runWatchPeers stopped');
     }
+  }
+
+  /** One stream: open it from `st.version`, apply its frames to `st` (calling `onFrame`) until it ends. */
+  private async followStream(sessionToken: string, st: StreamState, onFrame: (u: PeerMapUpdate | undefined) => void,
+    signal: AbortSignal, opts: WatchOptions): Promise<void> {
+    const headers: Record<string, string> = { authorization: `Bearer ${sessionToken}` };
+    const nonce = this.o.answers ? newNonce() : undefined;
+    if (nonce) headers[NONCE_HEADER] = nonce;
+    const asked = st.version;
+    const path = `/v1/peers/stream${asked === undefined ? '' : `?since=${asked}`}`;
+    const ac = new AbortController();
+    const both = AbortSignal.any([signal, ac.signal]);
+    const res = await this.fetchRaw(path, { method: 'GET', headers, signal: both });
+    if (!res.ok) {
+      const text = await res.text();
+      let json: unknown;
+      try { json = JSON.parse(text); } catch { json = undefined; }
+      this.httpError(res, 'GET', path, text, json, true);
+    }
+    if (!res.body) throw new Error('peer-map stream without a body');
+    const named = res.headers.get(SIGNING_KEY_HEADER)?.trim();
+    let heartbeatMs: number | undefined;
+    let view: string | undefined;
+    const vip = () => this.memberVip;
+    const apply = (version: number, full: boolean, upserts: Peer[], removals: string[]) => {
+      if (full) st.map.clear();
+      for (const p of upserts) st.map.set(p.vip, p);
+      for (const v of removals) st.map.delete(v);
+      st.version = version;
+      onFrame(full || upserts.length > 0 || removals.length > 0 ? { version, peers: st.map, full, upserts, removals } : undefined);
+    };
+    try {
+      await readLines(res.body, (line) => {
+        const f = parseFrameLine(line);
+        if (!f) throw new Error('peer-map stream: not a frame line');
+        let frame: StreamFrame;
+        if (view === undefined) {
+          // The opening frame: checked as an answer to this request (our vip, since, nonce).
+          if (nonce) this.verifyParts(f.signature, f.proof, named, f.body, 'stream', vip(), asked === undefined ? '-' : String(asked), nonce);
+          frame = JSON.parse(f.body) as StreamFrame;
+          if (frame.type !== 'open' || (vip() !== undefined && frame.vip !== vip()) || typeof frame.view !== 'string') {
+            throw new AnswerVerificationError('bad-signature', 'peer-map stream: the first frame is not this member\'s opening frame');
+          }
+          const o = frame as OpenFrame;
+          if (!o.full && o.from !== asked) throw new AnswerVerificationError('bad-signature', 'peer-map stream: opening delta from another version');
+          this.memberVip ??= o.vip;
+          view = o.view;
+          heartbeatMs = o.heartbeatMs;
+          if (o.full) apply(o.version, true, o.peers, []);
+          else apply(o.version, false, o.upserts, o.removals);
+          return;
+        }
+        if (f.body === BEAT_BODY) {
+          onFrame(undefined);
+          return;
+        }
+        frame = JSON.parse(f.body) as StreamFrame;
+        if (frame.type !== 'delta') return; // a later kind of frame: not ours to read
+        const d = frame as DeltaFrame;
+        const mine = memberScope(vip() ?? '');
+        if (d.scope !== viewScope(view) && d.scope !== mine) {
+          this.refusedAnswers++;
+          throw new AnswerVerificationError('bad-signature', `stream frame refused: scope ${d.scope} is neither our view nor us`);
+        }
+        if (d.from !== st.version || !(d.to > d.from)) {
+          this.refusedAnswers++;
+          throw new AnswerVerificationError('bad-signature', `stream frame refused: from ${d.from} to ${d.to}, and we hold ${st.version}`);
+        }
+        if (this.o.answers && (opts.verifyFrames !== false || !this.pinnedKey)) this.verifyFrame(f.signature, f.proof, f.body, { scope: d.scope, from: String(st.version) });
+        if (d.scope === mine && typeof d.view === 'string') view = d.view;
+        apply(d.to, false, d.upserts, d.removals);
+      }, { maxLineBytes: MAX_FRAME_BYTES, silentMs: () => (heartbeatMs ? heartbeatMs * SILENT_HEARTBEATS : OPENING_SILENT_MS), signal: both });
+    } finally {
+      ac.abort();
+    }
+    if (view === undefined && !signal.aborted) throw new Error('peer-map stream ended before its opening frame');
   }
 
   async leave(sessionToken: string): Promise<void> {

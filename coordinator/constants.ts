@@ -17,6 +17,15 @@ export const DEFAULT_EPHEMERAL_TIMEOUT_MS = 5 * 60 * 1000;
 export const DEFAULT_SWEEP_INTERVAL_MS = 10_000;
 /** Longest time a `GET /v1/peers` long-poll is held open. @default 25 s */
 export const DEFAULT_LONG_POLL_MS = 25_000;
+/**
+ * A peer-map stream (`GET /v1/peers/stream`) gets a frame at least this often: under the 30–60 s
+ * idle timeouts of common load balancers and proxies. @default 25 s
+ */
+export const DEFAULT_STREAM_HEARTBEAT_MS = 25_000;
+/** Unsent bytes a peer-map stream may hold before its next frame; past it the stream is dropped. @default 4 MiB */
+export const DEFAULT_STREAM_MAX_BUFFER_BYTES = 4 * 1024 * 1024;
+/** A peer-map stream ends after about this long (±10 %); the member reconnects and its token is checked again. @default 1 h */
+export const DEFAULT_STREAM_MAX_LIFETIME_MS = 60 * 60 * 1000;
 /** Change-feed entries kept in the Redis stream (approximate); older `since` gets a full map. */
 export const CHANGE_FEED_MAXLEN = 10_000;
 /** Largest accepted request body. @default 16 KiB */

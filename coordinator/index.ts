@@ -1,6 +1,6 @@
 /** The coordinator's import surface for other parts (agent, relay, mapper, cli). */
 export { createCoordinator, type Coordinator, type CoordinatorOptions } from './server';
-export { CoordinatorClient, CoordinatorHttpError, SessionExpiredError, AnswerVerificationError, CoordinatorTlsError, InsecureCoordinatorError, backoffDelay, REPOLL_JITTER_MS,
+export { CoordinatorClient, CoordinatorHttpError, SessionExpiredError, AnswerVerificationError, CoordinatorTlsError, InsecureCoordinatorError, backoffDelay, RECONNECT_JITTER_MS,
   type CoordinatorClientOptions, type AnswerVerification,
   type JoinOptions, type PeerMapUpdate, type BackoffOptions, type WatchOptions } from './client';
 export type * from './types';

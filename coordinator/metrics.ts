@@ -58,7 +58,7 @@ async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined>
   }
 }
 
-export function registerCoordinatorMetrics(registry: Registry, c: Pick<Coordinator, 'feed' | 'joins' | 'rateLimited' | 'redis' | 'registry'> & Partial<Pick<Coordinator, 'signing'>>): void {
+export function registerCoordinatorMetrics(registry: Registry, c: Pick<Coordinator, 'feed' | 'joins' | 'rateLimited' | 'redis' | 'registry'> & Partial<Pick<Coordinator, 'signing' | 'streams'>>): void {
   const redisUp = () => c.redis.status === 'ready';
   labelledFrom(registry, 'counter', 'isthmus_coordinator_joins_total', 'Join requests answered by this coordinator, by result', ['result'],
     () => byLabel('result', JOIN_RESULTS, c.joins));
@@ -68,7 +68,7 @@ export function registerCoordinatorMetrics(registry: Registry, c: Pick<Coordinat
     if (!redisUp()) return undefined;
     return withTimeout(c.redis.scard(c.registry.keys.nodes), REDIS_SCRAPE_TIMEOUT_MS).catch(() => undefined);
   });
-  gaugeFrom(registry, 'isthmus_coordinator_peer_map_watchers', 'Members long-polling this coordinator for peer map changes', () => c.feed.waiting);
+  gaugeFrom(registry, 'isthmus_coordinator_peer_map_watchers', 'Members watching this coordinator for peer map changes (streams and long-polls)', () => c.feed.waiting + (c.streams?.open ?? 0));
   counterFrom(registry, 'isthmus_coordinator_changes_total', 'Member change events this coordinator received on the events channel', () => c.feed.changes);
   counterFrom(registry, 'isthmus_coordinator_answer_signatures_total', 'Ed25519 signatures made over join and peer-map answers (one per batch of answers leaving together)',
     () => c.signing?.signatures ?? 0);

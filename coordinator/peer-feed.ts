@@ -12,6 +12,8 @@ export class PeerFeed {
   private readonly waiters = new Set<Waiter>();
   /** Every well-formed event, and `undefined` after a resubscribe (events may have been missed): the dashboard. */
   private readonly listeners = new Set<(e: ClusterEvent | undefined) => void>();
+  /** Told of every change that may move peer maps (and of a resubscribe or rebase): the streams (peer-stream.ts). */
+  private readonly changeListeners = new Set<() => void>();
   private sub?: Redis;
   private closed = false;
   /** Version of the last change event seen on the channel. */
@@ -43,6 +45,23 @@ export class PeerFeed {
     // The last event's version (events come in order from one Redis; lower: Redis went back).
     this.latest = version;
     for (const w of this.waiters) if (version > w.since) w.wake();
+    this.changed();
+  }
+
+  /** Call `listener` after every change that may move peer maps (no argument: read `latest`); returns the unsubscribe function. */
+  onChange(listener: () => void): () => void {
+    this.changeListeners.add(listener);
+    return () => { this.changeListeners.delete(listener); };
+  }
+
+  private changed(): void {
+    for (const l of this.changeListeners) {
+      try {
+        l();
+      } catch (err) {
+        this.log.warn({ err }, 'change listener failed');
+      }
+    }
   }
 
   /** Call `listener` with every event seen from now on; returns the unsubscribe function. */
@@ -78,6 +97,7 @@ export class PeerFeed {
 
   private wakeAll(): void {
     for (const w of this.waiters) w.wake();
+    this.changed();
   }
 
   /**
@@ -113,6 +133,7 @@ export class PeerFeed {
     this.wakeAll();
     this.waiters.clear();
     this.listeners.clear();
+    this.changeListeners.clear();
     if (this.sub) {
       this.sub.disconnect();
       this.log.debug('peer feed closed');

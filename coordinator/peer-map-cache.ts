@@ -137,6 +137,46 @@ export class PeerMapCache {
     return r;
   }
 
+  /**
+   * Synchronous, at the version the cache is at now (peer-stream.ts, after sync): what changed
+   * in the member's map after `since`, from the in-memory log only; 'full' when that cannot be
+   * told from memory (since older than the log, ahead of the cache, or unknown history).
+   */
+  deltaNow(vip: string, since: number): PeerChanges | 'full' {
+    if (since > this.version || since < this.logFrom) return 'full';
+    if (since === this.version) return { version: since, upserts: [], removals: [] };
+    const me = this.members.get(vip);
+    if (!me) return 'full';
+    const entries = this.log.slice(this.firstAfter(since));
+    const shareable = this.shareable(me.vip, entries);
+    const key = `${this.policy.classId(me.tags)}/${since}`;
+    const memo = shareable ? this.deltaMemo.get(key) : undefined;
+    if (memo && memo.version === this.version) {
+      this.deltaStats.shared++;
+      return memo;
+    }
+    const r = this.diff(me, entries);
+    this.deltaStats.computed++;
+    if (r !== 'full' && shareable) this.deltaMemo.set(key, r);
+    return r;
+  }
+
+  /**
+   * Synchronous: the members the in-memory log's entries after `since` are about, and whether a
+   * policy change is among them (then every member's delta is its own); undefined when the log
+   * no longer reaches back to `since`.
+   */
+  touchedSince(since: number): { vips: Set<string>; policy: boolean } | undefined {
+    if (since < this.logFrom || since > this.version) return undefined;
+    const vips = new Set<string>();
+    let policy = false;
+    for (let i = this.firstAfter(since); i < this.log.length; i++) {
+      const e = this.log[i];
+      if (e.type === EventType.PolicyChanged) policy = true; else vips.add(e.vip);
+    }
+    return { vips, policy };
+  }
+
   /** No entry is about the member itself or the policy (so diff took its narrow path, member-independent). */
   private shareable(vip: string, entries: readonly ChangeEntry[]): boolean {
     for (const e of entries) if (e.type === EventType.PolicyChanged || e.vip === vip) return false;

@@ -36,6 +36,17 @@ export const joinBody = {
     hostname,
     /** Accepted for old agents only when empty; otherwise 400 tags-not-allowed (api.ts). */
     tags,
+    /** 'none': answer with the cursor only (no peers); the member follows GET /v1/peers/stream. */
+    map: { type: 'string', enum: ['full', 'none'] },
+  },
+} as const;
+
+export const peersStreamQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    /** The version of the map the member holds; absent: the opening frame carries the full map. */
+    since: { type: 'string', pattern: '^\\d{1,15}$' },
   },
 } as const;
 

@@ -15,6 +15,7 @@ import * as D from './constants';
 import { parseVipPool } from './ipam';
 import { PeerFeed } from './peer-feed';
 import { PeerMapCache } from './peer-map-cache';
+import { PeerStreamHub } from './peer-stream';
 import { SessionCache } from './session-cache';
 import { connectRedis, type RedisSpec } from './redis-connect';
 import { RedisRegistry } from './redis-store';
@@ -54,6 +55,9 @@ export interface CoordinatorOptions {
    * polls one change wakes do not each run the auth script. @default true
    */
   sessionCache?: boolean;
+  /** Peer-map streams: heartbeat interval (DEFAULT_STREAM_HEARTBEAT_MS), unsent bytes before a
+   *  slow member is dropped (DEFAULT_STREAM_MAX_BUFFER_BYTES), lifetime (DEFAULT_STREAM_MAX_LIFETIME_MS). */
+  stream?: { heartbeatMs?: number; maxBufferBytes?: number; maxLifetimeMs?: number };
   /** @default 16 KiB */
   bodyLimit?: number;
   /**
@@ -100,6 +104,8 @@ export interface Coordinator {
   readonly redis: Redis;
   /** The change feed (long-poll waiters, events seen) and join counts: read by metrics. */
   readonly feed: PeerFeed;
+  /** Peer-map streams open here, and their counters (metrics, tests, bench). */
+  readonly streams: PeerStreamHub;
   readonly joins: JoinCounters;
   /** Requests answered 429 by each per-source limit: read by metrics. */
   readonly rateLimited: RateLimitCounters;
@@ -198,6 +204,12 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
     reply.header(SIGNING_KEY_HEADER, signingPub);
     return payload;
   };
+  const streams = new PeerStreamHub(peerMap, feed, signer, signingPub, {
+    heartbeatMs: o.stream?.heartbeatMs ?? D.DEFAULT_STREAM_HEARTBEAT_MS,
+    maxBufferBytes: o.stream?.maxBufferBytes ?? D.DEFAULT_STREAM_MAX_BUFFER_BYTES,
+    maxLifetimeMs: o.stream?.maxLifetimeMs ?? D.DEFAULT_STREAM_MAX_LIFETIME_MS,
+  }, log);
+  streams.start();
   const rateLimited = newRateLimitCounters();
   // Read by the API per request: setRateLimits changes it in place.
   const rateLimits: Partial<D.RateLimits> = o.rateLimits === false ? {} : { ...D.DEFAULT_RATE_LIMITS, ...o.rateLimits };
@@ -207,7 +219,7 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
   if (!signingKey) log.warn('no --signing-key: members get no membership records, so they cannot re-assert their identity if Redis loses its data');
   const app = await buildApi({
     https: o.tls, onSend, records, sessionCache: o.sessionCache === false ? undefined : new SessionCache(),
-    joins, rateLimited, registry, tokens, proxyUsers, feed, peerMap, log, cidr, adminToken: o.adminToken,
+    joins, rateLimited, registry, tokens, proxyUsers, feed, peerMap, streams, log, cidr, adminToken: o.adminToken,
     bodyLimit: o.bodyLimit ?? D.DEFAULT_BODY_LIMIT, longPollMs: o.longPollMs ?? D.DEFAULT_LONG_POLL_MS,
     trustedProxies: o.trustedProxies ?? [],
     dashboard: { redis, prefix },
@@ -254,7 +266,7 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
   stateTimer?.unref();
 
   return {
-    app, registry, tokens, redis, feed, joins, rateLimited, signing: signer,
+    app, registry, tokens, redis, feed, streams, joins, rateLimited, signing: signer,
     get ready() { return ready; },
     whenReady,
     async listen(host, port) {
@@ -272,6 +284,7 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
       closed = true;
       if (timer) clearInterval(timer);
       if (stateTimer) clearInterval(stateTimer);
+      streams.close();
       await feed.close();
       await app.close();
       if (ownRedis) await redis.quit().catch(() => redis.disconnect());

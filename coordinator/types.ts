@@ -57,6 +57,11 @@ export interface JoinRequest {
   hostname: string;
   /** Refused unless empty (400 tags-not-allowed): tags come from the token and the admin. */
   tags?: string[];
+  /**
+   * 'none': the answer carries no map (`peers: []`, `map: 'none'`), only the cursor `version`;
+   * the member takes its map from the stream (GET /v1/peers/stream). @default 'full'
+   */
+  map?: 'full' | 'none';
 }
 
 export interface JoinResponse {
@@ -65,6 +70,8 @@ export interface JoinResponse {
   sessionToken: string;
   peers: Peer[];
   version: number;
+  /** Present when the join asked for no map: `peers` is empty, not the member's map. */
+  map?: 'none';
   /**
    * The member's signed membership record (coordinator/membership-record.ts), to keep and
    * re-assert if Redis loses its data (POST /v1/reassert). Absent from a coordinator without

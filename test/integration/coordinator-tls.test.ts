@@ -208,6 +208,29 @@ async function middlebox(t: ExecutionContext) {
     req.on('end', () => {
       const headers = { ...req.headers, host: up.host };
       const out = https.request({ host: up.hostname, port: up.port, path: req.url, method: req.method, headers, ca }, (ures) => {
+        if (String(ures.headers['content-type']).startsWith('application/x-isthmus-frames')) {
+          // The peer-map stream: passed on line by line, each line rewritten (or its signature stripped) on the way.
+          const h = { ...ures.headers };
+          delete h['content-length'];
+          delete h['transfer-encoding'];
+          res.writeHead(ures.statusCode ?? 502, h);
+          let rest = '';
+          ures.on('data', (c: Buffer) => {
+            rest += c.toString();
+            for (let i = rest.indexOf('\n'); i >= 0; i = rest.indexOf('\n')) {
+              let line = rest.slice(0, i);
+              rest = rest.slice(i + 1);
+              if (state.rewrite && line.includes(state.rewrite.from)) {
+                line = line.split(state.rewrite.from).join(state.rewrite.to);
+                state.rewritten++;
+              }
+              if (state.strip) line = '-' + line.slice(line.indexOf(' '));
+              res.write(line + '\n');
+            }
+          });
+          ures.on('end', () => res.end());
+          return;
+        }
         const body: Buffer[] = [];
         ures.on('data', (c: Buffer) => body.push(c));
         ures.on('end', () => {

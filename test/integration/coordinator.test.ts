@@ -144,9 +144,11 @@ test.serial('watchPeers keeps the last map while the coordinator is unreachable 
   const ja = await env.client().join({ ...member('10.7.0.1'), token: tok.token });
   let down = false;
   let failures = 0;
+  let cut: AbortController | undefined;
   const flaky: typeof fetch = async (input, init) => {
     if (down) { failures++; throw new TypeError('fetch failed'); }
-    return fetch(input, init);
+    cut = new AbortController();
+    return fetch(input, { ...init, signal: AbortSignal.any([init!.signal!, cut.signal]) });
   };
   const c = new CoordinatorClient({ url: env.urls[0], insecure: true, fetch: flaky });
   const ac = new AbortController();
@@ -157,7 +159,7 @@ test.serial('watchPeers keeps the last map while the coordinator is unreachable 
     { initial: ja.peers, minMs: 50, maxMs: 200 });
   await new Promise((r) => setTimeout(r, 100));
   down = true;
-  // The parked poll is still on a live socket; force new polls by making a change while "down".
+  cut!.abort(); // the open stream's connection breaks; reopening it fails while "down".
   const jb = await env.client(1).join({ ...member('10.7.0.2'), token: tok.token });
   await new Promise((r) => setTimeout(r, 700));
   t.true(failures >= 2, `retried ${failures} times`);
