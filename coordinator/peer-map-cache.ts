@@ -53,8 +53,12 @@ export class PeerMapCache {
   private log: ChangeEntry[] = [];
   private logFrom = 0;
   private inflight?: Promise<void>;
-  /** Scoped full maps by the receiver's tag class (policy.classId), at `version` and policy. */
-  private readonly fullMemo = new Map<number, Peer[]>();
+  /**
+   * Scoped full maps by the receiver's tag class (policy.classId) under the current policy, with
+   * the tags of one receiver of the class. A change drops only the classes that see a member it
+   * touched (before or after), so the controllers' list an agent gets at join survives other agents' joins.
+   */
+  private readonly fullMemo = new Map<number, { tags: readonly string[]; list: Peer[] }>();
   private readonly inboundText = new WeakMap<PortSet, string[]>();
   /**
    * Narrow deltas at `version` by (receiver's tag class, since): members of one class that did
@@ -224,7 +228,7 @@ export class PeerMapCache {
    *  tag class get the same list (but for themselves), so it is built once per class and version. */
   private mapFor(me: Member): Peer[] {
     const key = this.policy.classId(me.tags);
-    let list = this.fullMemo.get(key);
+    let list = this.fullMemo.get(key)?.list;
     if (!list) {
       const out: Peer[] = [];
       for (const g of this.groups.values()) {
@@ -232,7 +236,7 @@ export class PeerMapCache {
         for (const x of g.vips) out.push(this.entry(this.policy, me.tags, this.members.get(x)!));
       }
       list = byVip(out);
-      this.fullMemo.set(key, list);
+      this.fullMemo.set(key, { tags: me.tags, list });
     }
     if (this.policy.connected(me.tags, me.tags)) return list;
     return byVip([...list, this.entry(this.policy, me.tags, me)]);
@@ -336,12 +340,23 @@ export class PeerMapCache {
     }
     if (ch.version === this.version) return;
     for (const e of ch.entries) this.log.push(e);
+    // The tag sets of every member touched, before and after: the classes that see one of them lose their list.
+    const touched: (readonly string[])[] = [];
     for (const [vip, m] of ch.nodes) {
-      if (m) this.setMember(m); else this.dropMember(vip);
+      const old = this.members.get(vip);
+      if (old) touched.push(old.tags);
+      if (m) {
+        this.setMember(m);
+        touched.push(this.members.get(vip)!.tags);
+      } else {
+        this.dropMember(vip);
+      }
     }
     if (ch.policy !== undefined) this.setPolicy(ch.policy);
     this.version = ch.version;
-    this.fullMemo.clear();
+    for (const [key, memo] of this.fullMemo) {
+      if (touched.some((tags) => this.policy.connected(memo.tags, tags))) this.fullMemo.delete(key);
+    }
     this.deltaMemo.clear();
     if (this.log.length > LOG_MAX) {
       const cut = this.log.length - LOG_MAX;
