@@ -27,6 +27,14 @@ import type { Member, Peer, PeerChanges } from './types';
 const LOG_MAX = 10_000;
 /** Compiled policies kept (by text): the current one and recent previous ones. */
 const COMPILED_MAX = 8;
+/**
+ * Shared deltas kept at one version (by class and since). Members that joined at different
+ * versions each ask with their own `since`, and at idle nothing clears the memo: without a
+ * bound it held one delta (and its serialised body, api.ts) per since, ~60 MB at 10k members.
+ */
+const DELTA_MEMO_MAX = 256;
+/** Peer objects kept per member (one per distinct `inbound` it is sent with). */
+const PEERS_PER_MEMBER = 8;
 
 interface Group {
   tags: readonly string[];
@@ -61,10 +69,20 @@ export class PeerMapCache {
   private readonly fullMemo = new Map<number, { tags: readonly string[]; list: Peer[] }>();
   private readonly inboundText = new WeakMap<PortSet, string[]>();
   /**
+   * The Peer objects made of a member record (by its `inbound` array), so every list and delta
+   * that sends it shares one object instead of a copy per answer (bench:scale at 10k members
+   * held 25 copies per member). A changed member is a new record: its old Peers go with the old one.
+   */
+  private readonly peersOf = new WeakMap<Member, Peer[]>();
+  /**
    * Narrow deltas at `version` by (receiver's tag class, since): members of one class that did
    * not change themselves get the same answer object (and api.ts serialises it once).
    */
   private readonly deltaMemo = new Map<string, PeerChanges>();
+  /** Entries held by the shared-answer memos (tests). */
+  get memoSizes(): { deltas: number; fullMaps: number } {
+    return { deltas: this.deltaMemo.size, fullMaps: this.fullMemo.size };
+  }
   /** Deltas computed / answered from deltaMemo (tests, bench). */
   readonly deltaStats = { computed: 0, shared: 0 };
 
@@ -137,7 +155,10 @@ export class PeerMapCache {
     }
     const r = this.diff(me, entries);
     this.deltaStats.computed++;
-    if (r !== 'full' && shareable) this.deltaMemo.set(key, r);
+    if (r !== 'full' && shareable) {
+      if (this.deltaMemo.size >= DELTA_MEMO_MAX) this.deltaMemo.clear();
+      this.deltaMemo.set(key, r);
+    }
     return r;
   }
 
@@ -243,7 +264,15 @@ export class PeerMapCache {
   }
 
   private entry(p: CompiledPolicy, receiverTags: readonly string[], m: Member): Peer {
-    return { ...m, inbound: this.inboundOf(p.inboundFrom(receiverTags, m.tags)) };
+    const inbound = this.inboundOf(p.inboundFrom(receiverTags, m.tags));
+    let peers = this.peersOf.get(m);
+    if (!peers) this.peersOf.set(m, peers = []);
+    for (const x of peers) if (x.inbound === inbound) return x;
+    // A literal with every field in one order (not a spread): every Peer shares one hidden class.
+    // (Spreading records here gave each object a map of its own: ~70 MB of shapes at 10k members.)
+    const peer: Peer = { vip: m.vip, originalIp: m.originalIp, publicKey: m.publicKey, hostname: m.hostname, tags: m.tags, inbound };
+    if (peers.length < PEERS_PER_MEMBER) peers.push(peer);
+    return peer;
   }
 
   private inboundOf(s: PortSet): string[] {
@@ -308,7 +337,7 @@ export class PeerMapCache {
       this.groups.set(key, g);
     }
     g.vips.add(m.vip);
-    this.members.set(m.vip, { ...m, tags: g.tags as string[] });
+    this.members.set(m.vip, { vip: m.vip, originalIp: m.originalIp, publicKey: m.publicKey, hostname: m.hostname, tags: g.tags as string[] });
   }
 
   private dropMember(vip: string): void {
