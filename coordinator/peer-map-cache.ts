@@ -33,6 +33,8 @@ const COMPILED_MAX = 8;
  * bound it held one delta (and its serialised body, api.ts) per since, ~60 MB at 10k members.
  */
 const DELTA_MEMO_MAX = 256;
+/** And at most this many peers (upserts and removals) in them all (each answer's body is kept with it, api.ts). */
+const DELTA_MEMO_PEERS = 20_000;
 /** Peer objects kept per member (one per distinct `inbound` it is sent with). */
 const PEERS_PER_MEMBER = 8;
 
@@ -79,9 +81,15 @@ export class PeerMapCache {
    * not change themselves get the same answer object (and api.ts serialises it once).
    */
   private readonly deltaMemo = new Map<string, PeerChanges>();
+  private deltaMemoPeers = 0;
+  private clearDeltaMemo(): void {
+    this.deltaMemo.clear();
+    this.deltaMemoPeers = 0;
+  }
+
   /** Entries held by the shared-answer memos (tests). */
-  get memoSizes(): { deltas: number; fullMaps: number } {
-    return { deltas: this.deltaMemo.size, fullMaps: this.fullMemo.size };
+  get memoSizes(): { deltas: number; deltaPeers: number; fullMaps: number } {
+    return { deltas: this.deltaMemo.size, deltaPeers: this.deltaMemoPeers, fullMaps: this.fullMemo.size };
   }
   /** Deltas computed / answered from deltaMemo (tests, bench). */
   readonly deltaStats = { computed: 0, shared: 0 };
@@ -156,8 +164,10 @@ export class PeerMapCache {
     const r = this.diff(me, entries);
     this.deltaStats.computed++;
     if (r !== 'full' && shareable) {
-      if (this.deltaMemo.size >= DELTA_MEMO_MAX) this.deltaMemo.clear();
+      const n = r.upserts.length + r.removals.length;
+      if (this.deltaMemo.size >= DELTA_MEMO_MAX || this.deltaMemoPeers + n > DELTA_MEMO_PEERS) this.clearDeltaMemo();
       this.deltaMemo.set(key, r);
+      this.deltaMemoPeers += n;
     }
     return r;
   }
@@ -364,7 +374,7 @@ export class PeerMapCache {
       this.logFrom = snap.version;
       this.version = snap.version;
       this.fullMemo.clear();
-      this.deltaMemo.clear();
+      this.clearDeltaMemo();
       return;
     }
     if (ch.version === this.version) return;
@@ -386,7 +396,7 @@ export class PeerMapCache {
     for (const [key, memo] of this.fullMemo) {
       if (touched.some((tags) => this.policy.connected(memo.tags, tags))) this.fullMemo.delete(key);
     }
-    this.deltaMemo.clear();
+    this.clearDeltaMemo();
     if (this.log.length > LOG_MAX) {
       const cut = this.log.length - LOG_MAX;
       this.logFrom = this.log[cut - 1].version;

@@ -70,6 +70,7 @@ test.serial('shared deltas stay bounded however many distinct since values are a
     // Every agent that joined after `since` is in it, and nothing else.
     t.is(d.upserts.length, 300 - k, `since ${first + k}`);
     t.true(cache.memoSizes.deltas <= 256, `memo bounded (${cache.memoSizes.deltas})`);
+    t.true(cache.memoSizes.deltaPeers <= 20_000, `peers in it bounded (${cache.memoSizes.deltaPeers})`);
   }
   t.true(cache.memoSizes.deltas > 0, 'positive control: deltas are memoised');
 });
