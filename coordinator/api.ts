@@ -204,16 +204,16 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
     const refusal = staticOriginalIpRefusal(b.originalIp, d.cidr);
     if (refusal) throw new BadRequestError(refusal.code, refusal.message);
     const source = sourceIpv4(req.ip);
-    const challenge = await d.registry.getChallenge(b.challengeId);
-    if (!challenge) throw new CoordinatorError('challenge-unknown', 'challenge unknown, expired or already used: fetch a new one from GET /v1/challenge', 401);
+    const opened = await d.registry.openJoinChallenge(b.challengeId);
+    if (!opened) throw new CoordinatorError('challenge-unknown', 'challenge unknown, expired or already used: fetch a new one from GET /v1/challenge', 401);
     const pub = Buffer.from(b.publicKey, 'base64');
-    if (!verifyKeyProof(challenge, pub, 'join', Buffer.from(b.proof, 'base64'))) {
+    if (!verifyKeyProof(opened.challenge(), pub, 'join', Buffer.from(b.proof, 'base64'))) {
       throw new CoordinatorError('bad-proof', 'proof of key possession does not verify', 401);
     }
     const sessionToken = newSecret(SESSION_TOKEN_PREFIX);
     const r = await d.registry.join({
       publicKey: b.publicKey, originalIp: b.originalIp, hostname: b.hostname,
-      tokenHash: b.token ? hashSecret(b.token) : undefined, challengeId: b.challengeId,
+      tokenHash: b.token ? hashSecret(b.token) : undefined, challengeId: b.challengeId, opened,
       originalIpIsSource: source === b.originalIp, sessionTokenHash: hashSecret(sessionToken), sessionTtlMs: d.sessionTtlMs,
     });
     d.log.info({ vip: r.vip, peer: redactKey(b.publicKey), created: r.created, originalIp: b.originalIp, source: req.ip },
@@ -221,7 +221,7 @@ export async function buildApi(d: ApiDeps): Promise<FastifyInstance> {
     // A cursor-only answer (map 'none'): the member's map comes from its stream.
     const snap = b.map === 'none' ? { peers: [], version: r.version, map: 'none' as const } : await d.peerMap.full(r.vip, r.version);
     if (d.joins) d.joins[r.created ? 'created' : 'rejoined']++;
-    const record = d.records ? await d.records.issue(r.vip) : undefined;
+    const record = d.records?.issueJoined(r.vip, r.record);
     return { vip: r.vip, cidr: d.cidr.text, sessionToken, ...snap, ...record };
   });
   // Refused (4xx) and failed (5xx) joins, whichever check answered.

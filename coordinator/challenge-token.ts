@@ -32,7 +32,7 @@ export const USED_MARKER_SLACK_MS = 60_000;
 
 /** A challenge id that checked out: the challenge to verify the proof with, and its single-use marker. */
 export interface OpenedChallenge {
-  /** Derives the ephemeral key (one X25519 base-point multiplication): call only to check a proof. */
+  /** Derives the ephemeral private key (one HMAC; its public key only when read): call only to check a proof. */
   challenge(): KeyChallenge;
   /** Parameter of `P:challenge-used:<nonce>` (the nonce, base64url). */
   usedId: string;
@@ -66,8 +66,29 @@ export class ChallengeSigner {
     return createHmac('sha256', this.tagKey).update(body).digest().subarray(0, TAG_LEN);
   }
 
+  private ephemeralPrivate(body: Buffer): Buffer {
+    return createHmac('sha256', this.ephKey).update(body).digest();
+  }
+
   private derive(body: Buffer): KeyChallenge {
-    return keyChallengeFromPrivate(createHmac('sha256', this.ephKey).update(body).digest(), body.subarray(9, 9 + NONCE_LEN));
+    return keyChallengeFromPrivate(this.ephemeralPrivate(body), body.subarray(9, 9 + NONCE_LEN));
+  }
+
+  /**
+   * The challenge to check a proof with. Checking needs only e and the nonce, so E (a base-point
+   * multiplication, as costly as the check itself) is computed only if something reads it.
+   */
+  private forProof(body: Buffer): KeyChallenge {
+    const ephemeralPrivate = new Uint8Array(this.ephemeralPrivate(body));
+    const nonce = new Uint8Array(body.subarray(9, 9 + NONCE_LEN));
+    let pub: Uint8Array | undefined;
+    return {
+      ephemeralPrivate, nonce,
+      get ephemeralPublic(): Uint8Array {
+        pub ??= keyChallengeFromPrivate(ephemeralPrivate, nonce).ephemeralPublic;
+        return pub;
+      },
+    };
   }
 
   issue(now: number): IssuedChallenge {
@@ -95,6 +116,6 @@ export class ChallengeSigner {
     if (!timingSafeEqual(this.tag(body), raw.subarray(ID_LEN - TAG_LEN))) return 'invalid';
     const expiresAt = Number(body.readBigUInt64BE(1));
     if (now >= expiresAt || expiresAt - now > this.ttlMs + USED_MARKER_SLACK_MS) return 'expired';
-    return { challenge: () => this.derive(body), usedId: body.subarray(9).toString('base64url'), usedTtlMs: expiresAt - now + USED_MARKER_SLACK_MS };
+    return { challenge: () => this.forProof(body), usedId: body.subarray(9).toString('base64url'), usedTtlMs: expiresAt - now + USED_MARKER_SLACK_MS };
   }
 }

@@ -176,8 +176,9 @@ end
  * generation id and [19] the re-assert grace ms (both used only if the state is found gone:
  * ensureGeneration, which is the one write that may precede a refusal). The API checked the
  * challenge id and the key proof; this script makes the challenge single-use.
- * Returns {'ok', vip, version, created(0|1)} or {'err', code, detail}; a re-join that changes
- * nothing returns the current version and emits no event. All checks run before
+ * Returns {'ok', vip, version, created(0|1), generation, tags JSON, cidrs JSON, ephemeral '1'|'0'}
+ * (what a membership record needs besides the request's fields, as this script left them) or
+ * {'err', code, detail}; a re-join that changes nothing returns the current version and emits no event. All checks run before
  * the first write, so a refused join changes nothing. The stateless checks (overlay CIDR,
  * special-purpose addresses, no self-asserted tags) ran in the API before this script.
  *
@@ -193,7 +194,7 @@ local pub, orig, hostname, origNum = ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[1
 local tokenHash, challengeNonce, fromSource = ARGV[12], ARGV[13], ARGV[14] == '1'
 local sessionHash, sessionTtl, challengeUsedTtl = ARGV[15], ARGV[16], ARGV[17]
 
-ensureGeneration(ARGV[18], tonumber(ARGV[19]))
+local generation = ensureGeneration(ARGV[18], tonumber(ARGV[19]))
 local refused = challengeUsedOrKeyRemoved(challengeNonce, pub)
 if refused then return refused end
 
@@ -255,6 +256,7 @@ end
 local created = 0
 local nodeKey
 local prevTags = nil
+local tagsNow
 if not vip then
   created = 1
   if fromQuarantine then
@@ -270,18 +272,20 @@ if not vip then
   -- Tags: the token's, sorted; from now on only an admin changes them.
   local tags = cjson.decode(granted)
   table.sort(tags)
-  redis.call('HSET', nodeKey, 'created', NOW, 'tags', jsonList(tags), 'granted', granted, 'cidrs', cidrs)
+  tagsNow = jsonList(tags)
+  redis.call('HSET', nodeKey, 'created', NOW, 'tags', tagsNow, 'granted', granted, 'cidrs', cidrs)
 else
   nodeKey = K.node(vip)
   local old = redis.call('HMGET', nodeKey, 'orig', 'hostname', 'tags', 'pub')
   prevTags = old[3] or '[]'
+  tagsNow = prevTags
   -- A re-join that changes nothing (same key, original IP, hostname as registered; tags and
   -- ephemeral come from the record) emits nothing: only its new session token is written.
   if old[1] == orig and old[2] == hostname and old[4] == pub and redis.call('SISMEMBER', K.nodes, vip) == 1
     and redis.call('GET', K.orig(orig)) == vip and redis.call('GET', K.host(hostname)) == vip then
     redis.call('HSET', nodeKey, 'lastSeen', NOW)
     admit(vip, pub, challengeNonce, challengeUsedTtl, sessionHash, sessionTtl)
-    return { 'ok', vip, tonumber(redis.call('GET', K.version) or '0'), 0 }
+    return { 'ok', vip, tonumber(redis.call('GET', K.version) or '0'), 0, generation, prevTags, cidrs, ephemeral }
   end
   if old[1] and old[1] ~= orig then delIfPoints(K.orig(old[1]), vip) end
   if old[2] and string.lower(old[2]) ~= string.lower(hostname) then delIfPoints(K.host(old[2]), vip) end
@@ -293,7 +297,7 @@ admit(vip, pub, challengeNonce, challengeUsedTtl, sessionHash, sessionTtl)
 local typ = EV.NodeChanged
 if created == 1 then typ = EV.NodeUp end
 local v = emit(typ, vip, prevTags)
-return { 'ok', vip, v, created }
+return { 'ok', vip, v, created, generation, tagsNow, cidrs, ephemeral }
 `;
 
 /**

@@ -27,6 +27,16 @@ import type { Member, Peer, PeerChanges } from './types';
 const LOG_MAX = 10_000;
 /** Compiled policies kept (by text): the current one and recent previous ones. */
 const COMPILED_MAX = 8;
+/**
+ * Shared deltas kept at one version (by class and since). Members that joined at different
+ * versions each ask with their own `since`, and at idle nothing clears the memo: without a
+ * bound it held one delta (and its serialised body, api.ts) per since, ~60 MB at 10k members.
+ */
+const DELTA_MEMO_MAX = 256;
+/** And at most this many peers (upserts and removals) in them all (each answer's body is kept with it, api.ts). */
+const DELTA_MEMO_PEERS = 20_000;
+/** Peer objects kept per member (one per distinct `inbound` it is sent with). */
+const PEERS_PER_MEMBER = 8;
 
 interface Group {
   tags: readonly string[];
@@ -53,14 +63,34 @@ export class PeerMapCache {
   private log: ChangeEntry[] = [];
   private logFrom = 0;
   private inflight?: Promise<void>;
-  /** Scoped full maps by the receiver's tag class (policy.classId), at `version` and policy. */
-  private readonly fullMemo = new Map<number, Peer[]>();
+  /**
+   * Scoped full maps by the receiver's tag class (policy.classId) under the current policy, with
+   * the tags of one receiver of the class. A change drops only the classes that see a member it
+   * touched (before or after), so the controllers' list an agent gets at join survives other agents' joins.
+   */
+  private readonly fullMemo = new Map<number, { tags: readonly string[]; list: Peer[] }>();
   private readonly inboundText = new WeakMap<PortSet, string[]>();
+  /**
+   * The Peer objects made of a member record (by its `inbound` array), so every list and delta
+   * that sends it shares one object instead of a copy per answer (bench:scale at 10k members
+   * held 25 copies per member). A changed member is a new record: its old Peers go with the old one.
+   */
+  private readonly peersOf = new WeakMap<Member, Peer[]>();
   /**
    * Narrow deltas at `version` by (receiver's tag class, since): members of one class that did
    * not change themselves get the same answer object (and api.ts serialises it once).
    */
   private readonly deltaMemo = new Map<string, PeerChanges>();
+  private deltaMemoPeers = 0;
+  private clearDeltaMemo(): void {
+    this.deltaMemo.clear();
+    this.deltaMemoPeers = 0;
+  }
+
+  /** Entries held by the shared-answer memos (tests). */
+  get memoSizes(): { deltas: number; deltaPeers: number; fullMaps: number } {
+    return { deltas: this.deltaMemo.size, deltaPeers: this.deltaMemoPeers, fullMaps: this.fullMemo.size };
+  }
   /** Deltas computed / answered from deltaMemo (tests, bench). */
   readonly deltaStats = { computed: 0, shared: 0 };
 
@@ -133,7 +163,12 @@ export class PeerMapCache {
     }
     const r = this.diff(me, entries);
     this.deltaStats.computed++;
-    if (r !== 'full' && shareable) this.deltaMemo.set(key, r);
+    if (r !== 'full' && shareable) {
+      const n = r.upserts.length + r.removals.length;
+      if (this.deltaMemo.size >= DELTA_MEMO_MAX || this.deltaMemoPeers + n > DELTA_MEMO_PEERS) this.clearDeltaMemo();
+      this.deltaMemo.set(key, r);
+      this.deltaMemoPeers += n;
+    }
     return r;
   }
 
@@ -264,7 +299,7 @@ export class PeerMapCache {
    *  tag class get the same list (but for themselves), so it is built once per class and version. */
   private mapFor(me: Member): Peer[] {
     const key = this.policy.classId(me.tags);
-    let list = this.fullMemo.get(key);
+    let list = this.fullMemo.get(key)?.list;
     if (!list) {
       const out: Peer[] = [];
       for (const g of this.groups.values()) {
@@ -272,14 +307,22 @@ export class PeerMapCache {
         for (const x of g.vips) out.push(this.entry(this.policy, me.tags, this.members.get(x)!));
       }
       list = byVip(out);
-      this.fullMemo.set(key, list);
+      this.fullMemo.set(key, { tags: me.tags, list });
     }
     if (this.policy.connected(me.tags, me.tags)) return list;
     return byVip([...list, this.entry(this.policy, me.tags, me)]);
   }
 
   private entry(p: CompiledPolicy, receiverTags: readonly string[], m: Member): Peer {
-    return { ...m, inbound: this.inboundOf(p.inboundFrom(receiverTags, m.tags)) };
+    const inbound = this.inboundOf(p.inboundFrom(receiverTags, m.tags));
+    let peers = this.peersOf.get(m);
+    if (!peers) this.peersOf.set(m, peers = []);
+    for (const x of peers) if (x.inbound === inbound) return x;
+    // A literal with every field in one order (not a spread): every Peer shares one hidden class.
+    // (Spreading records here gave each object a map of its own: ~70 MB of shapes at 10k members.)
+    const peer: Peer = { vip: m.vip, originalIp: m.originalIp, publicKey: m.publicKey, hostname: m.hostname, tags: m.tags, inbound };
+    if (peers.length < PEERS_PER_MEMBER) peers.push(peer);
+    return peer;
   }
 
   private inboundOf(s: PortSet): string[] {
@@ -344,7 +387,7 @@ export class PeerMapCache {
       this.groups.set(key, g);
     }
     g.vips.add(m.vip);
-    this.members.set(m.vip, { ...m, tags: g.tags as string[] });
+    this.members.set(m.vip, { vip: m.vip, originalIp: m.originalIp, publicKey: m.publicKey, hostname: m.hostname, tags: g.tags as string[] });
   }
 
   private dropMember(vip: string): void {
@@ -371,18 +414,29 @@ export class PeerMapCache {
       this.logFrom = snap.version;
       this.version = snap.version;
       this.fullMemo.clear();
-      this.deltaMemo.clear();
+      this.clearDeltaMemo();
       return;
     }
     if (ch.version === this.version) return;
     for (const e of ch.entries) this.log.push(e);
+    // The tag sets of every member touched, before and after: the classes that see one of them lose their list.
+    const touched: (readonly string[])[] = [];
     for (const [vip, m] of ch.nodes) {
-      if (m) this.setMember(m); else this.dropMember(vip);
+      const old = this.members.get(vip);
+      if (old) touched.push(old.tags);
+      if (m) {
+        this.setMember(m);
+        touched.push(this.members.get(vip)!.tags);
+      } else {
+        this.dropMember(vip);
+      }
     }
     if (ch.policy !== undefined) this.setPolicy(ch.policy);
     this.version = ch.version;
-    this.fullMemo.clear();
-    this.deltaMemo.clear();
+    for (const [key, memo] of this.fullMemo) {
+      if (touched.some((tags) => this.policy.connected(memo.tags, tags))) this.fullMemo.delete(key);
+    }
+    this.clearDeltaMemo();
     if (this.log.length > LOG_MAX) {
       const cut = this.log.length - LOG_MAX;
       this.logFrom = this.log[cut - 1].version;

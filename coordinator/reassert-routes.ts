@@ -22,7 +22,7 @@ import { offsetOf, type VipPool } from './ipam';
 import { issueMembershipRecord, verifyMembershipRecord } from './membership-record';
 import type { JoinCounters } from './metrics';
 import type { PeerMapCache } from './peer-map-cache';
-import type { RedisRegistry } from './redis-store';
+import type { JoinedRecord, RedisRegistry } from './redis-store';
 import * as S from './schemas';
 import { hashSecret, newSecret, SESSION_TOKEN_PREFIX } from './token-rules';
 import type { JoinResponse, RecordResponse, ReassertRequest } from './types';
@@ -41,11 +41,16 @@ export class RecordIssuer {
     const r = this.o.registry;
     const [n, generation] = await Promise.all([r.getNode(vip), r.redis.hget(r.keys.deployment, 'generation')]);
     if (!n) return undefined;
+    return this.issueJoined(vip, { ...n, generation: generation ?? r.generation ?? 'none' });
+  }
+
+  /** A fresh record of the member a join just wrote (its script's answer: the same fields, no read). */
+  issueJoined(vip: string, n: JoinedRecord): RecordResponse {
     const iat = this.o.now();
     const exp = iat + this.o.ttlMs;
     const record = issueMembershipRecord(this.o.signingKey, {
       v: 1, prefix: this.o.prefix, cidr: this.o.cidr.text, pub: n.publicKey, vip, orig: n.originalIp, hostname: n.hostname,
-      tags: [...n.tags].sort(), cidrs: [...n.originalCidrs].sort(), ephemeral: n.ephemeral, iat, exp, gen: generation ?? r.generation ?? 'none',
+      tags: [...n.tags].sort(), cidrs: [...n.originalCidrs].sort(), ephemeral: n.ephemeral, iat, exp, gen: n.generation,
     });
     return { record, recordExpiresAt: exp };
   }

@@ -47,6 +47,8 @@ export interface JoinParams {
   hostname: string;
   tokenHash?: string;
   challengeId: string;
+  /** The challenge behind `challengeId` as the caller already opened it (openChallenge); else it is opened here. */
+  opened?: OpenedChallenge;
   /** The original IP is the address the join request came from (else it must be inside a granted prefix). */
   originalIpIsSource: boolean;
   sessionTokenHash: string;
@@ -110,6 +112,18 @@ export function parseChangeEntry(id: string, fields: string[]): ChangeEntry | un
     return { version, type: f.type, vip: f.vip, prevTags: f.type === EventType.NodeUp ? null : parseTags(f.tags) };
   }
   return undefined;
+}
+
+/** A member's identity as a join left it in Redis (JOIN_LUA's answer): a membership record's fields. */
+export interface JoinedRecord {
+  publicKey: string;
+  originalIp: string;
+  hostname: string;
+  tags: string[];
+  originalCidrs: string[];
+  ephemeral: boolean;
+  /** `P:deployment` generation. */
+  generation: string;
 }
 
 /** A public key an admin removed (`P:removed-keys`): its joins are refused until allowed again. */
@@ -259,16 +273,27 @@ export class RedisRegistry {
     return (await this.openChallenge(id))?.challenge();
   }
 
-  /** Join with a challenge (single use: a successful join spends it). The caller checked the key proof. */
-  async join(p: JoinParams): Promise<{ vip: string; version: number; created: boolean }> {
+  /** A challenge id opened (checked, unexpired; used or not): to check a proof with and pass on to `join`. */
+  async openJoinChallenge(id: string): Promise<OpenedChallenge | undefined> {
+    return this.openChallenge(id);
+  }
+
+  /**
+   * Join with a challenge (single use: a successful join spends it). The caller checked the key
+   * proof. `record`: the member as the join left it (what a membership record needs; no read after).
+   */
+  async join(p: JoinParams): Promise<{ vip: string; version: number; created: boolean; record: JoinedRecord }> {
     const c = this.opts.cidr;
-    const ch = await this.openChallenge(p.challengeId);
+    const ch = p.opened ?? await this.openChallenge(p.challengeId);
     if (!ch) throw new JoinRefusedError('challenge-unknown');
     const r = await this.s.isthmusJoin(...this.head(), c.prefix.addr, c.firstOffset, c.lastOffset, p.publicKey, p.originalIp,
       p.hostname, parseAddr(p.originalIp), p.tokenHash ?? '', ch.usedId, p.originalIpIsSource ? '1' : '0',
-      p.sessionTokenHash, p.sessionTtlMs, ch.usedTtlMs, newGeneration(), this.graceMs) as [string, string, string | number, number?];
+      p.sessionTokenHash, p.sessionTtlMs, ch.usedTtlMs, newGeneration(), this.graceMs) as
+      [string, string, string | number, number?, string?, string?, string?, string?];
     if (r[0] !== 'ok') throw new JoinRefusedError(r[1] as JoinRefusalCode, r[2] ? String(r[2]) : undefined);
-    return { vip: r[1], version: Number(r[2]), created: r[3] === 1 };
+    const record: JoinedRecord = { publicKey: p.publicKey, originalIp: p.originalIp, hostname: p.hostname, tags: parseTags(r[5]) ?? [],
+      originalCidrs: parseTags(r[6]) ?? [], ephemeral: r[7] === '1', generation: r[4] ?? this.generationSeen ?? 'none' };
+    return { vip: r[1], version: Number(r[2]), created: r[3] === 1, record };
   }
 
   /**

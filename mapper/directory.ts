@@ -12,8 +12,14 @@
  * else, and `policy-changed` (no mapping changed) touches nothing at all. Events arrive
  * within milliseconds, so a re-join or relay move is seen well inside 1 s. While the
  * subscription is down nothing is cached (events could be missed), and when it comes back
- * the whole cache is flushed. A positive TTL bounds staleness of fields no event announces (a
- * session key expiring by TTL).
+ * the whole cache is flushed. The one change no event announces is a session key expiring by
+ * its TTL (its relay died): an online entry is kept only until its session key's own expiry as
+ * read (PTTL; the relay's refreshes move it, and the next read sees that), so it never outlives
+ * the session it shows. A positive TTL (`ttlMs`) bounds everything else.
+ *
+ * A miss is one round trip (RESOLVE_LUA: the name, the member's hash, its session and the
+ * session's PTTL in one read-only script), so a lookup costs the same whatever the number of
+ * members, cached or not.
  *
  * A fetch that was in flight when an event for its vip arrived does not store its result
  * (it may predate the change); fetches for other vips still do.
@@ -68,9 +74,32 @@ export interface DirectoryOptions {
   waitForRedis?: boolean;
 }
 
-export const DEFAULT_DIRECTORY_OPTIONS = { prefix: DEFAULT_PREFIX, ttlMs: 10_000, negativeTtlMs: 1_000, maxEntries: 100_000 } as const;
+export const DEFAULT_DIRECTORY_OPTIONS = { prefix: DEFAULT_PREFIX, ttlMs: 30_000, negativeTtlMs: 1_000, maxEntries: 100_000 } as const;
 
-interface NodeSlot { entry: MapEntry | null; at: number }
+/** `until`: ms (Date.now()) after which the slot is not used. */
+interface NodeSlot { entry: MapEntry | null; at: number; until: number }
+
+/**
+ * One read of a member: KEYS[1] (optional) a name key (`orig:`/`host:`) holding its vip, else
+ * ARGV[3] the vip; ARGV[1], ARGV[2] the heads of the `node:` and `session:` keys. Returns false
+ * when the name points nowhere, else {vip, node hash (flat), session hash (flat), session PTTL}.
+ * Reads only (EVALSHA; its reads count in INFO commandstats as GET/HGETALL/PTTL).
+ */
+const RESOLVE_LUA = `local vip = ARGV[3]
+if #KEYS > 0 then
+  vip = redis.call('GET', KEYS[1])
+  if not vip then return false end
+end
+local s = ARGV[2] .. vip
+return { vip, redis.call('HGETALL', ARGV[1] .. vip), redis.call('HGETALL', s), redis.call('PTTL', s) }`;
+
+type Resolved = { vip: string; entry: MapEntry | null; sessionTtlMs: number };
+
+function pairs(flat: string[]): Record<string, string> {
+  const o: Record<string, string> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) o[flat[i]] = flat[i + 1];
+  return o;
+}
 
 export interface DirectoryStats {
   hits: number;
@@ -119,6 +148,7 @@ export class RedisDirectory implements MemberDirectory {
     const own = !(opts.redis instanceof Redis);
     this.cmd = own ? connectRedis(opts.redis as RedisSpec, common) : (opts.redis as Redis).duplicate(common);
     this.sub = own ? connectRedis(opts.redis as RedisSpec, common) : (opts.redis as Redis).duplicate(common);
+    this.cmd.defineCommand('isthmusMapperResolve', { lua: RESOLVE_LUA });
     this.sub.on('message', (_ch: string, msg: string) => this.onEvent(msg));
     // A reconnect means events may have been missed: stop caching until resubscribed, then flush.
     this.sub.on('close', () => { if (this.live) this.log.warn('events subscription lost; cache disabled'); this.live = false; this.flush(); });
@@ -268,13 +298,13 @@ export class RedisDirectory implements MemberDirectory {
   async byVirtualIp(vip: string): Promise<MapEntry | null> {
     const now = Date.now();
     const slot = this.nodes.get(vip);
-    if (slot && now - slot.at < (slot.entry ? this.ttlMs : this.negTtlMs)) { this.stats.hits++; return slot.entry; }
+    if (slot && now < slot.until) { this.stats.hits++; return slot.entry; }
     this.stats.misses++;
     return this.coalesce('v:' + vip, async () => {
       const since = this.seq;
-      const entry = await this.loadNode(vip);
-      if (this.fresh(vip, since)) this.putNode(vip, { entry, at: Date.now() });
-      return entry;
+      const r = await this.resolve(undefined, vip);
+      if (this.fresh(vip, since)) this.putNode(vip, this.slotOf(r!));
+      return r!.entry;
     });
   }
 
@@ -288,24 +318,23 @@ export class RedisDirectory implements MemberDirectory {
       if (a.negGen === this.negGen && now - a.at < this.negTtlMs) { this.stats.hits++; return null; }
     } else if (a && owner && now - a.at < this.ttlMs) {
       const slot = this.nodes.get(owner);
-      if (slot?.entry && now - slot.at < this.ttlMs && matches(slot.entry)) { this.stats.hits++; return slot.entry; }
+      if (slot?.entry && now < slot.until && matches(slot.entry)) { this.stats.hits++; return slot.entry; }
     }
     this.stats.misses++;
     return this.coalesce(flightKey, async () => {
       const since = this.seq;
       const negGen = this.negGen;
-      const vip = await this.cmd.get(redisKey);
+      const r = await this.resolve(redisKey);
       // A negative entry keeps the generation it started under: a node event meanwhile retires it.
-      if (!vip) {
+      if (!r) {
         if (this.flushedAt <= since) this.putAlias(map, name, { vip: null, at: Date.now(), negGen });
         return null;
       }
-      const entry = await this.loadNode(vip);
-      if (this.fresh(vip, since)) {
-        this.putNode(vip, { entry, at: Date.now() });
-        this.putAlias(map, name, entry ? { vip, at: Date.now(), negGen } : { vip: null, at: Date.now(), negGen });
+      if (this.fresh(r.vip, since)) {
+        this.putNode(r.vip, this.slotOf(r));
+        this.putAlias(map, name, r.entry ? { vip: r.vip, at: Date.now(), negGen } : { vip: null, at: Date.now(), negGen });
       }
-      return entry;
+      return r.entry;
     });
   }
 
@@ -335,13 +364,24 @@ export class RedisDirectory implements MemberDirectory {
     if (this.live) map.set(name, slot);
   }
 
-  private async loadNode(vip: string): Promise<MapEntry | null> {
-    const res = await this.cmd.multi().hgetall(this.keys.node(vip)).hgetall(this.keys.session(vip)).exec();
-    if (!res) return null;
-    const node = (res[0]?.[1] ?? {}) as Record<string, string>;
-    const sess = (res[1]?.[1] ?? {}) as Record<string, string>;
-    if (!node.orig) return null;
-    return toEntry(vip, node, sess);
+  /** A cache slot for what was just read: an online entry ends when its session key would expire. */
+  private slotOf(r: Resolved): NodeSlot {
+    const at = Date.now();
+    if (!r.entry) return { entry: null, at, until: at + this.negTtlMs };
+    let until = at + this.ttlMs;
+    if (r.entry.online && r.sessionTtlMs >= 0) until = Math.min(until, at + r.sessionTtlMs);
+    return { entry: r.entry, at, until };
+  }
+
+  /** One round trip: the member a name key points at (undefined: it points nowhere), or the member at `vip`. */
+  private async resolve(nameKey: string | undefined, vip = ''): Promise<Resolved | undefined> {
+    const run = (this.cmd as unknown as { isthmusMapperResolve(...a: (string | number)[]): Promise<unknown> }).isthmusMapperResolve;
+    const head = [this.keys.node(''), this.keys.session('')];
+    const res = await (nameKey === undefined ? run.call(this.cmd, 0, ...head, vip) : run.call(this.cmd, 1, nameKey, ...head, '')) as
+      [string, string[], string[], number] | null;
+    if (!res) return undefined;
+    const node = pairs(res[1]);
+    return { vip: res[0], entry: node.orig ? toEntry(res[0], node, pairs(res[2])) : null, sessionTtlMs: Number(res[3]) };
   }
 }
 

@@ -227,3 +227,33 @@ anyTest('coordinators that start on an emptied Redis hold new allocations once a
   await until(async () => await e.r.pttl(K.allocationHold) < 0, 'the hold to end');
   t.not((await client.join({ ...member('10.25.0.2', 'newcomer'), token: tok2.token })).vip, j.vip);
 });
+
+test('the record in a join answer (taken from the join script, no read after it) names what a fresh read of Redis names', async (t) => {
+  await settled();
+  const tok = await env.admin.createToken({ uses: -1, originalCidrs: ['192.168.0.0/16', '10.0.0.0/8'], tags: ['web', 'api'], ephemeral: true });
+  const m = member('10.26.0.1', 'from-script');
+  // What a record says apart from its times (iat, exp): the identity and the generation.
+  const ident = (text: string | undefined) => {
+    const r = readMembershipRecordUnverified(text);
+    t.truthy(r, 'a record');
+    const { iat: _i, exp: _e, ...rest } = r!;
+    return rest;
+  };
+  const first = await env.client(0).join({ ...m, token: tok.token });
+  const fresh = ident((await env.client(1).record(first.sessionToken)).record);
+  t.deepEqual(ident(first.record), fresh, 'a new member');
+  t.deepEqual(fresh.tags, ['api', 'web']);
+  t.deepEqual(fresh.cidrs, ['10.0.0.0/8', '192.168.0.0/16']);
+  t.true(fresh.ephemeral);
+  t.is(fresh.gen, String(await env.r.hget(K.deployment, 'generation')));
+  // A re-join that changes nothing (no event), after an admin tag change: the record has the tags of now.
+  await env.admin.setNodeTags(first.vip, { add: ['db'] });
+  const same = await env.client(1).join({ ...m });
+  t.is(same.vip, first.vip);
+  t.deepEqual(ident(same.record), ident((await env.client(0).record(same.sessionToken)).record), 'a no-op re-join');
+  t.deepEqual(ident(same.record).tags, ['api', 'db', 'web']);
+  // A re-join that changes the hostname.
+  const moved = await env.client(0).join({ ...m, hostname: 'from-script-2' });
+  t.deepEqual(ident(moved.record), ident((await env.client(1).record(moved.sessionToken)).record), 'a re-join that changed something');
+  t.is(ident(moved.record).hostname, 'from-script-2');
+});

@@ -3,7 +3,7 @@
  * changes and policy changes on two coordinators; members following their maps by deltas
  * (alternating coordinators) must always hold exactly what a naive recomputation from the
  * member list and the policy says: every member `connected` to them, and themselves, each with
- * `inbound = inboundFrom(receiver, peer)`.
+ * `inbound = inboundFrom(receiver, peer)`. Full maps asked of either coordinator say the same.
  */
 import test from 'ava';
 import { startEnv, member, LAN, type Env } from './coordinator-helpers';
@@ -77,6 +77,14 @@ test.serial('deltas = naive recomputation after every random change (joins, leav
       const got = [...w.map.values()].map((x) => ({ vip: x.vip, tags: [...x.tags].sort(), inbound: x.inbound }))
         .sort((x, y) => x.vip.localeCompare(y.vip));
       t.deepEqual(got, want, `${step}: watcher ${i} (${me.tags.join(',') || 'untagged'}) under policy ${POLICIES.indexOf(policy)}`);
+      // Full maps from both coordinators (each keeps per-class lists across changes that do not touch them).
+      for (let c = 0; c < 2; c++) {
+        const f = await env.client(c).peers(w.j.sessionToken);
+        t.true(f.full);
+        const fullGot = (f.full ? f.peers : []).map((x) => ({ vip: x.vip, tags: [...x.tags].sort(), inbound: x.inbound }))
+          .sort((x, y) => x.vip.localeCompare(y.vip));
+        t.deepEqual(fullGot, want, `${step}: watcher ${i}'s full map from coordinator ${c}`);
+      }
     }
   };
 

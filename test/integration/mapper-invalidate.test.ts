@@ -141,3 +141,48 @@ test.serial('a burst of events for members not in the cache costs no scan and ev
   t.is(await redisReads(), reads);
   t.true(dir.stats.hits > size.hits);
 });
+
+/** Calls of one command so far (INFO commandstats). */
+async function calls(cmd: string): Promise<number> {
+  const m = new RegExp(`^cmdstat_${cmd}:calls=(\\d+)`, 'm').exec(await r.info('commandstats'));
+  return m ? Number(m[1]) : 0;
+}
+
+test.serial('a session key that expires without an event ends its online entry then; an entry whose session has no TTL stays cached', async (t) => {
+  const GONE = MEMBERS + 10;
+  const KEPT = MEMBERS + 11;
+  await writeMember(GONE, 51820);
+  await writeMember(KEPT, 51820);
+  // GONE's relay "dies": its session key just runs out (no session-down is ever published).
+  await r.pexpire(`isthmus:session:${vipOf(GONE)}`, 400);
+  t.true((await dir.byOriginalIp(orig(GONE)))?.online);
+  t.true((await dir.byOriginalIp(orig(KEPT)))?.online);
+  const misses = dir.stats.misses;
+  t.true((await dir.byOriginalIp(orig(GONE)))?.online, 'cached while the session key lives');
+  t.is(dir.stats.misses, misses);
+  await new Promise((res) => setTimeout(res, 600));
+  t.is(await r.exists(`isthmus:session:${vipOf(GONE)}`), 0, 'Redis expired it');
+  const e = await dir.byOriginalIp(orig(GONE));
+  t.false(e?.online, 'offline once the session key is gone, without any event (ttlMs is 10 min here)');
+  t.is(e?.relay, null);
+  t.is(dir.stats.misses, misses + 1);
+  // Positive control, same setup: the member whose session key has no TTL is still a hit.
+  t.true((await dir.byOriginalIp(orig(KEPT)))?.online);
+  t.is(dir.stats.misses, misses + 1);
+});
+
+test.serial('a miss is one round trip: one script call, no GET or MULTI of its own', async (t) => {
+  const M = MEMBERS + 20;
+  await writeMember(M, 51820);
+  const before = { evalsha: await calls('evalsha'), multi: await calls('multi'), get: await calls('get') };
+  const misses = dir.stats.misses;
+  t.is((await dir.byHostname(host(M)))?.virtualIp, vipOf(M));
+  t.is(dir.stats.misses, misses + 1);
+  t.is(await calls('evalsha'), before.evalsha + 1);
+  t.is(await calls('multi'), before.multi, 'no MULTI');
+  // The script's own GET counts in commandstats too: exactly one.
+  t.is(await calls('get'), before.get + 1);
+  // And unknown names: one script call, answered null.
+  t.is(await dir.byHostname('nobody-here'), null);
+  t.is(await calls('evalsha'), before.evalsha + 2);
+});
