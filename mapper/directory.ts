@@ -86,8 +86,8 @@ interface NodeSlot { entry: MapEntry | null; at: number; until: number }
  * Reads only (EVALSHA; its reads count in INFO commandstats as GET/HGETALL/PTTL).
  */
 const RESOLVE_LUA = `local vip = ARGV[3]
-if #KEYS > 0 then
-  vip = redis.call('GET', KEYS[1])
+if ARGV[4] ~= '' then
+  vip = redis.call('GET', ARGV[4])
   if not vip then return false end
 end
 local s = ARGV[2] .. vip
@@ -377,7 +377,10 @@ export class RedisDirectory implements MemberDirectory {
   private async resolve(nameKey: string | undefined, vip = ''): Promise<Resolved | undefined> {
     const run = (this.cmd as unknown as { isthmusMapperResolve(...a: (string | number)[]): Promise<unknown> }).isthmusMapperResolve;
     const head = [this.keys.node(''), this.keys.session('')];
-    const res = await (nameKey === undefined ? run.call(this.cmd, 0, ...head, vip) : run.call(this.cmd, 1, nameKey, ...head, '')) as
+    // Every key goes in ARGV, none in KEYS: EVALSHA's KEYS need read AND write access under an
+    // ACL, and the mapper's user may only read (docs/SECURITY.md); the reads inside are checked
+    // against its key patterns one by one.
+    const res = await run.call(this.cmd, 0, ...head, vip, nameKey ?? '') as
       [string, string[], string[], number] | null;
     if (!res) return undefined;
     const node = pairs(res[1]);
