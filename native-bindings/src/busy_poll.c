@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <time.h>
 
 uint64_t isthmus_bp_now_ns(void) {
@@ -52,6 +53,9 @@ void isthmus_busy_poll(uint64_t budget_ns, uint64_t cap_ns, isthmus_bp_collect_f
       n = collect(arg, fds, owners, ISTHMUS_BP_MAX_FDS);
       for (int i = 0; i < n; i++) pfd[i].fd = fds[i];
     } else {
+      /* Nothing yet: hand the core to any other runnable task (the next hop of the packet we
+       * just sent may be waiting for it on this 2-core machine); returns at once when none. */
+      sched_yield();
       now = isthmus_bp_now_ns();
     }
     if (got) quiet_until = now + budget_ns;
