@@ -27,6 +27,8 @@ export interface BusyPollStats {
   spinNs: number;
   /** Rounds ended by the total cap (8 × budget, at least 200 µs) while traffic kept coming. */
   capped: number;
+  /** Rounds ended by a drain of 8 packets or more (bulk traffic: left to batching). */
+  bulk: number;
 }
 
 export interface NativeBinding {

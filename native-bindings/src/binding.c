@@ -336,9 +336,10 @@ static void on_poll(uv_poll_t *p, int status, int events) {
     return;
   }
   int n = io_drain(h);
-  /* Only right after traffic: an idle process never spins. The cap keeps libuv's other work
-   * (timers, control sockets) served under continuous load. */
-  if (n > 0 && e->busy_poll_ns > 0 && !e->busy_polling && !e->exiting) {
+  /* Only right after light traffic: an idle process never spins, and bulk traffic (a drain of
+   * ISTHMUS_BP_BULK or more) is left to batching. The cap keeps libuv's other work (timers,
+   * control sockets) served under continuous load. */
+  if (n > 0 && n < ISTHMUS_BP_BULK && e->busy_poll_ns > 0 && !e->busy_polling && !e->exiting) {
     e->busy_polling = 1;
     uint64_t cap = e->busy_poll_ns * 8;
     if (cap < 200000) cap = 200000;
@@ -761,7 +762,7 @@ static napi_value busy_poll_set(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* busyPollStats() -> { budgetUs, rounds, hits, packets, spinNs, capped } */
+/* busyPollStats() -> { budgetUs, rounds, hits, packets, spinNs, capped, bulk } */
 static napi_value busy_poll_stats(napi_env env, napi_callback_info info) {
   isthmus_env_t *e = get_envd(env);
   napi_value out, v;
@@ -778,6 +779,8 @@ static napi_value busy_poll_stats(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, out, "spinNs", v);
   napi_create_double(env, e->bp.capped, &v);
   napi_set_named_property(env, out, "capped", v);
+  napi_create_double(env, e->bp.bulk, &v);
+  napi_set_named_property(env, out, "bulk", v);
   return out;
 }
 

@@ -45,6 +45,10 @@ void isthmus_busy_poll(uint64_t budget_ns, uint64_t cap_ns, isthmus_bp_collect_f
           stats->packets += k;
           got = 1;
         }
+        if (k >= ISTHMUS_BP_BULK) {
+          stats->bulk++;
+          stop = 1;
+        }
       }
       now = isthmus_bp_now_ns();
       dispatch_ns += now - t0;

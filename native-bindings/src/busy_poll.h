@@ -12,6 +12,10 @@
 #define ISTHMUS_BP_MAX_FDS 64
 /* Upper bound of the budget (1 ms): more is a spinning loop, not a latency aid. */
 #define ISTHMUS_BP_MAX_BUDGET_NS 1000000ull
+/* A drain of this many packets or more is bulk traffic: no round starts after it and a round
+ * that sees one ends, so packets queue up into full batches again (busy-polling hands them
+ * over one or two at a time, which costs throughput). */
+#define ISTHMUS_BP_BULK 8
 
 typedef struct {
   double rounds;  /* busy-poll rounds started (after a callback with traffic) */
@@ -19,11 +23,13 @@ typedef struct {
   double packets; /* packets those drains read */
   double spin_ns; /* time spent polling inside rounds (dispatch excluded) */
   double capped;  /* rounds ended by the total cap while traffic kept coming */
+  double bulk;    /* rounds ended by a drain of ISTHMUS_BP_BULK packets or more */
 } isthmus_bp_stats_t;
 
 /* Fills fds[i].fd / owners[i] for every fd to watch; returns how many (<= max). */
 typedef int (*isthmus_bp_collect_fn)(void *arg, int *fds, void **owners, int max);
-/* Drains one readable owner and runs its handlers; returns packets read (0: nothing), -1: stop. */
+/* Drains one readable owner and runs its handlers; returns packets read (0: nothing), -1: stop.
+ * A return of ISTHMUS_BP_BULK or more ends the round. */
 typedef int (*isthmus_bp_dispatch_fn)(void *arg, void *owner);
 
 uint64_t isthmus_bp_now_ns(void);
