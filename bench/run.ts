@@ -232,6 +232,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('rr', { type: 'boolean', default: true, describe: 'also measure request/response rates, TCP_RR and TCP_CRR style (--no-rr to skip)' })
     .option('rr-conns', { type: 'string', default: '1,64', describe: 'RR: concurrent connections per case (1 = sockperf, more = tcp-rr)' })
     .option('crr-conns', { type: 'string', default: '1,64', describe: 'CRR: connections in flight per case' })
+    .option('busy-poll', { type: 'string', describe: 'comma-separated --busy-poll values for the isthmus subject (agents and relay), each measured as its own subject in this order, e.g. 0,50us,0,50us,0,50us to alternate' })
     .option('only', { type: 'string', describe: 'comma-separated subject names' })
     .option('prefix', { type: 'string', describe: 'namespace prefix (default isth + 4 random hex)' })
     .option('out', { type: 'string', describe: 'results directory (default <repo>/bench/results)' })
@@ -241,7 +242,21 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   const only = a.only?.split(',').map((x) => x.trim());
-  const subjects = SUBJECTS.map((f) => f()).filter((s) => !only || only.includes(s.name)).filter((s) => {
+  const busyPolls = a['busy-poll']?.split(',').map((x) => x.trim());
+  if (busyPolls?.some((v) => !/^(0|\d+(\.\d+)?(us|µs|ms))$/.test(v))) {
+    process.stderr.write(`--busy-poll wants a comma-separated list of durations like 0,50us,0.1ms, got '${a['busy-poll']}'\n`);
+    return 1;
+  }
+  // Each --busy-poll value is an isthmus subject of its own (isthmus+bp<value>#<k>), in order.
+  const seen = new Map<string, number>();
+  const factories: SubjectFactory[] = !busyPolls ? [...SUBJECTS] : SUBJECTS.flatMap((f) => f !== isthmusRelaySubject ? [f]
+    : busyPolls.map((v) => {
+      const k = (seen.get(v) ?? 0) + 1;
+      seen.set(v, k);
+      return () => isthmusRelaySubject({ busyPoll: v, name: `isthmus+bp${v}#${k}` });
+    }));
+  const onlyMatch = (name: string) => !only || only.includes(name) || (busyPolls !== undefined && only.includes('isthmus') && name.startsWith('isthmus+bp'));
+  const subjects = factories.map((f) => f()).filter((s) => onlyMatch(s.name)).filter((s) => {
     const why = s.unavailable?.();
     if (why) process.stderr.write(`skipping ${s.name}: ${why}\n`);
     return !why;

@@ -36,7 +36,7 @@ const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
 function typeOf(d: ReturnType<typeof commandOptions>['d'], flag: string, daemon: string): string {
   const v = d.default[flag];
-  if (typeof v === 'string' && /^\d+(ms|s|m|h|d)$/.test(v)) return 'duration';
+  if (typeof v === 'string' && /^\d+(us|ms|s|m|h|d)$/.test(v)) return 'duration';
   // Untyped: `redis`, a URL (the coordinator also takes an ioredis options map from the file).
   const base = d.boolean.includes(flag) ? 'boolean' : d.number.includes(flag) ? 'number' : d.string.includes(flag) ? 'string'
     : daemon === 'coordinator' ? 'URL or map' : 'URL';

@@ -2,7 +2,7 @@
  * The value shapes flags share, parsed one way for every command: HOST:PORT addresses and
  * durations. Errors are plain Errors naming the flag (for yargs `.check`, which prints them).
  */
-import { type DurationUnit, InvalidDurationError, isBareDuration, parseAddr, parseDuration } from '../common';
+import { type DurationUnit, InvalidDurationError, isBareDuration, parseAddr, parseDuration, parseDurationMicros } from '../common';
 
 export interface HostPortOptions {
   /** Host when only `PORT` or `:PORT` is given; without it a host is required. */
@@ -66,3 +66,28 @@ export function durationFlag(value: unknown, flag: string, o: DurationOptions): 
   }
   return ms;
 }
+
+/** `--busy-poll`: the addon's busy-poll budget in microseconds (0: off), at most 1ms. */
+export function busyPollFlag(value: unknown, flag = '--busy-poll'): number {
+  let us: number;
+  try {
+    if (typeof value !== 'string' && typeof value !== 'number') throw new InvalidDurationError('');
+    us = parseDurationMicros(value);
+  } catch (err) {
+    if (!(err instanceof InvalidDurationError)) throw err;
+    throw new Error(`${flag} must be a duration like 50us or 0.1ms (0: off); got ${JSON.stringify(value)}`);
+  }
+  if (us > 1000) throw new Error(`${flag} must be at most 1ms (it is a spin after traffic, not a sleep), got ${JSON.stringify(value)}`);
+  return us;
+}
+
+/** The default of `--busy-poll` on the agent and the relay (bench/README.md "busy-poll"). */
+export const DEFAULT_BUSY_POLL = '0';
+
+/** `--busy-poll` as the agent and the relay declare it. */
+export const BUSY_POLL_OPTION = {
+  type: 'string',
+  default: DEFAULT_BUSY_POLL,
+  describe: 'After a packet, keep polling the TUN and UDP sockets without sleeping for this long (e.g. 50us; at most 1ms; 0: off), '
+    + 'so a reply that follows soon is handled without an epoll wake-up; never spins when idle (native addon only)',
+} as const;

@@ -37,3 +37,17 @@ export function formatDuration(ms: number): string {
   }
   return `${ms}ms`;
 }
+
+const MICROS_PATTERN = /^(\d+(?:\.\d+)?)(us|µs|ms|s)$/;
+const MICROS_PER = { us: 1, 'µs': 1, ms: 1000, s: 1_000_000 } as const;
+
+/**
+ * Microseconds, for budgets finer than the millisecond (`50us`, `50µs`, `0.2ms`, `0`; a unit
+ * is required except for 0). Throws InvalidDurationError on anything else.
+ */
+export function parseDurationMicros(text: string | number): number {
+  if (text === 0 || String(text).trim() === '0') return 0;
+  const m = MICROS_PATTERN.exec(String(text).trim());
+  if (!m) throw new InvalidDurationError(`not a duration in microseconds (use e.g. 50us, 0.2ms, or 0): ${text}`);
+  return Math.round(Number(m[1]) * MICROS_PER[m[2] as keyof typeof MICROS_PER]);
+}

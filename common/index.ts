@@ -13,7 +13,7 @@ export {
   prefixMask, prefixSize, readAddr, tryParseAddr, tryParsePrefix, writeAddr,
 } from './ipv4';
 export { type Logger, LOG_LEVELS, type LogLevel, forComponent, logLevel, redactKey, setLogLevel, silentLogger } from './logger';
-export { DURATION_UNITS, type DurationUnit, InvalidDurationError, formatDuration, isBareDuration, parseDuration } from './duration';
+export { DURATION_UNITS, type DurationUnit, InvalidDurationError, formatDuration, isBareDuration, parseDuration, parseDurationMicros } from './duration';
 export { IDEAL_BATCH_SIZE, type DatagramBatch, type DatagramSocket, type PacketBatch, type TunDevice } from './packet-io';
 export {
   CASE_INSENSITIVE_KEYS, DEFAULT_PREFIX, EventType, KEY_PATTERNS, decodeEvent, encodeEvent, isNodeEvent, keyHead, redisKeys,

@@ -32,6 +32,7 @@ export {
   type RelayFastOptions, type RelayFastStats,
 } from './relay-fast';
 export { DgramSocket, openDgramSocket, type DgramSocketOptions } from './dgram-socket';
+export { setBusyPoll, busyPollStats, BUSY_POLL_MAX_US, type BusyPollStats } from './busy-poll';
 
 /**
  * Creates a TUN device (IFF_TUN|IFF_NO_PI), sets MTU and address, brings it up.

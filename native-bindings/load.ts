@@ -13,6 +13,24 @@ type AeadFn = (
 ) => number;
 
 /** The raw functions exported by src/binding.c . */
+/** Adaptive busy-polling counters (busy-poll.ts). */
+export interface BusyPollStats {
+  /** The budget now in force, microseconds (0: off). */
+  budgetUs: number;
+  /** Rounds started: callbacks with traffic followed by zero-timeout polling. */
+  rounds: number;
+  /** Drains inside a round that found packets (each one a wake-up saved). */
+  hits: number;
+  /** Packets those drains read. */
+  packets: number;
+  /** Nanoseconds spent polling inside rounds, handlers excluded (the CPU busy-polling costs). */
+  spinNs: number;
+  /** Rounds ended by the total cap (8 × budget, at least 200 µs) while traffic kept coming. */
+  capped: number;
+  /** Rounds ended by a drain of 8 packets or more (bulk traffic: left to batching). */
+  bulk: number;
+}
+
 export interface NativeBinding {
   sizeof_isthmus_io_t: number;
   STAT_COUNT: number;
@@ -41,6 +59,9 @@ export interface NativeBinding {
   /** ext/extOffsets: packet i is sent from ext[extOffsets[i]] unless that is 0xffffffff (tx slot i). */
   ioFlush(handle: Buffer, count: number, ext?: Uint8Array | null, extOffsets?: Uint32Array | null): number;
   ioClose(handle: Buffer): void;
+  /** Busy-poll budget in microseconds for every handle of this thread (0: off; src/busy_poll.h). */
+  busyPoll(microseconds: number): void;
+  busyPollStats(): BusyPollStats;
   aeadSealBatch?: AeadFn;
   aeadOpenBatch?: AeadFn;
   /** Tests: the TSO split of one read (vnet header + packet) into segments <= maxLen; null: malformed (dropped). */

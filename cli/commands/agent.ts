@@ -5,14 +5,14 @@ import { promisify } from 'node:util';
 import { forComponent, formatDuration, type Logger, systemClock, isAddr, masked, parseAddr, parsePrefix, type Prefix } from '../../common';
 import { parseAgentConfig, parseHostPort, ConfigError, DEFAULT_MTU, type AgentConfig, Agent, RELAY_FAILOVER_TIMING, type AgentComponents, StateDir, DEFAULT_STATE_DIR, detectOriginalIp, MembershipClient, serveControlSocket, registerAgentMetrics, type ControlHandlers } from '../../node-agent';
 import { keyToBase64 } from '../../protocol';
-import { openTun, openUdpSocket } from '../../native-bindings';
+import { openTun, openUdpSocket, setBusyPoll } from '../../native-bindings';
 import { CliError, onShutdown } from '../shutdown';
 import { secretFrom } from '../secret-file';
 import { join } from 'node:path';
 import { METRICS_OPTION, parseListenFlag, startMetrics } from '../metrics';
 import { checkCoordinatorFlags, COORDINATOR_CA_OPTION, coordinatorCa, INSECURE_COORDINATOR_OPTION } from '../coordinator-flags';
 import { parseSigningPublicKey } from '../../coordinator';
-import { durationFlag } from '../flag-values';
+import { BUSY_POLL_OPTION, busyPollFlag, durationFlag } from '../flag-values';
 import { CONFIG_OPTION, onReload } from '../settings';
 
 interface AgentArgs {
@@ -38,6 +38,7 @@ interface AgentArgs {
   'coordinator-pubkey'?: string;
   'insecure-coordinator': boolean;
   'tun-offload': boolean;
+  'busy-poll': string;
 }
 
 /** `--metrics`: the agent's metrics; ready while authenticated to its relay (when it has one). */
@@ -210,6 +211,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     .option('tun-offload', { type: 'boolean', default: true, describe: 'TUN offloads: the kernel hands over 64 KB TCP super-packets, split into MTU-sized segments before sealing, '
       + 'and received TCP segments are coalesced before the kernel sees them (what goes on the wire is unchanged). Off when the kernel refuses; '
       + '--tun-offload=false (or ISTHMUS_NO_TUN_OFFLOAD=1) runs the plain device, for debugging' })
+    .option('busy-poll', BUSY_POLL_OPTION)
     .option('peers', { type: 'string', describe: 'Static-peer file (wg-quick style, [Interface]/[Peer]) instead of a coordinator (docs/CONFIG.md). Before 0.2 this was --config, which still reads such a file, with a warning', normalize: true, group: 'Static:' })
     .option('rekey-after-time', { type: 'string', hidden: true, describe: 'Testing: REKEY_AFTER_TIME (spec: 120s)' })
     .option('metrics', METRICS_OPTION)
@@ -233,6 +235,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
       if (a['original-ip'] !== undefined && !isAddr(a['original-ip'])) throw new Error('--original-ip must be an IPv4 address');
       if (!(a.mtu >= 576 && a.mtu <= 9000)) throw new Error('--mtu must be between 576 and 9000');
       relayKeepaliveMs(a);
+      busyPollFlag(a['busy-poll']);
       if (a['rekey-after-time'] !== undefined) durationFlag(a['rekey-after-time'], '--rekey-after-time', { bare: 's', min: 1 });
       parsePrefixFlag('route-original', a['route-original']);
       return true;
@@ -241,6 +244,9 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     const log = forComponent('isthmus:agent');
     // SIGHUP: a new log level from --config (the rest: restart).
     onReload(log);
+    const busyPollUs = busyPollFlag(args['busy-poll']);
+    setBusyPoll(busyPollUs);
+    if (busyPollUs > 0) log.info({ busyPollUs }, 'busy-poll on');
     if (args.coordinator) return runJoined(args, log);
     const agent = await runStatic(args, log);
     onShutdown(() => agent.stop());

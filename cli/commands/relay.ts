@@ -2,14 +2,14 @@ import type { CommandModule } from 'yargs';
 import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { connectRedis, forComponent, isRedisUnavailableError, watchRedis, systemClock, redisReadiness, type ReadinessCheck } from '../../common';
-import { openBestDatagramSocket } from '../../native-bindings';
+import { openBestDatagramSocket, setBusyPoll } from '../../native-bindings';
 import type Redis from 'ioredis';
 import { createRelay, deriveMeshKey, followMemberRemovals, Mesh, MemberFileError, RedisMeshRegistry, RedisMemberDirectory, RedisPolicySource, RedisRelayStatsPublisher, RelayEventSubscriber, RedisSessionRecorder, StaticMemberDirectory, type MemberDirectory, type SessionListener, registerRelayMetrics } from '../../relay';
 import { CliError, onShutdown } from '../shutdown';
 import { worldAccess } from '../secret-file';
 import { checkRedisArgs, checkRedisPrefix, redisGiven, redisOptions, redisSpecFromArgs, type RedisArgs } from '../redis-options';
 import { METRICS_OPTION, parseListenFlag, startHealthPort, startMetrics } from '../metrics';
-import { durationFlag, parseHostPort as parseAddress } from '../flag-values';
+import { BUSY_POLL_OPTION, busyPollFlag, durationFlag, parseHostPort as parseAddress } from '../flag-values';
 import { CONFIG_OPTION, onReload } from '../settings';
 
 interface RelayArgs extends RedisArgs {
@@ -28,6 +28,7 @@ interface RelayArgs extends RedisArgs {
   metrics?: string;
   'health-tcp'?: string;
   'fast-path': boolean;
+  'busy-poll': string;
 }
 
 /** "HOST:PORT" with an IPv4 host → parts; throws an Error naming `flag` otherwise. */
@@ -61,6 +62,7 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
     .option('mesh-route-cache', { type: 'number', default: 65_536, describe: 'Mesh routes (vip -> home relay, also "nowhere") cached, least recently used evicted first' })
     .option('session-refresh', { type: 'string', default: '10s', describe: 'Re-assert this relay\'s P:session records this often (TTL refresh, re-created after a Redis restart)' })
     .option('fast-path', { type: 'boolean', default: true, describe: 'Forward DATA between members bound here in the native addon, before JS (native UDP socket only); --fast-path=false sends every frame through the JS forwarder' })
+    .option('busy-poll', BUSY_POLL_OPTION)
     .option('metrics', METRICS_OPTION)
     .option('health-tcp', { type: 'string', describe: 'TCP HOST:PORT that accepts connections only while /readyz would answer 200, for connect-only load balancer checks' })
     .check((a) => {
@@ -68,6 +70,7 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
       if (a['health-tcp']) parseListenFlag(a['health-tcp'], '--health-tcp');
       if (!a.listen) throw new Error('Missing --listen HOST:PORT');
       parseHostPort(a.listen, '--listen');
+      busyPollFlag(a['busy-poll']);
       if (!a.members && !redisGiven(a)) throw new Error('Missing --members FILE (or --redis URL)');
       if (a.members && redisGiven(a)) throw new Error('Give either --members or --redis, not both');
       if (redisGiven(a)) {
@@ -130,6 +133,8 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
       throw new CliError(`cannot listen on --listen ${args.listen}: ${e.code ?? e.message}`);
     }
     const { socket, kind } = opened;
+    const busyPollUs = kind === 'native' ? busyPollFlag(args['busy-poll']) : 0;
+    if (kind === 'native') setBusyPoll(busyPollUs);
     // Listeners first, so /readyz answers (503) while the Redis-dependent setup below waits for
     // Redis; the relay's own metrics are registered once it exists.
     let serving = true;
@@ -282,6 +287,6 @@ export const relayCommand: CommandModule<object, RelayArgs> = {
     } catch (err) {
       throw new CliError(`cannot listen on --health-tcp: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
-    log.info({ members, policyRules: policy ? relay.policyRules() : undefined, redis: redis ? true : undefined, socket: kind, fastPath: kind === 'native' && args['fast-path'], mesh: mesh ? `${mesh.meshAddress.ip}:${mesh.meshAddress.port}` : undefined }, 'relay ready');
+    log.info({ members, policyRules: policy ? relay.policyRules() : undefined, redis: redis ? true : undefined, socket: kind, fastPath: kind === 'native' && args['fast-path'], busyPollUs, mesh: mesh ? `${mesh.meshAddress.ip}:${mesh.meshAddress.port}` : undefined }, 'relay ready');
   },
 };

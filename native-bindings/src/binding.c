@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "aead.h"
+#include "busy_poll.h"
 #include "offload_linux.h"
 #include "relay_fast_napi.h"
 #include "tun_linux.h"
@@ -80,6 +81,9 @@ struct isthmus_env_s {
   napi_async_cleanup_hook_handle hook;
   int hook_done;
   isthmus_aead_t *aead; /* lazily created; per env, so per thread */
+  uint64_t busy_poll_ns; /* busy_poll.c budget after a callback with traffic (0: off) */
+  int busy_polling;      /* a round is running (no nesting) */
+  isthmus_bp_stats_t bp;
 };
 
 #define CHECK_NAPI(call)                                                   \
@@ -209,6 +213,7 @@ static void on_close(uv_handle_t *uvh) {
 static void io_close(isthmus_io_t *h) {
   if (h->closing) return;
   h->closing = 1;
+  h->polling = 0;
   if (h->poll_inited) {
     uv_poll_stop(&h->poll);
     list_remove(h);
@@ -226,14 +231,11 @@ static void io_close(isthmus_io_t *h) {
   }
 }
 
-static void on_poll(uv_poll_t *p, int status, int events) {
-  isthmus_io_t *h = (isthmus_io_t *)p->data;
+/* Reads what is there (up to a batch, and the rest of a GRO train or TSO super-packet) and
+ * runs the handlers (relay fast path, JS); returns the packets read. */
+static int io_drain(isthmus_io_t *h) {
   isthmus_env_t *e = h->envd;
-  if (e->exiting || h->closing) return;
-  if (status < 0 || !(events & UV_READABLE)) {
-    h->stats[STAT_RX_ERRORS]++;
-    return;
-  }
+  int total = 0;
   do {
     int n;
     if (h->kind == KIND_TUN && h->tso) {
@@ -260,10 +262,14 @@ static void on_poll(uv_poll_t *p, int status, int events) {
     if (n < 0) {
       h->stats[STAT_RX_ERRORS]++;
       /* A TUN whose interface vanished (EBADFD/EIO) would spin the level-triggered poll. */
-      if (h->kind == KIND_TUN) uv_poll_stop(&h->poll);
-      return;
+      if (h->kind == KIND_TUN) {
+        uv_poll_stop(&h->poll);
+        h->polling = 0;
+      }
+      return total;
     }
-    if (n == 0) return;
+    if (n == 0) return total;
+    total += n;
     h->stats[STAT_RX_PACKETS] += n;
     h->stats[STAT_RX_BATCHES] += 1;
     if (h->rf && isthmus_relay_fast_enabled(h->rf)) {
@@ -294,6 +300,52 @@ static void on_poll(uv_poll_t *p, int status, int events) {
      * poll readable again. */
   } while (!h->closing && !e->exiting &&
            ((h->gro && isthmus_udp_gro_pending(h->gro)) || isthmus_tun_offload_pending(h->tso)));
+  return total;
+}
+
+/* Busy-poll hooks: every open, polling handle of this env (TUN and UDP alike). */
+static int bp_collect(void *arg, int *fds, void **owners, int max) {
+  isthmus_env_t *e = (isthmus_env_t *)arg;
+  int n = 0;
+  if (e->exiting) return 0;
+  for (isthmus_io_t *h = e->head; h != NULL && n < max; h = h->next) {
+    if (!h->polling || h->closing || h->fd < 0) continue;
+    fds[n] = h->fd;
+    owners[n] = h;
+    n++;
+  }
+  return n;
+}
+
+static int bp_dispatch(void *arg, void *owner) {
+  isthmus_env_t *e = (isthmus_env_t *)arg;
+  isthmus_io_t *h = (isthmus_io_t *)owner;
+  if (e->exiting) return -1;
+  /* Closed by a handler in this round: its memory lives until uv_close's callback, which
+   * runs in a later loop turn, so the flag is still readable here. */
+  if (h->closing || !h->polling) return 0;
+  return io_drain(h);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events) {
+  isthmus_io_t *h = (isthmus_io_t *)p->data;
+  isthmus_env_t *e = h->envd;
+  if (e->exiting || h->closing) return;
+  if (status < 0 || !(events & UV_READABLE)) {
+    h->stats[STAT_RX_ERRORS]++;
+    return;
+  }
+  int n = io_drain(h);
+  /* Only right after light traffic: an idle process never spins, and bulk traffic (a drain of
+   * ISTHMUS_BP_BULK or more) is left to batching. The cap keeps libuv's other work (timers,
+   * control sockets) served under continuous load. */
+  if (n > 0 && n < ISTHMUS_BP_BULK && e->busy_poll_ns > 0 && !e->busy_polling && !e->exiting) {
+    e->busy_polling = 1;
+    uint64_t cap = e->busy_poll_ns * 8;
+    if (cap < 200000) cap = 200000;
+    isthmus_busy_poll(e->busy_poll_ns, cap, bp_collect, bp_dispatch, e, &e->bp);
+    e->busy_polling = 0;
+  }
 }
 
 static void on_env_cleanup(napi_async_cleanup_hook_handle hook, void *arg) {
@@ -483,6 +535,7 @@ static napi_value io_start(napi_env env, napi_callback_info info) {
   if (!h || !h->poll_inited || h->closing) return throw_errno(env, -EBADF, "ioStart", "handle is closed");
   int r = uv_poll_start(&h->poll, UV_READABLE, on_poll);
   if (r < 0) return throw_errno(env, r, "uv_poll_start", NULL);
+  h->polling = 1;
   return NULL;
 }
 
@@ -697,6 +750,40 @@ done:
   return out;
 }
 
+/* busyPoll(microseconds): the busy-poll budget of this env's handles (0: off), at most 1 ms. */
+static napi_value busy_poll_set(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  CHECK_NAPI(get_args(env, info, 1, argv) == 0 ? napi_ok : napi_invalid_arg);
+  uint32_t us;
+  CHECK_NAPI(napi_get_value_uint32(env, argv[0], &us));
+  if ((uint64_t)us * 1000ull > ISTHMUS_BP_MAX_BUDGET_NS)
+    return throw_errno(env, -EINVAL, "busyPoll", "busyPoll: the budget is at most 1000 microseconds");
+  get_envd(env)->busy_poll_ns = (uint64_t)us * 1000ull;
+  return NULL;
+}
+
+/* busyPollStats() -> { budgetUs, rounds, hits, packets, spinNs, capped, bulk } */
+static napi_value busy_poll_stats(napi_env env, napi_callback_info info) {
+  isthmus_env_t *e = get_envd(env);
+  napi_value out, v;
+  napi_create_object(env, &out);
+  napi_create_double(env, (double)(e->busy_poll_ns / 1000ull), &v);
+  napi_set_named_property(env, out, "budgetUs", v);
+  napi_create_double(env, e->bp.rounds, &v);
+  napi_set_named_property(env, out, "rounds", v);
+  napi_create_double(env, e->bp.hits, &v);
+  napi_set_named_property(env, out, "hits", v);
+  napi_create_double(env, e->bp.packets, &v);
+  napi_set_named_property(env, out, "packets", v);
+  napi_create_double(env, e->bp.spin_ns, &v);
+  napi_set_named_property(env, out, "spinNs", v);
+  napi_create_double(env, e->bp.capped, &v);
+  napi_set_named_property(env, out, "capped", v);
+  napi_create_double(env, e->bp.bulk, &v);
+  napi_set_named_property(env, out, "bulk", v);
+  return out;
+}
+
 int isthmus_io_relay_fast(napi_env env, napi_value handle, isthmus_io_rf_t *out) {
   isthmus_io_t *h = get_handle(env, handle);
   if (!h || h->kind != KIND_UDP || !h->poll_inited || h->closing) return -1;
@@ -750,6 +837,8 @@ NAPI_MODULE_INIT() {
   set_fn(env, exports, "aeadOpenBatch", aead_open);
   set_fn(env, exports, "offloadSplit", offload_split_js);
   set_fn(env, exports, "offloadCoalesce", offload_coalesce_js);
+  set_fn(env, exports, "busyPoll", busy_poll_set);
+  set_fn(env, exports, "busyPollStats", busy_poll_stats);
   isthmus_relay_fast_register(env, exports);
   return exports;
 }

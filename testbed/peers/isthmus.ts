@@ -53,6 +53,8 @@ export interface StaticOverlay {
 export interface StaticOverlayOptions {
   /** Extra agent flags, e.g. ['--rekey-after-time', '5s']. */
   agentArgs?: string[];
+  /** Extra relay flags, e.g. ['--busy-poll', '50us']. */
+  relayArgs?: string[];
   logLevel?: string;
   mtu?: number;
   /** The command that runs isthmus, e.g. an unpacked package's ['<root>/usr/bin/isthmus']. @default [node, dist/cli/main.js] */
@@ -114,7 +116,7 @@ export async function startStaticOverlay(topo: Topology, opts: StaticOverlayOpti
 
   const membersFile = join(dir, 'members');
   writeFileSync(membersFile, `${a1.publicKey} ${a1.vip}\n${s1.publicKey} ${s1.vip}\n`, { mode: 0o600 });
-  const relay = topo.spawn(topo.ns.hub, cmd, [...cliArgs, 'relay', '--listen', relayAddr, '--members', membersFile], { name: 'relay', env });
+  const relay = topo.spawn(topo.ns.hub, cmd, [...cliArgs, 'relay', '--listen', relayAddr, '--members', membersFile, ...(opts.relayArgs ?? [])], { name: 'relay', env });
   await topo.waitForListen(topo.ns.hub, RELAY_PORT, 'udp');
 
   for (const [self, peer] of [[a1, s1], [s1, a1]] as const) {
@@ -144,18 +146,26 @@ export async function startStaticOverlay(topo: Topology, opts: StaticOverlayOpti
   };
 }
 
+export interface IsthmusSubjectOptions {
+  /** `--busy-poll` for the agents and the relay (undefined: their default). */
+  busyPoll?: string;
+  /** @default 'isthmus' */
+  name?: string;
+}
+
 /** The bench subject: isthmus via its relay in the hub, static-peer mode. */
-export function isthmusRelaySubject(): BenchSubject {
+export function isthmusRelaySubject(o: IsthmusSubjectOptions = {}): BenchSubject {
   let overlay: StaticOverlay | undefined;
+  const bp = o.busyPoll !== undefined ? ['--busy-poll', o.busyPoll] : [];
   return {
-    name: 'isthmus',
+    name: o.name ?? 'isthmus',
     requires: [],
     async describe() {
       const { version } = JSON.parse(readFileSync(join(repoRoot(), 'package.json'), 'utf8')) as { version: string };
-      return `isthmus ${version} via one relay (static peers, native batched UDP/TUN)`;
+      return `isthmus ${version} via one relay (static peers, native batched UDP/TUN${o.busyPoll !== undefined ? `, --busy-poll ${o.busyPoll}` : ''})`;
     },
     async setup(topo) {
-      overlay = await startStaticOverlay(topo);
+      overlay = await startStaticOverlay(topo, { agentArgs: bp, relayArgs: bp });
       const o = overlay;
       // One ping so the handshake is not inside the first measurement.
       await topo.exec(topo.ns.vpc1, 'ping', ['-c', '3', '-i', '0.2', '-w', '10', o.s1.vip], { check: false });

@@ -1,6 +1,6 @@
 import test from 'ava';
-import { durationFlag, parseHostPort } from '../../../cli/flag-values';
-import { formatDuration, parseDuration } from '../../../common';
+import { busyPollFlag, durationFlag, parseHostPort } from '../../../cli/flag-values';
+import { formatDuration, parseDuration, parseDurationMicros } from '../../../common';
 
 test('one HOST:PORT parser: hosts, [v6], defaults, ranges; errors name the flag', (t) => {
   t.deepEqual(parseHostPort('0.0.0.0:8080', '--listen'), { host: '0.0.0.0', port: 8080 });
@@ -28,4 +28,18 @@ test('durations: units, the bare-number legacy unit, ranges; errors name the fla
   for (const ms of [250, 1000, 10_000, 90_000, 3_600_000, 86_400_000, 1500]) t.is(parseDuration(formatDuration(ms)), ms);
   t.is(formatDuration(10_000), '10s');
   t.is(formatDuration(1500), '1500ms');
+});
+
+test('--busy-poll: microseconds (us, µs, ms), 0 is off, at most 1ms; errors name the flag', (t) => {
+  t.is(busyPollFlag('50us'), 50);
+  t.is(busyPollFlag('50µs'), 50);
+  t.is(busyPollFlag('0.1ms'), 100);
+  t.is(busyPollFlag('1ms'), 1000);
+  t.is(busyPollFlag('0'), 0);
+  t.is(busyPollFlag(0), 0);
+  t.is(parseDurationMicros('0.5us'), 1, 'rounded to whole microseconds');
+  for (const bad of ['50', 'fast', '-5us', '10w', '', '50 ns']) t.throws(() => busyPollFlag(bad), { message: /^--busy-poll must be a duration like 50us/ }, bad);
+  t.throws(() => busyPollFlag(['50us', '0']), { message: /^--busy-poll must be a duration/ }, 'given twice');
+  t.throws(() => busyPollFlag('2ms'), { message: /^--busy-poll must be at most 1ms/ });
+  t.throws(() => busyPollFlag('1s', '--x'), { message: /^--x must be at most 1ms/ });
 });
