@@ -174,11 +174,16 @@ async function redisCalls(r: Redis): Promise<{ all: number; refresh: number; oth
 }
 
 async function metric(url: string, name: string): Promise<number> {
-  let res: Response;
-  try {
-    res = await fetch(`${url}/metrics`);
-  } catch (err) {
-    throw new Error(`${url}/metrics: ${(err as Error).message} (${String((err as { cause?: Error }).cause?.message ?? '')})`);
+  let res: Response | undefined;
+  // Once more on a connection error: a kept-alive socket the daemon closed at the same moment
+  // (ECONNRESET under load) says nothing about the daemon. A second failure is reported.
+  for (let attempt = 0; !res; attempt++) {
+    try {
+      res = await fetch(`${url}/metrics`);
+    } catch (err) {
+      if (attempt === 0) continue;
+      throw new Error(`${url}/metrics: ${(err as Error).message} (${String((err as { cause?: Error }).cause?.message ?? '')})`);
+    }
   }
   const text = await res.text();
   const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text);

@@ -152,8 +152,13 @@ export class PeerMapCache {
     const entries = older.length ? older.concat(this.log) : this.log.slice(this.firstAfter(since));
     const me = this.members.get(vip);
     if (!me) return 'full';
-    // Shared when the member is not among the changes and no policy change is in them: the
-    // answer then depends on its tag class, since and the version only (diff's narrow case).
+    return this.memoDiff(me, since, entries);
+  }
+
+  /** diff() of `me` over `entries` (the changes after `since`), shared through the bounded memo
+   *  when the member is not among the changes and no policy change is in them: the answer then
+   *  depends on its tag class, since and the version only (diff's narrow case). */
+  private memoDiff(me: Member, since: number, entries: ChangeEntry[]): PeerChanges | 'full' {
     const shareable = this.shareable(me.vip, entries);
     const key = `${this.policy.classId(me.tags)}/${since}`;
     const memo = shareable ? this.deltaMemo.get(key) : undefined;
@@ -182,18 +187,7 @@ export class PeerMapCache {
     if (since === this.version) return { version: since, upserts: [], removals: [] };
     const me = this.members.get(vip);
     if (!me) return 'full';
-    const entries = this.log.slice(this.firstAfter(since));
-    const shareable = this.shareable(me.vip, entries);
-    const key = `${this.policy.classId(me.tags)}/${since}`;
-    const memo = shareable ? this.deltaMemo.get(key) : undefined;
-    if (memo && memo.version === this.version) {
-      this.deltaStats.shared++;
-      return memo;
-    }
-    const r = this.diff(me, entries);
-    this.deltaStats.computed++;
-    if (r !== 'full' && shareable) this.deltaMemo.set(key, r);
-    return r;
+    return this.memoDiff(me, since, this.log.slice(this.firstAfter(since)));
   }
 
   /**
