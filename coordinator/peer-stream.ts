@@ -107,6 +107,16 @@ export class PeerStreamHub {
   close(): void {
     this.unsubscribe?.();
     if (this.timer) clearInterval(this.timer);
+    this.endAll();
+  }
+
+  /**
+   * End every stream gracefully. Called when the state in Redis was rebuilt under us (server.ts):
+   * versions start again, so no cursor means anything, and a stream authenticated before the loss
+   * would otherwise only ever see heartbeats. Each member's reconnect finds out: 401 for a member
+   * the rebuilt registry does not hold (it re-asserts its record), else a full map.
+   */
+  endAll(): void {
     for (const set of this.byVip.values()) for (const s of set) this.end(s, false);
   }
 

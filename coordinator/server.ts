@@ -251,7 +251,10 @@ export async function createCoordinator(o: CoordinatorOptions): Promise<Coordina
   const checkState = async () => {
     if (!ready || redis.status !== 'ready') return;
     const s = await registry.checkState();
-    if (s.rebuilt || s.changed) feed.rebase(await registry.version());
+    if (s.rebuilt || s.changed) {
+      feed.rebase(await registry.version());
+      streams.endAll();
+    }
     if (s.rebuilt) {
       log.warn({ generation: s.generation, reassertGraceMs }, 'Redis lost its state: starting a new generation; new virtual IPs are held '
         + 'while members re-assert their membership records');
